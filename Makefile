@@ -1,0 +1,49 @@
+# nativekit developer commands. Everything installs itself into .venv on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-dev
+
+.PHONY: help install lint typecheck docs test test-fast shop bench clean
+
+help:
+	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
+	@echo "make docs   - build the documentation site into site/"
+	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check nativekit tests benchmarks examples
+	$(VENV)/bin/ruff format --check nativekit
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict nativekit
+
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+
+# Reuses a running Redis / Kafka (or NATIVEKIT_TEST_REDIS_URL / NATIVEKIT_TEST_KAFKA_URL),
+# else starts them on free ports for the run and stops them afterwards.
+test: lint typecheck docs
+	rm -f .coverage .coverage.*
+	$(PY) -m nativekit.testing.servers -- \
+		$(PY) -m coverage run -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
+	$(PY) -m coverage combine --quiet 2>/dev/null || true
+	$(PY) -m coverage report
+
+test-fast: $(STAMP)
+	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[bench]'
+	$(PY) benchmarks/http_overhead.py
+
+clean:
+	rm -rf $(VENV) site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

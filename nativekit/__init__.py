@@ -1,0 +1,29 @@
+"""nativekit: saga-based cloud-native services on Starlette.
+
+Importing nativekit is cheap: Redis, Kafka and OpenTelemetry modules load
+only when a backend or tracing is used.
+"""
+
+from __future__ import annotations
+
+from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
+from nativekit.group import ServiceGroup, combine
+from nativekit.health import CheckResult
+from nativekit.routing import Header
+from nativekit.service import Service
+from nativekit.settings import Settings
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BackendUnavailable",
+    "CheckResult",
+    "ConfigError",
+    "HTTPError",
+    "Header",
+    "NativekitError",
+    "Service",
+    "ServiceGroup",
+    "Settings",
+    "combine",
+]

@@ -1,0 +1,75 @@
+"""The shared Redis client of a service (redis-py asyncio)."""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+
+from nativekit.errors import BackendUnavailable, ConfigError
+from nativekit.health import CheckResult
+from nativekit.settings import Settings, mask_url
+
+#: redis-py errors that mean "the server is not reachable or did not answer".
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.BusyLoadingError,
+    TimeoutError,
+    OSError,
+)
+
+
+def create_redis(settings: Settings) -> aioredis.Redis:
+    """A pooled asyncio client for ``settings.redis_url`` with TLS, password and timeouts."""
+    url = settings.redis_url
+    if url.startswith("memory://"):
+        raise ConfigError(
+            "NATIVEKIT_REDIS_URL is 'memory://'; a Redis client needs 'redis://host:port/db'."
+        )
+    options: dict[str, Any] = {
+        "socket_connect_timeout": settings.connect_timeout,
+        "socket_timeout": settings.operation_timeout,
+        "max_connections": settings.redis_max_connections,
+        "health_check_interval": 30,
+        "decode_responses": False,
+    }
+    if settings.redis_password is not None:
+        options["password"] = settings.redis_password.get_secret_value()
+    if url.startswith("rediss://"):
+        options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
+        if settings.redis_tls_ca_file:
+            options["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
+        if settings.redis_tls_cert_file:
+            options["ssl_certfile"] = str(settings.redis_tls_cert_file)
+        if settings.redis_tls_key_file:
+            options["ssl_keyfile"] = str(settings.redis_tls_key_file)
+    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+    return client
+
+
+def unavailable(settings: Settings, operation: str, exc: BaseException) -> BackendUnavailable:
+    """Translate a redis-py error into :class:`BackendUnavailable` naming the URL to check."""
+    return BackendUnavailable(
+        f"Redis at {mask_url(settings.redis_url)} failed {operation}: {exc}. "
+        "Is NATIVEKIT_REDIS_URL right and the server up?"
+    )
+
+
+def redis_check(client: aioredis.Redis, settings: Settings) -> Any:
+    """A readiness check that pings Redis and reports the round trip in ms."""
+    import time
+
+    async def check() -> CheckResult:
+        started = time.perf_counter()
+        try:
+            await client.ping()
+        except UNAVAILABLE_ERRORS as exc:
+            raise unavailable(settings, "PING", exc) from exc
+        return CheckResult(
+            observed_value=round((time.perf_counter() - started) * 1000, 2), observed_unit="ms"
+        )
+
+    return check

@@ -1,0 +1,177 @@
+"""Liveness, readiness and startup probes in the IETF health+json shape.
+
+``/livez`` answers while the event loop turns; ``/startupz`` once the service
+finished starting; ``/readyz`` runs every registered check concurrently, each
+with a timeout, and reuses the results for a short time so probe storms do not
+reach the dependencies. A check returns nothing (pass), a
+:class:`CheckResult`, or raises (fail, or warn for non-critical checks).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+Status = Literal["pass", "warn", "fail"]
+HEALTH_JSON = "application/health+json"
+PROBE_PATHS = frozenset({"/livez", "/readyz", "/startupz"})
+
+
+@dataclass
+class CheckResult:
+    """What a check observed; return it from a check to report details or a warning."""
+
+    status: Status = "pass"
+    output: str | None = None
+    observed_value: Any = None
+    observed_unit: str | None = None
+
+
+CheckFunc = Callable[[], Awaitable["CheckResult | None"]]
+
+
+@dataclass
+class Check:
+    """A registered readiness check."""
+
+    name: str
+    func: CheckFunc
+    timeout: float
+    critical: bool = True
+    component_type: str = "component"
+
+
+@dataclass
+class _Outcome:
+    status: Status
+    body: dict[str, Any] = field(default_factory=dict)
+
+
+_RANK: dict[Status, int] = {"pass": 0, "warn": 1, "fail": 2}
+
+
+def worst(statuses: list[Status]) -> Status:
+    """The most severe of ``statuses`` (``pass`` for none)."""
+    return max(statuses, key=_RANK.__getitem__, default="pass")
+
+
+class Health:
+    """Readiness checks and probe state of one service."""
+
+    def __init__(self, service: str, *, timeout: float, cache_ttl: float) -> None:
+        self.service = service
+        self.timeout = timeout
+        self.cache_ttl = cache_ttl
+        self.checks: dict[str, Check] = {}
+        self.started = False
+        self.draining = False
+        self._cached: tuple[float, dict[str, Any], Status] | None = None
+        self._lock = asyncio.Lock()
+
+    def add(
+        self,
+        name: str,
+        func: CheckFunc,
+        *,
+        timeout: float | None = None,
+        critical: bool = True,
+        component_type: str = "component",
+    ) -> None:
+        """Register a readiness check; a failing non-critical check only warns."""
+        self.checks[name] = Check(name, func, timeout or self.timeout, critical, component_type)
+
+    async def run(self) -> tuple[Status, dict[str, Any]]:
+        """Run every check (or reuse a fresh cached run): overall status and details."""
+        now = time.monotonic()
+        cached = self._cached
+        if cached is not None and now - cached[0] < self.cache_ttl:
+            return cached[2], cached[1]
+        async with self._lock:
+            cached = self._cached
+            if cached is not None and time.monotonic() - cached[0] < self.cache_ttl:
+                return cached[2], cached[1]
+            outcomes = await asyncio.gather(*(self._run_one(c) for c in self.checks.values()))
+            details = {
+                c.name: [o.body] for c, o in zip(self.checks.values(), outcomes, strict=True)
+            }
+            status = worst([o.status for o in outcomes])
+            self._cached = (time.monotonic(), details, status)
+            return status, details
+
+    async def _run_one(self, check: Check) -> _Outcome:
+        started = time.perf_counter()
+        body: dict[str, Any] = {"componentType": check.component_type}
+        failed: Status = "fail" if check.critical else "warn"
+        try:
+            result = await asyncio.wait_for(check.func(), check.timeout)
+        except TimeoutError:
+            result = CheckResult(failed, f"no answer within {check.timeout:g}s")
+        except Exception as exc:
+            result = CheckResult(failed, f"{type(exc).__name__}: {exc}")
+        result = result or CheckResult()
+        if result.status == "fail" and not check.critical:
+            result.status = "warn"
+        body["status"] = result.status
+        body["time"] = datetime.now(UTC).isoformat(timespec="milliseconds")
+        body["durationMs"] = round((time.perf_counter() - started) * 1000, 2)
+        if result.output:
+            body["output"] = result.output
+        if result.observed_value is not None:
+            body["observedValue"] = result.observed_value
+            if result.observed_unit:
+                body["observedUnit"] = result.observed_unit
+        return _Outcome(result.status, body)
+
+
+def health_response(
+    status: Status, *, service: str, checks: dict[str, Any] | None = None, output: str | None = None
+) -> Response:
+    """A health+json response: 200 for pass/warn, 503 for fail."""
+    body: dict[str, Any] = {"status": status, "serviceId": service}
+    if output:
+        body["output"] = output
+    if checks is not None:
+        body["checks"] = checks
+    return Response(
+        json.dumps(body, separators=(",", ":")).encode(),
+        status_code=503 if status == "fail" else 200,
+        media_type=HEALTH_JSON,
+    )
+
+
+class ProbeEndpoints:
+    """The /livez, /readyz and /startupz endpoints over one or several services' health."""
+
+    def __init__(self, service: str, healths: list[Health]) -> None:
+        self.service = service
+        self.healths = healths
+
+    async def livez(self, request: Request) -> Response:
+        """Alive while the event loop runs this handler."""
+        return health_response("pass", service=self.service)
+
+    async def startupz(self, request: Request) -> Response:
+        """Pass once every service finished its startup."""
+        if all(h.started for h in self.healths):
+            return health_response("pass", service=self.service)
+        return health_response("fail", service=self.service, output="starting")
+
+    async def readyz(self, request: Request) -> Response:
+        """Run the readiness checks; fail while starting or draining."""
+        if any(h.draining for h in self.healths):
+            return health_response("fail", service=self.service, output="draining")
+        if not all(h.started for h in self.healths):
+            return health_response("fail", service=self.service, output="starting")
+        results = await asyncio.gather(*(h.run() for h in self.healths))
+        checks: dict[str, Any] = {}
+        for _, details in results:
+            checks.update(details)
+        return health_response(worst([s for s, _ in results]), service=self.service, checks=checks)

