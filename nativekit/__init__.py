@@ -4,8 +4,6 @@ Importing nativekit is cheap: Redis, Kafka and OpenTelemetry modules load
 only when a backend or tracing is used.
 """
 
-from __future__ import annotations
-
 from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
 from nativekit.group import ServiceGroup, combine
 from nativekit.health import CheckResult
@@ -18,12 +16,12 @@ __version__ = "0.1.0"
 __all__ = [
     "BackendUnavailable",
     "CheckResult",
+    "combine",
     "ConfigError",
-    "HTTPError",
     "Header",
+    "HTTPError",
     "NativekitError",
     "Service",
     "ServiceGroup",
     "Settings",
-    "combine",
 ]

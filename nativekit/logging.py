@@ -41,6 +41,8 @@ _SECRET_KEYS = frozenset(
 )
 _URL_PASSWORD = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<user>[^:/@\s]*):[^@/\s]+@")
 _configured: dict[str, Any] = {}
+#: Lists receiving a copy of every event dict (see nativekit.testing.capture_logs).
+captures: list[list[dict[str, Any]]] = []
 
 
 def get_logger(**context: Any) -> Any:
@@ -87,6 +89,12 @@ def _redact_mapping(mapping: MutableMapping[str, Any]) -> None:
             _redact_mapping(value)
 
 
+def _tee(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    for sink in captures:
+        sink.append(dict(event))
+    return event
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -95,6 +103,7 @@ def _shared_processors() -> list[Processor]:
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         _add_trace,
         redact,
+        _tee,
     ]
 
 

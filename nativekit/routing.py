@@ -80,7 +80,9 @@ def _describe_param(
         return _Param(name, "body", None, name, required, default)
     if annotation is inspect.Parameter.empty:
         raise ConfigError(f"{where}: parameter {name!r} needs a type annotation.")
-    is_list = get_origin(annotation) in (list, tuple, set, frozenset)
+    is_list = any(
+        get_origin(a) in (list, tuple, set, frozenset) for a in (annotation, *get_args(annotation))
+    )
     return _Param(name, "query", TypeAdapter(annotation), name, required, default, is_list)
 
 

@@ -11,12 +11,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp
 
 from nativekit.errors import ConfigError, HTTPError
 from nativekit.health import CheckFunc, Health, ProbeEndpoints
 from nativekit.lifecycle import Component, Hook, Lifecycle, install_drain_signal
+from nativekit.limits import BodyLimitMiddleware
 from nativekit.logging import configure_logging, get_logger
 from nativekit.metrics import Metrics, metrics_endpoint
 from nativekit.problems import (
@@ -318,7 +320,7 @@ def build_starlette(
         telemetry={"name": name, "settings": settings, "metrics": metrics},
         routes=routes,
         lifespan=lifespan,
-        max_body_size=settings.request_body_limit,
+        middleware=[Middleware(BodyLimitMiddleware, limit=settings.request_body_limit)],
         exception_handlers={
             HTTPError: handle_http_error,
             StarletteHTTPException: handle_starlette_http_error,

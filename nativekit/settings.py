@@ -123,7 +123,9 @@ class Settings(BaseSettings):
         25.0, ge=0, description="Seconds in-flight requests get to finish before components stop."
     )
     request_body_limit: int = Field(
-        1_048_576, ge=0, description="Largest accepted request body in bytes (413 above)."
+        1_048_576,
+        ge=0,
+        description="Largest accepted request body in bytes (413 above; 0 disables).",
     )
 
     # -- observability ----------------------------------------------------------

@@ -7,8 +7,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message
@@ -16,7 +16,7 @@ from starlette.types import ASGIApp, Message
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["LifespanError", "lifespan", "serve"]
+__all__ = ["LifespanError", "capture_logs", "lifespan", "serve"]
 
 
 class LifespanError(RuntimeError):
@@ -74,3 +74,19 @@ async def serve(
         transport = httpx.ASGITransport(app=asgi)
         async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
             yield client
+
+
+@contextmanager
+def capture_logs() -> Iterator[list[dict[str, Any]]]:
+    """Collect the event dicts logged inside the block (after redaction, before rendering).
+
+    nativekit's logging must be configured (it is once a Service's app is built).
+    """
+    from nativekit.logging import captures
+
+    sink: list[dict[str, Any]] = []
+    captures.append(sink)
+    try:
+        yield sink
+    finally:
+        captures.remove(sink)
