@@ -39,7 +39,7 @@ class Lifecycle:
         self.service = service
         self._entries: list[_Entry] = []
         self._started: list[_Entry] = []
-        self.log = get_logger(service=service, logger="nativekit.lifecycle")
+        self.log = get_logger(service=service, component="lifecycle")
 
     def add(self, name: str, *, start: Hook | None = None, stop: Hook | None = None) -> None:
         """Register start/stop hooks under ``name``."""

@@ -45,12 +45,39 @@ _configured: dict[str, Any] = {}
 captures: list[list[dict[str, Any]]] = []
 
 
+class _StdoutLogger:
+    """Writes each rendered line to the current ``sys.stdout`` and flushes it.
+
+    Flushing per line keeps logs when the process dies by signal; looking up
+    ``sys.stdout`` per call keeps output redirection (and pytest capture) working.
+    """
+
+    def msg(self, message: str) -> None:
+        out = sys.stdout
+        out.write(message + "\n")
+        out.flush()
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+_STDOUT_LOGGER = _StdoutLogger()
+
+
+def _stdout_logger_factory(*args: Any) -> _StdoutLogger:
+    return _STDOUT_LOGGER
+
+
 def get_logger(**context: Any) -> Any:
-    """A structlog logger bound with ``context``."""
-    return structlog.get_logger().bind(**context)
+    """A structlog logger bound with ``context``, resolved lazily on first use.
+
+    Lazy, so loggers created at import time (before :func:`configure_logging`)
+    still use the configured processors.
+    """
+    return structlog.get_logger(**context)
 
 
 def _add_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    event.pop("color_message", None)  # uvicorn's ANSI-coloured duplicate of the message
     ctx = log_context.get()
     if ctx:
         for key, value in ctx.items():
@@ -128,7 +155,7 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     structlog.configure(
         processors=[*_shared_processors(), *exc_processors, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=_stdout_logger_factory,
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(

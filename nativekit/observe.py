@@ -54,7 +54,7 @@ class TelemetryMiddleware:
         self.tracer = tracer
         self.access_log = access_log
         self.skip_paths = skip_paths
-        self.log = get_logger(logger="nativekit.http")
+        self.log = get_logger(component="http")
         if tracer is not None:
             from opentelemetry import context, propagate, trace
 

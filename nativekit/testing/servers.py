@@ -114,8 +114,11 @@ def _wait(
 
 
 def start_redis(*, reuse: bool = True) -> Server:
-    """Reuse the configured or default Redis, else start one on a free port."""
-    if os.environ.get(REDIS_ENV):
+    """Reuse the configured or default Redis, else start one on a free port.
+
+    With ``reuse=False`` always start a private server (for tests that stop it).
+    """
+    if reuse and os.environ.get(REDIS_ENV):
         return Server(os.environ[REDIS_ENV])
     if reuse and redis_answers(*DEFAULT_REDIS):
         return Server(f"redis://{DEFAULT_REDIS[0]}:{DEFAULT_REDIS[1]}/0")

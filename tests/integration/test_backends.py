@@ -1,0 +1,104 @@
+"""Readiness against real Redis and a real Kafka-protocol broker."""
+
+from __future__ import annotations
+
+import pytest
+
+from nativekit import BackendUnavailable, Service, Settings
+from nativekit.backends.kafka import kafka_client_options
+from nativekit.testing import serve, servers
+
+
+@pytest.mark.redis
+async def test_ready_with_reachable_redis(redis_url: str) -> None:
+    """/readyz pings Redis and reports the round trip."""
+    svc = Service("redis-ok", settings=Settings(_env_file=None, redis_url=redis_url))
+    async with serve(svc) as client:
+        r = await client.get("/readyz")
+        assert await svc.redis.ping()
+    assert r.status_code == 200
+    check = r.json()["checks"]["redis:ping"][0]
+    assert check["status"] == "pass" and check["observedUnit"] == "ms"
+
+
+@pytest.mark.redis
+async def test_not_ready_when_redis_unreachable() -> None:
+    """An unreachable Redis fails readiness with a message saying what to check."""
+    port = servers.free_port()
+    settings = Settings(
+        _env_file=None, redis_url=f"redis://:pw@127.0.0.1:{port}/0", connect_timeout=0.5
+    )
+    svc = Service("redis-down", settings=settings)
+    async with serve(svc) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 503
+    output = r.json()["checks"]["redis:ping"][0]["output"]
+    assert "NATIVEKIT_REDIS_URL" in output and "redis://:***@127.0.0.1" in output
+    assert ":pw@" not in output
+
+
+@pytest.mark.kafka
+async def test_ready_with_reachable_kafka(kafka_url: str) -> None:
+    """/readyz fetches Kafka metadata and reports the broker count."""
+    svc = Service(
+        "kafka-ok",
+        settings=Settings(_env_file=None, kafka_url=kafka_url, kafka_idempotent_producer=False),
+    )
+    async with serve(svc) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    check = r.json()["checks"]["kafka:metadata"][0]
+    assert check["status"] == "pass" and check["output"] == "1 broker(s)"
+
+
+@pytest.mark.kafka
+async def test_not_ready_when_kafka_unreachable() -> None:
+    """An unreachable broker fails readiness with a message naming NATIVEKIT_KAFKA_URL."""
+    port = servers.free_port()
+    settings = Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{port}", health_timeout=3)
+    svc = Service("kafka-down", settings=settings)
+    async with serve(svc) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 503
+    output = r.json()["checks"]["kafka:metadata"][0]["output"]
+    assert "NATIVEKIT_KAFKA_URL" in output or "no answer within" in output
+
+
+def test_kafka_options_carry_tls_and_sasl(tmp_path: object) -> None:
+    """TLS and SASL settings reach the aiokafka options; the password is only in the options."""
+    settings = Settings(
+        _env_file=None,
+        kafka_url="kafka://b1:9093,b2:9093",
+        kafka_tls=True,
+        kafka_sasl_mechanism="SCRAM-SHA-256",
+        kafka_sasl_username="svc",
+        kafka_sasl_password="pw",
+    )
+    options = kafka_client_options(settings)
+    assert options["bootstrap_servers"] == ["b1:9093", "b2:9093"]
+    assert options["security_protocol"] == "SASL_SSL"
+    assert options["sasl_mechanism"] == "SCRAM-SHA-256"
+    assert options["sasl_plain_password"] == "pw"
+    assert options["ssl_context"] is not None
+    plain = kafka_client_options(Settings(_env_file=None, kafka_url="kafka://b:9092"))
+    assert plain["security_protocol"] == "PLAINTEXT" and "ssl_context" not in plain
+
+
+def test_redis_client_refuses_memory_url() -> None:
+    """Asking for a Redis client with memory:// is a configuration error saying what to set."""
+    svc = Service("no-redis", settings=Settings(_env_file=None))
+    with pytest.raises(ValueError, match="NATIVEKIT_REDIS_URL is 'memory://'"):
+        _ = svc.redis
+    assert issubclass(BackendUnavailable, ConnectionError)
+
+
+@pytest.mark.redis
+def test_starts_a_private_redis_server() -> None:
+    """The harness can start its own Redis-protocol server on a free port and stop it."""
+    server = servers.start_redis(reuse=False)
+    try:
+        host, port = server.url.removeprefix("redis://").removesuffix("/0").split(":")
+        assert servers.redis_answers(host, int(port))
+    finally:
+        server.stop()
+    assert server.process is not None and server.process.poll() is not None
