@@ -27,7 +27,7 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict nativekit
 
 docs: $(STAMP)
-	$(VENV)/bin/mkdocs build --strict --quiet --site-dir site
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet --site-dir site
 
 # Reuses a running Redis / Kafka (or NATIVEKIT_TEST_REDIS_URL / NATIVEKIT_TEST_KAFKA_URL),
 # else starts them on free ports for the run and stops them afterwards.

@@ -1,0 +1,62 @@
+"""The code samples of the documentation run."""
+
+from __future__ import annotations
+
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from nativekit.testing import capture_logs, serve
+
+
+async def test_http_errors_example() -> None:
+    """Query lists, headers, custom errors and the mounted app behave as the page says."""
+    from docs.examples.http_errors import svc
+
+    async with serve(svc) as client:
+        r = await client.get("/products?tag=a&tag=b", headers={"X-Tenant": "acme"})
+        assert r.json() == {"limit": 10, "tags": ["a", "b"], "tenant": "acme"}
+        too_many = await client.get("/products?limit=500")
+        assert too_many.status_code == 400 and too_many.json()["title"] == "Limit too large"
+        assert (await client.get("/legacy/ping")).text == "legacy ok"
+
+
+async def test_health_checks_example() -> None:
+    """The example's checks appear in /readyz; a long queue warns without failing."""
+    from docs.examples import health_checks
+
+    async with serve(health_checks.svc) as client:
+        body = (await client.get("/readyz")).json()
+        assert set(body["checks"]) == {"payment-gateway", "retry-queue"}
+        health_checks.QUEUE.extend(["p"] * 101)
+        health_checks.svc.health.cache_ttl = 0
+        warned = await client.get("/readyz")
+        health_checks.QUEUE.clear()
+    assert warned.status_code == 200 and warned.json()["status"] == "warn"
+
+
+async def test_combined_example() -> None:
+    """Both services answer from one app."""
+    from docs.examples.combined import app
+
+    async with serve(app) as client:
+        assert (await client.get("/orders/o1")).json() == {"order_id": "o1"}
+        assert (await client.get("/payments/p1")).json() == {"payment_id": "p1"}
+
+
+async def test_spans_example(spans: InMemorySpanExporter) -> None:
+    """The custom span is a child of the request span and the log line carries its trace."""
+    from docs.examples.spans import svc
+
+    with capture_logs() as logs:
+        async with serve(svc) as client:
+            await client.get("/prices/mug")
+    names = {s.name for s in spans.get_finished_spans()}
+    assert {"GET /prices/{sku}", "pricing.rules"} <= names
+    line = next(e for e in logs if e["event"] == "price.computed")
+    assert len(line["trace_id"]) == 32
+
+
+def test_configuration_example() -> None:
+    """The configuration sample builds an app with the given settings."""
+    from docs.examples.configuration import svc
+
+    assert svc.settings.shutdown_grace == 20 and svc.settings.redis_url.startswith("redis://")
