@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check nativekit tests benchmarks examples
+	$(VENV)/bin/ruff check $(wildcard nativekit tests docs benchmarks examples)
 	$(VENV)/bin/ruff format --check nativekit
 
 typecheck: $(STAMP)
