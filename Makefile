@@ -35,7 +35,7 @@ test: lint typecheck docs
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m coverage run -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
-	$(PY) -m coverage combine --quiet 2>/dev/null || true
+	$(PY) -m coverage combine --quiet >/dev/null 2>&1 || true
 	$(PY) -m coverage report
 
 test-fast: $(STAMP)
