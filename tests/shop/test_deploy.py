@@ -219,10 +219,19 @@ def container_port(service: str, port: int | str) -> int:
 def quantity(value: str | int) -> float:
     """A Kubernetes quantity ("250m", "1", "384Mi") as a number."""
     text = str(value)
-    units = {"m": 1e-3, "k": 1e3, "M": 1e6, "G": 1e9, "Ki": 2**10, "Mi": 2**20, "Gi": 2**30}
+    units = {
+        "": 1.0,
+        "m": 1e-3,
+        "k": 1e3,
+        "M": 1e6,
+        "G": 1e9,
+        "Ki": 2**10,
+        "Mi": 2**20,
+        "Gi": 2**30,
+    }
     match = re.fullmatch(r"([0-9.]+)([A-Za-z]*)", text)
     assert match, f"not a quantity: {text!r}"
-    return float(match[1]) * units.get(match[2], 1.0)
+    return float(match[1]) * units[match[2]]
 
 
 def setting(service: str, field: str) -> float:
