@@ -60,3 +60,18 @@ def test_configuration_example() -> None:
     from docs.examples.configuration import svc
 
     assert svc.settings.shutdown_grace == 20 and svc.settings.redis_url.startswith("redis://")
+
+
+def test_snippet_includes_point_at_existing_files() -> None:
+    """Every page includes its samples with valid snippet syntax naming a file that exists."""
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).parents[2]
+    include = re.compile(r'^--8<-- "([^"]+)"$')
+    for page in (root / "docs").glob("*.md"):
+        for line in page.read_text().splitlines():
+            if line.startswith("--8"):
+                match = include.match(line)
+                assert match, f"{page.name}: malformed include {line!r}"
+                assert (root / match.group(1)).is_file(), f"{page.name}: {line}"
