@@ -203,3 +203,10 @@ def test_templates_leave_dollars_alone_and_reject_unknown_placeholders() -> None
         _Template("{{nmae}}").substitute(name="n")
     with pytest.raises(ValueError):
         _Template("{{ name }}").substitute(name="n")
+
+
+def test_docs_page_shows_every_generated_file() -> None:
+    """docs/cli.md's layout names each file the command writes."""
+    page = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
+    for path in FILES:
+        assert Path(path.format(package="order_service")).name in page, path
