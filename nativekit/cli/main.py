@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import platform
+import shlex
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -57,7 +58,7 @@ def _new(args: argparse.Namespace) -> int:
     for path in written:
         print(f"  {path.relative_to(target).as_posix()}")
     print("\nNext steps:")
-    print(f"  cd {target}")
+    print(f"  cd {shlex.quote(str(target))}")
     print("  make test   # create .venv, install, run the tests")
     print("  make run    # serve on http://127.0.0.1:8000 (try /readyz and /metrics)")
     return 0

@@ -63,8 +63,10 @@ def test_dockerfile_is_multi_stage_and_runs_as_non_root(tmp_path: Path) -> None:
     assert '"billing.app:app"' in lines[-1]
 
 
-def test_env_example_names_only_existing_settings(tmp_path: Path) -> None:
-    """Every NATIVEKIT_* variable in .env.example is a Settings field."""
+def test_env_example_names_only_existing_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every NATIVEKIT_* variable in .env.example is a Settings field, and the file loads."""
     main(["new", "billing", "-d", str(tmp_path)])
     names = {
         line.lstrip("# ").split("=", 1)[0]
@@ -74,6 +76,9 @@ def test_env_example_names_only_existing_settings(tmp_path: Path) -> None:
     fields = {ENV_PREFIX + field.upper() for field in Settings.model_fields}
     assert {"NATIVEKIT_ENVIRONMENT", "NATIVEKIT_REDIS_URL", "NATIVEKIT_KAFKA_URL"} <= names
     assert names <= fields, names - fields
+    monkeypatch.delenv("NATIVEKIT_ENVIRONMENT")
+    loaded = Settings(_env_file=tmp_path / ".env.example")
+    assert loaded.environment == "development" and loaded.redis_url == "memory://"
 
 
 @pytest.mark.parametrize("name", ["Billing", "-billing", "billing-", "bill ing", "a" * 65, ""])
