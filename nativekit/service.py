@@ -232,6 +232,7 @@ class Service:
         if hook_sigterm:
             install_drain_signal(self._begin_drain, self.settings.shutdown_delay)
         await self.lifecycle.start()
+        self.health.draining = False  # a service started again after a shutdown is ready again
         self.health.started = True
         self.log.info("service.started", environment=self.settings.environment)
 

@@ -117,3 +117,12 @@ async def test_not_ready_before_start_and_while_draining() -> None:
         assert r.status_code == 503 and r.json()["output"] == "draining"
         assert (await client.get("/livez")).status_code == 200
         svc.health.draining = False
+
+
+async def test_service_started_again_after_shutdown_is_ready() -> None:
+    """A service served, stopped and served again (as tests do) answers /readyz 200 again."""
+    svc = make_service()
+    for _ in range(2):
+        async with serve(svc) as client:
+            r = await client.get("/readyz")
+        assert r.status_code == 200, r.text
