@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
 F = TypeVar("F", bound=Handler)
-_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
+#: What a service name may look like (also the rule of `nativekit new`).
+SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 
 
 class Service:
@@ -48,7 +49,7 @@ class Service:
     def __init__(self, name: str, *, settings: Settings | None = None) -> None:
         self.settings = settings if settings is not None else Settings()
         self.name = self.settings.service_name or name
-        if not _NAME.match(self.name):
+        if not SERVICE_NAME.match(self.name):
             raise ConfigError(
                 f"Service name {self.name!r} is not valid; use 1-64 lowercase letters, digits, "
                 "'.', '_' or '-', starting and ending with a letter or digit "

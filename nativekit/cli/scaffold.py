@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 import nativekit
-from nativekit.service import _NAME as SERVICE_NAME
+from nativekit.service import SERVICE_NAME
 
 # Import names a project package must not take: they would shadow what the project runs on.
 _RESERVED = frozenset(
