@@ -113,6 +113,7 @@ class MemoryCache:
 
     async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Remove the entries under ``tags``; the keys removed."""
+        self._purge_expired()
         keys = sorted({k for tag in tags for k in self._tags.get(tag, ())})
         await self.delete(keys)
         return keys

@@ -113,17 +113,10 @@ class RedisCache:
 
     async def delete(self, keys: Sequence[str]) -> int:
         """``UNLINK`` ``keys`` and announce them on the channel."""
-        if not keys:
-            return 0
         try:
-            pipe = self.client.pipeline(transaction=False)
-            pipe.unlink(*keys)
-            if self.channel:
-                pipe.publish(self.channel, to_json(list(keys)))
-            result = await pipe.execute()
+            return len(await self._unlink(keys, []))
         except _ERRORS as exc:
             raise self._unavailable("UNLINK", exc) from exc
-        return int(result[0])
 
     async def invalidate_tags(self, tags: Sequence[str]) -> list[str]:
         """Read each tag's members, unlink them and remove them from the index."""
@@ -135,17 +128,27 @@ class RedisCache:
                 pipe.zrange(tag, 0, -1)
             members: list[list[bytes]] = await pipe.execute()
             keys = sorted({m.decode() for found in members for m in found})
-            if not keys:
-                return []
-            pipe = self.client.pipeline(transaction=False)
-            for tag, found in zip(tags, members, strict=True):
-                if found:
-                    pipe.zrem(tag, *found)  # not DEL: keys tagged meanwhile stay indexed
-            await pipe.execute()
+            # ZREM, not DEL: keys tagged since the ZRANGE stay indexed
+            cleanup = [(tag, found) for tag, found in zip(tags, members, strict=True) if found]
+            return await self._unlink(keys, cleanup)
         except _ERRORS as exc:
-            raise self._unavailable("ZRANGE/ZREM", exc) from exc
-        await self.delete(keys)
-        return keys
+            raise self._unavailable("ZRANGE/UNLINK", exc) from exc
+
+    async def _unlink(
+        self, keys: Sequence[str], cleanup: list[tuple[str, list[bytes]]]
+    ) -> list[str]:
+        """Unlink ``keys`` one command each (cluster-safe); the keys that existed."""
+        if not keys:
+            return []
+        pipe = self.client.pipeline(transaction=False)
+        for key in keys:
+            pipe.unlink(key)
+        for tag, found in cleanup:
+            pipe.zrem(tag, *found)
+        if self.channel:
+            pipe.publish(self.channel, to_json(list(keys)))
+        results = await pipe.execute()
+        return [key for key, removed in zip(keys, results, strict=False) if removed]
 
     async def acquire(self, key: str, *, lease: float) -> str | None:
         """``SET key token NX PX lease``: the token if taken."""
