@@ -8,7 +8,6 @@ import inspect
 import math
 import random
 import time
-import typing
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypedDict, TypeVar
 
@@ -273,16 +272,20 @@ def _retrieve(task: asyncio.Task[Any]) -> None:
 
 
 def _return_adapter(func: Callable[..., Any], where: str) -> tuple[TypeAdapter[Any], Any]:
-    try:
-        hints = typing.get_type_hints(func, include_extras=True)
-    except Exception as exc:
-        raise ConfigError(f"{where}: cannot resolve the annotations: {exc}.") from None
-    if "return" not in hints:
+    annotation = inspect.get_annotations(func).get("return", inspect.Parameter.empty)
+    if annotation is inspect.Parameter.empty:
         raise ConfigError(
             f"{where}: annotate the return type (e.g. '-> Product'); cached values are "
             "decoded through it (use '-> Any' for plain JSON)."
         )
-    annotation = hints["return"]
+    if isinstance(annotation, str):  # from __future__ import annotations
+        try:
+            annotation = eval(annotation, func.__globals__)
+        except Exception as exc:
+            raise ConfigError(
+                f"{where}: cannot resolve the return annotation {annotation!r}: {exc}; "
+                "define the type at module level."
+            ) from None
     try:
         return TypeAdapter(annotation), annotation
     except Exception as exc:

@@ -14,7 +14,7 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pydantic_core import to_json
+from pydantic_core import PydanticSerializationError, to_json
 
 from nativekit.errors import ConfigError
 
@@ -91,10 +91,13 @@ def compile_template(template: str, names: list[str], *, where: str) -> KeyBuild
         parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ConfigError(f"{where}: template {template!r} is malformed: {exc}.") from None
+    current = ""
     for literal, field, spec, conversion in parsed:
-        literal_parts.append(literal)
+        current += literal
         if field is None:
             continue
+        literal_parts.append(current)
+        current = ""
         head, *attrs = field.split(".")
         if not head or head.isdigit() or "[" in field:
             raise ConfigError(
@@ -112,6 +115,7 @@ def compile_template(template: str, names: list[str], *, where: str) -> KeyBuild
                 "or format spec."
             )
         fields.append((head, tuple(attrs)))
+    literal_parts.append(current)
     if not fields:
         constant = "".join(literal_parts)
         return lambda _values: constant
@@ -124,13 +128,12 @@ def compile_template(template: str, names: list[str], *, where: str) -> KeyBuild
             for attr in attrs:
                 value = getattr(value, attr)
             out.append(escape(value))
-            if i + 1 < len(pieces):
-                out.append(pieces[i + 1])
+            out.append(pieces[i + 1])
         return "".join(out)
 
     if len(fields) == 1 and not fields[0][1]:
         head = fields[0][0]
-        before, after = pieces[0], "".join(pieces[1:])
+        before, after = pieces
         return lambda values: before + escape(values[head]) + after
     return build
 
@@ -140,17 +143,16 @@ def digest_builder(names: list[str], ignore: frozenset[str]) -> KeyBuilder:
     kept = [n for n in names if n not in ignore]
 
     def build(values: Mapping[str, Any]) -> str:
-        data = to_json([values[n] for n in kept], fallback=_unkeyable)
+        try:
+            data = to_json([values[n] for n in kept])
+        except PydanticSerializationError as exc:
+            raise ConfigError(
+                f"cannot build a cache key from the arguments ({exc}); give @cached a key "
+                "template, or list the parameter in ignore=(...) if it is an injected dependency."
+            ) from None
         return hashlib.blake2b(data, digest_size=12).hexdigest()
 
     return build
-
-
-def _unkeyable(value: Any) -> Any:
-    raise ConfigError(
-        f"cannot build a cache key from a {type(value).__name__} argument; give @cached a "
-        "key template, or list the parameter in ignore=(...) if it is an injected dependency."
-    )
 
 
 def schema_digest(adapter: Any, annotation: Any) -> str:

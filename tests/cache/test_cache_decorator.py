@@ -6,7 +6,6 @@ import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
-import pytest
 from pydantic import BaseModel
 
 from nativekit.cache import Cache
