@@ -222,7 +222,7 @@ async def test_invalidate_tags(cache: Cache) -> None:
     assert seen.calls == 6
 
 
-async def test_hundred_concurrent_misses_call_once(cache: Cache) -> None:
+async def test_hundred_concurrent_misses_call_once(cache: Cache, eventually: Any) -> None:
     """100 concurrent misses of one key run the function once; 99 calls are coalesced."""
     seen = Counter()
     release = asyncio.Event()
@@ -234,13 +234,17 @@ async def test_hundred_concurrent_misses_call_once(cache: Cache) -> None:
         return Product(sku=sku, price=1, added=WHEN)
 
     calls = [asyncio.ensure_future(get("hot")) for _ in range(100)]
-    await asyncio.sleep(0)
+    stats = cache.stats.get(get.stats.name)
+
+    async def all_missed() -> bool:
+        return stats.misses + stats.coalesced == 100
+
+    await eventually(all_missed)  # every call missed before the function may finish
     release.set()
     results = await asyncio.gather(*calls)
     assert seen.calls == 1
     assert all(r == results[0] for r in results)
-    stats = cache.stats.get(get.stats.name)
-    assert (stats.misses, stats.coalesced) == (1, 99)
+    assert (stats.misses, stats.coalesced, stats.hits) == (1, 99, 0)
 
 
 async def test_errors_propagate_to_every_waiter_and_are_not_cached(cache: Cache) -> None:
