@@ -23,6 +23,10 @@ from nativekit.errors import ConfigError
 P = ParamSpec("P")
 R = TypeVar("R")
 
+# Keys of single-argument calls are remembered; exact types only, since 1 == True == 1.0.
+_MEMO_TYPES = (str, int)
+_MEMO_SIZE = 4096
+
 
 class CacheOptions(TypedDict, total=False):
     """Options of ``cached`` besides ``ttl``.
@@ -93,6 +97,7 @@ class CachedFunction(Generic[P, R]):
         self.tail = f"|{self.schema}"
         self.tag_builders = [compile_template(t, names, where=f"{where} tag") for t in tags]
         self.stats = cache.stats.get(name or func.__qualname__)
+        self.memo: dict[Any, str] = {}  # single str/int argument -> key
 
     def key_for(self, values: dict[str, Any]) -> str:
         """The backend key for bound argument ``values``."""
@@ -100,8 +105,14 @@ class CachedFunction(Generic[P, R]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Return the cached result, or run the function and cache it."""
-        values = self.bind(args, kwargs)
-        key = self.head + self.build(values) + self.tail
+        if not kwargs and len(args) == 1 and type(args[0]) in _MEMO_TYPES:
+            key = self.memo.get(args[0])
+            if key is None:
+                key = self.head + self.build(self.bind(args, kwargs)) + self.tail
+                if len(self.memo) < _MEMO_SIZE and len(key) <= 256:
+                    self.memo[args[0]] = key
+        else:
+            key = self.head + self.build(self.bind(args, kwargs)) + self.tail
         cache = self.cache
         near = cache.near
         epoch = 0
@@ -120,9 +131,9 @@ class CachedFunction(Generic[P, R]):
             else:
                 self.stats.hits += 1
                 if near is not None or self.beta:
-                    self._after_hit(key, raw, value, epoch, args, kwargs, values)
+                    self._after_hit(key, raw, value, epoch, args, kwargs)
                 return value
-        return await self._miss(key, args, kwargs, values, epoch)
+        return await self._miss(key, args, kwargs, epoch)
 
     def _after_hit(
         self,
@@ -132,7 +143,6 @@ class CachedFunction(Generic[P, R]):
         epoch: int,
         args: Any,
         kwargs: Any,
-        values: dict[str, Any],
     ) -> None:
         expires_at, delta = entry_times(raw)
         near = self.cache.near
@@ -142,25 +152,22 @@ class CachedFunction(Generic[P, R]):
             jitter = -delta * self.beta * math.log(1.0 - random.random())
             if time.time() + jitter >= expires_at:
                 self.stats.stale += 1
-                self._start_flight(key, args, kwargs, values, epoch)
+                self._start_flight(key, args, kwargs, epoch)
 
-    async def _miss(
-        self, key: str, args: Any, kwargs: Any, values: dict[str, Any], epoch: int
-    ) -> R:
+    async def _miss(self, key: str, args: Any, kwargs: Any, epoch: int) -> R:
         flight = self.cache.inflight.get(key)
         if flight is not None and flight.task is not None:
             self.stats.coalesced += 1
             task = flight.task
         else:
             self.stats.misses += 1
-            task = self._start_flight(key, args, kwargs, values, epoch)
+            task = self._start_flight(key, args, kwargs, epoch)
         # shield: a caller that gives up must not cancel the others' computation
         result: R = await asyncio.shield(task)
         return result
 
-    def _start_flight(
-        self, key: str, args: Any, kwargs: Any, values: dict[str, Any], epoch: int
-    ) -> asyncio.Task[Any]:
+    def _start_flight(self, key: str, args: Any, kwargs: Any, epoch: int) -> asyncio.Task[Any]:
+        values = self.bind(args, kwargs)
         tags = tuple(self.cache.tag_key(b(values)) for b in self.tag_builders)
         flight = Flight(tags)
         self.cache.inflight[key] = flight

@@ -369,3 +369,17 @@ async def test_lease_lets_one_of_two_caches_compute(cache: Cache) -> None:
     one, two = define(cache), define(other)
     assert await asyncio.gather(one(7), two(7)) == [7, 7]
     assert seen.calls == 1
+
+
+async def test_equal_but_differently_typed_arguments_get_their_own_entries(cache: Cache) -> None:
+    """1, True, 1.0 and "1" compare equal-ish but are different arguments with their own keys."""
+    seen: list[Any] = []
+
+    @cache.cached(ttl=10, key="k:{x}")
+    async def get(x: Any) -> str:
+        seen.append(x)
+        return repr(x)
+
+    assert [await get(v) for v in (1, True, 1.0, "1")] == ["1", "True", "1.0", "'1'"]
+    assert [await get(v) for v in (1, True, 1.0, "1")] == ["1", "True", "1.0", "'1'"]
+    assert len(seen) == 4
