@@ -49,6 +49,23 @@ class StatsCollector(Collector):
 
     def collect(self) -> Iterator[Any]:
         """Yield the counter families (called by the registry at scrape time)."""
+        hits, misses, stale, coalesced, errors = families = self._families()
+        for s in list(self.stats.values()):
+            base = [self.service, s.name]
+            hits.add_metric([*base, "remote"], s.hits)
+            hits.add_metric([*base, "near"], s.near_hits)
+            misses.add_metric(base, s.misses)
+            stale.add_metric(base, s.stale)
+            coalesced.add_metric(base, s.coalesced)
+            for kind, value in s.errors.items():
+                errors.add_metric([*base, kind], value)
+        yield from families
+
+    def describe(self) -> Iterator[Any]:
+        """The families without samples (lets the registry detect name clashes)."""
+        yield from self._families()
+
+    def _families(self) -> tuple[CounterMetricFamily, ...]:
         labels = ["service", "cache"]
         hits = CounterMetricFamily(
             "cache_hits",
@@ -73,20 +90,7 @@ class StatsCollector(Collector):
             "Cache operations that failed and fell through, by kind.",
             labels=[*labels, "kind"],
         )
-        for s in list(self.stats.values()):
-            base = [self.service, s.name]
-            hits.add_metric([*base, "remote"], s.hits)
-            hits.add_metric([*base, "near"], s.near_hits)
-            misses.add_metric(base, s.misses)
-            stale.add_metric(base, s.stale)
-            coalesced.add_metric(base, s.coalesced)
-            for kind, value in s.errors.items():
-                errors.add_metric([*base, kind], value)
-        yield from (hits, misses, stale, coalesced, errors)
-
-    def describe(self) -> Iterator[Any]:
-        """Describe the families without values (so registering never scrapes)."""
-        return iter(())
+        return hits, misses, stale, coalesced, errors
 
     def register(self, registry: CollectorRegistry) -> None:
         """Register on ``registry``."""
@@ -97,44 +101,43 @@ class CircuitBreaker:
     """Stops calling a failing backend for ``reset`` seconds after ``threshold`` failures.
 
     Closed: calls pass. After ``threshold`` consecutive failures it opens: calls
-    are skipped until ``reset`` seconds passed; then one trial call is let
-    through (half-open) and its outcome closes or re-opens the breaker.
+    are skipped for ``reset`` seconds; then one trial call is let through per
+    ``reset`` period until one succeeds, which closes the breaker. (A trial that
+    never finishes, e.g. cancelled, cannot keep the breaker open for good.)
     """
 
-    __slots__ = ("failures", "open_until", "reset", "threshold", "trial_running")
+    __slots__ = ("failures", "open_until", "reset", "threshold")
 
     def __init__(self, *, threshold: int, reset: float) -> None:
         self.threshold = threshold
         self.reset = reset
         self.failures = 0
         self.open_until = 0.0
-        self.trial_running = False
 
     @property
     def is_open(self) -> bool:
-        """True while calls are being skipped."""
+        """True while calls are being skipped (or only trial calls pass)."""
         return self.open_until != 0.0
 
     def allow(self) -> bool:
         """Whether a backend call may be made now."""
         if self.open_until == 0.0:
             return True
-        if time.monotonic() < self.open_until or self.trial_running:
+        now = time.monotonic()
+        if now < self.open_until:
             return False
-        self.trial_running = True
+        self.open_until = now + self.reset  # this call is the trial of this period
         return True
 
     def success(self) -> None:
         """Record a successful call (closes the breaker)."""
         self.failures = 0
         self.open_until = 0.0
-        self.trial_running = False
 
     def failure(self) -> bool:
-        """Record a failed call; True if the breaker (re)opened now."""
+        """Record a failed call; True if the breaker opened now."""
         self.failures += 1
-        self.trial_running = False
-        if self.failures >= self.threshold:
+        if self.failures >= self.threshold and self.open_until == 0.0:
             self.open_until = time.monotonic() + self.reset
             return True
         return False
