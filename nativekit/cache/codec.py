@@ -33,7 +33,7 @@ class Codec:
         header = f"{int((time.time() + ttl) * 1000)},{int(delta * 1000)}|".encode()
         if value is None:
             return b"n" + header
-        return b"v" + header + self.adapter.dump_json(value)
+        return b"v" + header + self.adapter.dump_json(value, warnings="error")
 
     def decode(self, raw: bytes) -> Any:
         """The value held by entry ``raw``.

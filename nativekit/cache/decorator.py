@@ -152,7 +152,17 @@ class CachedFunction(Generic[P, R]):
             jitter = -delta * self.beta * math.log(1.0 - random.random())
             if time.time() + jitter >= expires_at:
                 self.stats.stale += 1
-                self._start_flight(key, args, kwargs, epoch)
+                task = self._start_flight(key, args, kwargs, epoch)
+                task.add_done_callback(self._refresh_done)
+
+    def _refresh_done(self, task: asyncio.Task[Any]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.cache.limited_log.warning(
+                "cache.refresh.failed",
+                key=f"refresh:{self.stats.name}",
+                cache=self.stats.name,
+                error=repr(task.exception()),
+            )
 
     async def _miss(self, key: str, args: Any, kwargs: Any, epoch: int) -> R:
         flight = self.cache.inflight.get(key)

@@ -384,3 +384,67 @@ async def test_equal_but_differently_typed_arguments_get_their_own_entries(cache
     assert [await get(v) for v in (1, True, 1.0)] == ["1", "True", "1.0"]
     assert await get("1") == "1"  # a template renders str(x): "1" is the key of 1
     assert len(seen) == 3
+
+
+async def test_failed_early_refresh_keeps_serving_and_is_logged(
+    cache: Cache, eventually: Any
+) -> None:
+    """A background refresh that raises leaves the cached value in place and logs once."""
+    events: list[str] = []
+
+    class Log:
+        def warning(self, event: str, **fields: Any) -> None:
+            events.append(event)
+
+    cache.limited_log.log = Log()
+    seen = Counter()
+
+    @cache.cached(ttl=60, key="k:{n}", early_refresh=1e9)
+    async def get(n: int) -> int:
+        seen.calls += 1
+        await asyncio.sleep(0.01)
+        if seen.calls > 1:
+            raise RuntimeError("database down")
+        return 1
+
+    assert await get(1) == 1
+    assert await get(1) == 1
+
+    async def logged() -> bool:
+        return "cache.refresh.failed" in events
+
+    await eventually(logged)
+    assert await get(1) == 1
+
+
+async def test_result_not_matching_the_return_type_is_returned_not_stored(cache: Cache) -> None:
+    """A result the annotation cannot serialize is returned, counted and not cached."""
+    seen = Counter()
+
+    @cache.cached(ttl=10, key="k:{n}")
+    async def get(n: int) -> int:
+        seen.calls += 1
+        return object()  # type: ignore[return-value]
+
+    await get(1)
+    await get(1)
+    assert seen.calls == 2
+    assert cache.stats.get(get.stats.name).errors["encode"] == 2
+
+
+async def test_lease_held_elsewhere_is_waited_for_then_computed(cache: Cache) -> None:
+    """If the lease holder never stores a value, the waiter computes once the lease expires."""
+    cache.lock_lease = 0.1
+    seen = Counter()
+
+    @cache.cached(ttl=10, key="k:{n}", lock=True)
+    async def get(n: int) -> int:
+        seen.calls += 1
+        return n
+
+    assert await cache.backend.acquire(get.key_for({"n": 1}) + "|lease", lease=10)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await get(1) == 1
+    assert loop.time() - started >= 0.1
+    assert seen.calls == 1
