@@ -163,3 +163,41 @@ def test_settings_turn_the_near_cache_on(redis_url: str) -> None:
     assert cache.near is not None and cache.near.max_entries == 5
     memory = Cache.from_settings(Settings(cache_near_enabled=True), service="s")
     assert memory.near is None
+
+
+@pytest.mark.slow
+async def test_lost_subscription_switches_the_near_cache_off(
+    monkeypatch: pytest.MonkeyPatch, eventually: Any
+) -> None:
+    """When Redis goes away the near cache is flushed and off; calls still succeed."""
+    from nativekit.testing import servers as test_servers
+
+    monkeypatch.delenv(test_servers.REDIS_ENV, raising=False)  # never the shared server
+    server = test_servers.start_redis(reuse=False)
+    assert server.process is not None
+    cache = Cache.from_settings(
+        Settings(redis_url=server.url, cache_near_enabled=True, cache_timeout=0.2),
+        service="near-outage",
+    )
+    try:
+        await cache.start()
+        await asyncio.wait_for(cache.near_ready(), 5)
+
+        @cache.cached(ttl=60, key="k:{n}")
+        async def get(n: int) -> int:
+            return n
+
+        await get(1)
+        assert cache.near is not None and len(cache.near) == 1
+        server.stop()
+
+        async def off() -> bool:
+            return cache.near is not None and not cache.near.active
+
+        await eventually(off, timeout=10)
+        assert len(cache.near) == 0
+        assert await get(1) == 1
+        assert cache.stats.get(get.stats.name).near_hits == 0
+    finally:
+        server.stop()
+        await cache.stop()
