@@ -21,12 +21,11 @@ class CacheBackend(Protocol):
         """The entry at ``key``, or None."""
         ...
 
-    async def set(
-        self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = (), notify: bool = False
-    ) -> None:
+    async def set(self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = ()) -> None:
         """Store ``value`` for ``ttl`` seconds, indexed under ``tags``.
 
-        ``notify`` tells other replicas' near caches that ``key`` changed.
+        Filling a missing key needs no announcement to near caches: they
+        cannot hold a key that expired or was deleted (and announced).
         """
         ...
 
@@ -90,9 +89,7 @@ class MemoryCache:
         self._data.move_to_end(key)
         return found[1]
 
-    async def set(
-        self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = (), notify: bool = False
-    ) -> None:
+    async def set(self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = ()) -> None:
         """Store ``value`` for ``ttl`` seconds under ``tags``, evicting the LRU entry if full."""
         if key in self._data:
             self._drop(key)

@@ -8,12 +8,14 @@ the near cache and by early refresh. The header costs one ``index`` to skip.
 
 from __future__ import annotations
 
+import inspect
 import time
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import TypeAdapter
 
-from nativekit.errors import NativekitError
+from nativekit.errors import ConfigError, NativekitError
 
 
 class DecodeError(NativekitError):
@@ -58,3 +60,32 @@ def entry_times(raw: bytes) -> tuple[float, float]:
     head = raw[1 : raw.index(b"|")]
     expires, _, delta = head.partition(b",")
     return int(expires) / 1000, int(delta) / 1000
+
+
+def return_adapter(func: Callable[..., Any], where: str) -> tuple[TypeAdapter[Any], Any]:
+    """The TypeAdapter of ``func``'s return annotation, and the annotation.
+
+    Raises:
+        ConfigError: no return annotation, an unresolvable one, or one pydantic
+            cannot serialize.
+    """
+    annotation = inspect.get_annotations(func).get("return", inspect.Parameter.empty)
+    if annotation is inspect.Parameter.empty:
+        raise ConfigError(
+            f"{where}: annotate the return type (e.g. '-> Product'); cached values are "
+            "decoded through it (use '-> Any' for plain JSON)."
+        )
+    if isinstance(annotation, str):  # from __future__ import annotations
+        try:
+            annotation = eval(annotation, func.__globals__)
+        except Exception as exc:
+            raise ConfigError(
+                f"{where}: cannot resolve the return annotation {annotation!r}: {exc}; "
+                "define the type at module level."
+            ) from None
+    try:
+        return TypeAdapter(annotation), annotation
+    except Exception as exc:
+        raise ConfigError(
+            f"{where}: return type {annotation!r} cannot be serialized as JSON: {exc}."
+        ) from None

@@ -11,11 +11,10 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any, Generic, TypedDict, TypeVar
 
-from pydantic import TypeAdapter
 from typing_extensions import ParamSpec
 
 from nativekit.cache.cache import Cache, Flight
-from nativekit.cache.codec import Codec, DecodeError, entry_times
+from nativekit.cache.codec import Codec, DecodeError, entry_times, return_adapter
 from nativekit.cache.keys import compile_template, digest_builder, make_binder, schema_digest
 from nativekit.cache.near import MISSING
 from nativekit.errors import ConfigError
@@ -85,7 +84,7 @@ class CachedFunction(Generic[P, R]):
         unknown = set(ignore) - set(names)
         if unknown:
             raise ConfigError(f"{where}: ignore names unknown parameters {sorted(unknown)}.")
-        self.adapter, annotation = _return_adapter(func, where)
+        self.adapter, annotation = return_adapter(func, where)
         self.codec = Codec(self.adapter)
         self.schema = schema_digest(self.adapter, annotation)
         if key is None:
@@ -286,26 +285,3 @@ class CachedFunction(Generic[P, R]):
 def _retrieve(task: asyncio.Task[Any]) -> None:
     if not task.cancelled():
         task.exception()  # the callers get it; this only marks it as seen
-
-
-def _return_adapter(func: Callable[..., Any], where: str) -> tuple[TypeAdapter[Any], Any]:
-    annotation = inspect.get_annotations(func).get("return", inspect.Parameter.empty)
-    if annotation is inspect.Parameter.empty:
-        raise ConfigError(
-            f"{where}: annotate the return type (e.g. '-> Product'); cached values are "
-            "decoded through it (use '-> Any' for plain JSON)."
-        )
-    if isinstance(annotation, str):  # from __future__ import annotations
-        try:
-            annotation = eval(annotation, func.__globals__)
-        except Exception as exc:
-            raise ConfigError(
-                f"{where}: cannot resolve the return annotation {annotation!r}: {exc}; "
-                "define the type at module level."
-            ) from None
-    try:
-        return TypeAdapter(annotation), annotation
-    except Exception as exc:
-        raise ConfigError(
-            f"{where}: return type {annotation!r} cannot be serialized as JSON: {exc}."
-        ) from None

@@ -88,13 +88,11 @@ class RedisCache:
             raise self._unavailable("GET", exc) from exc
         return value  # type: ignore[no-any-return]
 
-    async def set(
-        self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = (), notify: bool = False
-    ) -> None:
+    async def set(self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = ()) -> None:
         """``SET`` with expiry, plus the tag index updates, in one round trip."""
         ms = max(1, int(ttl * 1000))
         try:
-            if not tags and not (notify and self.channel):
+            if not tags:
                 await self.client.set(key, value, px=ms)
                 return
             now = int(time.time() * 1000)
@@ -105,8 +103,6 @@ class RedisCache:
                 pipe.zremrangebyscore(tag, "-inf", now)
                 pipe.pexpire(tag, ms, nx=True)
                 pipe.pexpire(tag, ms, gt=True)
-            if notify and self.channel:
-                pipe.publish(self.channel, to_json([key]))
             await pipe.execute()
         except _ERRORS as exc:
             raise self._unavailable("SET", exc) from exc

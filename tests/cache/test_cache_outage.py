@@ -34,9 +34,7 @@ class FlakyBackend(MemoryCache):
         self._check()
         return await super().get(key)
 
-    async def set(
-        self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = (), notify: bool = False
-    ) -> None:
+    async def set(self, key: str, value: bytes, *, ttl: float, tags: Sequence[str] = ()) -> None:
         self._check()
         await super().set(key, value, ttl=ttl, tags=tags)
 
