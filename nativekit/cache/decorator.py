@@ -98,6 +98,10 @@ class CachedFunction(Generic[P, R]):
         self.stats = cache.stats.get(name or func.__qualname__)
         self.memo: dict[Any, str] = {}  # single str/int argument -> key
 
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        """Bind to ``instance`` when used on a method (``self`` is passed on)."""
+        return self if instance is None else BoundCachedFunction(self, instance)
+
     def key_for(self, values: dict[str, Any]) -> str:
         """The backend key for bound argument ``values``."""
         return self.head + self.build(values) + self.tail
@@ -280,6 +284,24 @@ class CachedFunction(Generic[P, R]):
                 f"{self.func.__qualname__}.invalidate() needs argument {exc.args[0]!r}"
             ) from None
         return await self.cache.delete([key])
+
+
+class BoundCachedFunction:
+    """A cached method bound to its instance."""
+
+    __slots__ = ("cached", "instance")
+
+    def __init__(self, cached: CachedFunction[Any, Any], instance: Any) -> None:
+        self.cached = cached
+        self.instance = instance
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the cached method."""
+        return await self.cached(self.instance, *args, **kwargs)
+
+    async def invalidate(self, *args: Any, **kwargs: Any) -> bool:
+        """Remove the entry for these arguments (see :meth:`CachedFunction.invalidate`)."""
+        return await self.cached.invalidate(self.instance, *args, **kwargs)
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

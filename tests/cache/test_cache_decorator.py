@@ -448,3 +448,28 @@ async def test_lease_held_elsewhere_is_waited_for_then_computed(cache: Cache) ->
     assert await get(1) == 1
     assert loop.time() - started >= 0.1
     assert seen.calls == 1
+
+
+async def test_methods_are_cached_with_self_left_out_of_the_key(cache: Cache) -> None:
+    """A cached method binds self; ignore=["self"] shares entries across instances."""
+    seen = Counter()
+
+    class Repo:
+        @cache.cached(ttl=10, ignore=["self"])
+        async def price(self, sku: str) -> int:
+            seen.calls += 1
+            return len(sku)
+
+        @cache.cached(ttl=10, key="stock:{sku}")
+        async def stock(self, sku: str) -> int:
+            seen.calls += 1
+            return 5
+
+    assert await Repo().price("abc") == 3
+    assert await Repo().price(sku="abc") == 3
+    assert await Repo().stock("abc") == 5
+    assert await Repo().stock("abc") == 5
+    assert seen.calls == 2
+    assert await Repo().stock.invalidate(sku="abc") is True
+    assert await Repo().stock("abc") == 5
+    assert seen.calls == 3
