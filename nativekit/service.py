@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,9 +32,13 @@ from nativekit.settings import Settings
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
+
 F = TypeVar("F", bound=Handler)
 #: What a service name may look like (also the rule of `nativekit new`).
 SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
+P = ParamSpec("P")  # -- cache --
+R = TypeVar("R")  # -- cache --
 
 
 class Service:
@@ -252,6 +256,29 @@ class Service:
             self._redis = None
         self.health.started = False
         self.log.info("service.stopped")
+
+    # -- cache -----------------------------------------------------------------------
+
+    _cache: Cache | None = None
+
+    @property
+    def cache(self) -> Cache:
+        """The service's cache: Redis per ``NATIVEKIT_REDIS_URL``, in memory for memory://."""
+        if self._cache is None:
+            from nativekit.cache import Cache
+
+            self._cache = Cache.from_settings(
+                self.settings, service=self.name, registry=self.metrics.registry
+            )
+            self.add_component("cache", self._cache)
+            self.health.add("cache", self._cache.check, critical=False, component_type="datastore")
+        return self._cache
+
+    def cached(
+        self, *, ttl: float, **options: Unpack[CacheOptions]
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
+        """Decorator: cache an ``async def``'s typed result for ``ttl`` seconds (see docs)."""
+        return self.cache.cached(ttl=ttl, **options)
 
 
 async def wait_for_requests(metrics: list[Metrics], grace: float) -> None:

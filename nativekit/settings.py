@@ -136,6 +136,41 @@ class Settings(BaseSettings):
         description="Include probe paths (/livez, /readyz, /startupz) in logs/metrics/traces.",
     )
 
+    # -- cache --------------------------------------------------------------------
+    cache_timeout: float = Field(
+        0.25,
+        gt=0,
+        description="Seconds one cache call to Redis may take before it counts as "
+        "failed and the function runs uncached.",
+    )
+    cache_max_value_bytes: int = Field(
+        1_048_576, ge=1, description="Largest encoded value stored; larger results are not cached."
+    )
+    cache_memory_max_entries: int = Field(
+        10_000, ge=1, description="Entries kept by the in-process cache (memory:// Redis URL)."
+    )
+    cache_near_enabled: bool = Field(
+        False,
+        description="Keep hot values in process memory in front of Redis, invalidated "
+        "across replicas through Redis pub/sub.",
+    )
+    cache_near_size: int = Field(1_000, ge=1, description="Entries kept by the near cache.")
+    cache_near_max_age: float = Field(
+        10.0,
+        gt=0,
+        description="Longest time a value stays in the near cache (bounds staleness "
+        "if an invalidation message is lost).",
+    )
+    cache_breaker_failures: int = Field(
+        5, ge=1, description="Consecutive cache failures that open the circuit breaker."
+    )
+    cache_breaker_reset: float = Field(
+        5.0, gt=0, description="Seconds the cache breaker stays open before a trial call."
+    )
+    cache_lock_lease: float = Field(
+        2.0, gt=0, description="Seconds a cross-process computation lease lasts (lock=True)."
+    )
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)
