@@ -30,6 +30,8 @@ from nativekit.settings import Settings
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
+    from nativekit.saga import Saga, SagaRuntime
+
 F = TypeVar("F", bound=Handler)
 _NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 
@@ -248,6 +250,31 @@ class Service:
             self._redis = None
         self.health.started = False
         self.log.info("service.stopped")
+
+    # -- sagas --
+
+    @property
+    def sagas(self) -> SagaRuntime:
+        """The saga runtime: start, wait for, list and operate saga instances."""
+        runtime: SagaRuntime | None = getattr(self, "_sagas", None)
+        if runtime is None:
+            from nativekit.saga.service import attach_runtime
+
+            runtime = self._sagas = attach_runtime(self)
+        return runtime
+
+    def saga(self, name: str, *, input: Any = Any) -> Saga[Any]:
+        """Define a saga run by this service; add steps with ``@saga.step()``."""
+        from nativekit.saga import Saga
+
+        saga: Saga[Any] = Saga(name, input=input)
+        self.sagas.declare(saga)
+        return saga
+
+    def add_saga(self, saga: Saga[Any], *, legacy: bool = False) -> None:
+        """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
+        finish the instances started with it."""
+        self.sagas.declare(saga, legacy=legacy)
 
 
 async def wait_for_requests(metrics: list[Metrics], grace: float) -> None:
