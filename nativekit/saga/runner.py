@@ -312,8 +312,8 @@ class Run:
 
     def _complete(self, step: Step[Any, Any], srec: StepRecord, forward: bool, value: Any) -> None:
         now = self.env.clock()
-        srec.error = None
         if forward:
+            srec.error = None
             srec.status = StepStatus.COMPLETED
             srec.ended_at = now
             srec.uncertain = False
