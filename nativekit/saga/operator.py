@@ -26,6 +26,9 @@ class AbortRequest(BaseModel):
     reason: str = "aborted by an operator"
 
 
+_NO_BODY = AbortRequest()
+
+
 async def _answer(action: Awaitable[SagaRecord]) -> dict[str, Any]:
     try:
         record = await action
@@ -63,9 +66,8 @@ def add_operator_routes(svc: Service, runtime: SagaRuntime, prefix: str) -> None
     async def compensate_saga(saga_id: str) -> dict[str, Any]:
         return await _answer(runtime.compensate(saga_id))
 
-    async def abort_saga(saga_id: str, body: AbortRequest | None = None) -> dict[str, Any]:
-        reason = body.reason if body is not None else AbortRequest().reason
-        return await _answer(runtime.abort(saga_id, reason))
+    async def abort_saga(saga_id: str, body: AbortRequest = _NO_BODY) -> dict[str, Any]:
+        return await _answer(runtime.abort(saga_id, body.reason))
 
     routes: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = [
         ("GET", "", list_sagas),
