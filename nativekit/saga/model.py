@@ -68,9 +68,12 @@ class StepRecord:
 
     def to_json(self) -> str:
         """Compact JSON, dropping empty values."""
-        data = {k: v for k, v in asdict(self).items() if v not in (None, 0)}
-        data["status"] = self.status.value
-        return json.dumps(data, separators=(",", ":"))
+        data: dict[str, Any] = {"status": self.status.value}
+        for key in _STEP_FIELDS:
+            value = getattr(self, key)
+            if value:
+                data[key] = value
+        return _compact(data)
 
     @classmethod
     def from_json(cls, raw: str) -> StepRecord:
@@ -79,6 +82,18 @@ class StepRecord:
         data["status"] = StepStatus(data.get("status", "pending"))
         return cls(**data)
 
+
+_STEP_FIELDS = (
+    "attempts",
+    "compensation_attempts",
+    "error",
+    "started_at",
+    "ended_at",
+    "compensation_started_at",
+    "compensation_ended_at",
+    "uncertain",
+)
+_compact = json.JSONEncoder(separators=(",", ":")).encode
 
 #: Field names of the scalar part of a record.
 SCALAR_FIELDS = (

@@ -18,10 +18,17 @@ local function finished(status)
   return status == 'COMPLETED' or status == 'COMPENSATED' or status == 'ABORTED'
 end
 local function secs(ms) return string.format('%.3f', ms / 1000) end
+-- fields arrive as one argument, "k\0v\0k\0v\0": far cheaper to send than 2n arguments
+local function hset_blob(key, blob)
+  if blob == '' then return end
+  local parts = {}
+  for part in string.gmatch(blob, '([^%z]*)%z') do parts[#parts + 1] = part end
+  redis.call('HSET', key, unpack(parts))
+end
 """
 
 #: KEYS: record, leases, live, status index, status+name index.
-#: ARGV: id, token, lease_ms, live field, field/value pairs...
+#: ARGV: id, token, lease_ms, live field, fields blob.
 #: Returns 1 when created, 0 when the id exists.
 CREATE = (
     _PRELUDE
@@ -29,8 +36,9 @@ CREATE = (
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 local now = now_ms()
 local lease = now + tonumber(ARGV[3])
+hset_blob(KEYS[1], ARGV[5])
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', string.format('%d', lease),
-  'since', secs(now), unpack(ARGV, 5))
+  'since', secs(now))
 redis.call('ZADD', KEYS[2], lease, ARGV[1])
 redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
 redis.call('ZADD', KEYS[4], now, ARGV[1])
@@ -39,10 +47,10 @@ return 1
 """
 )
 
-#: KEYS: record, leases, live, old status index, old status+name index,
-#:       new status index, new status+name index.
+#: KEYS: record, leases, live, and when the status changes: old status index,
+#:       old status+name index, new status index, new status+name index.
 #: ARGV: id, token, expected status, new status ('' = unchanged), lease_ms, retention_ms,
-#:       release ('1'/'0'), live field, field/value pairs...
+#:       release ('1'/'0'), live field, fields blob.
 #: Returns 1 on success, 0 for a stale token, -1 when the status is not the expected one.
 WRITE = (
     _PRELUDE
@@ -51,7 +59,7 @@ if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
 local current = redis.call('HGET', KEYS[1], 'status')
 if current ~= ARGV[3] then return -1 end
 local now = now_ms()
-if #ARGV > 8 then redis.call('HSET', KEYS[1], unpack(ARGV, 9)) end
+hset_blob(KEYS[1], ARGV[9])
 local status = current
 if ARGV[4] ~= '' and ARGV[4] ~= current then
   status = ARGV[4]

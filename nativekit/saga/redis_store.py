@@ -2,11 +2,11 @@
 
 Layout (``P`` = key prefix, ``S`` = shard 00..N-1 chosen by a hash of the saga id)::
 
-    P:{S}:r:<saga_id>            hash: the record (fields of SagaRecord, token, lease)
-    P:{S}:leases                 zset: active saga ids by lease expiry (ms)
-    P:{S}:live                   hash: "<name>:<definition>" -> active instance count
-    P:{S}:st:<STATUS>            zset: saga ids by time they entered STATUS (ms)
-    P:{S}:sn:<STATUS>:<name>     zset: the same, per saga name
+    {P:S}:r:<saga_id>            hash: the record (fields of SagaRecord, token, lease)
+    {P:S}:leases                 zset: active saga ids by lease expiry (ms)
+    {P:S}:live                   hash: "<name>:<definition>" -> active instance count
+    {P:S}:st:<STATUS>            zset: saga ids by time they entered STATUS (ms)
+    {P:S}:sn:<STATUS>:<name>     zset: the same, per saga name
 
 All keys of a shard share the hash tag ``{P:S}``, so a transition (record and
 its index entries) is one single-slot Lua script on Redis Cluster as on one
@@ -15,6 +15,7 @@ node. Listing, recovery and the definition check read every shard (pipelined).
 
 from __future__ import annotations
 
+import asyncio
 import time
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
@@ -34,21 +35,36 @@ from nativekit.saga.store import decode_cursor, definition_key, encode_cursor
 _ALL = tuple(SagaStatus)
 
 
+def _unavailable(operation: str, exc: BaseException) -> BackendUnavailable:
+    hint = " Is NATIVEKIT_REDIS_URL right and the server up?"
+    return BackendUnavailable(
+        f"Redis saga store failed {operation}: {exc}."
+        + (hint if isinstance(exc, UNAVAILABLE_ERRORS) else "")
+    )
+
+
 @contextmanager
 def _translated(operation: str) -> Iterator[None]:
     try:
         yield
     except UNAVAILABLE_ERRORS as exc:
-        raise BackendUnavailable(
-            f"Redis saga store failed {operation}: {exc}. Is NATIVEKIT_REDIS_URL right and "
-            "the server up?"
-        ) from exc
+        raise _unavailable(operation, exc) from exc
     except redis.exceptions.RedisError as exc:
-        raise BackendUnavailable(f"Redis saga store failed {operation}: {exc}") from exc
+        raise _unavailable(operation, exc) from exc
 
 
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _blob(fields: dict[str, str]) -> str:
+    """Fields as one ``k\0v\0…`` argument (JSON and names never hold a NUL)."""
+    if not fields:
+        return ""
+    parts: list[str] = []
+    for key, value in fields.items():
+        parts += (key, value.replace("\0", "\\0"))
+    return "\0".join(parts) + "\0"
 
 
 def _fields(raw: Any) -> dict[str, str]:
@@ -73,8 +89,13 @@ class RedisSagaStore:
         if not 1 <= shards <= 1024:
             raise ConfigError(f"saga shards must be between 1 and 1024, got {shards}.")
         self.client = client
+        # redis-py's default pool raises instead of waiting when every connection is busy;
+        # queue here instead, so a burst of sagas waits for a connection rather than failing.
+        pool_size = getattr(client.connection_pool, "max_connections", None) or 64
+        self._gate = asyncio.Semaphore(max(1, min(pool_size - 4, pool_size)))
         self.prefix = prefix
         self.shards = shards
+        self._tags = [f"{{{prefix}:{shard:02d}}}" for shard in range(shards)]
         self._create = client.register_script(redis_scripts.CREATE)
         self._write = client.register_script(redis_scripts.WRITE)
         self._claim = client.register_script(redis_scripts.CLAIM)
@@ -83,7 +104,7 @@ class RedisSagaStore:
     # -- keys -------------------------------------------------------------------------
 
     def _tag(self, shard: int) -> str:
-        return f"{self.prefix}:{{{self.prefix}:{shard:02d}}}"
+        return self._tags[shard]
 
     def _shard(self, saga_id: str) -> str:
         return self._tag(zlib.crc32(saga_id.encode()) % self.shards)
@@ -95,6 +116,13 @@ class RedisSagaStore:
     def _index(tag: str, status: SagaStatus | str, name: str | None = None) -> str:
         return f"{tag}:st:{status}" if name is None else f"{tag}:sn:{status}:{name}"
 
+    async def _eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        """EVALSHA, loading the script once if the server does not know it (yet)."""
+        try:
+            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            return await script(keys=keys, args=args)
+
     # -- transitions ------------------------------------------------------------------
 
     async def create(
@@ -102,14 +130,13 @@ class RedisSagaStore:
     ) -> tuple[SagaRecord, bool]:
         """Store a new instance leased to ``token``; if the id exists return it and False."""
         tag = self._shard(record.saga_id)
-        args: list[Any] = [
+        args = [
             record.saga_id,
             token,
             int(lease * 1000),
             definition_key(record.name, record.definition),
+            _blob(record.to_fields()),
         ]
-        for key, value in record.to_fields().items():
-            args += (key, value)
         keys = [
             self._record_key(record.saga_id),
             f"{tag}:leases",
@@ -117,8 +144,13 @@ class RedisSagaStore:
             self._index(tag, record.status),
             self._index(tag, record.status, record.name),
         ]
-        with _translated("create"):
-            created = await self._create(keys=keys, args=args)
+        try:
+            async with self._gate:
+                created = await self._eval(self._create, keys, args)
+        except UNAVAILABLE_ERRORS as exc:
+            raise _unavailable("create", exc) from exc
+        except redis.exceptions.RedisError as exc:
+            raise _unavailable("create", exc) from exc
         if created:
             record.token = token
             return record, True
@@ -130,7 +162,8 @@ class RedisSagaStore:
     async def get(self, saga_id: str) -> SagaRecord | None:
         """The instance, or None."""
         with _translated("get"):
-            raw = await self.client.hgetall(self._record_key(saga_id))
+            async with self._gate:
+                raw = await self.client.hgetall(self._record_key(saga_id))
         return SagaRecord.from_fields(_fields(raw)) if raw else None
 
     async def write(
@@ -157,20 +190,23 @@ class RedisSagaStore:
             int(retention * 1000),
             "1" if change.release else "0",
             definition_key(name, definition),
+            _blob(change.fields),
         ]
-        for key, value in change.fields.items():
-            args += (key, value)
-        keys = [
-            self._record_key(saga_id),
-            f"{tag}:leases",
-            f"{tag}:live",
-            self._index(tag, current),
-            self._index(tag, current, name),
-            self._index(tag, new),
-            self._index(tag, new, name),
-        ]
-        with _translated("write"):
-            outcome = await self._write(keys=keys, args=args)
+        keys = [f"{tag}:r:{saga_id}", f"{tag}:leases", f"{tag}:live"]
+        if new is not current:
+            keys += (
+                self._index(tag, current),
+                self._index(tag, current, name),
+                self._index(tag, new),
+                self._index(tag, new, name),
+            )
+        try:
+            async with self._gate:
+                outcome = await self._eval(self._write, keys, args)
+        except UNAVAILABLE_ERRORS as exc:
+            raise _unavailable("write", exc) from exc
+        except redis.exceptions.RedisError as exc:
+            raise _unavailable("write", exc) from exc
         if outcome == 0:
             raise LeaseLost(f"saga {saga_id!r}: lease token {token[:8]}… is no longer current")
         if outcome == -1:
@@ -188,7 +224,10 @@ class RedisSagaStore:
         tag = self._shard(saga_id)
         args = [saga_id, token, int(lease * 1000), "1" if force else "0", *known]
         with _translated("claim"):
-            raw = await self._claim(keys=[self._record_key(saga_id), f"{tag}:leases"], args=args)
+            async with self._gate:
+                raw = await self._claim(
+                    keys=[self._record_key(saga_id), f"{tag}:leases"], args=args
+                )
         if raw == -1:
             raise SagaNotFound(f"no saga instance with id {saga_id!r}")
         if isinstance(raw, int):

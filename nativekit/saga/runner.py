@@ -79,13 +79,23 @@ class Run:
         self.record = record
         self.token = token
         self.pending = Transition()
-        self.log = get_logger(
-            service=env.service, logger="nativekit.saga", saga=saga.name, saga_id=record.saga_id
-        )
+        self._log: Any = None
         self._data: Any = None
         self._results: dict[str, Any] | None = None
         #: Set by ``sagas.start``: the first flush creates the instance and resolves it.
         self.creating: Any = None
+
+    @property
+    def log(self) -> Any:
+        """Logger bound with service, saga and saga_id (bound on first use)."""
+        if self._log is None:
+            self._log = get_logger(
+                service=self.env.service,
+                logger="nativekit.saga",
+                saga=self.saga.name,
+                saga_id=self.record.saga_id,
+            )
+        return self._log
 
     # -- persistence ----------------------------------------------------------------
 
@@ -342,7 +352,7 @@ class Run:
             results=self._decoded_results(),
             idempotency_key=f"{self.record.saga_id}:{step.name}:{direction}",
             attempt=attempt,
-            log=self.log.bind(step=step.name, direction=direction, attempt=attempt),
+            log=_StepLogger(self.log, step.name, direction, attempt),
         )
         hooks = self.env.hooks
         if hooks is not None:
@@ -398,6 +408,23 @@ class Run:
                 step = self.saga.get_step(name)
                 self._results[name] = step.decode_result(raw) if step else json.loads(raw)
         return dict(self._results)
+
+
+class _StepLogger:
+    """The step's logger, bound on first use (most steps never log)."""
+
+    __slots__ = ("_args", "_bound", "_parent")
+
+    def __init__(self, parent: Any, step: str, direction: str, attempt: int) -> None:
+        self._parent = parent
+        self._args = (step, direction, attempt)
+        self._bound: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._bound is None:
+            step, direction, attempt = self._args
+            self._bound = self._parent.bind(step=step, direction=direction, attempt=attempt)
+        return getattr(self._bound, name)
 
 
 async def _with_timeout(awaitable: Awaitable[Any], limit: float | None) -> Any:

@@ -205,7 +205,7 @@ class SagaRuntime:
         run._data = value
         stored, created = await creating.done
         if created and self.metrics is not None:
-            self.metrics.started.labels(self.service, definition.name).inc()
+            self.metrics.count_started(definition.name)
         return SagaHandle(stored.saga_id, stored.name, created, self)
 
     def _spawn(

@@ -52,6 +52,14 @@ class SagaMetrics:
             multiprocess_mode="livesum",
         ).labels(service)
         self._steps: dict[tuple[str, str, str, str], Histogram] = {}
+        self._started: dict[str, Counter] = {}
+
+    def count_started(self, saga: str) -> None:
+        """Count one started instance."""
+        child = self._started.get(saga)
+        if child is None:
+            child = self._started[saga] = self.started.labels(self.service, saga)
+        child.inc()
 
     def observe_step(
         self, saga: str, step: str, direction: str, outcome: str, seconds: float

@@ -136,9 +136,7 @@ async def _run_case(
     return await second.wait(saga_id, timeout), hooks
 
 
-async def _check_effects(
-    saga: Saga[Any], record: SagaRecord, ledger: Ledger, case: str
-) -> None:
+async def _check_effects(saga: Saga[Any], record: SagaRecord, ledger: Ledger, case: str) -> None:
     prefix = f"{record.saga_id}:"
     counts = {k: n for k, n in (await _read(ledger)).items() if k.startswith(prefix)}
     twice = {k: n for k, n in counts.items() if n != 1}

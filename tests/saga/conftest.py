@@ -38,7 +38,7 @@ async def make_service(
 
     yield make
     client = aioredis.Redis.from_url(redis_url)
-    keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=500)]
+    keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=500)]
     if keys:
         await client.delete(*keys)
     await client.aclose()

@@ -119,7 +119,7 @@ async def test_sigkilled_workers_leave_every_saga_resumable(redis_url: str, uniq
         assert len(calls) > len(effects), "no step was ever re-run after a kill"
         assert time.monotonic() - started < 110
     finally:
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=1000)]
         if keys:
             await client.delete(*keys)
         await client.aclose()
@@ -183,7 +183,7 @@ async def test_two_replicas_recovering_at_once_never_share_a_saga(
     finally:
         for svc in replicas:
             await svc.shutdown()
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=1000)]
         if keys:
             await client.delete(*keys)
         await client.aclose()

@@ -251,7 +251,7 @@ class TestRedisSagaStore(SagaStoreContract):
         client = aioredis.Redis.from_url(redis_url)
         prefix = f"test:store:{unique}"
         yield RedisSagaStore(client, prefix=prefix, shards=3)
-        keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=500)]
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=500)]
         if keys:
             await client.delete(*keys)
         await client.aclose()
