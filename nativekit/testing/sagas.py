@@ -50,7 +50,11 @@ class ManualClock:
 
 
 async def run_saga(
-    saga: Saga[Any], data: Any, *, saga_id: str | None = None, timeout: float = 10.0
+    saga: Saga[Any],
+    data: Any,
+    *,
+    saga_id: str | None = None,
+    timeout: float = 10.0,  # noqa: ASYNC109
 ) -> SagaRecord:
     """Run ``saga`` with ``data`` on a memory store until it ends; return the final record."""
     runtime = SagaRuntime("test", MemorySagaStore(), tracing=False)
@@ -112,7 +116,7 @@ async def _run_case(
     saga_id: str,
     crash_at: int | None,
     fail_step: str | None,
-    timeout: float,
+    timeout: float,  # noqa: ASYNC109
 ) -> tuple[SagaRecord, _Hooks]:
     clock = ManualClock()
     store = MemorySagaStore(clock=clock)
@@ -146,9 +150,13 @@ async def _check_effects(saga: Saga[Any], record: SagaRecord, ledger: Ledger, ca
         forward, undo = f"{prefix}{step.name}:forward", f"{prefix}{step.name}:compensate"
         if record.status is SagaStatus.COMPLETED and undo in counts:
             raise AssertionError(f"{case}: COMPLETED but {undo} was applied")
-        if record.status is SagaStatus.COMPENSATED and step.compensation is not None:
-            if forward in counts and undo not in counts:
-                raise AssertionError(f"{case}: COMPENSATED but {forward} was never undone")
+        if (
+            record.status is SagaStatus.COMPENSATED
+            and step.compensation is not None
+            and forward in counts
+            and undo not in counts
+        ):
+            raise AssertionError(f"{case}: COMPENSATED but {forward} was never undone")
 
 
 async def crash_matrix(
@@ -157,7 +165,7 @@ async def crash_matrix(
     *,
     ledger: Ledger | None = None,
     fail_steps: bool = True,
-    timeout: float = 10.0,
+    timeout: float = 10.0,  # noqa: ASYNC109
 ) -> CrashMatrixReport:
     """Crash ``saga`` before and after every step and compensation; check each run converges.
 
