@@ -77,6 +77,13 @@ class Consumer:
         self._error: str | None = None
         self.running = False
 
+    def use_backends(self, *, broker: Broker | None = None, store: DedupStore | None = None) -> None:
+        """Replace the broker or dedup store (before start; used by the test seam)."""
+        if broker is not None:
+            self.broker = self._runner.broker = broker
+        if store is not None:
+            self.store = self._runner.store = store
+
     @property
     def name(self) -> str:
         """``<group>:<handler>``, the scope of the dedup keys."""

@@ -79,15 +79,21 @@ class Messaging:
 
     def use_broker(self, broker: Broker) -> None:
         """Use ``broker`` instead of the one the settings choose (before startup)."""
-        if self._started or self._publisher is not None:
+        if self._started:
             raise ConfigError("use_broker() must be called before the service starts.")
         self._broker = broker
+        self._publisher = None
+        for consumer in self.consumers:
+            consumer.use_backends(broker=broker)
 
     def use_dedup_store(self, factory: Callable[[str], DedupStore]) -> None:
-        """Build dedup stores with ``factory(namespace)`` (before consumers are declared)."""
-        if self.consumers:
-            raise ConfigError("use_dedup_store() must be called before declaring consumers.")
+        """Build dedup stores with ``factory(namespace)`` (before the service starts)."""
+        if self._started:
+            raise ConfigError("use_dedup_store() must be called before the service starts.")
         self._store_factory = factory
+        for consumer in self.consumers:
+            if consumer.options.idempotent:
+                consumer.use_backends(store=factory(consumer.name))
 
     def _store(self, namespace: str) -> DedupStore:
         if self._store_factory is not None:
