@@ -8,7 +8,7 @@ reference, in-process) and :class:`~nativekit.messaging.kafka.KafkaBroker`
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 Headers = list[tuple[str, bytes]]
@@ -21,16 +21,15 @@ class TopicPartition(NamedTuple):
     partition: int
 
 
-@dataclass(frozen=True, slots=True)
-class Record:
-    """A record fetched from a partition."""
+class Record(NamedTuple):
+    """A record fetched from a partition (a tuple: cheap to build per message)."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    headers: Headers = field(default_factory=list)
+    headers: Sequence[tuple[str, bytes]] = ()
     timestamp_ms: int | None = None
 
     @property

@@ -28,6 +28,18 @@ from nativekit.messaging.pipeline import ConsumerOptions, Item, Runner, dedup_ke
 Observer = Callable[[Item], None]
 
 
+def active_tracer() -> Any:
+    """The nativekit tracer, or None while no tracer provider is installed (spans would be
+    no-ops that still cost microseconds per message)."""
+    from opentelemetry import trace
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
+    from nativekit.tracing import get_tracer
+
+    return get_tracer()
+
+
 class Consumer:
     """One ``@svc.consumer`` handler as a service component (``start``/``stop``)."""
 
@@ -40,7 +52,7 @@ class Consumer:
         store: DedupStore | None,
         metrics: MessagingMetrics,
         service: str,
-        tracer: Any = None,
+        tracing: bool = False,
     ) -> None:
         self.spec = spec
         self.options = options
@@ -58,10 +70,11 @@ class Consumer:
             store=self.store,
             metrics=metrics,
             log=self.log,
-            tracer=tracer,
+            tracer=None,
             owned=self._owned,
             stopping=lambda: self._stopping,
         )
+        self._tracing = tracing
         self._gc: GroupConsumer | None = None
         self._lanes: dict[TopicPartition, Lane] = {}
         self._finished: list[tuple[Item, FinalState | None]] = []
@@ -69,6 +82,8 @@ class Consumer:
         self._finish_event = asyncio.Event()
         self._capacity = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
+        self._commit_event = asyncio.Event()
         self._in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -77,7 +92,9 @@ class Consumer:
         self._error: str | None = None
         self.running = False
 
-    def use_backends(self, *, broker: Broker | None = None, store: DedupStore | None = None) -> None:
+    def use_backends(
+        self, *, broker: Broker | None = None, store: DedupStore | None = None
+    ) -> None:
         """Replace the broker or dedup store (before start; used by the test seam)."""
         if broker is not None:
             self.broker = self._runner.broker = broker
@@ -103,6 +120,7 @@ class Consumer:
         self.log = self._runner.log = get_logger(
             service=self._service_name, group=self.options.group, handler=self.spec.name
         )
+        self._runner.tracer = active_tracer() if self._tracing else None
         self._gc = self.broker.group_consumer(
             self.options.topics,
             group=self.options.group,
@@ -114,6 +132,7 @@ class Consumer:
         self._tasks = [
             asyncio.create_task(self._fetch_loop()),
             asyncio.create_task(self._finish_loop()),
+            asyncio.create_task(self._commit_loop()),
         ]
         if self.store is not None:
             self._tasks.append(asyncio.create_task(self._renew_loop()))
@@ -160,7 +179,8 @@ class Consumer:
             for item in dropped:
                 self._abandon(item)
         try:
-            await asyncio.wait_for(self._flush(lanes), self.options.drain_timeout)
+            await asyncio.wait_for(self._flush(), self.options.drain_timeout)
+            await asyncio.wait_for(self._commit(lanes), self.options.drain_timeout)
         except TimeoutError:
             self.log.error("consumer.drain_timeout", partitions=_names({ln.tp for ln in lanes}))
 
@@ -261,15 +281,22 @@ class Consumer:
             del self._owned[item.key]
         self._in_flight -= 1
         self._capacity.set()
-        item.done.set()
+        item.finish()
 
     async def _finish_loop(self) -> None:
         while True:
             await self._finish_event.wait()
             self._finish_event.clear()
-            await self._flush([])
+            await self._flush()
 
-    async def _flush(self, extra: list[Lane]) -> None:
+    async def _commit_loop(self) -> None:
+        """Commit in the background, so handling never waits for the broker's commit reply."""
+        while True:
+            await self._commit_event.wait()
+            self._commit_event.clear()
+            await self._commit(list(self._lanes.values()))
+
+    async def _flush(self) -> None:
         async with self._flush_lock:
             batch, self._finished = self._finished, []
             releases, self._releases = self._releases, []
@@ -280,15 +307,19 @@ class Consumer:
                     self._dedup_failed("release", exc)
             if batch and not await self._write_final(batch):
                 return
+            outcomes: dict[tuple[str, str], int] = {}
             for item, _ in batch:
                 item.lane.offsets.finish(item.record.offset)
                 if self._owned.get(item.key) is item:
                     del self._owned[item.key]
-                self.metrics.count(item.record.topic, self.options.group, item.outcome)
-                item.done.set()
+                place = (item.record.topic, item.outcome)
+                outcomes[place] = outcomes.get(place, 0) + 1
+                item.finish()
+            for (topic, outcome), n in outcomes.items():
+                self.metrics.count(topic, self.options.group, outcome, n)
             self._in_flight -= len(batch)
             self._capacity.set()
-            await self._commit([*self._lanes.values(), *extra])
+            self._commit_event.set()
             for item, _ in batch:
                 for observer in self.observers:
                     observer(item)
@@ -326,6 +357,11 @@ class Consumer:
         return True
 
     async def _commit(self, lanes: list[Lane]) -> None:
+        """Commit the finished prefix of ``lanes``; serialized, so offsets only move forward."""
+        async with self._commit_lock:
+            await self._commit_locked(lanes)
+
+    async def _commit_locked(self, lanes: list[Lane]) -> None:
         offsets = {}
         for lane in lanes:
             offset = lane.offsets.committable()

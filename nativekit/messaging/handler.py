@@ -41,7 +41,7 @@ class HandlerSpec:
                 f"{exc.error_count()} error(s): {_first_error(exc)}"
             ) from exc
 
-    async def call(self, event: Any, msg: Message) -> Any:
+    async def call(self, event: Any, msg: Message | None) -> Any:
         """Run the handler."""
         if self.msg_param is None:
             return await self.func(event)

@@ -209,7 +209,7 @@ class KafkaGroupConsumer:
         out: list[Record] = []
         for records in batches.values():
             out += [
-                Record(r.topic, r.partition, r.offset, r.key, r.value, list(r.headers), r.timestamp)
+                Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp)
                 for r in records
             ]
         return out

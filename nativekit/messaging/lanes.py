@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import zlib
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
@@ -14,12 +15,39 @@ if TYPE_CHECKING:
     from nativekit.messaging.pipeline import Item
 
 
+class _Queue:
+    """One sequential worker: a deque drained by a task that sleeps when it is empty."""
+
+    def __init__(self, worker: Callable[[Item], Awaitable[None]]) -> None:
+        self.items: deque[Item] = deque()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+        self._worker = worker
+
+    def put(self, item: Item) -> None:
+        self.items.append(item)
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        else:
+            self.wake.set()
+
+    async def _run(self) -> None:
+        items = self.items
+        while not self.closed:
+            if not items:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            await self._worker(items.popleft())
+
+
 class Lane:
     """The work of one assigned partition.
 
-    ``width`` sub-queues each run one message at a time; a record goes to the
-    sub-queue of its key's hash, so records with one key keep their order while
-    different keys proceed concurrently. ``width=1`` is strictly sequential.
+    ``width`` queues each run one message at a time; a record goes to the queue
+    of its key's hash, so records with one key keep their order while different
+    keys proceed concurrently. ``width=1`` is strictly sequential.
     """
 
     def __init__(
@@ -33,9 +61,7 @@ class Lane:
         self.offsets = offsets
         self.closed = False
         self._width = width
-        self._worker = worker
-        self._queues: list[asyncio.Queue[Item | None]] = [asyncio.Queue() for _ in range(width)]
-        self._tasks: list[asyncio.Task[None] | None] = [None] * width
+        self._queues = [_Queue(worker) for _ in range(width)]
 
     def put(self, item: Item) -> None:
         """Queue ``item`` behind earlier records of the same key."""
@@ -43,16 +69,7 @@ class Lane:
         if self._width > 1:
             key = item.record.key
             index = (zlib.crc32(key) if key is not None else item.record.offset) % self._width
-        self._queues[index].put_nowait(item)
-        if self._tasks[index] is None:
-            self._tasks[index] = asyncio.create_task(self._run(self._queues[index]))
-
-    async def _run(self, queue: asyncio.Queue[Item | None]) -> None:
-        while True:
-            item = await queue.get()
-            if item is None:
-                return
-            await self._worker(item)
+        self._queues[index].put(item)
 
     async def drain(self, grace: float) -> list[Item]:
         """Stop taking work: return queued items not started, let running ones finish.
@@ -62,12 +79,11 @@ class Lane:
         self.closed = True
         dropped: list[Item] = []
         for queue in self._queues:
-            while not queue.empty():
-                item = queue.get_nowait()
-                if item is not None:
-                    dropped.append(item)
-            queue.put_nowait(None)
-        tasks = [t for t in self._tasks if t is not None]
+            dropped += queue.items
+            queue.items.clear()
+            queue.closed = True
+            queue.wake.set()
+        tasks = [q.task for q in self._queues if q.task is not None]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=grace)
             for task in pending:

@@ -118,7 +118,7 @@ class MemoryBroker:
                 offset,
                 key,
                 value,
-                list(headers or []),
+                tuple(headers or ()),
                 int(time.time() * 1000),
             )
         )

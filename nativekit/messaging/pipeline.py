@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -48,18 +48,45 @@ class ConsumerOptions:
         return self.dead_letter_topic or f"{topic}.dlq"
 
 
-@dataclass(eq=False)
 class Item:
     """A fetched record on its way through the consumer."""
 
-    record: Record
-    key: str
-    lane: Lane
-    claim: Claim | None = None
-    done: asyncio.Event = field(default_factory=asyncio.Event)
-    outcome: str = ""
-    attempts: int = 0
-    error: str | None = None
+    __slots__ = (
+        "_done",
+        "attempts",
+        "claim",
+        "error",
+        "finished",
+        "key",
+        "lane",
+        "outcome",
+        "record",
+    )
+
+    def __init__(self, record: Record, key: str, lane: Lane) -> None:
+        self.record = record
+        self.key = key
+        self.lane = lane
+        self.claim: Claim | None = None
+        self.outcome = ""
+        self.attempts = 0
+        self.error: str | None = None
+        self.finished = False
+        self._done: asyncio.Event | None = None  # created only when another copy waits
+
+    def finish(self) -> None:
+        """Mark the item settled (finished or abandoned) and wake waiting copies."""
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Wait until the item is settled."""
+        if self.finished:
+            return
+        if self._done is None:
+            self._done = asyncio.Event()
+        await self._done.wait()
 
 
 def dedup_key(record: Record, options: ConsumerOptions) -> str:
@@ -136,7 +163,7 @@ class Runner:
         while True:
             other = self.owned.get(item.key)
             if other is not None and other is not item:
-                await other.done.wait()
+                await other.wait()
             else:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, max(self.options.lease / 4, 0.05))
@@ -156,7 +183,6 @@ class Runner:
 
     async def _handle(self, item: Item) -> FinalState:
         record = item.record
-        msg = Message.from_record(record)
         try:
             event = self.spec.decode(record.value)
         except DecodeError as exc:
@@ -168,12 +194,7 @@ class Runner:
             item.attempts = attempt
             started = time.perf_counter()
             try:
-                await self.spec.call(
-                    event,
-                    msg
-                    if self.spec.msg_param is None
-                    else _with(msg, attempt, item.claim.token if item.claim else 0),
-                )
+                await self.spec.call(event, self._message(item, attempt))
             except Exception as exc:
                 self.metrics.observe(
                     record.topic, self.options.group, time.perf_counter() - started
@@ -237,6 +258,12 @@ class Runner:
             attempts=item.attempts,
             error=item.error,
         )
+
+    def _message(self, item: Item, attempt: int) -> Message | None:
+        if self.spec.msg_param is None:
+            return None
+        msg = Message.from_record(item.record)
+        return _with(msg, attempt, item.claim.token if item.claim else 0)
 
     def _context(self, item: Item) -> dict[str, Any]:
         return {

@@ -31,10 +31,10 @@ def encode_key(key: str | bytes | None) -> bytes | None:
 class Publisher:
     """Sends events through a broker; used by ``Service.publish`` and by consumers that reply."""
 
-    def __init__(self, broker: Broker, metrics: MessagingMetrics, *, tracer: Any = None) -> None:
+    def __init__(self, broker: Broker, metrics: MessagingMetrics, *, tracing: bool = True) -> None:
         self.broker = broker
         self.metrics = metrics
-        self.tracer = tracer
+        self.tracing = tracing
         self._counters: dict[str, Any] = {}
 
     async def publish(
@@ -62,13 +62,14 @@ class Publisher:
             PublishError: the broker rejected the record.
         """
         value, content_type, event_type = env.encode(event)
-        if self.tracer is None:
+        tracer = _tracer() if self.tracing else None
+        if tracer is None:
             return await self._send(
                 topic, value, key, content_type, event_type, headers, message_id
             )
         from opentelemetry.trace import SpanKind
 
-        with self.tracer.start_as_current_span(
+        with tracer.start_as_current_span(
             f"{topic} publish",
             kind=SpanKind.PRODUCER,
             attributes={
@@ -105,3 +106,9 @@ class Publisher:
             )
         counter.inc()
         return Published(sent.topic, sent.partition, sent.offset, message_id)
+
+
+def _tracer() -> Any:
+    from nativekit.messaging.consumer import active_tracer
+
+    return active_tracer()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from pydantic import BaseModel
 
@@ -52,11 +52,6 @@ class Messaging:
         self.consumers: list[Consumer] = []
         self._broker: Broker | None = None
         self._store_factory: Callable[[str], DedupStore] | None = None
-        self._tracer: Any = None
-        if self.settings.tracing_enabled:
-            from nativekit.tracing import get_tracer
-
-            self._tracer = get_tracer()
         self._publisher: Publisher | None = None
         self._started = False
         service.add_component("messaging", self)
@@ -111,7 +106,9 @@ class Messaging:
     def publisher(self) -> Publisher:
         """The publisher (shared by ``Service.publish`` and reply-sending handlers)."""
         if self._publisher is None:
-            self._publisher = Publisher(self.broker, self.metrics, tracer=self._tracer)
+            self._publisher = Publisher(
+                self.broker, self.metrics, tracing=self.settings.tracing_enabled
+            )
         return self._publisher
 
     # -- API ---------------------------------------------------------------------------
@@ -189,7 +186,7 @@ class Messaging:
                 store=self._store(namespace) if idempotent else None,
                 metrics=self.metrics,
                 service=self.service.name,
-                tracer=self._tracer,
+                tracing=self.settings.tracing_enabled,
             )
             self.consumers.append(consumer)
             self.service.health.add(
