@@ -201,6 +201,18 @@ async def bench_nativekit() -> float:
     return clock.rate()
 
 
+async def cleanup() -> None:
+    """Delete this run's Redis keys (the Redis may be shared)."""
+    redis = aioredis.Redis.from_url(REDIS)
+    try:
+        for pattern in (f"bench:{RUN}:*", f"nk:dedup:{{nk-{RUN}:*"):
+            batch = [k async for k in redis.scan_iter(match=pattern, count=10_000)]
+            for i in range(0, len(batch), 1000):
+                await redis.delete(*batch[i : i + 1000])
+    finally:
+        await redis.aclose()
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
@@ -249,6 +261,7 @@ async def main() -> None:
     ):
         results[name] = await bench()
         print(f"{name:>11}: {results[name]:>10,.0f} msg/s", flush=True)
+    await cleanup()
     latency = await bench_publish()
     print(
         f"publish latency (1 in flight): nativekit p50 {latency['nk_p50_ms']:.2f} ms, "

@@ -145,7 +145,7 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Longest pause between two attempts, in seconds."
     )
     consumer_max_in_flight: int = Field(
-        1000, ge=1, description="Messages a consumer holds fetched but not finished."
+        2000, ge=1, description="Messages a consumer holds fetched but not finished."
     )
     consumer_fetch_max_records: int = Field(
         500, ge=1, description="Records per fetch (and per dedup round trip)."

@@ -9,6 +9,7 @@ each partition is committed. Side effect → DONE → commit, always in that ord
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from typing import Any
@@ -79,6 +80,9 @@ class Consumer:
         self._lanes: dict[TopicPartition, Lane] = {}
         self._finished: list[tuple[Item, FinalState | None]] = []
         self._releases: list[Claim] = []
+        self._batches: asyncio.Queue[
+            tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
+        ] = asyncio.Queue()
         self._finish_event = asyncio.Event()
         self._capacity = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -121,6 +125,7 @@ class Consumer:
             service=self._service_name, group=self.options.group, handler=self.spec.name
         )
         self._runner.tracer = active_tracer() if self._tracing else None
+        self._runner.debug = logging.getLogger().isEnabledFor(logging.DEBUG)
         self._gc = self.broker.group_consumer(
             self.options.topics,
             group=self.options.group,
@@ -131,6 +136,7 @@ class Consumer:
         self.running = True
         self._tasks = [
             asyncio.create_task(self._fetch_loop()),
+            asyncio.create_task(self._dispatch_loop()),
             asyncio.create_task(self._finish_loop()),
             asyncio.create_task(self._commit_loop()),
         ]
@@ -144,15 +150,17 @@ class Consumer:
             return
         self._stopping = True
         self._give_up_at = time.monotonic() + self.options.drain_timeout
-        fetch = self._tasks[0]
-        fetch.cancel()
-        await asyncio.gather(fetch, return_exceptions=True)
+        feeders = self._tasks[:2]
+        for task in feeders:
+            task.cancel()
+        await asyncio.gather(*feeders, return_exceptions=True)
+        await self._abandon_batches()
         lanes = list(self._lanes.values())
         self._lanes = {}
         await self._drain(lanes)
-        for task in self._tasks[1:]:
+        for task in self._tasks[2:]:
             task.cancel()
-        await asyncio.gather(*self._tasks[1:], return_exceptions=True)
+        await asyncio.gather(*self._tasks[2:], return_exceptions=True)
         self._tasks = []
         gc, self._gc = self._gc, None
         self.running = False
@@ -187,6 +195,8 @@ class Consumer:
     # -- fetching --------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
+        """Fetch and start each batch's claim; the dispatcher hands batches on in order,
+        so the next fetch and the handlers overlap the dedup round trip."""
         while not self._stopping:
             try:
                 room = self.options.max_in_flight - self._in_flight
@@ -203,7 +213,7 @@ class Consumer:
                 )
                 self._error = None
                 if records:
-                    await self._dispatch(records)
+                    self._admit(records)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -211,29 +221,60 @@ class Consumer:
                 self.log.error("consumer.fetch_failed", error=self._error)
                 await asyncio.sleep(1.0)
 
-    async def _dispatch(self, records: list[Record]) -> None:
+    def _admit(self, records: list[Record]) -> None:
+        """Track fetched records of owned partitions and start claiming them."""
         items = []
+        lanes = self._lanes
         for record in records:
-            lane = self._lanes.get(record.tp)
+            lane = lanes.get(TopicPartition(record.topic, record.partition))
             if lane is not None and not lane.closed:
+                lane.offsets.add(record.offset)
                 items.append(Item(record, dedup_key(record, self.options), lane))
-        if self.store is not None and items:
-            claims = await self._claim([i.key for i in items])
-            if claims is None:
-                return
-            for item, claim in zip(items, claims, strict=True):
-                item.claim = claim
-        for item in items:
-            claimed = item.claim is not None and item.claim.status is ClaimStatus.CLAIMED
-            if item.lane.closed or self._lanes.get(item.record.tp) is not item.lane:
-                if claimed and item.claim is not None:
-                    self._releases.append(item.claim)
+        if not items:
+            return
+        self._in_flight += len(items)
+        claim = (
+            asyncio.ensure_future(self._claim([i.key for i in items]))
+            if self.store is not None
+            else None
+        )
+        self._batches.put_nowait((items, claim))
+
+    async def _dispatch_loop(self) -> None:
+        """Hand claimed batches to the partition lanes, in fetch order."""
+        while True:
+            items, claim = await self._batches.get()
+            claims = await claim if claim is not None else None
+            if claim is not None and claims is None:  # stopping while the store was down
+                for item in items:
+                    self._abandon(item)
                 continue
-            if claimed:
-                self._owned[item.key] = item
-            item.lane.offsets.add(item.record.offset)
-            self._in_flight += 1
-            item.lane.put(item)
+            if claims is not None:
+                for item, answer in zip(items, claims, strict=True):
+                    item.claim = answer
+            for item in items:
+                if item.lane.closed or self._lanes.get(item.record.tp) is not item.lane:
+                    self._abandon(item)
+                    continue
+                if item.claim is not None and item.claim.status is ClaimStatus.CLAIMED:
+                    self._owned[item.key] = item
+                item.lane.put(item)
+
+    async def _abandon_batches(self) -> None:
+        """On stop: give up batches fetched but not yet handed to lanes."""
+        while not self._batches.empty():
+            items, claim = self._batches.get_nowait()
+            claims: list[Claim] | None = None
+            if claim is not None:
+                if not claim.done():
+                    claim.cancel()
+                await asyncio.gather(claim, return_exceptions=True)
+                if not claim.cancelled() and claim.exception() is None:
+                    claims = claim.result()
+            for i, item in enumerate(items):
+                if claims is not None:
+                    item.claim = claims[i]
+                self._abandon(item)
 
     async def _claim(self, keys: list[str]) -> list[Claim] | None:
         """Claims for a batch; retried while the store is down (nothing is processed)."""

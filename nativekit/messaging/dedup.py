@@ -19,8 +19,7 @@ import enum
 import itertools
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
 class ClaimStatus(enum.Enum):
@@ -39,8 +38,7 @@ class FinalState(enum.Enum):
     DEAD = "X"
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(NamedTuple):
     """The answer for one key; ``token`` (fencing) is set when ``status`` is CLAIMED."""
 
     key: str

@@ -1,5 +1,7 @@
 """The Redis :class:`~nativekit.messaging.dedup.DedupStore`: one Lua script call per batch.
 
+Needs Redis 6.2 or later (``SET … GET``) or Valkey.
+
 Keys of one store share a hash tag (``nk:dedup:{<namespace>}:…``), so every
 script touches a single hash slot and works on Redis Cluster. A lease is a
 ``PX`` expiry on the IN_PROGRESS value, so a dead owner's claim frees itself;
@@ -27,25 +29,35 @@ local out = {}
 local token = redis.call('INCRBY', KEYS[1], #KEYS - 1) - (#KEYS - 1)
 for i = 2, #KEYS do
   token = token + 1
-  local v = redis.call('GET', KEYS[i])
-  if not v then
-    redis.call('SET', KEYS[i], 'P:' .. token, 'PX', ARGV[1])
+  if redis.call('SET', KEYS[i], 'P:' .. token, 'NX', 'PX', ARGV[1]) then
     out[#out + 1] = token
-  elseif v == 'D' then out[#out + 1] = -1
-  elseif v == 'X' then out[#out + 1] = -2
-  else out[#out + 1] = 0 end
+  else
+    local v = redis.call('GET', KEYS[i])
+    if v == 'D' then out[#out + 1] = -1
+    elseif v == 'X' then out[#out + 1] = -2
+    else out[#out + 1] = 0 end
+  end
 end
 return table.concat(out, ',')
 """
 
+# One SET per key on the common path: overwrite and look at what was there. If another
+# owner held the key (our lease expired and it was claimed again), put its value back.
 _FINISH = """
 local out = {}
 for i = 1, #KEYS do
-  local v = redis.call('GET', KEYS[i])
-  if (not v) or v == 'P:' .. ARGV[i + 2] then
+  local old = redis.call('SET', KEYS[i], ARGV[1], 'XX', 'PX', ARGV[2], 'GET')
+  if old == 'P:' .. ARGV[i + 3] then
+    out[i] = '1'
+  elseif not old then
     redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
     out[i] = '1'
-  else out[i] = '0' end
+  else
+    local keep = ARGV[2]
+    if string.sub(old, 1, 2) == 'P:' then keep = ARGV[3] end
+    redis.call('SET', KEYS[i], old, 'PX', keep)
+    out[i] = '0'
+  end
 end
 return table.concat(out)
 """
@@ -133,16 +145,24 @@ class RedisDedupStore:
         return out
 
     async def finish_many(
-        self, claims: Sequence[Claim], *, retain: float, state: FinalState = FinalState.DONE
+        self,
+        claims: Sequence[Claim],
+        *,
+        retain: float,
+        state: FinalState = FinalState.DONE,
+        lease: float = 30.0,
     ) -> list[bool]:
-        """Mark claims final (one script call); False where another owner holds the key."""
+        """Mark claims final (one script call); False where another owner holds the key.
+
+        ``lease`` is given back to another owner's claim that this call had to restore.
+        """
         if not claims:
             return []
         raw = await self._call(
             "finish",
             self._finish,
             self._keys([c.key for c in claims]),
-            [state.value, _ms(retain), *(c.token for c in claims)],
+            [state.value, _ms(retain), _ms(lease), *(c.token for c in claims)],
         )
         return [flag == 49 for flag in raw]  # b"1"
 

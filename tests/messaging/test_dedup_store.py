@@ -7,6 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging.dedup import ClaimStatus, DedupStore, FinalState, MemoryDedupStore
@@ -134,9 +136,8 @@ class TestRedisDedupStore(DedupStoreContract):
         """A store under a unique namespace on the real Redis."""
         client = aioredis.Redis.from_url(redis_url)
         yield RedisDedupStore(client, namespace=f"test-{unique}")
-        keys = [k async for k in client.scan_iter(match=f"nk:dedup:{{test-{unique}}}:*")]
-        if keys:
-            await client.delete(*keys)
+        used = ["a", "b", "c", "warm", "fence", *(f"k{i}" for i in range(200))]
+        await client.delete(*(f"nk:dedup:{{test-{unique}}}:{k}" for k in used))
         await client.aclose()
 
     async def test_one_batch_is_one_round_trip(self, store: RedisDedupStore) -> None:
@@ -157,7 +158,9 @@ class TestRedisDedupStore(DedupStoreContract):
 
     async def test_unreachable_redis_is_backend_unavailable(self, unique: str) -> None:
         """A store on a closed port raises BackendUnavailable naming the operation."""
-        client = aioredis.Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.2)
+        client = aioredis.Redis(
+            host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+        )
         store = RedisDedupStore(client, namespace=unique, url_safe="redis://127.0.0.1:1")
         with pytest.raises(BackendUnavailable, match="claim"):
             await store.claim_many(["a"], lease=1)
