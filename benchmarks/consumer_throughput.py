@@ -31,13 +31,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import aiokafka  # noqa: E402
-import redis.asyncio as aioredis  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+import aiokafka
+import redis.asyncio as aioredis
+from pydantic import BaseModel
 
-import nativekit  # noqa: E402
-from nativekit.messaging.envelope import build_headers  # noqa: E402
-from nativekit.messaging.kafka import KafkaBroker as NkKafka  # noqa: E402
+import nativekit
+from nativekit.messaging.envelope import build_headers
+from nativekit.messaging.kafka import KafkaBroker as NkKafka
 
 N = int(os.environ.get("BENCH_MESSAGES", "50000"))
 PARTITIONS = 4

@@ -25,11 +25,11 @@ def kafka_settings(kafka_url: str, redis_url: str | None = None, **extra: object
 
 
 async def eventually(
-    condition: Callable[[], object], *, timeout: float = 10.0, what: str = "condition"
+    condition: Callable[[], object], *, within: float = 10.0, what: str = "condition"
 ) -> None:
-    """Poll ``condition`` until truthy or fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+    """Poll ``condition`` until truthy or fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g}s")
+            raise AssertionError(f"{what} not reached within {within:g}s")
         await asyncio.sleep(0.02)

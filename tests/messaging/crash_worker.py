@@ -18,11 +18,11 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import redis.asyncio as aioredis  # noqa: E402
-from pydantic import BaseModel  # noqa: E402
+import redis.asyncio as aioredis
+from pydantic import BaseModel
 
-import nativekit  # noqa: E402
-from nativekit.messaging.kafka import KafkaGroupConsumer  # noqa: E402
+import nativekit
+from nativekit.messaging.kafka import KafkaGroupConsumer
 
 
 class Order(BaseModel):

@@ -10,7 +10,7 @@ import pytest
 from pydantic import BaseModel
 
 from nativekit import ConfigError, Service, Settings
-from nativekit.messaging import Message, MemoryDedupStore
+from nativekit.messaging import MemoryDedupStore, Message
 from nativekit.messaging.dedup import ClaimStatus
 from nativekit.messaging.memory import MemoryBroker
 from nativekit.testing import serve
