@@ -12,7 +12,7 @@ import pytest
 from pydantic import BaseModel
 
 from nativekit import Service, Settings
-from nativekit.messaging import Message, MemoryBroker, MemoryDedupStore
+from nativekit.messaging import MemoryBroker, MemoryDedupStore, Message
 from nativekit.messaging.broker import TopicPartition
 from nativekit.messaging.kafka import KafkaBroker, KafkaGroupConsumer
 from nativekit.messaging.memory import MemoryGroupConsumer
