@@ -54,7 +54,14 @@ class Messaging:
         self._store_factory: Callable[[str], DedupStore] | None = None
         self._publisher: Publisher | None = None
         self._started = False
-        service.add_component("messaging", self)
+        if service.health.started:
+            # First used after startup (a publish from a route): nothing to start now
+            # (the producer connects on first send), but it must still close at shutdown.
+            service.lifecycle.add("messaging", stop=self.stop)
+            service.lifecycle._started.append(service.lifecycle._entries[-1])
+            self._started = True
+        else:
+            service.add_component("messaging", self)
 
     # -- backends ---------------------------------------------------------------------
 

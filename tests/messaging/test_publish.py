@@ -153,3 +153,21 @@ async def test_publish_on_kafka_waits_for_the_ack(kafka_url: str, unique: str) -
     finally:
         await svc.messaging.broker.aclose()
     assert (first.partition, first.offset, second.offset) == (0, 0, 1)
+
+
+async def test_publish_first_used_after_startup_is_closed_at_shutdown() -> None:
+    """A service that only publishes from a route still stops its broker on shutdown."""
+    from nativekit.messaging import MemoryBroker
+
+    svc = Service("late")
+    closed: list[bool] = []
+
+    class Recording(MemoryBroker):
+        async def aclose(self) -> None:
+            closed.append(True)
+
+    await svc.startup(hook_sigterm=False)
+    svc.messaging._broker = Recording()
+    await svc.publish("late", Shipped(order_id="o"))
+    await svc.shutdown()
+    assert closed == [True]
