@@ -10,7 +10,8 @@ each contender reads all of them in its own consumer group:
   fetched batch), DONE marks and offset commits
 
 Throughput is measured from the first handled message to the last (group joins,
-which the broker delays by a fixed time, are excluded for everyone). Publish latency:
+which the broker delays by a fixed time, are excluded for everyone); each contender
+runs BENCH_ROUNDS times (default 3, order rotated) and the median is reported. Publish latency:
 one message in flight, nativekit ``svc.publish`` vs aiokafka ``send_and_wait``.
 
 Usage: python -m nativekit.testing.servers -- python benchmarks/consumer_throughput.py
@@ -40,12 +41,18 @@ from nativekit.messaging.envelope import build_headers
 from nativekit.messaging.kafka import KafkaBroker as NkKafka
 
 N = int(os.environ.get("BENCH_MESSAGES", "50000"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
 PARTITIONS = 4
 KAFKA = os.environ.get("NATIVEKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
 REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVERS = KAFKA.partition("://")[2]
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"bench-{RUN}"
+ROUND = [0]  # each round reads the topic again with fresh consumer groups
+
+
+def group(name: str) -> str:
+    return f"{name}-{RUN}-{ROUND[0]}"
 
 
 class OrderPlaced(BaseModel):
@@ -116,7 +123,7 @@ async def bench_raw() -> float:
     consumer = aiokafka.AIOKafkaConsumer(
         TOPIC,
         bootstrap_servers=SERVERS,
-        group_id=f"raw-{RUN}",
+        group_id=group("raw"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         max_poll_records=500,
@@ -139,7 +146,7 @@ async def bench_faststream() -> float:
     clock = Clock()
     broker = KafkaBroker(SERVERS, logger=None)
 
-    @broker.subscriber(TOPIC, group_id=f"fs-{RUN}", auto_offset_reset="earliest")
+    @broker.subscriber(TOPIC, group_id=group("fs"), auto_offset_reset="earliest")
     async def handle(event: OrderPlaced) -> None:
         clock.tick()
 
@@ -157,7 +164,7 @@ async def bench_naive() -> float:
     consumer = aiokafka.AIOKafkaConsumer(
         TOPIC,
         bootstrap_servers=SERVERS,
-        group_id=f"naive-{RUN}",
+        group_id=group("naive"),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
     )
@@ -185,7 +192,7 @@ async def bench_nativekit() -> float:
     svc = nativekit.Service("bench", settings=settings())
     handled = 0
 
-    @svc.consumer(TOPIC, group=f"nk-{RUN}")
+    @svc.consumer(TOPIC, group=group("nk"))
     async def handle(event: OrderPlaced) -> None:
         nonlocal handled
         handled += 1
@@ -205,7 +212,7 @@ async def cleanup() -> None:
     """Delete this run's Redis keys (the Redis may be shared)."""
     redis = aioredis.Redis.from_url(REDIS)
     try:
-        for pattern in (f"bench:{RUN}:*", f"nk:dedup:{{nk-{RUN}:*"):
+        for pattern in (f"bench:{RUN}:*", f"nk:dedup:{{nk-{RUN}-*"):
             batch = [k async for k in redis.scan_iter(match=pattern, count=10_000)]
             for i in range(0, len(batch), 1000):
                 await redis.delete(*batch[i : i + 1000])
@@ -252,16 +259,23 @@ async def main() -> None:
     logging.disable(logging.WARNING)
     print(f"producing {N} messages to {TOPIC} ({PARTITIONS} partitions) at {KAFKA}", flush=True)
     await produce()
-    results: dict[str, float] = {}
-    for name, bench in (
+    contenders = (
         ("raw", bench_raw),
         ("faststream", bench_faststream),
         ("naive", bench_naive),
         ("nativekit", bench_nativekit),
-    ):
-        results[name] = await bench()
-        print(f"{name:>11}: {results[name]:>10,.0f} msg/s", flush=True)
-    await cleanup()
+    )
+    samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    for round_no in range(ROUNDS):
+        ROUND[0] = round_no
+        # rotate the order so no contender always runs first (warm caches, broker state)
+        for name, bench in contenders[round_no % 4 :] + contenders[: round_no % 4]:
+            samples[name].append(await bench())
+            print(f"round {round_no + 1} {name:>11}: {samples[name][-1]:>10,.0f} msg/s", flush=True)
+        await cleanup()
+    results = {name: statistics.median(values) for name, values in samples.items()}
+    for name, value in results.items():
+        print(f"median {name:>11}: {value:>10,.0f} msg/s", flush=True)
     latency = await bench_publish()
     print(
         f"publish latency (1 in flight): nativekit p50 {latency['nk_p50_ms']:.2f} ms, "
@@ -270,6 +284,7 @@ async def main() -> None:
     )
     summary = {
         "messages": N,
+        "rounds": ROUNDS,
         "partitions": PARTITIONS,
         **{f"{k}_msgs_per_s": round(v) for k, v in results.items()},
         "nativekit_vs_faststream": round(results["nativekit"] / results["faststream"], 2),
