@@ -167,6 +167,8 @@ class Messaging:
             )
 
         def decorator(func: H) -> H:
+            if self._started:
+                raise ConfigError("Consumers must be declared before the service starts.")
             spec = inspect_handler(func)
             options = ConsumerOptions(
                 topics=topics,
@@ -199,8 +201,6 @@ class Messaging:
             self.service.health.add(
                 f"consumer:{namespace}", consumer.check, component_type="component"
             )
-            if self._started:
-                raise ConfigError("Consumers must be declared before the service starts.")
             return func
 
         return decorator

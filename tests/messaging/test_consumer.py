@@ -429,3 +429,14 @@ async def test_bytes_handler_gets_raw_payload() -> None:
     async with MessagingHarness(svc) as harness:
         await harness.deliver("raw", b"\x00\x01")
     assert seen == [b"\x00\x01"]
+
+
+async def test_consumer_declared_after_startup_is_rejected() -> None:
+    """Consumers join at startup; declaring one later is a ConfigError."""
+    svc = service()
+    async with serve(svc):
+        svc.messaging  # noqa: B018 - created after startup
+        with pytest.raises(ConfigError, match="before the service starts"):
+
+            @svc.consumer("late", group="g")
+            async def late(event: Paid) -> None: ...
