@@ -120,6 +120,9 @@ async def test_sigkill_loses_nothing_and_repeats_only_unmarked_effects(
         while await committed_offset(kafka_url, group, topic) != N:
             assert asyncio.get_running_loop().time() < deadline, "offsets not committed"
             await asyncio.sleep(0.2)
+        while not await effects.exists(f"{prefix}:started:none"):  # its SIGTERM handler is set
+            assert asyncio.get_running_loop().time() < deadline, "second worker not started"
+            await asyncio.sleep(0.1)
         second.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(asyncio.to_thread(second.wait), 30) == 0
         counts = [int(v or 0) for v in await effects.mget(keys)]
@@ -138,6 +141,7 @@ async def test_sigkill_loses_nothing_and_repeats_only_unmarked_effects(
         namespace = f"{group}:main.<locals>.handle"
         await effects.delete(
             *keys,
+            *(f"{prefix}:started:{w}" for w in (crash_at, "none")),
             f"nk:dedup:{{{namespace}}}:fence",
             *(f"nk:dedup:{{{namespace}}}:m-{i}" for i in range(N)),
         )
