@@ -73,6 +73,8 @@ def get_logger(**context: Any) -> Any:
     Lazy, so loggers created at import time (before :func:`configure_logging`)
     still use the configured processors.
     """
+    if "logger" in context:  # structlog.get_logger() reserves that keyword for itself
+        return structlog.get_logger().bind(**context)
     return structlog.get_logger(**context)
 
 

@@ -1,0 +1,34 @@
+"""Shop settings that are not nativekit's own, read from ``SHOP_*`` variables."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+
+def _env(name: str, default: str) -> str:
+    return os.environ.get(name, default)
+
+
+@dataclass(frozen=True)
+class ShopConfig:
+    """Where the other services are and how the shop names its keys and topics.
+
+    ``SHOP_PAYMENTS_URL`` / ``SHOP_INVENTORY_URL``: base URLs of the other
+    services. Unset, orders calls them in process (``examples.shop.app``).
+    """
+
+    payments_url: str = field(default_factory=lambda: _env("SHOP_PAYMENTS_URL", ""))
+    inventory_url: str = field(default_factory=lambda: _env("SHOP_INVENTORY_URL", ""))
+    key_prefix: str = field(default_factory=lambda: _env("SHOP_KEY_PREFIX", "shop"))
+    topic_prefix: str = field(default_factory=lambda: _env("SHOP_TOPIC_PREFIX", "shop."))
+    seed_products: int = field(default_factory=lambda: int(_env("SHOP_SEED_PRODUCTS", "10")))
+    seed_stock: int = field(default_factory=lambda: int(_env("SHOP_SEED_STOCK", "100")))
+    http_timeout: float = field(default_factory=lambda: float(_env("SHOP_HTTP_TIMEOUT", "5")))
+
+    def topic(self, name: str) -> str:
+        """The Kafka topic of a service's events: ``shop.orders`` by default."""
+        return f"{self.topic_prefix}{name}"
+
+
+config = ShopConfig()

@@ -1,0 +1,159 @@
+"""The inventory service: products, cached reads, atomic reservations, sales on confirm."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import nativekit
+from examples.shop.config import config
+from examples.shop.inventory_store import (
+    InventoryStore,
+    MemoryInventoryStore,
+    RedisInventoryStore,
+    merge,
+)
+from examples.shop.models import (
+    Item,
+    OrderConfirmed,
+    Product,
+    ProductUpdate,
+    Reservation,
+    ReserveStock,
+    StockReleased,
+    StockReserved,
+    StockSold,
+)
+from nativekit.messaging import Message
+
+svc = nativekit.Service("inventory")
+
+CATALOG = [
+    ("Kettle", 3900), ("Teapot", 2450), ("Mug", 890), ("Grinder", 5900), ("Scale", 2990),
+    ("Filter", 450), ("Dripper", 1900), ("Beans 1kg", 2600), ("Tin", 1200), ("Spoon", 350),
+]  # fmt: skip
+
+
+class Inventory:
+    """The inventory domain: every stock change drops cached reads and is announced."""
+
+    def __init__(self) -> None:
+        self.store: InventoryStore = MemoryInventoryStore()
+
+    async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
+        """Hold every line for ``order_id`` or none (REJECTED, with the reason); idempotent."""
+        reservation = await self.store.reserve(order_id, items)
+        if reservation.state == "RESERVED":
+            await self._changed()
+            lines = [Item(sku=s, quantity=q) for s, q in merge(items).items()]
+            await self._announce(StockReserved(order_id=order_id, items=lines), "reserved")
+        return reservation
+
+    async def release(self, order_id: str) -> Reservation:
+        """Return held stock to available; idempotent, and refuses a later reservation."""
+        reservation = await self.store.release(order_id)
+        if reservation.state == "RELEASED" and reservation.reason is None:
+            await self._changed()
+            await self._announce(StockReleased(order_id=order_id), "released")
+        return reservation
+
+    async def sell(self, order_id: str) -> Reservation:
+        """Turn held stock into a sale; idempotent."""
+        reservation = await self.store.sell(order_id)
+        if reservation.state == "SOLD":
+            await self._changed()
+            await self._announce(StockSold(order_id=order_id), "sold")
+        return reservation
+
+    async def put(self, sku: str, update: ProductUpdate) -> Product:
+        """Create a product, or set its name, price and available stock."""
+        product = await self.store.put(sku, update.name, update.price, update.available)
+        await self._changed()
+        return product
+
+    async def seed(self, count: int, stock: int) -> None:
+        """Add ``count`` demo products that do not exist yet (a restart keeps stock)."""
+        for n in range(count):
+            name, price = CATALOG[n % len(CATALOG)]
+            product = Product(sku=f"SKU-{n + 1:03d}", name=name, price=price, available=stock,
+                              reserved=0)  # fmt: skip
+            await self.store.add_if_missing(product)
+        await self._changed()
+
+    async def _changed(self) -> None:
+        await svc.cache.invalidate_tags("stock")
+
+    async def _announce(self, event: StockReserved | StockReleased | StockSold, what: str) -> None:
+        # A retried call announces again with the same message id: consumers skip the copy.
+        await svc.publish(
+            config.topic("inventory"), event, key=event.order_id,
+            message_id=f"{event.order_id}:{what}",
+        )  # fmt: skip
+
+
+stock = Inventory()
+
+
+@svc.cached(ttl=30, key="product:{sku}", tags=["stock"])
+async def load_product(sku: str) -> Product | None:
+    """One product, cached until the next stock change."""
+    return await stock.store.get(sku)
+
+
+@svc.cached(ttl=30, key="products", tags=["stock"])
+async def load_products() -> list[Product]:
+    """Every product, cached until the next stock change."""
+    return await stock.store.all()
+
+
+@svc.on_startup
+async def open_store() -> None:
+    """Keep stock in Redis when the service has one, and seed the demo catalog."""
+    if svc.uses_redis:
+        stock.store = RedisInventoryStore(svc.redis, config.key_prefix)
+    await stock.seed(config.seed_products, config.seed_stock)
+
+
+@svc.get("/inventory/products")
+async def list_products() -> list[Product]:
+    """Every product with its stock."""
+    return await load_products()
+
+
+@svc.get("/inventory/products/{sku}")
+async def get_product(sku: str) -> Product:
+    """One product with its stock."""
+    product = await load_product(sku)
+    if product is None:
+        raise nativekit.HTTPError(404, f"no product {sku!r}")
+    return product
+
+
+@svc.put("/inventory/products/{sku}")
+async def put_product(sku: str, body: ProductUpdate) -> Product:
+    """Create or restock a product."""
+    return await stock.put(sku, body)
+
+
+@svc.post("/inventory/reservations", status_code=201)
+async def reserve(body: ReserveStock) -> Reservation:
+    """Hold stock for an order (idempotent by order id); 409 when there is not enough."""
+    reservation = await stock.reserve(body.order_id, body.items)
+    if reservation.state != "RESERVED":
+        raise nativekit.HTTPError(409, reservation.reason, extra=reservation.model_dump())
+    return reservation
+
+
+@svc.post("/inventory/reservations/{order_id}/release")
+async def release(order_id: str) -> Reservation:
+    """Give held stock back (idempotent)."""
+    return await stock.release(order_id)
+
+
+@svc.consumer(config.topic("orders"), concurrency=8)
+async def on_order_event(payload: bytes, msg: Message) -> None:
+    """A confirmed order's reservation becomes a sale (once per message id)."""
+    if msg.event_type == "OrderConfirmed":
+        await stock.sell(OrderConfirmed.model_validate_json(payload).order_id)
+
+
+app = svc.app

@@ -1,0 +1,242 @@
+"""The orders service: takes orders and runs the place-order saga.
+
+reserve stock (inventory) -> charge the payment (payments) -> confirm; a failure
+rolls back what was done: release the stock, refund the charge, cancel the order.
+The saga instance *is* the order: its id is the order id and its input the order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import uuid
+from typing import Annotated
+
+from starlette.responses import JSONResponse
+
+import nativekit
+from examples.shop.clients import (
+    HttpInventory,
+    HttpPayments,
+    InventoryClient,
+    LocalInventory,
+    LocalPayments,
+    OutOfStock,
+    PaymentDeclined,
+    PaymentsClient,
+)
+from examples.shop.config import config
+from examples.shop.models import (
+    OrderCancelled,
+    OrderConfirmed,
+    OrderPlaced,
+    OrderRequest,
+    OrderView,
+    Payment,
+    PaymentRequest,
+    PlaceOrder,
+    PricedItem,
+    Reservation,
+    StepView,
+    payment_id_for,
+)
+from nativekit.saga import Backoff, SagaContext, SagaNotFound, SagaRecord, SagaStatus
+
+svc = nativekit.Service("orders")
+place_order = svc.saga("place-order", input=PlaceOrder)
+MAX_WAIT = 30.0
+
+
+class Peers:
+    """The other two services, as this process reaches them."""
+
+    inventory: InventoryClient = LocalInventory()
+    payments: PaymentsClient = LocalPayments()
+
+
+peers = Peers()
+
+
+@svc.on_startup
+async def connect() -> None:
+    """Reach inventory and payments over HTTP when their URLs are configured."""
+    if config.inventory_url:
+        peers.inventory = HttpInventory(config.inventory_url, config.http_timeout)
+    if config.payments_url:
+        peers.payments = HttpPayments(config.payments_url, config.http_timeout)
+
+
+@svc.on_shutdown
+async def disconnect() -> None:
+    """Close the HTTP clients."""
+    await peers.inventory.aclose()
+    await peers.payments.aclose()
+
+
+async def announce(event: OrderPlaced | OrderConfirmed | OrderCancelled, what: str) -> None:
+    """Publish an order event; a retried step re-sends it with the same message id."""
+    await svc.publish(
+        config.topic("orders"), event, key=event.order_id, message_id=f"{event.order_id}:{what}"
+    )
+
+
+# -- the saga -----------------------------------------------------------------------------
+
+
+@place_order.step(retries=5, timeout=5)
+async def accept_order(ctx: SagaContext[PlaceOrder]) -> None:
+    """Announce the order."""
+    order = ctx.data
+    await announce(OrderPlaced(order_id=order.order_id, customer_id=order.customer_id,
+                               total=order.total), "placed")  # fmt: skip
+
+
+@accept_order.compensate
+async def cancel_order(ctx: SagaContext[PlaceOrder]) -> None:
+    """Runs last when the saga rolls back: announce the cancellation and why."""
+    reason = order_reason(await svc.sagas.get(ctx.saga_id)) or "cancelled"
+    await announce(OrderCancelled(order_id=ctx.data.order_id, reason=reason), "cancelled")
+
+
+@place_order.step(retries=3, timeout=5, backoff=Backoff(0.05, 2.0, 1.0), no_retry=(OutOfStock,))
+async def reserve_stock(ctx: SagaContext[PlaceOrder]) -> Reservation:
+    """Hold every line in inventory (all or nothing)."""
+    return await peers.inventory.reserve(ctx.data.order_id, ctx.data.items)
+
+
+@reserve_stock.compensate
+async def release_stock(ctx: SagaContext[PlaceOrder]) -> None:
+    """Give the stock back (inventory accepts a release of nothing)."""
+    await peers.inventory.release(ctx.data.order_id)
+
+
+@place_order.step(retries=3, timeout=5, backoff=Backoff(0.05, 2.0, 1.0),
+                  no_retry=(PaymentDeclined,))  # fmt: skip
+async def charge_payment(ctx: SagaContext[PlaceOrder]) -> Payment:
+    """Capture the total; the step's idempotency key makes retries charge once."""
+    request = PaymentRequest(order_id=ctx.data.order_id, amount=ctx.data.total,
+                             token=ctx.data.payment_token)  # fmt: skip
+    return await peers.payments.charge(ctx.idempotency_key, request)
+
+
+@charge_payment.compensate
+async def refund_payment(ctx: SagaContext[PlaceOrder]) -> None:
+    """Refund by the charge's payment id, known even when the charge's outcome is not."""
+    charge_key = ctx.idempotency_key.removesuffix(":compensate") + ":forward"
+    await peers.payments.refund(payment_id_for(charge_key), ctx.data.order_id)
+
+
+@place_order.step(retries=10, timeout=5)
+async def confirm_order(ctx: SagaContext[PlaceOrder]) -> None:
+    """The order is final: announce it (inventory then turns the reservation into a sale)."""
+    await announce(OrderConfirmed(order_id=ctx.data.order_id, total=ctx.data.total), "confirmed")
+
+
+# -- reading orders -------------------------------------------------------------------------
+
+STATUS = {
+    SagaStatus.COMPLETED: "CONFIRMED",
+    SagaStatus.COMPENSATED: "CANCELLED",
+    SagaStatus.ABORTED: "CANCELLED",
+}
+
+
+def order_reason(record: SagaRecord) -> str | None:
+    """Why an order was cancelled (or is stuck): the failed step's error message."""
+    for definition in place_order.steps:
+        step = record.steps.get(definition.name)
+        if step is not None and step.error and step.status.value in ("failed", "compensation_failed"):
+            return step.error.partition(": ")[2] or step.error
+    return record.error
+
+
+def order_view(record: SagaRecord) -> OrderView:
+    """The order as clients see it, from its saga instance."""
+    order = PlaceOrder.model_validate_json(record.input)
+    status = STATUS.get(record.status, "PENDING")
+    steps = [
+        StepView(name=s.name, status=r.status.value, attempts=r.attempts, error=r.error)
+        for s in place_order.steps
+        if (r := record.steps.get(s.name)) is not None
+    ]
+    reason = order_reason(record) if status == "CANCELLED" or record.status == "FAILED" else None
+    return OrderView(order_id=order.order_id, customer_id=order.customer_id, status=status,
+                     reason=reason, items=order.items, total=order.total, steps=steps)  # fmt: skip
+
+
+async def price(request: OrderRequest) -> list[PricedItem]:
+    """Quote every line at the catalog price; an unknown SKU is a 422 naming the line."""
+    lines = []
+    for n, item in enumerate(request.items):
+        product = await peers.inventory.product(item.sku)
+        if product is None:
+            raise nativekit.HTTPError(
+                422, f"items[{n}].sku: no product {item.sku!r}",
+                extra={"errors": [{"loc": ["body", "items", n, "sku"], "msg": "unknown product"}]},
+            )  # fmt: skip
+        lines.append(PricedItem(sku=item.sku, quantity=item.quantity, price=product.price))
+    return lines
+
+
+def order_id_for(idempotency_key: str | None) -> str:
+    """A new id, or the same id for every request with one Idempotency-Key."""
+    if idempotency_key is None:
+        return "ord_" + uuid.uuid4().hex[:24]
+    return "ord_" + hashlib.sha256(idempotency_key.encode()).hexdigest()[:24]
+
+
+def same_request(stored: PlaceOrder, request: OrderRequest) -> bool:
+    """Whether a repeated Idempotency-Key came with the same order."""
+    lines = [(i.sku, i.quantity) for i in stored.items]
+    return (stored.customer_id, lines, stored.payment_token) == (
+        request.customer_id, [(i.sku, i.quantity) for i in request.items], request.payment_token
+    )  # fmt: skip
+
+
+def wait_seconds(prefer: str | None) -> float:
+    """``Prefer: wait=N`` (RFC 7240) as seconds, at most MAX_WAIT; 0 without it."""
+    match = re.search(r"\bwait=(\d+(?:\.\d+)?)", prefer or "")
+    return min(float(match.group(1)), MAX_WAIT) if match else 0.0
+
+
+# -- HTTP -------------------------------------------------------------------------------------
+
+
+@svc.post("/orders", status_code=202)
+async def create_order(
+    body: OrderRequest,
+    idempotency_key: Annotated[str | None, nativekit.Header("Idempotency-Key")] = None,
+    prefer: Annotated[str | None, nativekit.Header("Prefer")] = None,
+) -> JSONResponse:
+    """Place an order; 202 with the order and its Location. ``Prefer: wait=N`` waits up to
+    N seconds for CONFIRMED or CANCELLED. One Idempotency-Key gives one order."""
+    order = PlaceOrder(order_id=order_id_for(idempotency_key), customer_id=body.customer_id,
+                       items=await price(body), payment_token=body.payment_token)  # fmt: skip
+    handle = await svc.sagas.start(place_order, order, saga_id=order.order_id)
+    if not handle.created:
+        stored = PlaceOrder.model_validate_json((await svc.sagas.get(order.order_id)).input)
+        if not same_request(stored, body):
+            raise nativekit.HTTPError(422, "this Idempotency-Key was used for a different order")
+    wait = wait_seconds(prefer)
+    headers = {"Location": f"/orders/{order.order_id}"}
+    if wait:
+        headers["Preference-Applied"] = f"wait={wait:g}"
+        try:
+            record = await svc.sagas.wait(order.order_id, wait)
+        except TimeoutError:
+            record = await svc.sagas.get(order.order_id)
+    else:
+        record = await svc.sagas.get(order.order_id)
+    return JSONResponse(order_view(record).model_dump(mode="json"), 202, headers=headers)
+
+
+@svc.get("/orders/{order_id}")
+async def get_order(order_id: str) -> OrderView:
+    """The order with its status (PENDING, CONFIRMED, CANCELLED with a reason) and steps."""
+    try:
+        return order_view(await svc.sagas.get(order_id))
+    except SagaNotFound:
+        raise nativekit.HTTPError(404, f"no order {order_id!r}") from None
+
+
+app = svc.app
