@@ -4,9 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install lint typecheck docs test test-fast shop bench clean
+.PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean
 
 help:
+	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
+	@echo "make shop-cluster - the shop as three processes on :8001-8003 with Redis + Kafka"
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
 	@echo "make docs   - build the documentation site into site/"
 	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"
@@ -40,6 +42,23 @@ test: lint typecheck docs
 
 test-fast: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
+
+SHOP_STAMP := $(VENV)/.installed-shop
+
+$(SHOP_STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[shop]'
+	@touch $@
+
+# The whole shop in one process on memory backends (see docs/shop.md).
+shop: $(SHOP_STAMP)
+	@echo "Shop on http://127.0.0.1:8000  (try: curl http://127.0.0.1:8000/inventory/products)"
+	$(PY) -m uvicorn examples.shop.app:app --host 127.0.0.1 --port 8000
+
+# Three processes on :8001-8003 against Redis + Kafka (started when missing); Ctrl-C stops all.
+shop-cluster: $(STAMP)
+	$(PY) -m examples.shop.cluster
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
