@@ -40,7 +40,7 @@ from examples.shop.models import (
     StepView,
     payment_id_for,
 )
-from nativekit.saga import Backoff, SagaContext, SagaNotFound, SagaRecord, SagaStatus
+from nativekit.saga import Backoff, SagaContext, SagaNotFound, SagaRecord, SagaStatus, StepRecord
 
 svc = nativekit.Service("orders")
 place_order = svc.saga("place-order", input=PlaceOrder)
@@ -157,7 +157,7 @@ def order_view(record: SagaRecord) -> OrderView:
     steps = [
         StepView(name=s.name, status=r.status.value, attempts=r.attempts, error=r.error)
         for s in place_order.steps
-        if (r := record.steps.get(s.name)) is not None
+        for r in [record.steps.get(s.name) or StepRecord()]
     ]
     reason = order_reason(record) if status == "CANCELLED" or record.status == "FAILED" else None
     return OrderView(order_id=order.order_id, customer_id=order.customer_id, status=status,

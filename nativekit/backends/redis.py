@@ -46,8 +46,12 @@ def create_redis(settings: Settings) -> aioredis.Redis:
             options["ssl_certfile"] = str(settings.redis_tls_cert_file)
         if settings.redis_tls_key_file:
             options["ssl_keyfile"] = str(settings.redis_tls_key_file)
-    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
-    return client
+    # Blocking: beyond max_connections callers wait (up to the operation timeout) for a
+    # free connection instead of failing at once with MaxConnectionsError.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, timeout=settings.operation_timeout, **options
+    )
+    return aioredis.Redis(connection_pool=pool)
 
 
 def unavailable(settings: Settings, operation: str, exc: BaseException) -> BackendUnavailable:
