@@ -51,7 +51,7 @@ def create_redis(settings: Settings) -> aioredis.Redis:
     pool = aioredis.BlockingConnectionPool.from_url(
         url, timeout=settings.operation_timeout, **options
     )
-    return aioredis.Redis(connection_pool=pool)
+    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
 
 
 def unavailable(settings: Settings, operation: str, exc: BaseException) -> BackendUnavailable:
