@@ -58,7 +58,7 @@ class MemoryInventoryStore:
         row = self.products.setdefault(sku, {"reserved": 0, "sold": 0})
         row.update(name=name, price=price, available=available)
         product = self._product(sku)
-        assert product is not None  # noqa: S101 - just written
+        assert product is not None
         return product
 
     async def add_if_missing(self, product: Product) -> None:
@@ -187,13 +187,15 @@ class RedisInventoryStore:
 
     async def put(self, sku: str, name: str, price: int, available: int) -> Product:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.hset(self._pkey(sku), mapping={"name": name, "price": price, "available": available})
+            pipe.hset(
+                self._pkey(sku), mapping={"name": name, "price": price, "available": available}
+            )
             pipe.hsetnx(self._pkey(sku), "reserved", 0)
             pipe.hsetnx(self._pkey(sku), "sold", 0)
             pipe.sadd(f"{self.tag}:skus", sku)
             await pipe.execute()
         product = await self.get(sku)
-        assert product is not None  # noqa: S101 - just written
+        assert product is not None
         return product
 
     async def add_if_missing(self, product: Product) -> None:

@@ -145,7 +145,11 @@ def order_reason(record: SagaRecord) -> str | None:
     """Why an order was cancelled (or is stuck): the failed step's error message."""
     for definition in place_order.steps:
         step = record.steps.get(definition.name)
-        if step is not None and step.error and step.status.value in ("failed", "compensation_failed"):
+        if (
+            step is not None
+            and step.error
+            and step.status.value in ("failed", "compensation_failed")
+        ):
             return step.error.partition(": ")[2] or step.error
     return record.error
 

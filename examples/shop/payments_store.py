@@ -121,4 +121,3 @@ class RedisPaymentStore:
         ids = [i.decode() for i in await self.redis.smembers(f"{self.tag}:all")]
         raws = await self.redis.mget([self._keys(i)[0] for i in ids]) if ids else []
         return [Payment.model_validate_json(r) for r in raws if r is not None]
-

@@ -110,7 +110,11 @@ def charge_payment_id(order_id: str) -> str:
     return payment_id_for(f"{order_id}:charge_payment:forward")
 
 
-async def wait_final(orders: httpx.AsyncClient, order_ids: list[str], timeout: float) -> list[dict[str, Any]]:
+async def wait_final(
+    orders: httpx.AsyncClient,
+    order_ids: list[str],
+    timeout: float,  # noqa: ASYNC109
+) -> list[dict[str, Any]]:
     """Poll until every order is CONFIRMED or CANCELLED; fail after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
     done: dict[str, dict[str, Any]] = {}
@@ -129,7 +133,10 @@ async def wait_final(orders: httpx.AsyncClient, order_ids: list[str], timeout: f
 
 
 async def check_invariants(
-    shop: Shop, initial: dict[str, int], orders: list[dict[str, Any]], timeout: float = 30
+    shop: Shop,
+    initial: dict[str, int],
+    orders: list[dict[str, Any]],
+    timeout: float = 30,  # noqa: ASYNC109
 ) -> None:
     """At rest: no oversell; per SKU initial = available + reserved + sold with nothing left
     reserved and sold = confirmed quantities; captured payments = confirmed totals; every

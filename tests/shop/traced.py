@@ -1,6 +1,6 @@
 """Serve one shop service with its spans appended as JSON lines to a file.
 
-    python tests/shop/traced.py SERVICE PORT SPANS_FILE
+python tests/shop/traced.py SERVICE PORT SPANS_FILE
 """
 
 from __future__ import annotations
