@@ -6,6 +6,7 @@ other services' domain objects directly (they run in the same process).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
@@ -86,65 +87,78 @@ class _Http:
     """A JSON client that carries the current trace context to the other service."""
 
     def __init__(self, base_url: str, timeout: float) -> None:
-        import httpx  # the 'shop' extra; only separate deployments need it
+        import aiohttp  # the 'shop' extra; only separate deployments need it
 
-        self.http = httpx.AsyncClient(
+        self.session = aiohttp.ClientSession(
             base_url=base_url,
-            timeout=timeout,
-            limits=httpx.Limits(max_connections=200, max_keepalive_connections=200),
+            timeout=aiohttp.ClientTimeout(total=timeout),
+            connector=aiohttp.TCPConnector(limit=200),
         )
 
-    async def call(self, method: str, path: str, *, headers: dict[str, str] | None = None,
-                   **kwargs: Any) -> Any:  # fmt: skip
+    async def call(
+        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
+    ) -> tuple[int, Any]:
+        """Send a request; returns the status and the decoded JSON body (None if empty)."""
         from opentelemetry import propagate
 
         carrier = dict(headers or {})
         propagate.inject(carrier)
-        return await self.http.request(method, path, headers=carrier, **kwargs)
+        async with self.session.request(method, path, headers=carrier, **kwargs) as response:
+            body = await response.read()
+            return response.status, json.loads(body) if body else None
 
     async def aclose(self) -> None:
-        await self.http.aclose()
+        await self.session.close()
+
+
+class PeerError(Exception):
+    """The other service answered with an unexpected status; the saga step retries."""
+
+
+def _ok(status: int, body: Any, what: str) -> Any:
+    if status >= 300:
+        detail = body.get("detail") if isinstance(body, dict) else body
+        raise PeerError(f"{what} answered {status}: {detail}")
+    return body
 
 
 class HttpInventory(_Http):
     """Inventory at ``SHOP_INVENTORY_URL``."""
 
     async def product(self, sku: str) -> Product | None:
-        response = await self.call("GET", f"/inventory/products/{sku}")
-        if response.status_code == 404:
+        status, body = await self.call("GET", f"/inventory/products/{sku}")
+        if status == 404:
             return None
-        response.raise_for_status()
-        return Product.model_validate_json(response.content)
+        return Product.model_validate(_ok(status, body, "inventory"))
 
     async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
-        body = {"order_id": order_id, "items": [i.model_dump() for i in items]}
-        response = await self.call("POST", "/inventory/reservations", json=body)
-        if response.status_code == 409:
-            raise OutOfStock(response.json().get("detail"))
-        response.raise_for_status()  # anything else is worth a retry
-        return Reservation.model_validate_json(response.content)
+        request = {"order_id": order_id, "items": [i.model_dump() for i in items]}
+        status, body = await self.call("POST", "/inventory/reservations", json=request)
+        if status == 409:
+            raise OutOfStock(body.get("detail"))
+        return Reservation.model_validate(_ok(status, body, "inventory"))
 
     async def release(self, order_id: str) -> None:
-        response = await self.call("POST", f"/inventory/reservations/{order_id}/release")
-        response.raise_for_status()
+        status, body = await self.call("POST", f"/inventory/reservations/{order_id}/release")
+        _ok(status, body, "inventory")
 
 
 class HttpPayments(_Http):
     """Payments at ``SHOP_PAYMENTS_URL``; the saga step's key is the Idempotency-Key."""
 
     async def charge(self, idempotency_key: str, request: PaymentRequest) -> Payment:
-        response = await self.call(
-            "POST", "/payments", json=request.model_dump(),
+        status, body = await self.call(
+            "POST",
+            "/payments",
+            json=request.model_dump(),
             headers={"Idempotency-Key": idempotency_key},
-        )  # fmt: skip
-        if response.status_code == 402:
-            raise PaymentDeclined(response.json().get("detail"))
-        response.raise_for_status()  # 503 and friends: the step retries with the same key
-        return Payment.model_validate_json(response.content)
+        )
+        if status == 402:
+            raise PaymentDeclined(body.get("detail"))
+        return Payment.model_validate(_ok(status, body, "payments"))  # 503: the step retries
 
     async def refund(self, payment_id: str, order_id: str) -> Payment:
-        response = await self.call(
+        status, body = await self.call(
             "POST", f"/payments/{payment_id}/refund", params={"order_id": order_id}
         )
-        response.raise_for_status()
-        return Payment.model_validate_json(response.content)
+        return Payment.model_validate(_ok(status, body, "payments"))

@@ -1,0 +1,218 @@
+"""Load on the example shop: three processes on real Redis and Kafka.
+
+    python benchmarks/shop_load.py [--concurrency 50] [--seconds 20] [--quick]
+
+Places orders at fixed concurrency with ``Prefer: wait=5`` (polling GET when an
+order is not final yet), reports orders/s and p50/p99 time to a final status,
+checks the invariants at rest, and, for scale, the same load generator's rate
+on a cached product read (``GET /inventory/products/{sku}``) of the same stack.
+Uses NATIVEKIT_TEST_REDIS_URL / NATIVEKIT_TEST_KAFKA_URL, else starts servers.
+The last output line is one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+import uuid
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+sys.path.insert(0, str(Path(__file__).parents[1]))
+
+from examples.shop.cluster import Cluster  # noqa: E402
+from examples.shop.models import payment_id_for  # noqa: E402
+from nativekit.testing import servers  # noqa: E402
+
+SKUS = 8
+STOCK = 1_000_000
+TOKENS = ["tok_visa"] * 18 + ["tok_decline", "tok_fail"]
+
+
+async def fetch(http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any) -> Any:
+    """One request; the JSON body (or None for a 404)."""
+    async with http.request(method, path, **kwargs) as response:
+        if response.status == 404:
+            return None
+        response.raise_for_status()
+        return await response.json()
+
+
+def session(cluster: Cluster, service: str, concurrency: int) -> aiohttp.ClientSession:
+    """A client session for one service."""
+    return aiohttp.ClientSession(
+        base_url=cluster.url(service), connector=aiohttp.TCPConnector(limit=concurrency)
+    )
+
+
+def start_cluster(stack: ExitStack, tag: str, log_dir: Path) -> Cluster:
+    """Servers (reused when configured) and the three services, stopped by ``stack``."""
+    redis = servers.start_redis()
+    stack.callback(redis.stop)
+    kafka = servers.start_kafka()
+    stack.callback(kafka.stop)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATIVEKIT_", "SHOP_"))}
+    env.update(
+        NATIVEKIT_REDIS_URL=redis.url,
+        NATIVEKIT_KAFKA_URL=kafka.url,
+        NATIVEKIT_KAFKA_IDEMPOTENT_PRODUCER="false",
+        NATIVEKIT_ACCESS_LOG="false",
+        NATIVEKIT_LOG_LEVEL="WARNING",
+        NATIVEKIT_REDIS_MAX_CONNECTIONS="128",
+        SHOP_KEY_PREFIX=f"bench-{tag}",
+        SHOP_TOPIC_PREFIX=f"bench-{tag}.",
+        SHOP_SEED_PRODUCTS="0",
+        PYTHONPATH=str(Path(__file__).parents[1]),
+    )
+    ports = {name: servers.free_port() for name in ("orders", "payments", "inventory")}
+    cluster = Cluster(env, ports=ports, log_dir=log_dir)
+    stack.callback(cluster.stop)
+    for service in ports:
+        cluster.start(service, {"NATIVEKIT_SERVICE_NAME": f"{service}-{tag}"})
+    cluster.wait_ready(60)
+    return cluster
+
+
+async def place_orders(
+    orders: aiohttp.ClientSession, skus: list[str], concurrency: int, seconds: float
+) -> tuple[list[float], list[dict[str, Any]], float]:
+    """Run ``concurrency`` workers for ``seconds``; latencies (s), final orders, elapsed."""
+    rng = random.Random(1)
+    latencies: list[float] = []
+    final: list[dict[str, Any]] = []
+    stop = time.monotonic() + seconds
+
+    async def worker() -> None:
+        while time.monotonic() < stop:
+            body = {
+                "customer_id": f"c-{rng.randint(1, 1000)}",
+                "items": [{"sku": s, "quantity": rng.randint(1, 3)} for s in rng.sample(skus, 2)],
+                "payment_token": rng.choice(TOKENS),
+            }
+            began = time.perf_counter()
+            order = await fetch(orders, "POST", "/orders", json=body, headers={"Prefer": "wait=5"})
+            while order["status"] == "PENDING":
+                await asyncio.sleep(0.05)
+                order = await fetch(orders, "GET", f"/orders/{order['order_id']}")
+            latencies.append(time.perf_counter() - began)
+            final.append(order)
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, final, time.perf_counter() - began
+
+
+async def read_rate(inventory: aiohttp.ClientSession, sku: str, concurrency: int) -> float:
+    """Cached product reads per second with the same client and concurrency."""
+    count = 0
+    stop = time.monotonic() + 5
+
+    async def worker() -> None:
+        nonlocal count
+        while time.monotonic() < stop:
+            await fetch(inventory, "GET", f"/inventory/products/{sku}")
+            count += 1
+
+    began = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return count / (time.perf_counter() - began)
+
+
+async def invariants(cluster: Cluster, skus: list[str], orders: list[dict[str, Any]]) -> bool:
+    """Stock adds up and nothing is left reserved; payments match confirmed orders."""
+    async with (
+        session(cluster, "inventory", 50) as inventory,
+        session(cluster, "payments", 50) as payments,
+    ):
+        deadline = time.monotonic() + 30
+        while True:
+            products = [await fetch(inventory, "GET", f"/inventory/products/{s}") for s in skus]
+            if all(p["reserved"] == 0 for p in products) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.2)
+        sold = {s: 0 for s in skus}
+        for order in orders:
+            if order["status"] == "CONFIRMED":
+                for item in order["items"]:
+                    sold[item["sku"]] += item["quantity"]
+        stock_ok = all(
+            p["available"] + p["reserved"] + p["sold"] == STOCK
+            and p["reserved"] == 0
+            and p["sold"] == sold[p["sku"]]
+            for p in products
+        )
+        ids = [payment_id_for(f"{o['order_id']}:charge_payment:forward") for o in orders]
+        found = await asyncio.gather(*(fetch(payments, "GET", f"/payments/{i}") for i in ids))
+    payments_ok = True
+    for order, payment in zip(orders, found, strict=True):
+        status = payment["status"] if payment else None
+        if order["status"] == "CONFIRMED":
+            payments_ok &= status == "CAPTURED" and payment["amount"] == order["total"]
+        else:
+            payments_ok &= status in (None, "DECLINED", "REFUNDED", "VOIDED")
+    return stock_ok and payments_ok
+
+
+async def run(concurrency: int, seconds: float) -> dict[str, Any]:
+    """Start the shop, stock it, load it, check it."""
+    tag = uuid.uuid4().hex[:8]
+    with ExitStack() as stack:
+        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        cluster = start_cluster(stack, tag, log_dir)
+        async with (
+            session(cluster, "orders", concurrency) as orders,
+            session(cluster, "inventory", concurrency) as inventory,
+        ):
+            skus = [f"B-{n}" for n in range(SKUS)]
+            for sku in skus:
+                body = {"name": sku, "price": 1999, "available": STOCK}
+                await fetch(inventory, "PUT", f"/inventory/products/{sku}", json=body)
+            _, warm, _ = await place_orders(orders, skus, concurrency, 3)
+            latencies, final, elapsed = await place_orders(orders, skus, concurrency, seconds)
+            reads = await read_rate(inventory, skus[0], concurrency)
+        ok = await invariants(cluster, skus, warm + final)
+    latencies.sort()
+    rate = len(final) / elapsed
+    return {
+        "benchmark": "shop_load",
+        "concurrency": concurrency,
+        "orders": len(final),
+        "orders_per_s": round(rate, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 1),
+        "p99_ms": round(latencies[int(len(latencies) * 0.99) - 1] * 1000, 1),
+        "confirmed": sum(o["status"] == "CONFIRMED" for o in final),
+        "cancelled": sum(o["status"] == "CANCELLED" for o in final),
+        "cached_reads_per_s": round(reads, 1),
+        "orders_vs_reads": round(rate / reads, 3),
+        "invariants_held": ok,
+    }
+
+
+def main() -> None:
+    """Parse arguments, run, print a table and the JSON line."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--quick", action="store_true", help="5 s of load")
+    args = parser.parse_args()
+    result = asyncio.run(run(args.concurrency, 5 if args.quick else args.seconds))
+    print(f"{'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'orders':>7} {'reads/s':>9} invariants")
+    print(
+        f"{result['orders_per_s']:>10} {result['p50_ms']:>8} {result['p99_ms']:>8} "
+        f"{result['orders']:>7} {result['cached_reads_per_s']:>9} {result['invariants_held']}"
+    )
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
