@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 
+import pytest
+
 import nativekit
 from examples.shop import app as shop_app
 
@@ -22,3 +24,23 @@ def test_deploy_module_paths_name_services() -> None:
         assert getattr(module, attribute) is module.svc.app
         assert module.svc.name == service
     assert isinstance(shop_app.app, nativekit.ServiceGroup)
+
+
+def test_orders_deployment_reaches_payments_and_inventory_by_their_services(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """In Kubernetes, orders' SHOP_*_URL variables name the other Services and their ports."""
+    from examples.shop.config import ShopConfig
+    from tests.shop.test_deploy import env_of, get
+
+    env = env_of("orders")
+    for service in ("payments", "inventory"):
+        port = get("Service", service)["spec"]["ports"][0]["port"]
+        assert env[f"SHOP_{service.upper()}_URL"] == f"http://{service}:{port}"
+    for name in ("SHOP_PAYMENTS_URL", "SHOP_INVENTORY_URL"):
+        monkeypatch.setenv(name, env[name])
+    config = ShopConfig()  # the names the code reads
+    assert (config.payments_url, config.inventory_url) == (
+        env["SHOP_PAYMENTS_URL"],
+        env["SHOP_INVENTORY_URL"],
+    )
