@@ -30,9 +30,9 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).parents[1]))
 
-from examples.shop.cluster import Cluster  # noqa: E402
-from examples.shop.models import payment_id_for  # noqa: E402
-from nativekit.testing import servers  # noqa: E402
+from examples.shop.cluster import Cluster
+from examples.shop.models import payment_id_for
+from nativekit.testing import servers
 
 SKUS = 8
 STOCK = 1_000_000
