@@ -37,7 +37,17 @@ class Inventory:
     """The inventory domain: every stock change drops cached reads and is announced."""
 
     def __init__(self) -> None:
-        self.store: InventoryStore = MemoryInventoryStore()
+        self.memory = MemoryInventoryStore()
+        self.redis: RedisInventoryStore | None = None
+
+    @property
+    def store(self) -> InventoryStore:
+        """Redis when the service has one (so any process sees the same stock), else memory."""
+        if not svc.uses_redis:
+            return self.memory
+        if self.redis is None:
+            self.redis = RedisInventoryStore(svc.redis, config.key_prefix)
+        return self.redis
 
     async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
         """Hold every line for ``order_id`` or none (REJECTED, with the reason); idempotent."""
@@ -106,11 +116,15 @@ async def load_products() -> list[Product]:
 
 
 @svc.on_startup
-async def open_store() -> None:
-    """Keep stock in Redis when the service has one, and seed the demo catalog."""
-    if svc.uses_redis:
-        stock.store = RedisInventoryStore(svc.redis, config.key_prefix)
+async def seed() -> None:
+    """Add the demo catalog (products that exist keep their stock)."""
     await stock.seed(config.seed_products, config.seed_stock)
+
+
+@svc.on_shutdown
+async def forget_client() -> None:
+    """The service closes its Redis client on shutdown; a restart gets a new one."""
+    stock.redis = None
 
 
 @svc.get("/inventory/products")

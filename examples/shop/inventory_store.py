@@ -46,75 +46,71 @@ class MemoryInventoryStore:
     """In-process store: each method runs without awaiting, so it is atomic."""
 
     def __init__(self) -> None:
-        self.products: dict[str, dict[str, object]] = {}
+        self.products: dict[str, Product] = {}
         self.reservations: dict[str, Reservation] = {}
         self.held: dict[str, dict[str, int]] = {}
 
-    def _product(self, sku: str) -> Product | None:
-        row = self.products.get(sku)
-        return None if row is None else Product.model_validate({"sku": sku, **row})
+    def _add(self, sku: str, **deltas: int) -> None:
+        product = self.products[sku]
+        update = {field: getattr(product, field) + delta for field, delta in deltas.items()}
+        self.products[sku] = product.model_copy(update=update)
 
     async def put(self, sku: str, name: str, price: int, available: int) -> Product:
-        row = self.products.setdefault(sku, {"reserved": 0, "sold": 0})
-        row.update(name=name, price=price, available=available)
-        product = self._product(sku)
-        assert product is not None
+        old = self.products.get(sku) or Product(
+            sku=sku, name=name, price=0, available=0, reserved=0
+        )
+        product = old.model_copy(update={"name": name, "price": price, "available": available})
+        self.products[sku] = product
         return product
 
     async def add_if_missing(self, product: Product) -> None:
-        if product.sku not in self.products:
-            self.products[product.sku] = product.model_dump(exclude={"sku"})
+        self.products.setdefault(product.sku, product)
 
     async def get(self, sku: str) -> Product | None:
-        return self._product(sku)
+        return self.products.get(sku)
 
     async def all(self) -> list[Product]:
-        return [p for sku in sorted(self.products) if (p := self._product(sku))]
+        return [self.products[sku] for sku in sorted(self.products)]
 
     async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
         if order_id in self.reservations:
             return self.reservations[order_id]
         wanted = merge(items)
         for sku, quantity in wanted.items():
-            row = self.products.get(sku)
-            if row is None or int(row["available"]) < quantity:  # type: ignore[call-overload]
-                reason = f"insufficient stock for {sku}" if row else f"unknown product {sku}"
-                result = Reservation(order_id=order_id, state="REJECTED", reason=reason)
-                self.reservations[order_id] = result
-                return result
+            product = self.products.get(sku)
+            if product is None or product.available < quantity:
+                reason = f"insufficient stock for {sku}" if product else f"unknown product {sku}"
+                return self._record(Reservation(order_id=order_id, state="REJECTED", reason=reason))
         for sku, quantity in wanted.items():
-            row = self.products[sku]
-            row["available"] = int(row["available"]) - quantity  # type: ignore[call-overload]
-            row["reserved"] = int(row["reserved"]) + quantity  # type: ignore[call-overload]
+            self._add(sku, available=-quantity, reserved=quantity)
         self.held[order_id] = wanted
-        result = Reservation(order_id=order_id, state="RESERVED")
-        self.reservations[order_id] = result
-        return result
+        return self._record(Reservation(order_id=order_id, state="RESERVED"))
 
-    def _finish(self, order_id: str, state: str, field: str) -> Reservation:
+    def _record(self, reservation: Reservation) -> Reservation:
+        self.reservations[reservation.order_id] = reservation
+        return reservation
+
+    async def release(self, order_id: str) -> Reservation:
         current = self.reservations.get(order_id)
-        if current is None:
-            current = Reservation(order_id=order_id, state="RELEASED", reason="released first")
-            self.reservations[order_id] = current
-            return current
+        if current is None:  # the release overtook its reservation: refuse that one later
+            return self._record(
+                Reservation(order_id=order_id, state="RELEASED", reason="released first")
+            )
         if current.state != "RESERVED":
             return current
         for sku, quantity in self.held.pop(order_id).items():
-            row = self.products[sku]
-            row["reserved"] = int(row["reserved"]) - quantity  # type: ignore[call-overload]
-            row[field] = int(row[field]) + quantity  # type: ignore[call-overload]
-        current = Reservation(order_id=order_id, state=state)  # type: ignore[arg-type]
-        self.reservations[order_id] = current
-        return current
-
-    async def release(self, order_id: str) -> Reservation:
-        return self._finish(order_id, "RELEASED", "available")
+            self._add(sku, reserved=-quantity, available=quantity)
+        return self._record(Reservation(order_id=order_id, state="RELEASED"))
 
     async def sell(self, order_id: str) -> Reservation:
         current = self.reservations.get(order_id)
         if current is None:  # nothing to sell: do not leave a tombstone
             return Reservation(order_id=order_id, state="REJECTED", reason="no reservation")
-        return self._finish(order_id, "SOLD", "sold")
+        if current.state != "RESERVED":
+            return current
+        for sku, quantity in self.held.pop(order_id).items():
+            self._add(sku, reserved=-quantity, sold=quantity)
+        return self._record(Reservation(order_id=order_id, state="SOLD"))
 
 
 # KEYS: reservation, product hashes. ARGV: retain, n, quantities..., skus...
@@ -193,10 +189,9 @@ class RedisInventoryStore:
             pipe.hsetnx(self._pkey(sku), "reserved", 0)
             pipe.hsetnx(self._pkey(sku), "sold", 0)
             pipe.sadd(f"{self.tag}:skus", sku)
-            await pipe.execute()
-        product = await self.get(sku)
-        assert product is not None
-        return product
+            pipe.hgetall(self._pkey(sku))
+            *_, row = await pipe.execute()
+        return Product.model_validate({"sku": sku, **_decode(row)})
 
     async def add_if_missing(self, product: Product) -> None:
         fields = product.model_dump(exclude={"sku"})
@@ -241,10 +236,12 @@ class RedisInventoryStore:
         return await self._finish(order_id, "SOLD", "sold")
 
 
+def _decode(row: dict[bytes, bytes]) -> dict[str, str]:
+    return {k.decode(): v.decode() for k, v in row.items()}
+
+
 def _product(sku: str, row: dict[bytes, bytes]) -> Product | None:
-    if not row:
-        return None
-    return Product.model_validate({"sku": sku, **{k.decode(): v.decode() for k, v in row.items()}})
+    return Product.model_validate({"sku": sku, **_decode(row)}) if row else None
 
 
 def _reservation(order_id: str, raw: bytes | str) -> Reservation:

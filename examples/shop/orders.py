@@ -83,6 +83,7 @@ async def announce(event: OrderPlaced | OrderConfirmed | OrderCancelled, what: s
 # -- the saga -----------------------------------------------------------------------------
 # --8<-- [start:saga]
 
+
 @place_order.step(retries=5, timeout=5)
 async def accept_order(ctx: SagaContext[PlaceOrder]) -> None:
     """Announce the order."""
@@ -130,6 +131,7 @@ async def refund_payment(ctx: SagaContext[PlaceOrder]) -> None:
 async def confirm_order(ctx: SagaContext[PlaceOrder]) -> None:
     """The order is final: announce it (inventory then turns the reservation into a sale)."""
     await announce(OrderConfirmed(order_id=ctx.data.order_id, total=ctx.data.total), "confirmed")
+
 
 # --8<-- [end:saga]
 

@@ -30,7 +30,17 @@ class Payments:
     """The payments domain, used by the HTTP routes (and in process by orders)."""
 
     def __init__(self) -> None:
-        self.store: PaymentStore = MemoryPaymentStore()
+        self.memory = MemoryPaymentStore()
+        self.redis: RedisPaymentStore | None = None
+
+    @property
+    def store(self) -> PaymentStore:
+        """Redis when the service has one, else process memory."""
+        if not svc.uses_redis:
+            return self.memory
+        if self.redis is None:
+            self.redis = RedisPaymentStore(svc.redis, config.key_prefix)
+        return self.redis
 
     async def charge(self, idempotency_key: str, request: PaymentRequest) -> Payment:
         """Capture ``request.amount`` once per key; a repeated key returns the first answer."""
@@ -74,11 +84,10 @@ class Payments:
 payments = Payments()
 
 
-@svc.on_startup
-async def open_store() -> None:
-    """Keep payments in Redis when the service has one."""
-    if svc.uses_redis:
-        payments.store = RedisPaymentStore(svc.redis, config.key_prefix)
+@svc.on_shutdown
+async def forget_client() -> None:
+    """The service closes its Redis client on shutdown; a restart gets a new one."""
+    payments.redis = None
 
 
 @svc.post("/payments", status_code=201)
