@@ -81,7 +81,6 @@ async def announce(event: OrderPlaced | OrderConfirmed | OrderCancelled, what: s
 
 
 # -- the saga -----------------------------------------------------------------------------
-# --8<-- [start:saga]
 
 
 @place_order.step(retries=5, timeout=5)
@@ -132,8 +131,6 @@ async def confirm_order(ctx: SagaContext[PlaceOrder]) -> None:
     """The order is final: announce it (inventory then turns the reservation into a sale)."""
     await announce(OrderConfirmed(order_id=ctx.data.order_id, total=ctx.data.total), "confirmed")
 
-
-# --8<-- [end:saga]
 
 # -- reading orders -------------------------------------------------------------------------
 
