@@ -55,6 +55,7 @@ class TelemetryMiddleware:
         self.access_log = access_log
         self.skip_paths = skip_paths
         self.log = get_logger(component="http")
+        self._bound_log: Any = None  # self.log resolved at the first request, after configuration
         if tracer is not None:
             from opentelemetry import context, propagate, trace
 
@@ -116,7 +117,11 @@ class TelemetryMiddleware:
                     exc_info=error,
                 )
             if self.access_log:
-                self.log.info(
+                log = self._bound_log
+                if log is None:
+                    # the lazy proxy re-binds on every call; bind once, when first needed
+                    log = self._bound_log = self.log.bind()
+                log.info(
                     "http.request",
                     method=method,
                     route=template or UNMATCHED_ROUTE,

@@ -25,7 +25,7 @@ from pydantic import BaseModel, TypeAdapter, ValidationError
 from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Match, Route
+from starlette.routing import Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
 from nativekit.errors import ConfigError, HTTPError
@@ -246,12 +246,65 @@ class FastRoute(Route):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, endpoint, **kwargs)
         self._literal_prefix = path.split("{", 1)[0]
+        #: True when the template has no parameters: it matches one path only.
+        self.static = not self.param_convertors
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """Match as ``Route`` does, skipping the regex when the literal prefix differs."""
         if scope["type"] == "http" and not get_route_path(scope).startswith(self._literal_prefix):
             return Match.NONE, {}
         return super().matches(scope)
+
+
+class LeadingStaticDispatch:
+    """Route as ``router`` does, without trying its leading static routes on other paths.
+
+    A service's router starts with the probe routes (``/livez`` ...), tried in
+    order before every user route. A static route matches only its own path (or
+    the same path with a trailing newline), and the router's slash redirect only
+    looks one slash away; so when the path, stripped of trailing slashes and
+    newlines, is none of those paths, the same routes minus that prefix answer
+    exactly as the whole router would. Anything else goes to the whole router.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._count = -1
+        self._static: frozenset[str] = frozenset()
+        self._rest: Router | None = None
+
+    def _index(self) -> None:
+        routes = self.router.routes
+        n = 0
+        for route in routes:
+            if not (isinstance(route, FastRoute) and route.static):
+                break
+            n += 1
+        plain = self.router.middleware_stack == self.router.app  # no router-level middleware
+        self._static = frozenset(r.path for r in routes[:n] if isinstance(r, FastRoute))
+        self._rest = (
+            Router(routes[n:], redirect_slashes=self.router.redirect_slashes)
+            if n and plain
+            else None
+        )
+        if self._rest is not None:
+            self._rest.default = self.router.default
+        self._count = len(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if len(self.router.routes) != self._count:  # routes added after the first request
+            self._index()
+        rest = self._rest
+        if (
+            rest is None
+            or scope["type"] != "http"
+            or scope.get("root_path")
+            or scope["path"].rstrip("/\n") in self._static
+        ):
+            await self.router(scope, receive, send)
+            return
+        scope.setdefault("router", self.router)  # url_for sees every route
+        await rest.app(scope, receive, send)
 
 
 class TypedRoute(FastRoute):

@@ -26,7 +26,7 @@ from nativekit.problems import (
     handle_starlette_http_error,
     handle_unexpected_error,
 )
-from nativekit.routing import FastRoute, Handler, TypedRoute
+from nativekit.routing import FastRoute, Handler, LeadingStaticDispatch, TypedRoute
 from nativekit.settings import Settings
 
 if TYPE_CHECKING:
@@ -345,7 +345,7 @@ class _Application(Starlette):
             self.user_middleware, debug=self.debug
         ):
             return stock
-        app: ASGIApp = self.router
+        app: ASGIApp = LeadingStaticDispatch(self.router)
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return boundary.ErrorBoundary(app, fallback=stock, handlers=self.exception_handlers)

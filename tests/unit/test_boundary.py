@@ -60,6 +60,15 @@ def make_service() -> Service:
         raise StarletteHTTPException(409, "plain starlette conflict")
 
     svc.add_route(Route("/plain", conflict))
+
+    @svc.get("/where")
+    async def where(request: Request) -> dict[str, str]:
+        return {"livez": str(request.url_for("livez"))}
+
+    @svc.get("/anything/{rest:path}")
+    async def anything(rest: str) -> dict[str, str]:
+        return {"rest": rest}
+
     return svc
 
 
@@ -128,6 +137,12 @@ CASES: dict[str, tuple[str, str, list[tuple[bytes, bytes]], list[bytes]]] = {
     "http error": ("GET", "/teapot", [], []),
     "starlette http exception": ("GET", "/plain", [], []),
     "error after response started": ("GET", "/late", [], []),
+    "probe": ("GET", "/livez", [], []),
+    "probe, trailing slash": ("GET", "/livez/", [], []),
+    "probe, trailing newline": ("GET", "/livez\n", [], []),
+    "probe, wrong method": ("POST", "/startupz", [], []),
+    "catch-all route": ("GET", "/anything/else", [], []),
+    "url_for a probe from a handler": ("GET", "/where", [], []),
 }
 
 
