@@ -39,7 +39,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.apps.http_apps import APPS  # noqa: E402
+from benchmarks.apps.http_apps import APPS, EXTRA_APPS  # noqa: E402
+
+ALL_APPS = {**APPS, **EXTRA_APPS}
 
 REFERENCE = "starlette"
 HOST = "127.0.0.1"
@@ -55,6 +57,7 @@ class Run:
     p99_ms: float
     requests: int
     errors: int
+    cpu_us: float | None = None  # server CPU time per request, steadier than req/s on a busy box
 
 
 def parse_wrk(output: str) -> Run:
@@ -99,10 +102,26 @@ def _cpus() -> tuple[int | None, int | None]:
     return available[0], available[1]
 
 
+@dataclass
+class Server:
+    """A running app: its URL and process id."""
+
+    url: str
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time of the server process so far (Linux), else None."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
-def serve(name: str, port: int, cpu: int | None, log: Path) -> Iterator[str]:
-    """Run app ``name`` under uvicorn on ``port``; yield its item URL once it answers."""
-    factory = APPS[name].__name__
+def serve(name: str, port: int, cpu: int | None, log: Path) -> Iterator[Server]:
+    """Run app ``name`` under uvicorn on ``port``; yield it once it answers."""
+    factory = ALL_APPS[name].__name__
     command = [
         *_pin(cpu),
         sys.executable,
@@ -131,7 +150,7 @@ def serve(name: str, port: int, cpu: int | None, log: Path) -> Iterator[str]:
     url = f"http://{HOST}:{port}/items/42"
     try:
         _wait_until_up(process, url, name, log)
-        yield url
+        yield Server(url, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
         try:
@@ -197,7 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=2.0, help="seconds of warm-up load")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--threads", type=int, default=1, help="wrk threads")
-    parser.add_argument("--apps", default=",".join(APPS), help="comma-separated subset")
+    parser.add_argument(
+        "--apps", default=",".join(APPS), help=f"comma-separated; also: {', '.join(EXTRA_APPS)}"
+    )
     parser.add_argument("--wrk", default="wrk", help="the wrk binary")
     parser.add_argument("--no-pin", action="store_true", help="do not pin server and wrk")
     args = parser.parse_args(argv)
@@ -211,9 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         )
         return 2
     names = [n.strip() for n in args.apps.split(",") if n.strip()]
-    unknown = [n for n in names if n not in APPS]
+    unknown = [n for n in names if n not in ALL_APPS]
     if unknown or not names:
-        parser.error(f"unknown apps {unknown}; choose from {', '.join(APPS)}")
+        parser.error(f"unknown apps {unknown}; choose from {', '.join(ALL_APPS)}")
     if args.rounds < 1 or args.duration <= 0:
         parser.error("--rounds must be >= 1 and --duration > 0")
 
@@ -224,15 +245,20 @@ def main(argv: list[str] | None = None) -> int:
     for round_no in range(args.rounds):
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
         for name in order:
-            with serve(name, free_port(), server_cpu, log) as url:
+            with serve(name, free_port(), server_cpu, log) as server:
                 load = {"connections": args.connections, "threads": args.threads, "cpu": wrk_cpu}
                 if args.warmup > 0:
-                    wrk(wrk_bin, url, seconds=args.warmup, **load)
-                run = wrk(wrk_bin, url, seconds=args.duration, **load)
+                    wrk(wrk_bin, server.url, seconds=args.warmup, **load)
+                cpu_before = server.cpu_seconds()
+                run = wrk(wrk_bin, server.url, seconds=args.duration, **load)
+                cpu_after = server.cpu_seconds()
+            if cpu_before is not None and cpu_after is not None and run.requests:
+                run.cpu_us = (cpu_after - cpu_before) / run.requests * 1e6
             runs[name].append(run)
+            cpu_us = f"{run.cpu_us:6.1f}" if run.cpu_us is not None else "     -"
             print(
                 f"round {round_no + 1}/{args.rounds} {name:<22} {run.rps:>10.0f} req/s "
-                f"p99 {run.p99_ms:7.2f} ms errors {run.errors}",
+                f"p99 {run.p99_ms:7.2f} ms  cpu {cpu_us} us/req  errors {run.errors}",
                 flush=True,
             )
     report(names, runs, args)
@@ -243,20 +269,36 @@ def report(names: list[str], runs: dict[str, list[Run]], args: argparse.Namespac
     """Print the table and the JSON line."""
     median = {n: statistics.median(r.rps for r in runs[n]) for n in names}
     p99 = {n: statistics.median(r.p99_ms for r in runs[n]) for n in names}
+    cpu = {
+        n: statistics.median(c) if (c := [r.cpu_us for r in runs[n] if r.cpu_us]) else None
+        for n in names
+    }
+    cpu_ref = cpu.get(REFERENCE)
     reference = median.get(REFERENCE)
     print()
-    print(f"{'app':<22} {'req/s':>10} {'p99 ms':>8} {'x starlette':>12} {'errors':>7}")
+    print(
+        f"{'app':<22} {'req/s':>10} {'p99 ms':>8} {'x starlette':>12} "
+        f"{'cpu us/req':>11} {'cpu x':>6} {'errors':>7}"
+    )
     results: dict[str, dict[str, object]] = {}
     for name in names:
         ratio = median[name] / reference if reference else None
         errors = sum(r.errors for r in runs[name])
         shown = f"{ratio:.2f}" if ratio is not None else "-"
-        print(f"{name:<22} {median[name]:>10.0f} {p99[name]:>8.2f} {shown:>12} {errors:>7}")
+        cpu_us = cpu[name]
+        # CPU per request relative to Starlette, inverted so that, like req/s, higher is better
+        cpu_ratio = cpu_ref / cpu_us if cpu_ref and cpu_us else None
+        print(
+            f"{name:<22} {median[name]:>10.0f} {p99[name]:>8.2f} {shown:>12} "
+            f"{_fmt(cpu_us, 1):>11} {_fmt(cpu_ratio, 2):>6} {errors:>7}"
+        )
         results[name] = {
             "rps": round(median[name], 1),
             "p99_ms": round(p99[name], 3),
             "ratio_to_starlette": round(ratio, 3) if ratio is not None else None,
             "rps_runs": [round(r.rps, 1) for r in runs[name]],
+            "cpu_us_per_request": round(cpu_us, 2) if cpu_us is not None else None,
+            "cpu_ratio_to_starlette": round(cpu_ratio, 3) if cpu_ratio is not None else None,
             "errors": errors,
         }
     targets = {
@@ -284,6 +326,10 @@ def report(names: list[str], runs: dict[str, list[Run]], args: argparse.Namespac
         "targets": targets,
     }
     print(json.dumps(summary, separators=(",", ":")))
+
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
 
 
 if __name__ == "__main__":

@@ -194,3 +194,64 @@ APPS = {
     "nativekit-metrics": nativekit_metrics,
     "nativekit-full": nativekit_full,
 }
+
+
+# -- reference and breakdown variants (not in the default run unless listed in APPS) -----
+
+
+def raw_asgi_sdk_span() -> ASGIApp:
+    """Raw ASGI plus one recording SDK span per request: the floor of any traced stack."""
+    from opentelemetry import context, trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    tracer = TracerProvider(sampler=ALWAYS_ON).get_tracer("bench")
+    inner = raw_asgi()
+    kind = trace.SpanKind.SERVER
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        span = tracer.start_span(
+            "GET",
+            kind=kind,
+            attributes={
+                "http.request.method": "GET",
+                "url.path": scope["path"],
+                "url.scheme": "http",
+            },
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            await inner(scope, receive, send)
+        finally:
+            span.update_name("GET /items/{item_id}")
+            span.set_attributes(
+                {"http.route": "/items/{item_id}", "http.response.status_code": 200}
+            )
+            span.end()
+            context.detach(token)
+
+    return app
+
+
+def nativekit_tracing_only() -> ASGIApp:
+    """nativekit with metrics and tracing, no access log (breakdown)."""
+    os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+    os.environ.setdefault("OTEL_TRACES_SAMPLER", "always_on")
+    return _nativekit(tracing=True, access_log=False)
+
+
+def nativekit_access_log_only() -> ASGIApp:
+    """nativekit with metrics and the JSON access log, no tracing (breakdown)."""
+    return _nativekit(tracing=False, access_log=True)
+
+
+APPS["raw-asgi+sdk-span"] = raw_asgi_sdk_span
+
+#: Optional variants, run with ``--apps``: what tracing and the access log each cost.
+EXTRA_APPS = {
+    "nativekit-tracing": nativekit_tracing_only,
+    "nativekit-access-log": nativekit_access_log_only,
+}
