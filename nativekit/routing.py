@@ -124,6 +124,7 @@ class TypedEndpoint:
             inspect.isclass(returns) and issubclass(returns, Response)
         ):
             self.returns = TypeAdapter(returns)
+        self._to_json: Callable[[Any], bytes] | None = None
 
     async def handle(self, request: Request) -> Response:
         """Convert the request into arguments, call the handler, render its result."""
@@ -204,7 +205,11 @@ class TypedEndpoint:
         if result is None and self.status_code == 204:
             return Response(status_code=204)
         if self.returns is not None:
-            body = self.returns.dump_json(result)
+            to_json = self._to_json
+            if to_json is None:
+                # the serializer itself: TypeAdapter.dump_json only forwards its defaults to it
+                to_json = self._to_json = self.returns.serializer.to_json
+            body = to_json(result)
         elif isinstance(result, BaseModel):
             body = result.model_dump_json().encode()
         else:
