@@ -107,7 +107,6 @@ class Run:
             return
         if not change:
             return
-        change.fields["updated"] = repr(self.env.clock())
         record = self.record
         await self.env.store.write(
             record.saga_id,

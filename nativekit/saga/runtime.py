@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -104,6 +105,7 @@ class SagaRuntime:
         self._legacy: list[Saga[Any]] = []
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.started = False
 
     @property
@@ -302,6 +304,7 @@ class SagaRuntime:
         self._check_steps()
         await self.check_definitions()
         self.started = True
+        self._stopping = asyncio.Event()
         self._loops = [
             asyncio.create_task(
                 self._every(self.recovery_interval, self.recover), name="saga-recovery"
@@ -313,8 +316,12 @@ class SagaRuntime:
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop the loops, let runs finish for ``grace`` seconds, then hand the rest over."""
         self.started = False
-        for loop in self._loops:
-            loop.cancel()
+        # loops finish their pass: cancelling one mid-call would leak its Redis connection
+        self._stopping.set()
+        if self._loops:
+            _, pending = await asyncio.wait(self._loops, timeout=5)
+            for loop in pending:
+                loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
         tasks = [task for _, task in self.runs.values()]
@@ -338,12 +345,13 @@ class SagaRuntime:
             self.log.warning("saga.release.failed", saga_id=run.record.saga_id, error=repr(exc))
 
     async def _every(self, interval: float, action: Callable[[], Any]) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await action()
             except Exception as exc:
                 self.log.warning("saga.background.failed", action=action.__name__, error=repr(exc))
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def recover(self) -> int:
         """Claim instances whose lease expired and continue them; returns how many."""

@@ -203,6 +203,9 @@ async def test_readiness_warns_when_the_recovery_backlog_grows(make_service) -> 
         now = time.time()
         orphan = SagaRecord("orphan", saga.name, "unknown-def", SagaStatus.RUNNING, "{}", now, now)
         await store.create(orphan, token="dead", lease=0.001)
+        async with asyncio.timeout(5):
+            while await store.backlog() < 1:  # noqa: ASYNC110 - the lease expires on Redis' clock
+                await asyncio.sleep(0.01)
         body = (await client.get("/readyz")).json()
     check = body["checks"]["sagas:recovery"][0]
     assert check["status"] == "warn" and check["observedValue"] >= 1
