@@ -373,15 +373,19 @@ class SagaRuntime:
         return len(records)
 
     async def renew(self) -> None:
-        """Extend the leases of local runs; a run whose lease was taken is cancelled."""
-        runs = list(self.runs.values())
+        """Extend the leases of local runs; a run whose saga another runner took is cancelled."""
+        runs = [(run, task) for run, task in self.runs.values() if run.creating is None]
         if not runs:
             return
         renewed = await self.store.renew(
             [(run.record.saga_id, run.token) for run, _ in runs], lease=self.lease
         )
         for (run, task), ok in zip(runs, renewed, strict=True):
-            if not ok and run.creating is None:
+            if ok or task.done():
+                continue
+            # refused: the run may just have finished (its lease released) - check the owner
+            stored = await self.store.get(run.record.saga_id)
+            if stored is not None and stored.status.active and stored.token != run.token:
                 self.log.warning("saga.lease.lost", saga_id=run.record.saga_id)
                 task.cancel()
 
