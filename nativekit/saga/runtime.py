@@ -192,6 +192,8 @@ class SagaRuntime:
         if not definition.steps:
             raise ConfigError(f"Saga {definition.name!r} has no steps; add one with @saga.step().")
         value = definition.validate_input(data)
+        if saga_id is not None and saga_id in self.runs:  # running here: it exists
+            return SagaHandle(saga_id, self.runs[saga_id][0].saga.name, False, self)
         now = self._env_args["clock"]()
         record = SagaRecord(
             saga_id=saga_id or uuid.uuid4().hex,

@@ -51,3 +51,18 @@ async def test_renewal_leaves_alone_a_run_that_just_finished() -> None:
     assert record.status is SagaStatus.COMPLETED
     assert not still_writing.cancelled()
     still_writing.set_result(None)
+
+
+async def test_starting_an_id_running_here_keeps_the_running_instance_owned() -> None:
+    """A second start of an id this replica runs returns it and leaves the run tracked."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    runtime = SagaRuntime("t", MemorySagaStore(), tracing=False)
+    saga = blocking_saga(entered, release)
+    first = await runtime.start(saga, {"n": 1}, saga_id="same")
+    await entered.wait()
+    task = runtime.runs["same"][1]
+    second = await runtime.start(saga, {"n": 2}, saga_id="same")
+    assert (first.created, second.created) == (True, False)
+    assert runtime.runs["same"][1] is task and not task.done()
+    release.set()
+    assert (await second.wait(5)).status is SagaStatus.COMPLETED
