@@ -86,17 +86,13 @@ class SagaRuntime:
         self.recovery_interval = recovery_interval
         self.backlog_warn = backlog_warn
         self.replica = uuid.uuid4().hex[:8]
-        tracer = None
-        if tracing:
-            from nativekit.tracing import get_tracer
-
-            tracer = get_tracer()
+        self._tracing = tracing
+        self._tracer: tuple[Any, Any] = (None, None)
         self._env_args: dict[str, Any] = dict(
             service=service,
             lease=lease,
             retention=retention,
             metrics=metrics,
-            tracer=tracer,
             hooks=hooks,
             clock=clock,
         )
@@ -127,7 +123,22 @@ class SagaRuntime:
     @property
     def env(self) -> RunEnv:
         """Settings shared by every run."""
-        return RunEnv(store=self.store, **self._env_args)
+        return RunEnv(store=self.store, tracer=self._current_tracer(), **self._env_args)
+
+    def _current_tracer(self) -> Any:
+        """The tracer of the installed provider; None while none is (spans would be no-ops)."""
+        if not self._tracing:
+            return None
+        from opentelemetry import trace
+
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):
+            return None
+        if self._tracer[0] is not provider:
+            from nativekit.tracing import get_tracer
+
+            self._tracer = (provider, get_tracer())
+        return self._tracer[1]
 
     def declare(self, saga: Saga[Any], *, legacy: bool = False) -> None:
         """Register ``saga`` (its steps may still be added); ``legacy=True`` keeps an old
