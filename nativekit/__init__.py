@@ -8,6 +8,7 @@ from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, Nativek
 from nativekit.group import ServiceGroup, combine
 from nativekit.health import CheckResult
 from nativekit.routing import Header
+from nativekit.saga import Saga, SagaContext
 from nativekit.service import Service
 from nativekit.settings import Settings
 
@@ -21,6 +22,8 @@ __all__ = [
     "Header",
     "HTTPError",
     "NativekitError",
+    "Saga",
+    "SagaContext",
     "Service",
     "ServiceGroup",
     "Settings",

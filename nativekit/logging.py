@@ -74,8 +74,11 @@ def get_logger(**context: Any) -> Any:
     """A structlog logger bound with ``context``, resolved lazily on first use.
 
     Lazy, so loggers created at import time (before :func:`configure_logging`)
-    still use the configured processors.
+    still use the configured processors. A ``logger`` key (structlog reserves
+    that name) is logged as ``component``.
     """
+    if "logger" in context:
+        context["component"] = context.pop("logger")
     return structlog.get_logger(**context)
 
 

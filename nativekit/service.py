@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
+    from nativekit.saga import Saga, SagaRuntime
 
 F = TypeVar("F", bound=Handler)
 #: What a service name may look like (also the rule of `nativekit new`).
@@ -279,6 +280,30 @@ class Service:
     ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
         """Decorator: cache an ``async def``'s typed result for ``ttl`` seconds (see docs)."""
         return self.cache.cached(ttl=ttl, **options)
+    # -- sagas --
+
+    @property
+    def sagas(self) -> SagaRuntime:
+        """The saga runtime: start, wait for, list and operate saga instances."""
+        runtime: SagaRuntime | None = getattr(self, "_sagas", None)
+        if runtime is None:
+            from nativekit.saga.service import attach_runtime
+
+            runtime = self._sagas = attach_runtime(self)
+        return runtime
+
+    def saga(self, name: str, *, input: Any = Any) -> Saga[Any]:
+        """Define a saga run by this service; add steps with ``@saga.step()``."""
+        from nativekit.saga import Saga
+
+        saga: Saga[Any] = Saga(name, input=input)
+        self.sagas.declare(saga)
+        return saga
+
+    def add_saga(self, saga: Saga[Any], *, legacy: bool = False) -> None:
+        """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
+        finish the instances started with it."""
+        self.sagas.declare(saga, legacy=legacy)
 
 
 async def wait_for_requests(metrics: list[Metrics], grace: float) -> None:

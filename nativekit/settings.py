@@ -171,6 +171,39 @@ class Settings(BaseSettings):
         2.0, gt=0, description="Seconds a cross-process computation lease lasts (lock=True)."
     )
 
+    # -- sagas --
+    saga_lease_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a replica's lease on a running saga lasts (renewed "
+        "every third of it); after a crash, another replica resumes the saga this much later.",
+    )
+    saga_recovery_interval: float = Field(
+        5.0, gt=0, description="Seconds between passes that claim sagas with expired leases."
+    )
+    saga_retention_seconds: float = Field(
+        604_800.0, gt=0, description="Seconds COMPLETED, COMPENSATED and ABORTED sagas are kept."
+    )
+    saga_backlog_warn: int = Field(
+        100, ge=0, description="Readiness warns when more sagas than this wait for recovery."
+    )
+    saga_key_prefix: str | None = Field(
+        None, description="Redis key prefix of saga state; default 'nk:saga:<service name>'."
+    )
+    saga_shards: int = Field(
+        16,
+        ge=1,
+        le=1024,
+        description="Hash-tag shards of saga state in Redis (fixed for the "
+        "life of the data: changing it hides existing sagas).",
+    )
+    saga_operator_api: bool = Field(
+        False, description="Serve the saga operator HTTP API (internal networks only)."
+    )
+    saga_operator_prefix: str = Field(
+        "/_nativekit/sagas", description="Path prefix of the saga operator HTTP API."
+    )
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)

@@ -1,0 +1,37 @@
+"""Durable sagas: steps with compensations, persisted transitions, recovery across replicas.
+
+Define a saga on a service (``svc.saga(name, input=Model)``) or standalone
+(``Saga``, then ``svc.add_saga``); run instances with ``svc.sagas.start``.
+"""
+
+from __future__ import annotations
+
+from nativekit.saga.definition import Saga, SagaContext, Step
+from nativekit.saga.errors import LeaseLost, SagaInputError, SagaNotFound, SagaStateError
+from nativekit.saga.model import Page, SagaRecord, SagaStatus, StepRecord, StepStatus
+from nativekit.saga.policy import Backoff, Policy
+from nativekit.saga.runner import StepTimeout
+from nativekit.saga.runtime import SagaHandle, SagaRuntime
+from nativekit.saga.store import MemorySagaStore, SagaStore
+
+__all__ = [
+    "Backoff",
+    "LeaseLost",
+    "MemorySagaStore",
+    "Page",
+    "Policy",
+    "Saga",
+    "SagaContext",
+    "SagaHandle",
+    "SagaInputError",
+    "SagaNotFound",
+    "SagaRecord",
+    "SagaRuntime",
+    "SagaStateError",
+    "SagaStatus",
+    "SagaStore",
+    "Step",
+    "StepRecord",
+    "StepStatus",
+    "StepTimeout",
+]

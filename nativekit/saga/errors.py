@@ -1,0 +1,33 @@
+"""Exceptions of the saga component (all under :class:`nativekit.NativekitError`).
+
+::
+
+    NativekitError
+    ├── SagaInputError (ValueError)     input does not validate; nothing was stored
+    ├── SagaNotFound (KeyError)         no saga instance with that id
+    ├── SagaStateError                  the operation does not fit the saga's status
+    └── LeaseLost                       another runner owns the saga now (fenced write)
+"""
+
+from __future__ import annotations
+
+from nativekit.errors import NativekitError
+
+
+class SagaInputError(NativekitError, ValueError):
+    """The input given to ``sagas.start`` does not validate against the saga's input type."""
+
+
+class SagaNotFound(NativekitError, KeyError):
+    """No saga instance has the given id (it never existed or its retention expired)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else "saga not found"
+
+
+class SagaStateError(NativekitError):
+    """An operator action does not fit the saga's status (e.g. retrying a COMPLETED saga)."""
+
+
+class LeaseLost(NativekitError):
+    """A write was refused: its lease token is stale because another runner claimed the saga."""

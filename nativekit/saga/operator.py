@@ -1,0 +1,80 @@
+"""The saga operator HTTP API: list, inspect, retry, compensate, abort.
+
+Enabled with ``NATIVEKIT_SAGA_OPERATOR_API=true``; serve it on internal
+networks only (it changes saga state and has no authentication of its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from nativekit.errors import HTTPError
+from nativekit.saga.errors import SagaNotFound, SagaStateError
+from nativekit.saga.model import SagaRecord, SagaStatus
+
+if TYPE_CHECKING:
+    from nativekit.saga.runtime import SagaRuntime
+    from nativekit.service import Service
+
+
+class AbortRequest(BaseModel):
+    """Body of an abort request."""
+
+    reason: str = "aborted by an operator"
+
+
+_NO_BODY = AbortRequest()
+
+
+async def _answer(action: Awaitable[SagaRecord]) -> dict[str, Any]:
+    try:
+        record = await action
+    except SagaNotFound as exc:
+        raise HTTPError(404, str(exc)) from None
+    except SagaStateError as exc:
+        raise HTTPError(409, str(exc)) from None
+    return record.to_dict()
+
+
+def add_operator_routes(svc: Service, runtime: SagaRuntime, prefix: str) -> None:
+    """Register the operator endpoints under ``prefix`` on ``svc``."""
+    prefix = "/" + prefix.strip("/")
+
+    async def list_sagas(
+        status: SagaStatus | None = None,
+        name: str | None = None,
+        older_than: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise HTTPError(422, f"limit must be between 1 and 1000, got {limit}")
+        page = await runtime.list(
+            status=status, name=name, older_than=older_than, limit=limit, cursor=cursor
+        )
+        return {"items": [r.to_dict() for r in page.items], "cursor": page.cursor}
+
+    async def get_saga(saga_id: str) -> dict[str, Any]:
+        return await _answer(runtime.get(saga_id))
+
+    async def retry_saga(saga_id: str) -> dict[str, Any]:
+        return await _answer(runtime.retry(saga_id))
+
+    async def compensate_saga(saga_id: str) -> dict[str, Any]:
+        return await _answer(runtime.compensate(saga_id))
+
+    async def abort_saga(saga_id: str, body: AbortRequest = _NO_BODY) -> dict[str, Any]:
+        return await _answer(runtime.abort(saga_id, body.reason))
+
+    routes: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = [
+        ("GET", "", list_sagas),
+        ("GET", "/{saga_id}", get_saga),
+        ("POST", "/{saga_id}/retry", retry_saga),
+        ("POST", "/{saga_id}/compensate", compensate_saga),
+        ("POST", "/{saga_id}/abort", abort_saga),
+    ]
+    for method, path, handler in routes:
+        svc.route(prefix + path, methods=[method], name=f"sagas.{handler.__name__}")(handler)

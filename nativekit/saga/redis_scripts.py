@@ -1,0 +1,139 @@
+"""Lua scripts of :class:`RedisSagaStore`: one atomic round trip per saga transition.
+
+Every script declares all keys it touches in ``KEYS``, and all of them carry
+the same hash tag (the saga's shard), so each runs on one Redis Cluster slot.
+Times come from the Redis server clock (``TIME``), so replicas with skewed
+clocks still agree on when a lease expired.
+"""
+
+from __future__ import annotations
+
+_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function active(status) return status == 'RUNNING' or status == 'COMPENSATING' end
+local function finished(status)
+  return status == 'COMPLETED' or status == 'COMPENSATED' or status == 'ABORTED'
+end
+local function secs(ms) return string.format('%.3f', ms / 1000) end
+-- fields arrive as one argument, "k\0v\0k\0v\0": far cheaper to send than 2n arguments
+local function hset_blob(key, blob)
+  if blob == '' then return end
+  local parts = {}
+  for part in string.gmatch(blob, '([^%z]*)%z') do parts[#parts + 1] = part end
+  redis.call('HSET', key, unpack(parts))
+end
+"""
+
+#: KEYS: record, leases, live, status index, status+name index.
+#: ARGV: id, token, lease_ms, live field, fields blob.
+#: Returns 1 when created, 0 when the id exists.
+CREATE = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local now = now_ms()
+local lease = now + tonumber(ARGV[3])
+hset_blob(KEYS[1], ARGV[5])
+redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', string.format('%d', lease),
+  'since', secs(now))
+redis.call('ZADD', KEYS[2], lease, ARGV[1])
+redis.call('HINCRBY', KEYS[3], ARGV[4], 1)
+redis.call('ZADD', KEYS[4], now, ARGV[1])
+redis.call('ZADD', KEYS[5], now, ARGV[1])
+return 1
+"""
+)
+
+#: KEYS: record, leases, live, and when the status changes: old status index,
+#:       old status+name index, new status index, new status+name index.
+#: ARGV: id, token, expected status, new status ('' = unchanged), lease_ms, retention_ms,
+#:       release ('1'/'0'), live field, fields blob.
+#: Returns 1 on success, 0 for a stale token, -1 when the status is not the expected one.
+WRITE = (
+    _PRELUDE
+    + """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
+local current = redis.call('HGET', KEYS[1], 'status')
+if current ~= ARGV[3] then return -1 end
+local now = now_ms()
+hset_blob(KEYS[1], ARGV[9])
+redis.call('HSET', KEYS[1], 'updated', secs(now))
+local status = current
+if ARGV[4] ~= '' and ARGV[4] ~= current then
+  status = ARGV[4]
+  redis.call('HSET', KEYS[1], 'status', status, 'since', secs(now))
+  redis.call('ZREM', KEYS[4], ARGV[1])
+  redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('ZADD', KEYS[6], now, ARGV[1])
+  redis.call('ZADD', KEYS[7], now, ARGV[1])
+  if active(current) and not active(status) then
+    redis.call('HINCRBY', KEYS[3], ARGV[8], -1)
+  elseif active(status) and not active(current) then
+    redis.call('HINCRBY', KEYS[3], ARGV[8], 1)
+  end
+end
+if not active(status) then
+  redis.call('HDEL', KEYS[1], 'token', 'lease')
+  redis.call('ZREM', KEYS[2], ARGV[1])
+elseif ARGV[7] == '1' then
+  redis.call('HDEL', KEYS[1], 'token')
+  redis.call('HSET', KEYS[1], 'lease', string.format('%d', now))
+  redis.call('ZADD', KEYS[2], now, ARGV[1])
+else
+  local lease = now + tonumber(ARGV[5])
+  redis.call('HSET', KEYS[1], 'lease', string.format('%d', lease))
+  redis.call('ZADD', KEYS[2], lease, ARGV[1])
+end
+if finished(status) then
+  local retention = tonumber(ARGV[6])
+  redis.call('PEXPIRE', KEYS[1], retention)
+  redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - retention)
+  redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - retention)
+end
+return 1
+"""
+)
+
+#: KEYS: record, leases. ARGV: id, token, lease_ms, force ('1'/'0'), known definitions...
+#: Returns the record's fields (flat list), 0 while another lease is live,
+#: -1 when the saga does not exist, -2 when its definition is not among the known ones.
+CLAIM = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local now = now_ms()
+local held = tonumber(redis.call('HGET', KEYS[1], 'lease') or '0')
+if ARGV[4] ~= '1' then
+  if held > now then return 0 end
+  local status = redis.call('HGET', KEYS[1], 'status')
+  if not active(status) then return 0 end
+  if #ARGV > 4 then
+    local def = redis.call('HGET', KEYS[1], 'name') .. ':' .. redis.call('HGET', KEYS[1], 'def')
+    local known = false
+    for i = 5, #ARGV do if ARGV[i] == def then known = true end end
+    if not known then return -2 end
+  end
+end
+local lease = now + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', string.format('%d', lease))
+if active(redis.call('HGET', KEYS[1], 'status')) then
+  redis.call('ZADD', KEYS[2], lease, ARGV[1])
+end
+return redis.call('HGETALL', KEYS[1])
+"""
+)
+
+#: KEYS: record, leases. ARGV: id, token, lease_ms. Returns 1, or 0 for a stale token.
+RENEW = (
+    _PRELUDE
+    + """
+if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
+local lease = now_ms() + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'lease', string.format('%d', lease))
+redis.call('ZADD', KEYS[2], lease, ARGV[1])
+return 1
+"""
+)

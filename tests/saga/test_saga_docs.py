@@ -1,0 +1,21 @@
+"""The code of docs/sagas.md runs as documented."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from nativekit.saga import SagaStatus
+
+EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "sagas.py"
+
+
+async def test_docs_example_completes_one_order_and_compensates_the_declined_one() -> None:
+    """The example saga completes a good order and rolls back a declined card."""
+    spec = importlib.util.spec_from_file_location("docs_sagas_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert await module.main() == (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
+    assert module.reserved == {"1"}
+    assert list(module.payments.charges.values()) == [990]

@@ -1,0 +1,261 @@
+"""The SagaStore contract, run against MemorySagaStore and RedisSagaStore (real Redis)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from nativekit.saga import LeaseLost, MemorySagaStore, SagaNotFound, SagaRecord, SagaStatus
+from nativekit.saga.model import Transition
+from nativekit.saga.redis_store import RedisSagaStore
+from nativekit.saga.store import SagaStore
+from nativekit.testing.sagas import ManualClock
+
+SHORT = 0.05  # seconds: a lease that expires during the test
+
+
+def record(saga_id: str, name: str = "place-order", definition: str = "d1") -> SagaRecord:
+    """A fresh RUNNING record."""
+    now = time.time()
+    return SagaRecord(
+        saga_id=saga_id,
+        name=name,
+        definition=definition,
+        status=SagaStatus.RUNNING,
+        input='{"order_id":"o"}',
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def write(
+    store: SagaStore,
+    saga: SagaRecord,
+    token: str,
+    change: Transition,
+    *,
+    lease: float = 30,
+    retention: float = 60,
+) -> None:
+    """Write ``change`` as the holder of ``token`` and track the status locally."""
+    await store.write(
+        saga.saga_id,
+        token,
+        change,
+        current=saga.status,
+        name=saga.name,
+        definition=saga.definition,
+        lease=lease,
+        retention=retention,
+    )
+    if change.status is not None:
+        saga.status = change.status
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], deadline: float = 3.0) -> Any:
+    """Poll ``check`` until it returns a truthy value (or fail after ``deadline`` seconds)."""
+    end = time.monotonic() + deadline
+    while True:
+        value = await check()
+        if value or time.monotonic() > end:
+            return value
+        await asyncio.sleep(0.02)
+
+
+class SagaStoreContract:
+    """Behaviour every SagaStore must have."""
+
+    async def expire(self, store: SagaStore) -> None:
+        """Let SHORT leases and retentions run out."""
+        raise NotImplementedError
+
+    async def test_create_then_get_round_trips_the_record(self, store: SagaStore) -> None:
+        """A created instance reads back with its fields and a live lease."""
+        saga = record("a")
+        saga.step("reserve").attempts = 1
+        stored, created = await store.create(saga, token="t1", lease=30)
+        assert created and stored.saga_id == "a"
+        got = await store.get("a")
+        assert got is not None
+        assert (got.name, got.definition, got.status, got.input) == (
+            "place-order",
+            "d1",
+            SagaStatus.RUNNING,
+            '{"order_id":"o"}',
+        )
+        assert got.steps["reserve"].attempts == 1
+        assert got.token == "t1" and got.lease_until is not None
+        assert await store.get("missing") is None
+
+    async def test_creating_an_existing_id_returns_the_existing_one(self, store: SagaStore) -> None:
+        """A second create of an id stores nothing and returns the first instance."""
+        await store.create(record("a", definition="d1"), token="t1", lease=30)
+        existing, created = await store.create(record("a", definition="d2"), token="t2", lease=30)
+        assert not created
+        assert existing.definition == "d1" and existing.token == "t1"
+
+    async def test_write_with_the_current_token_applies_fields_and_status(
+        self, store: SagaStore
+    ) -> None:
+        """A fenced write updates fields and moves the status."""
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        await write(store, saga, "t1", Transition(fields={"result:reserve": '{"r":1}'}))
+        await write(store, saga, "t1", Transition(status=SagaStatus.COMPENSATING))
+        got = await store.get("a")
+        assert got is not None
+        assert got.status is SagaStatus.COMPENSATING
+        assert got.results == {"reserve": '{"r":1}'}
+
+    async def test_write_with_a_stale_token_is_refused(self, store: SagaStore) -> None:
+        """After a forced claim by another runner, the old token cannot write."""
+        saga = record("a")
+        await store.create(saga, token="old", lease=30)
+        await store.claim("a", "new", lease=30, force=True)
+        with pytest.raises(LeaseLost):
+            await write(store, saga, "old", Transition(fields={"error": "x"}))
+        got = await store.get("a")
+        assert got is not None and got.error is None
+
+    async def test_claim_is_refused_while_the_lease_is_live(self, store: SagaStore) -> None:
+        """A live lease cannot be claimed without force; a missing saga raises SagaNotFound."""
+        await store.create(record("a"), token="t1", lease=30)
+        with pytest.raises(LeaseLost):
+            await store.claim("a", "t2", lease=30)
+        with pytest.raises(SagaNotFound):
+            await store.claim("nope", "t2", lease=30)
+
+    async def test_expired_leases_are_claimed_once_for_known_definitions(
+        self, store: SagaStore
+    ) -> None:
+        """claim_expired takes expired active sagas of known definitions, each only once."""
+        await store.create(record("a"), token="t1", lease=SHORT)
+        await store.create(record("b", definition="other"), token="t1", lease=SHORT)
+        await store.create(record("c"), token="t1", lease=30)
+        await self.expire(store)
+        assert await store.backlog() == 2
+        tokens = iter(["n1", "n2", "n3"])
+        claimed = await store.claim_expired(
+            ["place-order:d1"], lambda: next(tokens), lease=30, limit=10
+        )
+        assert [(r.saga_id, r.token) for r in claimed] == [("a", "n1")]
+        again = await store.claim_expired(["place-order:d1"], lambda: "n9", lease=30, limit=10)
+        assert again == []
+
+    async def test_renew_extends_only_current_leases(self, store: SagaStore) -> None:
+        """renew keeps a lease alive and reports False for a stale token."""
+        await store.create(record("a"), token="t1", lease=SHORT)
+        await store.create(record("b"), token="t1", lease=30)
+        assert await store.renew([("a", "t1"), ("b", "stale")], lease=30) == [True, False]
+        await self.expire(store)
+        assert await store.claim_expired(["place-order:d1"], lambda: "x", lease=30, limit=10) == []
+
+    async def test_finishing_releases_the_lease_and_expires_after_retention(
+        self, store: SagaStore
+    ) -> None:
+        """A COMPLETED saga holds no lease, is never claimed, and is gone after retention."""
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        await write(store, saga, "t1", Transition(status=SagaStatus.COMPLETED), retention=SHORT)
+        got = await store.get("a")
+        assert got is not None and got.status is SagaStatus.COMPLETED and got.token is None
+        with pytest.raises(LeaseLost):
+            await write(store, saga, "t1", Transition(fields={"error": "late"}))
+        await self.expire(store)
+        assert await store.get("a") is None
+        assert (await store.list(status=SagaStatus.COMPLETED)).items == []
+
+    async def test_release_hands_an_active_saga_to_recovery_at_once(self, store: SagaStore) -> None:
+        """A released lease of a RUNNING saga is claimable immediately."""
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        await write(store, saga, "t1", Transition(release=True))
+
+        async def claim() -> list[SagaRecord]:
+            return await store.claim_expired(["place-order:d1"], lambda: "t2", lease=30, limit=5)
+
+        claimed = await eventually(claim)
+        assert [r.saga_id for r in claimed] == ["a"]
+
+    async def test_list_filters_by_status_and_name_and_pages(self, store: SagaStore) -> None:
+        """Listing filters by status and name, oldest first, and pages with a cursor."""
+        for i in range(5):
+            await store.create(record(f"s{i}"), token="t", lease=30)
+        await store.create(record("other", name="refund"), token="t", lease=30)
+        done = record("done")
+        await store.create(done, token="t", lease=30)
+        await write(store, done, "t", Transition(status=SagaStatus.COMPLETED))
+        first = await store.list(status=SagaStatus.RUNNING, name="place-order", limit=3)
+        assert len(first.items) == 3 and first.cursor is not None
+        second = await store.list(
+            status=SagaStatus.RUNNING, name="place-order", limit=3, cursor=first.cursor
+        )
+        ids = [r.saga_id for r in first.items + second.items]
+        assert sorted(ids) == [f"s{i}" for i in range(5)] and second.cursor is None
+        assert [r.saga_id for r in (await store.list(name="refund")).items] == ["other"]
+        completed = await store.list(status=SagaStatus.COMPLETED)
+        assert [r.saga_id for r in completed.items] == ["done"]
+        assert len((await store.list()).items) == 7
+
+    async def test_list_older_than_uses_time_in_status(self, store: SagaStore) -> None:
+        """older_than returns only sagas in their status for at least that long."""
+        await store.create(record("a"), token="t", lease=30)
+        assert (await store.list(older_than=3600)).items == []
+        await self.expire(store)
+        assert [r.saga_id for r in (await store.list(older_than=SHORT / 2)).items] == ["a"]
+
+    async def test_live_definitions_counts_active_instances_per_hash(
+        self, store: SagaStore
+    ) -> None:
+        """live_definitions counts RUNNING/COMPENSATING instances by definition hash."""
+        await store.create(record("a", definition="d1"), token="t", lease=30)
+        await store.create(record("b", definition="d1"), token="t", lease=30)
+        c = record("c", definition="d2")
+        await store.create(c, token="t", lease=30)
+        await store.create(record("z", name="refund"), token="t", lease=30)
+        assert await store.live_definitions("place-order") == {"d1": 2, "d2": 1}
+        await write(store, c, "t", Transition(status=SagaStatus.COMPENSATED))
+        assert await store.live_definitions("place-order") == {"d1": 2}
+
+    async def test_ping_succeeds(self, store: SagaStore) -> None:
+        """A reachable store answers ping."""
+        await store.ping()
+
+
+class TestMemorySagaStore(SagaStoreContract):
+    """The reference implementation."""
+
+    @pytest.fixture
+    def store(self) -> SagaStore:
+        """A memory store on a manual clock."""
+        self.clock = ManualClock()
+        return MemorySagaStore(clock=self.clock)
+
+    async def expire(self, store: SagaStore) -> None:
+        """Move the manual clock past SHORT."""
+        self.clock.advance(SHORT * 4)
+
+
+@pytest.mark.redis
+class TestRedisSagaStore(SagaStoreContract):
+    """The Redis implementation on a real server."""
+
+    @pytest.fixture
+    async def store(self, redis_url: str, unique: str) -> AsyncIterator[SagaStore]:
+        """A Redis store under a unique prefix, removed afterwards."""
+        client = aioredis.Redis.from_url(redis_url)
+        prefix = f"test:store:{unique}"
+        yield RedisSagaStore(client, prefix=prefix, shards=3)
+        keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=500)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+    async def expire(self, store: SagaStore) -> None:
+        """Wait (real time) until SHORT leases have run out on the server clock."""
+        await asyncio.sleep(SHORT * 4)
