@@ -30,9 +30,13 @@ from nativekit.routing import FastRoute, Handler, LeadingStaticDispatch, TypedRo
 from nativekit.settings import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
     import redis.asyncio as aioredis
+    from pydantic import BaseModel
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
+    from nativekit.messaging import Message, Messaging, Published
     from nativekit.saga import Saga, SagaRuntime
 
 F = TypeVar("F", bound=Handler)
@@ -280,6 +284,7 @@ class Service:
     ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
         """Decorator: cache an ``async def``'s typed result for ``ttl`` seconds (see docs)."""
         return self.cache.cached(ttl=ttl, **options)
+
     # -- sagas --
 
     @property
@@ -304,6 +309,73 @@ class Service:
         """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
         finish the instances started with it."""
         self.sagas.declare(saga, legacy=legacy)
+
+    # -- messaging ---------------------------------------------------------------------
+
+    @property
+    def messaging(self) -> Messaging:
+        """Broker, publisher and consumers of this service (created on first use)."""
+        messaging: Messaging | None = self.__dict__.get("_messaging")
+        if messaging is None:
+            from nativekit.messaging import Messaging
+
+            messaging = self.__dict__["_messaging"] = Messaging(self)
+        return messaging
+
+    async def publish(
+        self,
+        topic: str,
+        event: BaseModel | bytes,
+        *,
+        key: str | bytes | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+        message_id: str | None = None,
+    ) -> Published:
+        """Publish a pydantic model (as JSON) or bytes; returns once the broker acknowledged."""
+        return await self.messaging.publish(
+            topic, event, key=key, headers=headers, message_id=message_id
+        )
+
+    def consumer(
+        self,
+        topic: str | Sequence[str],
+        *,
+        group: str | None = None,
+        retries: int | None = None,
+        non_retryable: Sequence[type[BaseException]] = (),
+        concurrency: int = 1,
+        max_in_flight: int | None = None,
+        dedup_key: Callable[[Message], str] | None = None,
+        idempotent: bool = True,
+        dead_letter_topic: str | None = None,
+        retain: float | None = None,
+    ) -> Callable[[F], F]:
+        """Decorator: run ``async def handler(event: Model[, msg: Message])`` for each message.
+
+        Args:
+            topic: topic (or topics) to consume.
+            group: consumer group; defaults to the service name.
+            retries: handler retries before dead-lettering (``NATIVEKIT_CONSUMER_RETRIES``).
+            non_retryable: exception types dead-lettered at the first failure.
+            concurrency: messages handled at once per partition; order is kept per key.
+            max_in_flight: fetched but unfinished messages (``NATIVEKIT_CONSUMER_MAX_IN_FLIGHT``).
+            dedup_key: derive the idempotency key from the message instead of its id.
+            idempotent: False turns deduplication off (at-least-once handling).
+            dead_letter_topic: where failed messages go; default ``<topic>.dlq``.
+            retain: seconds DONE marks are kept (``NATIVEKIT_DEDUP_RETENTION``).
+        """
+        return self.messaging.consumer(
+            topic,
+            group=group,
+            retries=retries,
+            non_retryable=non_retryable,
+            concurrency=concurrency,
+            max_in_flight=max_in_flight,
+            dedup_key=dedup_key,
+            idempotent=idempotent,
+            dead_letter_topic=dead_letter_topic,
+            retain=retain,
+        )
 
 
 async def wait_for_requests(metrics: list[Metrics], grace: float) -> None:

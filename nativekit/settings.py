@@ -204,6 +204,50 @@ class Settings(BaseSettings):
         "/_nativekit/sagas", description="Path prefix of the saga operator HTTP API."
     )
 
+    # -- messaging --------------------------------------------------------------
+    consumer_retries: int = Field(
+        3, ge=0, description="Handler retries before a message goes to the dead-letter topic."
+    )
+    consumer_retry_backoff: float = Field(
+        0.2, gt=0, description="Seconds before the first retry; doubles per attempt."
+    )
+    consumer_retry_backoff_max: float = Field(
+        10.0, gt=0, description="Longest pause between two attempts, in seconds."
+    )
+    consumer_max_in_flight: int = Field(
+        2000, ge=1, description="Messages a consumer holds fetched but not finished."
+    )
+    consumer_fetch_max_records: int = Field(
+        500, ge=1, description="Records per fetch (and per dedup round trip)."
+    )
+    consumer_drain_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds running handlers get on partition revoke or shutdown before "
+        "they are cancelled (their messages are redelivered).",
+    )
+    consumer_session_timeout: float = Field(
+        10.0, gt=0, description="Kafka group session timeout in seconds (dead member detection)."
+    )
+    consumer_auto_offset_reset: Literal["earliest", "latest"] = Field(
+        "earliest", description="Where a new consumer group starts reading a partition."
+    )
+    dedup_lease: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds a claimed message stays IN_PROGRESS without renewal before another "
+        "worker may take it over.",
+    )
+    dedup_retention: float = Field(
+        604_800.0, gt=0, description="Seconds DONE/DEAD marks are kept (default 7 days)."
+    )
+    redelivery_horizon: float = Field(
+        259_200.0,
+        gt=0,
+        description="Longest time after which a message may still be redelivered (consumer "
+        "downtime, replays); the dedup retention must be at least this long.",
+    )
+
     def __init__(self, **values: Any) -> None:
         try:
             super().__init__(**values)

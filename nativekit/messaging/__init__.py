@@ -1,0 +1,55 @@
+"""Kafka messaging: typed publishers, idempotent consumers, retries and dead letters.
+
+Use it through the service::
+
+    @svc.consumer("payments.events", group="orders")
+    async def on_payment(event: PaymentReceived, msg: Message) -> None: ...
+
+    await svc.publish("orders.events", OrderPlaced(order_id="o-1"), key="o-1")
+
+The broker is chosen by ``NATIVEKIT_KAFKA_URL`` (``memory://`` or ``kafka://…``),
+the dedup store by ``NATIVEKIT_REDIS_URL``. Importing this package does not import
+aiokafka or redis; their modules load when a backend is built.
+"""
+
+from __future__ import annotations
+
+from nativekit.messaging.broker import Broker, GroupConsumer, Record, Sent, TopicPartition
+from nativekit.messaging.consumer import Consumer
+from nativekit.messaging.dedup import (
+    Claim,
+    ClaimStatus,
+    DedupStore,
+    FinalState,
+    MemoryDedupStore,
+)
+from nativekit.messaging.envelope import Message
+from nativekit.messaging.errors import CommitFailed, DecodeError, MessagingError, PublishError
+from nativekit.messaging.memory import MemoryBroker
+from nativekit.messaging.pipeline import ConsumerOptions
+from nativekit.messaging.publisher import Published, Publisher
+from nativekit.messaging.runtime import Messaging
+
+__all__ = [
+    "Broker",
+    "Claim",
+    "ClaimStatus",
+    "CommitFailed",
+    "Consumer",
+    "ConsumerOptions",
+    "DecodeError",
+    "DedupStore",
+    "FinalState",
+    "GroupConsumer",
+    "MemoryBroker",
+    "MemoryDedupStore",
+    "Message",
+    "Messaging",
+    "MessagingError",
+    "PublishError",
+    "Published",
+    "Publisher",
+    "Record",
+    "Sent",
+    "TopicPartition",
+]

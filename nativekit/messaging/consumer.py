@@ -1,0 +1,474 @@
+"""A consumer: a group member that hands records to its handler and commits what finished.
+
+Per fetched batch: one ``claim_many`` on the dedup store, the records go to
+per-partition lanes, finished messages are marked DONE (or DEAD) with one
+``finish_many`` per flush, and only then the contiguous finished prefix of
+each partition is committed. Side effect → DONE → commit, always in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nativekit.errors import BackendUnavailable
+from nativekit.health import CheckResult
+from nativekit.logging import get_logger
+from nativekit.messaging.broker import Broker, GroupConsumer, Record, TopicPartition
+from nativekit.messaging.dedup import Claim, ClaimStatus, DedupStore, FinalState
+from nativekit.messaging.errors import CommitFailed
+from nativekit.messaging.handler import HandlerSpec
+from nativekit.messaging.lanes import Lane
+from nativekit.messaging.metrics import MessagingMetrics
+from nativekit.messaging.offsets import PartitionOffsets
+from nativekit.messaging.pipeline import ConsumerOptions, Item, Runner, dedup_key
+
+Observer = Callable[[Item], None]
+
+
+def active_tracer() -> Any:
+    """The nativekit tracer, or None while no tracer provider is installed (spans would be
+    no-ops that still cost microseconds per message)."""
+    from opentelemetry import trace
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
+    from nativekit.tracing import get_tracer
+
+    return get_tracer()
+
+
+class Consumer:
+    """One ``@svc.consumer`` handler as a service component (``start``/``stop``)."""
+
+    def __init__(
+        self,
+        spec: HandlerSpec,
+        options: ConsumerOptions,
+        *,
+        broker: Broker,
+        store: DedupStore | None,
+        metrics: MessagingMetrics,
+        service: str,
+        tracing: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.broker = broker
+        self.store = store if options.idempotent else None
+        self.metrics = metrics
+        self._service_name = service
+        self.log = get_logger(service=service, group=options.group, handler=spec.name)
+        self.observers: list[Observer] = []
+        self._owned: dict[str, Item] = {}
+        self._runner = Runner(
+            spec,
+            options,
+            broker=broker,
+            store=self.store,
+            metrics=metrics,
+            log=self.log,
+            tracer=None,
+            owned=self._owned,
+            stopping=lambda: self._stopping,
+        )
+        self._tracing = tracing
+        self._gc: GroupConsumer | None = None
+        self._lanes: dict[TopicPartition, Lane] = {}
+        self._finished: list[tuple[Item, FinalState | None]] = []
+        self._releases: list[Claim] = []
+        self._batches: asyncio.Queue[
+            tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
+        ] = asyncio.Queue()
+        self._finish_event = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
+        self._commit_event = asyncio.Event()
+        self._in_flight = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        self._stopping = False
+        self._give_up_at = float("inf")
+        self._store_error: str | None = None
+        self._error: str | None = None
+        self.running = False
+
+    def use_backends(
+        self, *, broker: Broker | None = None, store: DedupStore | None = None
+    ) -> None:
+        """Replace the broker or dedup store (before start; used by the test seam)."""
+        if broker is not None:
+            self.broker = self._runner.broker = broker
+        if store is not None:
+            self.store = self._runner.store = store
+
+    @property
+    def name(self) -> str:
+        """``<group>:<handler>``, the scope of the dedup keys."""
+        return f"{self.options.group}:{self.spec.name}"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the dead-letter topics, join the group, start fetching."""
+        dlqs = {self.options.dlq_for(t): 1 for t in self.options.topics}
+        try:
+            await self.broker.create_topics(dlqs)
+        except Exception as exc:  # the topic may exist or be created by an operator
+            self.log.warning("consumer.dead_letter_topic_unverified", error=repr(exc))
+        self._stopping = False
+        # Bound now: logging is configured at service startup, after decoration time.
+        self.log = self._runner.log = get_logger(
+            service=self._service_name, group=self.options.group, handler=self.spec.name
+        )
+        self._runner.tracer = active_tracer() if self._tracing else None
+        self._runner.debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+        self._gc = self.broker.group_consumer(
+            self.options.topics,
+            group=self.options.group,
+            on_assigned=self._on_assigned,
+            on_revoked=self._on_revoked,
+        )
+        await self._gc.start()
+        self.running = True
+        self._tasks = [
+            asyncio.create_task(self._fetch_loop()),
+            asyncio.create_task(self._dispatch_loop()),
+            asyncio.create_task(self._finish_loop()),
+            asyncio.create_task(self._commit_loop()),
+        ]
+        if self.store is not None:
+            self._tasks.append(asyncio.create_task(self._renew_loop()))
+        self.log.info("consumer.started", topics=list(self.options.topics))
+
+    async def stop(self) -> None:
+        """Stop fetching, finish running handlers, write DONE marks, commit, leave the group."""
+        if self._gc is None:
+            return
+        self._stopping = True
+        self._give_up_at = time.monotonic() + self.options.drain_timeout
+        feeders = self._tasks[:2]
+        for task in feeders:
+            task.cancel()
+        await asyncio.gather(*feeders, return_exceptions=True)
+        await self._abandon_batches()
+        lanes = list(self._lanes.values())
+        self._lanes = {}
+        await self._drain(lanes)
+        for task in self._tasks[2:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[2:], return_exceptions=True)
+        self._tasks = []
+        gc, self._gc = self._gc, None
+        self.running = False
+        try:
+            await gc.stop()
+        finally:
+            self.log.info("consumer.stopped")
+
+    async def _on_assigned(self, tps: set[TopicPartition]) -> None:
+        # Fetching resumes at the committed offset, so commits from here on only move forward.
+        for tp in tps:
+            self._lanes[tp] = Lane(tp, PartitionOffsets(), self.options.concurrency, self._work)
+        self.log.info("consumer.assigned", partitions=_names(tps))
+
+    async def _on_revoked(self, tps: set[TopicPartition]) -> None:
+        lanes = [self._lanes.pop(tp) for tp in tps if tp in self._lanes]
+        await self._drain(lanes)
+        self.log.info("consumer.revoked", partitions=_names(tps))
+
+    async def _drain(self, lanes: list[Lane]) -> None:
+        """Drop queued records of ``lanes``, finish running ones, commit their prefix."""
+        drained = await asyncio.gather(*(lane.drain(self.options.drain_timeout) for lane in lanes))
+        for dropped in drained:
+            for item in dropped:
+                self._abandon(item)
+        try:
+            await asyncio.wait_for(self._flush(), self.options.drain_timeout)
+            await asyncio.wait_for(self._commit(lanes), self.options.drain_timeout)
+        except TimeoutError:
+            self.log.error("consumer.drain_timeout", partitions=_names({ln.tp for ln in lanes}))
+
+    # -- fetching --------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        """Fetch and start each batch's claim; the dispatcher hands batches on in order,
+        so the next fetch and the handlers overlap the dedup round trip."""
+        while not self._stopping:
+            try:
+                room = self.options.max_in_flight - self._in_flight
+                if room <= 0:
+                    self._capacity.clear()
+                    await self._capacity.wait()
+                    continue
+                gc = self._gc
+                if gc is None:
+                    return
+                records = await gc.fetch(
+                    wait=self.options.poll_timeout,
+                    max_records=min(self.options.fetch_max, room),
+                )
+                self._error = None
+                if records:
+                    self._admit(records)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._error = f"{type(exc).__name__}: {exc}"
+                self.log.error("consumer.fetch_failed", error=self._error)
+                await asyncio.sleep(1.0)
+
+    def _admit(self, records: list[Record]) -> None:
+        """Track fetched records of owned partitions and start claiming them."""
+        items = []
+        lanes = self._lanes
+        place: tuple[str, int] | None = None
+        lane: Lane | None = None
+        for record in records:
+            if (record.topic, record.partition) != place:  # records come grouped by partition
+                place = (record.topic, record.partition)
+                lane = lanes.get(TopicPartition(*place))
+            if lane is not None and not lane.closed:
+                lane.offsets.add(record.offset)
+                items.append(Item(record, dedup_key(record, self.options), lane))
+        if not items:
+            return
+        self._in_flight += len(items)
+        claim = (
+            asyncio.ensure_future(self._claim([i.key for i in items]))
+            if self.store is not None
+            else None
+        )
+        self._batches.put_nowait((items, claim))
+
+    async def _dispatch_loop(self) -> None:
+        """Hand claimed batches to the partition lanes, in fetch order."""
+        while True:
+            items, claim = await self._batches.get()
+            claims = await claim if claim is not None else None
+            if claim is not None and claims is None:  # stopping while the store was down
+                for item in items:
+                    self._abandon(item)
+                continue
+            if claims is not None:
+                for item, answer in zip(items, claims, strict=True):
+                    item.claim = answer
+            current: dict[int, bool] = {}  # id(lane) -> still assigned
+            for item in items:
+                lane = item.lane
+                alive = current.get(id(lane))
+                if alive is None:
+                    alive = current[id(lane)] = self._lanes.get(lane.tp) is lane
+                if lane.closed or not alive:
+                    self._abandon(item)
+                    continue
+                if item.claim is not None and item.claim.status is ClaimStatus.CLAIMED:
+                    self._owned[item.key] = item
+                item.lane.put(item)
+
+    async def _abandon_batches(self) -> None:
+        """On stop: give up batches fetched but not yet handed to lanes."""
+        while not self._batches.empty():
+            items, claim = self._batches.get_nowait()
+            claims: list[Claim] | None = None
+            if claim is not None:
+                if not claim.done():
+                    claim.cancel()
+                await asyncio.gather(claim, return_exceptions=True)
+                if not claim.cancelled() and claim.exception() is None:
+                    claims = claim.result()
+            for i, item in enumerate(items):
+                if claims is not None:
+                    item.claim = claims[i]
+                self._abandon(item)
+
+    async def _claim(self, keys: list[str]) -> list[Claim] | None:
+        """Claims for a batch; retried while the store is down (nothing is processed)."""
+        store = self.store
+        if store is None:
+            return [Claim(k, ClaimStatus.CLAIMED) for k in keys]
+        delay = 0.1
+        while not self._stopping:
+            try:
+                claims = await store.claim_many(keys, lease=self.options.lease)
+            except BackendUnavailable as exc:
+                self._dedup_failed("claim", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            self._store_error = None
+            return claims
+        return None
+
+    def _dedup_failed(self, operation: str, exc: BaseException) -> None:
+        self._store_error = str(exc)
+        self.metrics.dedup_errors.labels(self.metrics.service, self.options.group, operation).inc()
+        self.log.error("consumer.dedup_unavailable", operation=operation, error=str(exc))
+
+    # -- handling and finishing ----------------------------------------------------------
+
+    async def _work(self, item: Item) -> None:
+        try:
+            state = await self._runner.run(item)
+        except asyncio.CancelledError:
+            self._abandon(item)
+            raise
+        except Exception as exc:
+            self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
+            self._abandon(item)
+            return
+        self._finished.append((item, state))
+        self._finish_event.set()
+
+    def _abandon(self, item: Item) -> None:
+        """Give up an item without finishing it: its offset stays uncommitted."""
+        if item.claim is not None and item.claim.status is ClaimStatus.CLAIMED:
+            self._releases.append(item.claim)
+        if self._owned.get(item.key) is item:
+            del self._owned[item.key]
+        self._in_flight -= 1
+        self._capacity.set()
+        item.finish()
+
+    async def _finish_loop(self) -> None:
+        while True:
+            await self._finish_event.wait()
+            self._finish_event.clear()
+            await self._flush()
+
+    async def _commit_loop(self) -> None:
+        """Commit in the background, so handling never waits for the broker's commit reply."""
+        while True:
+            await self._commit_event.wait()
+            self._commit_event.clear()
+            await self._commit(list(self._lanes.values()))
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._finished = self._finished, []
+            releases, self._releases = self._releases, []
+            if releases and self.store is not None:
+                try:
+                    await self.store.release_many(releases)
+                except BackendUnavailable as exc:  # the leases expire on their own
+                    self._dedup_failed("release", exc)
+            if batch and not await self._write_final(batch):
+                return
+            outcomes: dict[tuple[str, str], int] = {}
+            for item, _ in batch:
+                item.lane.offsets.finish(item.record.offset)
+                if self._owned.get(item.key) is item:
+                    del self._owned[item.key]
+                place = (item.record.topic, item.outcome)
+                outcomes[place] = outcomes.get(place, 0) + 1
+                item.finish()
+            for (topic, outcome), n in outcomes.items():
+                self.metrics.count(topic, self.options.group, outcome, n)
+            self._in_flight -= len(batch)
+            self._capacity.set()
+            self._commit_event.set()
+            for item, _ in batch:
+                for observer in self.observers:
+                    observer(item)
+
+    async def _write_final(self, batch: list[tuple[Item, FinalState | None]]) -> bool:
+        """Write DONE/DEAD marks (retried while the store is down); False if given up."""
+        if self.store is None:
+            return True
+        by_state: dict[FinalState, list[Claim]] = {}
+        for item, state in batch:
+            if state is not None and item.claim is not None:
+                by_state.setdefault(state, []).append(item.claim)
+        delay = 0.1
+        for state, claims in by_state.items():
+            while True:
+                try:
+                    held = await self.store.finish_many(
+                        claims, retain=self.options.retain, state=state
+                    )
+                    break
+                except BackendUnavailable as exc:
+                    self._dedup_failed("finish", exc)
+                    if time.monotonic() > self._give_up_at:
+                        self._finished[:0] = batch
+                        return False
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+            lost = [c.key for c, ok in zip(claims, held, strict=True) if not ok]
+            if lost:
+                self.metrics.lease_lost.labels(self.metrics.service, self.options.group).inc(
+                    len(lost)
+                )
+                self.log.warning("consumer.lease_lost", keys=lost[:10], count=len(lost))
+        self._store_error = None
+        return True
+
+    async def _commit(self, lanes: list[Lane]) -> None:
+        """Commit the finished prefix of ``lanes``; serialized, so offsets only move forward."""
+        async with self._commit_lock:
+            await self._commit_locked(lanes)
+
+    async def _commit_locked(self, lanes: list[Lane]) -> None:
+        offsets = {}
+        for lane in lanes:
+            offset = lane.offsets.committable()
+            if offset is not None:
+                offsets[lane.tp] = (lane, offset)
+        if not offsets or self._gc is None:
+            return
+        try:
+            await self._gc.commit({tp: off for tp, (_, off) in offsets.items()})
+        except (CommitFailed, BackendUnavailable) as exc:
+            self.log.warning("consumer.commit_failed", error=str(exc))
+            return
+        for tp, (lane, offset) in offsets.items():
+            lane.offsets.committed_at(offset)
+            highwater = self._gc.highwater(tp)
+            if highwater is not None:
+                self.metrics.lag.labels(
+                    self.metrics.service, tp.topic, self.options.group, str(tp.partition)
+                ).set(max(0, highwater - offset))
+
+    async def _renew_loop(self) -> None:
+        """Keep the leases of claimed, unfinished messages alive."""
+        store = self.store
+        while store is not None:
+            await asyncio.sleep(self.options.lease / 3)
+            claims = [i.claim for i in self._owned.values() if i.claim is not None]
+            if not claims:
+                continue
+            try:
+                held = await store.renew_many(claims, lease=self.options.lease)
+            except BackendUnavailable as exc:
+                self._dedup_failed("renew", exc)
+                continue
+            lost = sum(1 for ok in held if not ok)
+            if lost:
+                self.metrics.lease_lost.labels(self.metrics.service, self.options.group).inc(lost)
+
+    # -- readiness -------------------------------------------------------------------
+
+    async def check(self) -> CheckResult:
+        """Ready when joined, fetching, and the dedup store answers."""
+        if not self.running:
+            raise BackendUnavailable("consumer is not running (not started or stopped)")
+        if self._error is not None:
+            raise BackendUnavailable(f"fetching fails: {self._error}")
+        if self.store is not None:
+            await self.store.ping()
+            if self._store_error is not None:
+                raise BackendUnavailable(f"dedup store fails: {self._store_error}")
+        assigned = len(self._lanes)
+        return CheckResult(
+            status="pass" if assigned else "warn",
+            output=f"{assigned} partition(s) assigned, {self._in_flight} message(s) in flight",
+            observed_value=assigned,
+            observed_unit="partitions",
+        )
+
+
+def _names(tps: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)

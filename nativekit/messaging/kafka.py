@@ -1,0 +1,263 @@
+"""The Kafka broker (aiokafka). aiokafka errors are translated here and go no further."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiokafka
+import aiokafka.errors as kerr
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from nativekit.backends.kafka import kafka_client_options
+from nativekit.errors import BackendUnavailable
+from nativekit.messaging.broker import (
+    Headers,
+    RebalanceCallback,
+    Record,
+    Sent,
+    TopicPartition,
+)
+from nativekit.messaging.errors import CommitFailed, MessagingError, PublishError
+from nativekit.settings import Settings
+
+_UNAVAILABLE = (
+    kerr.KafkaConnectionError,
+    kerr.NoBrokersAvailable,
+    kerr.KafkaTimeoutError,
+    kerr.RequestTimedOutError,
+    kerr.NodeNotReadyError,
+    OSError,
+)
+_COMMIT_REJECTED = (
+    kerr.CommitFailedError,
+    kerr.IllegalGenerationError,
+    kerr.RebalanceInProgressError,
+    kerr.UnknownMemberIdError,
+    kerr.IllegalStateError,
+)
+_TOPIC_EXISTS = kerr.TopicAlreadyExistsError.errno
+
+
+def _servers(settings: Settings) -> str:
+    return ",".join(settings.kafka_bootstrap_servers)
+
+
+def _unavailable(settings: Settings, op: str, exc: BaseException) -> BackendUnavailable:
+    return BackendUnavailable(
+        f"Kafka at {_servers(settings)} failed {op}: {type(exc).__name__}: {exc}. "
+        "Is NATIVEKIT_KAFKA_URL right and the broker up?"
+    )
+
+
+class KafkaBroker:
+    """Publishes with an acks=all producer and creates aiokafka group consumers.
+
+    Producer options come from the settings: ``kafka_idempotent_producer``,
+    ``kafka_linger_ms``, ``kafka_compression``; TLS and SASL through
+    :func:`~nativekit.backends.kafka.kafka_client_options`.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._producer: Any = None
+
+    async def start(self) -> None:
+        """Connect the producer."""
+        if self._producer is not None:
+            return
+        s = self.settings
+        producer = aiokafka.AIOKafkaProducer(
+            acks="all",
+            enable_idempotence=s.kafka_idempotent_producer,
+            linger_ms=s.kafka_linger_ms,
+            compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
+            **kafka_client_options(s),
+        )
+        try:
+            await producer.start()
+        except Exception as exc:
+            await producer.stop()
+            raise _unavailable(s, "to connect the producer", exc) from exc
+        self._producer = producer
+
+    async def send(
+        self, topic: str, value: bytes, *, key: bytes | None = None, headers: Headers | None = None
+    ) -> Sent:
+        """Produce one record and wait for the acknowledgement of all in-sync replicas."""
+        if self._producer is None:
+            await self.start()
+        try:
+            meta = await self._producer.send_and_wait(topic, value, key=key, headers=headers)
+        except _UNAVAILABLE as exc:
+            raise _unavailable(self.settings, f"to publish to {topic!r}", exc) from exc
+        except kerr.KafkaError as exc:
+            raise PublishError(f"Kafka rejected a record for {topic!r}: {exc!r}") from exc
+        return Sent(meta.topic, meta.partition, meta.offset)
+
+    async def create_topics(self, topics: Mapping[str, int]) -> None:
+        """Create missing topics (replication factor 1 on single-broker clusters)."""
+        if not topics:
+            return
+        options = kafka_client_options(self.settings)
+        options.pop("connections_max_idle_ms", None)
+        admin = AIOKafkaAdminClient(**options)
+        try:
+            await admin.start()
+            existing = set(await admin.list_topics())
+            missing = [NewTopic(t, n, 1) for t, n in topics.items() if t not in existing]
+            if missing:
+                response = await admin.create_topics(missing)
+                for name, code, *_ in response.topic_errors:
+                    if code not in (0, _TOPIC_EXISTS):
+                        raise MessagingError(
+                            f"Kafka refused to create topic {name!r} (error code {code})."
+                        )
+        except _UNAVAILABLE as exc:
+            raise _unavailable(self.settings, "to create topics", exc) from exc
+        finally:
+            await admin.close()
+
+    def group_consumer(
+        self,
+        topics: Sequence[str],
+        *,
+        group: str,
+        on_assigned: RebalanceCallback,
+        on_revoked: RebalanceCallback,
+    ) -> KafkaGroupConsumer:
+        """A group member with manual commits, reading from the committed offset."""
+        return KafkaGroupConsumer(self.settings, list(topics), group, on_assigned, on_revoked)
+
+    async def ping(self) -> None:
+        """Ask the cluster for metadata."""
+        if self._producer is None:
+            await self.start()
+        try:
+            await self._producer.client.fetch_all_metadata()
+        except Exception as exc:
+            raise _unavailable(self.settings, "a metadata request", exc) from exc
+
+    async def aclose(self) -> None:
+        """Flush and close the producer."""
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, on_assigned: RebalanceCallback, on_revoked: RebalanceCallback) -> None:
+        self._assigned = on_assigned
+        self._revoked = on_revoked
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self._revoked({TopicPartition(tp.topic, tp.partition) for tp in revoked})
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        await self._assigned({TopicPartition(tp.topic, tp.partition) for tp in assigned})
+
+
+class KafkaGroupConsumer:
+    """An aiokafka consumer in a group, behind the GroupConsumer protocol."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        topics: list[str],
+        group: str,
+        on_assigned: RebalanceCallback,
+        on_revoked: RebalanceCallback,
+    ) -> None:
+        self.settings = settings
+        self.topics = topics
+        self.group = group
+        self._listener = _Listener(on_assigned, on_revoked)
+        self._consumer: Any = None
+
+    async def start(self) -> None:
+        """Subscribe and join the group."""
+        s = self.settings
+        session_ms = int(s.consumer_session_timeout * 1000)
+        consumer = aiokafka.AIOKafkaConsumer(
+            group_id=self.group,
+            enable_auto_commit=False,
+            auto_offset_reset=s.consumer_auto_offset_reset,
+            session_timeout_ms=session_ms,
+            heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
+            max_poll_records=s.consumer_fetch_max_records,
+            **kafka_client_options(s),
+        )
+        consumer.subscribe(self.topics, listener=self._listener)
+        try:
+            await consumer.start()
+        except Exception as exc:
+            await consumer.stop()
+            raise _unavailable(s, f"to join group {self.group!r}", exc) from exc
+        self._consumer = consumer
+
+    async def fetch(self, *, wait: float, max_records: int) -> list[Record]:
+        """Records fetched by aiokafka (waits up to ``wait`` seconds when none are buffered)."""
+        try:
+            batches = await self._consumer.getmany(
+                timeout_ms=int(wait * 1000), max_records=max_records
+            )
+        except _UNAVAILABLE as exc:
+            raise _unavailable(self.settings, "to fetch", exc) from exc
+        except kerr.KafkaError as exc:
+            raise MessagingError(f"Kafka fetch failed: {exc!r}") from exc
+        out: list[Record] = []
+        for records in batches.values():
+            out += [
+                Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp)
+                for r in records
+            ]
+        return out
+
+    async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:
+        """Commit the next offsets to read."""
+        try:
+            await self._consumer.commit(
+                {
+                    aiokafka.TopicPartition(tp.topic, tp.partition): off
+                    for tp, off in offsets.items()
+                }
+            )
+        except _COMMIT_REJECTED as exc:
+            raise CommitFailed(
+                f"Kafka rejected the commit of group {self.group!r}: {exc!r}"
+            ) from exc
+        except _UNAVAILABLE as exc:
+            raise _unavailable(self.settings, "to commit", exc) from exc
+        except kerr.KafkaError as exc:
+            raise CommitFailed(f"Kafka commit of group {self.group!r} failed: {exc!r}") from exc
+
+    async def committed(self, tp: TopicPartition) -> int | None:
+        """The group's committed offset."""
+        try:
+            value = await self._consumer.committed(aiokafka.TopicPartition(tp.topic, tp.partition))
+        except kerr.KafkaError as exc:
+            raise _unavailable(self.settings, "to read committed offsets", exc) from exc
+        return int(value) if value is not None else None
+
+    def assignment(self) -> set[TopicPartition]:
+        """Partitions assigned now."""
+        if self._consumer is None:
+            return set()
+        return {TopicPartition(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        """High watermark from the last fetch response."""
+        if self._consumer is None:
+            return None
+        try:
+            value = self._consumer.highwater(aiokafka.TopicPartition(tp.topic, tp.partition))
+        except kerr.KafkaError:
+            return None
+        return int(value) if value is not None else None
+
+    async def stop(self) -> None:
+        """Leave the group."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()

@@ -1,0 +1,98 @@
+"""Per-partition work queues: sequential by default, or concurrent with order kept per key."""
+
+from __future__ import annotations
+
+import asyncio
+import zlib
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from nativekit.messaging.broker import TopicPartition
+from nativekit.messaging.offsets import PartitionOffsets
+
+if TYPE_CHECKING:
+    from nativekit.messaging.pipeline import Item
+
+
+class _Queue:
+    """One sequential worker: a deque drained by a task that sleeps when it is empty."""
+
+    def __init__(self, worker: Callable[[Item], Awaitable[None]]) -> None:
+        self.items: deque[Item] = deque()
+        self.wake = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+        self._worker = worker
+
+    def put(self, item: Item) -> None:
+        self.items.append(item)
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        else:
+            self.wake.set()
+
+    async def _run(self) -> None:
+        items = self.items
+        streak = 0
+        while not self.closed:
+            if not items:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            await self._worker(items.popleft())
+            streak += 1
+            if streak >= 64:  # let I/O (dedup replies, fetches) in between long runs
+                streak = 0
+                await asyncio.sleep(0)
+
+
+class Lane:
+    """The work of one assigned partition.
+
+    ``width`` queues each run one message at a time; a record goes to the queue
+    of its key's hash, so records with one key keep their order while different
+    keys proceed concurrently. ``width=1`` is strictly sequential.
+    """
+
+    def __init__(
+        self,
+        tp: TopicPartition,
+        offsets: PartitionOffsets,
+        width: int,
+        worker: Callable[[Item], Awaitable[None]],
+    ) -> None:
+        self.tp = tp
+        self.offsets = offsets
+        self.closed = False
+        self._width = width
+        self._queues = [_Queue(worker) for _ in range(width)]
+
+    def put(self, item: Item) -> None:
+        """Queue ``item`` behind earlier records of the same key."""
+        index = 0
+        if self._width > 1:
+            key = item.record.key
+            index = (zlib.crc32(key) if key is not None else item.record.offset) % self._width
+        self._queues[index].put(item)
+
+    async def drain(self, grace: float) -> list[Item]:
+        """Stop taking work: return queued items not started, let running ones finish.
+
+        Running handlers get ``grace`` seconds; then they are cancelled.
+        """
+        self.closed = True
+        dropped: list[Item] = []
+        for queue in self._queues:
+            dropped += queue.items
+            queue.items.clear()
+            queue.closed = True
+            queue.wake.set()
+        tasks = [q.task for q in self._queues if q.task is not None]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+        return dropped

@@ -1,0 +1,74 @@
+"""Prometheus metrics of publishers and consumers, registered on the service's registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from nativekit.metrics import LATENCY_BUCKETS
+
+#: consume outcomes counted by ``nativekit_messages_consumed_total``
+OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
+
+
+class MessagingMetrics:
+    """Counters, histograms and gauges of one service's messaging."""
+
+    def __init__(self, service: str, registry: CollectorRegistry) -> None:
+        self.service = service
+        self.consumed = Counter(
+            "nativekit_messages_consumed_total",
+            "Messages handled by consumers, by topic, group and outcome "
+            "(processed, duplicate, retried, dead_lettered).",
+            ["service", "topic", "group", "outcome"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "nativekit_message_handler_duration_seconds",
+            "Time a consumer handler took (one attempt).",
+            ["service", "topic", "group"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "nativekit_consumer_lag",
+            "Records of a partition after the committed offset, as last fetched.",
+            ["service", "topic", "group", "partition"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
+        self.published = Counter(
+            "nativekit_messages_published_total",
+            "Messages acknowledged by the broker, by topic.",
+            ["service", "topic"],
+            registry=registry,
+        )
+        self.dedup_errors = Counter(
+            "nativekit_dedup_errors_total",
+            "Failed calls to the dedup store (consumers pause meanwhile), by operation.",
+            ["service", "group", "operation"],
+            registry=registry,
+        )
+        self.lease_lost = Counter(
+            "nativekit_dedup_leases_lost_total",
+            "Claims whose lease expired and was taken by another worker before finishing.",
+            ["service", "group"],
+            registry=registry,
+        )
+        self._consumed: dict[tuple[str, str, str], Counter] = {}
+        self._durations: dict[tuple[str, str], Histogram] = {}
+
+    def count(self, topic: str, group: str, outcome: str, n: int = 1) -> None:
+        """Count ``n`` messages with ``outcome``."""
+        key = (topic, group, outcome)
+        child = self._consumed.get(key)
+        if child is None:
+            child = self._consumed[key] = self.consumed.labels(self.service, topic, group, outcome)
+        child.inc(n)
+
+    def observe(self, topic: str, group: str, seconds: float) -> None:
+        """Record one handler run."""
+        key = (topic, group)
+        child = self._durations.get(key)
+        if child is None:
+            child = self._durations[key] = self.duration.labels(self.service, topic, group)
+        child.observe(seconds)

@@ -1,0 +1,227 @@
+"""Messaging of one service: the broker, the publisher and the consumers, as one component."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from pydantic import BaseModel
+
+from nativekit.errors import ConfigError
+from nativekit.messaging.broker import Broker
+from nativekit.messaging.consumer import Consumer
+from nativekit.messaging.dedup import DedupStore, MemoryDedupStore
+from nativekit.messaging.envelope import Message
+from nativekit.messaging.handler import HandlerFunc, inspect_handler
+from nativekit.messaging.memory import MemoryBroker
+from nativekit.messaging.metrics import MessagingMetrics
+from nativekit.messaging.pipeline import ConsumerOptions
+from nativekit.messaging.publisher import Published, Publisher
+
+if TYPE_CHECKING:
+    from nativekit.service import Service
+
+H = TypeVar("H", bound=HandlerFunc)
+_TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
+
+_memory_broker: MemoryBroker | None = None
+_memory_stores: dict[str, MemoryDedupStore] = {}
+
+
+def shared_memory_broker() -> MemoryBroker:
+    """The process-wide broker behind ``NATIVEKIT_KAFKA_URL=memory://``."""
+    global _memory_broker
+    if _memory_broker is None:
+        _memory_broker = MemoryBroker()
+    return _memory_broker
+
+
+def shared_memory_store(namespace: str) -> MemoryDedupStore:
+    """The process-wide dedup store of ``namespace`` behind ``NATIVEKIT_REDIS_URL=memory://``."""
+    return _memory_stores.setdefault(namespace, MemoryDedupStore())
+
+
+class Messaging:
+    """Publisher and consumers of a service; registered as its ``messaging`` component."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.settings = service.settings
+        self.metrics = MessagingMetrics(service.name, service.metrics.registry)
+        self.consumers: list[Consumer] = []
+        self._broker: Broker | None = None
+        self._store_factory: Callable[[str], DedupStore] | None = None
+        self._publisher: Publisher | None = None
+        self._started = False
+        if service.health.started:
+            # First used after startup (a publish from a route): nothing to start now
+            # (the producer connects on first send), but it must still close at shutdown.
+            service.lifecycle.add("messaging", stop=self.stop)
+            service.lifecycle._started.append(service.lifecycle._entries[-1])
+            self._started = True
+        else:
+            service.add_component("messaging", self)
+
+    # -- backends ---------------------------------------------------------------------
+
+    @property
+    def broker(self) -> Broker:
+        """The broker chosen by ``NATIVEKIT_KAFKA_URL`` (or set with :meth:`use_broker`)."""
+        broker = self._broker
+        if broker is None:
+            if self.service.uses_kafka:
+                from nativekit.messaging.kafka import KafkaBroker
+
+                broker = KafkaBroker(self.settings)
+            else:
+                broker = shared_memory_broker()
+            self._broker = broker
+        return broker
+
+    def use_broker(self, broker: Broker) -> None:
+        """Use ``broker`` instead of the one the settings choose (before startup)."""
+        if self._started:
+            raise ConfigError("use_broker() must be called before the service starts.")
+        self._broker = broker
+        self._publisher = None
+        for consumer in self.consumers:
+            consumer.use_backends(broker=broker)
+
+    def use_dedup_store(self, factory: Callable[[str], DedupStore]) -> None:
+        """Build dedup stores with ``factory(namespace)`` (before the service starts)."""
+        if self._started:
+            raise ConfigError("use_dedup_store() must be called before the service starts.")
+        self._store_factory = factory
+        for consumer in self.consumers:
+            if consumer.options.idempotent:
+                consumer.use_backends(store=factory(consumer.name))
+
+    def _store(self, namespace: str) -> DedupStore:
+        if self._store_factory is not None:
+            return self._store_factory(namespace)
+        if self.service.uses_redis:
+            from nativekit.messaging.redis_dedup import RedisDedupStore
+            from nativekit.settings import mask_url
+
+            return RedisDedupStore(
+                self.service.redis, namespace=namespace, url_safe=mask_url(self.settings.redis_url)
+            )
+        return shared_memory_store(namespace)
+
+    @property
+    def publisher(self) -> Publisher:
+        """The publisher (shared by ``Service.publish`` and reply-sending handlers)."""
+        if self._publisher is None:
+            self._publisher = Publisher(
+                self.broker, self.metrics, tracing=self.settings.tracing_enabled
+            )
+        return self._publisher
+
+    # -- API ---------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        event: BaseModel | bytes,
+        *,
+        key: str | bytes | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+        message_id: str | None = None,
+    ) -> Published:
+        """Publish ``event`` (see :meth:`Publisher.publish`)."""
+        return await self.publisher.publish(
+            topic, event, key=key, headers=headers, message_id=message_id
+        )
+
+    def consumer(
+        self,
+        topic: str | Sequence[str],
+        *,
+        group: str | None = None,
+        retries: int | None = None,
+        non_retryable: Sequence[type[BaseException]] = (),
+        concurrency: int = 1,
+        max_in_flight: int | None = None,
+        dedup_key: Callable[[Message], str] | None = None,
+        idempotent: bool = True,
+        dead_letter_topic: str | None = None,
+        retain: float | None = None,
+    ) -> Callable[[H], H]:
+        """Decorator registering a consumer (see ``Service.consumer``)."""
+        topics = (topic,) if isinstance(topic, str) else tuple(topic)
+        for name in (*topics, *([dead_letter_topic] if dead_letter_topic else [])):
+            if not _TOPIC.match(name):
+                raise ConfigError(
+                    f"{name!r} is not a valid topic name; use 1-249 letters, digits, '.', '_', '-'."
+                )
+        if concurrency < 1:
+            raise ConfigError(f"consumer concurrency must be >= 1, got {concurrency}.")
+        s = self.settings
+        retain = s.dedup_retention if retain is None else retain
+        if retain < s.redelivery_horizon:
+            raise ConfigError(
+                f"Dedup retention {retain:g}s is shorter than NATIVEKIT_REDELIVERY_HORIZON="
+                f"{s.redelivery_horizon:g}s: a message redelivered after its DONE mark expired "
+                "would run twice. Raise the retention or lower the horizon."
+            )
+
+        def decorator(func: H) -> H:
+            if self._started:
+                raise ConfigError("Consumers must be declared before the service starts.")
+            spec = inspect_handler(func)
+            options = ConsumerOptions(
+                topics=topics,
+                group=group or self.service.name,
+                retries=s.consumer_retries if retries is None else retries,
+                backoff=s.consumer_retry_backoff,
+                backoff_max=s.consumer_retry_backoff_max,
+                non_retryable=tuple(non_retryable),
+                concurrency=concurrency,
+                max_in_flight=max_in_flight or s.consumer_max_in_flight,
+                fetch_max=s.consumer_fetch_max_records,
+                dedup_key=dedup_key,
+                idempotent=idempotent,
+                dead_letter_topic=dead_letter_topic,
+                lease=s.dedup_lease,
+                retain=retain,
+                drain_timeout=s.consumer_drain_timeout,
+            )
+            namespace = f"{options.group}:{spec.name}"
+            consumer = Consumer(
+                spec,
+                options,
+                broker=self.broker,
+                store=self._store(namespace) if idempotent else None,
+                metrics=self.metrics,
+                service=self.service.name,
+                tracing=self.settings.tracing_enabled,
+            )
+            self.consumers.append(consumer)
+            self.service.health.add(
+                f"consumer:{namespace}", consumer.check, component_type="component"
+            )
+            return func
+
+        return decorator
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect the broker, then start every consumer."""
+        await self.broker.start()
+        self._started = True
+        for consumer in self.consumers:
+            await consumer.start()
+
+    async def stop(self) -> None:
+        """Stop consumers (drain and commit), then close the broker."""
+        for consumer in reversed(self.consumers):
+            try:
+                await consumer.stop()
+            except Exception as exc:
+                self.service.log.error(
+                    "consumer.stop_failed", consumer=consumer.name, error=repr(exc)
+                )
+        self._started = False
+        await self.broker.aclose()

@@ -1,0 +1,147 @@
+"""Edge cases of the consumer: lease renewal, broker failures, stopping while blocked."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from pydantic import BaseModel
+
+from nativekit import Service, Settings
+from nativekit.errors import BackendUnavailable
+from nativekit.messaging import MemoryBroker, MemoryDedupStore
+from nativekit.messaging.dedup import ClaimStatus
+from nativekit.messaging.kafka import KafkaBroker
+from nativekit.messaging.memory import MemoryGroupConsumer
+from nativekit.testing import serve
+from nativekit.testing.messaging import MessagingHarness
+from tests.messaging.conftest import eventually
+
+
+class Job(BaseModel):
+    """The event."""
+
+    n: int
+
+
+def service(**settings: object) -> Service:
+    """A memory service with fast retries."""
+    values: dict[str, object] = {"consumer_retry_backoff": 0.001, "tracing_enabled": False}
+    values.update(settings)
+    return Service("edges", settings=Settings(**values))  # type: ignore[arg-type]
+
+
+async def test_long_handler_keeps_its_lease() -> None:
+    """A handler running longer than the lease renews it: a second worker sees BUSY."""
+    svc = service(dedup_lease=0.3)
+    store = MemoryDedupStore()
+    started, release = asyncio.Event(), asyncio.Event()
+
+    @svc.consumer("jobs", group="g")
+    async def slow(event: Job) -> None:
+        started.set()
+        await release.wait()
+
+    async with MessagingHarness(svc, dedup_store=store) as harness:
+        delivery = asyncio.create_task(harness.deliver("jobs", Job(n=1), message_id="j-1"))
+        await started.wait()
+        await asyncio.sleep(0.7)  # more than two leases
+        [other] = await store.claim_many(["j-1"], lease=1)
+        release.set()
+        assert (await delivery).outcome == "processed"
+    assert other.status is ClaimStatus.BUSY
+
+
+async def test_fetch_failure_fails_readiness_until_it_recovers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A broker that fails fetches makes the consumer's readiness check fail."""
+    svc = service()
+    broker = MemoryBroker()
+    svc.messaging.use_broker(broker)
+    failing = True
+    fetch = MemoryGroupConsumer.fetch
+
+    async def flaky(self: MemoryGroupConsumer, *, wait: float, max_records: int) -> list:  # type: ignore[type-arg]
+        if failing:
+            raise BackendUnavailable("broker gone (test)")
+        return await fetch(self, wait=wait, max_records=max_records)
+
+    monkeypatch.setattr(MemoryGroupConsumer, "fetch", flaky)
+    handled: list[int] = []
+
+    @svc.consumer("jobs", group="g")
+    async def on_job(event: Job) -> None:
+        handled.append(event.n)
+
+    svc.messaging.use_broker(broker)
+    async with serve(svc) as client:
+        await eventually(lambda: svc.messaging.consumers[0]._error is not None)
+        failed = await client.get("/readyz")
+        assert failed.status_code == 503 and "broker gone" in failed.text
+        failing = False
+        await svc.publish("jobs", Job(n=1))
+        await eventually(lambda: handled == [1], within=5)
+
+
+async def test_stop_while_the_store_is_down_gives_up_cleanly() -> None:
+    """Stopping while claims cannot be made neither processes nor commits anything."""
+    svc = service(consumer_drain_timeout=0.2)
+    store = MemoryDedupStore()
+    broker = MemoryBroker()
+    handled: list[int] = []
+
+    @svc.consumer("jobs", group="g")
+    async def on_job(event: Job) -> None:
+        handled.append(event.n)
+
+    svc.messaging.use_broker(broker)
+    svc.messaging.use_dedup_store(lambda ns: store)
+    async with serve(svc):
+        store.available = False
+        await svc.publish("jobs", Job(n=1))
+        await eventually(lambda: svc.messaging.consumers[0]._store_error is not None)
+    assert handled == [] and broker.committed_offsets("g") == {}
+
+
+async def test_revoke_with_concurrency_commits_only_the_finished_prefix() -> None:
+    """A second member joining takes partitions; nothing is lost or handled twice."""
+    broker = MemoryBroker(default_partitions=2)
+    store = MemoryDedupStore()
+    seen: list[int] = []
+
+    def member() -> Service:
+        svc = service()
+        svc.messaging.use_broker(broker)
+        svc.messaging.use_dedup_store(lambda ns: store)
+
+        @svc.consumer("jobs", group="g", concurrency=3)
+        async def on_job(event: Job) -> None:
+            await asyncio.sleep(0.001)
+            seen.append(event.n)
+
+        return svc
+
+    a, b = member(), member()
+    await a.startup(hook_sigterm=False)
+    for n in range(100):
+        await a.publish("jobs", Job(n=n), key=str(n))
+    await b.startup(hook_sigterm=False)
+    for n in range(100, 200):
+        await a.publish("jobs", Job(n=n), key=str(n))
+    await eventually(lambda: len(set(seen)) == 200, within=10)
+    await b.shutdown()
+    await a.shutdown()
+    assert sorted(seen) == list(range(200))
+    assert sum(broker.committed_offsets("g").values()) == 200
+
+
+async def test_unreachable_kafka_is_backend_unavailable() -> None:
+    """A Kafka broker on a closed port raises BackendUnavailable naming the servers."""
+    settings = Settings(kafka_url="kafka://127.0.0.1:1", connect_timeout=0.5)
+    broker = KafkaBroker(settings)
+    with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1:1"):
+        await broker.start()
+    with pytest.raises(BackendUnavailable):
+        await broker.create_topics({"x": 1})
+    await broker.aclose()

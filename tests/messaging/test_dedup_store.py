@@ -1,0 +1,180 @@
+"""Contract of DedupStore, run against the memory store and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from nativekit.errors import BackendUnavailable
+from nativekit.messaging.dedup import ClaimStatus, DedupStore, FinalState, MemoryDedupStore
+from nativekit.messaging.redis_dedup import RedisDedupStore
+
+
+class DedupStoreContract:
+    """Behaviour every DedupStore must have."""
+
+    async def test_first_claim_owns_the_key_with_a_token(self, store: DedupStore) -> None:
+        """A free key is CLAIMED with a positive fencing token."""
+        [claim] = await store.claim_many(["a"], lease=5)
+        assert claim.status is ClaimStatus.CLAIMED
+        assert claim.token > 0
+
+    async def test_claim_of_a_held_key_is_busy(self, store: DedupStore) -> None:
+        """A key claimed by someone else with a live lease answers BUSY."""
+        await store.claim_many(["a"], lease=5)
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.BUSY
+
+    async def test_second_claim_of_a_finished_key_is_a_duplicate(self, store: DedupStore) -> None:
+        """After finish_many the key reads DONE."""
+        claims = await store.claim_many(["a", "b"], lease=5)
+        assert await store.finish_many(claims, retain=60) == [True, True]
+        again = await store.claim_many(["a", "b", "c"], lease=5)
+        assert [c.status for c in again] == [
+            ClaimStatus.DONE,
+            ClaimStatus.DONE,
+            ClaimStatus.CLAIMED,
+        ]
+
+    async def test_dead_state_is_kept(self, store: DedupStore) -> None:
+        """A key finished as DEAD reads DEAD."""
+        claims = await store.claim_many(["a"], lease=5)
+        await store.finish_many(claims, retain=60, state=FinalState.DEAD)
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.DEAD
+
+    async def test_expired_lease_is_taken_over_with_a_larger_token(self, store: DedupStore) -> None:
+        """When the owner's lease runs out, the next claim wins with a larger token."""
+        [first] = await store.claim_many(["a"], lease=0.05)
+        await asyncio.sleep(0.12)
+        [second] = await store.claim_many(["a"], lease=5)
+        assert second.status is ClaimStatus.CLAIMED
+        assert second.token > first.token
+
+    async def test_fenced_owner_cannot_finish(self, store: DedupStore) -> None:
+        """An owner whose lease was taken over gets False from finish_many."""
+        [first] = await store.claim_many(["a"], lease=0.05)
+        await asyncio.sleep(0.12)
+        [second] = await store.claim_many(["a"], lease=5)
+        assert await store.finish_many([first], retain=60) == [False]
+        assert await store.finish_many([second], retain=60) == [True]
+
+    async def test_owner_whose_lease_expired_unclaimed_still_finishes(
+        self, store: DedupStore
+    ) -> None:
+        """A slow owner marks DONE if nobody took the key over meanwhile."""
+        [claim] = await store.claim_many(["a"], lease=0.05)
+        await asyncio.sleep(0.12)
+        assert await store.finish_many([claim], retain=60) == [True]
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.DONE
+
+    async def test_renew_keeps_the_lease(self, store: DedupStore) -> None:
+        """A renewed lease outlives its first expiry."""
+        [claim] = await store.claim_many(["a"], lease=0.15)
+        await asyncio.sleep(0.08)
+        assert await store.renew_many([claim], lease=0.3) == [True]
+        await asyncio.sleep(0.12)
+        [other] = await store.claim_many(["a"], lease=5)
+        assert other.status is ClaimStatus.BUSY
+
+    async def test_release_frees_the_key(self, store: DedupStore) -> None:
+        """A released claim can be claimed again at once."""
+        [claim] = await store.claim_many(["a"], lease=5)
+        await store.release_many([claim])
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.CLAIMED
+
+    async def test_done_mark_expires_after_retention(self, store: DedupStore) -> None:
+        """DONE is kept for the retention only."""
+        claims = await store.claim_many(["a"], lease=5)
+        await store.finish_many(claims, retain=0.05)
+        await asyncio.sleep(0.12)
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.CLAIMED
+
+    async def test_same_key_twice_in_one_batch(self, store: DedupStore) -> None:
+        """The second copy of a key inside one batch is BUSY, not a second claim."""
+        claims = await store.claim_many(["a", "a"], lease=5)
+        assert [c.status for c in claims] == [ClaimStatus.CLAIMED, ClaimStatus.BUSY]
+
+    async def test_keys_with_separators_stay_distinct(self, store: DedupStore) -> None:
+        """Keys with newlines, percent signs or nothing at all are kept apart."""
+        odd = ["a\nb", "a%0Ab", "a", "b", "", "%", "%25"]
+        claims = await store.claim_many(odd, lease=5)
+        assert all(c.status is ClaimStatus.CLAIMED for c in claims)
+        assert await store.finish_many(claims, retain=60) == [True] * len(odd)
+        again = await store.claim_many(odd, lease=5)
+        assert all(c.status is ClaimStatus.DONE for c in again)
+
+    async def test_empty_batches_cost_nothing(self, store: DedupStore) -> None:
+        """Empty batches return empty answers."""
+        assert await store.claim_many([], lease=5) == []
+        assert await store.finish_many([], retain=5) == []
+        assert await store.renew_many([], lease=5) == []
+        await store.release_many([])
+        await store.ping()
+
+
+class TestMemoryDedupStore(DedupStoreContract):
+    """The contract on the in-process store."""
+
+    @pytest.fixture
+    def store(self) -> MemoryDedupStore:
+        """A fresh memory store."""
+        return MemoryDedupStore()
+
+    async def test_switched_off_store_raises(self, store: MemoryDedupStore) -> None:
+        """A store marked unavailable raises BackendUnavailable (fault injection)."""
+        store.available = False
+        with pytest.raises(BackendUnavailable):
+            await store.claim_many(["a"], lease=1)
+
+
+@pytest.mark.redis
+class TestRedisDedupStore(DedupStoreContract):
+    """The contract on real Redis."""
+
+    @pytest.fixture
+    async def store(self, redis_url: str, unique: str) -> AsyncIterator[RedisDedupStore]:
+        """A store under a unique namespace on the real Redis."""
+        client = aioredis.Redis.from_url(redis_url)
+        yield RedisDedupStore(client, namespace=f"test-{unique}")
+        used = ["a", "b", "c", "warm", "a\nb", "a%0Ab", "", "%", "%25"]
+        used += [f"k{i}" for i in range(200)]
+        store = RedisDedupStore(client, namespace=f"test-{unique}")
+        await client.delete(f"nk:dedup:{{test-{unique}}}:fence", *map(store.key, used))
+        await client.aclose()
+
+    async def test_one_batch_is_one_round_trip(self, store: RedisDedupStore) -> None:
+        """Claiming and finishing 200 keys costs one command each."""
+        calls = 0
+        original = store.client.execute_command
+
+        async def counting(*args: object, **kwargs: object) -> object:
+            nonlocal calls
+            calls += 1
+            return await original(*args, **kwargs)
+
+        await store.claim_many(["warm"], lease=5)  # loads the script
+        store.client.execute_command = counting  # type: ignore[method-assign]
+        claims = await store.claim_many([f"k{i}" for i in range(200)], lease=5)
+        await store.finish_many(claims, retain=60)
+        assert calls == 2
+
+    async def test_unreachable_redis_is_backend_unavailable(self, unique: str) -> None:
+        """A store on a closed port raises BackendUnavailable naming the operation."""
+        client = aioredis.Redis(
+            host="127.0.0.1", port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0)
+        )
+        store = RedisDedupStore(client, namespace=unique, url_safe="redis://127.0.0.1:1")
+        with pytest.raises(BackendUnavailable, match="claim"):
+            await store.claim_many(["a"], lease=1)
+        with pytest.raises(BackendUnavailable):
+            await store.ping()
+        await client.aclose()

@@ -1,0 +1,44 @@
+"""The messaging docs example runs as the page says."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+from nativekit.testing.messaging import MessagingHarness
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "messaging.py"
+
+
+def load() -> ModuleType:
+    """Import docs/examples/messaging.py as a fresh module."""
+    spec = importlib.util.spec_from_file_location("docs_messaging_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+async def test_docs_example_handles_duplicates_and_poison() -> None:
+    """A payment is handled once, announced, and a declined card goes to the DLQ."""
+    example = load()
+    async with MessagingHarness(example.svc) as harness:
+        event = example.PaymentReceived(order_id="o-1", amount_cents=1200)
+        first = await harness.deliver("payments.events", event, key="o-1", message_id="p-1")
+        again = await harness.deliver("payments.events", event, key="o-1", message_id="p-1")
+        declined = await harness.deliver(
+            "payments.events", example.PaymentReceived(order_id="o-2", amount_cents=0)
+        )
+        announced = harness.published("orders.events")
+        [dead] = harness.dead_letters("payments.events")
+    assert (first.outcome, again.outcome, declined.outcome) == (
+        "processed",
+        "duplicate",
+        "dead_lettered",
+    )
+    assert example.paid == {"o-1": 1200}
+    assert [m.value for m in announced] == [b'{"order_id":"o-1"}']
+    assert dead.header("dlq-error-type") == "CardDeclined"
