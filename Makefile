@@ -60,9 +60,14 @@ shop: $(SHOP_STAMP)
 shop-cluster: $(STAMP)
 	$(PY) -m examples.shop.cluster
 
+# Each script prints a table and, last, one JSON line; see benchmarks/README.md.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/http_overhead.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py
 
 clean:
 	rm -rf $(VENV) site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

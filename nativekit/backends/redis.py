@@ -46,12 +46,13 @@ def create_redis(settings: Settings) -> aioredis.Redis:
             options["ssl_certfile"] = str(settings.redis_tls_cert_file)
         if settings.redis_tls_key_file:
             options["ssl_keyfile"] = str(settings.redis_tls_key_file)
-    # Blocking: beyond max_connections callers wait (up to the operation timeout) for a
-    # free connection instead of failing at once with MaxConnectionsError.
+    # A blocking pool makes callers wait for a free connection (up to the operation
+    # timeout) instead of failing with "Too many connections" under bursts.
     pool = aioredis.BlockingConnectionPool.from_url(
         url, timeout=settings.operation_timeout, **options
     )
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes it
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
+    return client
 
 
 def unavailable(settings: Settings, operation: str, exc: BaseException) -> BackendUnavailable:
