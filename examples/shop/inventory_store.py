@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from examples.shop.models import Item, Product, Reservation
@@ -194,9 +194,10 @@ class RedisInventoryStore:
         return Product.model_validate({"sku": sku, **_decode(row)})
 
     async def add_if_missing(self, product: Product) -> None:
-        fields = product.model_dump(exclude={"sku"})
+        fields: list[str | int] = ["price", product.price, "available", product.available,
+                  "reserved", product.reserved, "sold", product.sold]  # fmt: skip
         if await self.redis.hsetnx(self._pkey(product.sku), "name", product.name):
-            await self.redis.hset(self._pkey(product.sku), mapping=fields)
+            await self.redis.hset(self._pkey(product.sku), items=fields)
             await self.redis.sadd(f"{self.tag}:skus", product.sku)
 
     async def get(self, sku: str) -> Product | None:
@@ -204,7 +205,7 @@ class RedisInventoryStore:
         return _product(sku, row)
 
     async def all(self) -> list[Product]:
-        skus = sorted(s.decode() for s in await self.redis.smembers(f"{self.tag}:skus"))
+        skus = sorted(_text(s) for s in await self.redis.smembers(f"{self.tag}:skus"))
         async with self.redis.pipeline(transaction=False) as pipe:
             for sku in skus:
                 pipe.hgetall(self._pkey(sku))
@@ -214,7 +215,7 @@ class RedisInventoryStore:
     async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
         wanted = merge(items)
         keys = [self._rkey(order_id), *(self._pkey(s) for s in wanted)]
-        args = [RETAIN, len(wanted), *wanted.values(), *wanted]
+        args: list[str | int] = [RETAIN, len(wanted), *wanted.values(), *wanted]
         raw = await self._reserve(keys=keys, args=args)
         return _reservation(order_id, raw)
 
@@ -236,11 +237,15 @@ class RedisInventoryStore:
         return await self._finish(order_id, "SOLD", "sold")
 
 
-def _decode(row: dict[bytes, bytes]) -> dict[str, str]:
-    return {k.decode(): v.decode() for k, v in row.items()}
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
-def _product(sku: str, row: dict[bytes, bytes]) -> Product | None:
+def _decode(row: Mapping[bytes | str, bytes | str]) -> dict[str, str]:
+    return {_text(k): _text(v) for k, v in row.items()}
+
+
+def _product(sku: str, row: Mapping[bytes | str, bytes | str]) -> Product | None:
     return Product.model_validate({"sku": sku, **_decode(row)}) if row else None
 
 

@@ -118,6 +118,9 @@ class RedisPaymentStore:
         return None if raw is None else Payment.model_validate_json(raw)
 
     async def all(self) -> list[Payment]:
-        ids = [i.decode() for i in await self.redis.smembers(f"{self.tag}:all")]
+        ids = [
+            i.decode() if isinstance(i, bytes) else i
+            for i in await self.redis.smembers(f"{self.tag}:all")
+        ]
         raws = await self.redis.mget([self._keys(i)[0] for i in ids]) if ids else []
         return [Payment.model_validate_json(r) for r in raws if r is not None]
