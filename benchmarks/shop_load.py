@@ -39,6 +39,17 @@ STOCK = 1_000_000
 TOKENS = ["tok_visa"] * 18 + ["tok_decline", "tok_fail"]
 
 
+def delete_keys(redis_url: str, tag: str) -> None:
+    """Remove the run's keys (shop data, sagas, cache, dedup marks) from Redis."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    keys = list(client.scan_iter(match=f"*{tag}*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.unlink(*keys[start : start + 500])
+    client.close()
+
+
 async def fetch(http: aiohttp.ClientSession, method: str, path: str, **kwargs: Any) -> Any:
     """One request; the JSON body (or None for a 404)."""
     async with http.request(method, path, **kwargs) as response:
@@ -76,6 +87,7 @@ def start_cluster(stack: ExitStack, tag: str, log_dir: Path) -> Cluster:
     )
     ports = {name: servers.free_port() for name in ("orders", "payments", "inventory")}
     cluster = Cluster(env, ports=ports, log_dir=log_dir)
+    stack.callback(delete_keys, redis.url, tag)
     stack.callback(cluster.stop)
     for service in ports:
         cluster.start(service, {"NATIVEKIT_SERVICE_NAME": f"{service}-{tag}"})

@@ -94,6 +94,20 @@ def shop(
         yield running
     finally:
         cluster.stop()
+        delete_keys(redis_url, tag)
+
+
+def delete_keys(redis_url: str, tag: str) -> None:
+    """Remove every key of one cluster (shop data, sagas, cache, dedup marks) from Redis."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"*{tag}*", count=1000))
+        for start in range(0, len(keys), 500):
+            client.unlink(*keys[start : start + 500])
+    finally:
+        client.close()
 
 
 def order_body(items: list[tuple[str, int]], token: str = "tok_visa") -> dict[str, Any]:
