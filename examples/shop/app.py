@@ -6,4 +6,6 @@ from __future__ import annotations
 import nativekit
 from examples.shop import inventory, orders, payments
 
-app = nativekit.combine(orders.svc, payments.svc, inventory.svc)
+# Services start in this order and stop in reverse: the participants are up before
+# orders' saga recovery may call them, and still up while orders drains.
+app = nativekit.combine(inventory.svc, payments.svc, orders.svc)

@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Protocol
 
+import nativekit
 from examples.shop.models import Item, Payment, PaymentRequest, Product, Reservation
 
 
@@ -38,25 +39,37 @@ class PaymentsClient(Protocol):
     async def aclose(self) -> None: ...
 
 
+def _in_process(service: Any, variable: str) -> None:
+    """Refuse to call a service that this process does not run (a missing URL setting)."""
+    if not service.health.started:
+        raise nativekit.ConfigError(
+            f"{service.name} does not run in this process; set {variable} to its base URL "
+            "(or serve examples.shop.app, which runs all three services)."
+        )
+
+
 class LocalInventory:
     """Inventory in this process (``examples.shop.app``)."""
 
     async def product(self, sku: str) -> Product | None:
-        from examples.shop.inventory import load_product
+        from examples.shop.inventory import load_product, svc
 
+        _in_process(svc, "SHOP_INVENTORY_URL")
         return await load_product(sku)
 
     async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
-        from examples.shop.inventory import stock
+        from examples.shop.inventory import stock, svc
 
+        _in_process(svc, "SHOP_INVENTORY_URL")
         reservation = await stock.reserve(order_id, items)
         if reservation.state != "RESERVED":
             raise OutOfStock(reservation.reason)
         return reservation
 
     async def release(self, order_id: str) -> None:
-        from examples.shop.inventory import stock
+        from examples.shop.inventory import stock, svc
 
+        _in_process(svc, "SHOP_INVENTORY_URL")
         await stock.release(order_id)
 
     async def aclose(self) -> None:
@@ -67,16 +80,18 @@ class LocalPayments:
     """Payments in this process (``examples.shop.app``)."""
 
     async def charge(self, idempotency_key: str, request: PaymentRequest) -> Payment:
-        from examples.shop.payments import payments
+        from examples.shop.payments import payments, svc
 
+        _in_process(svc, "SHOP_PAYMENTS_URL")
         payment = await payments.charge(idempotency_key, request)
         if payment.status != "CAPTURED":
             raise PaymentDeclined(payment.reason or f"payment {payment.status.lower()}")
         return payment
 
     async def refund(self, payment_id: str, order_id: str) -> Payment:
-        from examples.shop.payments import payments
+        from examples.shop.payments import payments, svc
 
+        _in_process(svc, "SHOP_PAYMENTS_URL")
         return await payments.refund(payment_id, order_id)
 
     async def aclose(self) -> None:

@@ -44,7 +44,6 @@ from examples.shop.models import (
 from nativekit.saga import Backoff, SagaContext, SagaNotFound, SagaRecord, SagaStatus, StepRecord
 
 svc = nativekit.Service("orders")
-place_order = svc.saga("place-order", input=PlaceOrder)
 MAX_WAIT = 30.0
 
 
@@ -72,6 +71,11 @@ async def disconnect() -> None:
     """Close the HTTP clients."""
     await peers.inventory.aclose()
     await peers.payments.aclose()
+
+
+# Declared after the hooks above: components start in order, so the peers are connected
+# before saga recovery resumes anything (and disconnected after the sagas stopped).
+place_order = svc.saga("place-order", input=PlaceOrder)
 
 
 async def announce(event: OrderPlaced | OrderConfirmed | OrderCancelled, what: str) -> None:
