@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -105,6 +106,9 @@ class SagaRuntime:
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self.started = False
+        #: Command/reply support (``nativekit.saga.commands.CommandDriver``), set when wired.
+        self.commands: Any = None
+        self._spawned: dict[str, asyncio.Future[None]] = {}
 
     @property
     def log(self) -> Any:
@@ -125,7 +129,7 @@ class SagaRuntime:
     @property
     def env(self) -> RunEnv:
         """Settings shared by every run."""
-        return RunEnv(store=self.store, **self._env_args)
+        return RunEnv(store=self.store, commands=self.commands, **self._env_args)
 
     def declare(self, saga: Saga[Any], *, legacy: bool = False) -> None:
         """Register ``saga`` (its steps may still be added); ``legacy=True`` keeps an old
@@ -216,6 +220,9 @@ class SagaRuntime:
             run.creating = creating
         task = asyncio.create_task(self._drive(run), name=f"saga:{record.saga_id}")
         self.runs[record.saga_id] = (run, task)
+        waiter = self._spawned.pop(record.saga_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # a waiting saga resumed here: wake wait()
         return run
 
     async def _drive(self, run: Run) -> SagaRecord | None:
@@ -265,7 +272,12 @@ class SagaRuntime:
                 )
             if saga_id not in self.runs:
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
-                await asyncio.sleep(max(0.0, pause))
+                waiter = self._spawned.setdefault(
+                    saga_id, asyncio.get_running_loop().create_future()
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter), max(0.0, pause))
+                self._spawned.pop(saga_id, None)
                 delay = min(delay * 2, 1.0)
 
     async def get(self, saga_id: str) -> SagaRecord:
