@@ -8,10 +8,13 @@ with a password) are redacted before rendering.
 
 from __future__ import annotations
 
+import datetime
+import json
 import logging
 import re
 import sys
-from collections.abc import MutableMapping
+import time
+from collections.abc import Callable, MutableMapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -88,6 +91,65 @@ def _add_context(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
+# Keys nativekit itself puts on lines; never secrets, so redaction skips lowering them.
+_PLAIN_KEYS = frozenset(
+    {
+        "event",
+        "level",
+        "timestamp",
+        "service",
+        "logger",
+        "component",
+        "request_id",
+        "trace_id",
+        "span_id",
+        "method",
+        "route",
+        "path",
+        "status",
+        "duration_ms",
+    }
+)
+_STRUCTLOG_VARS: dict[str, ContextVar[Any]] | None = getattr(
+    structlog.contextvars, "_CONTEXT_VARS", None
+)
+_PREFIX_LEN = len(getattr(structlog.contextvars, "STRUCTLOG_KEY_PREFIX", "structlog_"))
+
+
+def _merge_contextvars(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """structlog's ``merge_contextvars`` without copying and scanning the whole context.
+
+    structlog keeps its context variables in one registry; reading those few is
+    much cheaper than iterating every variable of the current context per line.
+    """
+    if _STRUCTLOG_VARS is None:
+        return structlog.contextvars.merge_contextvars(logger, method, event)
+    for name, var in list(_STRUCTLOG_VARS.items()):  # list(): atomic against binds elsewhere
+        value = var.get(Ellipsis)
+        if value is not Ellipsis:
+            event.setdefault(name[_PREFIX_LEN:], value)
+    return event
+
+
+def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """ISO 8601 UTC timestamp, as ``TimeStamper(fmt="iso", utc=True)`` writes it.
+
+    The date and time up to the second are formatted once per second.
+    """
+    now = time.time()
+    second = int(now)
+    cached_second, prefix = _stamp_cache[0]
+    if cached_second != second:
+        prefix = datetime.datetime.fromtimestamp(second, tz=datetime.UTC).isoformat()[:19]
+        _stamp_cache[0] = (second, prefix)
+    micro = int((now - second) * 1_000_000)
+    event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
+    return event
+
+
+_stamp_cache: list[tuple[int, str]] = [(-1, "")]
+
+
 def _add_trace(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
@@ -107,13 +169,34 @@ def redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 
 def _redact_mapping(mapping: MutableMapping[str, Any]) -> None:
     for key, value in mapping.items():
-        if key.lower() in _SECRET_KEYS and value is not None:
+        if value is None:
+            continue
+        # the keys every line carries are never secret: skip lowering them
+        if key not in _PLAIN_KEYS and key.lower() in _SECRET_KEYS:
             mapping[key] = "[REDACTED]"
         elif isinstance(value, str):
             if "@" in value and "://" in value:
                 mapping[key] = _URL_PASSWORD.sub(r"\g<scheme>\g<user>:***@", value)
         elif isinstance(value, MutableMapping):
             _redact_mapping(value)
+
+
+def _json_dumps(obj: Any, **kw: Any) -> str:
+    """``json.dumps`` for JSONRenderer, reusing one encoder per ``default`` function.
+
+    ``json.dumps(obj, default=f)`` builds a new encoder on every call; the output
+    of a reused one is the same.
+    """
+    default = kw.pop("default", None)
+    if kw:
+        return json.dumps(obj, default=default, **kw)
+    encoder = _encoders.get(default)
+    if encoder is None:
+        encoder = _encoders[default] = json.JSONEncoder(default=default).encode
+    return encoder(obj)
+
+
+_encoders: dict[Any, Callable[[Any], str]] = {}
 
 
 def _tee(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -124,10 +207,10 @@ def _tee(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
 
 def _shared_processors() -> list[Processor]:
     return [
-        structlog.contextvars.merge_contextvars,
+        _merge_contextvars,
         _add_context,
         structlog.processors.add_log_level,
-        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _timestamp,
         _add_trace,
         redact,
         _tee,
@@ -142,7 +225,7 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     level = logging.getLevelName(settings.log_level)
     renderer: Processor
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+        renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)
         exc_processors: list[Processor] = [
             # no locals: they may hold request bodies or secrets
             structlog.processors.ExceptionRenderer(

@@ -8,8 +8,8 @@ here exactly once, with the trace id, and never reaches the server's logger.
 
 from __future__ import annotations
 
-import os
 import time
+from random import getrandbits
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -55,12 +55,15 @@ class TelemetryMiddleware:
         self.access_log = access_log
         self.skip_paths = skip_paths
         self.log = get_logger(component="http")
+        self._bound_log: Any = None  # self.log resolved at the first request, after configuration
         if tracer is not None:
             from opentelemetry import context, propagate, trace
 
             self._context = context
             self._propagate = propagate
             self._trace = trace
+            self._server_kind = trace.SpanKind.SERVER
+            self._error_status = trace.Status(trace.StatusCode.ERROR)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -69,18 +72,23 @@ class TelemetryMiddleware:
         started = time.perf_counter()
         request_id, traceparent = _read_headers(scope["headers"])
         if request_id is None:
-            request_id = os.urandom(8).hex()
+            request_id = _new_request_id()
         log_token = log_context.set({"request_id": request_id, "service": self.service})
-        span, otel_token = self._start_span(scope, traceparent)
-        if self.metrics is not None:
-            self.metrics.in_flight.inc()
-        state: dict[str, Any] = {"status": 500, "started": False}
+        span = otel_token = None
+        if self.tracer is not None:
+            span, otel_token = self._start_span(scope, traceparent)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
+        status = 500
+        response_started = False
         request_id_header = (_REQUEST_ID, request_id.encode("latin-1"))
 
         async def send_with_status(message: Message) -> None:
+            nonlocal status, response_started
             if message["type"] == "http.response.start":
-                state["status"] = message["status"]
-                state["started"] = True
+                status = message["status"]
+                response_started = True
                 message["headers"] = [*message.get("headers", ()), request_id_header]
             await send(message)
 
@@ -90,51 +98,52 @@ class TelemetryMiddleware:
             await self.app(scope, receive, send_with_status)
         except Exception as exc:  # logged here once; the response is already sent
             error = exc
-            state["status"] = 500
-            if not state["started"]:
+            status = 500
+            if not response_started:
                 await _send_500(send)
         finally:
-            status: int = state["status"]
+            method: str = scope["method"]
             template = route_template(scope, root_path)
             duration = time.perf_counter() - started
-            if self.metrics is not None:
-                self.metrics.in_flight.dec()
-                self.metrics.observe_request(
-                    scope["method"], template or UNMATCHED_ROUTE, status, duration
-                )
+            if metrics is not None:
+                metrics.in_flight.dec()
+                metrics.observe_request(method, template or UNMATCHED_ROUTE, status, duration)
             if error is not None:
                 self.log.error(
                     "http.request.failed",
-                    method=scope["method"],
+                    method=method,
                     route=template,
                     path=scope["path"],
                     exc_info=error,
                 )
             if self.access_log:
-                self.log.info(
+                log = self._bound_log
+                if log is None:
+                    # the lazy proxy re-binds on every call; bind once, when first needed
+                    log = self._bound_log = self.log.bind()
+                log.info(
                     "http.request",
-                    method=scope["method"],
+                    method=method,
                     route=template or UNMATCHED_ROUTE,
                     path=scope["path"],
                     status=status,
                     duration_ms=round(duration * 1000, 3),
                 )
             if span is not None:
-                self._end_span(span, otel_token, scope["method"], template, status, error)
+                self._end_span(span, otel_token, method, template, status, error)
             log_context.reset(log_token)
 
     def _start_span(self, scope: Scope, traceparent: str | None) -> tuple[Any, Any]:
-        if self.tracer is None:
-            return None, None
         parent = (
             self._propagate.extract({"traceparent": traceparent})
             if traceparent is not None
             else None
         )
-        span = self.tracer.start_span(
+        tracer: Tracer = self.tracer  # type: ignore[assignment]  # only called with a tracer
+        span = tracer.start_span(
             scope["method"],
             context=parent,
-            kind=self._trace.SpanKind.SERVER,
+            kind=self._server_kind,
             attributes={
                 "http.request.method": scope["method"],
                 "url.path": scope["path"],
@@ -155,12 +164,14 @@ class TelemetryMiddleware:
     ) -> None:
         if template is not None:
             span.update_name(f"{method} {template}")
-            span.set_attribute("http.route", template)
-        span.set_attribute("http.response.status_code", status)
+            # one call, one lock: the SDK locks the span once per set_attribute(s)
+            span.set_attributes({"http.route": template, "http.response.status_code": status})
+        else:
+            span.set_attribute("http.response.status_code", status)
         if error is not None:
             span.record_exception(error)
         if status >= 500:
-            span.set_status(self._trace.Status(self._trace.StatusCode.ERROR))
+            span.set_status(self._error_status)
         span.end()
         self._context.detach(token)
 
@@ -173,6 +184,11 @@ def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str |
         elif key == _TRACEPARENT:
             traceparent = value.decode("latin-1")
     return request_id, traceparent
+
+
+def _new_request_id() -> str:
+    """16 hex digits; ``random`` is reseeded in forked workers, so ids stay unique."""
+    return f"{getrandbits(64):016x}"
 
 
 async def _send_500(send: Send) -> None:

@@ -22,9 +22,11 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
+from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Match, Route, Router
+from starlette.types import Receive, Scope, Send
 
 from nativekit.errors import ConfigError, HTTPError
 from nativekit.problems import RequestValidationError
@@ -122,6 +124,7 @@ class TypedEndpoint:
             inspect.isclass(returns) and issubclass(returns, Response)
         ):
             self.returns = TypeAdapter(returns)
+        self._to_json: Callable[[Any], bytes] | None = None
 
     async def handle(self, request: Request) -> Response:
         """Convert the request into arguments, call the handler, render its result."""
@@ -202,7 +205,11 @@ class TypedEndpoint:
         if result is None and self.status_code == 204:
             return Response(status_code=204)
         if self.returns is not None:
-            body = self.returns.dump_json(result)
+            to_json = self._to_json
+            if to_json is None:
+                # the serializer itself: TypeAdapter.dump_json only forwards its defaults to it
+                to_json = self._to_json = self.returns.serializer.to_json
+            body = to_json(result)
         elif isinstance(result, BaseModel):
             body = result.model_dump_json().encode()
         else:
@@ -232,7 +239,80 @@ def _from_pydantic(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[s
     ]
 
 
-class TypedRoute(Route):
+class FastRoute(Route):
+    """A Starlette ``Route`` that rejects paths without its literal prefix before the regex.
+
+    The router tries routes in order (probes first); a ``startswith`` on the part
+    of the template before the first ``{`` rules most of them out for a fraction
+    of the cost of ``Route.matches``, and can never reject a path the regex would
+    accept.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        self._literal_prefix = path.split("{", 1)[0]
+        #: True when the template has no parameters: it matches one path only.
+        self.static = not self.param_convertors
+
+    def matches(self, scope: Scope) -> tuple[Match, Scope]:
+        """Match as ``Route`` does, skipping the regex when the literal prefix differs."""
+        if scope["type"] == "http" and not get_route_path(scope).startswith(self._literal_prefix):
+            return Match.NONE, {}
+        return super().matches(scope)
+
+
+class LeadingStaticDispatch:
+    """Route as ``router`` does, without trying its leading static routes on other paths.
+
+    A service's router starts with the probe routes (``/livez`` ...), tried in
+    order before every user route. A static route matches only its own path (or
+    the same path with a trailing newline), and the router's slash redirect only
+    looks one slash away; so when the path, stripped of trailing slashes and
+    newlines, is none of those paths, the same routes minus that prefix answer
+    exactly as the whole router would. Anything else goes to the whole router.
+    """
+
+    def __init__(self, router: Router) -> None:
+        self.router = router
+        self._count = -1
+        self._static: frozenset[str] = frozenset()
+        self._rest: Router | None = None
+
+    def _index(self) -> None:
+        routes = self.router.routes
+        n = 0
+        for route in routes:
+            if not (isinstance(route, FastRoute) and route.static):
+                break
+            n += 1
+        plain = self.router.middleware_stack == self.router.app  # no router-level middleware
+        self._static = frozenset(r.path for r in routes[:n] if isinstance(r, FastRoute))
+        self._rest = (
+            Router(routes[n:], redirect_slashes=self.router.redirect_slashes)
+            if n and plain
+            else None
+        )
+        if self._rest is not None:
+            self._rest.default = self.router.default
+        self._count = len(routes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if len(self.router.routes) != self._count:  # routes added after the first request
+            self._index()
+        rest = self._rest
+        if (
+            rest is None
+            or scope["type"] != "http"
+            or scope.get("root_path")
+            or scope["path"].rstrip("/\n") in self._static
+        ):
+            await self.router(scope, receive, send)
+            return
+        scope.setdefault("router", self.router)  # url_for sees every route
+        await rest.app(scope, receive, send)
+
+
+class TypedRoute(FastRoute):
     """A Starlette route whose endpoint is a :class:`TypedEndpoint`."""
 
     def __init__(
@@ -240,3 +320,11 @@ class TypedRoute(Route):
     ) -> None:
         self.typed = TypedEndpoint(func, path, status_code=status_code)
         super().__init__(path, self.typed.handle, methods=methods, name=name or func.__name__)
+        # Starlette wraps the endpoint in a second exception-handling layer with two
+        # closures per request; the app's ExceptionMiddleware holds the same handlers
+        # and renders the same response, so errors simply propagate to it.
+        self.app = self._serve
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.typed.handle(Request(scope, receive, send))
+        await response(scope, receive, send)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware import Middleware
-from starlette.routing import BaseRoute, Mount, Route
+from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
 from nativekit.errors import ConfigError, HTTPError
@@ -26,7 +26,7 @@ from nativekit.problems import (
     handle_starlette_http_error,
     handle_unexpected_error,
 )
-from nativekit.routing import Handler, TypedRoute
+from nativekit.routing import FastRoute, Handler, LeadingStaticDispatch, TypedRoute
 from nativekit.settings import Settings
 
 if TYPE_CHECKING:
@@ -403,14 +403,15 @@ def probe_routes(
     probes: ProbeEndpoints, metrics: list[Metrics], settings: Settings
 ) -> list[BaseRoute]:
     """Routes for /livez, /readyz, /startupz and (when enabled) /metrics."""
+    # FastRoute: these come first, so every other request is tested against them.
     routes: list[BaseRoute] = [
-        Route("/livez", probes.livez, methods=["GET"], include_in_schema=False),
-        Route("/readyz", probes.readyz, methods=["GET"], include_in_schema=False),
-        Route("/startupz", probes.startupz, methods=["GET"], include_in_schema=False),
+        FastRoute("/livez", probes.livez, methods=["GET"], include_in_schema=False),
+        FastRoute("/readyz", probes.readyz, methods=["GET"], include_in_schema=False),
+        FastRoute("/startupz", probes.startupz, methods=["GET"], include_in_schema=False),
     ]
     if settings.metrics_enabled:
         endpoint = metrics_endpoint([m.registry for m in metrics])
-        routes.append(Route("/metrics", endpoint, methods=["GET"], include_in_schema=False))
+        routes.append(FastRoute("/metrics", endpoint, methods=["GET"], include_in_schema=False))
     return routes
 
 
@@ -437,13 +438,27 @@ class _Application(Starlette):
             else frozenset({"/livez", "/readyz", "/startupz"})
         )
         return TelemetryMiddleware(
-            super().build_middleware_stack(),
+            self._error_layers(),
             service=self._telemetry["name"],
             metrics=self._telemetry["metrics"] if settings.metrics_enabled else None,
             tracer=tracer,
             access_log=settings.access_log,
             skip_paths=skip,
         )
+
+    def _error_layers(self) -> ASGIApp:
+        """Starlette's stock error layers, folded into one when that is equivalent."""
+        from nativekit import boundary
+
+        stock = super().build_middleware_stack()
+        if self.max_body_size is not None or not boundary.can_fold(
+            self.user_middleware, debug=self.debug
+        ):
+            return stock
+        app: ASGIApp = LeadingStaticDispatch(self.router)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return boundary.ErrorBoundary(app, fallback=stock, handlers=self.exception_handlers)
 
 
 def build_starlette(

@@ -1,0 +1,1 @@
+"""Applications served by the benchmarks."""

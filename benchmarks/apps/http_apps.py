@@ -1,0 +1,257 @@
+"""The apps of benchmarks/http_overhead.py: one JSON endpoint, ``GET /items/{id}``, six ways.
+
+Each factory returns an ASGI app for ``uvicorn --factory``. Every variant answers
+``{"id": <id>, "name": "item-<id>", "price": 9.99}`` with status 200; a
+non-integer id is a 4xx in all but the raw ASGI app.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+
+def _item(item_id: int) -> dict[str, Any]:
+    return {"id": item_id, "name": f"item-{item_id}", "price": 9.99}
+
+
+# -- 1. raw ASGI ----------------------------------------------------------------------
+
+
+def raw_asgi() -> ASGIApp:
+    """A hand-written ASGI callable: the ceiling for any framework."""
+    prefix = "/items/"
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        path: str = scope["path"]
+        status, body = 404, b'{"detail":"Not Found"}'
+        if path.startswith(prefix) and path[len(prefix) :].isdigit():
+            status = 200
+            body = json.dumps(_item(int(path[len(prefix) :])), separators=(",", ":")).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    return app
+
+
+# -- 2. bare Starlette ------------------------------------------------------------------
+
+
+async def _starlette_item(request: Request) -> JSONResponse:
+    return JSONResponse(_item(request.path_params["item_id"]))
+
+
+def _starlette_routes() -> list[Route]:
+    return [Route("/items/{item_id:int}", _starlette_item, methods=["GET"])]
+
+
+def starlette_bare() -> ASGIApp:
+    """Starlette with one route and no middleware: the reference of every ratio."""
+    return Starlette(routes=_starlette_routes())
+
+
+# -- 3. FastAPI ---------------------------------------------------------------------------
+
+
+def fastapi_app() -> ASGIApp:
+    """FastAPI with a typed path parameter, the closest peer to nativekit's typed routes."""
+    from fastapi import FastAPI
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, Any]:
+        return _item(item_id)
+
+    return app
+
+
+# -- 4. Starlette + prometheus-client + stock OTel ASGI middleware ----------------------
+
+
+class PrometheusMiddleware:
+    """A hand-wired prometheus-client middleware, as a user would write it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+        self.app = app
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "http_requests_total",
+            "Requests.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Latency.",
+            ["method", "route"],
+            registry=self.registry,
+        )
+        self.in_flight = Gauge("http_requests_in_flight", "In flight.", registry=self.registry)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        self.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            self.in_flight.dec()
+            route = scope.get("route")
+            template = getattr(route, "path", "<unmatched>")
+            self.requests.labels(scope["method"], template, str(status)).inc()
+            self.duration.labels(scope["method"], template).observe(time.perf_counter() - started)
+
+
+def starlette_prometheus_otel() -> ASGIApp:
+    """Starlette with prometheus-client and the stock OTel ASGI middleware, recording spans."""
+    from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    provider = TracerProvider(sampler=ALWAYS_ON)  # recording, no exporter
+    app: ASGIApp = PrometheusMiddleware(Starlette(routes=_starlette_routes()))
+    return OpenTelemetryMiddleware(app, tracer_provider=provider)
+
+
+# -- 5./6. nativekit ------------------------------------------------------------------------
+
+
+def _nativekit(*, tracing: bool, access_log: bool) -> ASGIApp:
+    import nativekit
+
+    settings = nativekit.Settings(
+        environment="production",
+        log_format="json",
+        access_log=access_log,
+        metrics_enabled=True,
+        tracing_enabled=tracing,
+    )
+    svc = nativekit.Service("bench", settings=settings)
+
+    @svc.get("/items/{item_id}")
+    async def read_item(item_id: int) -> dict[str, Any]:
+        return _item(item_id)
+
+    return svc.app
+
+
+def nativekit_metrics() -> ASGIApp:
+    """nativekit with request metrics only (tracing and access log off)."""
+    return _nativekit(tracing=False, access_log=False)
+
+
+def nativekit_full() -> ASGIApp:
+    """nativekit full stack: metrics, a recording span per request, JSON access log."""
+    os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+    os.environ.setdefault("OTEL_TRACES_SAMPLER", "always_on")
+    return _nativekit(tracing=True, access_log=True)
+
+
+#: Benchmark name -> factory, in the order of the report.
+APPS = {
+    "raw-asgi": raw_asgi,
+    "starlette": starlette_bare,
+    "fastapi": fastapi_app,
+    "starlette+prom+otel": starlette_prometheus_otel,
+    "nativekit-metrics": nativekit_metrics,
+    "nativekit-full": nativekit_full,
+}
+
+
+# -- reference and breakdown variants (not in the default run unless listed in APPS) -----
+
+
+def raw_asgi_sdk_span() -> ASGIApp:
+    """Raw ASGI plus one recording SDK span per request: the floor of any traced stack."""
+    from opentelemetry import context, trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_ON
+
+    tracer = TracerProvider(sampler=ALWAYS_ON).get_tracer("bench")
+    inner = raw_asgi()
+    kind = trace.SpanKind.SERVER
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await inner(scope, receive, send)
+            return
+        span = tracer.start_span(
+            "GET",
+            kind=kind,
+            attributes={
+                "http.request.method": "GET",
+                "url.path": scope["path"],
+                "url.scheme": "http",
+            },
+        )
+        token = context.attach(trace.set_span_in_context(span))
+        try:
+            await inner(scope, receive, send)
+        finally:
+            span.update_name("GET /items/{item_id}")
+            span.set_attributes(
+                {"http.route": "/items/{item_id}", "http.response.status_code": 200}
+            )
+            span.end()
+            context.detach(token)
+
+    return app
+
+
+def nativekit_tracing_only() -> ASGIApp:
+    """nativekit with metrics and tracing, no access log (breakdown)."""
+    os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
+    os.environ.setdefault("OTEL_TRACES_SAMPLER", "always_on")
+    return _nativekit(tracing=True, access_log=False)
+
+
+def nativekit_access_log_only() -> ASGIApp:
+    """nativekit with metrics and the JSON access log, no tracing (breakdown)."""
+    return _nativekit(tracing=False, access_log=True)
+
+
+APPS["raw-asgi+sdk-span"] = raw_asgi_sdk_span
+
+#: Optional variants, run with ``--apps``: what tracing and the access log each cost.
+EXTRA_APPS = {
+    "nativekit-tracing": nativekit_tracing_only,
+    "nativekit-access-log": nativekit_access_log_only,
+}
