@@ -76,6 +76,11 @@ def get_logger(**context: Any) -> Any:
     Lazy, so loggers created at import time (before :func:`configure_logging`)
     still use the configured processors.
     """
+    if "logger" in context:
+        # 'logger' is a parameter of structlog.get_logger(); build the same lazy proxy directly
+        from structlog._config import BoundLoggerLazyProxy
+
+        return BoundLoggerLazyProxy(None, initial_values=context, logger_factory_args=())
     return structlog.get_logger(**context)
 
 

@@ -108,7 +108,7 @@ class CommandTopic:
         self.store = store
         self.retries = retries
         self.handlers: dict[str, CommandHandler] = {}
-        self.log = get_logger(service=svc.name, logger="nativekit.commands", topic=topic)
+        self.log = get_logger(service=svc.name, component="commands", topic=topic)
         self.metrics = command_metrics(svc)
 
     def add(self, handler: CommandHandler) -> None:

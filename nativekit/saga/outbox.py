@@ -164,7 +164,7 @@ class OutboxRelay:
         self.poll_interval = poll_interval
         self.batch = batch
         self.metrics = metrics
-        self.log = get_logger(service=service, logger="nativekit.outbox")
+        self.log = get_logger(service=service, component="outbox")
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.published = 0

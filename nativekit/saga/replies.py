@@ -121,7 +121,7 @@ class SagaCommands:
         self.metrics = CommandMetrics(svc.metrics.registry, svc.name)
         self.relay: OutboxRelay | None = None
         self.consumer: Any = None
-        self.log = get_logger(service=svc.name, logger="nativekit.saga.replies")
+        self.log = get_logger(service=svc.name, component="saga-replies")
         runtime.commands = CommandDriver(self.reply_topic, self._wake, self.metrics)
 
     def _wake(self) -> None:

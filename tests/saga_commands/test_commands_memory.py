@@ -1,0 +1,96 @@
+"""Command/reply sagas on memory backends: three services in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+import nativekit
+from nativekit.messaging.runtime import shared_memory_broker
+from nativekit.saga import SagaStatus
+
+from .shop import inventory_service, memory_ledger, orders_service, payments_service, topics
+
+
+def _settings(**extra: object) -> nativekit.Settings:
+    values: dict[str, object] = {
+        "saga_recovery_interval": 0.05,
+        "outbox_poll_interval": 0.05,
+        "consumer_retry_backoff": 0.01,
+        "log_level": "WARNING",
+    }
+    values.update(extra)
+    return nativekit.Settings(**values)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(*services: nativekit.Service) -> AsyncIterator[None]:
+    for svc in services:
+        await svc.startup(hook_sigterm=False)
+    try:
+        yield
+    finally:
+        for svc in reversed(services):
+            await svc.shutdown()
+
+
+@pytest.fixture
+def names(unique: str) -> dict[str, str]:
+    """Unique topic names."""
+    return topics(f"mem{unique}")
+
+
+async def test_happy_path_completes_with_replies_as_results(names: dict[str, str]) -> None:
+    """A saga of a local and two command steps completes; results are the typed replies."""
+    ledger, count = memory_ledger()
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(
+        orders, inventory_service(_settings(), names, count), payments_service(_settings(), names, count)
+    ):
+        handle = await orders.sagas.start("place-order", {"order_id": "o1"})
+        record = await handle.wait(10)
+    assert record.status is SagaStatus.COMPLETED, record.error
+    assert record.to_dict()["results"]["reserve_stock"] == {"reservation_id": "r-o1"}
+    assert record.to_dict()["results"]["confirm"] == "c-o1"
+    assert ledger == {"o1:reserve": 1, "o1:charge": 1}
+    assert record.wait is None
+    events = [r for r in shared_memory_broker().records(names["events"])] if hasattr(
+        shared_memory_broker(), "records"
+    ) else None
+    del events
+
+
+async def test_failure_reply_compensates_with_commands(names: dict[str, str]) -> None:
+    """A rejected charge is not retried: the reservation is released by a command."""
+    ledger, count = memory_ledger()
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(
+        orders, inventory_service(_settings(), names, count), payments_service(_settings(), names, count)
+    ):
+        handle = await orders.sagas.start("place-order", {"order_id": "o2", "behaviour": "reject"})
+        record = await handle.wait(10)
+    assert record.status is SagaStatus.COMPENSATED, record.error
+    assert record.steps["charge_card"].attempts == 1
+    assert "card declined" in (record.steps["charge_card"].error or "")
+    assert ledger == {"o2:reserve": 1, "o2:release": 1}
+
+
+async def test_reply_timeout_compensates(names: dict[str, str]) -> None:
+    """A reply later than reply_timeout fails the step; the late reply is counted, not used."""
+    ledger, count = memory_ledger()
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names, timeout=0.3)
+    async with running(
+        orders,
+        inventory_service(_settings(), names, count),
+        payments_service(_settings(), names, count, slow=0.6),
+    ):
+        handle = await orders.sagas.start("place-order", {"order_id": "o3", "behaviour": "slow"})
+        record = await handle.wait(10)
+        await asyncio.sleep(0.5)
+    assert record.status is SagaStatus.COMPENSATED, record.error
+    assert "no reply" in (record.steps["charge_card"].error or "")
+    # the charge happened late; its compensation (uncertain outcome) refunded it
+    assert ledger == {"o3:reserve": 1, "o3:release": 1, "o3:charge": 1, "o3:refund": 1}
