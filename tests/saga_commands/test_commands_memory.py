@@ -48,7 +48,9 @@ async def test_happy_path_completes_with_replies_as_results(names: dict[str, str
     ledger, count = memory_ledger()
     orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
     async with running(
-        orders, inventory_service(_settings(), names, count), payments_service(_settings(), names, count)
+        orders,
+        inventory_service(_settings(), names, count),
+        payments_service(_settings(), names, count),
     ):
         handle = await orders.sagas.start("place-order", {"order_id": "o1"})
         record = await handle.wait(10)
@@ -57,9 +59,11 @@ async def test_happy_path_completes_with_replies_as_results(names: dict[str, str
     assert record.to_dict()["results"]["confirm"] == "c-o1"
     assert ledger == {"o1:reserve": 1, "o1:charge": 1}
     assert record.wait is None
-    events = [r for r in shared_memory_broker().records(names["events"])] if hasattr(
-        shared_memory_broker(), "records"
-    ) else None
+    events = (
+        [r for r in shared_memory_broker().records(names["events"])]
+        if hasattr(shared_memory_broker(), "records")
+        else None
+    )
     del events
 
 
@@ -68,7 +72,9 @@ async def test_failure_reply_compensates_with_commands(names: dict[str, str]) ->
     ledger, count = memory_ledger()
     orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
     async with running(
-        orders, inventory_service(_settings(), names, count), payments_service(_settings(), names, count)
+        orders,
+        inventory_service(_settings(), names, count),
+        payments_service(_settings(), names, count),
     ):
         handle = await orders.sagas.start("place-order", {"order_id": "o2", "behaviour": "reject"})
         record = await handle.wait(10)
