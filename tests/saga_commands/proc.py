@@ -22,9 +22,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-import nativekit  # noqa: E402
-from nativekit.saga.outbox import OutboxRelay  # noqa: E402
-from tests.saga_commands.shop import (  # noqa: E402
+import nativekit
+from nativekit.saga.outbox import OutboxRelay
+from tests.saga_commands.shop import (
     inventory_service,
     orders_service,
     payments_service,

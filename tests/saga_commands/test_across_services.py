@@ -11,7 +11,7 @@ import pytest
 import nativekit
 from nativekit.messaging import Message
 
-from .conftest import World, kill
+from .conftest import World
 from .shop import ReserveStock
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
@@ -86,7 +86,7 @@ async def _has(world: World, key: str) -> bool:
 
 
 async def test_duplicate_commands_get_identical_replies_and_one_effect(world: World) -> None:
-    """The same command delivered three times (two ids, one key): one effect, three equal replies."""
+    """One command delivered three times (two ids, one key): one effect, three equal replies."""
     await participants(world)
     probe = nativekit.Service(
         f"probe-{world.unique}",
