@@ -220,6 +220,10 @@ class Settings(BaseSettings):
         10.0, gt=0, description="Seconds an outbox entry read by a relay may stay unpublished "
         "before another relay takes it over (the first one died)."
     )
+    consumer_fetch_max_wait_ms: int = Field(
+        500, ge=0, description="Longest time the broker may hold a fetch waiting for records "
+        "(aiokafka fetch_max_wait_ms); lower it for request/reply latency (command replies)."
+    )
     outbox_batch: int = Field(200, ge=1, description="Outbox entries the relay reads at once.")
     outbox_backlog_warn: int = Field(
         1000, ge=0, description="Readiness warns when more outbox entries than this wait."

@@ -299,8 +299,12 @@ class Run:
                     return False
                 attempt = done + 1
                 self._start_attempt(step.name, srec, forward, attempt)
-                if commands is None or not commands.is_command(step, direction):
-                    await self.flush()  # a command step writes its start with its command
+                if (
+                    commands is None
+                    or not commands.is_command(step, direction)
+                    or self.creating is not None  # the instance must be created first
+                ):
+                    await self.flush()  # else a command step writes its start with its command
             else:
                 attempt = done
             self.staged = []
