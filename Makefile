@@ -41,9 +41,13 @@ test: lint typecheck docs
 test-fast: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
 
+# Each script prints a table and, last, one JSON line; see benchmarks/README.md.
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
 	$(PY) benchmarks/http_overhead.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
 
 clean:
 	rm -rf $(VENV) site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

@@ -45,6 +45,12 @@ class Lifecycle:
         """Register start/stop hooks under ``name``."""
         self._entries.append(_Entry(name, start, stop))
 
+    def add_running(self, name: str, *, stop: Hook) -> None:
+        """Register something already running (created after startup) so shutdown stops it."""
+        entry = _Entry(name, None, stop)
+        self._entries.append(entry)
+        self._started.append(entry)
+
     def add_component(self, name: str, component: Component) -> None:
         """Register an object with ``start()``/``stop()``."""
         self.add(name, start=component.start, stop=component.stop)

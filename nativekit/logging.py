@@ -74,13 +74,11 @@ def get_logger(**context: Any) -> Any:
     """A structlog logger bound with ``context``, resolved lazily on first use.
 
     Lazy, so loggers created at import time (before :func:`configure_logging`)
-    still use the configured processors.
+    still use the configured processors. A ``logger`` key (structlog reserves
+    that name) is logged as ``component``.
     """
     if "logger" in context:
-        # 'logger' is a parameter of structlog.get_logger(); build the same lazy proxy directly
-        from structlog._config import BoundLoggerLazyProxy
-
-        return BoundLoggerLazyProxy(None, initial_values=context, logger_factory_args=())
+        context["component"] = context.pop("logger")
     return structlog.get_logger(**context)
 
 

@@ -284,6 +284,7 @@ class Service:
     ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
         """Decorator: cache an ``async def``'s typed result for ``ttl`` seconds (see docs)."""
         return self.cache.cached(ttl=ttl, **options)
+
     # -- sagas --
 
     @property
@@ -308,6 +309,7 @@ class Service:
         """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
         finish the instances started with it."""
         self.sagas.declare(saga, legacy=legacy)
+
     # -- messaging ---------------------------------------------------------------------
 
     @property

@@ -46,7 +46,12 @@ def create_redis(settings: Settings) -> aioredis.Redis:
             options["ssl_certfile"] = str(settings.redis_tls_cert_file)
         if settings.redis_tls_key_file:
             options["ssl_keyfile"] = str(settings.redis_tls_key_file)
-    client: aioredis.Redis = aioredis.Redis.from_url(url, **options)
+    # A blocking pool makes callers wait for a free connection (up to the operation
+    # timeout) instead of failing with "Too many connections" under bursts.
+    pool = aioredis.BlockingConnectionPool.from_url(
+        url, timeout=settings.operation_timeout, **options
+    )
+    client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
 

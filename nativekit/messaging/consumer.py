@@ -225,8 +225,12 @@ class Consumer:
         """Track fetched records of owned partitions and start claiming them."""
         items = []
         lanes = self._lanes
+        place: tuple[str, int] | None = None
+        lane: Lane | None = None
         for record in records:
-            lane = lanes.get(TopicPartition(record.topic, record.partition))
+            if (record.topic, record.partition) != place:  # records come grouped by partition
+                place = (record.topic, record.partition)
+                lane = lanes.get(TopicPartition(*place))
             if lane is not None and not lane.closed:
                 lane.offsets.add(record.offset)
                 items.append(Item(record, dedup_key(record, self.options), lane))
@@ -252,8 +256,13 @@ class Consumer:
             if claims is not None:
                 for item, answer in zip(items, claims, strict=True):
                     item.claim = answer
+            current: dict[int, bool] = {}  # id(lane) -> still assigned
             for item in items:
-                if item.lane.closed or self._lanes.get(item.record.tp) is not item.lane:
+                lane = item.lane
+                alive = current.get(id(lane))
+                if alive is None:
+                    alive = current[id(lane)] = self._lanes.get(lane.tp) is lane
+                if lane.closed or not alive:
                     self._abandon(item)
                     continue
                 if item.claim is not None and item.claim.status is ClaimStatus.CLAIMED:

@@ -34,12 +34,17 @@ class _Queue:
 
     async def _run(self) -> None:
         items = self.items
+        streak = 0
         while not self.closed:
             if not items:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
             await self._worker(items.popleft())
+            streak += 1
+            if streak >= 64:  # let I/O (dedup replies, fetches) in between long runs
+                streak = 0
+                await asyncio.sleep(0)
 
 
 class Lane:

@@ -2,10 +2,13 @@
 
 Needs Redis 6.2 or later (``SET … GET``) or Valkey.
 
-Keys of one store share a hash tag (``nk:dedup:{<namespace>}:…``), so every
-script touches a single hash slot and works on Redis Cluster. A lease is a
-``PX`` expiry on the IN_PROGRESS value, so a dead owner's claim frees itself;
-fencing tokens come from a counter in the same slot.
+Keys of one store share a hash tag (``nk:dedup:{<namespace>}:<key>``), so every
+script touches a single hash slot and works on Redis Cluster: the script declares
+the store's counter key (which routes the call to the slot's node) and receives
+the batch's keys as one newline-joined argument, because packing hundreds of
+arguments costs redis-py more than the script costs Redis. A lease is a ``PX``
+expiry on the IN_PROGRESS value, so a dead owner's claim frees itself; fencing
+tokens come from the counter.
 """
 
 from __future__ import annotations
@@ -22,69 +25,114 @@ from nativekit.messaging.dedup import Claim, ClaimStatus, FinalState
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-# Replies are one comma-separated string: parsing a 500-element RESP array in Python
-# costs more than the script itself.
-_CLAIM = """
+# ARGV[1] is the key prefix, ARGV[2] the newline-joined keys; replies are one string
+# (parsing a 500-element RESP array in Python costs more than the script itself).
+_SPLIT = """
+local function split(text)
+  local out = {}
+  for part in string.gmatch(text, '[^\\n]+') do out[#out + 1] = part end
+  return out
+end
+"""
+
+_CLAIM = (
+    _SPLIT
+    + """
+local ids = split(ARGV[2])
 local out = {}
-local token = redis.call('INCRBY', KEYS[1], #KEYS - 1) - (#KEYS - 1)
-for i = 2, #KEYS do
+local token = redis.call('INCRBY', KEYS[1], #ids) - #ids
+for i = 1, #ids do
   token = token + 1
-  if redis.call('SET', KEYS[i], 'P:' .. token, 'NX', 'PX', ARGV[1]) then
-    out[#out + 1] = token
+  local key = ARGV[1] .. ids[i]
+  if redis.call('SET', key, 'P:' .. token, 'NX', 'PX', ARGV[3]) then
+    out[i] = token
   else
-    local v = redis.call('GET', KEYS[i])
-    if v == 'D' then out[#out + 1] = -1
-    elseif v == 'X' then out[#out + 1] = -2
-    else out[#out + 1] = 0 end
+    local v = redis.call('GET', key)
+    if v == 'D' then out[i] = -1
+    elseif v == 'X' then out[i] = -2
+    else out[i] = 0 end
   end
 end
 return table.concat(out, ',')
 """
+)
 
 # One SET per key on the common path: overwrite and look at what was there. If another
 # owner held the key (our lease expired and it was claimed again), put its value back.
-_FINISH = """
+_FINISH = (
+    _SPLIT
+    + """
+local ids, tokens = split(ARGV[2]), split(ARGV[3])
 local out = {}
-for i = 1, #KEYS do
-  local old = redis.call('SET', KEYS[i], ARGV[1], 'XX', 'PX', ARGV[2], 'GET')
-  if old == 'P:' .. ARGV[i + 3] then
+for i = 1, #ids do
+  local key = ARGV[1] .. ids[i]
+  local old = redis.call('SET', key, ARGV[4], 'XX', 'PX', ARGV[5], 'GET')
+  if old == 'P:' .. tokens[i] then
     out[i] = '1'
   elseif not old then
-    redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+    redis.call('SET', key, ARGV[4], 'PX', ARGV[5])
     out[i] = '1'
   else
-    local keep = ARGV[2]
-    if string.sub(old, 1, 2) == 'P:' then keep = ARGV[3] end
-    redis.call('SET', KEYS[i], old, 'PX', keep)
+    local keep = ARGV[5]
+    if string.sub(old, 1, 2) == 'P:' then keep = ARGV[6] end
+    redis.call('SET', key, old, 'PX', keep)
     out[i] = '0'
   end
 end
 return table.concat(out)
 """
+)
 
-_RENEW = """
+_RENEW = (
+    _SPLIT
+    + """
+local ids, tokens = split(ARGV[2]), split(ARGV[3])
 local out = {}
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == 'P:' .. ARGV[i + 1] then
-    redis.call('PEXPIRE', KEYS[i], ARGV[1])
+for i = 1, #ids do
+  local key = ARGV[1] .. ids[i]
+  if redis.call('GET', key) == 'P:' .. tokens[i] then
+    redis.call('PEXPIRE', key, ARGV[4])
     out[i] = '1'
   else out[i] = '0' end
 end
 return table.concat(out)
 """
+)
 
-_RELEASE = """
-for i = 1, #KEYS do
-  if redis.call('GET', KEYS[i]) == 'P:' .. ARGV[i] then redis.call('DEL', KEYS[i]) end
+_RELEASE = (
+    _SPLIT
+    + """
+local ids, tokens = split(ARGV[2]), split(ARGV[3])
+for i = 1, #ids do
+  local key = ARGV[1] .. ids[i]
+  if redis.call('GET', key) == 'P:' .. tokens[i] then redis.call('DEL', key) end
 end
 return 0
 """
+)
 
 _STATUS = {-1: ClaimStatus.DONE, -2: ClaimStatus.DEAD, 0: ClaimStatus.BUSY}
 
 
 def _ms(seconds: float) -> int:
     return max(1, int(seconds * 1000))
+
+
+def _escape(key: str) -> str:
+    """Keys travel newline-joined: escape ``%`` and newlines, and mark the empty key."""
+    if not key:
+        return "%"
+    if "%" in key or "\n" in key:
+        return key.replace("%", "%25").replace("\n", "%0A")
+    return key
+
+
+def _joined(keys: Sequence[str]) -> str:
+    return "\n".join(map(_escape, keys))
+
+
+def _tokens(claims: Sequence[Claim]) -> str:
+    return "\n".join([str(c.token) for c in claims])
 
 
 class RedisDedupStore:
@@ -108,17 +156,19 @@ class RedisDedupStore:
         self.client = client
         self.url_safe = url_safe
         self._base = f"{prefix}{{{namespace}}}:"
+        self._fence = [self._base + "fence"]
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
 
-    def _keys(self, keys: Sequence[str]) -> list[str]:
-        return [self._base + k for k in keys]
+    def key(self, key: str) -> str:
+        """The Redis key holding ``key``'s state."""
+        return self._base + _escape(key)
 
-    async def _call(self, op: str, script: Any, keys: list[str], args: list[Any]) -> Any:
+    async def _call(self, op: str, script: Any, args: list[Any]) -> Any:
         try:
-            return await script(keys=keys, args=args)
+            return await script(keys=self._fence, args=[self._base, *args])
         except UNAVAILABLE_ERRORS as exc:
             raise BackendUnavailable(
                 f"Redis at {self.url_safe} failed dedup {op}: {exc}. "
@@ -133,9 +183,7 @@ class RedisDedupStore:
         """Claim free keys (one script call); report DONE/DEAD/BUSY for the others."""
         if not keys:
             return []
-        raw = await self._call(
-            "claim", self._claim, [self._base + "fence", *self._keys(keys)], [_ms(lease)]
-        )
+        raw = await self._call("claim", self._claim, [_joined(keys), _ms(lease)])
         out = []
         for key, field in zip(keys, raw.split(b","), strict=True):
             value = int(field)
@@ -161,8 +209,13 @@ class RedisDedupStore:
         raw = await self._call(
             "finish",
             self._finish,
-            self._keys([c.key for c in claims]),
-            [state.value, _ms(retain), _ms(lease), *(c.token for c in claims)],
+            [
+                _joined([c.key for c in claims]),
+                _tokens(claims),
+                state.value,
+                _ms(retain),
+                _ms(lease),
+            ],
         )
         return [flag == 49 for flag in raw]  # b"1"
 
@@ -173,8 +226,7 @@ class RedisDedupStore:
         raw = await self._call(
             "renew",
             self._renew,
-            self._keys([c.key for c in claims]),
-            [_ms(lease), *(c.token for c in claims)],
+            [_joined([c.key for c in claims]), _tokens(claims), _ms(lease)],
         )
         return [flag == 49 for flag in raw]  # b"1"
 
@@ -182,10 +234,7 @@ class RedisDedupStore:
         """Drop held leases (one script call)."""
         if claims:
             await self._call(
-                "release",
-                self._release,
-                self._keys([c.key for c in claims]),
-                [c.token for c in claims],
+                "release", self._release, [_joined([c.key for c in claims]), _tokens(claims)]
             )
 
     async def ping(self) -> None:

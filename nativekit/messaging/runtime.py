@@ -57,8 +57,7 @@ class Messaging:
         if service.health.started:
             # First used after startup (a publish from a route): nothing to start now
             # (the producer connects on first send), but it must still close at shutdown.
-            service.lifecycle.add("messaging", stop=self.stop)
-            service.lifecycle._started.append(service.lifecycle._entries[-1])
+            service.lifecycle.add_running("messaging", stop=self.stop)
             self._started = True
         else:
             service.add_component("messaging", self)

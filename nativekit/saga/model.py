@@ -68,12 +68,19 @@ class StepRecord:
 
     def to_json(self) -> str:
         """Compact JSON, dropping empty values."""
-        data: dict[str, Any] = {"status": self.status.value}
+        # hand-built: this runs twice per step on the hot path, json.dumps is 5x slower
+        parts = [f'{{"status":"{self.status.value}"']
         for key in _STEP_FIELDS:
             value = getattr(self, key)
-            if value:
-                data[key] = value
-        return _compact(data)
+            if not value:
+                continue
+            if key == "error":
+                parts.append(f'"error":{_compact(value)}')
+            elif value is True:
+                parts.append(f'"{key}":true')
+            else:
+                parts.append(f'"{key}":{value!r}')
+        return ",".join(parts) + "}"
 
     @classmethod
     def from_json(cls, raw: str) -> StepRecord:
@@ -94,6 +101,12 @@ _STEP_FIELDS = (
     "uncertain",
 )
 _compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_order(names: list[str]) -> str:
+    """JSON list of step names (validated names never need escaping)."""
+    return '["' + '","'.join(names) + '"]' if names else "[]"
+
 
 #: Field names of the scalar part of a record.
 SCALAR_FIELDS = (
@@ -143,7 +156,7 @@ class SagaRecord:
             "updated": repr(self.updated_at),
             "since": repr(self.since or self.created_at),
             "error": self.error or "",
-            "order": json.dumps(self.order, separators=(",", ":")),
+            "order": encode_order(self.order),
         }
         for name, step in self.steps.items():
             fields[f"step:{name}"] = step.to_json()

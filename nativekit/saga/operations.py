@@ -98,7 +98,6 @@ async def _take_over(
 
 
 async def _write(runtime: SagaRuntime, record: SagaRecord, token: str, change: Transition) -> None:
-    change.fields["updated"] = repr(runtime._env_args["clock"]())
     await runtime.store.write(
         record.saga_id,
         token,

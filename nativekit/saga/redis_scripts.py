@@ -61,6 +61,7 @@ local current = redis.call('HGET', KEYS[1], 'status')
 if current ~= ARGV[3] then return -1 end
 local now = now_ms()
 hset_blob(KEYS[1], ARGV[9])
+redis.call('HSET', KEYS[1], 'updated', secs(now))
 local status = current
 if ARGV[4] ~= '' and ARGV[4] ~= current then
   status = ARGV[4]

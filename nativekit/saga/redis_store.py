@@ -16,7 +16,6 @@ node. Listing, recovery and the definition check read every shard (pipelined).
 from __future__ import annotations
 
 import asyncio
-import time
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -115,6 +114,11 @@ class RedisSagaStore:
     @staticmethod
     def _index(tag: str, status: SagaStatus | str, name: str | None = None) -> str:
         return f"{tag}:st:{status}" if name is None else f"{tag}:sn:{status}:{name}"
+
+    async def _server_ms(self) -> int:
+        """The Redis server's clock in ms (leases are judged by it, not by ours)."""
+        seconds, micros = await self.client.time()
+        return int(seconds) * 1000 + int(micros) // 1000
 
     async def _eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
         """EVALSHA, loading the script once if the server does not know it (yet)."""
@@ -243,8 +247,8 @@ class RedisSagaStore:
         """Claim up to ``limit`` active instances of known definitions whose lease expired."""
         if not known:
             return []
-        now_ms = int(time.time() * 1000)
         with _translated("claim_expired"):
+            now_ms = await self._server_ms()
             async with self.client.pipeline(transaction=False) as pipe:
                 for shard in range(self.shards):
                     pipe.zrangebyscore(f"{self._tag(shard)}:leases", "-inf", now_ms, 0, limit)
@@ -293,8 +297,7 @@ class RedisSagaStore:
         with _translated("list"):
             high: Any = "+inf"
             if older_than is not None:
-                seconds, micros = await self.client.time()
-                high = seconds * 1000 + micros // 1000 - int(older_than * 1000)
+                high = await self._server_ms() - int(older_than * 1000)
             async with self.client.pipeline(transaction=False) as pipe:
                 for shard in range(self.shards):
                     for st in statuses:
@@ -333,8 +336,8 @@ class RedisSagaStore:
 
     async def backlog(self) -> int:
         """Active instances whose lease expired and nobody has claimed yet."""
-        now_ms = int(time.time() * 1000)
         with _translated("backlog"):
+            now_ms = await self._server_ms()
             async with self.client.pipeline(transaction=False) as pipe:
                 for shard in range(self.shards):
                     pipe.zcount(f"{self._tag(shard)}:leases", "-inf", now_ms)

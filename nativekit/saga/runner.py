@@ -28,7 +28,14 @@ from typing import Any, Protocol
 from nativekit.logging import get_logger
 from nativekit.saga.definition import Direction, Saga, SagaContext, Step
 from nativekit.saga.errors import LeaseLost
-from nativekit.saga.model import SagaRecord, SagaStatus, StepRecord, StepStatus, Transition
+from nativekit.saga.model import (
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    StepStatus,
+    Transition,
+    encode_order,
+)
 from nativekit.saga.store import SagaStore
 from nativekit.saga.telemetry import SagaMetrics
 
@@ -124,7 +131,6 @@ class Run:
             return
         if not change:
             return
-        change.fields["updated"] = repr(self.env.clock())
         record = self.record
         await self.env.store.write(
             record.saga_id,
@@ -371,7 +377,7 @@ class Run:
             self.record.results[step.name] = encoded
             self.pending.fields[f"result:{step.name}"] = encoded
             self.record.order.append(step.name)
-            self.pending.fields["order"] = json.dumps(self.record.order, separators=(",", ":"))
+            self.pending.fields["order"] = encode_order(self.record.order)
             if self._results is not None:
                 self._results[step.name] = value
         else:

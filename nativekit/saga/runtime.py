@@ -86,17 +86,13 @@ class SagaRuntime:
         self.recovery_interval = recovery_interval
         self.backlog_warn = backlog_warn
         self.replica = uuid.uuid4().hex[:8]
-        tracer = None
-        if tracing:
-            from nativekit.tracing import get_tracer
-
-            tracer = get_tracer()
+        self._tracing = tracing
+        self._tracer: tuple[Any, Any] = (None, None)
         self._env_args: dict[str, Any] = dict(
             service=service,
             lease=lease,
             retention=retention,
             metrics=metrics,
-            tracer=tracer,
             hooks=hooks,
             clock=clock,
         )
@@ -105,6 +101,7 @@ class SagaRuntime:
         self._legacy: list[Saga[Any]] = []
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
         self.started = False
         #: Command/reply support (``nativekit.saga.commands.CommandDriver``), set when wired.
         self.commands: Any = None
@@ -129,7 +126,27 @@ class SagaRuntime:
     @property
     def env(self) -> RunEnv:
         """Settings shared by every run."""
-        return RunEnv(store=self.store, commands=self.commands, **self._env_args)
+        return RunEnv(
+            store=self.store,
+            tracer=self._current_tracer(),
+            commands=self.commands,
+            **self._env_args,
+        )
+
+    def _current_tracer(self) -> Any:
+        """The tracer of the installed provider; None while none is (spans would be no-ops)."""
+        if not self._tracing:
+            return None
+        from opentelemetry import trace
+
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):
+            return None
+        if self._tracer[0] is not provider:
+            from nativekit.tracing import get_tracer
+
+            self._tracer = (provider, get_tracer())
+        return self._tracer[1]
 
     def declare(self, saga: Saga[Any], *, legacy: bool = False) -> None:
         """Register ``saga`` (its steps may still be added); ``legacy=True`` keeps an old
@@ -194,6 +211,8 @@ class SagaRuntime:
         if not definition.steps:
             raise ConfigError(f"Saga {definition.name!r} has no steps; add one with @saga.step().")
         value = definition.validate_input(data)
+        if saga_id is not None and saga_id in self.runs:  # running here: it exists
+            return SagaHandle(saga_id, self.runs[saga_id][0].saga.name, False, self)
         now = self._env_args["clock"]()
         record = SagaRecord(
             saga_id=saga_id or uuid.uuid4().hex,
@@ -314,6 +333,7 @@ class SagaRuntime:
         self._check_steps()
         await self.check_definitions()
         self.started = True
+        self._stopping = asyncio.Event()
         self._loops = [
             asyncio.create_task(
                 self._every(self.recovery_interval, self.recover), name="saga-recovery"
@@ -325,8 +345,12 @@ class SagaRuntime:
     async def shutdown(self, grace: float = 10.0) -> None:
         """Stop the loops, let runs finish for ``grace`` seconds, then hand the rest over."""
         self.started = False
-        for loop in self._loops:
-            loop.cancel()
+        # loops finish their pass: cancelling one mid-call would leak its Redis connection
+        self._stopping.set()
+        if self._loops:
+            _, pending = await asyncio.wait(self._loops, timeout=5)
+            for loop in pending:
+                loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
         tasks = [task for _, task in self.runs.values()]
@@ -350,12 +374,13 @@ class SagaRuntime:
             self.log.warning("saga.release.failed", saga_id=run.record.saga_id, error=repr(exc))
 
     async def _every(self, interval: float, action: Callable[[], Any]) -> None:
-        while True:
+        while not self._stopping.is_set():
             try:
                 await action()
             except Exception as exc:
                 self.log.warning("saga.background.failed", action=action.__name__, error=repr(exc))
-            await asyncio.sleep(interval)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
 
     async def recover(self) -> int:
         """Claim instances whose lease expired and continue them; returns how many."""
@@ -377,15 +402,19 @@ class SagaRuntime:
         return len(records)
 
     async def renew(self) -> None:
-        """Extend the leases of local runs; a run whose lease was taken is cancelled."""
-        runs = list(self.runs.values())
+        """Extend the leases of local runs; a run whose saga another runner took is cancelled."""
+        runs = [(run, task) for run, task in self.runs.values() if run.creating is None]
         if not runs:
             return
         renewed = await self.store.renew(
             [(run.record.saga_id, run.token) for run, _ in runs], lease=self.lease
         )
         for (run, task), ok in zip(runs, renewed, strict=True):
-            if not ok and run.creating is None:
+            if ok or task.done():
+                continue
+            # refused: the run may just have finished (its lease released) - check the owner
+            stored = await self.store.get(run.record.saga_id)
+            if stored is not None and stored.status.active and stored.token != run.token:
                 self.log.warning("saga.lease.lost", saga_id=run.record.saga_id)
                 task.cancel()
 

@@ -48,8 +48,9 @@ class SagaStore(Protocol):
     ) -> None:
         """Apply ``change`` if ``token`` holds the lease; extend the lease or release it.
 
-        ``current``, ``name`` and ``definition`` are what the lease holder knows of
-        the instance (they locate its index entries). A change into COMPLETED,
+        The store sets ``updated`` to its own clock. ``current``, ``name`` and
+        ``definition`` are what the lease holder knows of the instance (they
+        locate its index entries). A change into COMPLETED,
         COMPENSATED or ABORTED expires the instance ``retention`` seconds later.
         Raises :class:`LeaseLost` for a stale token.
         """
@@ -205,6 +206,7 @@ class MemorySagaStore:
         if fields["status"] != current.value:
             raise SagaStateError(f"saga {saga_id!r} is no longer {current.value}")
         fields.update(change.fields)
+        fields["updated"] = repr(self.clock())
         self.outbox.extend(change.outbox)
         lease = change.lease if change.lease is not None else lease
         if change.status is not None and change.status.value != fields["status"]:

@@ -102,3 +102,15 @@ def test_starts_a_private_redis_server() -> None:
     finally:
         server.stop()
     assert server.process is not None and server.process.poll() is not None
+
+
+@pytest.mark.redis
+async def test_pool_waits_for_a_free_connection(redis_url: str) -> None:
+    """Bursts beyond the pool size wait for a connection instead of failing."""
+    import asyncio
+
+    settings = Settings(_env_file=None, redis_url=redis_url, redis_max_connections=2)
+    svc = Service("small-pool", settings=settings)
+    async with serve(svc):
+        results = await asyncio.gather(*(svc.redis.ping() for _ in range(50)))
+    assert results == [True] * 50

@@ -103,6 +103,15 @@ class DedupStoreContract:
         claims = await store.claim_many(["a", "a"], lease=5)
         assert [c.status for c in claims] == [ClaimStatus.CLAIMED, ClaimStatus.BUSY]
 
+    async def test_keys_with_separators_stay_distinct(self, store: DedupStore) -> None:
+        """Keys with newlines, percent signs or nothing at all are kept apart."""
+        odd = ["a\nb", "a%0Ab", "a", "b", "", "%", "%25"]
+        claims = await store.claim_many(odd, lease=5)
+        assert all(c.status is ClaimStatus.CLAIMED for c in claims)
+        assert await store.finish_many(claims, retain=60) == [True] * len(odd)
+        again = await store.claim_many(odd, lease=5)
+        assert all(c.status is ClaimStatus.DONE for c in again)
+
     async def test_empty_batches_cost_nothing(self, store: DedupStore) -> None:
         """Empty batches return empty answers."""
         assert await store.claim_many([], lease=5) == []
@@ -136,8 +145,10 @@ class TestRedisDedupStore(DedupStoreContract):
         """A store under a unique namespace on the real Redis."""
         client = aioredis.Redis.from_url(redis_url)
         yield RedisDedupStore(client, namespace=f"test-{unique}")
-        used = ["a", "b", "c", "warm", "fence", *(f"k{i}" for i in range(200))]
-        await client.delete(*(f"nk:dedup:{{test-{unique}}}:{k}" for k in used))
+        used = ["a", "b", "c", "warm", "a\nb", "a%0Ab", "", "%", "%25"]
+        used += [f"k{i}" for i in range(200)]
+        store = RedisDedupStore(client, namespace=f"test-{unique}")
+        await client.delete(f"nk:dedup:{{test-{unique}}}:fence", *map(store.key, used))
         await client.aclose()
 
     async def test_one_batch_is_one_round_trip(self, store: RedisDedupStore) -> None:

@@ -104,4 +104,7 @@ async def test_duplicates_poison_and_readiness_on_kafka(
     assert dead.value == b"not json"
     assert headers["dlq-original-topic"] == topic.encode()
     assert headers["dlq-error-type"] == b"DecodeError"
+    namespace = svc.messaging.consumers[0].name
+    keys = [k async for k in svc.redis.scan_iter(match=f"nk:dedup:{{{namespace}}}:*", count=10_000)]
+    await svc.redis.delete(*keys)
     await svc.redis.aclose()

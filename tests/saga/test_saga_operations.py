@@ -203,7 +203,68 @@ async def test_readiness_warns_when_the_recovery_backlog_grows(make_service) -> 
         now = time.time()
         orphan = SagaRecord("orphan", saga.name, "unknown-def", SagaStatus.RUNNING, "{}", now, now)
         await store.create(orphan, token="dead", lease=0.001)
+        async with asyncio.timeout(5):
+            while await store.backlog() < 1:  # noqa: ASYNC110 - the lease expires on Redis' clock
+                await asyncio.sleep(0.01)
         body = (await client.get("/readyz")).json()
     check = body["checks"]["sagas:recovery"][0]
     assert check["status"] == "warn" and check["observedValue"] >= 1
     assert body["status"] == "warn"
+
+
+async def test_operator_compensate_cancels_a_running_saga_including_its_step_in_flight(
+    make_service,
+) -> None:
+    """Compensating a RUNNING saga undoes the step in flight (outcome unknown) and earlier ones."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    undone: list[str] = []
+    runner, operator = make_service(), make_service(saga_operator_api=True)
+    for svc in (runner, operator):
+        saga = svc.saga("cancel", input=Order)
+
+        @saga.step()
+        async def reserve(ctx: SagaContext[Order]) -> None:
+            return None
+
+        @reserve.compensate
+        async def release_stock(ctx: SagaContext[Order]) -> None:
+            undone.append(ctx.idempotency_key)
+
+        @saga.step()
+        async def charge(ctx: SagaContext[Order]) -> None:
+            entered.set()
+            await release.wait()
+
+        @charge.compensate
+        async def refund(ctx: SagaContext[Order]) -> None:
+            undone.append(ctx.idempotency_key)
+
+    async with serve(runner), serve(operator) as client:
+        await runner.sagas.start("cancel", {"order_id": "o"}, saga_id="k")
+        await entered.wait()
+        answer = await client.post("/_nativekit/sagas/k/compensate")
+        record = await operator.sagas.wait("k", 5)
+        release.set()
+        await asyncio.gather(*(t for _, t in runner.sagas.runs.values()), return_exceptions=True)
+        final = await runner.sagas.get("k")
+    assert answer.status_code == 200
+    assert record.status is SagaStatus.COMPENSATED
+    assert undone == ["k:charge:compensate", "k:reserve:compensate"]
+    assert final.status is SagaStatus.COMPENSATED  # the fenced runner changed nothing after
+    assert final.steps["charge"].uncertain
+
+
+async def test_aborted_saga_can_be_retried_forward(make_service) -> None:
+    """POST …/abort without a body parks a FAILED saga as ABORTED; retry resumes it forward."""
+    svc = make_service(saga_operator_api=True)
+    broken = {"ship": True}
+    saga = flaky_saga(svc, broken)
+    async with serve(svc) as client:
+        await (await svc.sagas.start(saga, {"order_id": "o"}, saga_id="ab")).wait(5)
+        aborted = await client.post("/_nativekit/sagas/ab/abort")
+        broken["ship"] = False
+        await client.post("/_nativekit/sagas/ab/retry")
+        final = await svc.sagas.wait("ab", 5)
+    assert aborted.json()["status"] == "ABORTED"
+    assert aborted.json()["error"] == "aborted by an operator"
+    assert final.status is SagaStatus.COMPLETED

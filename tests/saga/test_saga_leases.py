@@ -1,0 +1,68 @@
+"""Lease renewal decisions of the runtime, on the memory store."""
+
+from __future__ import annotations
+
+import asyncio
+
+from nativekit.saga import MemorySagaStore, Saga, SagaContext, SagaRuntime, SagaStatus
+
+
+def blocking_saga(entered: asyncio.Event, release: asyncio.Event) -> Saga[dict[str, int]]:
+    """One step that waits until released."""
+    saga: Saga[dict[str, int]] = Saga("blocking", input=dict[str, int])
+
+    @saga.step()
+    async def hold(ctx: SagaContext[dict[str, int]]) -> None:
+        entered.set()
+        await release.wait()
+
+    return saga
+
+
+async def test_renewal_cancels_a_run_whose_saga_another_runner_took() -> None:
+    """When another runner claimed the saga, renewal stops the local run at once."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    store = MemorySagaStore()
+    runtime = SagaRuntime("t", store, tracing=False)
+    handle = await runtime.start(blocking_saga(entered, release), {"n": 1})
+    await entered.wait()
+    task = runtime.runs[handle.saga_id][1]
+    await store.claim(handle.saga_id, "someone-else", lease=30, force=True)
+    await runtime.renew()
+    await asyncio.gather(task, return_exceptions=True)
+    assert task.cancelled()
+    assert (await runtime.get(handle.saga_id)).status is SagaStatus.RUNNING
+
+
+async def test_renewal_leaves_alone_a_run_that_just_finished() -> None:
+    """A refused renewal of a saga that finished meanwhile does not cancel anything."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    store = MemorySagaStore()
+    runtime = SagaRuntime("t", store, tracing=False)
+    handle = await runtime.start(blocking_saga(entered, release), {"n": 1})
+    await entered.wait()
+    run, _ = runtime.runs[handle.saga_id]
+    release.set()
+    record = await handle.wait(5)
+    # as if the run were still awaiting its final write when renewal looked at it
+    still_writing: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    runtime.runs[handle.saga_id] = (run, still_writing)  # type: ignore[assignment]
+    await runtime.renew()
+    assert record.status is SagaStatus.COMPLETED
+    assert not still_writing.cancelled()
+    still_writing.set_result(None)
+
+
+async def test_starting_an_id_running_here_keeps_the_running_instance_owned() -> None:
+    """A second start of an id this replica runs returns it and leaves the run tracked."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    runtime = SagaRuntime("t", MemorySagaStore(), tracing=False)
+    saga = blocking_saga(entered, release)
+    first = await runtime.start(saga, {"n": 1}, saga_id="same")
+    await entered.wait()
+    task = runtime.runs["same"][1]
+    second = await runtime.start(saga, {"n": 2}, saga_id="same")
+    assert (first.created, second.created) == (True, False)
+    assert runtime.runs["same"][1] is task and not task.done()
+    release.set()
+    assert (await second.wait(5)).status is SagaStatus.COMPLETED
