@@ -311,6 +311,9 @@ class CommandDriver:
         pending.lease = spec.timeout
         await run.flush()
         run.record.wait = wait.encode()
+        hooks = run.env.hooks
+        if hooks is not None:  # the command is persisted (not yet published)
+            await hooks.after(run.record, step.name, direction)
         if self.metrics is not None:
             labels = (self.metrics.service, run.saga.name, step.name, direction)
             self.metrics.sent.labels(*labels).inc()

@@ -12,6 +12,7 @@ saga, malformed reply) and dropped.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from nativekit.health import CheckResult
@@ -212,53 +213,8 @@ class SagaCommands:
 
     async def on_reply(self, payload: bytes, msg: Message) -> None:
         """Resume the saga this reply belongs to, or count the reply as late/ignored."""
-        outcome = await self._resume(payload, msg)
+        outcome = await apply_reply(self.runtime, payload, msg.header)
         self.metrics.replies.labels(self.svc.name, outcome).inc()
-
-    async def _resume(self, payload: bytes, msg: Message) -> str:
-        runtime = self.runtime
-        saga_id, step_name = msg.header(h.SAGA_ID), msg.header(h.SAGA_STEP)
-        token, attempt = msg.header(h.SAGA_REPLY_TOKEN), msg.header(h.SAGA_ATTEMPT)
-        if not (saga_id and step_name and token and attempt):
-            return "ignored"
-        record = await runtime.store.get(saga_id)
-        if record is None:
-            return "ignored"
-        wait = Waiting.decode(record.wait)
-        if (
-            wait is None
-            or not record.status.active
-            or (wait.step, wait.direction, str(wait.attempt), wait.token)
-            != (step_name, msg.header(h.SAGA_DIRECTION), attempt, token)
-        ):
-            return "late"
-        try:
-            saga = runtime.definition_of(record)
-        except Exception:
-            return "ignored"
-        step = saga.get_step(step_name)
-        spec = spec_of(step, wait.direction) if step is not None else None  # type: ignore[arg-type]
-        if spec is None:
-            return "ignored"
-        if msg.header(h.REPLY_STATUS) == "ok":
-            try:
-                outcome = Outcome(True, spec.adapter.validate_json(payload or b"null"))
-            except ValueError as exc:
-                outcome = Outcome(False, error=f"reply does not fit {spec.reply}: {exc}")
-        else:
-            outcome = Outcome(False, error=msg.header(h.REPLY_ERROR) or "failure reply")
-        new = uuid.uuid4().hex
-        try:
-            claimed = await resume_claim(
-                runtime.store, saga_id, expect=record.token or "", token=new, lease=runtime.lease
-            )
-        except (LeaseLost, SagaNotFound):
-            return "late"
-        if saga_id in runtime.runs:  # a local run of the old lease: fenced now anyway
-            runtime.runs[saga_id][1].cancel()
-        run = runtime._spawn(saga, claimed, new)
-        run.reply = (token, outcome)
-        return "received"
 
     async def readiness(self) -> CheckResult | None:
         """Warn when the outbox backlog exceeds ``NATIVEKIT_OUTBOX_BACKLOG_WARN``."""
@@ -277,6 +233,64 @@ class SagaCommands:
                 observed_unit="entries",
             )
         return CheckResult("pass", None, observed_value=count, observed_unit="entries")
+
+
+async def apply_reply(
+    runtime: SagaRuntime,
+    payload: bytes,
+    header: Callable[[str], str | None],
+    *,
+    before_resume: Callable[[SagaRecord], None] | None = None,
+) -> str:
+    """Resume the saga a reply belongs to; returns ``received``, ``late`` or ``ignored``.
+
+    ``header`` reads the reply's headers; ``before_resume`` (the crash-matrix seam)
+    runs after the saga was claimed for the reply and before its run starts.
+    """
+    saga_id, step_name = header(h.SAGA_ID), header(h.SAGA_STEP)
+    token, attempt = header(h.SAGA_REPLY_TOKEN), header(h.SAGA_ATTEMPT)
+    if not (saga_id and step_name and token and attempt):
+        return "ignored"
+    record = await runtime.store.get(saga_id)
+    if record is None:
+        return "ignored"
+    wait = Waiting.decode(record.wait)
+    if (
+        wait is None
+        or not record.status.active
+        or (wait.step, wait.direction, str(wait.attempt), wait.token)
+        != (step_name, header(h.SAGA_DIRECTION), attempt, token)
+    ):
+        return "late"
+    try:
+        saga = runtime.definition_of(record)
+    except Exception:
+        return "ignored"
+    step = saga.get_step(step_name)
+    spec = spec_of(step, wait.direction) if step is not None else None  # type: ignore[arg-type]
+    if spec is None:
+        return "ignored"
+    if header(h.REPLY_STATUS) == "ok":
+        try:
+            outcome = Outcome(True, spec.adapter.validate_json(payload or b"null"))
+        except ValueError as exc:
+            outcome = Outcome(False, error=f"reply does not fit {spec.reply}: {exc}")
+    else:
+        outcome = Outcome(False, error=header(h.REPLY_ERROR) or "failure reply")
+    new = uuid.uuid4().hex
+    try:
+        claimed = await resume_claim(
+            runtime.store, saga_id, expect=record.token or "", token=new, lease=runtime.lease
+        )
+    except (LeaseLost, SagaNotFound):
+        return "late"
+    if saga_id in runtime.runs:  # a local run of the old lease: fenced now anyway
+        runtime.runs[saga_id][1].cancel()
+    if before_resume is not None:
+        before_resume(claimed)
+    run = runtime._spawn(saga, claimed, new)
+    run.reply = (token, outcome)
+    return "received"
 
 
 def attach_commands(svc: Service, runtime: SagaRuntime) -> SagaCommands:
