@@ -39,6 +39,7 @@ REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SAGAS = int(os.environ.get("BENCH_SAGAS", "3000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROOT = Path(__file__).resolve().parents[1]
 
 
 class Order(BaseModel):
@@ -203,7 +204,8 @@ async def ready(svc: nativekit.Service) -> None:
     commands = svc.__dict__.get("_saga_commands")
     if commands is not None and commands.consumer is not None:
         consumers.append(commands.consumer)
-    while not all(c._gc is not None and c._gc.assignment() for c in consumers):
+    # polling: a consumer reports its assignment only through its group member
+    while not all(c._gc is not None and c._gc.assignment() for c in consumers):  # noqa: ASYNC110
         await asyncio.sleep(0.05)
 
 
@@ -232,11 +234,12 @@ async def cleanup(run: str) -> None:
 async def main() -> None:
     run = uuid.uuid4().hex[:8]
     await create_topics(run)
+    root = str(ROOT)
     procs = [
-        subprocess.Popen(
+        subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
             [sys.executable, __file__, "--participant", role, run],
             stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+            env={**os.environ, "PYTHONPATH": root},
         )
         for role in ("inventory", "payments")
     ]
