@@ -12,7 +12,17 @@ import nativekit
 from nativekit.messaging.runtime import shared_memory_broker
 from nativekit.saga import SagaStatus
 
-from .shop import inventory_service, memory_ledger, orders_service, payments_service, topics
+from .shop import (
+    CardCharged,
+    CardRefunded,
+    ChargeCard,
+    RefundCard,
+    inventory_service,
+    memory_ledger,
+    orders_service,
+    payments_service,
+    topics,
+)
 
 
 def _settings(**extra: object) -> nativekit.Settings:
@@ -100,3 +110,47 @@ async def test_reply_timeout_compensates(names: dict[str, str]) -> None:
     assert "no reply" in (record.steps["charge_card"].error or "")
     # the charge happened late; its compensation (uncertain outcome) refunded it
     assert ledger == {"o3:reserve": 1, "o3:release": 1, "o3:charge": 1, "o3:refund": 1}
+
+
+async def test_a_handler_that_keeps_failing_is_dead_lettered_with_a_failure_reply(
+    names: dict[str, str],
+) -> None:
+    """Retries exhausted: the command goes to the DLQ and the saga gets a failure reply."""
+    ledger, count = memory_ledger()
+    payments = nativekit.Service("payments", settings=_settings(consumer_retries=1))
+    calls: list[str] = []
+
+    @payments.command_handler(names["payments"])
+    async def on_charge(cmd: ChargeCard) -> CardCharged:
+        calls.append(cmd.order_id)
+        raise RuntimeError("gateway exploded")
+
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(orders, inventory_service(_settings(), names, count), payments):
+        record = await (await orders.sagas.start("place-order", {"order_id": "d1"})).wait(10)
+    assert record.status is SagaStatus.COMPENSATED
+    assert "RuntimeError: gateway exploded" in (record.steps["charge_card"].error or "")
+    assert calls == ["d1", "d1"]  # first attempt and one retry
+    dead = shared_memory_broker().records(f"{names['payments']}.dlq")
+    assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"RuntimeError"]
+    assert ledger == {"d1:reserve": 1, "d1:release": 1}
+
+
+async def test_an_unknown_command_type_gets_a_failure_reply_at_once(
+    names: dict[str, str],
+) -> None:
+    """A command no handler of the topic accepts is refused and dead-lettered, not retried."""
+    _, count = memory_ledger()
+    payments = nativekit.Service("payments", settings=_settings())
+
+    @payments.command_handler(names["payments"])
+    async def on_refund(cmd: RefundCard) -> CardRefunded:  # no ChargeCard handler
+        return CardRefunded(refunded=True)
+
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(orders, inventory_service(_settings(), names, count), payments):
+        record = await (await orders.sagas.start("place-order", {"order_id": "u1"})).wait(10)
+    assert record.status is SagaStatus.COMPENSATED
+    assert "no handler for command type 'ChargeCard'" in (record.steps["charge_card"].error or "")
+    dead = shared_memory_broker().records(f"{names['payments']}.dlq")
+    assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"UndeliverableCommand"]
