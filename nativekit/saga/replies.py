@@ -159,6 +159,8 @@ class SagaCommands:
             return
         self.svc.health.add("outbox", self.readiness, critical=False, component_type="component")
         messaging = self.svc.messaging
+        # stop before messaging closes the broker, whichever was registered first
+        self.svc.lifecycle.add("saga-commands-stop", stop=self.stop)
         self.relay = OutboxRelay(
             self._outbox(),
             messaging.publisher,
@@ -204,10 +206,10 @@ class SagaCommands:
         await self.consumer.start()
 
     async def stop(self) -> None:
-        """Stop the reply consumer, then the relay."""
+        """Stop the reply consumer, then the relay (a second call does nothing)."""
         if self.consumer is not None:
-            await self.consumer.stop()
-            self.consumer = None
+            consumer, self.consumer = self.consumer, None
+            await consumer.stop()
         if self.relay is not None:
             await self.relay.stop()
 

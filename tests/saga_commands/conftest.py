@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -141,3 +141,12 @@ def kill(process: subprocess.Popen[bytes]) -> None:
     """SIGKILL and reap."""
     process.kill()
     process.wait(timeout=10)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Logging is configured once per process by the first service: forget ours afterwards."""
+    yield
+    from nativekit.logging import reset_logging
+
+    reset_logging()
