@@ -8,13 +8,16 @@ import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
 from nativekit.errors import ConfigError
 from nativekit.saga.errors import SagaInputError
 from nativekit.saga.policy import COMPENSATION_DEFAULT, Backoff, Policy
+
+if TYPE_CHECKING:
+    from nativekit.saga.commands import CommandStep
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -221,7 +224,7 @@ class Saga(Generic[T]):
         retries: int = 0,
         backoff: Backoff | None = None,
         name: str | None = None,
-    ) -> Callable[[Callable[P, Awaitable[Any]]], Any]:
+    ) -> Callable[[Callable[P, Awaitable[Any]]], CommandStep[P, Any]]:
         """Decorator: append a step that sends the command its function builds to ``topic``
         and completes with the participant's reply (see "Sagas across services").
 
