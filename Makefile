@@ -48,6 +48,7 @@ bench: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py
 
 clean:
 	rm -rf $(VENV) site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache
