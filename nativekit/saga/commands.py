@@ -224,18 +224,19 @@ class CommandDriver:
 
     Args:
         reply_topic: where participants send replies for this service.
-        wake: called after an outbox entry was written (wakes the local relay).
+        wake: called with the saga id after its outbox entries were written (wakes the
+            local relay, which then reads that saga's shard first).
         metrics: counters (``CommandMetrics``) or None.
     """
 
-    def __init__(self, reply_topic: str, wake: Callable[[], None], metrics: Any = None) -> None:
+    def __init__(self, reply_topic: str, wake: Callable[[str], None], metrics: Any = None) -> None:
         self.reply_topic = reply_topic
         self._wake = wake
         self.metrics = metrics
 
-    def wake(self) -> None:
-        """An outbox entry was just written."""
-        self._wake()
+    def wake(self, saga_id: str) -> None:
+        """Outbox entries of ``saga_id`` were just written."""
+        self._wake(saga_id)
 
     def is_command(self, step: Step[Any, Any], direction: Direction) -> bool:
         """True when this direction of ``step`` sends a command."""

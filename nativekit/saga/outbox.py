@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -90,8 +90,9 @@ class Outbox(Protocol):
     async def start(self) -> None:
         """Prepare (create consumer groups)."""
 
-    async def read(self, limit: int) -> Batch:
-        """Up to ``limit`` entries no live relay is publishing (entries of dead relays too)."""
+    async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
+        """Up to ``limit`` entries no live relay is publishing (entries of dead relays too);
+        with ``saga_ids``, only from where those sagas' entries are (a hint, may read more)."""
 
     async def ack(self, handles: Sequence[Any]) -> None:
         """Delete published entries."""
@@ -110,7 +111,7 @@ class MemoryOutbox:
     async def start(self) -> None:
         """Nothing to prepare."""
 
-    async def read(self, limit: int) -> Batch:
+    async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
         """Entries not handed out yet."""
         batch = Batch([], [])
         for raw in self._entries:
@@ -166,11 +167,14 @@ class OutboxRelay:
         self.metrics = metrics
         self.log = get_logger(service=service, component="outbox")
         self._wake = asyncio.Event()
+        self._hints: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
 
-    def wake(self) -> None:
-        """Read now (an entry was just written by this process)."""
+    def wake(self, saga_id: str | None = None) -> None:
+        """Read now: entries (of ``saga_id``) were just written by this process."""
+        if saga_id is not None:
+            self._hints.add(saga_id)
         self._wake.set()
 
     async def start(self) -> None:
@@ -188,24 +192,30 @@ class OutboxRelay:
 
     async def _loop(self) -> None:
         delay = 0.1
+        loop = asyncio.get_running_loop()
+        full_at = 0.0  # read every shard at least every poll interval; else the hinted ones
         while True:
+            hints, self._hints = self._hints, set()
+            full = loop.time() >= full_at
+            if full:
+                full_at = loop.time() + self.poll_interval
             try:
-                count = await self.relay_once()
+                count = await self.relay_once(None if full else hints)
                 delay = 0.1
             except Exception as exc:
                 self.log.warning("outbox.relay_failed", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
-            if count:
+            if count or self._hints:
                 continue
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, full_at - loop.time()))
 
-    async def relay_once(self) -> int:
+    async def relay_once(self, saga_ids: Collection[str] | None = None) -> int:
         """Publish one batch; returns how many entries were published and deleted."""
-        batch = await self.outbox.read(self.batch)
+        batch = await self.outbox.read(self.batch, saga_ids)
         if not batch.entries:
             return 0
         results = await asyncio.gather(

@@ -11,7 +11,7 @@ Every command touches one stream key, so this works on Redis Cluster too.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import redis.exceptions
@@ -35,6 +35,7 @@ class RedisOutbox:
 
     def __init__(self, store: RedisSagaStore, *, consumer: str, claim_after: float = 10.0) -> None:
         self.client = store.client
+        self.store = store
         self.streams = [f"{{{store.prefix}:{s:02d}}}:outbox" for s in range(store.shards)]
         self.consumer = consumer
         self.claim_after_ms = int(claim_after * 1000)
@@ -51,18 +52,24 @@ class RedisOutbox:
             except UNAVAILABLE_ERRORS as exc:
                 raise BackendUnavailable(f"Redis outbox unavailable: {exc}") from exc
 
-    async def read(self, limit: int) -> Batch:
-        """New entries of every shard (one pipelined round trip), plus abandoned ones."""
+    async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
+        """New entries of every shard, or of the shards of ``saga_ids`` (one pipelined round
+        trip), plus abandoned ones on full reads."""
         batch = Batch([], [])
+        streams = self.streams
+        if saga_ids is not None:
+            streams = sorted({f"{self.store._shard(i)}:outbox" for i in saga_ids})
+            if not streams:
+                return batch
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                for stream in self.streams:
+                for stream in streams:
                     pipe.xreadgroup(GROUP, self.consumer, {stream: ">"}, count=limit)
                 rows = await pipe.execute()
             for row in rows:
                 for stream, messages in row or []:
                     self._add(batch, _text(stream), messages)
-            if not batch.entries and time.monotonic() >= self._next_claim:
+            if saga_ids is None and not batch.entries and time.monotonic() >= self._next_claim:
                 self._next_claim = time.monotonic() + self.claim_after_ms / 4000
                 await self._claim_abandoned(batch, limit)
         except _ERRORS as exc:

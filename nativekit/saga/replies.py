@@ -125,9 +125,9 @@ class SagaCommands:
         self.log = get_logger(service=svc.name, component="saga-replies")
         runtime.commands = CommandDriver(self.reply_topic, self._wake, self.metrics)
 
-    def _wake(self) -> None:
+    def _wake(self, saga_id: str) -> None:
         if self.relay is not None:
-            self.relay.wake()
+            self.relay.wake(saga_id)
 
     @property
     def needed(self) -> bool:

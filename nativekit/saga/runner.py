@@ -145,7 +145,7 @@ class Run:
         if change.status is not None:
             record.status = change.status
         if change.outbox and self.env.commands is not None:
-            self.env.commands.wake()
+            self.env.commands.wake(self.record.saga_id)
 
     async def _create(self) -> None:
         creating = self.creating

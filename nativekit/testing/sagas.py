@@ -129,7 +129,7 @@ def _runtime(
     if network is not None:
         from nativekit.saga.commands import CommandDriver
 
-        runtime.commands = CommandDriver("matrix.replies", lambda: None)
+        runtime.commands = CommandDriver("matrix.replies", lambda _saga_id: None)
     return runtime
 
 

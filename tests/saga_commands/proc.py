@@ -60,11 +60,11 @@ async def main(role: str) -> None:
         if os.environ.get("TEST_CRASH") == "relay_read":
             original = OutboxRelay.relay_once
 
-            async def read_then_die(self: OutboxRelay) -> int:
-                batch = await self.outbox.read(self.batch)
+            async def read_then_die(self: OutboxRelay, saga_ids: Any = None) -> int:
+                batch = await self.outbox.read(self.batch, saga_ids)
                 if batch.entries:
                     die()
-                return await original(self)
+                return await original(self, saga_ids)
 
             OutboxRelay.relay_once = read_then_die  # type: ignore[method-assign]
         svc = orders_service(settings, names, timeout=float(os.environ.get("TEST_TIMEOUT", "5")))
