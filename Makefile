@@ -67,6 +67,7 @@ bench: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py
 
 clean:

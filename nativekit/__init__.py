@@ -7,6 +7,7 @@ only when a backend or tracing is used.
 from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
 from nativekit.group import ServiceGroup, combine
 from nativekit.health import CheckResult
+from nativekit.messaging.commands import CommandRejected
 from nativekit.routing import Header
 from nativekit.saga import Saga, SagaContext
 from nativekit.service import Service
@@ -18,6 +19,7 @@ __all__ = [
     "BackendUnavailable",
     "CheckResult",
     "combine",
+    "CommandRejected",
     "ConfigError",
     "Header",
     "HTTPError",

@@ -377,6 +377,21 @@ class Service:
             retain=retain,
         )
 
+    # -- saga commands --
+
+    def command_handler(
+        self, topic: str, *, concurrency: int = 16
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator: answer commands of ``topic`` with ``async def h(cmd: Cmd) -> Reply``.
+
+        Runs idempotently per the command's idempotency key (a duplicate gets the
+        stored reply again); raise ``CommandRejected`` for a failure reply. Several
+        handlers may share a topic: the command type picks one.
+        """
+        from nativekit.messaging.commands import command_handlers
+
+        return command_handlers(self).register(topic, concurrency=concurrency)
+
 
 async def wait_for_requests(metrics: list[Metrics], grace: float) -> None:
     """Wait until no request is in flight, at most ``grace`` seconds."""

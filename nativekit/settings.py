@@ -204,6 +204,37 @@ class Settings(BaseSettings):
         "/_nativekit/sagas", description="Path prefix of the saga operator HTTP API."
     )
 
+    # -- saga commands (command/reply steps, transactional outbox) --
+    saga_reply_topic: str | None = Field(
+        None,
+        description="Topic this service's sagas receive command replies on; "
+        "default '<service name>.replies'.",
+    )
+    outbox_relay: bool = Field(
+        False,
+        description="Run the outbox relay even when no saga has command steps "
+        "(for sagas that only publish events with outbox_publish).",
+    )
+    outbox_poll_interval: float = Field(
+        0.2, gt=0, description="Seconds between outbox reads when no local write woke the relay."
+    )
+    outbox_claim_after: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds an outbox entry read by a relay may stay unpublished "
+        "before another relay takes it over (the first one died).",
+    )
+    consumer_fetch_max_wait_ms: int = Field(
+        500,
+        ge=0,
+        description="Longest time the broker may hold a fetch waiting for records "
+        "(aiokafka fetch_max_wait_ms); lower it for request/reply latency (command replies).",
+    )
+    outbox_batch: int = Field(200, ge=1, description="Outbox entries the relay reads at once.")
+    outbox_backlog_warn: int = Field(
+        1000, ge=0, description="Readiness warns when more outbox entries than this wait."
+    )
+
     # -- messaging --------------------------------------------------------------
     consumer_retries: int = Field(
         3, ge=0, description="Handler retries before a message goes to the dead-letter topic."

@@ -186,6 +186,7 @@ class KafkaGroupConsumer:
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
             max_poll_records=s.consumer_fetch_max_records,
+            fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
             **kafka_client_options(s),
         )
         consumer.subscribe(self.topics, listener=self._listener)

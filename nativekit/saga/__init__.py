@@ -6,6 +6,12 @@ Define a saga on a service (``svc.saga(name, input=Model)``) or standalone
 
 from __future__ import annotations
 
+from nativekit.saga.commands import (
+    CommandFailed,
+    CommandStep,
+    CommandTimeout,
+    outbox_publish,
+)
 from nativekit.saga.definition import Saga, SagaContext, Step
 from nativekit.saga.errors import LeaseLost, SagaInputError, SagaNotFound, SagaStateError
 from nativekit.saga.model import Page, SagaRecord, SagaStatus, StepRecord, StepStatus
@@ -16,8 +22,12 @@ from nativekit.saga.store import MemorySagaStore, SagaStore
 
 __all__ = [
     "Backoff",
+    "CommandFailed",
+    "CommandStep",
+    "CommandTimeout",
     "LeaseLost",
     "MemorySagaStore",
+    "outbox_publish",
     "Page",
     "Policy",
     "Saga",

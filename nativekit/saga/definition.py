@@ -8,13 +8,16 @@ import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Generic, Literal, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
 from nativekit.errors import ConfigError
 from nativekit.saga.errors import SagaInputError
 from nativekit.saga.policy import COMPENSATION_DEFAULT, Backoff, Policy
+
+if TYPE_CHECKING:
+    from nativekit.saga.commands import CommandStep
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -211,6 +214,39 @@ class Saga(Generic[T]):
             return step
 
         return decorator
+
+    def command_step(
+        self,
+        *,
+        topic: str,
+        reply: type[Any] | None = None,
+        reply_timeout: float = 10.0,
+        retries: int = 0,
+        backoff: Backoff | None = None,
+        name: str | None = None,
+    ) -> Callable[[Callable[P, Awaitable[Any]]], CommandStep[P, Any]]:
+        """Decorator: append a step that sends the command its function builds to ``topic``
+        and completes with the participant's reply (see "Sagas across services").
+
+        Args:
+            topic: the participant's command topic.
+            reply: pydantic model of the success reply (the step's stored result).
+            reply_timeout: seconds to wait for the reply; a timeout is a failed attempt.
+            retries: attempts after the first (timeouts only; a failure reply is final).
+            backoff: waits between attempts.
+            name: step name (default: the function name).
+        """
+        from nativekit.saga.commands import command_step
+
+        return command_step(
+            self,
+            topic=topic,
+            reply=reply,
+            reply_timeout=reply_timeout,
+            retries=retries,
+            backoff=backoff,
+            name=name,
+        )
 
     def get_step(self, name: str) -> Step[Any, Any] | None:
         """The step called ``name``, if this saga has one."""

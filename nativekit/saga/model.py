@@ -141,6 +141,8 @@ class SagaRecord:
     results: dict[str, str] = field(default_factory=dict)
     token: str | None = None
     lease_until: float | None = None
+    #: JSON of the command reply the saga waits for (``nativekit.saga.commands``), or None.
+    wait: str | None = None
 
     def to_fields(self) -> dict[str, str]:
         """The record as flat string fields (lease fields are the store's business)."""
@@ -179,6 +181,7 @@ class SagaRecord:
             order=json.loads(fields.get("order") or "[]"),
             token=fields.get("token") or None,
             lease_until=float(lease) / 1000 if lease else None,
+            wait=fields.get("wait") or None,
         )
         for key, value in fields.items():
             if key.startswith("step:"):
@@ -219,11 +222,18 @@ class SagaRecord:
 
 @dataclass
 class Transition:
-    """Changes one write applies: new status (or None) and fields to set."""
+    """Changes one write applies: new status (or None) and fields to set.
+
+    ``outbox`` holds encoded outbox entries written in the same atomic write
+    (``nativekit.saga.outbox``); ``lease`` overrides the lease length of this write
+    (a saga waiting for a command reply is leased until the reply deadline).
+    """
 
     status: SagaStatus | None = None
     fields: dict[str, str] = field(default_factory=dict)
     release: bool = False
+    outbox: list[str] = field(default_factory=list)
+    lease: float | None = None
 
     def merge(self, other: Transition) -> None:
         """Fold ``other`` (a later change) into this one."""
@@ -231,9 +241,12 @@ class Transition:
             self.status = other.status
         self.fields.update(other.fields)
         self.release = self.release or other.release
+        self.outbox.extend(other.outbox)
+        if other.lease is not None:
+            self.lease = other.lease
 
     def __bool__(self) -> bool:
-        return self.status is not None or bool(self.fields) or self.release
+        return self.status is not None or bool(self.fields) or self.release or bool(self.outbox)
 
 
 @dataclass

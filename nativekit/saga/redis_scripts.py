@@ -50,7 +50,8 @@ return 1
 #: KEYS: record, leases, live, and when the status changes: old status index,
 #:       old status+name index, new status index, new status+name index.
 #: ARGV: id, token, expected status, new status ('' = unchanged), lease_ms, retention_ms,
-#:       release ('1'/'0'), live field, fields blob.
+#:       release ('1'/'0'), live field, fields blob[, outbox count, entries...]
+#:       (with outbox entries, the shard's outbox stream is the last key).
 #: Returns 1 on success, 0 for a stale token, -1 when the status is not the expected one.
 WRITE = (
     _PRELUDE
@@ -92,6 +93,10 @@ if finished(status) then
   redis.call('PEXPIRE', KEYS[1], retention)
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - retention)
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - retention)
+end
+-- outbox entries (ARGV[10] = count) go to the shard's outbox stream, the last key
+for i = 1, tonumber(ARGV[10] or '0') do
+  redis.call('XADD', KEYS[#KEYS], '*', 'e', ARGV[10 + i])
 end
 return 1
 """

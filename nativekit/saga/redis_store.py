@@ -190,7 +190,7 @@ class RedisSagaStore:
             token,
             current.value,
             change.status.value if change.status is not None else "",
-            int(lease * 1000),
+            int((change.lease if change.lease is not None else lease) * 1000),
             int(retention * 1000),
             "1" if change.release else "0",
             definition_key(name, definition),
@@ -204,6 +204,9 @@ class RedisSagaStore:
                 self._index(tag, new),
                 self._index(tag, new, name),
             )
+        if change.outbox:  # written by the same script: transition and outbox are atomic
+            keys.append(f"{tag}:outbox")
+            args += [len(change.outbox), *change.outbox]
         try:
             async with self._gate:
                 outcome = await self._eval(self._write, keys, args)

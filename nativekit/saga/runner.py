@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -69,6 +70,18 @@ class RunEnv:
     tracer: Any
     hooks: Hooks | None = None
     clock: Callable[[], float] = time.time
+    #: Command/reply steps (``nativekit.saga.commands.CommandDriver``), None when unused.
+    commands: Any = None
+
+
+class Suspended(BaseException):
+    """A command step persisted its command and now waits for the reply: the run ends here."""
+
+
+#: The run whose step is executing (``nativekit.saga.commands.outbox_publish`` stages there).
+current_run: contextvars.ContextVar[Run | None] = contextvars.ContextVar(
+    "nativekit_saga_run", default=None
+)
 
 
 def describe(exc: BaseException) -> str:
@@ -91,6 +104,10 @@ class Run:
         self._results: dict[str, Any] | None = None
         #: Set by ``sagas.start``: the first flush creates the instance and resolves it.
         self.creating: Any = None
+        #: The command reply this run was resumed with (``nativekit.saga.commands``).
+        self.reply: Any = None
+        #: Outbox entries staged by the executing attempt, written when it completes.
+        self.staged: list[str] = []
 
     @property
     def log(self) -> Any:
@@ -127,6 +144,8 @@ class Run:
         )
         if change.status is not None:
             record.status = change.status
+        if change.outbox and self.env.commands is not None:
+            self.env.commands.wake(self.record.saga_id)
 
     async def _create(self) -> None:
         creating = self.creating
@@ -160,9 +179,12 @@ class Run:
             if tracer is not None
             else contextlib.nullcontext()
         )
+        current_run.set(self)
         with span_cm as span:
             try:
                 await self._loop()
+            except Suspended:
+                return self.record
             except LeaseLost:
                 self.log.warning("saga.lease.lost", status=self.record.status.value)
                 raise
@@ -268,25 +290,41 @@ class Run:
         forward = direction == "forward"
         policy = step.policy if forward else step.compensation_policy
         srec = self.record.step(step.name)
+        commands = self.env.commands
         while True:
             done = srec.attempts if forward else srec.compensation_attempts
-            if done >= policy.attempts:  # interrupted attempts used the budget up
-                if forward and srec.status is StepStatus.RUNNING:
-                    srec.uncertain = True
-                srec.status = StepStatus.FAILED if forward else StepStatus.COMPENSATION_FAILED
-                srec.error = srec.error or "attempt interrupted (process stopped mid-step)"
-                self._mark(step.name, srec)
-                return False
-            attempt = done + 1
-            self._start_attempt(step.name, srec, forward, attempt)
-            await self.flush()
+            # a command step resumed by its reply (or whose reply wait expired)
+            outcome = commands.outcome(self, step, direction) if commands is not None else None
+            if outcome is None:
+                if done >= policy.attempts:  # interrupted attempts used the budget up
+                    if forward and srec.status is StepStatus.RUNNING:
+                        srec.uncertain = True
+                    srec.status = StepStatus.FAILED if forward else StepStatus.COMPENSATION_FAILED
+                    srec.error = srec.error or "attempt interrupted (process stopped mid-step)"
+                    self._mark(step.name, srec)
+                    return False
+                attempt = done + 1
+                self._start_attempt(step.name, srec, forward, attempt)
+                if (
+                    commands is None
+                    or not commands.is_command(step, direction)
+                    or self.creating is not None  # the instance must be created first
+                ):
+                    await self.flush()  # else a command step writes its start with its command
+            else:
+                attempt = done
+            self.staged = []
             try:
-                value = await self._attempt(step, direction, attempt)
+                if outcome is not None:
+                    value = outcome.result()
+                else:
+                    value = await self._attempt(step, direction, attempt)
             except Exception as exc:
                 srec.error = describe(exc)
                 if forward:
                     srec.uncertain = isinstance(exc, StepTimeout)
-                if policy.retryable(exc) and attempt < policy.attempts:
+                final = getattr(exc, "final", False)  # e.g. a failure reply: never retried
+                if policy.retryable(exc) and not final and attempt < policy.attempts:
                     self.log.warning(
                         "saga.step.retrying",
                         step=step.name,
@@ -310,6 +348,8 @@ class Run:
                     srec.compensation_ended_at = self.env.clock()
                 self._mark(step.name, srec)
                 return False
+            self.pending.outbox.extend(self.staged)
+            self.staged = []
             self._complete(step, srec, forward, value)
             return True
 
@@ -363,6 +403,9 @@ class Run:
         hooks = self.env.hooks
         if hooks is not None:
             await hooks.before(self.record, step.name, direction)
+        commands = self.env.commands
+        if commands is not None and commands.is_command(step, direction):
+            await commands.send(self, step, direction, ctx)  # persists, then raises Suspended
         policy = step.policy if direction == "forward" else step.compensation_policy
         started = time.perf_counter()
         outcome = "error"

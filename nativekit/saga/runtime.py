@@ -103,6 +103,9 @@ class SagaRuntime:
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.started = False
+        #: Command/reply support (``nativekit.saga.commands.CommandDriver``), set when wired.
+        self.commands: Any = None
+        self._spawned: dict[str, asyncio.Future[None]] = {}
 
     @property
     def log(self) -> Any:
@@ -123,7 +126,12 @@ class SagaRuntime:
     @property
     def env(self) -> RunEnv:
         """Settings shared by every run."""
-        return RunEnv(store=self.store, tracer=self._current_tracer(), **self._env_args)
+        return RunEnv(
+            store=self.store,
+            tracer=self._current_tracer(),
+            commands=self.commands,
+            **self._env_args,
+        )
 
     def _current_tracer(self) -> Any:
         """The tracer of the installed provider; None while none is (spans would be no-ops)."""
@@ -231,6 +239,9 @@ class SagaRuntime:
             run.creating = creating
         task = asyncio.create_task(self._drive(run), name=f"saga:{record.saga_id}")
         self.runs[record.saga_id] = (run, task)
+        waiter = self._spawned.pop(record.saga_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # a waiting saga resumed here: wake wait()
         return run
 
     async def _drive(self, run: Run) -> SagaRecord | None:
@@ -280,7 +291,12 @@ class SagaRuntime:
                 )
             if saga_id not in self.runs:
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
-                await asyncio.sleep(max(0.0, pause))
+                waiter = self._spawned.setdefault(
+                    saga_id, asyncio.get_running_loop().create_future()
+                )
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(asyncio.shield(waiter), max(0.0, pause))
+                self._spawned.pop(saga_id, None)
                 delay = min(delay * 2, 1.0)
 
     async def get(self, saga_id: str) -> SagaRecord:

@@ -42,6 +42,10 @@ def attach_runtime(svc: Service) -> SagaRuntime:
         "sagas", start=runtime.startup, stop=partial(runtime.shutdown, settings.shutdown_grace)
     )
     svc.health.add("sagas:recovery", runtime.readiness, critical=False)
+    # -- saga commands -- (command/reply steps, reply consumer, outbox relay)
+    from nativekit.saga.replies import attach_commands
+
+    attach_commands(svc, runtime)
     if settings.saga_operator_api:
         from nativekit.saga.operator import add_operator_routes
 

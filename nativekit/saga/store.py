@@ -147,6 +147,8 @@ class MemorySagaStore:
         self._records: dict[str, dict[str, str]] = {}
         self._leases: dict[str, tuple[str, float]] = {}
         self._expires: dict[str, float] = {}
+        #: Outbox entries written with transitions, oldest first (``nativekit.saga.outbox``).
+        self.outbox: list[str] = []
 
     def _load(self, saga_id: str) -> dict[str, str] | None:
         expires = self._expires.get(saga_id)
@@ -205,6 +207,8 @@ class MemorySagaStore:
             raise SagaStateError(f"saga {saga_id!r} is no longer {current.value}")
         fields.update(change.fields)
         fields["updated"] = repr(self.clock())
+        self.outbox.extend(change.outbox)
+        lease = change.lease if change.lease is not None else lease
         if change.status is not None and change.status.value != fields["status"]:
             fields["status"] = change.status.value
             fields["since"] = repr(self.clock())

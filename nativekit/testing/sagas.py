@@ -110,6 +110,29 @@ async def _read(ledger: Ledger) -> Mapping[str, int]:
     return counts
 
 
+def _has_commands(saga: Saga[Any]) -> bool:
+    from nativekit.saga.commands import CommandStep
+
+    return any(isinstance(step, CommandStep) for step in saga.steps)
+
+
+def _runtime(
+    name: str,
+    saga: Saga[Any],
+    store: MemorySagaStore,
+    hooks: _Hooks,
+    clock: ManualClock,
+    network: Any,
+) -> SagaRuntime:
+    runtime = SagaRuntime(name, store, lease=_LEASE, tracing=False, hooks=hooks, clock=clock)
+    runtime.declare(saga)
+    if network is not None:
+        from nativekit.saga.commands import CommandDriver
+
+        runtime.commands = CommandDriver("matrix.replies", lambda _saga_id: None)
+    return runtime
+
+
 async def _run_case(
     saga: Saga[Any],
     data: Any,
@@ -117,27 +140,54 @@ async def _run_case(
     crash_at: int | None,
     fail_step: str | None,
     timeout: float,  # noqa: ASYNC109
-) -> tuple[SagaRecord, _Hooks]:
+    participants: Mapping[str, Any] | None = None,
+) -> tuple[SagaRecord, _Hooks, Any]:
     clock = ManualClock()
     store = MemorySagaStore(clock=clock)
     hooks = _Hooks(crash_at, fail_step)
-    first = SagaRuntime("crash-a", store, lease=_LEASE, tracing=False, hooks=hooks, clock=clock)
-    first.declare(saga)
+    network: Any = None
+    if participants is not None or _has_commands(saga):
+        from nativekit.testing.commands import CommandNetwork
+
+        network = CommandNetwork(
+            store,
+            participants or {},
+            on_reply=lambda _id, step, direction: hooks._point(f"reply {direction} {step}"),
+        )
+    first = _runtime("crash-a", saga, store, hooks, clock, network)
+    if network is not None:
+        network.start(first)
     handle = await first.start(saga, data, saga_id=saga_id)
     finished = asyncio.ensure_future(handle.wait(timeout))
     crashed = asyncio.ensure_future(hooks.crashed.wait())
     await asyncio.wait({finished, crashed}, return_when=asyncio.FIRST_COMPLETED)
     if not hooks.crashed.is_set():
         crashed.cancel()
-        return await finished, hooks
+        record = await finished
+        if network is not None:
+            await network.stop()
+        return record, hooks, network
     finished.cancel()
     await asyncio.gather(finished, return_exceptions=True)
+    if network is not None:  # the crashed process's replies are lost with it
+        await network.stop()
+    for _, task in list(first.runs.values()):
+        task.cancel()
+    await asyncio.gather(*(task for _, task in list(first.runs.values())), return_exceptions=True)
+    current = await store.get(saga_id)
+    if current is not None and not current.status.active:
+        return current, hooks, network  # a reply finished it before the "process" died
     clock.advance(_LEASE + 1)
-    second = SagaRuntime("crash-b", store, lease=_LEASE, tracing=False, hooks=hooks, clock=clock)
-    second.declare(saga)
+    second = _runtime("crash-b", saga, store, hooks, clock, network)
     if await second.recover() != 1:
         raise AssertionError(f"saga {saga_id}: recovery did not claim the crashed saga")
-    return await second.wait(saga_id, timeout), hooks
+    if network is not None:
+        network.start(second)
+    try:
+        return await second.wait(saga_id, timeout), hooks, network
+    finally:
+        if network is not None:
+            await network.stop()
 
 
 async def _check_effects(saga: Saga[Any], record: SagaRecord, ledger: Ledger, case: str) -> None:
@@ -166,6 +216,7 @@ async def crash_matrix(
     ledger: Ledger | None = None,
     fail_steps: bool = True,
     timeout: float = 10.0,  # noqa: ASYNC109
+    participants: Mapping[str, Any] | None = None,
 ) -> CrashMatrixReport:
     """Crash ``saga`` before and after every step and compensation; check each run converges.
 
@@ -179,6 +230,13 @@ async def crash_matrix(
         fail_steps: also run, for each step, a scenario where that step fails
             (an :class:`InjectedFailure`), crashing at every point of the compensation.
         timeout: seconds one run may take.
+        participants: for command steps, the participant functions by command class
+            name (``{"ReserveStock": on_reserve}``), run in process by a simulated
+            broker that deduplicates by idempotency key like ``@svc.command_handler``.
+            Crash points then include "after" a command was written (before it
+            is published) and "reply" (after the saga was claimed for a reply,
+            before it resumed). Without ``ledger``, the effects are counted from
+            the participant calls.
 
     Raises:
         AssertionError: naming the scenario and crash point of the first violation.
@@ -189,11 +247,15 @@ async def crash_matrix(
         scenarios += [step.name for step in saga.steps]
     for n, fail_step in enumerate(scenarios):
         label = "success path" if fail_step is None else f"step {fail_step!r} fails"
-        _, baseline = await _run_case(saga, data, f"matrix-{n}-base", None, fail_step, timeout)
+        _, baseline, _ = await _run_case(
+            saga, data, f"matrix-{n}-base", None, fail_step, timeout, participants
+        )
         for point_index, point in enumerate(baseline.points):
             saga_id = f"matrix-{n}-{point_index}"
             case = f"{saga.name} ({label}), crash {point}"
-            record, _ = await _run_case(saga, data, saga_id, point_index, fail_step, timeout)
+            record, _, network = await _run_case(
+                saga, data, saga_id, point_index, fail_step, timeout, participants
+            )
             if record.status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
                 raise AssertionError(
                     f"{case}: ended {record.status.value} ({record.error}), expected "
@@ -201,5 +263,8 @@ async def crash_matrix(
                 )
             if ledger is not None:
                 await _check_effects(saga, record, ledger, case)
+            elif network is not None:
+                applied = dict(network.applied)
+                await _check_effects(saga, record, lambda a=applied: a, case)  # type: ignore[misc]
             report.cases.append(CrashCase(label, point, saga_id, record.status))
     return report

@@ -1,0 +1,300 @@
+"""Command/reply sagas across services: throughput and latency over Kafka (Tansu) and Redis.
+
+A 2-step saga whose steps are commands to two participants (inventory and
+payments, each its own process, answering through ``@svc.command_handler``),
+run at concurrency 50: every saga writes its commands through the
+transactional outbox, the relay publishes them, the participants answer
+idempotently (reply store in Redis), and the replies resume the saga. In the
+same run, the same saga shape with *local* steps (no broker, no participants)
+is the peer: the ratio shows what crossing services costs.
+
+    python -m nativekit.testing.servers -- python benchmarks/saga_command_reply.py
+    # or with NATIVEKIT_TEST_KAFKA_URL / NATIVEKIT_TEST_REDIS_URL set;
+    # BENCH_SAGAS (3000), BENCH_CONCURRENCY (50), BENCH_ROUNDS (3) adjust the run
+
+The last line of output is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+import nativekit
+from nativekit import SagaContext
+
+KAFKA = os.environ.get("NATIVEKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
+REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SAGAS = int(os.environ.get("BENCH_SAGAS", "3000"))
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Order(BaseModel):
+    order_id: str
+
+
+class Reserve(BaseModel):
+    order_id: str
+
+
+class Reserved(BaseModel):
+    reservation: str
+
+
+class Release(BaseModel):
+    order_id: str
+
+
+class Charge(BaseModel):
+    order_id: str
+
+
+class Charged(BaseModel):
+    charge: str
+
+
+class Refund(BaseModel):
+    order_id: str
+
+
+class Done(BaseModel):
+    ok: bool = True
+
+
+def settings(run: str, **extra: Any) -> nativekit.Settings:
+    values: dict[str, Any] = {
+        "kafka_url": KAFKA,
+        "redis_url": REDIS,
+        "kafka_idempotent_producer": False,
+        "saga_key_prefix": f"bench:cmd:{run}",
+        "saga_reply_topic": f"bench.{run}.replies",
+        "log_level": "WARNING",
+        "tracing_enabled": False,
+        "metrics_enabled": True,
+        "consumer_session_timeout": 6.0,
+        "consumer_fetch_max_wait_ms": int(os.environ.get("BENCH_FETCH_WAIT_MS", "10")),
+    }
+    values.update(extra)
+    return nativekit.Settings(**values)
+
+
+def participant(role: str, run: str) -> nativekit.Service:
+    svc = nativekit.Service(f"bench-{role}-{run}", settings=settings(run))
+    if role == "inventory":
+
+        @svc.command_handler(f"bench.{run}.inventory", concurrency=64)
+        async def reserve(cmd: Reserve) -> Reserved:
+            return Reserved(reservation=f"r-{cmd.order_id}")
+
+        @svc.command_handler(f"bench.{run}.inventory", concurrency=64)
+        async def release(cmd: Release) -> Done:
+            return Done()
+
+    else:
+
+        @svc.command_handler(f"bench.{run}.payments", concurrency=64)
+        async def charge(cmd: Charge) -> Charged:
+            return Charged(charge=f"c-{cmd.order_id}")
+
+        @svc.command_handler(f"bench.{run}.payments", concurrency=64)
+        async def refund(cmd: Refund) -> Done:
+            return Done()
+
+    return svc
+
+
+def orchestrator(run: str) -> nativekit.Service:
+    svc = nativekit.Service(f"bench-orders-{run}", settings=settings(run))
+    remote = svc.saga("remote", input=Order)
+
+    @remote.command_step(topic=f"bench.{run}.inventory", reply=Reserved, reply_timeout=10)
+    async def reserve(ctx: SagaContext[Order]) -> Reserve:
+        return Reserve(order_id=ctx.data.order_id)
+
+    @reserve.compensate_command(topic=f"bench.{run}.inventory", reply=Done)
+    async def release(ctx: SagaContext[Order]) -> Release:
+        return Release(order_id=ctx.data.order_id)
+
+    @remote.command_step(topic=f"bench.{run}.payments", reply=Charged, reply_timeout=10)
+    async def charge(ctx: SagaContext[Order]) -> Charge:
+        return Charge(order_id=ctx.data.order_id)
+
+    @charge.compensate_command(topic=f"bench.{run}.payments", reply=Done)
+    async def refund(ctx: SagaContext[Order]) -> Refund:
+        return Refund(order_id=ctx.data.order_id)
+
+    local = svc.saga("local", input=Order)
+
+    @local.step()
+    async def reserve_local(ctx: SagaContext[Order]) -> Reserved:
+        return Reserved(reservation=f"r-{ctx.data.order_id}")
+
+    @reserve_local.compensate
+    async def release_local(ctx: SagaContext[Order]) -> None:
+        return None
+
+    @local.step()
+    async def charge_local(ctx: SagaContext[Order]) -> Charged:
+        return Charged(charge=f"c-{ctx.data.order_id}")
+
+    @charge_local.compensate
+    async def refund_local(ctx: SagaContext[Order]) -> None:
+        return None
+
+    return svc
+
+
+async def drive(svc: nativekit.Service, saga: str, total: int, tag: str) -> dict[str, float]:
+    latencies: list[float] = []
+    next_index = 0
+    statuses: dict[str, int] = {}
+    errors: list[str] = []
+
+    async def worker() -> None:
+        nonlocal next_index
+        while next_index < total:
+            i = next_index
+            next_index += 1
+            started = time.perf_counter()
+            handle = await svc.sagas.start(saga, {"order_id": f"{tag}-{i}"})
+            record = await handle.wait(60)
+            latencies.append(time.perf_counter() - started)
+            statuses[record.status.value] = statuses.get(record.status.value, 0) + 1
+            if record.error:
+                errors.append(json.dumps(record.to_dict(), default=str))
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    if statuses != {"COMPLETED": total}:
+        raise RuntimeError(f"{saga}: not every saga completed: {statuses} {errors[:1]}")
+    return {
+        "sagas_per_s": round(total / elapsed, 1),
+        "p50_ms": round(statistics.median(latencies) * 1000, 2),
+        "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
+    }
+
+
+async def create_topics(run: str) -> None:
+    from nativekit.messaging.kafka import KafkaBroker
+
+    broker = KafkaBroker(settings(run))
+    await broker.create_topics(
+        {f"bench.{run}.{t}": 4 for t in ("inventory", "payments", "replies")}
+    )
+    await broker.aclose()
+
+
+async def ready(svc: nativekit.Service) -> None:
+    consumers = list(svc.messaging.consumers)
+    commands = svc.__dict__.get("_saga_commands")
+    if commands is not None and commands.consumer is not None:
+        consumers.append(commands.consumer)
+    # polling: a consumer reports its assignment only through its group member
+    while not all(c._gc is not None and c._gc.assignment() for c in consumers):  # noqa: ASYNC110
+        await asyncio.sleep(0.05)
+
+
+async def serve_participant(role: str, run: str) -> None:
+    svc = participant(role, run)
+    await svc.startup(hook_sigterm=False)
+    await ready(svc)
+    print("ready", flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await svc.shutdown()
+
+
+async def cleanup(run: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS)
+    for pattern in (f"*bench:cmd:{run}*", f"nk:cmd:bench-*-{run}:*"):
+        keys = [k async for k in client.scan_iter(match=pattern, count=1000)]
+        for i in range(0, len(keys), 1000):
+            await client.delete(*keys[i : i + 1000])
+    await client.aclose()
+
+
+async def main() -> None:
+    run = uuid.uuid4().hex[:8]
+    await create_topics(run)
+    root = str(ROOT)
+    procs = [
+        subprocess.Popen(  # noqa: ASYNC220 - started once, before anything is measured
+            [sys.executable, __file__, "--participant", role, run],
+            stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": root},
+        )
+        for role in ("inventory", "payments")
+    ]
+    svc = orchestrator(run)
+    try:
+        for proc in procs:
+            assert proc.stdout is not None
+            line = await asyncio.to_thread(proc.stdout.readline)
+            if line.strip() != b"ready":
+                raise RuntimeError(f"participant did not start: {line!r}")
+        await svc.startup(hook_sigterm=False)
+        await ready(svc)
+        await drive(svc, "remote", 200, "warm-r")
+        await drive(svc, "local", 200, "warm-l")
+        results: dict[str, list[dict[str, float]]] = {"remote": [], "local": []}
+        for n in range(ROUNDS):
+            order = ("remote", "local") if n % 2 == 0 else ("local", "remote")
+            for saga in order:
+                results[saga].append(await drive(svc, saga, SAGAS, f"{saga}-{n}"))
+                print(f"round {n + 1} {saga}: {results[saga][-1]}", flush=True)
+    finally:
+        await svc.shutdown()
+        for proc in procs:
+            proc.send_signal(signal.SIGTERM)
+        for proc in procs:
+            try:
+                proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        await cleanup(run)
+
+    def median(saga: str, key: str) -> float:
+        return round(statistics.median(r[key] for r in results[saga]), 2)
+
+    summary = {
+        saga: {k: median(saga, k) for k in ("sagas_per_s", "p50_ms", "p99_ms")}
+        for saga in ("remote", "local")
+    }
+    remote, local = summary["remote"], summary["local"]
+    print()
+    print(f"{'saga':<28}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'vs local':>10}")
+    for label, row in (("2 command steps (Kafka)", remote), ("2 local steps", local)):
+        ratio = row["sagas_per_s"] / local["sagas_per_s"]
+        print(
+            f"{label:<28}{row['sagas_per_s']:>10}{row['p50_ms']:>10}{row['p99_ms']:>10}"
+            f"{ratio:>9.2f}x"
+        )
+    summary["command_vs_local_throughput"] = round(remote["sagas_per_s"] / local["sagas_per_s"], 3)
+    summary["targets_met"] = remote["sagas_per_s"] >= 300 and remote["p99_ms"] < 250
+    summary["config"] = {"sagas": SAGAS, "concurrency": CONCURRENCY, "rounds": ROUNDS}
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "--participant":
+        asyncio.run(serve_participant(sys.argv[2], sys.argv[3]))
+    else:
+        asyncio.run(main())

@@ -1,0 +1,156 @@
+"""Command/reply sagas on memory backends: three services in one process."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import pytest
+
+import nativekit
+from nativekit.messaging.runtime import shared_memory_broker
+from nativekit.saga import SagaStatus
+
+from .shop import (
+    CardCharged,
+    CardRefunded,
+    ChargeCard,
+    RefundCard,
+    inventory_service,
+    memory_ledger,
+    orders_service,
+    payments_service,
+    topics,
+)
+
+
+def _settings(**extra: object) -> nativekit.Settings:
+    values: dict[str, object] = {
+        "saga_recovery_interval": 0.05,
+        "outbox_poll_interval": 0.05,
+        "consumer_retry_backoff": 0.01,
+        "log_level": "WARNING",
+    }
+    values.update(extra)
+    return nativekit.Settings(**values)  # type: ignore[arg-type]
+
+
+@contextlib.asynccontextmanager
+async def running(*services: nativekit.Service) -> AsyncIterator[None]:
+    for svc in services:
+        await svc.startup(hook_sigterm=False)
+    try:
+        yield
+    finally:
+        for svc in reversed(services):
+            await svc.shutdown()
+
+
+@pytest.fixture
+def names(unique: str) -> dict[str, str]:
+    """Unique topic names."""
+    return topics(f"mem{unique}")
+
+
+async def test_happy_path_completes_with_replies_as_results(names: dict[str, str]) -> None:
+    """A saga of a local and two command steps completes; results are the typed replies."""
+    ledger, count = memory_ledger()
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(
+        orders,
+        inventory_service(_settings(), names, count),
+        payments_service(_settings(), names, count),
+    ):
+        handle = await orders.sagas.start("place-order", {"order_id": "o1"})
+        record = await handle.wait(10)
+    assert record.status is SagaStatus.COMPLETED, record.error
+    assert record.to_dict()["results"]["reserve_stock"] == {"reservation_id": "r-o1"}
+    assert record.to_dict()["results"]["confirm"] == "c-o1"
+    assert ledger == {"o1:reserve": 1, "o1:charge": 1}
+    assert record.wait is None
+    events = (
+        [r for r in shared_memory_broker().records(names["events"])]
+        if hasattr(shared_memory_broker(), "records")
+        else None
+    )
+    del events
+
+
+async def test_failure_reply_compensates_with_commands(names: dict[str, str]) -> None:
+    """A rejected charge is not retried: the reservation is released by a command."""
+    ledger, count = memory_ledger()
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(
+        orders,
+        inventory_service(_settings(), names, count),
+        payments_service(_settings(), names, count),
+    ):
+        handle = await orders.sagas.start("place-order", {"order_id": "o2", "behaviour": "reject"})
+        record = await handle.wait(10)
+    assert record.status is SagaStatus.COMPENSATED, record.error
+    assert record.steps["charge_card"].attempts == 1
+    assert "card declined" in (record.steps["charge_card"].error or "")
+    assert ledger == {"o2:reserve": 1, "o2:release": 1}
+
+
+async def test_reply_timeout_compensates(names: dict[str, str]) -> None:
+    """A reply later than reply_timeout fails the step; the late reply is counted, not used."""
+    ledger, count = memory_ledger()
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names, timeout=0.3)
+    async with running(
+        orders,
+        inventory_service(_settings(), names, count),
+        payments_service(_settings(), names, count, slow=0.6),
+    ):
+        handle = await orders.sagas.start("place-order", {"order_id": "o3", "behaviour": "slow"})
+        record = await handle.wait(10)
+        await asyncio.sleep(0.5)
+    assert record.status is SagaStatus.COMPENSATED, record.error
+    assert "no reply" in (record.steps["charge_card"].error or "")
+    # the charge happened late; its compensation (uncertain outcome) refunded it
+    assert ledger == {"o3:reserve": 1, "o3:release": 1, "o3:charge": 1, "o3:refund": 1}
+
+
+async def test_a_handler_that_keeps_failing_is_dead_lettered_with_a_failure_reply(
+    names: dict[str, str],
+) -> None:
+    """Retries exhausted: the command goes to the DLQ and the saga gets a failure reply."""
+    ledger, count = memory_ledger()
+    payments = nativekit.Service("payments", settings=_settings(consumer_retries=1))
+    calls: list[str] = []
+
+    @payments.command_handler(names["payments"])
+    async def on_charge(cmd: ChargeCard) -> CardCharged:
+        calls.append(cmd.order_id)
+        raise RuntimeError("gateway exploded")
+
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(orders, inventory_service(_settings(), names, count), payments):
+        record = await (await orders.sagas.start("place-order", {"order_id": "d1"})).wait(10)
+    assert record.status is SagaStatus.COMPENSATED
+    assert "RuntimeError: gateway exploded" in (record.steps["charge_card"].error or "")
+    assert calls == ["d1", "d1"]  # first attempt and one retry
+    dead = shared_memory_broker().records(f"{names['payments']}.dlq")
+    assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"RuntimeError"]
+    assert ledger == {"d1:reserve": 1, "d1:release": 1}
+
+
+async def test_an_unknown_command_type_gets_a_failure_reply_at_once(
+    names: dict[str, str],
+) -> None:
+    """A command no handler of the topic accepts is refused and dead-lettered, not retried."""
+    _, count = memory_ledger()
+    payments = nativekit.Service("payments", settings=_settings())
+
+    @payments.command_handler(names["payments"])
+    async def on_refund(cmd: RefundCard) -> CardRefunded:  # no ChargeCard handler
+        return CardRefunded(refunded=True)
+
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    async with running(orders, inventory_service(_settings(), names, count), payments):
+        record = await (await orders.sagas.start("place-order", {"order_id": "u1"})).wait(10)
+    assert record.status is SagaStatus.COMPENSATED
+    assert "no handler for command type 'ChargeCard'" in (record.steps["charge_card"].error or "")
+    dead = shared_memory_broker().records(f"{names['payments']}.dlq")
+    assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"UndeliverableCommand"]

@@ -1,0 +1,27 @@
+"""The code of docs/sagas-across-services.md runs as documented."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+from nativekit.saga import SagaStatus
+
+EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "sagas_across_services.py"
+
+
+async def test_docs_example_reserves_one_order_and_rejects_the_other() -> None:
+    """The order that fits completes; the rejected one compensates; the event is published."""
+    spec = importlib.util.spec_from_file_location("docs_sagas_across_example", EXAMPLE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert await module.main() == (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
+    assert module.stock == {"mug": 1}
+    assert module.reservations == {"1": 2}
+    from nativekit.messaging.runtime import shared_memory_broker
+
+    events = shared_memory_broker().records("orders.events")
+    assert [r.value for r in events if b'"order_id":"1"' in (r.value or b"")] == [
+        b'{"order_id":"1","reservation_id":"r-1"}'
+    ]

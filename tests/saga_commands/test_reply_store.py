@@ -1,0 +1,60 @@
+"""Reply store contract, on memory and on real Redis: claim, busy, answered, lost lease."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from nativekit.messaging.redis_reply_store import RedisReplyStore
+from nativekit.messaging.reply_store import MemoryReplyStore, StoredReply
+
+REPLY = StoredReply(True, "StockReserved", b'{"reservation_id":"r-1"}', None)
+
+
+class ReplyStoreContract:
+    """Behaviour every reply store has."""
+
+    async def test_first_claim_owns_the_key_and_a_second_is_busy(self, store: Any) -> None:
+        """A claimed key is busy for everyone else until finished or released."""
+        token = await store.claim("k1", lease=5)
+        assert isinstance(token, str)
+        assert await store.claim("k1", lease=5) is None
+        await store.release("k1", token)
+        assert isinstance(await store.claim("k1", lease=5), str)
+
+    async def test_an_answered_key_returns_the_stored_reply(self, store: Any) -> None:
+        """After finish, a claim gets the identical reply (duplicates are answered, not run)."""
+        token = await store.claim("k2", lease=5)
+        assert await store.finish("k2", token, REPLY, retain=60)
+        assert await store.claim("k2", lease=5) == REPLY
+
+    async def test_a_stale_owner_cannot_overwrite(self, store: Any) -> None:
+        """Only the current owner's token (or nobody's) may store the reply."""
+        assert isinstance(await store.claim("k3", lease=5), str)
+        failed = StoredReply(False, "", b"", "rejected")
+        assert not await store.finish("k3", "not-the-token", failed, retain=60)
+        await store.release("k3", "not-the-token")  # not held by it: no effect
+        assert await store.claim("k3", lease=5) is None
+
+
+class TestMemoryReplyStore(ReplyStoreContract):
+    @pytest.fixture
+    def store(self) -> MemoryReplyStore:
+        """A fresh memory store."""
+        return MemoryReplyStore()
+
+
+@pytest.mark.redis
+class TestRedisReplyStore(ReplyStoreContract):
+    @pytest.fixture
+    async def store(self, redis_url: str, unique: str) -> AsyncIterator[RedisReplyStore]:
+        """A Redis store under a unique prefix; keys removed afterwards."""
+        client = aioredis.Redis.from_url(redis_url)
+        yield RedisReplyStore(client, prefix=f"test:replies:{unique}")
+        keys = [k async for k in client.scan_iter(match=f"test:replies:{unique}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
