@@ -80,6 +80,7 @@ def start_cluster(stack: ExitStack, tag: str, log_dir: Path) -> Cluster:
         NATIVEKIT_ACCESS_LOG="false",
         NATIVEKIT_LOG_LEVEL="WARNING",
         NATIVEKIT_REDIS_MAX_CONNECTIONS="128",
+        NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_MS="10",  # command replies: do not idle in fetches
         SHOP_KEY_PREFIX=f"bench-{tag}",
         SHOP_TOPIC_PREFIX=f"bench-{tag}.",
         SHOP_SEED_PRODUCTS="0",

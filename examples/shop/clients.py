@@ -7,15 +7,10 @@ other services' domain objects directly (they run in the same process).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from typing import Any, Protocol
 
 import nativekit
-from examples.shop.models import Item, Payment, PaymentRequest, Product, Reservation
-
-
-class OutOfStock(Exception):
-    """Inventory cannot hold the order's lines; retrying will not help."""
+from examples.shop.models import Payment, PaymentRequest, Product
 
 
 class PaymentDeclined(Exception):
@@ -26,8 +21,6 @@ class InventoryClient(Protocol):
     """What orders asks of inventory."""
 
     async def product(self, sku: str) -> Product | None: ...
-    async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation: ...
-    async def release(self, order_id: str) -> None: ...
     async def aclose(self) -> None: ...
 
 
@@ -56,21 +49,6 @@ class LocalInventory:
 
         _in_process(svc, "SHOP_INVENTORY_URL")
         return await load_product(sku)
-
-    async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
-        from examples.shop.inventory import stock, svc
-
-        _in_process(svc, "SHOP_INVENTORY_URL")
-        reservation = await stock.reserve(order_id, items)
-        if reservation.state != "RESERVED":
-            raise OutOfStock(reservation.reason)
-        return reservation
-
-    async def release(self, order_id: str) -> None:
-        from examples.shop.inventory import stock, svc
-
-        _in_process(svc, "SHOP_INVENTORY_URL")
-        await stock.release(order_id)
 
     async def aclose(self) -> None:
         pass
@@ -145,17 +123,6 @@ class HttpInventory(_Http):
         if status == 404:
             return None
         return Product.model_validate(_ok(status, body, "inventory"))
-
-    async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
-        request = {"order_id": order_id, "items": [i.model_dump() for i in items]}
-        status, body = await self.call("POST", "/inventory/reservations", json=request)
-        if status == 409:
-            raise OutOfStock(body.get("detail"))
-        return Reservation.model_validate(_ok(status, body, "inventory"))
-
-    async def release(self, order_id: str) -> None:
-        status, body = await self.call("POST", f"/inventory/reservations/{order_id}/release")
-        _ok(status, body, "inventory")
 
 
 class HttpPayments(_Http):

@@ -17,6 +17,7 @@ from examples.shop.models import (
     OrderConfirmed,
     Product,
     ProductUpdate,
+    ReleaseStock,
     Reservation,
     ReserveStock,
     StockReleased,
@@ -148,19 +149,19 @@ async def put_product(sku: str, body: ProductUpdate) -> Product:
     return await stock.put(sku, body)
 
 
-@svc.post("/inventory/reservations", status_code=201)
-async def reserve(body: ReserveStock) -> Reservation:
-    """Hold stock for an order (idempotent by order id); 409 when there is not enough."""
-    reservation = await stock.reserve(body.order_id, body.items)
+@svc.command_handler(config.topic("inventory.commands"))
+async def on_reserve(cmd: ReserveStock) -> Reservation:
+    """Hold stock for an order (idempotent by order id); refuse when there is not enough."""
+    reservation = await stock.reserve(cmd.order_id, cmd.items)
     if reservation.state != "RESERVED":
-        raise nativekit.HTTPError(409, reservation.reason, extra=reservation.model_dump())
+        raise nativekit.CommandRejected(reservation.reason or f"reservation {reservation.state}")
     return reservation
 
 
-@svc.post("/inventory/reservations/{order_id}/release")
-async def release(order_id: str) -> Reservation:
-    """Give held stock back (idempotent)."""
-    return await stock.release(order_id)
+@svc.command_handler(config.topic("inventory.commands"))
+async def on_release(cmd: ReleaseStock) -> Reservation:
+    """Give held stock back (idempotent; never refused, so compensation always ends)."""
+    return await stock.release(cmd.order_id)
 
 
 @svc.consumer(config.topic("orders"), concurrency=8)

@@ -98,6 +98,12 @@ class ReserveStock(BaseModel):
     items: list[Item]
 
 
+class ReleaseStock(BaseModel):
+    """Ask inventory to give an order's held stock back (nothing held is fine)."""
+
+    order_id: str
+
+
 class Reservation(BaseModel):
     """Inventory's answer: the stock is held for the order."""
 

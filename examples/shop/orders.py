@@ -22,7 +22,6 @@ from examples.shop.clients import (
     InventoryClient,
     LocalInventory,
     LocalPayments,
-    OutOfStock,
     PaymentDeclined,
     PaymentsClient,
 )
@@ -37,11 +36,21 @@ from examples.shop.models import (
     PaymentRequest,
     PlaceOrder,
     PricedItem,
+    ReleaseStock,
     Reservation,
+    ReserveStock,
     StepView,
     payment_id_for,
 )
-from nativekit.saga import Backoff, SagaContext, SagaNotFound, SagaRecord, SagaStatus, StepRecord
+from nativekit.saga import (
+    Backoff,
+    SagaContext,
+    SagaNotFound,
+    SagaRecord,
+    SagaStatus,
+    StepRecord,
+    outbox_publish,
+)
 
 svc = nativekit.Service("orders")
 MAX_WAIT = 30.0
@@ -78,11 +87,12 @@ async def disconnect() -> None:
 place_order = svc.saga("place-order", input=PlaceOrder)
 
 
-async def announce(event: OrderPlaced | OrderConfirmed | OrderCancelled, what: str) -> None:
-    """Publish an order event; a retried step re-sends it with the same message id."""
-    await svc.publish(
-        config.topic("orders"), event, key=event.order_id, message_id=f"{event.order_id}:{what}"
-    )
+def announce(
+    ctx: SagaContext[PlaceOrder], event: OrderPlaced | OrderConfirmed | OrderCancelled
+) -> None:
+    """Publish an order event through the saga's outbox: written with the step's completion,
+    sent by the relay after it, so a step that failed or crashed announces nothing."""
+    outbox_publish(ctx, config.topic("orders"), event, key=ctx.data.order_id)
 
 
 # -- the saga -----------------------------------------------------------------------------
@@ -92,27 +102,29 @@ async def announce(event: OrderPlaced | OrderConfirmed | OrderCancelled, what: s
 async def accept_order(ctx: SagaContext[PlaceOrder]) -> None:
     """Announce the order."""
     order = ctx.data
-    await announce(OrderPlaced(order_id=order.order_id, customer_id=order.customer_id,
-                               total=order.total), "placed")  # fmt: skip
+    announce(ctx, OrderPlaced(order_id=order.order_id, customer_id=order.customer_id,
+                              total=order.total))  # fmt: skip
 
 
 @accept_order.compensate
 async def cancel_order(ctx: SagaContext[PlaceOrder]) -> None:
     """Runs last when the saga rolls back: announce the cancellation and why."""
     reason = order_reason(await svc.sagas.get(ctx.saga_id)) or "cancelled"
-    await announce(OrderCancelled(order_id=ctx.data.order_id, reason=reason), "cancelled")
+    announce(ctx, OrderCancelled(order_id=ctx.data.order_id, reason=reason))
 
 
-@place_order.step(retries=3, timeout=5, backoff=Backoff(0.05, 2.0, 1.0), no_retry=(OutOfStock,))
-async def reserve_stock(ctx: SagaContext[PlaceOrder]) -> Reservation:
-    """Hold every line in inventory (all or nothing)."""
-    return await peers.inventory.reserve(ctx.data.order_id, ctx.data.items)
+@place_order.command_step(
+    topic=config.topic("inventory.commands"), reply=Reservation, reply_timeout=5.0, retries=2
+)
+async def reserve_stock(ctx: SagaContext[PlaceOrder]) -> ReserveStock:
+    """Ask inventory to hold every line (all or nothing); the step's result is its reply."""
+    return ReserveStock(order_id=ctx.data.order_id, items=list(ctx.data.items))
 
 
-@reserve_stock.compensate
-async def release_stock(ctx: SagaContext[PlaceOrder]) -> None:
+@reserve_stock.compensate_command(topic=config.topic("inventory.commands"), reply=Reservation)
+async def release_stock(ctx: SagaContext[PlaceOrder]) -> ReleaseStock:
     """Give the stock back (inventory accepts a release of nothing)."""
-    await peers.inventory.release(ctx.data.order_id)
+    return ReleaseStock(order_id=ctx.data.order_id)
 
 
 @place_order.step(retries=3, timeout=5, backoff=Backoff(0.05, 2.0, 1.0),
@@ -134,7 +146,7 @@ async def refund_payment(ctx: SagaContext[PlaceOrder]) -> None:
 @place_order.step(retries=10, timeout=5)
 async def confirm_order(ctx: SagaContext[PlaceOrder]) -> None:
     """The order is final: announce it (inventory then turns the reservation into a sale)."""
-    await announce(OrderConfirmed(order_id=ctx.data.order_id, total=ctx.data.total), "confirmed")
+    announce(ctx, OrderConfirmed(order_id=ctx.data.order_id, total=ctx.data.total))
 
 
 # -- reading orders -------------------------------------------------------------------------

@@ -32,6 +32,7 @@ def cluster_env(redis_url: str, kafka_url: str, tag: str, **extra: str) -> dict[
         NATIVEKIT_ENVIRONMENT="test",
         NATIVEKIT_ACCESS_LOG="false",
         NATIVEKIT_CONSUMER_SESSION_TIMEOUT="6",
+        NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_MS="10",
         SHOP_KEY_PREFIX=f"shop-{tag}",
         SHOP_TOPIC_PREFIX=f"shop-{tag}.",
         SHOP_SEED_PRODUCTS="2",

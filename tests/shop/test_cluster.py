@@ -139,7 +139,7 @@ async def test_one_trace_spans_the_order_across_services(shop: Shop) -> None:
         expected = {
             ("orders", "saga place-order"),
             ("payments", "POST /payments"),
-            ("inventory", "POST /inventory/reservations"),
+            ("inventory", f"shop-{shop.tag}.inventory.commands process"),  # reserve_stock
             ("inventory", f"shop-{shop.tag}.orders process"),  # OrderConfirmed -> sale
         }
         if expected <= names or time.monotonic() > deadline:
