@@ -176,9 +176,10 @@ async def drive(svc: nativekit.Service, saga: str, total: int, tag: str) -> dict
             if record.error:
                 errors.append(json.dumps(record.to_dict(), default=str))
 
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     elapsed = time.perf_counter() - started
+    cpu_us = (time.process_time() - cpu) / total * 1e6
     latencies.sort()
     if statuses != {"COMPLETED": total}:
         raise RuntimeError(f"{saga}: not every saga completed: {statuses} {errors[:1]}")
@@ -186,6 +187,7 @@ async def drive(svc: nativekit.Service, saga: str, total: int, tag: str) -> dict
         "sagas_per_s": round(total / elapsed, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
+        "orchestrator_cpu_us_per_saga": round(cpu_us),
     }
 
 

@@ -70,3 +70,12 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("NATIVEKIT_") and not key.startswith("NATIVEKIT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("NATIVEKIT_ENVIRONMENT", "test")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Each test's first service configures logging anew (it is once per process otherwise)."""
+    yield
+    from nativekit.logging import reset_logging
+
+    reset_logging()
