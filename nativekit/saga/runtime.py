@@ -212,7 +212,13 @@ class SagaRuntime:
             raise ConfigError(f"Saga {definition.name!r} has no steps; add one with @saga.step().")
         value = definition.validate_input(data)
         if saga_id is not None and saga_id in self.runs:  # running here: it exists
-            return SagaHandle(saga_id, self.runs[saga_id][0].saga.name, False, self)
+            running = self.runs[saga_id][0]
+            creating = running.creating
+            if creating is not None and not creating.done.done():
+                # a concurrent start is storing it: answer once it is stored, so a
+                # get() right after this call finds the instance
+                await asyncio.shield(creating.done)
+            return SagaHandle(saga_id, running.saga.name, False, self)
         now = self._env_args["clock"]()
         record = SagaRecord(
             saga_id=saga_id or uuid.uuid4().hex,

@@ -213,6 +213,27 @@ async def test_starting_an_existing_id_returns_it_without_running_again(
     assert record.status is SagaStatus.COMPLETED
 
 
+async def test_concurrent_starts_of_one_id_return_after_it_is_stored(
+    make_service, participant
+) -> None:
+    """Concurrent starts of one id run it once, and each caller can read the instance at once."""
+    svc = make_service()
+    saga = three_steps(svc, participant)
+
+    async def start_then_read() -> tuple[Any, Any]:
+        handle = await svc.sagas.start(saga, {"order_id": "o"}, saga_id="race")
+        return handle, await svc.sagas.get("race")
+
+    async with serve(svc):
+        pairs = await asyncio.gather(*(start_then_read() for _ in range(10)))
+        handles = [h for h, _ in pairs]
+        records = [r for _, r in pairs]
+        await handles[0].wait(5)
+    assert sorted(h.created for h in handles) == [False] * 9 + [True]
+    assert all(r is not None and r.saga_id == "race" for r in records)
+    assert len(participant.calls) == 3
+
+
 async def test_invalid_input_is_rejected_before_anything_is_stored(
     make_service, participant
 ) -> None:
