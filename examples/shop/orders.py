@@ -7,7 +7,6 @@ The saga instance *is* the order: its id is the order id and its input the order
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import re
 import uuid
@@ -220,17 +219,6 @@ def wait_seconds(prefer: str | None) -> float:
     return min(float(match.group(1)), MAX_WAIT) if match else 0.0
 
 
-async def stored_order(order_id: str) -> SagaRecord:
-    """The order's saga record. A concurrent request with the same Idempotency-Key may
-    still be storing it (``start`` answers "exists" as soon as this replica runs it)."""
-    for _ in range(50):
-        try:
-            return await svc.sagas.get(order_id)
-        except SagaNotFound:
-            await asyncio.sleep(0.02)
-    return await svc.sagas.get(order_id)
-
-
 # -- HTTP -------------------------------------------------------------------------------------
 
 
@@ -246,7 +234,7 @@ async def create_order(
                        items=await price(body), payment_token=body.payment_token)  # fmt: skip
     handle = await svc.sagas.start(place_order, order, saga_id=order.order_id)
     if not handle.created:
-        stored = PlaceOrder.model_validate_json((await stored_order(order.order_id)).input)
+        stored = PlaceOrder.model_validate_json((await svc.sagas.get(order.order_id)).input)
         if not same_request(stored, body):
             raise nativekit.HTTPError(422, "this Idempotency-Key was used for a different order")
     wait = wait_seconds(prefer)
@@ -256,9 +244,9 @@ async def create_order(
         try:
             record = await svc.sagas.wait(order.order_id, wait)
         except TimeoutError:
-            record = await stored_order(order.order_id)
+            record = await svc.sagas.get(order.order_id)
     else:
-        record = await stored_order(order.order_id)
+        record = await svc.sagas.get(order.order_id)
     return JSONResponse(order_view(record).model_dump(mode="json"), 202, headers=headers)
 
 
