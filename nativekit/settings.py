@@ -82,7 +82,12 @@ class Settings(BaseSettings):
     redis_tls_ca_file: Path | None = Field(None, description="CA bundle to verify Redis TLS.")
     redis_tls_cert_file: Path | None = Field(None, description="Client certificate for Redis mTLS.")
     redis_tls_key_file: Path | None = Field(None, description="Client key for Redis mTLS.")
-    redis_max_connections: int = Field(64, ge=1, description="Connection pool size per service.")
+    redis_max_connections: int = Field(
+        64,
+        ge=1,
+        description="Connection pool size per service; a call waits up to "
+        "NATIVEKIT_OPERATION_TIMEOUT for a free connection.",
+    )
 
     # -- Kafka ------------------------------------------------------------------
     kafka_url: str = Field(
