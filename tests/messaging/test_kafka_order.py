@@ -1,0 +1,85 @@
+"""Per-key order under within-partition concurrency, on the real broker and real Redis."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Mapping
+
+import pytest
+from pydantic import BaseModel
+
+from nativekit import Service
+from nativekit.messaging import Message, TopicPartition
+from nativekit.messaging.kafka import KafkaBroker, KafkaGroupConsumer
+from tests.messaging.conftest import eventually, kafka_settings
+
+pytestmark = [pytest.mark.kafka, pytest.mark.redis]
+
+KEYS = ("a", "b", "c", "d", "e")
+PER_KEY = 30
+
+
+class Step(BaseModel):
+    """The n-th event of one key."""
+
+    key: str
+    n: int
+
+
+async def test_per_key_order_with_concurrency_on_kafka(
+    monkeypatch: pytest.MonkeyPatch, kafka_url: str, redis_url: str, unique: str
+) -> None:
+    """One partition, concurrency 4: keys overlap, each key runs in order, commits stay behind."""
+    topic, group = f"steps-{unique}", f"g-{unique}"
+    settings = kafka_settings(kafka_url, redis_url)
+    admin = KafkaBroker(settings)
+    await admin.create_topics({topic: 1})
+    await admin.aclose()
+
+    seen: dict[str, list[int]] = {key: [] for key in KEYS}
+    handled: set[int] = set()
+    committed: list[int] = []
+    violations: list[str] = []
+    running = peak = 0
+    jitter = random.Random(7)
+    commit = KafkaGroupConsumer.commit
+
+    async def checked(self: KafkaGroupConsumer, offsets: Mapping[TopicPartition, int]) -> None:
+        for tp, offset in offsets.items():
+            if tp.topic != topic:
+                continue
+            if missing := set(range(offset)) - handled:
+                violations.append(f"committed {offset} with {sorted(missing)[:5]} unhandled")
+            if committed and offset < committed[-1]:
+                violations.append(f"commit moved back from {committed[-1]} to {offset}")
+            committed.append(offset)
+        await commit(self, offsets)
+
+    monkeypatch.setattr(KafkaGroupConsumer, "commit", checked)
+    svc = Service("ordered", settings=settings)
+
+    @svc.consumer(topic, group=group, concurrency=4)
+    async def on_step(event: Step, msg: Message) -> None:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(jitter.choice((0, 0.001, 0.004)))
+        seen[event.key].append(event.n)
+        handled.add(msg.offset)
+        running -= 1
+
+    await svc.startup(hook_sigterm=False)
+    try:
+        for n in range(PER_KEY):
+            for key in KEYS:
+                await svc.publish(topic, Step(key=key, n=n), key=key)
+        total = PER_KEY * len(KEYS)
+        await eventually(lambda: len(handled) == total, within=40, what="every step handled")
+    finally:
+        await svc.shutdown()
+
+    assert violations == []
+    assert seen == {key: list(range(PER_KEY)) for key in KEYS}
+    assert peak > 1, "keys never overlapped: the test did not exercise concurrency"
+    assert committed and committed[-1] == total
