@@ -189,17 +189,26 @@ class Service:
         if self._backend_checks_added:
             return
         self._backend_checks_added = True
-        if self.uses_redis:
+        redis_mode, kafka_mode = self.settings.redis_readiness, self.settings.kafka_readiness
+        if self.uses_redis and redis_mode != "off":
             from nativekit.backends.redis import redis_check
 
             self.health.add(
-                "redis:ping", redis_check(self.redis, self.settings), component_type="datastore"
+                "redis:ping",
+                redis_check(self.redis, self.settings),
+                critical=redis_mode == "critical",
+                component_type="datastore",
             )
-        if self.uses_kafka:
+        if self.uses_kafka and kafka_mode != "off":
             from nativekit.backends.kafka import KafkaProbe
 
             probe = KafkaProbe(self.settings)
-            self.health.add("kafka:metadata", probe.check, component_type="datastore")
+            self.health.add(
+                "kafka:metadata",
+                probe.check,
+                critical=kafka_mode == "critical",
+                component_type="datastore",
+            )
             self.lifecycle.add("kafka-probe", stop=probe.stop)
 
     # -- the ASGI app ----------------------------------------------------------------

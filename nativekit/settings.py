@@ -24,6 +24,7 @@ LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 Environment = Literal["development", "test", "staging", "production"]
 SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
+Readiness = Literal["critical", "warn", "off"]
 
 _REDIS_SCHEMES = ("memory", "redis", "rediss", "unix")
 
@@ -117,6 +118,15 @@ class Settings(BaseSettings):
     health_timeout: float = Field(2.0, gt=0, description="Seconds one readiness check may take.")
     health_cache_ttl: float = Field(
         1.0, ge=0, description="Seconds readiness results are reused, so probe storms stay cheap."
+    )
+    redis_readiness: Readiness = Field(
+        "critical",
+        description="How the redis:ping check counts in /readyz: critical (fails it), warn "
+        "(for services that use Redis only to cache) or off.",
+    )
+    kafka_readiness: Readiness = Field(
+        "critical",
+        description="How the kafka:metadata check counts in /readyz: critical, warn or off.",
     )
     shutdown_delay: float = Field(
         0.0,

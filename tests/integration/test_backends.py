@@ -114,3 +114,39 @@ async def test_pool_waits_for_a_free_connection(redis_url: str) -> None:
     async with serve(svc):
         results = await asyncio.gather(*(svc.redis.ping() for _ in range(50)))
     assert results == [True] * 50
+
+
+@pytest.mark.redis
+async def test_redis_readiness_warn_keeps_a_cache_only_service_ready() -> None:
+    """NATIVEKIT_REDIS_READINESS=warn: Redis down shows as warn, /readyz stays 200."""
+    port = servers.free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    warn = Settings(_env_file=None, redis_url=url, connect_timeout=0.5, redis_readiness="warn")
+    svc = Service("cache-only", settings=warn)
+    async with serve(svc) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"]["redis:ping"][0]["status"] == "warn"
+
+    off = Service(
+        "no-check", settings=Settings(_env_file=None, redis_url=url, redis_readiness="off")
+    )
+    async with serve(off) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 200 and "redis:ping" not in r.json().get("checks", {})
+
+
+@pytest.mark.kafka
+async def test_kafka_readiness_warn() -> None:
+    """NATIVEKIT_KAFKA_READINESS=warn: an unreachable broker only warns."""
+    port = servers.free_port()
+    settings = Settings(
+        _env_file=None,
+        kafka_url=f"kafka://127.0.0.1:{port}",
+        health_timeout=3,
+        kafka_readiness="warn",
+    )
+    async with serve(Service("kafka-warn", settings=settings)) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"]["kafka:metadata"][0]["status"] == "warn"
