@@ -39,9 +39,10 @@ def version() -> None:
 
 
 def _commands() -> None:
-    from nativekit.cli.project import new
+    from nativekit.cli.project import new, update
 
     cli.add_command(new)
+    cli.add_command(update)
 
 
 _commands()

@@ -1,130 +1,120 @@
-"""Render the project templates of ``nativekit new`` and write them to a directory.
+"""Create a service project from the packaged project template (``nativekit new``).
 
-Templates are package data (``nativekit/cli/templates/*.tmpl``) rendered with
-:class:`string.Template` using ``{{name}}`` placeholders, so the ``$`` of
-Makefiles, Dockerfiles and shells stays literal.
+The template is a copier template shipped as package data, one directory per
+released version (``nativekit/cli/templates/1``, ``2``, ...); ``new`` renders
+the newest. Released versions stay untouched so that ``nativekit update`` can
+render the version a project was made from (see :mod:`nativekit.cli.template_repo`).
 """
 
 from __future__ import annotations
 
 import keyword
-import string
+import re
 import sys
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
+from typing import Any
 
-import nativekit
+from nativekit.cli.common import EXIT_FAILED, EXIT_USAGE
 from nativekit.service import SERVICE_NAME
+
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+ANSWERS_FILE = ".copier-answers.yml"
+INSTALL_HINT = "pip install 'nativekit[cli]'"
 
 # Import names a project package must not take: they would shadow what the project runs on.
 _RESERVED = frozenset(
     {
         "nativekit", "tests", "test", "starlette", "uvicorn", "pydantic", "pydantic_settings",
         "redis", "aiokafka", "structlog", "prometheus_client", "opentelemetry", "httpx",
-        "pytest", "pytest_asyncio", "ruff",
+        "pytest", "pytest_asyncio", "ruff", "copier",
     }
 )  # fmt: skip
 
-# Output path (``{package}`` is replaced) -> template file name.
-FILES: dict[str, str] = {
-    "pyproject.toml": "pyproject.toml.tmpl",
-    "README.md": "README.md.tmpl",
-    "Makefile": "Makefile.tmpl",
-    "Dockerfile": "Dockerfile.tmpl",
-    ".dockerignore": "dockerignore.tmpl",
-    ".gitignore": "gitignore.tmpl",
-    ".env.example": "env.example.tmpl",
-    "src/{package}/__init__.py": "package_init.py.tmpl",
-    "src/{package}/app.py": "app.py.tmpl",
-    "tests/test_app.py": "test_app.py.tmpl",
-}
+# RFC 1123 label: the name becomes Kubernetes object names, a DNS host and a topic prefix.
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class ScaffoldError(Exception):
-    """A request ``nativekit new`` cannot carry out; ``exit_code`` says why."""
+    """A request ``nativekit new`` or ``update`` cannot carry out; ``exit_code`` says why."""
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
 
-# {{name}} is a placeholder; any other "{{" is an error, so a typo cannot pass unnoticed.
-_PLACEHOLDER = r"""
-\{\{(?:
-    (?P<named>[a-z_][a-z0-9_]*)\}\}
-  | (?P<escaped>(?!))
-  | (?P<braced>(?!))
-  | (?P<invalid>)
-)
-"""
-
-
-class _Template(string.Template):
-    """``string.Template`` with ``{{name}}`` placeholders and no ``$`` syntax."""
-
-    # Template compiles a str pattern itself; typeshed only knows the compiled form.
-    pattern = _PLACEHOLDER  # type: ignore[assignment]
-
-
 @dataclass(frozen=True)
 class Project:
-    """What the templates are filled with."""
+    """The answers the template is rendered with."""
 
     name: str
     package: str
+    kafka: bool = True
+    kubernetes: bool = True
+    ci: bool = True
 
     @property
-    def values(self) -> dict[str, str]:
-        """Placeholder values for the templates."""
+    def answers(self) -> dict[str, Any]:
+        """The template's questions and their answers."""
         return {
             "name": self.name,
             "package": self.package,
-            "title": self.name.replace("-", " ").replace("_", " ").replace(".", " ").title(),
-            "nativekit_version": nativekit.__version__,
+            "kafka": self.kafka,
+            "kubernetes": self.kubernetes,
+            "ci": self.ci,
         }
 
 
-def project_for(name: str) -> Project:
-    """Check ``name`` and derive its Python package name.
+def check_name(name: str) -> str:
+    """Check ``name`` and return its Python package name.
 
     Raises:
-        ScaffoldError: (exit code 2) when the name is not a valid service name or its
-            package name cannot be imported without clashing.
+        ScaffoldError: (exit code 2) when the name is not a valid service name, not a
+            DNS label, or its package name cannot be imported without clashing.
     """
     if not SERVICE_NAME.match(name):
         raise ScaffoldError(
-            f"{name!r} is not a valid service name; use 1-64 lowercase letters, digits, "
-            "'.', '_' or '-', starting and ending with a letter or digit (e.g. 'billing' "
-            "or 'order-service').",
-            2,
+            f"{name!r} is not a valid service name; use 1-63 lowercase letters, digits "
+            "or '-', starting and ending with a letter or digit (e.g. 'billing' or "
+            "'order-service').",
+            EXIT_USAGE,
         )
-    package = name.replace("-", "_").replace(".", "_")
+    if not DNS_LABEL.match(name):
+        raise ScaffoldError(
+            f"{name!r} cannot name the project's Kubernetes objects and DNS host: a DNS "
+            "label has at most 63 lowercase letters, digits and '-' (no '.' or '_'); "
+            f"try {re.sub(r'[._]', '-', name)[:63]!r}.",
+            EXIT_USAGE,
+        )
+    package = name.replace("-", "_")
     if not package.isidentifier() or keyword.iskeyword(package):
         raise ScaffoldError(
             f"{name!r} gives the package name {package!r}, which Python cannot import; "
             "start the name with a letter and avoid Python keywords.",
-            2,
+            EXIT_USAGE,
         )
     if package in _RESERVED or package in sys.stdlib_module_names:
         raise ScaffoldError(
             f"{name!r} gives the package name {package!r}, which would shadow the module "
             f"{package!r} the project needs; choose another name (e.g. '{name}-service').",
-            2,
+            EXIT_USAGE,
         )
-    return Project(name=name, package=package)
+    return package
 
 
-def render(project: Project) -> dict[str, str]:
-    """Every file of the project: relative path -> content."""
-    templates = resources.files("nativekit.cli").joinpath("templates")
-    values = project.values
-    return {
-        path.format(package=project.package): _Template(
-            templates.joinpath(template).read_text(encoding="utf-8")
-        ).substitute(values)
-        for path, template in FILES.items()
-    }
+def project_for(
+    name: str, *, kafka: bool = True, kubernetes: bool = True, ci: bool = True
+) -> Project:
+    """The validated answers for a new project ``name`` (see :func:`check_name`)."""
+    return Project(name, check_name(name), kafka=kafka, kubernetes=kubernetes, ci=ci)
+
+
+def template_versions(root: Path = TEMPLATES) -> list[int]:
+    """The template versions in ``root``, oldest first."""
+    versions = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
+    if not versions:
+        raise ScaffoldError(f"no project template in {root}; reinstall nativekit.", EXIT_FAILED)
+    return versions
 
 
 def check_target(target: Path, *, force: bool) -> None:
@@ -134,37 +124,60 @@ def check_target(target: Path, *, force: bool) -> None:
         ScaffoldError: (exit code 1) when the target cannot be used.
     """
     if target.exists() and not target.is_dir():
-        raise ScaffoldError(f"{target} exists and is not a directory.", 1)
+        raise ScaffoldError(f"{target} exists and is not a directory.", EXIT_FAILED)
     if target.is_dir() and any(target.iterdir()) and not force:
         raise ScaffoldError(
-            f"{target} already exists and is not empty; choose another --directory, "
+            f"{target} already exists and is not empty; choose another directory, "
             "or pass --force to write the project files into it (files of the same "
             "name are overwritten, others are left alone).",
-            1,
+            EXIT_FAILED,
         )
 
 
-def write(target: Path, files: dict[str, str]) -> list[Path]:
-    """Write ``files`` under ``target`` (creating directories); returns the written paths."""
-    written = []
-    for relative, content in files.items():
-        path = target / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content, encoding="utf-8", newline="\n")
-        written.append(path)
-    return written
+def import_copier() -> Any:
+    """The copier module, or a :class:`ScaffoldError` saying how to install it."""
+    try:
+        import copier
+    except ImportError as exc:
+        raise ScaffoldError(
+            f"this command needs the copier template engine, which is not installed; "
+            f"run: {INSTALL_HINT}",
+            EXIT_FAILED,
+        ) from exc
+    return copier
 
 
-def scaffold(name: str, target: Path, *, force: bool = False) -> list[Path]:
-    """Create the project ``name`` in ``target``; returns the files written.
+def scaffold(project: Project, target: Path, *, force: bool = False) -> list[Path]:
+    """Render the newest template for ``project`` into ``target``; returns the files written.
 
     Raises:
-        ScaffoldError: for an invalid name (exit code 2) or an unusable target (1).
+        ScaffoldError: for an unusable target (exit code 1) or a missing copier (1).
     """
-    project = project_for(name)
     check_target(target, force=force)
-    files = render(project)
+    copier = import_copier()
+    before = _snapshot(target)
+    template = TEMPLATES / str(template_versions()[-1])
     try:
-        return write(target, files)
+        copier.run_copy(
+            str(template),
+            str(target),
+            data=project.answers,
+            defaults=True,
+            overwrite=True,
+            quiet=True,
+        )
     except OSError as exc:
-        raise ScaffoldError(f"cannot write the project to {target}: {exc}", 1) from exc
+        raise ScaffoldError(f"cannot write the project to {target}: {exc}", EXIT_FAILED) from exc
+    after = _snapshot(target)
+    return sorted(path for path, stamp in after.items() if before.get(path) != stamp)
+
+
+def _snapshot(root: Path) -> dict[Path, int]:
+    """Files under ``root`` (outside .git) with their modification times."""
+    if not root.is_dir():
+        return {}
+    return {
+        path: path.stat().st_mtime_ns
+        for path in root.rglob("*")
+        if path.is_file() and ".git" not in path.relative_to(root).parts
+    }

@@ -80,14 +80,7 @@ class Consumer:
         self._lanes: dict[TopicPartition, Lane] = {}
         self._finished: list[tuple[Item, FinalState | None]] = []
         self._releases: list[Claim] = []
-        self._batches: asyncio.Queue[
-            tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
-        ] = asyncio.Queue()
-        self._finish_event = asyncio.Event()
-        self._capacity = asyncio.Event()
-        self._flush_lock = asyncio.Lock()
-        self._commit_lock = asyncio.Lock()
-        self._commit_event = asyncio.Event()
+        self._new_run_state()
         self._in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
@@ -105,6 +98,18 @@ class Consumer:
         if store is not None:
             self.store = self._runner.store = store
 
+    def _new_run_state(self) -> None:
+        # asyncio primitives bind to the loop that first uses them; a service started
+        # again on another loop (one per test in a test suite) needs fresh ones.
+        self._batches: asyncio.Queue[
+            tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
+        ] = asyncio.Queue()
+        self._finish_event = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
+        self._commit_event = asyncio.Event()
+
     @property
     def name(self) -> str:
         """``<group>:<handler>``, the scope of the dedup keys."""
@@ -120,6 +125,7 @@ class Consumer:
         except Exception as exc:  # the topic may exist or be created by an operator
             self.log.warning("consumer.dead_letter_topic_unverified", error=repr(exc))
         self._stopping = False
+        self._new_run_state()
         # Bound now: logging is configured at service startup, after decoration time.
         self.log = self._runner.log = get_logger(
             service=self._service_name, group=self.options.group, handler=self.spec.name
