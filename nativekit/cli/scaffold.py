@@ -109,8 +109,9 @@ def project_for(
     return Project(name, check_name(name), kafka=kafka, kubernetes=kubernetes, ci=ci)
 
 
-def template_versions(root: Path = TEMPLATES) -> list[int]:
-    """The template versions in ``root``, oldest first."""
+def template_versions(root: Path | None = None) -> list[int]:
+    """The template versions in ``root`` (default: the packaged ones), oldest first."""
+    root = TEMPLATES if root is None else root
     versions = sorted(int(p.name) for p in root.iterdir() if p.is_dir() and p.name.isdigit())
     if not versions:
         raise ScaffoldError(f"no project template in {root}; reinstall nativekit.", EXIT_FAILED)
@@ -156,7 +157,7 @@ def scaffold(project: Project, target: Path, *, force: bool = False) -> list[Pat
     check_target(target, force=force)
     copier = import_copier()
     before = _snapshot(target)
-    template = TEMPLATES / str(template_versions()[-1])
+    template = TEMPLATES / str(template_versions(TEMPLATES)[-1])
     try:
         copier.run_copy(
             str(template),

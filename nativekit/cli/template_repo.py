@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from nativekit.cli import scaffold
 from nativekit.cli.common import EXIT_FAILED
 from nativekit.cli.scaffold import (
     ANSWERS_FILE,
-    TEMPLATES,
     ScaffoldError,
     import_copier,
     template_versions,
@@ -66,7 +66,7 @@ def _git(*args: str, cwd: Path) -> str:
     return done.stdout
 
 
-def build_template_repo(dest: Path, root: Path = TEMPLATES) -> list[int]:
+def build_template_repo(dest: Path, root: Path) -> list[int]:
     """Make ``dest`` a git repository with one commit per template version, tagged with it.
 
     Returns the versions, oldest first.
@@ -90,7 +90,7 @@ def build_template_repo(dest: Path, root: Path = TEMPLATES) -> list[int]:
 
 
 @contextmanager
-def template_repo(root: Path = TEMPLATES) -> Iterator[Path]:
+def template_repo(root: Path) -> Iterator[Path]:
     """The template repository at :data:`TEMPLATE_REPO`, locked and built for the block."""
     dest = Path(os.path.expanduser(TEMPLATE_REPO))
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +143,7 @@ def check_clean_git(project: Path) -> None:
         )
 
 
-def update(project: Path, *, root: Path = TEMPLATES) -> UpdateResult:
+def update(project: Path, *, root: Path | None = None) -> UpdateResult:
     """Merge the newest template version into ``project``, keeping the user's changes.
 
     Raises:
@@ -154,6 +154,7 @@ def update(project: Path, *, root: Path = TEMPLATES) -> UpdateResult:
     copier = import_copier()
     check_clean_git(project)
     old = int(str(answers.get("_commit", "0")))
+    root = scaffold.TEMPLATES if root is None else root
     newest = template_versions(root)[-1]
     if old >= newest:
         return UpdateResult(old, newest)
