@@ -153,7 +153,14 @@ def update(project: Path, *, root: Path | None = None) -> UpdateResult:
     answers = read_answers(project)
     copier = import_copier()
     check_clean_git(project)
-    old = int(str(answers.get("_commit", "0")))
+    try:
+        old = int(str(answers.get("_commit")))
+    except ValueError:
+        raise ScaffoldError(
+            f"{project / ANSWERS_FILE} names no template version nativekit knows "
+            f"(_commit: {answers.get('_commit')!r}); it should be a number.",
+            EXIT_FAILED,
+        ) from None
     root = scaffold.TEMPLATES if root is None else root
     newest = template_versions(root)[-1]
     if old >= newest:
@@ -162,14 +169,15 @@ def update(project: Path, *, root: Path | None = None) -> UpdateResult:
         copier.run_update(
             str(project), defaults=True, overwrite=True, quiet=True, conflict="inline"
         )
+    # Porcelain paths are relative to the repository root; show them relative to the project.
+    top = Path(_git("rev-parse", "--show-toplevel", cwd=project).strip())
     changed = [
-        line[3:] for line in _git("status", "--porcelain", "--", ".", cwd=project).splitlines()
+        os.path.relpath(top / line[3:], project)
+        for line in _git(
+            "status", "--porcelain", "--untracked-files=all", "--", ".", cwd=project
+        ).splitlines()
     ]
-    conflicts = [
-        path
-        for path in changed
-        if (project / path).is_file() and "<<<<<<< " in _read(project / path)
-    ]
+    conflicts = [path for path in changed if "<<<<<<< " in _read(project / path)]
     return UpdateResult(old, newest, changed, conflicts)
 
 

@@ -128,7 +128,7 @@ def test_uncommitted_changes_are_refused(
 
 
 def test_a_project_outside_git_is_refused(
-    tmp_path: Path, templates: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Without git there is no reviewable merge: exit 1 with the commands to run."""
     target = tmp_path / "loose"
@@ -153,3 +153,19 @@ def test_template_repository_has_a_tag_per_version(tmp_path: Path, templates: Pa
     assert git(repo, "tag", "--sort=creatordate").split() == [str(v) for v in versions]
     changed = git(repo, "diff", "--name-only", str(NEWEST), str(NEWEST + 1)).split()
     assert "project/Dockerfile.jinja" in changed
+
+
+def test_a_project_in_a_subdirectory_of_a_repository_is_updated(
+    tmp_path: Path, request: pytest.FixtureRequest, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """In a monorepo the project's files are updated and listed relative to the project."""
+    repo = tmp_path / "mono"
+    assert main(["new", "billing", str(repo / "services" / "billing")]) == 0
+    git(repo, "init", "-q")
+    git(repo, "add", "-A")
+    git(repo, "commit", "-qm", "new")
+    request.getfixturevalue("templates")  # the next version appears only now
+    capsys.readouterr()
+    assert main(["update", str(repo / "services" / "billing")]) == 0
+    assert "python:3.12-slim" in (repo / "services/billing/Dockerfile").read_text()
+    assert "\n  Dockerfile\n" in capsys.readouterr().out
