@@ -17,6 +17,7 @@ import pytest
 
 import nativekit
 from nativekit.cli.main import main
+from nativekit.cli.scaffold import template_versions
 
 pytestmark = pytest.mark.slow
 NAME = "probe-svc"
@@ -140,5 +141,7 @@ def test_wheel_ships_the_templates(tmp_path: Path) -> None:
     made = tmp_path / "billing"
     assert (made / "src/billing/app.py").is_file() and (made / "k8s/deployment.yaml").is_file()
     assert (made / ".github/workflows/ci.yml").is_file() and (made / ".dockerignore").is_file()
+    newest = template_versions()[-1]
+    assert f"_commit: '{newest}'" in (made / ".copier-answers.yml").read_text()
     tests = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], made)
     assert tests.returncode == 0, tests.stdout + tests.stderr
