@@ -169,3 +169,12 @@ def test_a_project_in_a_subdirectory_of_a_repository_is_updated(
     assert main(["update", str(repo / "services" / "billing")]) == 0
     assert "python:3.12-slim" in (repo / "services/billing/Dockerfile").read_text()
     assert "\n  Dockerfile\n" in capsys.readouterr().out
+
+
+def test_a_file_the_user_deleted_stays_deleted(project: Path, templates: Path) -> None:
+    """Deleting a generated file (here compose.yaml) is a change the update keeps."""
+    git(project, "rm", "-q", "compose.yaml")
+    git(project, "commit", "-qm", "no compose")
+    assert main(["update", str(project)]) == 0
+    assert not (project / "compose.yaml").exists()
+    assert "python:3.12-slim" in (project / "Dockerfile").read_text()
