@@ -169,6 +169,8 @@ def scaffold(project: Project, target: Path, *, force: bool = False) -> list[Pat
         )
     except OSError as exc:
         raise ScaffoldError(f"cannot write the project to {target}: {exc}", EXIT_FAILED) from exc
+    except copier.errors.CopierError as exc:
+        raise ScaffoldError(f"copier could not render the template: {exc}", EXIT_FAILED) from exc
     after = _snapshot(target)
     return sorted(path for path, stamp in after.items() if before.get(path) != stamp)
 

@@ -77,8 +77,10 @@ def build_template_repo(dest: Path, root: Path) -> list[int]:
     _git("init", "--quiet", "--initial-branch=main", cwd=dest)
     for version in versions:
         for entry in dest.iterdir():
-            if entry.name != ".git":
-                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+            if entry.is_dir() and entry.name != ".git":
+                shutil.rmtree(entry)
+            elif entry.is_file():
+                entry.unlink()
         shutil.copytree(root / str(version), dest, dirs_exist_ok=True)
         # copytree keeps mtimes, so git's stat cache could take an edited file of the same
         # size for unchanged: hash every file afresh.
@@ -150,8 +152,8 @@ def update(project: Path, *, root: Path | None = None) -> UpdateResult:
         ScaffoldError: (exit code 1) when the project has no answers file, is not a
             clean git work tree, or copier is missing.
     """
+    copier = import_copier()  # before reading the answers: its PyYAML reads them
     answers = read_answers(project)
-    copier = import_copier()
     check_clean_git(project)
     try:
         old = int(str(answers.get("_commit")))
@@ -166,13 +168,16 @@ def update(project: Path, *, root: Path | None = None) -> UpdateResult:
     if old >= newest:
         return UpdateResult(old, newest)
     with template_repo(root):
-        copier.run_update(
-            str(project), defaults=True, overwrite=True, quiet=True, conflict="inline"
-        )
+        try:
+            copier.run_update(
+                str(project), defaults=True, overwrite=True, quiet=True, conflict="inline"
+            )
+        except copier.errors.CopierError as exc:
+            raise ScaffoldError(f"copier could not update {project}: {exc}", EXIT_FAILED) from exc
     # Porcelain paths are relative to the repository root; show them relative to the project.
     top = Path(_git("rev-parse", "--show-toplevel", cwd=project).strip())
     changed = [
-        os.path.relpath(top / line[3:], project)
+        os.path.relpath(top / line[3:], project.resolve())
         for line in _git(
             "status", "--porcelain", "--untracked-files=all", "--", ".", cwd=project
         ).splitlines()
