@@ -15,7 +15,6 @@ copier, and removes the repository again.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import shutil
 import subprocess
@@ -74,7 +73,7 @@ def build_template_repo(dest: Path, root: Path) -> list[int]:
     versions = template_versions(root)
     shutil.rmtree(dest, ignore_errors=True)
     dest.mkdir(parents=True)
-    _git("init", "--quiet", "--initial-branch=main", cwd=dest)
+    _git("init", "--quiet", cwd=dest)
     for version in versions:
         for entry in dest.iterdir():
             if entry.is_dir() and entry.name != ".git":
@@ -96,13 +95,27 @@ def template_repo(root: Path) -> Iterator[Path]:
     """The template repository at :data:`TEMPLATE_REPO`, locked and built for the block."""
     dest = Path(os.path.expanduser(TEMPLATE_REPO))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with open(dest.parent / f"{dest.name}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another nativekit update may be building it
+    with _locked(dest.parent / f"{dest.name}.lock"):  # another update may be building it
         try:
             build_template_repo(dest, root)
             yield dest
         finally:
             shutil.rmtree(dest, ignore_errors=True)
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    """An exclusive lock on ``path`` where the OS has flock (not on Windows)."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 

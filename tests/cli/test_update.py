@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import shutil
 import subprocess
 from pathlib import Path
@@ -150,7 +151,12 @@ def test_template_repository_has_a_tag_per_version(tmp_path: Path, templates: Pa
     repo = tmp_path / "repo"
     versions = build_template_repo(repo, templates)
     assert versions == [*scaffold.template_versions(templates)]
-    assert git(repo, "tag", "--sort=creatordate").split() == [str(v) for v in versions]
+    tags = git(repo, "for-each-ref", "refs/tags", "--format=%(refname:short) %(subject)")
+    assert dict(line.split(" ", 1) for line in tags.splitlines()) == {
+        str(v): f"template version {v}" for v in versions
+    }
+    for older, newer in itertools.pairwise(versions):
+        assert git(repo, "rev-parse", f"{newer}^") == git(repo, "rev-parse", str(older))
     changed = git(repo, "diff", "--name-only", str(NEWEST), str(NEWEST + 1)).split()
     assert "project/Dockerfile.jinja" in changed
 
