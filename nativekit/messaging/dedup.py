@@ -10,7 +10,9 @@ A key goes through three states:
 * ``DEAD`` — the message went to the dead-letter topic; also kept.
 
 Every method works on a batch, so a consumer pays one round trip per fetched
-batch for claims and one for finishes.
+batch for claims and one for finishes. ``states`` and ``revive`` (not part of
+the protocol) serve operators: ``nativekit dlq`` shows states and revives a
+DEAD key before it replays the message.
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ class FinalState(enum.Enum):
 
     DONE = "D"
     DEAD = "X"
+
+
+#: Stored state letter -> the name operators see.
+_STATE_NAMES = {"P": "IN_PROGRESS", "D": "DONE", "X": "DEAD"}
 
 
 class Claim(NamedTuple):
@@ -149,6 +155,20 @@ class MemoryDedupStore:
         for claim in claims:
             if self._held(claim):
                 del self._entries[claim.key]
+
+    async def states(self, keys: Sequence[str]) -> list[str | None]:
+        """Operator view: ``"IN_PROGRESS"``, ``"DONE"``, ``"DEAD"`` or None (no record)."""
+        self._check()
+        return [_STATE_NAMES[e[0]] if (e := self._live(k)) else None for k in keys]
+
+    async def revive(self, key: str) -> bool:
+        """Forget ``key``'s DEAD mark so its message is handled again (True if it was DEAD)."""
+        self._check()
+        entry = self._live(key)
+        if entry is None or entry[0] != FinalState.DEAD.value:
+            return False
+        del self._entries[key]
+        return True
 
     async def ping(self) -> None:
         """Answers unless switched off."""

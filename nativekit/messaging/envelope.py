@@ -29,6 +29,10 @@ DLQ_ERROR_TYPE = "dlq-error-type"
 DLQ_ERROR = "dlq-error-message"
 DLQ_ATTEMPTS = "dlq-attempts"
 DLQ_TIME = "dlq-time"
+DLQ_HANDLER = "dlq-handler"  # the handler that gave up: with the group, its dedup namespace
+DLQ_DEDUP_KEY = "dlq-dedup-key"  # the key marked DEAD (absent for non-idempotent consumers)
+# Set on a dead letter replayed by ``nativekit dlq replay``: "<dlq topic>:<partition>:<offset>".
+REPLAY_OF = "replay-of"
 
 
 def encode(event: BaseModel | bytes) -> tuple[bytes, str, str]:

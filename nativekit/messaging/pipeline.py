@@ -237,7 +237,10 @@ class Runner:
             (env.DLQ_ERROR, str(exc)[:2000].encode("utf-8", "replace")),
             (env.DLQ_ATTEMPTS, str(item.attempts).encode()),
             (env.DLQ_TIME, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
+            (env.DLQ_HANDLER, self.spec.name.encode()),
         ]
+        if self.store is not None:  # where replay clears the DEAD mark
+            headers.append((env.DLQ_DEDUP_KEY, item.key.encode("utf-8", "replace")))
         delay = 0.1
         while True:
             try:

@@ -111,7 +111,22 @@ return 0
 """
 )
 
+# Forget a DEAD mark (and nothing else): 1 if the key was DEAD.
+_REVIVE = """
+if redis.call('GET', KEYS[1]) == 'X' then redis.call('DEL', KEYS[1]) return 1 end
+return 0
+"""
+
 _STATUS = {-1: ClaimStatus.DONE, -2: ClaimStatus.DEAD, 0: ClaimStatus.BUSY}
+
+
+def _state_name(value: bytes | str | None) -> str | None:
+    if value is None:
+        return None
+    text = value.decode() if isinstance(value, bytes) else value
+    if text == "D":
+        return "DONE"
+    return "DEAD" if text == "X" else "IN_PROGRESS"
 
 
 def _ms(seconds: float) -> int:
@@ -161,6 +176,7 @@ class RedisDedupStore:
         self._finish = client.register_script(_FINISH)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
+        self._revive = client.register_script(_REVIVE)
 
     def key(self, key: str) -> str:
         """The Redis key holding ``key``'s state."""
@@ -236,6 +252,26 @@ class RedisDedupStore:
             await self._call(
                 "release", self._release, [_joined([c.key for c in claims]), _tokens(claims)]
             )
+
+    async def states(self, keys: Sequence[str]) -> list[str | None]:
+        """Operator view: ``"IN_PROGRESS"``, ``"DONE"``, ``"DEAD"`` or None (no record)."""
+        if not keys:
+            return []
+        try:
+            raw = await self.client.mget([self.key(k) for k in keys])
+        except UNAVAILABLE_ERRORS as exc:
+            raise BackendUnavailable(f"Redis at {self.url_safe} failed MGET: {exc}") from exc
+        return [_state_name(value) for value in raw]
+
+    async def revive(self, key: str) -> bool:
+        """Forget ``key``'s DEAD mark so its message is handled again (True if it was DEAD)."""
+        try:
+            return bool(await self._revive(keys=[self.key(key)]))
+        except UNAVAILABLE_ERRORS as exc:
+            raise BackendUnavailable(
+                f"Redis at {self.url_safe} failed dedup revive: {exc}. "
+                "Is NATIVEKIT_REDIS_URL right and the server up?"
+            ) from exc
 
     async def ping(self) -> None:
         """PING the server."""

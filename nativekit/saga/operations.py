@@ -1,7 +1,9 @@
 """Operator actions on saga instances: retry forward, compensate, abort.
 
 Each action takes the instance over with a forced claim (a new lease token),
-so a runner still working on it is fenced out: its next write is refused.
+so a runner still working on it is fenced out: its next write is refused. The
+changes themselves are those of :mod:`nativekit.saga.admin`; here the saga then
+runs in this process at once.
 """
 
 from __future__ import annotations
@@ -9,8 +11,9 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from nativekit.saga import admin
 from nativekit.saga.errors import SagaStateError
-from nativekit.saga.model import SagaRecord, SagaStatus, StepStatus, Transition
+from nativekit.saga.model import SagaRecord, SagaStatus, Transition
 
 if TYPE_CHECKING:
     from nativekit.saga.runtime import SagaRuntime
@@ -21,44 +24,16 @@ async def retry(runtime: SagaRuntime, saga_id: str) -> SagaRecord:
 
     Refused once compensation has undone a step (use :meth:`compensate`).
     """
-    record, token = await _take_over(runtime, saga_id, (SagaStatus.FAILED, SagaStatus.ABORTED))
+    record, token = await _take_over(runtime, saga_id, admin.RETRYABLE)
     saga = runtime.definition_of(record)
-    if any(
-        s.status in (StepStatus.COMPENSATED, StepStatus.COMPENSATING) for s in record.steps.values()
-    ) or any(s.compensation_attempts for s in record.steps.values()):
-        raise SagaStateError(
-            f"saga {saga_id!r} already ran compensations; it cannot go forward again. "
-            "Use compensate to finish rolling it back."
-        )
-    change = Transition(status=SagaStatus.RUNNING, fields={"error": ""})
-    for step in saga.steps:
-        srec = record.step(step.name)
-        if srec.status is not StepStatus.COMPLETED:
-            srec.attempts = 0
-            srec.status = StepStatus.PENDING
-            change.fields[f"step:{step.name}"] = srec.to_json()
-    return await _resume(runtime, saga, record, token, change, "retry")
+    return await _resume(runtime, saga, record, token, admin.retry_change(record), "retry")
 
 
 async def compensate(runtime: SagaRuntime, saga_id: str) -> SagaRecord:
     """Roll a saga back: from RUNNING (cancel), FAILED (resume compensation) or ABORTED."""
-    record, token = await _take_over(
-        runtime,
-        saga_id,
-        (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED, SagaStatus.ABORTED),
-    )
+    record, token = await _take_over(runtime, saga_id, admin.COMPENSABLE)
     saga = runtime.definition_of(record)
-    change = Transition(status=SagaStatus.COMPENSATING)
-    if record.status is not SagaStatus.COMPENSATING:
-        change.fields["error"] = record.error or "compensation requested by an operator"
-    for name, srec in record.steps.items():
-        if srec.status is StepStatus.RUNNING:
-            srec.uncertain = True  # another runner may be inside it right now
-            change.fields[f"step:{name}"] = srec.to_json()
-        if srec.status is StepStatus.COMPENSATION_FAILED:
-            srec.compensation_attempts = 0
-            srec.status = StepStatus.COMPENSATING
-            change.fields[f"step:{name}"] = srec.to_json()
+    change = admin.compensate_change(record)
     return await _resume(runtime, saga, record, token, change, "compensate")
 
 
@@ -66,14 +41,8 @@ async def abort(
     runtime: SagaRuntime, saga_id: str, reason: str = "aborted by an operator"
 ) -> SagaRecord:
     """Stop a saga where it is: nothing runs after this (no compensation)."""
-    record, token = await _take_over(
-        runtime,
-        saga_id,
-        (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED),
-    )
-    await _write(
-        runtime, record, token, Transition(status=SagaStatus.ABORTED, fields={"error": reason})
-    )
+    record, token = await _take_over(runtime, saga_id, admin.ABORTABLE)
+    await _write(runtime, record, token, admin.abort_change(reason))
     runtime.log.warning("saga.aborted", saga=record.name, saga_id=saga_id, reason=reason)
     return await runtime.get(saga_id)
 
@@ -81,12 +50,7 @@ async def abort(
 async def _take_over(
     runtime: SagaRuntime, saga_id: str, allowed: tuple[SagaStatus, ...]
 ) -> tuple[SagaRecord, str]:
-    record = await runtime.get(saga_id)
-    if record.status not in allowed:
-        raise SagaStateError(
-            f"saga {saga_id!r} is {record.status.value}; this action needs one of "
-            f"{', '.join(s.value for s in allowed)}"
-        )
+    admin.check_status(await runtime.get(saga_id), allowed)
     local = runtime.runs.pop(saga_id, None)
     if local is not None:
         local[1].cancel()

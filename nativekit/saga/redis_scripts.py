@@ -88,6 +88,9 @@ else
   redis.call('HSET', KEYS[1], 'lease', string.format('%d', lease))
   redis.call('ZADD', KEYS[2], lease, ARGV[1])
 end
+if finished(current) and not finished(status) then
+  redis.call('PERSIST', KEYS[1])  -- an ABORTED saga retried: it must not expire mid-run
+end
 if finished(status) then
   local retention = tonumber(ARGV[6])
   redis.call('PEXPIRE', KEYS[1], retention)

@@ -221,6 +221,8 @@ class MemorySagaStore:
             self._leases[saga_id] = (token, self.clock() + lease)
         if status.finished:
             self._expires[saga_id] = self.clock() + retention
+        else:  # an ABORTED saga retried: it must not expire mid-run
+            self._expires.pop(saga_id, None)
 
     async def claim(
         self, saga_id: str, token: str, *, lease: float, force: bool = False
