@@ -40,9 +40,11 @@ def version() -> None:
 
 def _commands() -> None:
     from nativekit.cli.project import new, update
+    from nativekit.cli.sagas import sagas
 
     cli.add_command(new)
     cli.add_command(update)
+    cli.add_command(sagas)
 
 
 _commands()
