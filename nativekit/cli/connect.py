@@ -8,6 +8,7 @@ with the same TLS and SASL options, saga key prefix and shard count.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -34,6 +35,8 @@ def load_settings() -> Settings:
 
 def run(action: Coroutine[Any, Any, T]) -> T:
     """Run ``action``; unreachable backends exit 3, other nativekit errors exit 1."""
+    # the drivers log connection failures on their own; the translated error says it better
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         return asyncio.run(action)
     except BackendUnavailable as exc:

@@ -39,12 +39,14 @@ def version() -> None:
 
 
 def _commands() -> None:
+    from nativekit.cli.dlq import dlq
     from nativekit.cli.project import new, update
     from nativekit.cli.sagas import sagas
 
     cli.add_command(new)
     cli.add_command(update)
     cli.add_command(sagas)
+    cli.add_command(dlq)
 
 
 _commands()
