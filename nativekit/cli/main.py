@@ -39,6 +39,7 @@ def version() -> None:
 
 
 def _commands() -> None:
+    from nativekit.cli.check import check
     from nativekit.cli.dlq import dlq
     from nativekit.cli.project import new, update
     from nativekit.cli.sagas import sagas
@@ -47,6 +48,7 @@ def _commands() -> None:
     cli.add_command(update)
     cli.add_command(sagas)
     cli.add_command(dlq)
+    cli.add_command(check)
 
 
 _commands()

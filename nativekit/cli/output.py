@@ -48,18 +48,16 @@ def when(epoch: float | None) -> str:
 
 
 def duration(seconds: float) -> str:
-    """A duration as ``42s``, ``4m12s``, ``2h05m`` or ``3d04h``."""
+    """A duration as ``42s``, ``4m12s``, ``2h5m``, ``3d4h`` or ``7d`` (two units at most)."""
     seconds = max(0, int(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes, seconds = divmod(seconds, 60)
-    if minutes < 60:
-        return f"{minutes}m{seconds:02d}s"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 24:
-        return f"{hours}h{minutes:02d}m"
-    days, hours = divmod(hours, 24)
-    return f"{days}d{hours:02d}h"
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    while len(parts) > 1 and parts[0][0] == 0:
+        parts.pop(0)
+    big, small = parts[0], parts[1] if len(parts) > 1 else (0, "")
+    return f"{big[0]}{big[1]}" + (f"{small[0]}{small[1]}" if small[0] else "")
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
