@@ -80,7 +80,10 @@ async def redis_findings(settings: Settings) -> list[Finding]:
         ping_ms = (time.perf_counter() - started) * 1000
         info = await client.info("server")
     except UNAVAILABLE_ERRORS as exc:
-        return [Finding("redis", "unreachable", f"{where}: {exc}. Is NATIVEKIT_REDIS_URL right?")]
+        reason = str(exc).rstrip(".")
+        return [
+            Finding("redis", "unreachable", f"{where}: {reason}. Is NATIVEKIT_REDIS_URL right?")
+        ]
     except Exception as exc:  # e.g. AUTH refused: reachable, but not usable
         return [Finding("redis", "fail", f"{where}: {type(exc).__name__}: {exc}")]
     finally:

@@ -232,7 +232,8 @@ def _act(
         if end is not None:
             click.echo(f"Now {end.status.value}.")
             if end.error and end.status is not SagaStatus.COMPLETED:
-                click.echo(f"Error: {end.error}")
+                label = "Error" if end.status is SagaStatus.FAILED else "Reason"
+                click.echo(f"{label}: {end.error}")
     if end is None or end.status is goal:
         return EXIT_OK
     if end.status.active:
@@ -321,7 +322,7 @@ def describe(record: SagaRecord) -> str:
         lines.append("No step has started.")
     if record.results:
         lines += ["", "Results:"]
-        lines += [
-            f"  {name}: {json.dumps(json.loads(raw))}" for name, raw in record.results.items()
-        ]
+        names = [n for n in record.order if n in record.results]
+        names += sorted(n for n in record.results if n not in names)
+        lines += [f"  {name}: {json.dumps(json.loads(record.results[name]))}" for name in names]
     return "\n".join(lines)

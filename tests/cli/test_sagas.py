@@ -279,7 +279,7 @@ async def test_compensate_finishes_a_saga_whose_compensation_was_fixed(world: Wo
     assert refused.code == 1 and "already ran compensations" in refused.err
     assert done.code == 0, done.err
     assert "FAILED -> COMPENSATING" in done.out and "Now COMPENSATED.\n" in done.out
-    assert "Error: compensation of step 'hold_stock' exhausted" in done.out  # why it undid
+    assert "Reason: compensation of step 'hold_stock' exhausted" in done.out  # why it undid
 
 
 async def test_abort_stops_a_running_saga_where_it_is(world: World) -> None:
