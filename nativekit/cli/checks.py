@@ -122,6 +122,7 @@ async def kafka_findings(settings: Settings, topics: list[str] | None) -> list[F
                 "ok" if cluster.brokers else "fail",
                 f"{admin.servers}: {len(cluster.brokers)} broker(s) "
                 f"({', '.join(cluster.brokers) or 'none'}), cluster {cluster.cluster_id}, "
+                f"{cluster.api_versions or 'API versions unknown'}, "
                 f"connect and metadata {took:.0f} ms",
             )
         ]

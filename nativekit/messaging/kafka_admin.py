@@ -43,6 +43,9 @@ class ClusterInfo:
     cluster_id: str | None
     brokers: list[str]
     controller_id: int | None
+    #: What the broker answered to ApiVersions, e.g. "36 APIs, Produce v0-11, Fetch v0-17"
+    #: (Kafka does not report its release over the protocol); None when unknown.
+    api_versions: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,7 +105,21 @@ class KafkaAdmin:
         except _UNAVAILABLE as exc:
             raise self._unavailable("a metadata request", exc) from exc
         brokers = [f"{b['node_id']}@{b['host']}:{b['port']}" for b in raw.get("brokers", [])]
-        return ClusterInfo(raw.get("cluster_id"), brokers, raw.get("controller_id"))
+        return ClusterInfo(
+            raw.get("cluster_id"), brokers, raw.get("controller_id"), self._api_versions()
+        )
+
+    def _api_versions(self) -> str | None:
+        # aiokafka keeps each connection's ApiVersions answer but has no public accessor
+        for conn in getattr(self._admin._client, "_conns", {}).values():
+            versions = getattr(conn, "_versions", None)
+            if isinstance(versions, dict) and 0 in versions and 1 in versions:
+                produce, fetch = versions[0], versions[1]
+                return (
+                    f"{len(versions)} APIs, Produce v{produce[0]}-{produce[1]}, "
+                    f"Fetch v{fetch[0]}-{fetch[1]}"
+                )
+        return None
 
     async def topics(self) -> list[str]:
         """Names of the topics, sorted."""

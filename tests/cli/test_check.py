@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
@@ -55,6 +57,7 @@ async def test_reaches_both_and_reports_versions_and_retention(
     lines = {line.split()[0]: line for line in fine.out.splitlines()[1:] if line}
     assert " ok " in lines["redis"] and ("Redis " in lines["redis"] or "Valkey " in lines["redis"])
     assert "PING" in lines["redis"] and "1 broker(s)" in lines["kafka"]
+    assert re.search(r"\d+ APIs, Produce v\d+-\d+, Fetch v\d+-\d+", lines["kafka"])
     assert "retention 1d <= dedup retention 7d" in fine.out
     assert bad.code == 1
     report = bad.json()
