@@ -175,10 +175,9 @@ class KafkaAdmin:
 
 
 async def _read(consumer: Any, topic: str, limit: int, within: float) -> tuple[list[Record], int]:
+    if topic not in await consumer.topics():  # also loads the topics' metadata
+        raise TopicNotFound(f"topic {topic!r} does not exist")
     partitions = consumer.partitions_for_topic(topic)
-    if not partitions:
-        await consumer._client.force_metadata_update()
-        partitions = consumer.partitions_for_topic(topic)
     if not partitions:
         raise TopicNotFound(f"topic {topic!r} does not exist")
     tps = [aiokafka.TopicPartition(topic, p) for p in sorted(partitions)]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -40,6 +41,19 @@ class DedupStoreContract:
             ClaimStatus.DONE,
             ClaimStatus.CLAIMED,
         ]
+
+    async def test_states_and_revive_serve_operators(self, store: Any) -> None:
+        """states() names each key's mark; revive() drops only a DEAD one, which is then
+        claimed like a new message."""
+        claims = await store.claim_many(["a", "b", "c"], lease=5)
+        await store.finish_many(claims[:1], retain=60, state=FinalState.DEAD)
+        await store.finish_many(claims[1:2], retain=60)
+        assert await store.states(["a", "b", "c", "d"]) == ["DEAD", "DONE", "IN_PROGRESS", None]
+        assert [await store.revive(k) for k in ("b", "c", "d", "a")] == [False] * 3 + [True]
+        assert await store.states(["a", "b", "c"]) == [None, "DONE", "IN_PROGRESS"]
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.CLAIMED
+        assert await store.revive("a") is False  # claimed again: not DEAD any more
 
     async def test_dead_state_is_kept(self, store: DedupStore) -> None:
         """A key finished as DEAD reads DEAD."""

@@ -182,6 +182,19 @@ class SagaStoreContract:
         claimed = await eventually(claim)
         assert [r.saga_id for r in claimed] == ["a"]
 
+    async def test_an_aborted_saga_made_active_again_no_longer_expires(
+        self, store: SagaStore
+    ) -> None:
+        """The retention an ABORTED write sets is dropped when the saga runs again (retry)."""
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        await write(store, saga, "t1", Transition(status=SagaStatus.ABORTED), retention=SHORT)
+        await store.claim("a", "t2", lease=30, force=True)
+        await write(store, saga, "t2", Transition(status=SagaStatus.RUNNING, release=True))
+        await self.expire(store)
+        got = await store.get("a")
+        assert got is not None and got.status is SagaStatus.RUNNING
+
     async def test_list_filters_by_status_and_name_and_pages(self, store: SagaStore) -> None:
         """Listing filters by status and name, oldest first, and pages with a cursor."""
         for i in range(5):
