@@ -128,7 +128,10 @@ def list_sagas(
         emit_json({"items": [r.to_dict() for r in page.items], "cursor": page.cursor})
         return
     if not page.items:
-        echo_err("No saga matches.")
+        settings = load_settings()
+        echo_err(
+            f"No saga matches (keys {_prefix(settings, service)}, {settings.saga_shards} shards)."
+        )
         return
     now = time.time()
     rows = [
