@@ -198,8 +198,11 @@ async def replay(
         await store.revive(key)  # before publishing: else the copy could meet the DEAD mark
     value = letter.record.value or b""
     sent = await broker.send(topic, value, key=letter.record.key, headers=letter.replay_headers())
-    where = f"{sent.topic}:{sent.partition}:{sent.offset}"
-    return Replay(letter, "replayed", f"published to {where}", sent)
+    detail = f"published to {sent.topic}:{sent.partition}:{sent.offset}"
+    if key is None and letter.header(env.DLQ_HANDLER) is None:
+        # dead-lettered without the headers that locate its mark (an older nativekit)
+        detail += "; no dlq-dedup-key header, so an idempotent consumer may skip it"
+    return Replay(letter, "replayed", detail, sent)
 
 
 def _int(text: str | None) -> int | None:
