@@ -9,11 +9,12 @@ from typing import Any
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nativekit.asgi import build_starlette, probe_routes, wait_for_requests
 from nativekit.errors import ConfigError
 from nativekit.health import ProbeEndpoints
 from nativekit.lifecycle import install_drain_signal
 from nativekit.logging import configure_logging
-from nativekit.service import Service, build_starlette, probe_routes, wait_for_requests
+from nativekit.service import Service
 
 
 class ServiceGroup:
