@@ -125,6 +125,22 @@ async def place_orders(
     return latencies, final, time.perf_counter() - began
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux ``/proc``), 0.0 elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(cluster: Cluster) -> dict[str, float]:
+    """CPU seconds used so far by each service process and by this load generator."""
+    found = {name: cpu_seconds(p.pid) for name, p in cluster.processes.items()}
+    found["client"] = cpu_seconds(os.getpid())
+    return found
+
+
 async def read_rate(inventory: aiohttp.ClientSession, sku: str, concurrency: int) -> float:
     """Cached product reads per second with the same client and concurrency."""
     count = 0
@@ -191,7 +207,9 @@ async def run(concurrency: int, seconds: float) -> dict[str, Any]:
                 body = {"name": sku, "price": 1999, "available": STOCK}
                 await fetch(inventory, "PUT", f"/inventory/products/{sku}", json=body)
             _, warm, _ = await place_orders(orders, skus, concurrency, 3)
+            cpu_before, load = cpu_snapshot(cluster), os.getloadavg()[0]
             latencies, final, elapsed = await place_orders(orders, skus, concurrency, seconds)
+            cpu_after = cpu_snapshot(cluster)
             reads = await read_rate(inventory, skus[0], concurrency)
         ok = await invariants(cluster, skus, warm + final)
     latencies.sort()
@@ -208,6 +226,12 @@ async def run(concurrency: int, seconds: float) -> dict[str, Any]:
         "cached_reads_per_s": round(reads, 1),
         "orders_vs_reads": round(rate / reads, 3),
         "invariants_held": ok,
+        # CPU per order (ms) of each process during the timed phase: robust to a shared machine
+        "cpu_ms_per_order": {
+            name: round((cpu_after[name] - cpu_before[name]) * 1000 / max(1, len(final)), 2)
+            for name in cpu_after
+        },
+        "load_average_1m": round(load, 2),
     }
 
 
@@ -224,6 +248,8 @@ def main() -> None:
         f"{result['orders_per_s']:>10} {result['p50_ms']:>8} {result['p99_ms']:>8} "
         f"{result['orders']:>7} {result['cached_reads_per_s']:>9} {result['invariants_held']}"
     )
+    cpu = result["cpu_ms_per_order"]
+    print("CPU ms/order: " + ", ".join(f"{name} {ms}" for name, ms in cpu.items()))
     print(json.dumps(result))
 
 
