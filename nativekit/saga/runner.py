@@ -108,6 +108,8 @@ class Run:
         self.reply: Any = None
         #: Outbox entries staged by the executing attempt, written when it completes.
         self.staged: list[str] = []
+        #: The run ended because a command step now waits for its reply (state persisted).
+        self.suspended = False
 
     @property
     def log(self) -> Any:
@@ -184,6 +186,7 @@ class Run:
             try:
                 await self._loop()
             except Suspended:
+                self.suspended = True
                 return self.record
             except LeaseLost:
                 self.log.warning("saga.lease.lost", status=self.record.status.value)

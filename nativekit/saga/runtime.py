@@ -282,19 +282,24 @@ class SagaRuntime:
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.02
         while True:
+            status: SagaStatus | None = None
             local = self.runs.get(saga_id)
             if local is not None:
                 remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
                 finished = await asyncio.wait({local[1]}, timeout=remaining)
-                if finished[0] and not local[0].record.status.active:
-                    return local[0].record
-            record = await self.get(saga_id)
-            if not record.status.active:
-                return record
+                if finished[0]:
+                    if not local[0].record.status.active:
+                        return local[0].record
+                    if local[0].suspended:  # waits for a command reply: its state is known
+                        status = local[0].record.status
+            if status is None:  # poll the status only; read the record once it is final
+                status = await self.store.status(saga_id)
+                if status is None:
+                    raise SagaNotFound(f"no saga instance with id {saga_id!r}")
+                if not status.active:
+                    return await self.get(saga_id)
             if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(
-                    f"saga {saga_id!r} is still {record.status.value} after {timeout:g}s"
-                )
+                raise TimeoutError(f"saga {saga_id!r} is still {status.value} after {timeout:g}s")
             if saga_id not in self.runs:
                 pause = delay if deadline is None else min(delay, deadline - time.monotonic())
                 waiter = self._spawned.setdefault(

@@ -34,6 +34,10 @@ class SagaStore(Protocol):
         """The instance, or None."""
         ...
 
+    async def status(self, saga_id: str) -> SagaStatus | None:
+        """Only the instance's status (cheaper than :meth:`get`), or None."""
+        ...
+
     async def write(
         self,
         saga_id: str,
@@ -185,6 +189,11 @@ class MemorySagaStore:
         if self._load(saga_id) is None:
             return None
         return self._record(saga_id)
+
+    async def status(self, saga_id: str) -> SagaStatus | None:
+        """Only the instance's status, or None."""
+        fields = self._load(saga_id)
+        return SagaStatus(fields["status"]) if fields is not None else None
 
     async def write(
         self,

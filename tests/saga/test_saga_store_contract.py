@@ -112,6 +112,15 @@ class SagaStoreContract:
         assert got.status is SagaStatus.COMPENSATING
         assert got.results == {"reserve": '{"r":1}'}
 
+    async def test_status_reads_only_the_current_status(self, store: SagaStore) -> None:
+        """``status`` follows the record's status, and is None for an unknown id."""
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        assert await store.status("a") is SagaStatus.RUNNING
+        await write(store, saga, "t1", Transition(status=SagaStatus.COMPLETED))
+        assert await store.status("a") is SagaStatus.COMPLETED
+        assert await store.status("missing") is None
+
     async def test_write_with_a_stale_token_is_refused(self, store: SagaStore) -> None:
         """After a forced claim by another runner, the old token cannot write."""
         saga = record("a")
