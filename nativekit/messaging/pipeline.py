@@ -165,6 +165,13 @@ class Runner:
         while True:
             other = self.owned.get(item.key)
             if other is not None and other is not item:
+                taken = other.claim
+                if taken is not None and item.lane.queued_behind(item, other):
+                    # A later copy in this queue won the claim (batches' claims can answer
+                    # out of order): waiting for it would wait for ourselves. Take its claim.
+                    item.claim, other.claim = taken, Claim(item.key, ClaimStatus.BUSY)
+                    self.owned[item.key] = item
+                    return taken
                 await other.wait()
             else:
                 await asyncio.sleep(delay)
