@@ -358,15 +358,23 @@ class Consumer:
             if batch and not await self._write_final(batch):
                 return
             outcomes: dict[tuple[str, str], int] = {}
+            durations: dict[str, list[float]] = {}
+            owned = self._owned
             for item, _ in batch:
-                item.lane.offsets.finish(item.record.offset)
-                if self._owned.get(item.key) is item:
-                    del self._owned[item.key]
-                place = (item.record.topic, item.outcome)
+                record = item.record
+                item.lane.offsets.finish(record.offset)
+                if owned.get(item.key) is item:
+                    del owned[item.key]
+                place = (record.topic, item.outcome)
                 outcomes[place] = outcomes.get(place, 0) + 1
+                if item.elapsed is not None:
+                    durations.setdefault(record.topic, []).append(item.elapsed)
                 item.finish()
+            group = self.options.group
             for (topic, outcome), n in outcomes.items():
-                self.metrics.count(topic, self.options.group, outcome, n)
+                self.metrics.count(topic, group, outcome, n)
+            for topic, seconds in durations.items():
+                self.metrics.observe_many(topic, group, seconds)
             self._in_flight -= len(batch)
             self._capacity.set()
             self._commit_event.set()
