@@ -378,20 +378,24 @@ class Consumer:
             self._in_flight -= len(batch)
             self._capacity.set()
             self._commit_event.set()
-            for item, _ in batch:
-                for observer in self.observers:
+            for observer in self.observers:
+                for item, _ in batch:
                     observer(item)
 
     async def _write_final(self, batch: list[tuple[Item, FinalState | None]]) -> bool:
         """Write DONE/DEAD marks (retried while the store is down); False if given up."""
         if self.store is None:
             return True
-        by_state: dict[FinalState, list[Claim]] = {}
+        done: list[Claim] = []
+        dead: list[Claim] = []
         for item, state in batch:
             if state is not None and item.claim is not None:
-                by_state.setdefault(state, []).append(item.claim)
+                (done if state is FinalState.DONE else dead).append(item.claim)
+        by_state = {FinalState.DONE: done, FinalState.DEAD: dead}
         delay = 0.1
         for state, claims in by_state.items():
+            if not claims:
+                continue
             while True:
                 try:
                     held = await self.store.finish_many(

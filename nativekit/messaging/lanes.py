@@ -26,10 +26,11 @@ class _Queue:
         self._worker = worker
 
     def put(self, item: Item) -> None:
-        self.items.append(item)
+        items = self.items
+        items.append(item)
         if self.task is None:
             self.task = asyncio.create_task(self._run())
-        else:
+        elif len(items) == 1:  # the worker waits only when the deque is empty
             self.wake.set()
 
     async def _run(self) -> None:

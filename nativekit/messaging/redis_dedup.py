@@ -193,6 +193,10 @@ def _escape(key: str) -> str:
 
 
 def _joined(keys: Sequence[str]) -> str:
+    text = "\n".join(keys)
+    # Common case, checked in C: no key needs escaping (no %, no newline, none empty).
+    if "%" not in text and text.count("\n") == len(keys) - 1 and all(keys):
+        return text
     return "\n".join(map(_escape, keys))
 
 
