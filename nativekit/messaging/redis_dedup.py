@@ -1,5 +1,8 @@
 """The Redis :class:`~nativekit.messaging.dedup.DedupStore`: one Lua script call per batch.
 
+Needs Redis 5 or later (the scripts read ``TIME`` before writing, which relies on
+effect replication) or Valkey.
+
 Layout. Records live as fields of time-bucketed hashes, not as keys of their own:
 ``nk:dedup:{<namespace>}:b:<n>`` holds the records written while the Redis clock
 was in bucket ``n`` (``bucket_seconds`` wide, the retention by default). A field is the
