@@ -229,12 +229,12 @@ class Consumer:
         """Track fetched records of owned partitions and start claiming them."""
         items = []
         lanes = self._lanes
-        place: tuple[str, int] | None = None
+        topic, partition = "", -1
         lane: Lane | None = None
         for record in records:
-            if (record.topic, record.partition) != place:  # records come grouped by partition
-                place = (record.topic, record.partition)
-                lane = lanes.get(TopicPartition(*place))
+            if record.partition != partition or record.topic != topic:  # grouped by partition
+                topic, partition = record.topic, record.partition
+                lane = lanes.get(TopicPartition(topic, partition))
             if lane is not None and not lane.closed:
                 lane.offsets.add(record.offset)
                 items.append(Item(record, dedup_key(record, self.options), lane))

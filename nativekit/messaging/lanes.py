@@ -77,7 +77,7 @@ class Lane:
 
     def put(self, item: Item) -> None:
         """Queue ``item`` behind earlier records of the same key."""
-        self._queues[self._index(item)].put(item)
+        self._queues[0 if self._width == 1 else self._index(item)].put(item)
 
     def queued_behind(self, running: Item, other: Item) -> bool:
         """True if ``other`` waits in the queue of ``running`` (a handler running in

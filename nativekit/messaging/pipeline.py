@@ -221,7 +221,8 @@ class Runner:
             item.attempts = attempt
             started = perf_counter()
             try:
-                await self.spec.call(event, self._message(item, attempt))
+                msg = None if self.spec.msg_param is None else self._message(item, attempt)
+                await self.spec.call(event, msg)
             except Exception as exc:
                 self.metrics.observe(record.topic, self.options.group, perf_counter() - started)
                 if isinstance(exc, self.options.non_retryable) or attempt > self.options.retries:
@@ -285,9 +286,7 @@ class Runner:
             error=item.error,
         )
 
-    def _message(self, item: Item, attempt: int) -> Message | None:
-        if self.spec.msg_param is None:
-            return None
+    def _message(self, item: Item, attempt: int) -> Message:
         msg = Message.from_record(item.record)
         return _with(msg, attempt, item.claim.token if item.claim else 0)
 
