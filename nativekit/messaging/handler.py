@@ -41,11 +41,11 @@ class HandlerSpec:
                 f"{exc.error_count()} error(s): {_first_error(exc)}"
             ) from exc
 
-    async def call(self, event: Any, msg: Message | None) -> Any:
-        """Run the handler."""
+    def call(self, event: Any, msg: Message | None) -> Awaitable[Any]:
+        """The handler's coroutine, to await."""
         if self.msg_param is None:
-            return await self.func(event)
-        return await self.func(**{self.event_param: event, self.msg_param: msg})
+            return self.func(event)
+        return self.func(**{self.event_param: event, self.msg_param: msg})
 
 
 def _first_error(exc: ValidationError) -> str:

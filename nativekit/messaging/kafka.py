@@ -174,6 +174,7 @@ class KafkaGroupConsumer:
         self.group = group
         self._listener = _Listener(on_assigned, on_revoked)
         self._consumer: Any = None
+        self._turn = 0
 
     async def start(self) -> None:
         """Subscribe and join the group."""
@@ -200,9 +201,11 @@ class KafkaGroupConsumer:
     async def fetch(self, *, wait: float, max_records: int) -> list[Record]:
         """Records fetched by aiokafka (waits up to ``wait`` seconds when none are buffered)."""
         try:
-            batches = await self._consumer.getmany(
-                timeout_ms=int(wait * 1000), max_records=max_records
-            )
+            batches = await self._fair_share(max_records)
+            if not batches:
+                batches = await self._consumer.getmany(
+                    timeout_ms=int(wait * 1000), max_records=max_records
+                )
         except _UNAVAILABLE as exc:
             raise _unavailable(self.settings, "to fetch", exc) from exc
         except kerr.KafkaError as exc:
@@ -213,6 +216,36 @@ class KafkaGroupConsumer:
                 Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp)
                 for r in records
             ]
+        return out
+
+    async def _fair_share(self, max_records: int) -> dict[Any, list[Any]]:
+        """Buffered records, an equal share from every partition first.
+
+        aiokafka's ``getmany(max_records=...)`` drains one partition's buffer before
+        the next, so partitions reach the end of their log at different times; a
+        fetch request for the exhausted ones is then held by the broker for
+        ``fetch_max_wait_ms`` and, with one request per broker in flight, the other
+        partitions wait for it too. Taking from all partitions evenly avoids that.
+        """
+        consumer = self._consumer
+        parts = sorted(consumer.assignment())
+        if len(parts) < 2:
+            return {}
+        self._turn = (self._turn + 1) % len(parts)
+        parts = parts[self._turn :] + parts[: self._turn]
+        share = -(-max_records // len(parts))
+        left = max_records
+        out: dict[Any, list[Any]] = {}
+        for tp in parts:
+            got = await consumer.getmany(tp, timeout_ms=0, max_records=min(share, left))
+            for part, records in got.items():
+                out[part] = records
+                left -= len(records)
+            if left <= 0:
+                return out
+        if out:  # fill up from partitions with more buffered than their share
+            for part, records in (await consumer.getmany(timeout_ms=0, max_records=left)).items():
+                out[part] = out.get(part, []) + records
         return out
 
     async def commit(self, offsets: Mapping[TopicPartition, int]) -> None:

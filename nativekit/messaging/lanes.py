@@ -26,10 +26,11 @@ class _Queue:
         self._worker = worker
 
     def put(self, item: Item) -> None:
-        self.items.append(item)
+        items = self.items
+        items.append(item)
         if self.task is None:
             self.task = asyncio.create_task(self._run())
-        else:
+        elif len(items) == 1:  # the worker waits only when the deque is empty
             self.wake.set()
 
     async def _run(self) -> None:
@@ -68,13 +69,23 @@ class Lane:
         self._width = width
         self._queues = [_Queue(worker) for _ in range(width)]
 
+    def _index(self, item: Item) -> int:
+        if self._width == 1:
+            return 0
+        key = item.record.key
+        return (zlib.crc32(key) if key is not None else item.record.offset) % self._width
+
     def put(self, item: Item) -> None:
         """Queue ``item`` behind earlier records of the same key."""
-        index = 0
-        if self._width > 1:
-            key = item.record.key
-            index = (zlib.crc32(key) if key is not None else item.record.offset) % self._width
-        self._queues[index].put(item)
+        self._queues[0 if self._width == 1 else self._index(item)].put(item)
+
+    def queued_behind(self, running: Item, other: Item) -> bool:
+        """True if ``other`` waits in the queue of ``running`` (a handler running in
+        this lane), so it cannot start before ``running`` finished."""
+        if other.lane is not self or running.lane is not self:
+            return False
+        index = self._index(other)
+        return index == self._index(running) and other in self._queues[index].items
 
     async def drain(self, grace: float) -> list[Item]:
         """Stop taking work: return queued items not started, let running ones finish.

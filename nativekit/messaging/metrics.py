@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
+from collections.abc import Sequence
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nativekit.metrics import LATENCY_BUCKETS
@@ -65,10 +69,39 @@ class MessagingMetrics:
             child = self._consumed[key] = self.consumed.labels(self.service, topic, group, outcome)
         child.inc(n)
 
-    def observe(self, topic: str, group: str, seconds: float) -> None:
-        """Record one handler run."""
+    def _duration(self, topic: str, group: str) -> Histogram:
         key = (topic, group)
         child = self._durations.get(key)
         if child is None:
             child = self._durations[key] = self.duration.labels(self.service, topic, group)
-        child.observe(seconds)
+        return child
+
+    def observe(self, topic: str, group: str, seconds: float) -> None:
+        """Record one handler run."""
+        self._duration(topic, group).observe(seconds)
+
+    def observe_many(self, topic: str, group: str, seconds: Sequence[float]) -> None:
+        """Record many handler runs at once: the same histogram as one ``observe`` each,
+        with one increment per touched bucket instead of two locked ones per run."""
+        child = self._duration(topic, group)
+        bounds, buckets, total = _parts(child)
+        if bounds is None:
+            for value in seconds:
+                child.observe(value)
+            return
+        counts: dict[int, int] = {}
+        for value in seconds:
+            i = bisect_left(bounds, value)  # the first bucket with value <= bound
+            counts[i] = counts.get(i, 0) + 1
+        for i, n in counts.items():
+            buckets[i].inc(n)
+        total.inc(sum(seconds))
+
+
+def _parts(child: Histogram) -> tuple[Any, Any, Any]:
+    """The bounds, bucket values and sum of a histogram child (prometheus_client's
+    internals; (None, None, None) if a future version renames them)."""
+    try:
+        return child._upper_bounds, child._buckets, child._sum
+    except AttributeError:
+        return None, None, None

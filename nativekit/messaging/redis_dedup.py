@@ -1,14 +1,29 @@
 """The Redis :class:`~nativekit.messaging.dedup.DedupStore`: one Lua script call per batch.
 
-Needs Redis 6.2 or later (``SET … GET``) or Valkey.
+Needs Redis 5 or later (the scripts read ``TIME`` before writing, which relies on
+effect replication) or Valkey.
 
-Keys of one store share a hash tag (``nk:dedup:{<namespace>}:<key>``), so every
-script touches a single hash slot and works on Redis Cluster: the script declares
-the store's counter key (which routes the call to the slot's node) and receives
-the batch's keys as one newline-joined argument, because packing hundreds of
-arguments costs redis-py more than the script costs Redis. A lease is a ``PX``
-expiry on the IN_PROGRESS value, so a dead owner's claim frees itself; fencing
-tokens come from the counter.
+Layout. Records live as fields of time-bucketed hashes, not as keys of their own:
+``nk:dedup:{<namespace>}:b:<n>`` holds the records written while the Redis clock
+was in bucket ``n`` (``bucket_seconds`` wide, the retention by default). A field is the
+message's key; its value carries the state and the record's own deadline:
+
+* ``P<deadline ms>:<token>`` — IN_PROGRESS, the lease ends at the deadline;
+* ``D<deadline ms>`` — DONE, ``X<deadline ms>`` — DEAD, kept until the deadline.
+
+A record past its deadline counts as absent. Lookups read the newest record of a
+key across the buckets that can still hold a live one (the current one and those
+the retention spans before it), with one ``HMGET`` per bucket for the whole batch; writes
+are one ``HSET`` into the current bucket. A bucket expires (``PEXPIREAT``) when
+the last deadline it can hold has passed, so no key gets a TTL or an allocation
+of its own: a batch of 500 costs Redis a handful of commands instead of 500.
+
+All keys of a store share one hash tag (``{<namespace>}``), so every script
+touches a single hash slot and works on Redis Cluster: the script declares the
+store's counter key (which routes the call to the slot's node) and receives the
+batch's keys as one newline-joined argument, because packing hundreds of
+arguments costs redis-py more than the script costs Redis. Fencing tokens come
+from the counter.
 """
 
 from __future__ import annotations
@@ -19,114 +34,164 @@ from typing import TYPE_CHECKING, Any
 import redis.exceptions
 
 from nativekit.backends.redis import UNAVAILABLE_ERRORS
-from nativekit.errors import BackendUnavailable
+from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.messaging.dedup import Claim, ClaimStatus, FinalState
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
 
-# ARGV[1] is the key prefix, ARGV[2] the newline-joined keys; replies are one string
-# (parsing a 500-element RESP array in Python costs more than the script itself).
-_SPLIT = """
+# Shared by every script. ARGV[1] is the key prefix, ARGV[2] the newline-joined keys,
+# ARGV[3] the bucket width in ms and ARGV[4] the number of older buckets to read.
+# newest(i) is the live value of ids[i] (nil when absent or past its deadline).
+_COMMON = """
 local function split(text)
   local out = {}
   for part in string.gmatch(text, '[^\\n]+') do out[#out + 1] = part end
   return out
 end
-"""
-
-_CLAIM = (
-    _SPLIT
-    + """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local width = tonumber(ARGV[3])
+local cur = math.floor(now / width)
+local base = ARGV[1] .. 'b:'
+local bucket = base .. cur
 local ids = split(ARGV[2])
-local out = {}
-local token = redis.call('INCRBY', KEYS[1], #ids) - #ids
-for i = 1, #ids do
-  token = token + 1
-  local key = ARGV[1] .. ids[i]
-  if redis.call('SET', key, 'P:' .. token, 'NX', 'PX', ARGV[3]) then
-    out[i] = token
-  else
-    local v = redis.call('GET', key)
-    if v == 'D' then out[i] = -1
-    elseif v == 'X' then out[i] = -2
-    else out[i] = 0 end
+local n = #ids
+local found, hits = {}, 0
+for b = cur, cur - tonumber(ARGV[4]), -1 do
+  if hits == n then break end
+  for s = 1, n, 4000 do
+    local vals = redis.call('HMGET', base .. b, unpack(ids, s, math.min(n, s + 3999)))
+    for j = 1, #vals do
+      local i = s + j - 1
+      if vals[j] and found[i] == nil then found[i] = vals[j]; hits = hits + 1 end
+    end
   end
 end
-return table.concat(out, ',')
+local function newest(i)
+  local v = found[i]
+  if v and tonumber(string.sub(v, 2, 14)) > now then return v end
+  return nil
+end
+local function hset(pairs)
+  for s = 1, #pairs, 4000 do
+    redis.call('HSET', bucket, unpack(pairs, s, math.min(#pairs, s + 3999)))
+  end
+  redis.call('PEXPIREAT', bucket, (cur + tonumber(ARGV[4]) + 1) * width + 1000)
+end
+local function owned(v, token)
+  return string.sub(v, 1, 1) == 'P' and string.sub(v, 16) == token
+end
+"""
+
+# ARGV[5] lease ms. Reply: one status char per key ('c' claimed, 'd' DONE, 'x' DEAD,
+# 'b' busy) and, after a comma, the token of the first claim; later claims count up.
+_CLAIM = (
+    _COMMON
+    + """
+local out, pairs, seen = {}, {}, {}
+local deadline = now + tonumber(ARGV[5])
+local claimed = 0
+for i = 1, n do
+  local v = newest(i)
+  local id = ids[i]
+  if v ~= nil then
+    local s = string.sub(v, 1, 1)
+    if s == 'D' then out[i] = 'd' elseif s == 'X' then out[i] = 'x' else out[i] = 'b' end
+  elseif seen[id] then out[i] = 'b'
+  else
+    seen[id] = true
+    claimed = claimed + 1
+    out[i] = 'c'
+    pairs[#pairs + 1] = id
+    pairs[#pairs + 1] = claimed
+  end
+end
+local first = 0
+if claimed > 0 then
+  first = redis.call('INCRBY', KEYS[1], claimed) - claimed + 1
+  local head = 'P' .. deadline .. ':'
+  for j = 2, #pairs, 2 do pairs[j] = head .. (first + pairs[j] - 1) end
+  hset(pairs)
+end
+return table.concat(out) .. ',' .. first
 """
 )
 
-# One SET per key on the common path: overwrite and look at what was there. If another
-# owner held the key (our lease expired and it was claimed again), put its value back.
+# ARGV[5] newline-joined tokens, ARGV[6] final state char, ARGV[7] retention ms.
+# A key held by another owner (or already final) is left alone and answers '0'.
 _FINISH = (
-    _SPLIT
+    _COMMON
     + """
-local ids, tokens = split(ARGV[2]), split(ARGV[3])
-local out = {}
-for i = 1, #ids do
-  local key = ARGV[1] .. ids[i]
-  local old = redis.call('SET', key, ARGV[4], 'XX', 'PX', ARGV[5], 'GET')
-  if old == 'P:' .. tokens[i] then
-    out[i] = '1'
-  elseif not old then
-    redis.call('SET', key, ARGV[4], 'PX', ARGV[5])
-    out[i] = '1'
-  else
-    local keep = ARGV[5]
-    if string.sub(old, 1, 2) == 'P:' then keep = ARGV[6] end
-    redis.call('SET', key, old, 'PX', keep)
-    out[i] = '0'
-  end
-end
-return table.concat(out)
-"""
-)
-
-_RENEW = (
-    _SPLIT
-    + """
-local ids, tokens = split(ARGV[2]), split(ARGV[3])
-local out = {}
-for i = 1, #ids do
-  local key = ARGV[1] .. ids[i]
-  if redis.call('GET', key) == 'P:' .. tokens[i] then
-    redis.call('PEXPIRE', key, ARGV[4])
+local tokens = split(ARGV[5])
+local value = ARGV[6] .. (now + tonumber(ARGV[7]))
+local out, pairs = {}, {}
+for i = 1, n do
+  local v = newest(i)
+  if v == nil or owned(v, tokens[i]) then
+    pairs[#pairs + 1] = ids[i]
+    pairs[#pairs + 1] = value
     out[i] = '1'
   else out[i] = '0' end
 end
+if #pairs > 0 then hset(pairs) end
 return table.concat(out)
 """
 )
 
-_RELEASE = (
-    _SPLIT
+# ARGV[5] newline-joined tokens, ARGV[6] lease ms.
+_RENEW = (
+    _COMMON
     + """
-local ids, tokens = split(ARGV[2]), split(ARGV[3])
-for i = 1, #ids do
-  local key = ARGV[1] .. ids[i]
-  if redis.call('GET', key) == 'P:' .. tokens[i] then redis.call('DEL', key) end
+local tokens = split(ARGV[5])
+local head = 'P' .. (now + tonumber(ARGV[6])) .. ':'
+local out, pairs = {}, {}
+for i = 1, n do
+  local v = newest(i)
+  if v ~= nil and owned(v, tokens[i]) then
+    pairs[#pairs + 1] = ids[i]
+    pairs[#pairs + 1] = head .. tokens[i]
+    out[i] = '1'
+  else out[i] = '0' end
+end
+if #pairs > 0 then hset(pairs) end
+return table.concat(out)
+"""
+)
+
+# ARGV[5] newline-joined tokens. Drops the claim from every bucket holding it (a renewal
+# may have copied it into a newer one).
+_RELEASE = (
+    _COMMON
+    + """
+local tokens = split(ARGV[5])
+for b = cur, cur - tonumber(ARGV[4]), -1 do
+  for s = 1, n, 4000 do
+    local vals = redis.call('HMGET', base .. b, unpack(ids, s, math.min(n, s + 3999)))
+    for j = 1, #vals do
+      local i = s + j - 1
+      if vals[j] and owned(vals[j], tokens[i]) then redis.call('HDEL', base .. b, ids[i]) end
+    end
+  end
 end
 return 0
 """
 )
 
-# Forget a DEAD mark (and nothing else): 1 if the key was DEAD.
-_REVIVE = """
-if redis.call('GET', KEYS[1]) == 'X' then redis.call('DEL', KEYS[1]) return 1 end
-return 0
+_STATUS = {"c": ClaimStatus.CLAIMED, "d": ClaimStatus.DONE, "x": ClaimStatus.DEAD}
+_STATE_NAMES = {b"P": "IN_PROGRESS", b"D": "DONE", b"X": "DEAD"}
+
+# Forget a DEAD mark (and nothing else): 1 if the key's live record was DEAD. Deletes the
+# field from every bucket a lookup reads, so no older record of the key shows through.
+_REVIVE = (
+    _COMMON
+    + """
+local v = newest(1)
+if v == nil or string.sub(v, 1, 1) ~= 'X' then return 0 end
+for b = cur, cur - tonumber(ARGV[4]), -1 do redis.call('HDEL', base .. b, ids[1]) end
+return 1
 """
-
-_STATUS = {-1: ClaimStatus.DONE, -2: ClaimStatus.DEAD, 0: ClaimStatus.BUSY}
-
-
-def _state_name(value: bytes | str | None) -> str | None:
-    if value is None:
-        return None
-    text = value.decode() if isinstance(value, bytes) else value
-    if text == "D":
-        return "DONE"
-    return "DEAD" if text == "X" else "IN_PROGRESS"
+)
 
 
 def _ms(seconds: float) -> int:
@@ -143,6 +208,10 @@ def _escape(key: str) -> str:
 
 
 def _joined(keys: Sequence[str]) -> str:
+    text = "\n".join(keys)
+    # Common case, checked in C: no key needs escaping (no %, no newline, none empty).
+    if "%" not in text and text.count("\n") == len(keys) - 1 and all(keys):
+        return text
     return "\n".join(map(_escape, keys))
 
 
@@ -151,11 +220,19 @@ def _tokens(claims: Sequence[Claim]) -> str:
 
 
 class RedisDedupStore:
-    """Dedup records in Redis under ``{prefix}{{namespace}}:<key>``.
+    """Dedup records in Redis, in time-bucketed hashes under ``{prefix}{{namespace}}:b:<n>``.
 
     Args:
         client: a redis-py asyncio client (the service's shared one).
         namespace: scope of the keys, e.g. ``"<group>:<handler>"``.
+        retention: the longest ``retain`` (seconds) this store is asked for: lookups
+            read the buckets that span it.
+        bucket_seconds: width of a bucket, the retention by default (lookups read two
+            buckets). A record's memory is freed between ``retain`` and ``retain +
+            bucket_seconds`` after it was written; narrower buckets free it sooner but
+            cost every lookup one more ``HMGET`` per bucket the retention spans (each
+            a hash lookup per key in a large hash: measured, more than the memory is
+            worth).
         prefix: key prefix.
         url_safe: the Redis URL without password, for error messages.
     """
@@ -165,26 +242,45 @@ class RedisDedupStore:
         client: aioredis.Redis,
         *,
         namespace: str,
+        retention: float = 7 * 86400.0,
+        bucket_seconds: float | None = None,
         prefix: str = "nk:dedup:",
         url_safe: str = "redis",
     ) -> None:
+        bucket_seconds = retention if bucket_seconds is None else bucket_seconds
+        if retention <= 0 or bucket_seconds <= 0:
+            raise ConfigError(
+                f"RedisDedupStore needs retention > 0 and bucket_seconds > 0, got "
+                f"retention={retention:g}, bucket_seconds={bucket_seconds:g}."
+            )
         self.client = client
         self.url_safe = url_safe
+        self.retention = retention
         self._base = f"{prefix}{{{namespace}}}:"
         self._fence = [self._base + "fence"]
+        self._width = _ms(bucket_seconds)
+        self._older = -(-_ms(retention) // self._width)  # buckets before the current one
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._renew = client.register_script(_RENEW)
         self._release = client.register_script(_RELEASE)
         self._revive = client.register_script(_REVIVE)
 
-    def key(self, key: str) -> str:
-        """The Redis key holding ``key``'s state."""
-        return self._base + _escape(key)
+    def bucket_keys(self, at_ms: int) -> list[str]:
+        """The Redis keys of the buckets a lookup at ``at_ms`` (Redis clock) reads."""
+        current = at_ms // self._width
+        return [f"{self._base}b:{b}" for b in range(current, current - self._older - 1, -1)]
 
-    async def _call(self, op: str, script: Any, args: list[Any]) -> Any:
+    @property
+    def fence_key(self) -> str:
+        """The Redis key of the fencing-token counter."""
+        return self._fence[0]
+
+    async def _call(self, op: str, script: Any, keys: str, *args: Any) -> Any:
         try:
-            return await script(keys=self._fence, args=[self._base, *args])
+            return await script(
+                keys=self._fence, args=[self._base, keys, self._width, self._older, *args]
+            )
         except UNAVAILABLE_ERRORS as exc:
             raise BackendUnavailable(
                 f"Redis at {self.url_safe} failed dedup {op}: {exc}. "
@@ -199,13 +295,16 @@ class RedisDedupStore:
         """Claim free keys (one script call); report DONE/DEAD/BUSY for the others."""
         if not keys:
             return []
-        raw = await self._call("claim", self._claim, [_joined(keys), _ms(lease)])
+        raw = await self._call("claim", self._claim, _joined(keys), _ms(lease))
+        flags, _, first = raw.decode().partition(",")
+        token = int(first)
         out = []
-        for key, field in zip(keys, raw.split(b","), strict=True):
-            value = int(field)
-            out.append(
-                Claim(key, ClaimStatus.CLAIMED, value) if value > 0 else Claim(key, _STATUS[value])
-            )
+        for key, flag in zip(keys, flags, strict=True):
+            if flag == "c":
+                out.append(Claim(key, ClaimStatus.CLAIMED, token))
+                token += 1
+            else:
+                out.append(Claim(key, _STATUS.get(flag, ClaimStatus.BUSY)))
         return out
 
     async def finish_many(
@@ -214,24 +313,23 @@ class RedisDedupStore:
         *,
         retain: float,
         state: FinalState = FinalState.DONE,
-        lease: float = 30.0,
     ) -> list[bool]:
-        """Mark claims final (one script call); False where another owner holds the key.
-
-        ``lease`` is given back to another owner's claim that this call had to restore.
-        """
+        """Mark claims final (one script call); False where another owner holds the key
+        (or it is final already)."""
         if not claims:
             return []
+        if retain > self.retention:
+            raise ConfigError(
+                f"retain={retain:g}s exceeds this dedup store's retention of "
+                f"{self.retention:g}s; create the store with retention >= retain."
+            )
         raw = await self._call(
             "finish",
             self._finish,
-            [
-                _joined([c.key for c in claims]),
-                _tokens(claims),
-                state.value,
-                _ms(retain),
-                _ms(lease),
-            ],
+            _joined([c.key for c in claims]),
+            _tokens(claims),
+            state.value,
+            _ms(retain),
         )
         return [flag == 49 for flag in raw]  # b"1"
 
@@ -242,7 +340,9 @@ class RedisDedupStore:
         raw = await self._call(
             "renew",
             self._renew,
-            [_joined([c.key for c in claims]), _tokens(claims), _ms(lease)],
+            _joined([c.key for c in claims]),
+            _tokens(claims),
+            _ms(lease),
         )
         return [flag == 49 for flag in raw]  # b"1"
 
@@ -250,28 +350,36 @@ class RedisDedupStore:
         """Drop held leases (one script call)."""
         if claims:
             await self._call(
-                "release", self._release, [_joined([c.key for c in claims]), _tokens(claims)]
+                "release", self._release, _joined([c.key for c in claims]), _tokens(claims)
             )
 
     async def states(self, keys: Sequence[str]) -> list[str | None]:
-        """Operator view: ``"IN_PROGRESS"``, ``"DONE"``, ``"DEAD"`` or None (no record)."""
+        """The live state of each key, for inspection: ``"IN_PROGRESS"``, ``"DONE"``,
+        ``"DEAD"`` or None (no record, or past its deadline). Claims nothing."""
         if not keys:
             return []
+        fields = [_escape(k) for k in keys]
         try:
-            raw = await self.client.mget([self.key(k) for k in keys])
+            seconds, micros = await self.client.time()
+            now = seconds * 1000 + micros // 1000
+            pipe = self.client.pipeline(transaction=False)
+            for bucket in self.bucket_keys(now):
+                pipe.hmget(bucket, fields)
+            buckets = await pipe.execute()
         except UNAVAILABLE_ERRORS as exc:
-            raise BackendUnavailable(f"Redis at {self.url_safe} failed MGET: {exc}") from exc
-        return [_state_name(value) for value in raw]
+            raise BackendUnavailable(f"Redis at {self.url_safe} failed dedup read: {exc}") from exc
+        out: list[str | None] = []
+        for i in range(len(keys)):
+            value = next((b[i] for b in buckets if b[i] is not None), None)
+            if value is None or int(value[1:14]) <= now:
+                out.append(None)
+            else:
+                out.append(_STATE_NAMES[value[:1]])
+        return out
 
     async def revive(self, key: str) -> bool:
         """Forget ``key``'s DEAD mark so its message is handled again (True if it was DEAD)."""
-        try:
-            return bool(await self._revive(keys=[self.key(key)]))
-        except UNAVAILABLE_ERRORS as exc:
-            raise BackendUnavailable(
-                f"Redis at {self.url_safe} failed dedup revive: {exc}. "
-                "Is NATIVEKIT_REDIS_URL right and the server up?"
-            ) from exc
+        return bool(await self._call("revive", self._revive, _joined([key])))
 
     async def ping(self) -> None:
         """PING the server."""

@@ -96,7 +96,7 @@ class Messaging:
             if consumer.options.idempotent:
                 consumer.use_backends(store=factory(consumer.name))
 
-    def _store(self, namespace: str) -> DedupStore:
+    def _store(self, namespace: str, retain: float) -> DedupStore:
         if self._store_factory is not None:
             return self._store_factory(namespace)
         if self.service.uses_redis:
@@ -104,7 +104,10 @@ class Messaging:
             from nativekit.settings import mask_url
 
             return RedisDedupStore(
-                self.service.redis, namespace=namespace, url_safe=mask_url(self.settings.redis_url)
+                self.service.redis,
+                namespace=namespace,
+                retention=retain,
+                url_safe=mask_url(self.settings.redis_url),
             )
         return shared_memory_store(namespace)
 
@@ -191,7 +194,7 @@ class Messaging:
                 spec,
                 options,
                 broker=self.broker,
-                store=self._store(namespace) if idempotent else None,
+                store=self._store(namespace, retain) if idempotent else None,
                 metrics=self.metrics,
                 service=self.service.name,
                 tracing=self.settings.tracing_enabled,

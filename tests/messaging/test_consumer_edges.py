@@ -145,3 +145,36 @@ async def test_unreachable_kafka_is_backend_unavailable() -> None:
     with pytest.raises(BackendUnavailable):
         await broker.create_topics({"x": 1})
     await broker.aclose()
+
+
+async def test_later_copy_claimed_first_in_the_same_partition_does_not_block() -> None:
+    """Two copies of one message in one partition, fetched in two batches whose claims
+    answer out of order: the later copy wins the claim, the earlier one (ahead of it in
+    the lane) takes the claim over instead of waiting for the lease; one effect."""
+
+    class SlowFirstClaim(MemoryDedupStore):
+        calls = 0
+
+        async def claim_many(self, keys, *, lease):  # type: ignore[no-untyped-def]
+            SlowFirstClaim.calls += 1
+            if SlowFirstClaim.calls == 1:
+                await asyncio.sleep(0.2)  # the second batch's claim goes first
+            return await super().claim_many(keys, lease=lease)
+
+    svc = service(consumer_fetch_max_records=1, dedup_lease=30)
+    broker = MemoryBroker()
+    handled: list[int] = []
+
+    @svc.consumer("jobs", group="g")
+    async def on_job(event: Job) -> None:
+        handled.append(event.n)
+
+    svc.messaging.use_broker(broker)
+    store = SlowFirstClaim()
+    svc.messaging.use_dedup_store(lambda ns: store)
+    await svc.publish("jobs", Job(n=1), message_id="dup")
+    await svc.publish("jobs", Job(n=2), message_id="dup")
+    async with serve(svc):
+        await eventually(lambda: sum(broker.committed_offsets("g").values()) == 2, within=5)
+    assert handled == [1]
+    assert SlowFirstClaim.calls >= 2

@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
 from nativekit import Service
+from nativekit.messaging.redis_dedup import RedisDedupStore
 from tests.messaging.conftest import kafka_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]
@@ -102,8 +103,10 @@ async def test_sigkill_loses_nothing_and_repeats_only_unmarked_effects(
         returncode = await asyncio.wait_for(asyncio.to_thread(first.wait), 60)
         assert returncode == -signal.SIGKILL
         namespace = f"{group}:main.<locals>.handle"
-        marks = await effects.mget([f"nk:dedup:{{{namespace}}}:m-{i}" for i in range(N)])
-        done_at_crash = {i for i, mark in enumerate(marks) if mark == b"D"}
+        marks = await RedisDedupStore(effects, namespace=namespace).states(
+            [f"m-{i}" for i in range(N)]
+        )
+        done_at_crash = {i for i, mark in enumerate(marks) if mark == "DONE"}
         second = spawn(kafka_url, redis_url, topic, group, "none", prefix)
         processes.append(second)
         counts: list[int] = []
@@ -139,11 +142,11 @@ async def test_sigkill_loses_nothing_and_repeats_only_unmarked_effects(
         assert offset == N
     finally:
         namespace = f"{group}:main.<locals>.handle"
+        records = [k async for k in effects.scan_iter(match=f"nk:dedup:{{{namespace}}}:*")]
         await effects.delete(
             *keys,
             *(f"{prefix}:started:{w}" for w in (crash_at, "none")),
-            f"nk:dedup:{{{namespace}}}:fence",
-            *(f"nk:dedup:{{{namespace}}}:m-{i}" for i in range(N)),
+            *records,
         )
         await effects.aclose()
 

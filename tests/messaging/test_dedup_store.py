@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from nativekit.errors import BackendUnavailable
+from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.messaging.dedup import ClaimStatus, DedupStore, FinalState, MemoryDedupStore
 from nativekit.messaging.redis_dedup import RedisDedupStore
 
@@ -159,10 +159,9 @@ class TestRedisDedupStore(DedupStoreContract):
         """A store under a unique namespace on the real Redis."""
         client = aioredis.Redis.from_url(redis_url)
         yield RedisDedupStore(client, namespace=f"test-{unique}")
-        used = ["a", "b", "c", "warm", "a\nb", "a%0Ab", "", "%", "%25"]
-        used += [f"k{i}" for i in range(200)]
-        store = RedisDedupStore(client, namespace=f"test-{unique}")
-        await client.delete(f"nk:dedup:{{test-{unique}}}:fence", *map(store.key, used))
+        keys = [k async for k in client.scan_iter(match=f"nk:dedup:{{test-{unique}}}:*")]
+        if keys:
+            await client.delete(*keys)
         await client.aclose()
 
     async def test_one_batch_is_one_round_trip(self, store: RedisDedupStore) -> None:
@@ -192,3 +191,73 @@ class TestRedisDedupStore(DedupStoreContract):
         with pytest.raises(BackendUnavailable):
             await store.ping()
         await client.aclose()
+
+
+@pytest.mark.redis
+class TestRedisLayout:
+    """How the Redis store keeps records: bucketed hashes with their own deadlines."""
+
+    @pytest.fixture
+    async def client(self, redis_url: str, unique: str) -> AsyncIterator[aioredis.Redis]:
+        """A client; the namespace's keys are deleted afterwards."""
+        client = aioredis.Redis.from_url(redis_url)
+        yield client
+        keys = [k async for k in client.scan_iter(match=f"nk:dedup:{{{unique}}}:*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+    async def test_records_share_one_expiring_hash(
+        self, client: aioredis.Redis, unique: str
+    ) -> None:
+        """A batch adds fields to the current bucket, which expires after the retention,
+        and no key of its own per message."""
+        store = RedisDedupStore(client, namespace=unique, retention=3600, bucket_seconds=600)
+        claims = await store.claim_many([f"k{i}" for i in range(50)], lease=5)
+        await store.finish_many(claims, retain=3600)
+        keys = sorted([k async for k in client.scan_iter(match=f"nk:dedup:{{{unique}}}:*")])
+        [bucket] = [k for k in keys if k != store.fence_key.encode()]
+        assert len(keys) == 2
+        assert await client.hlen(bucket) == 50
+        ttl = await client.pttl(bucket)
+        assert 3600_000 <= ttl <= 4200_000 + 1000  # the retention plus at most one bucket
+
+    async def test_done_in_an_older_bucket_is_found_until_its_deadline(
+        self, client: aioredis.Redis, unique: str
+    ) -> None:
+        """With buckets of 0.1 s and a retention of 0.6 s, a DONE mark written several
+        buckets ago is still a duplicate, and not after its retention."""
+        store = RedisDedupStore(client, namespace=unique, retention=0.6, bucket_seconds=0.1)
+        claims = await store.claim_many(["a"], lease=5)
+        assert await store.finish_many(claims, retain=0.6) == [True]
+        await asyncio.sleep(0.35)
+        assert [c.status for c in await store.claim_many(["a"], lease=5)] == [ClaimStatus.DONE]
+        assert await store.states(["a", "b"]) == ["DONE", None]
+        await asyncio.sleep(0.4)
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.CLAIMED
+
+    async def test_renewed_then_released_claim_is_free_at_once(
+        self, client: aioredis.Redis, unique: str
+    ) -> None:
+        """A renewal written into a newer bucket leaves the old copy behind; release
+        drops both, so the key is claimable right away."""
+        store = RedisDedupStore(client, namespace=unique, retention=5, bucket_seconds=0.1)
+        [claim] = await store.claim_many(["a"], lease=5)
+        await asyncio.sleep(0.15)
+        assert await store.renew_many([claim], lease=5) == [True]
+        assert await store.states(["a"]) == ["IN_PROGRESS"]
+        await store.release_many([claim])
+        assert await store.states(["a"]) == [None]
+        [again] = await store.claim_many(["a"], lease=5)
+        assert again.status is ClaimStatus.CLAIMED
+        assert again.token > claim.token
+
+    async def test_retain_beyond_the_store_retention_is_refused(
+        self, client: aioredis.Redis, unique: str
+    ) -> None:
+        """A DONE mark the lookups would not reach is a configuration error."""
+        store = RedisDedupStore(client, namespace=unique, retention=60)
+        claims = await store.claim_many(["a"], lease=5)
+        with pytest.raises(ConfigError, match="retention"):
+            await store.finish_many(claims, retain=61)

@@ -108,3 +108,31 @@ async def test_duplicates_poison_and_readiness_on_kafka(
     keys = [k async for k in svc.redis.scan_iter(match=f"nk:dedup:{{{namespace}}}:*", count=10_000)]
     await svc.redis.delete(*keys)
     await svc.redis.aclose()
+
+
+async def test_fetch_takes_an_equal_share_of_every_partition(
+    kafka_url: str, topic: str, unique: str
+) -> None:
+    """With records buffered for both partitions, a fetch takes from both evenly
+    (aiokafka alone drains one partition's buffer first)."""
+    broker = KafkaBroker(kafka_settings(kafka_url))
+    for i in range(200):
+        await broker.send(topic, b"x", key=f"k{i}".encode())
+    await broker.aclose()
+
+    async def nothing(tps: object) -> None:
+        return None
+
+    member = broker.group_consumer(
+        [topic], group=f"share-{unique}", on_assigned=nothing, on_revoked=nothing
+    )
+    await member.start()
+    try:
+        first = await member.fetch(wait=5, max_records=2)
+        assert first
+        await asyncio.sleep(1.0)  # aiokafka prefetches both partitions meanwhile
+        batch = await member.fetch(wait=5, max_records=10)
+    finally:
+        await member.stop()
+    per_partition = Counter(r.partition for r in batch)
+    assert per_partition == {0: 5, 1: 5}, per_partition
