@@ -50,7 +50,15 @@ async def _stores(settings: Settings) -> AsyncIterator[StoreFactory | None]:
 
     async with redis_client(settings) as client:
         safe = mask_url(settings.redis_url)
-        yield lambda namespace: RedisDedupStore(client, namespace=namespace, url_safe=safe)
+        default = settings.dedup_retention
+
+        def store(namespace: str, retention: float | None) -> RedisDedupStore:
+            # The bucket width follows the consumer's retention: read with the same one.
+            return RedisDedupStore(
+                client, namespace=namespace, retention=retention or default, url_safe=safe
+            )
+
+        yield store
 
 
 async def _letters(settings: Settings, topic: str, limit: int) -> tuple[list[DeadLetter], int]:

@@ -40,8 +40,9 @@ class Revivable(Protocol):
         ...
 
 
-#: Builds the dedup store of a namespace (``<group>:<handler>``).
-StoreFactory = Callable[[str], Revivable]
+#: Builds the dedup store of a namespace (``<group>:<handler>``) whose consumer keeps marks
+#: for the given retention in seconds (None: the letter does not say; use the settings').
+StoreFactory = Callable[[str, float | None], Revivable]
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,15 @@ class DeadLetter:
     def dedup_key(self) -> str | None:
         """The idempotency key the consumer marked DEAD."""
         return self.header(env.DLQ_DEDUP_KEY)
+
+    @property
+    def dedup_retention(self) -> float | None:
+        """Seconds the consumer keeps its marks (locates them in the Redis store)."""
+        text = self.header(env.DLQ_DEDUP_RETENTION)
+        try:
+            return float(text) if text is not None else None
+        except ValueError:
+            return None
 
     def matches(self, wanted: str) -> bool:
         """True when ``wanted`` is this letter's ``partition:offset`` or message id."""
@@ -165,7 +175,8 @@ async def dedup_states(
         if letter.namespace is None or letter.dedup_key is None:
             out.append(None)
         else:
-            out.append((await stores(letter.namespace).states([letter.dedup_key]))[0])
+            store = stores(letter.namespace, letter.dedup_retention)
+            out.append((await store.states([letter.dedup_key]))[0])
     return out
 
 
@@ -189,7 +200,7 @@ async def replay(
             "which would skip the copy; point NATIVEKIT_REDIS_URL at the services' Redis",
         )
     if stores is not None and namespace is not None and key is not None:
-        store = stores(namespace)
+        store = stores(namespace, letter.dedup_retention)
         state = (await store.states([key]))[0]
         if state == "DONE":
             return Replay(letter, "skipped", f"already handled: {namespace} marks {key!r} DONE")

@@ -31,6 +31,7 @@ DLQ_ATTEMPTS = "dlq-attempts"
 DLQ_TIME = "dlq-time"
 DLQ_HANDLER = "dlq-handler"  # the handler that gave up: with the group, its dedup namespace
 DLQ_DEDUP_KEY = "dlq-dedup-key"  # the key marked DEAD (absent for non-idempotent consumers)
+DLQ_DEDUP_RETENTION = "dlq-dedup-retention"  # the consumer's retain (s): its store's buckets
 # Set on a dead letter replayed by ``nativekit dlq replay``: "<dlq topic>:<partition>:<offset>".
 REPLAY_OF = "replay-of"
 

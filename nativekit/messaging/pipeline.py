@@ -265,6 +265,7 @@ class Runner:
         ]
         if self.store is not None:  # where replay clears the DEAD mark
             headers.append((env.DLQ_DEDUP_KEY, item.key.encode("utf-8", "replace")))
+            headers.append((env.DLQ_DEDUP_RETENTION, f"{self.options.retain:g}".encode()))
         delay = 0.1
         while True:
             try:

@@ -198,3 +198,40 @@ async def test_errors_have_meaningful_exit_codes(shop: Shop, cli: Cli) -> None:
     assert memory.code == 1 and "its DEAD mark lives in the consumer's process" in memory.out
     assert missing.code == 1 and "does not exist" in missing.err
     assert down.code == 3 and "Is NATIVEKIT_KAFKA_URL right" in down.err
+
+
+async def test_replay_finds_the_mark_of_a_consumer_with_its_own_retention(
+    kafka_url: str, redis_url: str, unique: str, cli: Cli
+) -> None:
+    """A consumer with retain= other than NATIVEKIT_DEDUP_RETENTION keeps its marks in
+    buckets of that width; the letter's dlq-dedup-retention header lets replay clear it."""
+    topic = f"keep-{unique}"
+    broker = KafkaBroker(kafka_settings(kafka_url))
+    await broker.create_topics({topic: 1})
+    await broker.aclose()
+    settings = kafka_settings(kafka_url, redis_url, consumer_retries=0, log_level="CRITICAL")
+    svc = Service("billing", settings=settings)
+    broken = {"b"}
+    billed: Counter[str] = Counter()
+
+    @svc.consumer(topic, group=f"keep-{unique}", retain=4 * 86400.0)
+    async def bill(event: Paid) -> None:
+        if event.order_id in broken:
+            raise ConnectionError("ledger down")
+        billed[event.order_id] += 1
+
+    cli.env.update(
+        NATIVEKIT_KAFKA_URL=kafka_url,
+        NATIVEKIT_REDIS_URL=redis_url,
+        NATIVEKIT_KAFKA_IDEMPOTENT_PRODUCER="false",
+    )
+    shop = Shop(svc, topic, cli, kafka_url)
+    async with serve(svc):
+        await svc.publish(topic, Paid(order_id="b"), message_id=f"{unique}-b")
+        await shop.dead_letters(1)
+        listed = (await cli("dlq", "list", shop.dlq, "--json")).json()
+        broken.clear()
+        done = await cli("dlq", "replay", shop.dlq, "--id", f"{unique}-b")
+        await eventually(lambda: billed["b"] == 1, within=30, what="b billed after replay")
+    assert listed["items"][0]["dedup_state"] == "DEAD"
+    assert done.code == 0, done.err
