@@ -37,7 +37,11 @@ async def test_happy_failure_and_timeout_paths(world: World) -> None:
     ledger = await world.ledger()
     for saga_id in ids[:10]:
         oid = saga_id.removeprefix("order-")
-        assert records[saga_id].status.value == "COMPLETED", (records[saga_id].to_dict(), ledger)
+        assert records[saga_id].status.value == "COMPLETED", (
+            records[saga_id].error,
+            {k: (s.status, s.error, s.attempts) for k, s in records[saga_id].steps.items()},
+            ledger,
+        )
         assert records[saga_id].to_dict()["results"]["charge_card"] == {"charge_id": f"c-{oid}"}
         assert (ledger.get(f"{oid}:reserve"), ledger.get(f"{oid}:charge")) == (1, 1)
         assert f"{oid}:release" not in ledger
