@@ -22,7 +22,8 @@ from nativekit.messaging.broker import (
 from nativekit.messaging.errors import CommitFailed, MessagingError, PublishError
 from nativekit.settings import Settings
 
-_UNAVAILABLE = (
+#: aiokafka errors that mean the cluster could not be reached (not a refusal).
+UNAVAILABLE_ERRORS = (
     kerr.KafkaConnectionError,
     kerr.NoBrokersAvailable,
     kerr.KafkaTimeoutError,
@@ -90,7 +91,7 @@ class KafkaBroker:
             await self.start()
         try:
             meta = await self._producer.send_and_wait(topic, value, key=key, headers=headers)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(self.settings, f"to publish to {topic!r}", exc) from exc
         except kerr.KafkaError as exc:
             raise PublishError(f"Kafka rejected a record for {topic!r}: {exc!r}") from exc
@@ -114,7 +115,7 @@ class KafkaBroker:
                         raise MessagingError(
                             f"Kafka refused to create topic {name!r} (error code {code})."
                         )
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(self.settings, "to create topics", exc) from exc
         finally:
             await admin.close()
@@ -206,7 +207,7 @@ class KafkaGroupConsumer:
                 batches = await self._consumer.getmany(
                     timeout_ms=int(wait * 1000), max_records=max_records
                 )
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(self.settings, "to fetch", exc) from exc
         except kerr.KafkaError as exc:
             raise MessagingError(f"Kafka fetch failed: {exc!r}") from exc
@@ -261,7 +262,7 @@ class KafkaGroupConsumer:
             raise CommitFailed(
                 f"Kafka rejected the commit of group {self.group!r}: {exc!r}"
             ) from exc
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise _unavailable(self.settings, "to commit", exc) from exc
         except kerr.KafkaError as exc:
             raise CommitFailed(f"Kafka commit of group {self.group!r} failed: {exc!r}") from exc

@@ -20,16 +20,8 @@ from nativekit.backends.kafka import kafka_client_options
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging.broker import Record
 from nativekit.messaging.errors import MessagingError
+from nativekit.messaging.kafka import UNAVAILABLE_ERRORS
 from nativekit.settings import Settings
-
-_UNAVAILABLE = (
-    kerr.KafkaConnectionError,
-    kerr.NoBrokersAvailable,
-    kerr.KafkaTimeoutError,
-    kerr.RequestTimedOutError,
-    kerr.NodeNotReadyError,
-    OSError,
-)
 
 
 class TopicNotFound(MessagingError, LookupError):
@@ -87,7 +79,7 @@ class KafkaAdmin:
         admin = AIOKafkaAdminClient(**self._options())
         try:
             await asyncio.wait_for(admin.start(), self.settings.connect_timeout * 2)
-        except (TimeoutError, *_UNAVAILABLE) as exc:
+        except (TimeoutError, *UNAVAILABLE_ERRORS) as exc:
             await admin.close()
             raise self._unavailable("to connect", exc) from exc
         self._admin = admin
@@ -102,7 +94,7 @@ class KafkaAdmin:
         """Cluster id, brokers (``id@host:port``) and controller."""
         try:
             raw = await self._admin.describe_cluster()
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise self._unavailable("a metadata request", exc) from exc
         brokers = [f"{b['node_id']}@{b['host']}:{b['port']}" for b in raw.get("brokers", [])]
         return ClusterInfo(
@@ -125,7 +117,7 @@ class KafkaAdmin:
         """Names of the topics, sorted."""
         try:
             return sorted(await self._admin.list_topics())
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise self._unavailable("to list topics", exc) from exc
 
     async def retention(self, topic: str) -> TopicRetention:
@@ -138,7 +130,7 @@ class KafkaAdmin:
             responses = await self._admin.describe_configs(
                 [ConfigResource(ConfigResourceType.TOPIC, topic)]
             )
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             return TopicRetention(topic, None, f"DescribeConfigs failed: {type(exc).__name__}")
         except kerr.KafkaError as exc:
             return TopicRetention(topic, None, f"DescribeConfigs refused: {exc}")
@@ -168,7 +160,7 @@ class KafkaAdmin:
         try:
             await consumer.start()
             return await _read(consumer, topic, limit, within)
-        except _UNAVAILABLE as exc:
+        except UNAVAILABLE_ERRORS as exc:
             raise self._unavailable(f"to read {topic!r}", exc) from exc
         finally:
             await consumer.stop()

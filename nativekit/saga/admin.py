@@ -20,7 +20,7 @@ releasing it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 
 from nativekit.saga.errors import SagaNotFound, SagaStateError
 from nativekit.saga.model import SagaRecord, SagaStatus, StepStatus, Transition
@@ -114,33 +114,41 @@ class SagaAdmin:
 
     async def retry(self, saga_id: str) -> SagaRecord:
         """Send a FAILED or ABORTED saga forward; a replica with its code resumes it."""
-        record, token = await self._take_over(saga_id, RETRYABLE)
+        record, token = await self.take_over(saga_id, RETRYABLE)
         return await self._apply(record, token, retry_change(record), release=True)
 
     async def compensate(self, saga_id: str) -> SagaRecord:
         """Roll a saga back; a replica with its code runs the compensations."""
-        record, token = await self._take_over(saga_id, COMPENSABLE)
+        record, token = await self.take_over(saga_id, COMPENSABLE)
         return await self._apply(record, token, compensate_change(record), release=True)
 
     async def abort(self, saga_id: str, reason: str = "aborted by an operator") -> SagaRecord:
         """Stop a saga where it is: nothing runs for it afterwards."""
-        record, token = await self._take_over(saga_id, ABORTABLE)
+        record, token = await self.take_over(saga_id, ABORTABLE)
         return await self._apply(record, token, abort_change(reason), release=False)
 
-    async def _take_over(
-        self, saga_id: str, allowed: Collection[SagaStatus]
+    async def take_over(
+        self,
+        saga_id: str,
+        allowed: Collection[SagaStatus],
+        *,
+        before_claim: Callable[[], None] | None = None,
     ) -> tuple[SagaRecord, str]:
+        """Check the status, then claim the instance by force under a new lease token.
+
+        ``before_claim`` runs once the status was accepted (e.g. to stop a local run).
+        """
         check_status(await self.get(saga_id), allowed)
+        if before_claim is not None:
+            before_claim()
         token = uuid.uuid4().hex
         record = await self.store.claim(saga_id, token, lease=self.lease, force=True)
         if record.status not in allowed:  # changed between the read and the claim
             raise SagaStateError(f"saga {saga_id!r} became {record.status.value}; try again")
         return record, token
 
-    async def _apply(
-        self, record: SagaRecord, token: str, change: Transition, *, release: bool
-    ) -> SagaRecord:
-        change.release = release
+    async def write(self, record: SagaRecord, token: str, change: Transition) -> None:
+        """Apply ``change`` under the takeover lease; ``record.status`` follows it."""
         await self.store.write(
             record.saga_id,
             token,
@@ -151,4 +159,12 @@ class SagaAdmin:
             lease=self.lease,
             retention=self.retention,
         )
+        if change.status is not None:
+            record.status = change.status
+
+    async def _apply(
+        self, record: SagaRecord, token: str, change: Transition, *, release: bool
+    ) -> SagaRecord:
+        change.release = release
+        await self.write(record, token, change)
         return await self.get(record.saga_id)

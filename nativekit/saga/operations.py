@@ -8,11 +8,9 @@ runs in this process at once.
 
 from __future__ import annotations
 
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from nativekit.saga import admin
-from nativekit.saga.errors import SagaStateError
 from nativekit.saga.model import SagaRecord, SagaStatus, Transition
 
 if TYPE_CHECKING:
@@ -47,33 +45,25 @@ async def abort(
     return await runtime.get(saga_id)
 
 
+def _admin(runtime: SagaRuntime) -> admin.SagaAdmin:
+    return admin.SagaAdmin(
+        runtime.store, lease=runtime.lease, retention=runtime._env_args["retention"]
+    )
+
+
 async def _take_over(
     runtime: SagaRuntime, saga_id: str, allowed: tuple[SagaStatus, ...]
 ) -> tuple[SagaRecord, str]:
-    admin.check_status(await runtime.get(saga_id), allowed)
-    local = runtime.runs.pop(saga_id, None)
-    if local is not None:
-        local[1].cancel()
-    token = uuid.uuid4().hex
-    record = await runtime.store.claim(saga_id, token, lease=runtime.lease, force=True)
-    if record.status not in allowed:  # changed between the read and the claim
-        raise SagaStateError(f"saga {saga_id!r} became {record.status.value}; try again")
-    return record, token
+    def stop_local_run() -> None:
+        local = runtime.runs.pop(saga_id, None)
+        if local is not None:
+            local[1].cancel()
+
+    return await _admin(runtime).take_over(saga_id, allowed, before_claim=stop_local_run)
 
 
 async def _write(runtime: SagaRuntime, record: SagaRecord, token: str, change: Transition) -> None:
-    await runtime.store.write(
-        record.saga_id,
-        token,
-        change,
-        current=record.status,
-        name=record.name,
-        definition=record.definition,
-        lease=runtime.lease,
-        retention=runtime._env_args["retention"],
-    )
-    if change.status is not None:
-        record.status = change.status
+    await _admin(runtime).write(record, token, change)
 
 
 async def _resume(
