@@ -74,11 +74,13 @@ class Consumer:
             tracer=None,
             owned=self._owned,
             stopping=lambda: self._stopping,
+            on_finished=self._finish,
+            on_abandoned=self._abandon,
         )
         self._tracing = tracing
         self._gc: GroupConsumer | None = None
         self._lanes: dict[TopicPartition, Lane] = {}
-        self._finished: list[tuple[Item, FinalState | None]] = []
+        self._finished: list[Item] = []
         self._releases: list[Claim] = []
         self._new_run_state()
         self._in_flight = 0
@@ -178,7 +180,9 @@ class Consumer:
     async def _on_assigned(self, tps: set[TopicPartition]) -> None:
         # Fetching resumes at the committed offset, so commits from here on only move forward.
         for tp in tps:
-            self._lanes[tp] = Lane(tp, PartitionOffsets(), self.options.concurrency, self._work)
+            self._lanes[tp] = Lane(
+                tp, PartitionOffsets(), self.options.concurrency, self._runner.work
+            )
         self.log.info("consumer.assigned", partitions=_names(tps))
 
     async def _on_revoked(self, tps: set[TopicPartition]) -> None:
@@ -263,21 +267,27 @@ class Consumer:
                 for item in items:
                     self._abandon(item)
                 continue
+            owned = self._owned
             if claims is not None:
+                claimed = ClaimStatus.CLAIMED
                 for item, answer in zip(items, claims, strict=True):
                     item.claim = answer
-            current: dict[int, bool] = {}  # id(lane) -> still assigned
-            for item in items:
-                lane = item.lane
-                alive = current.get(id(lane))
-                if alive is None:
-                    alive = current[id(lane)] = self._lanes.get(lane.tp) is lane
-                if lane.closed or not alive:
-                    self._abandon(item)
-                    continue
-                if item.claim is not None and item.claim.status is ClaimStatus.CLAIMED:
-                    self._owned[item.key] = item
-                item.lane.put(item)
+                    if answer.status is claimed:
+                        owned[item.key] = item
+            # Items come grouped by partition: hand each lane its run in one call.
+            start = 0
+            while start < len(items):
+                lane = items[start].lane
+                end = start + 1
+                while end < len(items) and items[end].lane is lane:
+                    end += 1
+                run = items[start:end]
+                start = end
+                if lane.closed or self._lanes.get(lane.tp) is not lane:
+                    for item in run:
+                        self._abandon(item)
+                else:
+                    lane.put_many(run)
 
     async def _abandon_batches(self) -> None:
         """On stop: give up batches fetched but not yet handed to lanes."""
@@ -320,17 +330,9 @@ class Consumer:
 
     # -- handling and finishing ----------------------------------------------------------
 
-    async def _work(self, item: Item) -> None:
-        try:
-            state = await self._runner.run(item)
-        except asyncio.CancelledError:
-            self._abandon(item)
-            raise
-        except Exception as exc:
-            self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
-            self._abandon(item)
-            return
-        self._finished.append((item, state))
+    def _finish(self, item: Item) -> None:
+        """A handled item: its DONE/DEAD mark goes out with the next flush."""
+        self._finished.append(item)
         self._finish_event.set()
 
     def _abandon(self, item: Item) -> None:
@@ -370,7 +372,7 @@ class Consumer:
             outcomes: dict[tuple[str, str], int] = {}
             durations: dict[str, list[float]] = {}
             owned = self._owned
-            for item, _ in batch:
+            for item in batch:
                 record = item.record
                 item.lane.offsets.finish(record.offset)
                 if owned.get(item.key) is item:
@@ -389,16 +391,17 @@ class Consumer:
             self._capacity.set()
             self._commit_event.set()
             for observer in self.observers:
-                for item, _ in batch:
+                for item in batch:
                     observer(item)
 
-    async def _write_final(self, batch: list[tuple[Item, FinalState | None]]) -> bool:
+    async def _write_final(self, batch: list[Item]) -> bool:
         """Write DONE/DEAD marks (retried while the store is down); False if given up."""
         if self.store is None:
             return True
         done: list[Claim] = []
         dead: list[Claim] = []
-        for item, state in batch:
+        for item in batch:
+            state = item.state
             if state is not None and item.claim is not None:
                 (done if state is FinalState.DONE else dead).append(item.claim)
         by_state = {FinalState.DONE: done, FinalState.DEAD: dead}

@@ -212,9 +212,12 @@ class KafkaGroupConsumer:
         except kerr.KafkaError as exc:
             raise MessagingError(f"Kafka fetch failed: {exc!r}") from exc
         out: list[Record] = []
+        new = tuple.__new__  # a NamedTuple's own __new__ is a Python call per record
         for records in batches.values():
             out += [
-                Record(r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp)
+                new(
+                    Record, (r.topic, r.partition, r.offset, r.key, r.value, r.headers, r.timestamp)
+                )
                 for r in records
             ]
         return out

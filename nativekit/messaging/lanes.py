@@ -14,11 +14,18 @@ from nativekit.messaging.offsets import PartitionOffsets
 if TYPE_CHECKING:
     from nativekit.messaging.pipeline import Item
 
+#: Handles a run of items from the head of a queue (popping each before it starts).
+Worker = Callable[["deque[Item]"], Awaitable[None]]
+
 
 class _Queue:
-    """One sequential worker: a deque drained by a task that sleeps when it is empty."""
+    """One sequential worker: a deque drained by a task that sleeps when it is empty.
 
-    def __init__(self, worker: Callable[[Item], Awaitable[None]]) -> None:
+    The worker takes the deque itself and handles a run of items from its head, so a
+    message costs no task or coroutine of the queue's own.
+    """
+
+    def __init__(self, worker: Worker) -> None:
         self.items: deque[Item] = deque()
         self.wake = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
@@ -33,18 +40,24 @@ class _Queue:
         elif len(items) == 1:  # the worker waits only when the deque is empty
             self.wake.set()
 
+    def extend(self, batch: list[Item]) -> None:
+        items = self.items
+        was_empty = not items
+        items.extend(batch)
+        if self.task is None:
+            self.task = asyncio.create_task(self._run())
+        elif was_empty:
+            self.wake.set()
+
     async def _run(self) -> None:
         items = self.items
-        streak = 0
         while not self.closed:
             if not items:
                 self.wake.clear()
                 await self.wake.wait()
                 continue
-            await self._worker(items.popleft())
-            streak += 1
-            if streak >= 64:  # let I/O (dedup replies, fetches) in between long runs
-                streak = 0
+            await self._worker(items)
+            if items:  # let I/O (dedup replies, fetches) in between long runs
                 await asyncio.sleep(0)
 
 
@@ -61,7 +74,7 @@ class Lane:
         tp: TopicPartition,
         offsets: PartitionOffsets,
         width: int,
-        worker: Callable[[Item], Awaitable[None]],
+        worker: Worker,
     ) -> None:
         self.tp = tp
         self.offsets = offsets
@@ -78,6 +91,14 @@ class Lane:
     def put(self, item: Item) -> None:
         """Queue ``item`` behind earlier records of the same key."""
         self._queues[0 if self._width == 1 else self._index(item)].put(item)
+
+    def put_many(self, items: list[Item]) -> None:
+        """Queue ``items`` (in fetch order) behind earlier records of the same keys."""
+        if self._width == 1:
+            self._queues[0].extend(items)
+            return
+        for item in items:
+            self._queues[self._index(item)].put(item)
 
     def queued_behind(self, running: Item, other: Item) -> bool:
         """True if ``other`` waits in the queue of ``running`` (a handler running in

@@ -26,6 +26,11 @@ class PartitionOffsets:
 
     def finish(self, offset: int) -> None:
         """Mark an offset finished (handled, skipped as duplicate or dead-lettered)."""
+        outstanding = self._outstanding
+        if outstanding and outstanding[0] == offset and not self._finished:  # in order
+            outstanding.popleft()
+            self._next = offset + 1
+            return
         self._finished.add(offset)
         while self._outstanding and self._outstanding[0] in self._finished:
             done = self._outstanding.popleft()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -62,6 +63,7 @@ class Item:
         "lane",
         "outcome",
         "record",
+        "state",
     )
 
     def __init__(self, record: Record, key: str, lane: Lane) -> None:
@@ -73,6 +75,7 @@ class Item:
         self.attempts = 0
         self.elapsed: float | None = None  # the successful attempt's duration, observed in bulk
         self.error: str | None = None
+        self.state: FinalState | None = None  # what to write when it finished (None: nothing)
         self.finished = False
         self._done: asyncio.Event | None = None  # created only when another copy waits
 
@@ -116,6 +119,8 @@ class Runner:
         tracer: Any,
         owned: dict[str, Item],
         stopping: Callable[[], bool],
+        on_finished: Callable[[Item], None],
+        on_abandoned: Callable[[Item], None],
     ) -> None:
         self.spec = spec
         self.options = options
@@ -126,14 +131,56 @@ class Runner:
         self.tracer = tracer
         self.owned = owned
         self.stopping = stopping
+        self.on_finished = on_finished
+        self.on_abandoned = on_abandoned
         self.debug = False  # per-message debug lines only when DEBUG is on (they cost µs)
 
-    def run(self, item: Item) -> Awaitable[FinalState | None]:
-        """Handle ``item``; the final dedup state to write (None for a duplicate).
+    async def work(self, items: deque[Item]) -> None:
+        """Handle a run of items from the head of a lane's queue, in order.
 
-        A plain function returning the coroutine to await, so the common path (claimed,
-        no tracing) costs no extra coroutine per message.
+        The common case (claimed, decodes, the first attempt succeeds, no tracing) runs
+        inline: the handler's coroutine is the only one per message.
         """
+        spec = self.spec
+        decode = spec.decode
+        plain = spec.msg_param is None and self.tracer is None
+        func = spec.func
+        claimed = ClaimStatus.CLAIMED
+        for _ in range(64):
+            if not items:
+                return
+            item = items.popleft()
+            try:
+                claim = item.claim
+                if plain and (claim is None or claim.status is claimed):
+                    try:
+                        event = decode(item.record.value)
+                    except DecodeError:
+                        item.state = await self._handle(item)
+                    else:
+                        item.attempts = 1
+                        started = perf_counter()
+                        try:
+                            await func(event)
+                        except Exception as exc:
+                            item.state = await self._retry(item, event, exc, started)
+                        else:
+                            item.elapsed = perf_counter() - started
+                            item.outcome = "processed"
+                            item.state = FinalState.DONE
+                else:
+                    item.state = await self.run(item)
+            except asyncio.CancelledError:
+                self.on_abandoned(item)
+                raise
+            except Exception as exc:
+                self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
+                self.on_abandoned(item)
+                continue
+            self.on_finished(item)
+
+    def run(self, item: Item) -> Awaitable[FinalState | None]:
+        """Handle ``item``; the final dedup state to write (None for a duplicate)."""
         claim = item.claim
         if claim is not None and claim.status is not ClaimStatus.CLAIMED:
             return self._settle_claim(item)
@@ -209,41 +256,57 @@ class Runner:
                 return claim
 
     async def _handle(self, item: Item) -> FinalState:
-        record = item.record
         try:
-            event = self.spec.decode(record.value)
+            event = self.spec.decode(item.record.value)
         except DecodeError as exc:
             await self._dead_letter(item, exc)
             return FinalState.DEAD
-        attempt = 0
+        return await self._attempts(item, event, 1)
+
+    async def _attempts(self, item: Item, event: Any, attempt: int) -> FinalState:
+        """Call the handler from ``attempt`` on, with retries and backoff."""
         while True:
-            attempt += 1
             item.attempts = attempt
             started = perf_counter()
             try:
                 msg = None if self.spec.msg_param is None else self._message(item, attempt)
                 await self.spec.call(event, msg)
             except Exception as exc:
-                self.metrics.observe(record.topic, self.options.group, perf_counter() - started)
-                if isinstance(exc, self.options.non_retryable) or attempt > self.options.retries:
-                    await self._dead_letter(item, exc)
+                if not await self._failed(item, exc, started):
                     return FinalState.DEAD
-                self.metrics.count(record.topic, self.options.group, "retried")
-                delay = min(self.options.backoff * 2 ** (attempt - 1), self.options.backoff_max)
-                self.log.warning(
-                    "message.retrying",
-                    **self._context(item),
-                    attempt=attempt,
-                    delay_s=round(delay, 3),
-                    error=f"{type(exc).__name__}: {exc}",
-                )
-                await asyncio.sleep(delay)
+                attempt += 1
                 continue
             item.elapsed = perf_counter() - started
             item.outcome = "processed"
             if self.debug:
                 self.log.debug("message.handled", **self._context(item), attempt=attempt)
             return FinalState.DONE
+
+    async def _retry(self, item: Item, event: Any, exc: Exception, started: float) -> FinalState:
+        """After a failed first attempt of the inline path: back off and go on retrying."""
+        if not await self._failed(item, exc, started):
+            return FinalState.DEAD
+        return await self._attempts(item, event, 2)
+
+    async def _failed(self, item: Item, exc: Exception, started: float) -> bool:
+        """Count a failed attempt; back off and return True to try again, or dead-letter
+        the message and return False."""
+        record = item.record
+        self.metrics.observe(record.topic, self.options.group, perf_counter() - started)
+        if isinstance(exc, self.options.non_retryable) or item.attempts > self.options.retries:
+            await self._dead_letter(item, exc)
+            return False
+        self.metrics.count(record.topic, self.options.group, "retried")
+        delay = min(self.options.backoff * 2 ** (item.attempts - 1), self.options.backoff_max)
+        self.log.warning(
+            "message.retrying",
+            **self._context(item),
+            attempt=item.attempts,
+            delay_s=round(delay, 3),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        await asyncio.sleep(delay)
+        return True
 
     async def _dead_letter(self, item: Item, exc: BaseException) -> None:
         """Publish the record to the dead-letter topic with the reason (retried until acked)."""

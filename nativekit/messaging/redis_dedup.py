@@ -299,12 +299,14 @@ class RedisDedupStore:
         flags, _, first = raw.decode().partition(",")
         token = int(first)
         out = []
+        new = tuple.__new__  # a NamedTuple's own __new__ is a Python call per key
+        claimed, busy = ClaimStatus.CLAIMED, ClaimStatus.BUSY
         for key, flag in zip(keys, flags, strict=True):
             if flag == "c":
-                out.append(Claim(key, ClaimStatus.CLAIMED, token))
+                out.append(new(Claim, (key, claimed, token)))
                 token += 1
             else:
-                out.append(Claim(key, _STATUS.get(flag, ClaimStatus.BUSY)))
+                out.append(new(Claim, (key, _STATUS.get(flag, busy), 0)))
         return out
 
     async def finish_many(
