@@ -8,6 +8,8 @@ each contender reads all of them in its own consumer group:
 * ``naive``     aiokafka loop + JSON decode + one Redis ``SET NX`` per message + commits
 * ``nativekit`` ``@svc.consumer``: pydantic decode, Redis idempotency (claim/finish per
   fetched batch), DONE marks and offset commits
+* ``nk-gc-default`` the same with ``gc_young_threshold=0``: the interpreter's own
+  garbage-collector thresholds instead of the ones a service sets while it runs
 
 Throughput is measured from the first handled message to the last (group joins,
 which the broker delays by a fixed time, are excluded for everyone); each contender
@@ -64,13 +66,14 @@ class OrderPlaced(BaseModel):
     items: list[str]
 
 
-def settings() -> nativekit.Settings:
+def settings(**extra: object) -> nativekit.Settings:
     return nativekit.Settings(
         kafka_url=KAFKA,
         redis_url=REDIS,
         kafka_idempotent_producer=False,
         log_level="WARNING",
         environment="production",
+        **extra,
     )
 
 
@@ -187,12 +190,12 @@ async def bench_naive() -> float:
     return clock.rate()
 
 
-async def bench_nativekit() -> float:
+async def bench_nativekit(**extra: object) -> float:
     clock = Clock()
-    svc = nativekit.Service("bench", settings=settings())
+    svc = nativekit.Service("bench", settings=settings(**extra))
     handled = 0
 
-    @svc.consumer(TOPIC, group=group("nk"))
+    @svc.consumer(TOPIC, group=group("nk" if not extra else "nk-variant"))
     async def handle(event: OrderPlaced) -> None:
         nonlocal handled
         handled += 1
@@ -212,7 +215,7 @@ async def cleanup() -> None:
     """Delete this run's Redis keys (the Redis may be shared)."""
     redis = aioredis.Redis.from_url(REDIS)
     try:
-        for pattern in (f"bench:{RUN}:*", f"nk:dedup:{{nk-{RUN}-*"):
+        for pattern in (f"bench:{RUN}:*", f"nk:dedup:{{nk*-{RUN}-*"):
             batch = [k async for k in redis.scan_iter(match=pattern, count=10_000)]
             for i in range(0, len(batch), 1000):
                 await redis.delete(*batch[i : i + 1000])
@@ -264,12 +267,15 @@ async def main() -> None:
         ("faststream", bench_faststream),
         ("naive", bench_naive),
         ("nativekit", bench_nativekit),
+        # the same with the interpreter's garbage-collector thresholds (see garbage.py)
+        ("nk-gc-default", lambda: bench_nativekit(gc_young_threshold=0)),
     )
     samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
     for round_no in range(ROUNDS):
         ROUND[0] = round_no
         # rotate the order so no contender always runs first (warm caches, broker state)
-        for name, bench in contenders[round_no % 4 :] + contenders[: round_no % 4]:
+        turn = round_no % len(contenders)
+        for name, bench in contenders[turn:] + contenders[:turn]:
             samples[name].append(await bench())
             print(f"round {round_no + 1} {name:>11}: {samples[name][-1]:>10,.0f} msg/s", flush=True)
         await cleanup()
@@ -290,6 +296,7 @@ async def main() -> None:
         "nativekit_vs_faststream": round(results["nativekit"] / results["faststream"], 2),
         "nativekit_vs_naive_dedup": round(results["nativekit"] / results["naive"], 2),
         "nativekit_vs_raw": round(results["nativekit"] / results["raw"], 3),
+        "nk_gc_default_vs_faststream": round(results["nk-gc-default"] / results["faststream"], 2),
         **{k: round(v, 3) for k, v in latency.items()},
         "publish_p50_vs_raw": round(latency["nk_p50_ms"] / latency["raw_p50_ms"], 2),
     }

@@ -11,6 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
+from nativekit import garbage
 from nativekit.asgi import build_starlette, probe_routes, wait_for_requests
 from nativekit.errors import ConfigError
 from nativekit.health import CheckFunc, Health, ProbeEndpoints
@@ -67,6 +68,7 @@ class Service:
         self._app: Starlette | None = None
         self._redis: aioredis.Redis | None = None
         self._backend_checks_added = False
+        self._gc_raised = False
 
     # -- routes -------------------------------------------------------------------
 
@@ -242,6 +244,8 @@ class Service:
         if hook_sigterm:
             install_drain_signal(self._begin_drain, self.settings.shutdown_delay)
         await self.lifecycle.start()
+        if not self._gc_raised:
+            self._gc_raised = garbage.raise_threshold(self.settings.gc_young_threshold)
         self.health.draining = False  # a service started again after a shutdown is ready again
         self.health.started = True
         self.log.info("service.started", environment=self.settings.environment)
@@ -256,6 +260,9 @@ class Service:
         self._begin_drain()
         await wait_for_requests([self.metrics], self.settings.shutdown_grace)
         await self.lifecycle.stop()
+        if self._gc_raised:
+            self._gc_raised = False
+            garbage.restore()
         if self._redis is not None:
             await self._redis.aclose()
             self._redis = None
