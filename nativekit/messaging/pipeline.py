@@ -143,7 +143,8 @@ class Runner:
         """
         spec = self.spec
         decode = spec.decode
-        plain = spec.msg_param is None and self.tracer is None
+        plain = self.tracer is None
+        bare = spec.msg_param is None  # the handler takes the event alone
         func = spec.func
         claimed = ClaimStatus.CLAIMED
         for _ in range(64):
@@ -161,7 +162,10 @@ class Runner:
                         item.attempts = 1
                         started = perf_counter()
                         try:
-                            await func(event)
+                            if bare:
+                                await func(event)
+                            else:
+                                await spec.call(event, self._message(item, 1))
                         except Exception as exc:
                             item.state = await self._retry(item, event, exc, started)
                         else:
