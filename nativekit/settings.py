@@ -279,6 +279,14 @@ class Settings(BaseSettings):
         description="Seconds running handlers get on partition revoke or shutdown before "
         "they are cancelled (their messages are redelivered).",
     )
+    consumer_commit_interval: float = Field(
+        0.1,
+        ge=0,
+        description="Shortest time in seconds between two offset commits of a consumer; "
+        "finished messages are committed together (a revoke or shutdown commits at once, "
+        "and DONE marks, written first, skip what a crash redelivers); 0 commits after "
+        "every flush.",
+    )
     consumer_session_timeout: float = Field(
         10.0, gt=0, description="Kafka group session timeout in seconds (dead member detection)."
     )

@@ -352,11 +352,14 @@ class Consumer:
             await self._flush()
 
     async def _commit_loop(self) -> None:
-        """Commit in the background, so handling never waits for the broker's commit reply."""
+        """Commit in the background, so handling never waits for the broker's commit reply;
+        at most one commit per ``commit_interval`` (each is a broker request)."""
         while True:
             await self._commit_event.wait()
             self._commit_event.clear()
+            started = time.monotonic()
             await self._commit(list(self._lanes.values()))
+            await asyncio.sleep(self.options.commit_interval - (time.monotonic() - started))
 
     async def _flush(self) -> None:
         async with self._flush_lock:

@@ -43,6 +43,7 @@ class ConsumerOptions:
     retain: float = 7 * 86400.0
     drain_timeout: float = 10.0
     poll_timeout: float = 0.5
+    commit_interval: float = 0.1
 
     def dlq_for(self, topic: str) -> str:
         """The dead-letter topic for records of ``topic``."""

@@ -188,6 +188,7 @@ class Messaging:
                 lease=s.dedup_lease,
                 retain=retain,
                 drain_timeout=s.consumer_drain_timeout,
+                commit_interval=s.consumer_commit_interval,
             )
             namespace = f"{options.group}:{spec.name}"
             consumer = Consumer(

@@ -224,6 +224,7 @@ class SagaCommands:
             fetch_max=s.consumer_fetch_max_records,
             idempotent=False,  # fencing by reply token makes a duplicate reply harmless
             drain_timeout=s.consumer_drain_timeout,
+            commit_interval=s.consumer_commit_interval,
         )
         self.consumer = Consumer(
             inspect_handler(self.on_reply),

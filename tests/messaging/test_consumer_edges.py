@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 from pydantic import BaseModel
@@ -178,3 +179,34 @@ async def test_later_copy_claimed_first_in_the_same_partition_does_not_block() -
         await eventually(lambda: sum(broker.committed_offsets("g").values()) == 2, within=5)
     assert handled == [1]
     assert SlowFirstClaim.calls >= 2
+
+
+async def test_commits_are_spaced_by_the_commit_interval(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Messages finishing one at a time share commits: at most one per interval, and
+    the last finished offset is still committed."""
+    commits: list[float] = []
+    real_commit = MemoryGroupConsumer.commit
+
+    async def counting(self, offsets):  # type: ignore[no-untyped-def]
+        commits.append(asyncio.get_running_loop().time())
+        await real_commit(self, offsets)
+
+    monkeypatch.setattr(MemoryGroupConsumer, "commit", counting)
+    svc = service(consumer_fetch_max_records=1, consumer_commit_interval=0.2)
+    broker = MemoryBroker()
+
+    @svc.consumer("jobs", group="g")
+    async def on_job(event: Job) -> None:
+        await asyncio.sleep(0.01)  # one flush per message
+
+    svc.messaging.use_broker(broker)
+    for n in range(40):
+        await svc.publish("jobs", Job(n=n))
+    async with serve(svc):
+        await eventually(lambda: sum(broker.committed_offsets("g").values()) == 40, within=5)
+        assert commits, "nothing committed"
+        spans = [b - a for a, b in itertools.pairwise(commits)]
+    assert len(commits) <= 6  # 40 messages over ~0.4 s: two or three commits, not 40
+    assert all(gap >= 0.19 for gap in spans), spans
