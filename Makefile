@@ -33,11 +33,15 @@ docs: $(STAMP)
 
 # Reuses a running Redis / Kafka (or NATIVEKIT_TEST_REDIS_URL / NATIVEKIT_TEST_KAFKA_URL),
 # else starts them on free ports for the run and stops them afterwards.
+# Test files run in TEST_WORKERS processes (pytest-xdist, a file per worker at a time):
+# most tests wait on brokers, leases and subprocesses, not on the CPU.
+TEST_WORKERS ?= 4
+
 test: lint typecheck docs
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
-		$(PY) -m coverage run -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
-	$(PY) -m coverage combine --quiet >/dev/null 2>&1 || true
+		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
+		--cov --cov-report= $(PYTEST_ARGS)
 	$(PY) -m coverage report
 
 test-fast: $(STAMP)
