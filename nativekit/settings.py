@@ -147,7 +147,8 @@ class Settings(BaseSettings):
         ge=0,
         description="Allocations between the garbage collector's young-generation passes "
         "while the service runs (Python's default is 700, which makes the collector run "
-        "thousands of times a second under load); 0 leaves the interpreter's setting alone.",
+        "thousands of times a second under load); what startup created is also frozen out "
+        "of later passes (gc.freeze). 0 leaves the collector alone.",
     )
 
     # -- observability ----------------------------------------------------------

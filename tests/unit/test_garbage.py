@@ -18,21 +18,28 @@ def interpreter_default() -> Iterator[None]:
     gc.set_threshold(*before)
 
 
-def service(name: str, threshold: int | None = None) -> Service:
-    extra = {} if threshold is None else {"gc_young_threshold": threshold}
-    return Service(name, settings=Settings(_env_file=None, **extra))
+def service(name: str, threshold: int = 10_000) -> Service:
+    return Service(name, settings=Settings(_env_file=None, gc_young_threshold=threshold))
 
 
-async def test_raised_while_running_and_restored_after() -> None:
+def test_the_default_is_ten_thousand(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NATIVEKIT_GC_YOUNG_THRESHOLD")  # the suite's conftest turns it off
+    assert Settings(_env_file=None).gc_young_threshold == 10_000
+
+
+async def test_raised_and_startup_frozen_while_running_then_restored() -> None:
     svc = service("gc-one")
     await svc.startup(hook_sigterm=False)
     assert gc.get_threshold() == (10_000, 10, 10)
+    assert gc.get_freeze_count() > 1000  # modules, classes, the service itself
     await svc.shutdown()
     assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
 
 
 async def test_several_services_restore_when_the_last_one_stops() -> None:
     first, second = service("gc-a"), service("gc-b", 20_000)
+    assert gc.get_freeze_count() == 0
     await first.startup(hook_sigterm=False)
     await second.startup(hook_sigterm=False)
     assert gc.get_threshold() == (10_000, 10, 10)  # the first setting holds
@@ -46,6 +53,7 @@ async def test_zero_leaves_the_interpreter_alone() -> None:
     svc = service("gc-off", 0)
     await svc.startup(hook_sigterm=False)
     assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
     await svc.shutdown()
     assert gc.get_threshold() == (700, 10, 10)
 
