@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import threading
 from collections.abc import Awaitable, Callable
@@ -110,4 +111,24 @@ def install_drain_signal(on_drain: Callable[[], None], delay: float) -> bool:
         loop.call_soon_threadsafe(loop.call_later, delay, hand_on, signum, frame)
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    return True
+
+
+_gc_tuned = False
+
+
+def tune_gc(threshold: int) -> bool:
+    """Once per process, after the first service started: collect, freeze the survivors
+    (modules, models, routes) out of later collections and collect the young generation
+    every ``threshold`` allocations. An async service keeps a large young working set
+    (requests, messages, sagas in flight): at Python's 700 every collection walks it again
+    and the full ones walk everything startup made. Returns whether it tuned now."""
+    global _gc_tuned
+    if threshold <= 0 or _gc_tuned:
+        return False
+    _gc_tuned = True
+    gc.collect()
+    gc.freeze()
+    _, middle, oldest = gc.get_threshold()
+    gc.set_threshold(threshold, middle, oldest)
     return True

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp
 from nativekit.asgi import build_starlette, probe_routes, wait_for_requests
 from nativekit.errors import ConfigError
 from nativekit.health import CheckFunc, Health, ProbeEndpoints
-from nativekit.lifecycle import Component, Hook, Lifecycle, install_drain_signal
+from nativekit.lifecycle import Component, Hook, Lifecycle, install_drain_signal, tune_gc
 from nativekit.logging import configure_logging, get_logger
 from nativekit.metrics import Metrics
 from nativekit.routing import Handler, TypedRoute
@@ -242,6 +242,7 @@ class Service:
         if hook_sigterm:
             install_drain_signal(self._begin_drain, self.settings.shutdown_delay)
         await self.lifecycle.start()
+        tune_gc(self.settings.gc_threshold)
         self.health.draining = False  # a service started again after a shutdown is ready again
         self.health.started = True
         self.log.info("service.started", environment=self.settings.environment)

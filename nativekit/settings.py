@@ -142,6 +142,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Largest accepted request body in bytes (413 above; 0 disables).",
     )
+    gc_threshold: int = Field(
+        10_000,
+        ge=0,
+        description="Once startup is done: the objects it created are frozen out of garbage "
+        "collection (gc.freeze) and the young generation is collected every this many "
+        "allocations instead of Python's 700; 0 leaves the collector alone.",
+    )
 
     # -- observability ----------------------------------------------------------
     metrics_enabled: bool = Field(True, description="Serve /metrics and record HTTP metrics.")

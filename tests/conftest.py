@@ -70,6 +70,9 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("NATIVEKIT_") and not key.startswith("NATIVEKIT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("NATIVEKIT_ENVIRONMENT", "test")
+    # the suite starts hundreds of services in one process: leave its collector alone
+    # (tests/unit/test_gc_tuning.py covers the tuning)
+    monkeypatch.setenv("NATIVEKIT_GC_THRESHOLD", "0")
 
 
 @pytest.fixture(autouse=True)
