@@ -36,9 +36,17 @@ class QueuingPool(aioredis.BlockingConnectionPool):
     providers use: nativekit authenticates with a password.
     """
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # the fast path needs the list-based pool of redis-py >= 5.0.1
+        self._fast = all(
+            hasattr(self, name)
+            for name in ("_available_connections", "_in_use_connections", "_condition")
+        ) and hasattr(self, "ensure_connection")
+
     def _quiet(self) -> bool:
         lock = getattr(self, "_lock", None)  # redis-py < 6 has none
-        return not (
+        return self._fast and not (
             self._condition._waiters
             or getattr(self, "_in_maintenance", False)
             or (lock is not None and lock.locked())
@@ -46,7 +54,7 @@ class QueuingPool(aioredis.BlockingConnectionPool):
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
         """A free connection at once, else wait for one (up to the pool's timeout)."""
-        if not (self._available_connections and self._quiet()):
+        if not (self._quiet() and self._available_connections):
             return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
         connection = self._available_connections.pop()
         self._in_use_connections.add(connection)
