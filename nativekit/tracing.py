@@ -179,14 +179,13 @@ class _LeanTracer(trace.Tracer):
         set_status_on_exception: bool = True,
         end_on_exit: bool = True,
     ) -> Any:
-        """Start a span and make it current for the ``with`` block."""
+        """Start a span and make it current for the ``with`` block (or decorated call)."""
         if not self.provider.lean:
             return self.sdk.start_as_current_span(
                 name, context, kind, attributes, links, start_time,
                 record_exception, set_status_on_exception, end_on_exit,
             )  # fmt: skip
-        span = trace.NonRecordingSpan(self._span_context(name, context, kind, attributes, links))
-        return _current(span)
+        return _lean_scope(self, name, context, kind, attributes, links)
 
 
 try:  # what the SDK's own start_as_current_span is: a decorator of async functions too
@@ -196,7 +195,16 @@ except ImportError:  # pragma: no cover - older opentelemetry-api
 
 
 @_span_manager
-def _current(span: trace.Span) -> Iterator[trace.Span]:
+def _lean_scope(
+    tracer: _LeanTracer,
+    name: str,
+    context: context_api.Context | None,
+    kind: trace.SpanKind,
+    attributes: Any,
+    links: Sequence[trace.Link] | None,
+) -> Iterator[trace.Span]:
+    # the span is made on entry, so a decorated function gets a new one per call
+    span = trace.NonRecordingSpan(tracer._span_context(name, context, kind, attributes, links))
     token = context_api.attach(trace.set_span_in_context(span))
     try:
         yield span

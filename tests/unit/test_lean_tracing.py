@@ -53,3 +53,17 @@ def test_attaching_a_processor_records_spans_of_existing_tracers() -> None:
         tracer.start_span("plain").end()
     assert [s.name for s in exporter.get_finished_spans()] == ["plain", "after"]
     assert exporter.get_finished_spans()[1].attributes == {"k": "v"}
+
+
+async def test_a_decorated_function_gets_a_new_span_per_call() -> None:
+    """start_as_current_span as a decorator of an async function: one new span per call."""
+    tracer = LeanTracerProvider().get_tracer("t")
+
+    @tracer.start_as_current_span("work")
+    async def work() -> trace.SpanContext:
+        return trace.get_current_span().get_span_context()
+
+    first, second = await work(), await work()
+    assert first.is_valid and second.is_valid
+    assert first.span_id != second.span_id and first.trace_id != second.trace_id
+    assert not trace.get_current_span().get_span_context().is_valid
