@@ -6,16 +6,24 @@ never blocks on a collector nobody runs), ``console`` or ``otlp`` (install the
 application already installed a tracer provider (for example with
 ``opentelemetry-instrument``) nativekit uses it as it is.
 
+While the provider nativekit installs has no span processor (the default
+``none`` exporter), nothing would receive a recorded span, so its tracers make
+non-recording spans that still get fresh ids and the sampling flags the SDK
+would give them: trace context crosses services and logs carry ``trace_id``
+exactly as before, at a sixth of the cost of a recorded span. Adding a processor
+later (``provider.add_span_processor``) makes every tracer record from then on.
+
 This module imports OpenTelemetry; ``import nativekit`` does not.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
@@ -41,7 +49,7 @@ def configure_tracing(service: str) -> trace.TracerProvider | None:
     attributes: dict[str, Any] = {}
     if not os.environ.get("OTEL_SERVICE_NAME"):
         attributes[SERVICE_NAME] = service
-    provider = TracerProvider(resource=Resource.create(attributes))
+    provider = LeanTracerProvider(resource=Resource.create(attributes))
     for name in _exporter_names():
         exporter = _exporter(name)
         if exporter is not None:
@@ -79,9 +87,144 @@ def _exporter(name: str) -> SpanExporter | None:
     )
 
 
+class LeanTracerProvider(TracerProvider):
+    """The SDK provider, recording spans only once a span processor is attached."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        #: True while no span processor is attached: spans are not recorded.
+        self.lean = True
+
+    def add_span_processor(self, span_processor: Any) -> None:
+        """Attach a processor (an exporter's): spans are recorded from now on."""
+        super().add_span_processor(span_processor)
+        self.lean = False
+
+    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
+        """The SDK tracer, behind one that skips recording while :attr:`lean`."""
+        return _LeanTracer(super().get_tracer(*args, **kwargs), self)
+
+
+_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
+_RANDOM = int(getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0))  # newer APIs (W3C level 2)
+
+
+class _LeanTracer(trace.Tracer):
+    """An SDK tracer that, while its provider is lean, makes non-recording spans with the
+    trace id, span id, flags and trace state the SDK would give the span."""
+
+    def __init__(self, sdk: Any, provider: LeanTracerProvider) -> None:
+        self.sdk = sdk
+        self.provider = provider
+
+    def start_span(
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Sequence[trace.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+    ) -> trace.Span:
+        """A span (recorded by the SDK unless the provider is lean)."""
+        if not self.provider.lean:
+            return self.sdk.start_span(  # type: ignore[no-any-return]
+                name, context, kind, attributes, links, start_time,
+                record_exception, set_status_on_exception,
+            )  # fmt: skip
+        return trace.NonRecordingSpan(self._span_context(name, context, kind, attributes, links))
+
+    def _span_context(
+        self,
+        name: str,
+        context: context_api.Context | None,
+        kind: trace.SpanKind,
+        attributes: Any,
+        links: Sequence[trace.Link] | None,
+    ) -> trace.SpanContext:
+        sdk = self.sdk
+        parent = trace.get_current_span(context).get_span_context()
+        ids = sdk.id_generator
+        if parent.is_valid:
+            trace_id = parent.trace_id
+            random_id = bool(parent.trace_flags & _RANDOM)
+        else:
+            trace_id = ids.generate_trace_id()
+            is_random = getattr(ids, "is_trace_id_random", None)
+            random_id = bool(_RANDOM and is_random is not None and is_random())
+        result = sdk.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+        flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+        if random_id:
+            flags = trace.TraceFlags(flags | _RANDOM)
+        return trace.SpanContext(
+            trace_id,
+            ids.generate_span_id(),
+            is_remote=False,
+            trace_flags=flags,
+            trace_state=result.trace_state,
+        )
+
+    def start_as_current_span(
+        self,
+        name: str,
+        context: context_api.Context | None = None,
+        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
+        attributes: Any = None,
+        links: Sequence[trace.Link] | None = (),
+        start_time: int | None = None,
+        record_exception: bool = True,
+        set_status_on_exception: bool = True,
+        end_on_exit: bool = True,
+    ) -> Any:
+        """Start a span and make it current for the ``with`` block (or decorated call)."""
+        if not self.provider.lean:
+            return self.sdk.start_as_current_span(
+                name, context, kind, attributes, links, start_time,
+                record_exception, set_status_on_exception, end_on_exit,
+            )  # fmt: skip
+        return _lean_scope(self, name, context, kind, attributes, links)
+
+
+try:  # what the SDK's own start_as_current_span is: a decorator of async functions too
+    from opentelemetry.util._decorator import _agnosticcontextmanager as _span_manager
+except ImportError:  # pragma: no cover - older opentelemetry-api
+    _span_manager = contextmanager  # type: ignore[assignment]
+
+
+@_span_manager
+def _lean_scope(
+    tracer: _LeanTracer,
+    name: str,
+    context: context_api.Context | None,
+    kind: trace.SpanKind,
+    attributes: Any,
+    links: Sequence[trace.Link] | None,
+) -> Iterator[trace.Span]:
+    # the span is made on entry, so a decorated function gets a new one per call
+    span = trace.NonRecordingSpan(tracer._span_context(name, context, kind, attributes, links))
+    token = context_api.attach(trace.set_span_in_context(span))
+    try:
+        yield span
+    finally:
+        context_api.detach(token)
+
+
+_tracer: tuple[Any, trace.Tracer | None] = (None, None)
+
+
 def get_tracer() -> trace.Tracer:
-    """The nativekit tracer of the installed provider."""
-    return trace.get_tracer(INSTRUMENTATION)
+    """The nativekit tracer of the installed provider (one per provider)."""
+    global _tracer
+    provider = trace.get_tracer_provider()
+    found = _tracer[1]
+    if _tracer[0] is not provider or found is None:
+        found = trace.get_tracer(INSTRUMENTATION)
+        if not isinstance(provider, trace.ProxyTracerProvider):  # proxies resolve later
+            _tracer = (provider, found)
+    return found
 
 
 @contextmanager

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import nativekit
 from examples.shop.config import config
@@ -54,31 +54,32 @@ class Inventory:
         """Hold every line for ``order_id`` or none (REJECTED, with the reason); idempotent."""
         reservation = await self.store.reserve(order_id, items)
         if reservation.state == "RESERVED":
-            await self._changed()
-            lines = [Item(sku=s, quantity=q) for s, q in merge(items).items()]
+            wanted = merge(items)
+            await self._changed(wanted)
+            lines = [Item(sku=s, quantity=q) for s, q in wanted.items()]
             await self._announce(StockReserved(order_id=order_id, items=lines), "reserved")
         return reservation
 
     async def release(self, order_id: str) -> Reservation:
         """Return held stock to available; idempotent, and refuses a later reservation."""
-        reservation = await self.store.release(order_id)
+        reservation, moved = await self.store.release(order_id)
         if reservation.state == "RELEASED" and reservation.reason is None:
-            await self._changed()
+            await self._changed(moved)
             await self._announce(StockReleased(order_id=order_id), "released")
         return reservation
 
     async def sell(self, order_id: str) -> Reservation:
         """Turn held stock into a sale; idempotent."""
-        reservation = await self.store.sell(order_id)
+        reservation, moved = await self.store.sell(order_id)
         if reservation.state == "SOLD":
-            await self._changed()
+            await self._changed(moved)
             await self._announce(StockSold(order_id=order_id), "sold")
         return reservation
 
     async def put(self, sku: str, update: ProductUpdate) -> Product:
         """Create a product, or set its name, price and available stock."""
         product = await self.store.put(sku, update.name, update.price, update.available)
-        await self._changed()
+        await self._changed([sku])
         return product
 
     async def seed(self, count: int, stock: int) -> None:
@@ -88,10 +89,13 @@ class Inventory:
             product = Product(sku=f"SKU-{n + 1:03d}", name=name, price=price, available=stock,
                               reserved=0)  # fmt: skip
             await self.store.add_if_missing(product)
-        await self._changed()
-
-    async def _changed(self) -> None:
         await svc.cache.invalidate_tags("stock")
+
+    async def _changed(self, skus: Iterable[str]) -> None:
+        # the cached reads of these products and the list; one round trip, where dropping
+        # the "stock" tag would read its index first and drop every product's entry
+        keys = [load_product.key_for({"sku": sku}) for sku in skus]
+        await svc.cache.delete([*keys, load_products.key_for({})])
 
     async def _announce(self, event: StockReserved | StockReleased | StockSold, what: str) -> None:
         # A retried call announces again with the same message id: consumers skip the copy.

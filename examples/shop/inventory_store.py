@@ -30,8 +30,13 @@ class InventoryStore(Protocol):
     async def get(self, sku: str) -> Product | None: ...
     async def all(self) -> list[Product]: ...
     async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation: ...
-    async def release(self, order_id: str) -> Reservation: ...
-    async def sell(self, order_id: str) -> Reservation: ...
+    async def release(self, order_id: str) -> tuple[Reservation, list[str]]:
+        """The reservation after the release, and the SKUs whose stock moved (if any)."""
+        ...
+
+    async def sell(self, order_id: str) -> tuple[Reservation, list[str]]:
+        """The reservation after the sale, and the SKUs whose stock moved (if any)."""
+        ...
 
 
 def merge(items: Sequence[Item]) -> dict[str, int]:
@@ -90,27 +95,28 @@ class MemoryInventoryStore:
         self.reservations[reservation.order_id] = reservation
         return reservation
 
-    async def release(self, order_id: str) -> Reservation:
+    async def release(self, order_id: str) -> tuple[Reservation, list[str]]:
         current = self.reservations.get(order_id)
         if current is None:  # the release overtook its reservation: refuse that one later
-            return self._record(
-                Reservation(order_id=order_id, state="RELEASED", reason="released first")
-            )
+            reservation = Reservation(order_id=order_id, state="RELEASED", reason="released first")
+            return self._record(reservation), []
         if current.state != "RESERVED":
-            return current
-        for sku, quantity in self.held.pop(order_id).items():
+            return current, []
+        held = self.held.pop(order_id)
+        for sku, quantity in held.items():
             self._add(sku, reserved=-quantity, available=quantity)
-        return self._record(Reservation(order_id=order_id, state="RELEASED"))
+        return self._record(Reservation(order_id=order_id, state="RELEASED")), list(held)
 
-    async def sell(self, order_id: str) -> Reservation:
+    async def sell(self, order_id: str) -> tuple[Reservation, list[str]]:
         current = self.reservations.get(order_id)
         if current is None:  # nothing to sell: do not leave a tombstone
-            return Reservation(order_id=order_id, state="REJECTED", reason="no reservation")
+            return Reservation(order_id=order_id, state="REJECTED", reason="no reservation"), []
         if current.state != "RESERVED":
-            return current
-        for sku, quantity in self.held.pop(order_id).items():
+            return current, []
+        held = self.held.pop(order_id)
+        for sku, quantity in held.items():
             self._add(sku, reserved=-quantity, sold=quantity)
-        return self._record(Reservation(order_id=order_id, state="SOLD"))
+        return self._record(Reservation(order_id=order_id, state="SOLD")), list(held)
 
 
 # KEYS: reservation, product hashes. ARGV: retain, n, quantities..., skus...
@@ -219,7 +225,7 @@ class RedisInventoryStore:
         raw = await self._reserve(keys=keys, args=args)
         return _reservation(order_id, raw)
 
-    async def _finish(self, order_id: str, state: str, field: str) -> Reservation:
+    async def _finish(self, order_id: str, state: str, field: str) -> tuple[Reservation, list[str]]:
         for _ in range(3):  # the record only moves forward, so this settles at once
             before = await self.redis.get(self._rkey(order_id))
             held: dict[str, int] = json.loads(before).get("held", {}) if before else {}
@@ -227,13 +233,16 @@ class RedisInventoryStore:
             args = [RETAIN, before or "", state, field, *held.values()]
             raw = await self._finish_script(keys=keys, args=args)
             if not (before is None and json.loads(raw)["state"] == "RESERVED"):
-                return _reservation(order_id, raw)
+                reservation = _reservation(order_id, raw)
+                # the script moved the held stock only when it made this state out of `before`
+                moved = reservation.state == state and reservation.reason is None and held
+                return reservation, list(held) if moved else []
         raise RuntimeError(f"reservation {order_id} kept changing")
 
-    async def release(self, order_id: str) -> Reservation:
+    async def release(self, order_id: str) -> tuple[Reservation, list[str]]:
         return await self._finish(order_id, "RELEASED", "available")
 
-    async def sell(self, order_id: str) -> Reservation:
+    async def sell(self, order_id: str) -> tuple[Reservation, list[str]]:
         return await self._finish(order_id, "SOLD", "sold")
 
 

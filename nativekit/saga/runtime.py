@@ -23,6 +23,9 @@ from nativekit.saga.telemetry import SagaMetrics
 
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
+#: First poll of ``wait`` for a saga whose local run suspended on a command step (its
+#: reply takes a broker round trip through the participant); then doubling up to 1 s.
+SUSPENDED_POLL = 0.1
 
 
 @dataclass
@@ -292,6 +295,9 @@ class SagaRuntime:
                         return local[0].record
                     if local[0].suspended:  # waits for a command reply: its state is known
                         status = local[0].record.status
+                        # a reply consumed here resumes it here and wakes this wait at once;
+                        # the polls below only notice a resumption on another replica
+                        delay = max(delay, SUSPENDED_POLL)
             if status is None:  # poll the status only; read the record once it is final
                 status = await self.store.status(saga_id)
                 if status is None:

@@ -6,6 +6,7 @@ import pytest
 
 from nativekit import BackendUnavailable, Service, Settings
 from nativekit.backends.kafka import kafka_client_options
+from nativekit.backends.redis import create_redis
 from nativekit.testing import serve, servers
 
 
@@ -114,6 +115,37 @@ async def test_pool_waits_for_a_free_connection(redis_url: str) -> None:
     async with serve(svc):
         results = await asyncio.gather(*(svc.redis.ping() for _ in range(50)))
     assert results == [True] * 50
+
+
+@pytest.mark.redis
+async def test_pool_reuses_its_connections_and_survives_a_dropped_one(redis_url: str) -> None:
+    """Bursts and single calls share at most max_connections; a killed one is reconnected."""
+    import asyncio
+    import contextlib
+
+    import redis.exceptions
+
+    settings = Settings(_env_file=None, redis_url=redis_url, redis_max_connections=3)
+    client = create_redis(settings)
+    pool = client.connection_pool
+    try:
+        for _ in range(3):
+            assert await asyncio.gather(*(client.ping() for _ in range(40))) == [True] * 40
+            assert [await client.ping() for _ in range(20)] == [True] * 20
+        assert len(pool._in_use_connections) == 0
+        assert 1 <= len(pool._available_connections) <= 3
+        own = await client.client_id()  # the connection the next call takes again (LIFO)
+        killer = create_redis(settings)
+        try:
+            assert await killer.client_kill_filter(_id=own) == 1
+        finally:
+            await killer.aclose()
+        with contextlib.suppress(redis.exceptions.ConnectionError):
+            await client.ping()  # redis-py's pools alike: the call that finds it dead fails
+        assert await client.ping() is True
+        assert await client.client_id() != own
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.redis

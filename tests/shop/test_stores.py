@@ -40,10 +40,23 @@ class InventoryContract:
             await inventory.reserve("o1", items(("a", 2)))
             await inventory.reserve("o2", items(("a", 1)))
         for _ in range(2):
-            assert (await inventory.release("o1")).state == "RELEASED"
-            assert (await inventory.sell("o2")).state == "SOLD"
+            assert (await inventory.release("o1"))[0].state == "RELEASED"
+            assert (await inventory.sell("o2"))[0].state == "SOLD"
         a = await inventory.get("a")
         assert (a.available, a.reserved, a.sold) == (4, 0, 1)
+
+    async def test_release_and_sell_name_the_skus_whose_stock_moved(self, inventory: Any) -> None:
+        """Release and sale report the held SKUs once; a repeat or a no-op reports none."""
+        await inventory.put("a", "A", 100, 5)
+        await inventory.put("b", "B", 100, 5)
+        await inventory.reserve("o1", items(("b", 1), ("a", 2)))
+        await inventory.reserve("o2", items(("a", 1)))
+        assert sorted((await inventory.release("o1"))[1]) == ["a", "b"]
+        assert (await inventory.release("o1"))[1] == []
+        assert (await inventory.sell("o2"))[1] == ["a"]
+        assert (await inventory.sell("o2"))[1] == []
+        assert (await inventory.sell("missing"))[1] == []
+        assert (await inventory.release("early"))[1] == []
 
     async def test_release_before_reserve_refuses_the_late_reservation(
         self, inventory: Any
@@ -52,7 +65,7 @@ class InventoryContract:
         await inventory.put("a", "A", 100, 5)
         await inventory.release("o1")
         assert (await inventory.reserve("o1", items(("a", 1)))).state == "RELEASED"
-        assert (await inventory.sell("missing")).state == "REJECTED"
+        assert (await inventory.sell("missing"))[0].state == "REJECTED"
         assert (await inventory.get("a")).available == 5
 
     async def test_concurrent_reservations_never_oversell(self, inventory: Any) -> None:

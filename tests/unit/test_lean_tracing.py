@@ -1,0 +1,69 @@
+"""The provider nativekit installs skips recording spans until a processor is attached."""
+
+from __future__ import annotations
+
+from opentelemetry import propagate, trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from nativekit.tracing import LeanTracerProvider
+
+PARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-{flags}"
+
+
+def test_lean_spans_carry_fresh_ids_and_the_parents_trace() -> None:
+    """Without a processor spans are not recorded, yet nest, get new span ids and propagate."""
+    tracer = LeanTracerProvider().get_tracer("t")
+    with tracer.start_as_current_span("outer", attributes={"a": 1}) as outer:
+        with tracer.start_as_current_span("inner") as inner:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            assert trace.get_current_span() is inner
+        assert trace.get_current_span() is outer
+    o, i = outer.get_span_context(), inner.get_span_context()
+    assert not outer.is_recording()
+    assert o.is_valid and i.is_valid and o.trace_id == i.trace_id and o.span_id != i.span_id
+    assert o.trace_flags.sampled and i.trace_flags.sampled
+    assert carrier["traceparent"] == f"00-{i.trace_id:032x}-{i.span_id:016x}-{i.trace_flags:02x}"
+
+
+def test_lean_spans_follow_the_sdk_sampling_of_a_remote_parent() -> None:
+    """A child of a sampled or unsampled remote parent gets the flags the SDK would give it."""
+    lean = LeanTracerProvider().get_tracer("t")
+    sdk = TracerProvider().get_tracer("t")
+    for flags in ("01", "00"):
+        parent = propagate.extract({"traceparent": PARENT.format(flags=flags)})
+        got = lean.start_span("child", context=parent).get_span_context()
+        want = sdk.start_span("child", context=parent).get_span_context()
+        assert got.trace_id == want.trace_id == 0x0AF7651916CD43DD8448EB211C80319C
+        assert got.trace_flags == want.trace_flags
+        assert got.trace_flags.sampled is (flags == "01")
+
+
+def test_attaching_a_processor_records_spans_of_existing_tracers() -> None:
+    """A tracer handed out before add_span_processor records from then on."""
+    provider = LeanTracerProvider()
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("before"):
+        pass
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with tracer.start_as_current_span("after", attributes={"k": "v"}):
+        tracer.start_span("plain").end()
+    assert [s.name for s in exporter.get_finished_spans()] == ["plain", "after"]
+    assert exporter.get_finished_spans()[1].attributes == {"k": "v"}
+
+
+async def test_a_decorated_function_gets_a_new_span_per_call() -> None:
+    """start_as_current_span as a decorator of an async function: one new span per call."""
+    tracer = LeanTracerProvider().get_tracer("t")
+
+    @tracer.start_as_current_span("work")
+    async def work() -> trace.SpanContext:
+        return trace.get_current_span().get_span_context()
+
+    first, second = await work(), await work()
+    assert first.is_valid and second.is_valid
+    assert first.span_id != second.span_id and first.trace_id != second.trace_id
+    assert not trace.get_current_span().get_span_context().is_valid
