@@ -25,6 +25,8 @@ class ShopConfig:
     seed_products: int = field(default_factory=lambda: int(_env("SHOP_SEED_PRODUCTS", "10")))
     seed_stock: int = field(default_factory=lambda: int(_env("SHOP_SEED_STOCK", "100")))
     http_timeout: float = field(default_factory=lambda: float(_env("SHOP_HTTP_TIMEOUT", "5")))
+    #: seconds orders reuses a product's catalog entry to price new orders
+    quote_ttl: float = field(default_factory=lambda: float(_env("SHOP_QUOTE_TTL", "5")))
 
     def topic(self, name: str) -> str:
         """The Kafka topic of a service's events: ``shop.orders`` by default."""

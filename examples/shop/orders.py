@@ -35,6 +35,7 @@ from examples.shop.models import (
     PaymentRequest,
     PlaceOrder,
     PricedItem,
+    Product,
     ReleaseStock,
     Reservation,
     ReserveStock,
@@ -184,11 +185,19 @@ def order_view(record: SagaRecord) -> OrderView:
                      reason=reason, items=order.items, total=order.total, steps=steps)  # fmt: skip
 
 
+@svc.cached(ttl=config.quote_ttl, key="quote:{sku}", none_ttl=0)
+async def quote(sku: str) -> Product | None:
+    """The catalog entry that prices a line, reused for ``SHOP_QUOTE_TTL`` seconds: a
+    price change reaches new orders within that time, and orders does not ask inventory
+    over HTTP for every line of every order. Unknown SKUs are asked again each time."""
+    return await peers.inventory.product(sku)
+
+
 async def price(request: OrderRequest) -> list[PricedItem]:
     """Quote every line at the catalog price; an unknown SKU is a 422 naming the line."""
     lines = []
     for n, item in enumerate(request.items):
-        product = await peers.inventory.product(item.sku)
+        product = await quote(item.sku)
         if product is None:
             raise nativekit.HTTPError(
                 422, f"items[{n}].sku: no product {item.sku!r}",

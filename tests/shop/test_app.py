@@ -152,3 +152,25 @@ async def test_probes_and_metrics_cover_the_three_services(client: httpx.AsyncCl
     metrics = (await client.get("/metrics")).text
     for service in DEPLOYED:
         assert f'service="{service}"' in metrics
+
+
+async def test_new_orders_are_priced_from_a_quote_kept_for_a_few_seconds(
+    client: httpx.AsyncClient,
+) -> None:
+    """Orders reuses a product's catalog price for SHOP_QUOTE_TTL seconds; a reprice
+    reaches new orders once the quote is gone; an unknown SKU is not remembered."""
+    from examples.shop import orders
+
+    sku = await new_product(client, 10, price=250)
+    assert (await order(client, sku, 2))["total"] == 500
+    repriced = {"name": "T", "price": 300, "available": 8}
+    assert (await client.put(f"/inventory/products/{sku}", json=repriced)).status_code == 200
+    assert (await order(client, sku, 1))["total"] == 250  # the quote still holds
+    await orders.quote.invalidate(sku=sku)  # what SHOP_QUOTE_TTL seconds do
+    assert (await order(client, sku, 1))["total"] == 300
+    unknown = f"t-{uuid.uuid4().hex[:8]}"
+    body = {"customer_id": "c", "items": [{"sku": unknown, "quantity": 1}], "payment_token": "t"}
+    assert (await client.post("/orders", json=body)).status_code == 422
+    created = {"name": "N", "price": 7, "available": 1}
+    assert (await client.put(f"/inventory/products/{unknown}", json=created)).status_code == 200
+    assert (await order(client, unknown, 1))["total"] == 7
