@@ -144,7 +144,7 @@ class Runner:
         """
         spec = self.spec
         decode = spec.decode
-        plain = self.tracer is None
+        plain = self.tracer is None and not self.debug  # spans and DEBUG lines: the full path
         bare = spec.msg_param is None  # the handler takes the event alone
         func = spec.func
         claimed = ClaimStatus.CLAIMED

@@ -440,3 +440,27 @@ async def test_consumer_declared_after_startup_is_rejected() -> None:
 
             @svc.consumer("late", group="g")
             async def late(event: Paid) -> None: ...
+
+
+@pytest.mark.parametrize(("level", "expected"), [("DEBUG", 1), ("INFO", 0)])
+async def test_debug_level_logs_each_handled_message(
+    level: str, expected: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """At DEBUG every handled message gets a message.handled line (the inline path, which
+    skips it, is off then); at INFO there is none."""
+    import json
+
+    svc = service(log_level=level, log_format="json")
+
+    @svc.consumer("payments", group="orders")
+    async def on_paid(event: Paid) -> None:
+        pass
+
+    async with MessagingHarness(svc) as harness:
+        delivery = await harness.deliver("payments", Paid(order_id="o-1"), message_id="m-1")
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    handled = [x for x in lines if x["event"] == "message.handled"]
+    assert delivery.outcome == "processed"
+    assert len(handled) == expected, lines
+    if expected:
+        assert handled[0]["message_id"] == "m-1" and handled[0]["attempt"] == 1
