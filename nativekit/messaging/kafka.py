@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -63,11 +64,20 @@ class KafkaBroker:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self._producer: Any = None
+        self._starting: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
 
     async def start(self) -> None:
-        """Connect the producer."""
+        """Connect the producer (once: concurrent first publishes share one)."""
         if self._producer is not None:
             return
+        loop = asyncio.get_running_loop()
+        if self._starting is None or self._starting[0] is not loop:  # a lock binds to a loop
+            self._starting = (loop, asyncio.Lock())
+        async with self._starting[1]:
+            if self._producer is None:
+                await self._connect()
+
+    async def _connect(self) -> None:
         s = self.settings
         producer = aiokafka.AIOKafkaProducer(
             acks="all",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -171,3 +172,34 @@ async def test_publish_first_used_after_startup_is_closed_at_shutdown() -> None:
     await svc.publish("late", Shipped(order_id="o"))
     await svc.shutdown()
     assert closed == [True]
+
+
+@pytest.mark.kafka
+async def test_concurrent_first_publishes_start_one_producer(
+    kafka_url: str, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A burst of publishes before the producer exists connects one producer, not one
+    each (the others were left unclosed, with their sender tasks destroyed pending)."""
+    import aiokafka
+
+    started: list[object] = []
+    real_start = aiokafka.AIOKafkaProducer.start
+
+    async def counting(self):  # type: ignore[no-untyped-def]
+        started.append(self)
+        await real_start(self)
+
+    monkeypatch.setattr(aiokafka.AIOKafkaProducer, "start", counting)
+    settings: Settings = kafka_settings(kafka_url)
+    admin = KafkaBroker(settings)
+    await admin.create_topics({f"burst-{unique}": 1})
+    await admin.aclose()
+    broker = KafkaBroker(settings)
+    try:
+        sent = await asyncio.gather(
+            *(broker.send(f"burst-{unique}", b"x", key=b"k") for _ in range(20))
+        )
+    finally:
+        await broker.aclose()
+    assert len(started) == 1
+    assert sorted(s.offset for s in sent) == list(range(20))
