@@ -41,6 +41,10 @@ TOKENS = ["tok_visa"] * 18 + ["tok_decline", "tok_fail"]
 IDLE_SECONDS = 3.0
 
 
+#: local server processes whose CPU is counted (filled once the servers run)
+SERVERS: dict[str, list[int]] = {}
+
+
 def delete_keys(redis_url: str, tag: str) -> None:
     """Remove the run's keys (shop data, sagas, cache, dedup marks) from Redis."""
     import redis
@@ -138,10 +142,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def server_pids() -> dict[str, list[int]]:
+    """Redis and Tansu processes on this host (Linux ``/proc``): their CPU is part of each
+    order's cost too. A Redis shared with other jobs counts their commands as well."""
+    found: dict[str, list[int]] = {"redis": [], "kafka": []}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            name = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+        if name.startswith("redis-server"):
+            found["redis"].append(int(entry.name))
+        elif name.startswith("tansu"):
+            found["kafka"].append(int(entry.name))
+    return {name: pids for name, pids in found.items() if pids}
+
+
 def cpu_snapshot(cluster: Cluster) -> dict[str, float]:
-    """CPU seconds used so far by each service process and by this load generator."""
+    """CPU seconds used so far by each service process, this load generator, and the local
+    Redis and Kafka (Tansu) servers."""
     found = {name: cpu_seconds(p.pid) for name, p in cluster.processes.items()}
     found["client"] = cpu_seconds(os.getpid())
+    for name, pids in SERVERS.items():
+        found[name] = sum(cpu_seconds(pid) for pid in pids)
     return found
 
 
@@ -202,6 +225,7 @@ async def run(concurrency: int, seconds: float) -> dict[str, Any]:
     with ExitStack() as stack:
         log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
         cluster = start_cluster(stack, tag, log_dir)
+        SERVERS.update(server_pids())
         async with (
             session(cluster, "orders", concurrency) as orders,
             session(cluster, "inventory", concurrency) as inventory,
