@@ -32,21 +32,13 @@ class _Queue:
         self.closed = False
         self._worker = worker
 
-    def put(self, item: Item) -> None:
-        items = self.items
-        items.append(item)
-        if self.task is None:
-            self.task = asyncio.create_task(self._run())
-        elif len(items) == 1:  # the worker waits only when the deque is empty
-            self.wake.set()
-
     def extend(self, batch: list[Item]) -> None:
         items = self.items
         was_empty = not items
         items.extend(batch)
         if self.task is None:
             self.task = asyncio.create_task(self._run())
-        elif was_empty:
+        elif was_empty:  # the worker waits only when the deque is empty
             self.wake.set()
 
     async def _run(self) -> None:
@@ -88,17 +80,16 @@ class Lane:
         key = item.record.key
         return (zlib.crc32(key) if key is not None else item.record.offset) % self._width
 
-    def put(self, item: Item) -> None:
-        """Queue ``item`` behind earlier records of the same key."""
-        self._queues[0 if self._width == 1 else self._index(item)].put(item)
-
     def put_many(self, items: list[Item]) -> None:
         """Queue ``items`` (in fetch order) behind earlier records of the same keys."""
         if self._width == 1:
             self._queues[0].extend(items)
             return
+        runs: dict[int, list[Item]] = {}
         for item in items:
-            self._queues[self._index(item)].put(item)
+            runs.setdefault(self._index(item), []).append(item)
+        for index, run in runs.items():
+            self._queues[index].extend(run)
 
     def queued_behind(self, running: Item, other: Item) -> bool:
         """True if ``other`` waits in the queue of ``running`` (a handler running in
