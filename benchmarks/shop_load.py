@@ -18,6 +18,7 @@ import asyncio
 import json
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -219,11 +220,20 @@ async def invariants(cluster: Cluster, skus: list[str], orders: list[dict[str, A
     return stock_ok and payments_ok
 
 
+def keep_logs_on_failure(log_dir: Path) -> None:
+    """Delete the services' logs after a clean run; after a failure, say where they are."""
+    if sys.exc_info()[0] is None:
+        shutil.rmtree(log_dir, ignore_errors=True)
+    else:
+        print(f"service logs kept in {log_dir}", file=sys.stderr)
+
+
 async def run(concurrency: int, seconds: float) -> dict[str, Any]:
     """Start the shop, stock it, load it, check it."""
     tag = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
-        log_dir = Path(stack.enter_context(tempfile.TemporaryDirectory()))
+        log_dir = Path(tempfile.mkdtemp(prefix=f"shop-load-{tag}-"))
+        stack.callback(keep_logs_on_failure, log_dir)
         cluster = start_cluster(stack, tag, log_dir)
         SERVERS.update(server_pids())
         async with (

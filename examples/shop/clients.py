@@ -82,6 +82,7 @@ class _Http:
     def __init__(self, base_url: str, timeout: float) -> None:
         import aiohttp  # the 'shop' extra; only separate deployments need it
 
+        self.base_url = base_url
         self.session = aiohttp.ClientSession(
             base_url=base_url,
             timeout=aiohttp.ClientTimeout(total=timeout),
@@ -92,20 +93,25 @@ class _Http:
         self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
     ) -> tuple[int, Any]:
         """Send a request; returns the status and the decoded JSON body (None if empty)."""
+        import aiohttp
         from opentelemetry import propagate
 
         carrier = dict(headers or {})
         propagate.inject(carrier)
-        async with self.session.request(method, path, headers=carrier, **kwargs) as response:
-            body = await response.read()
-            return response.status, json.loads(body) if body else None
+        try:
+            async with self.session.request(method, path, headers=carrier, **kwargs) as response:
+                body = await response.read()
+                return response.status, json.loads(body) if body else None
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise PeerError(f"{method} {self.base_url}{path} failed: {exc!r}") from exc
 
     async def aclose(self) -> None:
         await self.session.close()
 
 
 class PeerError(Exception):
-    """The other service answered with an unexpected status; the saga step retries."""
+    """The other service could not be reached or answered with an unexpected status; a saga
+    step retries, an HTTP request answers 503."""
 
 
 def _ok(status: int, body: Any, what: str) -> Any:

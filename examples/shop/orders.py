@@ -23,6 +23,7 @@ from examples.shop.clients import (
     LocalPayments,
     PaymentDeclined,
     PaymentsClient,
+    PeerError,
 )
 from examples.shop.config import config
 from examples.shop.models import (
@@ -197,7 +198,13 @@ async def price(request: OrderRequest) -> list[PricedItem]:
     """Quote every line at the catalog price; an unknown SKU is a 422 naming the line."""
     lines = []
     for n, item in enumerate(request.items):
-        product = await quote(item.sku)
+        try:
+            product = await quote(item.sku)
+        except PeerError as exc:  # nothing was started: the client can safely retry
+            raise nativekit.HTTPError(
+                503, f"cannot price items[{n}]: inventory is unavailable ({exc})",
+                headers={"Retry-After": "1"},
+            ) from exc  # fmt: skip
         if product is None:
             raise nativekit.HTTPError(
                 422, f"items[{n}].sku: no product {item.sku!r}",

@@ -174,3 +174,31 @@ async def test_new_orders_are_priced_from_a_quote_kept_for_a_few_seconds(
     created = {"name": "N", "price": 7, "available": 1}
     assert (await client.put(f"/inventory/products/{unknown}", json=created)).status_code == 200
     assert (await order(client, unknown, 1))["total"] == 7
+
+
+async def test_order_priced_while_inventory_is_unreachable_is_a_503(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A line that cannot be priced because inventory is down answers 503 problem+json with
+    Retry-After and starts nothing; the same request succeeds once inventory is back."""
+    from examples.shop import orders
+    from examples.shop.clients import HttpInventory
+    from nativekit.testing.servers import free_port
+
+    sku = await new_product(client, 3, price=120)
+    down = HttpInventory(f"http://127.0.0.1:{free_port()}", 2.0)  # nothing listens there
+    monkeypatch.setattr(orders.peers, "inventory", down)
+    body = {"customer_id": "c", "items": [{"sku": sku, "quantity": 1}], "payment_token": "t"}
+    key = {"Idempotency-Key": uuid.uuid4().hex}
+    try:
+        reply = await client.post("/orders", json=body, headers=key)
+    finally:
+        await down.aclose()
+    assert reply.status_code == 503, reply.text
+    assert reply.headers["content-type"] == "application/problem+json"
+    assert reply.headers["retry-after"] == "1"
+    assert "items[0]" in reply.json()["detail"] and "inventory" in reply.json()["detail"]
+    monkeypatch.undo()
+    again = await client.post("/orders", json=body, headers={**key, "Prefer": "wait=5"})
+    assert again.status_code == 202 and again.json()["status"] == "CONFIRMED"
+    assert again.json()["total"] == 120
