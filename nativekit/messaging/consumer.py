@@ -18,10 +18,11 @@ from nativekit.errors import BackendUnavailable
 from nativekit.health import CheckResult
 from nativekit.logging import get_logger
 from nativekit.messaging.broker import Broker, GroupConsumer, Record, TopicPartition
-from nativekit.messaging.dedup import Claim, ClaimStatus, DedupStore, FinalState
+from nativekit.messaging.dedup import Claim, ClaimStatus, DedupStore
 from nativekit.messaging.errors import CommitFailed
 from nativekit.messaging.handler import HandlerSpec
 from nativekit.messaging.lanes import Lane
+from nativekit.messaging.marks import Marks
 from nativekit.messaging.metrics import MessagingMetrics
 from nativekit.messaging.offsets import PartitionOffsets
 from nativekit.messaging.pipeline import ConsumerOptions, Item, Runner, dedup_key
@@ -58,17 +59,18 @@ class Consumer:
         self.spec = spec
         self.options = options
         self.broker = broker
-        self.store = store if options.idempotent else None
         self.metrics = metrics
         self._service_name = service
         self.log = get_logger(service=service, group=options.group, handler=spec.name)
+        store = store if options.idempotent else None
+        self.marks = Marks(store, options, metrics, self.log) if store is not None else None
         self.observers: list[Observer] = []
         self._owned: dict[str, Item] = {}
         self._runner = Runner(
             spec,
             options,
             broker=broker,
-            store=self.store,
+            store=store,
             metrics=metrics,
             log=self.log,
             tracer=None,
@@ -87,9 +89,13 @@ class Consumer:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = False
         self._give_up_at = float("inf")
-        self._store_error: str | None = None
         self._error: str | None = None
         self.running = False
+
+    @property
+    def store(self) -> DedupStore | None:
+        """The dedup store (None when the consumer is not idempotent)."""
+        return self.marks.store if self.marks is not None else None
 
     def use_backends(
         self, *, broker: Broker | None = None, store: DedupStore | None = None
@@ -98,7 +104,8 @@ class Consumer:
         if broker is not None:
             self.broker = self._runner.broker = broker
         if store is not None:
-            self.store = self._runner.store = store
+            self._runner.store = store
+            self.marks = Marks(store, self.options, self.metrics, self.log)
 
     def _new_run_state(self) -> None:
         # asyncio primitives bind to the loop that first uses them; a service started
@@ -132,6 +139,8 @@ class Consumer:
         self.log = self._runner.log = get_logger(
             service=self._service_name, group=self.options.group, handler=self.spec.name
         )
+        if self.marks is not None:
+            self.marks.log = self.log
         self._runner.tracer = active_tracer() if self._tracing else None
         self._runner.debug = logging.getLogger().isEnabledFor(logging.DEBUG)
         self._gc = self.broker.group_consumer(
@@ -148,8 +157,8 @@ class Consumer:
             asyncio.create_task(self._finish_loop()),
             asyncio.create_task(self._commit_loop()),
         ]
-        if self.store is not None:
-            self._tasks.append(asyncio.create_task(self._renew_loop()))
+        if self.marks is not None:
+            self._tasks.append(asyncio.create_task(self.marks.renew_forever(self._owned)))
         self.log.info("consumer.started", topics=list(self.options.topics))
 
     async def stop(self) -> None:
@@ -251,9 +260,10 @@ class Consumer:
         if not items:
             return
         self._in_flight += len(items)
+        marks = self.marks
         claim = (
-            asyncio.ensure_future(self._claim([i.key for i in items]))
-            if self.store is not None
+            asyncio.ensure_future(marks.claim([i.key for i in items], lambda: self._stopping))
+            if marks is not None
             else None
         )
         self._batches.put_nowait((items, claim))
@@ -305,29 +315,6 @@ class Consumer:
                     item.claim = claims[i]
                 self._abandon(item)
 
-    async def _claim(self, keys: list[str]) -> list[Claim] | None:
-        """Claims for a batch; retried while the store is down (nothing is processed)."""
-        store = self.store
-        if store is None:
-            return [Claim(k, ClaimStatus.CLAIMED) for k in keys]
-        delay = 0.1
-        while not self._stopping:
-            try:
-                claims = await store.claim_many(keys, lease=self.options.lease)
-            except BackendUnavailable as exc:
-                self._dedup_failed("claim", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-                continue
-            self._store_error = None
-            return claims
-        return None
-
-    def _dedup_failed(self, operation: str, exc: BaseException) -> None:
-        self._store_error = str(exc)
-        self.metrics.dedup_errors.labels(self.metrics.service, self.options.group, operation).inc()
-        self.log.error("consumer.dedup_unavailable", operation=operation, error=str(exc))
-
     # -- handling and finishing ----------------------------------------------------------
 
     def _finish(self, item: Item) -> None:
@@ -365,12 +352,11 @@ class Consumer:
         async with self._flush_lock:
             batch, self._finished = self._finished, []
             releases, self._releases = self._releases, []
-            if releases and self.store is not None:
-                try:
-                    await self.store.release_many(releases)
-                except BackendUnavailable as exc:  # the leases expire on their own
-                    self._dedup_failed("release", exc)
-            if batch and not await self._write_final(batch):
+            marks = self.marks
+            if releases and marks is not None:
+                await marks.release(releases)
+            if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
+                self._finished[:0] = batch  # given up on stop: left uncommitted
                 return
             outcomes: dict[tuple[str, str], int] = {}
             durations: dict[str, list[float]] = {}
@@ -396,43 +382,6 @@ class Consumer:
             for observer in self.observers:
                 for item in batch:
                     observer(item)
-
-    async def _write_final(self, batch: list[Item]) -> bool:
-        """Write DONE/DEAD marks (retried while the store is down); False if given up."""
-        if self.store is None:
-            return True
-        done: list[Claim] = []
-        dead: list[Claim] = []
-        for item in batch:
-            state = item.state
-            if state is not None and item.claim is not None:
-                (done if state is FinalState.DONE else dead).append(item.claim)
-        by_state = {FinalState.DONE: done, FinalState.DEAD: dead}
-        delay = 0.1
-        for state, claims in by_state.items():
-            if not claims:
-                continue
-            while True:
-                try:
-                    held = await self.store.finish_many(
-                        claims, retain=self.options.retain, state=state
-                    )
-                    break
-                except BackendUnavailable as exc:
-                    self._dedup_failed("finish", exc)
-                    if time.monotonic() > self._give_up_at:
-                        self._finished[:0] = batch
-                        return False
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
-            lost = [c.key for c, ok in zip(claims, held, strict=True) if not ok]
-            if lost:
-                self.metrics.lease_lost.labels(self.metrics.service, self.options.group).inc(
-                    len(lost)
-                )
-                self.log.warning("consumer.lease_lost", keys=lost[:10], count=len(lost))
-        self._store_error = None
-        return True
 
     async def _commit(self, lanes: list[Lane]) -> None:
         """Commit the finished prefix of ``lanes``; serialized, so offsets only move forward."""
@@ -460,23 +409,6 @@ class Consumer:
                     self.metrics.service, tp.topic, self.options.group, str(tp.partition)
                 ).set(max(0, highwater - offset))
 
-    async def _renew_loop(self) -> None:
-        """Keep the leases of claimed, unfinished messages alive."""
-        store = self.store
-        while store is not None:
-            await asyncio.sleep(self.options.lease / 3)
-            claims = [i.claim for i in self._owned.values() if i.claim is not None]
-            if not claims:
-                continue
-            try:
-                held = await store.renew_many(claims, lease=self.options.lease)
-            except BackendUnavailable as exc:
-                self._dedup_failed("renew", exc)
-                continue
-            lost = sum(1 for ok in held if not ok)
-            if lost:
-                self.metrics.lease_lost.labels(self.metrics.service, self.options.group).inc(lost)
-
     # -- readiness -------------------------------------------------------------------
 
     async def check(self) -> CheckResult:
@@ -485,10 +417,10 @@ class Consumer:
             raise BackendUnavailable("consumer is not running (not started or stopped)")
         if self._error is not None:
             raise BackendUnavailable(f"fetching fails: {self._error}")
-        if self.store is not None:
-            await self.store.ping()
-            if self._store_error is not None:
-                raise BackendUnavailable(f"dedup store fails: {self._store_error}")
+        if self.marks is not None:
+            await self.marks.store.ping()
+            if self.marks.error is not None:
+                raise BackendUnavailable(f"dedup store fails: {self.marks.error}")
         assigned = len(self._lanes)
         return CheckResult(
             status="pass" if assigned else "warn",

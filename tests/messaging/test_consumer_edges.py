@@ -101,7 +101,7 @@ async def test_stop_while_the_store_is_down_gives_up_cleanly() -> None:
     async with serve(svc):
         store.available = False
         await svc.publish("jobs", Job(n=1))
-        await eventually(lambda: svc.messaging.consumers[0]._store_error is not None)
+        await eventually(lambda: svc.messaging.consumers[0].marks.error is not None)
     assert handled == [] and broker.committed_offsets("g") == {}
 
 
