@@ -185,7 +185,12 @@ class _LeanTracer(trace.Tracer):
                 name, context, kind, attributes, links, start_time,
                 record_exception, set_status_on_exception, end_on_exit,
             )  # fmt: skip
-        return _lean_scope(self, name, context, kind, attributes, links)
+        # Lean now, but a function decorated now may run after a processor is attached:
+        # each entry decides again.
+        return _lean_scope(
+            self, name, context, kind, attributes, links,
+            (start_time, record_exception, set_status_on_exception, end_on_exit),
+        )  # fmt: skip
 
 
 try:  # what the SDK's own start_as_current_span is: a decorator of async functions too
@@ -202,8 +207,15 @@ def _lean_scope(
     kind: trace.SpanKind,
     attributes: Any,
     links: Sequence[trace.Link] | None,
+    options: tuple[int | None, bool, bool, bool],
 ) -> Iterator[trace.Span]:
     # the span is made on entry, so a decorated function gets a new one per call
+    if not tracer.provider.lean:
+        with tracer.sdk.start_as_current_span(
+            name, context, kind, attributes, links, *options
+        ) as recorded:
+            yield recorded
+        return
     span = trace.NonRecordingSpan(tracer._span_context(name, context, kind, attributes, links))
     token = context_api.attach(trace.set_span_in_context(span))
     try:

@@ -67,3 +67,19 @@ async def test_a_decorated_function_gets_a_new_span_per_call() -> None:
     assert first.is_valid and second.is_valid
     assert first.span_id != second.span_id and first.trace_id != second.trace_id
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+async def test_a_function_decorated_while_lean_is_recorded_once_a_processor_is_attached() -> None:
+    """Decorating while no processor is attached does not pin the function to lean spans."""
+    provider = LeanTracerProvider()
+    tracer = provider.get_tracer("t")
+
+    @tracer.start_as_current_span("work", attributes={"k": "v"})
+    async def work() -> bool:
+        return trace.get_current_span().is_recording()
+
+    assert await work() is False
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    assert await work() is True
+    assert [(s.name, s.attributes) for s in exporter.get_finished_spans()] == [("work", {"k": "v"})]
