@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
-    from nativekit.messaging import Message, Messaging, Published
+    from nativekit.messaging import Messaging, Published
+    from nativekit.messaging.runtime import ConsumerKwargs
     from nativekit.saga import Saga, SagaRuntime
 
 F = TypeVar("F", bound=Handler)
@@ -344,45 +345,13 @@ class Service:
         )
 
     def consumer(
-        self,
-        topic: str | Sequence[str],
-        *,
-        group: str | None = None,
-        retries: int | None = None,
-        non_retryable: Sequence[type[BaseException]] = (),
-        concurrency: int = 1,
-        max_in_flight: int | None = None,
-        dedup_key: Callable[[Message], str] | None = None,
-        idempotent: bool = True,
-        dead_letter_topic: str | None = None,
-        retain: float | None = None,
+        self, topic: str | Sequence[str], **options: Unpack[ConsumerKwargs]
     ) -> Callable[[F], F]:
-        """Decorator: run ``async def handler(event: Model[, msg: Message])`` for each message.
-
-        Args:
-            topic: topic (or topics) to consume.
-            group: consumer group; defaults to the service name.
-            retries: handler retries before dead-lettering (``NATIVEKIT_CONSUMER_RETRIES``).
-            non_retryable: exception types dead-lettered at the first failure.
-            concurrency: messages handled at once per partition; order is kept per key.
-            max_in_flight: fetched but unfinished messages (``NATIVEKIT_CONSUMER_MAX_IN_FLIGHT``).
-            dedup_key: derive the idempotency key from the message instead of its id.
-            idempotent: False turns deduplication off (at-least-once handling).
-            dead_letter_topic: where failed messages go; default ``<topic>.dlq``.
-            retain: seconds DONE marks are kept (``NATIVEKIT_DEDUP_RETENTION``).
-        """
-        return self.messaging.consumer(
-            topic,
-            group=group,
-            retries=retries,
-            non_retryable=non_retryable,
-            concurrency=concurrency,
-            max_in_flight=max_in_flight,
-            dedup_key=dedup_key,
-            idempotent=idempotent,
-            dead_letter_topic=dead_letter_topic,
-            retain=retain,
-        )
+        """Decorator: run ``async def handler(event: Model[, msg: Message])`` for each message
+        of ``topic`` (a name or several); the options are those of ``ConsumerKwargs``:
+        ``group``, ``retries``, ``non_retryable``, ``concurrency``, ``max_in_flight``,
+        ``dedup_key``, ``idempotent``, ``dead_letter_topic``, ``retain``, ``event_types``."""
+        return self.messaging.consumer(topic, **options)
 
     # -- saga commands --
 

@@ -28,7 +28,7 @@ from nativekit.messaging.errors import CommitFailed, DecodeError, MessagingError
 from nativekit.messaging.memory import MemoryBroker
 from nativekit.messaging.pipeline import ConsumerOptions
 from nativekit.messaging.publisher import Published, Publisher
-from nativekit.messaging.runtime import Messaging
+from nativekit.messaging.runtime import ConsumerKwargs, Messaging
 
 __all__ = [
     "Broker",
@@ -36,6 +36,7 @@ __all__ = [
     "ClaimStatus",
     "CommitFailed",
     "Consumer",
+    "ConsumerKwargs",
     "ConsumerOptions",
     "DecodeError",
     "DedupStore",

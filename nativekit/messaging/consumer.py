@@ -19,6 +19,7 @@ from nativekit.health import CheckResult
 from nativekit.logging import get_logger
 from nativekit.messaging.broker import Broker, GroupConsumer, Record, TopicPartition
 from nativekit.messaging.dedup import Claim, ClaimStatus, DedupStore
+from nativekit.messaging.envelope import EVENT_TYPE
 from nativekit.messaging.errors import CommitFailed
 from nativekit.messaging.handler import HandlerSpec
 from nativekit.messaging.lanes import Lane
@@ -80,6 +81,8 @@ class Consumer:
             on_abandoned=self._abandon,
         )
         self._tracing = tracing
+        types = options.event_types
+        self._wanted = frozenset(t.encode() for t in types) if types is not None else None
         self._gc: GroupConsumer | None = None
         self._lanes: dict[TopicPartition, Lane] = {}
         self._finished: list[Item] = []
@@ -248,6 +251,8 @@ class Consumer:
         """Track fetched records of owned partitions and start claiming them."""
         items = []
         lanes = self._lanes
+        wanted = self._wanted
+        skipped: list[Item] = []
         topic, partition = "", -1
         lane: Lane | None = None
         for record in records:
@@ -256,7 +261,13 @@ class Consumer:
                 lane = lanes.get(TopicPartition(topic, partition))
             if lane is not None and not lane.closed:
                 lane.offsets.add(record.offset)
+                if wanted is not None and _other_type(record, wanted):
+                    lane.offsets.finish(record.offset)  # neither claimed nor handled
+                    skipped.append(Item(record, "", lane))
+                    continue
                 items.append(Item(record, dedup_key(record, self.options), lane))
+        if skipped:
+            self._skipped(skipped)
         if not items:
             return
         self._in_flight += len(items)
@@ -267,6 +278,20 @@ class Consumer:
             else None
         )
         self._batches.put_nowait((items, claim))
+
+    def _skipped(self, items: list[Item]) -> None:
+        """Count and report records of event types the handler does not take."""
+        per_topic: dict[str, int] = {}
+        for item in items:
+            item.outcome = "skipped"
+            item.finish()
+            per_topic[item.record.topic] = per_topic.get(item.record.topic, 0) + 1
+        for topic, n in per_topic.items():
+            self.metrics.count(topic, self.options.group, "skipped", n)
+        self._commit_event.set()
+        for observer in self.observers:
+            for item in items:
+                observer(item)
 
     async def _dispatch_loop(self) -> None:
         """Hand claimed batches to the partition lanes, in fetch order."""
@@ -428,6 +453,16 @@ class Consumer:
             observed_value=assigned,
             observed_unit="partitions",
         )
+
+
+def _other_type(record: Record, wanted: frozenset[bytes]) -> bool:
+    """Whether the record names an event type the handler does not take (the last
+    ``event-type`` header counts; a record without one is handled)."""
+    found = None
+    for name, value in record.headers:
+        if name == EVENT_TYPE:
+            found = value
+    return found is not None and found not in wanted
 
 
 def _names(tps: set[TopicPartition]) -> list[str]:

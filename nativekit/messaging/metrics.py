@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from nativekit.metrics import LATENCY_BUCKETS
 
 #: consume outcomes counted by ``nativekit_messages_consumed_total``
-OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered")
+OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered", "skipped")
 
 
 class MessagingMetrics:
@@ -22,7 +22,7 @@ class MessagingMetrics:
         self.consumed = Counter(
             "nativekit_messages_consumed_total",
             "Messages handled by consumers, by topic, group and outcome "
-            "(processed, duplicate, retried, dead_lettered).",
+            "(processed, duplicate, retried, dead_lettered, skipped).",
             ["service", "topic", "group", "outcome"],
             registry=registry,
         )

@@ -44,6 +44,7 @@ class ConsumerOptions:
     drain_timeout: float = 10.0
     poll_timeout: float = 0.5
     commit_interval: float = 0.1
+    event_types: frozenset[str] | None = None  # others (by event-type header) are skipped
 
     def dlq_for(self, topic: str) -> str:
         """The dead-letter topic for records of ``topic``."""

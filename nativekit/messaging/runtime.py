@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel
 
@@ -23,6 +23,59 @@ if TYPE_CHECKING:
     from nativekit.service import Service
 
 H = TypeVar("H", bound=HandlerFunc)
+
+
+class ConsumerKwargs(TypedDict, total=False):
+    """Options of ``Service.consumer`` besides the topic.
+
+    Attributes:
+        group: consumer group; defaults to the service name.
+        retries: handler retries before dead-lettering (``NATIVEKIT_CONSUMER_RETRIES``).
+        non_retryable: exception types dead-lettered at the first failure.
+        concurrency: messages handled at once per partition; order is kept per key.
+        max_in_flight: fetched but unfinished messages (``NATIVEKIT_CONSUMER_MAX_IN_FLIGHT``).
+        dedup_key: derive the idempotency key from the message instead of its id.
+        idempotent: False turns deduplication off (at-least-once handling).
+        dead_letter_topic: where failed messages go; default ``<topic>.dlq``.
+        retain: seconds DONE marks are kept (``NATIVEKIT_DEDUP_RETENTION``).
+        event_types: the event types (model classes or names) the handler takes; a
+            record whose ``event-type`` header names another type is committed without
+            being claimed or handled, and counted as ``skipped``. Default: every record.
+    """
+
+    group: str | None
+    retries: int | None
+    non_retryable: Sequence[type[BaseException]]
+    concurrency: int
+    max_in_flight: int | None
+    dedup_key: Callable[[Message], str] | None
+    idempotent: bool
+    dead_letter_topic: str | None
+    retain: float | None
+    event_types: Sequence[type[BaseModel] | str] | None
+
+
+def _type_names(types: Sequence[type[BaseModel] | str] | None) -> frozenset[str] | None:
+    """The ``event-type`` header values of ``event_types`` (a model's class name)."""
+    if types is None:
+        return None
+    if isinstance(types, str | type):
+        types = [types]
+    names = set()
+    for t in types:
+        if isinstance(t, type) and issubclass(t, BaseModel):
+            names.add(t.__name__)
+        elif isinstance(t, str) and t:
+            names.add(t)
+        else:
+            raise ConfigError(
+                f"event_types takes pydantic model classes or event type names, got {t!r}."
+            )
+    if not names:
+        raise ConfigError("event_types is empty: the consumer would skip every message.")
+    return frozenset(names)
+
+
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 _memory_broker: MemoryBroker | None = None
@@ -137,21 +190,23 @@ class Messaging:
         )
 
     def consumer(
-        self,
-        topic: str | Sequence[str],
-        *,
-        group: str | None = None,
-        retries: int | None = None,
-        non_retryable: Sequence[type[BaseException]] = (),
-        concurrency: int = 1,
-        max_in_flight: int | None = None,
-        dedup_key: Callable[[Message], str] | None = None,
-        idempotent: bool = True,
-        dead_letter_topic: str | None = None,
-        retain: float | None = None,
+        self, topic: str | Sequence[str], **kwargs: Unpack[ConsumerKwargs]
     ) -> Callable[[H], H]:
         """Decorator registering a consumer (see ``Service.consumer``)."""
+        unknown = set(kwargs) - set(ConsumerKwargs.__annotations__)
+        if unknown:
+            raise ConfigError(
+                f"consumer() got unknown option(s) {sorted(unknown)}; "
+                f"expected some of {sorted(ConsumerKwargs.__annotations__)}."
+            )
         topics = (topic,) if isinstance(topic, str) else tuple(topic)
+        group = kwargs.get("group")
+        retries = kwargs.get("retries")
+        concurrency = kwargs.get("concurrency", 1)
+        dead_letter_topic = kwargs.get("dead_letter_topic")
+        retain = kwargs.get("retain")
+        idempotent = kwargs.get("idempotent", True)
+        event_types = _type_names(kwargs.get("event_types"))
         for name in (*topics, *([dead_letter_topic] if dead_letter_topic else [])):
             if not _TOPIC.match(name):
                 raise ConfigError(
@@ -178,17 +233,18 @@ class Messaging:
                 retries=s.consumer_retries if retries is None else retries,
                 backoff=s.consumer_retry_backoff,
                 backoff_max=s.consumer_retry_backoff_max,
-                non_retryable=tuple(non_retryable),
+                non_retryable=tuple(kwargs.get("non_retryable", ())),
                 concurrency=concurrency,
-                max_in_flight=max_in_flight or s.consumer_max_in_flight,
+                max_in_flight=kwargs.get("max_in_flight") or s.consumer_max_in_flight,
                 fetch_max=s.consumer_fetch_max_records,
-                dedup_key=dedup_key,
+                dedup_key=kwargs.get("dedup_key"),
                 idempotent=idempotent,
                 dead_letter_topic=dead_letter_topic,
                 lease=s.dedup_lease,
                 retain=retain,
                 drain_timeout=s.consumer_drain_timeout,
                 commit_interval=s.consumer_commit_interval,
+                event_types=event_types,
             )
             namespace = f"{options.group}:{spec.name}"
             consumer = Consumer(

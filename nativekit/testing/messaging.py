@@ -42,7 +42,7 @@ class Delivery:
     partition: int
     offset: int
     group: str
-    outcome: str  #: processed, duplicate or dead_lettered
+    outcome: str  #: processed, duplicate, dead_lettered or skipped (another event type)
     attempts: int
     error: str | None
 

@@ -12,9 +12,11 @@ from nativekit.testing.messaging import MessagingHarness
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "messaging.py"
 
 
-def load() -> ModuleType:
-    """Import docs/examples/messaging.py as a fresh module."""
-    spec = importlib.util.spec_from_file_location("docs_messaging_example", EXAMPLE)
+def load(name: str = "messaging.py") -> ModuleType:
+    """Import a docs/examples file as a fresh module."""
+    spec = importlib.util.spec_from_file_location(
+        f"docs_example_{name[:-3]}", EXAMPLE.with_name(name)
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
@@ -42,3 +44,17 @@ async def test_docs_example_handles_duplicates_and_poison() -> None:
     assert example.paid == {"o-1": 1200}
     assert [m.value for m in announced] == [b'{"order_id":"o-1"}']
     assert dead.header("dlq-error-type") == "CardDeclined"
+
+
+async def test_docs_event_types_example_skips_the_other_event() -> None:
+    """The event_types example handles OrderConfirmed and skips OrderPlaced."""
+    example = load("messaging_event_types.py")
+    async with MessagingHarness(example.svc) as harness:
+        placed = await harness.deliver(
+            "orders.events", example.OrderPlaced(order_id="o-1", customer_id="c", total=5)
+        )
+        confirmed = await harness.deliver(
+            "orders.events", example.OrderConfirmed(order_id="o-1", total=5)
+        )
+    assert (placed.outcome, confirmed.outcome) == ("skipped", "processed")
+    assert example.sold == ["o-1"]
