@@ -24,7 +24,6 @@ from examples.shop.models import (
     StockReserved,
     StockSold,
 )
-from nativekit.messaging import Message
 
 svc = nativekit.Service("inventory")
 
@@ -168,11 +167,11 @@ async def on_release(cmd: ReleaseStock) -> Reservation:
     return await stock.release(cmd.order_id)
 
 
-@svc.consumer(config.topic("orders"), concurrency=8)
-async def on_order_event(payload: bytes, msg: Message) -> None:
+# The orders topic also carries OrderPlaced and OrderCancelled: skipped unclaimed.
+@svc.consumer(config.topic("orders"), concurrency=8, event_types=[OrderConfirmed])
+async def on_order_confirmed(event: OrderConfirmed) -> None:
     """A confirmed order's reservation becomes a sale (once per message id)."""
-    if msg.event_type == "OrderConfirmed":
-        await stock.sell(OrderConfirmed.model_validate_json(payload).order_id)
+    await stock.sell(event.order_id)
 
 
 app = svc.app
