@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 
 from nativekit import Settings
+from nativekit.messaging import GroupConsumer
 
 
 def kafka_settings(kafka_url: str, redis_url: str | None = None, **extra: object) -> Settings:
@@ -33,3 +35,34 @@ async def eventually(
         if time.monotonic() > deadline:
             raise AssertionError(f"{what} not reached within {within:g}s")
         await asyncio.sleep(0.02)
+
+
+async def new_topic(kafka_url: str, name: str, partitions: int) -> str:
+    """Create ``name`` on the real broker with ``partitions`` partitions; returns the name."""
+    from nativekit.messaging.kafka import KafkaBroker
+
+    broker = KafkaBroker(kafka_settings(kafka_url))
+    try:
+        await broker.create_topics({name: partitions})
+    finally:
+        await broker.aclose()
+    return name
+
+
+@asynccontextmanager
+async def group_member(kafka_url: str, topic: str, group: str) -> AsyncIterator[GroupConsumer]:
+    """A started member of ``group`` reading ``topic`` on the real broker (no rebalance
+    callbacks), stopped on exit."""
+    from nativekit.messaging.kafka import KafkaBroker
+
+    async def nothing(tps: object) -> None:
+        return None
+
+    broker = KafkaBroker(kafka_settings(kafka_url))
+    member = broker.group_consumer([topic], group=group, on_assigned=nothing, on_revoked=nothing)
+    await member.start()
+    try:
+        yield member
+    finally:
+        await member.stop()
+        await broker.aclose()

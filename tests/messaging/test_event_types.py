@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 from pydantic import BaseModel
 
 from nativekit import ConfigError, Service, Settings
 from nativekit.messaging import Message, TopicPartition
-from nativekit.messaging.kafka import KafkaBroker
 from nativekit.messaging.memory import MemoryBroker
 from nativekit.testing import serve
 from nativekit.testing.messaging import MessagingHarness
-from tests.messaging.conftest import eventually, kafka_settings
+from tests.messaging.conftest import eventually, group_member, kafka_settings, new_topic
 
 
 class OrderPlaced(BaseModel):
@@ -99,13 +96,9 @@ def test_event_types_and_unknown_options_are_checked() -> None:
 
 
 @pytest.fixture
-async def topic(kafka_url: str, unique: str) -> AsyncIterator[str]:
+async def topic(kafka_url: str, unique: str) -> str:
     """A fresh 1-partition topic."""
-    broker = KafkaBroker(kafka_settings(kafka_url))
-    name = f"events-{unique}"
-    await broker.create_topics({name: 1})
-    await broker.aclose()
-    yield name
+    return await new_topic(kafka_url, f"events-{unique}", 1)
 
 
 @pytest.mark.kafka
@@ -142,16 +135,5 @@ async def test_skipped_records_are_not_claimed_on_kafka_and_redis(
 
 async def committed_offset(kafka_url: str, group: str, tp: TopicPartition) -> int | None:
     """The offset ``group`` committed for ``tp`` (read by a new member of the group)."""
-    broker = KafkaBroker(kafka_settings(kafka_url))
-
-    async def nothing(tps: object) -> None:
-        return None
-
-    member = broker.group_consumer([tp.topic], group=group, on_assigned=nothing,
-                                   on_revoked=nothing)  # fmt: skip
-    await member.start()
-    try:
+    async with group_member(kafka_url, tp.topic, group) as member:
         return await member.committed(tp)
-    finally:
-        await member.stop()
-        await broker.aclose()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
 
 import pytest
 from pydantic import BaseModel
@@ -13,7 +12,7 @@ from nativekit import Service
 from nativekit.messaging import Message, Record
 from nativekit.messaging.kafka import KafkaBroker
 from nativekit.testing import serve
-from tests.messaging.conftest import eventually, kafka_settings
+from tests.messaging.conftest import eventually, group_member, kafka_settings, new_topic
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]
 
@@ -25,32 +24,19 @@ class Paid(BaseModel):
 
 
 @pytest.fixture
-async def topic(kafka_url: str, unique: str) -> AsyncIterator[str]:
+async def topic(kafka_url: str, unique: str) -> str:
     """A fresh 2-partition topic."""
-    broker = KafkaBroker(kafka_settings(kafka_url))
-    name = f"pay-{unique}"
-    await broker.create_topics({name: 2})
-    await broker.aclose()
-    yield name
+    return await new_topic(kafka_url, f"pay-{unique}", 2)
 
 
 async def read_all(kafka_url: str, topic: str, count: int, group: str) -> list[Record]:
     """Read ``count`` records of ``topic`` with a throwaway group."""
-    broker = KafkaBroker(kafka_settings(kafka_url))
-
-    async def nothing(tps: object) -> None:
-        return None
-
-    member = broker.group_consumer([topic], group=group, on_assigned=nothing, on_revoked=nothing)
-    await member.start()
     out: list[Record] = []
-    try:
+    async with group_member(kafka_url, topic, group) as member:
         for _ in range(100):
             out += await member.fetch(wait=0.2, max_records=100)
             if len(out) >= count:
                 break
-    finally:
-        await member.stop()
     return out
 
 
@@ -119,20 +105,10 @@ async def test_fetch_takes_an_equal_share_of_every_partition(
     for i in range(200):
         await broker.send(topic, b"x", key=f"k{i}".encode())
     await broker.aclose()
-
-    async def nothing(tps: object) -> None:
-        return None
-
-    member = broker.group_consumer(
-        [topic], group=f"share-{unique}", on_assigned=nothing, on_revoked=nothing
-    )
-    await member.start()
-    try:
+    async with group_member(kafka_url, topic, f"share-{unique}") as member:
         first = await member.fetch(wait=5, max_records=2)
         assert first
         await asyncio.sleep(1.0)  # aiokafka prefetches both partitions meanwhile
         batch = await member.fetch(wait=5, max_records=10)
-    finally:
-        await member.stop()
     per_partition = Counter(r.partition for r in batch)
     assert per_partition == {0: 5, 1: 5}, per_partition
