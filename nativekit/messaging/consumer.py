@@ -19,7 +19,7 @@ from nativekit.health import CheckResult
 from nativekit.logging import get_logger
 from nativekit.messaging.broker import Broker, GroupConsumer, Record, TopicPartition
 from nativekit.messaging.dedup import Claim, ClaimStatus, DedupStore
-from nativekit.messaging.envelope import EVENT_TYPE
+from nativekit.messaging.envelope import event_type_of
 from nativekit.messaging.errors import CommitFailed
 from nativekit.messaging.handler import HandlerSpec
 from nativekit.messaging.lanes import Lane
@@ -456,12 +456,9 @@ class Consumer:
 
 
 def _other_type(record: Record, wanted: frozenset[bytes]) -> bool:
-    """Whether the record names an event type the handler does not take (the last
-    ``event-type`` header counts; a record without one is handled)."""
-    found = None
-    for name, value in record.headers:
-        if name == EVENT_TYPE:
-            found = value
+    """Whether the record names an event type the handler does not take (a record
+    without an ``event-type`` header is handled)."""
+    found = event_type_of(record)
     return found is not None and found not in wanted
 
 

@@ -69,6 +69,15 @@ def build_headers(
     return message_id, [(k, v if isinstance(v, bytes) else v.encode()) for k, v in values.items()]
 
 
+def event_type_of(record: Record) -> bytes | None:
+    """The raw ``event-type`` header of ``record`` (the last one counts), or None."""
+    found = None
+    for name, value in record.headers:
+        if name == EVENT_TYPE:
+            found = value
+    return found
+
+
 def inject_trace(carrier: dict[str, str | bytes]) -> None:
     """Add W3C ``traceparent``/``tracestate`` of the current span, if any."""
     from opentelemetry import propagate

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
+import operator
+import types
 import typing
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from nativekit.errors import ConfigError
-from nativekit.messaging.envelope import Message
+from nativekit.messaging.broker import Record
+from nativekit.messaging.envelope import Message, event_type_of
 from nativekit.messaging.errors import DecodeError
 
 HandlerFunc = Callable[..., Awaitable[Any]]
@@ -19,25 +23,49 @@ HandlerFunc = Callable[..., Awaitable[Any]]
 
 @dataclass(frozen=True)
 class HandlerSpec:
-    """How to call a handler: which parameter gets the event, which the metadata."""
+    """How to call a handler: which parameter gets the event, which the metadata.
+
+    ``models`` holds the event models by class name: one for ``event: Model``,
+    several for ``event: A | B`` (a record's ``event-type`` header picks its model;
+    without a known one, the union is validated as pydantic does); empty for bytes.
+    """
 
     func: HandlerFunc
     name: str
-    model: type[BaseModel] | None  # None: the handler takes raw bytes
+    models: Mapping[str, type[BaseModel]]
     event_param: str
     msg_param: str | None
 
-    def decode(self, value: bytes | None) -> Any:
-        """The event for ``value``; raises DecodeError for invalid payloads."""
-        if self.model is None:
+    _validate: Callable[[bytes], Any] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        # frozen, so set through object.__setattr__; chosen once, not per message
+        validate: Callable[[bytes], Any] = bytes  # bytes handlers: decode returns early
+        if len(self.models) == 1:
+            [model] = self.models.values()
+            validate = model.model_validate_json
+        elif self.models:
+            union = functools.reduce(operator.or_, self.models.values())
+            validate = TypeAdapter(union).validate_json
+        object.__setattr__(self, "_validate", validate)
+
+    def decode(self, record: Record) -> Any:
+        """The event of ``record``; raises DecodeError for invalid payloads."""
+        value = record.value
+        if not self.models:
             return value if value is not None else b""
         if value is None:
             raise DecodeError("message has no value (a tombstone)")
+        validate = self._validate
+        if len(self.models) > 1:
+            raw = event_type_of(record)
+            named = self.models.get(raw.decode("utf-8", "replace")) if raw else None
+            validate = named.model_validate_json if named is not None else validate
         try:
-            return self.model.model_validate_json(value)
+            return validate(value)
         except ValidationError as exc:
             raise DecodeError(
-                f"payload does not fit {self.model.__name__}: "
+                f"payload does not fit {' | '.join(self.models)}: "
                 f"{exc.error_count()} error(s): {_first_error(exc)}"
             ) from exc
 
@@ -46,6 +74,17 @@ class HandlerSpec:
         if self.msg_param is None:
             return self.func(event)
         return self.func(**{self.event_param: event, self.msg_param: msg})
+
+
+def _models(annotation: Any) -> dict[str, type[BaseModel]] | None:
+    """The models of ``Model`` or ``A | B | ...`` by class name; None for anything else."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return {annotation.__name__: annotation}
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        members = typing.get_args(annotation)
+        if all(isinstance(m, type) and issubclass(m, BaseModel) for m in members):
+            return {m.__name__: m for m in members}
+    return None
 
 
 def _first_error(exc: ValidationError) -> str:
@@ -68,28 +107,31 @@ def inspect_handler(func: HandlerFunc) -> HandlerSpec:
         hints = typing.get_type_hints(func)
     except Exception as exc:
         raise ConfigError(f"Cannot resolve the annotations of consumer {name}: {exc}") from exc
-    model: type[BaseModel] | None = None
+    models: dict[str, type[BaseModel]] = {}
     event_param = msg_param = None
     for param in inspect.signature(func).parameters.values():
         annotation = hints.get(param.name)
+        found = _models(annotation) if event_param is None else None
         if annotation is Message:
             msg_param = param.name
         elif event_param is None and annotation is bytes:
             event_param = param.name
-        elif (
-            event_param is None
-            and isinstance(annotation, type)
-            and issubclass(annotation, BaseModel)
-        ):
-            event_param, model = param.name, annotation
+        elif found is not None:
+            if len(found) < len(typing.get_args(annotation) or [annotation]):
+                raise ConfigError(
+                    f"Consumer {name}: the event types of {param.name!r} share a class name; "
+                    "the event-type header could not tell them apart."
+                )
+            event_param, models = param.name, found
         else:
             raise ConfigError(
                 f"Consumer {name}: parameter {param.name!r} must be annotated with a pydantic "
-                f"model or bytes (the event) or Message (the metadata), got {annotation!r}."
+                f"model, a union of models or bytes (the event) or Message (the metadata), "
+                f"got {annotation!r}."
             )
     if event_param is None:
         raise ConfigError(
             f"Consumer {name} needs an event parameter annotated with a pydantic model, "
             "e.g. 'async def on_paid(event: PaymentReceived) -> None'."
         )
-    return HandlerSpec(func, name, model, event_param, msg_param)
+    return HandlerSpec(func, name, models, event_param, msg_param)

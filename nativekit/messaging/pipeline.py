@@ -157,7 +157,7 @@ class Runner:
                 claim = item.claim
                 if plain and (claim is None or claim.status is claimed):
                     try:
-                        event = decode(item.record.value)
+                        event = decode(item.record)
                     except DecodeError:
                         item.state = await self._handle(item)
                     else:
@@ -263,7 +263,7 @@ class Runner:
 
     async def _handle(self, item: Item) -> FinalState:
         try:
-            event = self.spec.decode(item.record.value)
+            event = self.spec.decode(item.record)
         except DecodeError as exc:
             await self._dead_letter(item, exc)
             return FinalState.DEAD

@@ -137,3 +137,67 @@ async def committed_offset(kafka_url: str, group: str, tp: TopicPartition) -> in
     """The offset ``group`` committed for ``tp`` (read by a new member of the group)."""
     async with group_member(kafka_url, tp.topic, group) as member:
         return await member.committed(tp)
+
+
+class OrderCancelled(BaseModel):
+    """The third event of the orders topic."""
+
+    order_id: str
+    reason: str
+
+
+async def test_a_union_handler_gets_the_model_its_event_type_header_names() -> None:
+    """``event: A | B``: the event-type header picks the model even where the payload
+    fits both; without the header the union is validated as pydantic does; a payload
+    that does not fit its named model is dead-lettered naming the union."""
+    svc = service()
+    seen: list[BaseModel] = []
+
+    @svc.consumer("orders", group="inventory")
+    async def on_order(event: OrderConfirmed | OrderCancelled) -> None:
+        seen.append(event)
+
+    fits_both = b'{"order_id": "o1", "total": 5, "reason": "late"}'
+    async with MessagingHarness(svc) as harness:
+        as_cancelled = await harness.deliver(
+            "orders", fits_both, headers={"event-type": "OrderCancelled"}
+        )
+        as_confirmed = await harness.deliver(
+            "orders", fits_both, headers={"event-type": "OrderConfirmed"}
+        )
+        await harness.broker.send("orders", b'{"order_id": "o2", "reason": "r"}')  # no header
+        await eventually(lambda: len(seen) == 3, what="the untyped record handled")
+        wrong = await harness.deliver(
+            "orders", b'{"order_id": "o3", "total": 1}', headers={"event-type": "OrderCancelled"}
+        )
+    assert (as_cancelled.outcome, as_confirmed.outcome) == ("processed", "processed")
+    assert seen == [
+        OrderCancelled(order_id="o1", reason="late"),
+        OrderConfirmed(order_id="o1", total=5),
+        OrderCancelled(order_id="o2", reason="r"),
+    ]
+    assert wrong.outcome == "dead_lettered"
+    assert wrong.error is not None and "OrderConfirmed | OrderCancelled" in wrong.error
+
+
+def test_union_annotations_must_be_models_with_distinct_names() -> None:
+    """A union with a non-model member, or two models of one name, is a ConfigError."""
+    svc = service()
+    with pytest.raises(ConfigError, match="union of models"):
+
+        @svc.consumer("orders")
+        async def mixed(event: OrderConfirmed | int) -> None: ...
+
+    with pytest.raises(ConfigError, match="share a class name"):
+
+        @svc.consumer("orders")
+        async def twins(event: OrderConfirmed | Elsewhere.OrderConfirmed) -> None: ...
+
+
+class Elsewhere:
+    """Another service's model of the same name."""
+
+    class OrderConfirmed(BaseModel):
+        """Same class name as the module's OrderConfirmed."""
+
+        order_id: str
