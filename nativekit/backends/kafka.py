@@ -58,13 +58,17 @@ class KafkaProbe:
 
         options = kafka_client_options(self.settings)
         options.pop("connections_max_idle_ms", None)
-        self._client = AIOKafkaClient(**options)
+        client = AIOKafkaClient(**options)
         try:
-            await self._client.bootstrap()
-        except Exception as exc:
-            await self._client.close()
-            self._client = None
-            raise self._unavailable(exc) from exc
+            await client.bootstrap()
+        except BaseException as exc:
+            # Also when the check's timeout cancels us: a client kept without its
+            # bootstrap knows no broker, and every later check would fail with it.
+            await client.close()
+            if isinstance(exc, Exception):
+                raise self._unavailable(exc) from exc
+            raise
+        self._client = client
 
     async def stop(self) -> None:
         """Close the connections."""

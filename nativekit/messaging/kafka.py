@@ -88,9 +88,11 @@ class KafkaBroker:
         )
         try:
             await producer.start()
-        except Exception as exc:
+        except BaseException as exc:  # cancelled too: no half-started producer left running
             await producer.stop()
-            raise _unavailable(s, "to connect the producer", exc) from exc
+            if isinstance(exc, Exception):
+                raise _unavailable(s, "to connect the producer", exc) from exc
+            raise
         self._producer = producer
 
     async def send(

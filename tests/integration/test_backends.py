@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from nativekit import BackendUnavailable, Service, Settings
-from nativekit.backends.kafka import kafka_client_options
+from nativekit.backends.kafka import KafkaProbe, kafka_client_options
 from nativekit.backends.redis import create_redis
 from nativekit.testing import serve, servers
 
@@ -182,3 +184,84 @@ async def test_kafka_readiness_warn() -> None:
         r = await client.get("/readyz")
     assert r.status_code == 200, r.text
     assert r.json()["checks"]["kafka:metadata"][0]["status"] == "warn"
+
+
+class HoldingProxy:
+    """A TCP proxy to ``target`` that, while ``holding``, accepts connections and
+    answers nothing (a broker that hangs); afterwards it forwards bytes both ways."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.holding = True
+        self.port = 0
+        self.server: asyncio.Server | None = None
+
+    async def __aenter__(self) -> HoldingProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.holding:
+            await reader.read()  # until the client gives up and closes
+            writer.close()
+            return
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
+                             return_exceptions=True)  # fmt: skip
+
+
+@pytest.mark.kafka
+async def test_kafka_readiness_recovers_after_a_check_timed_out_while_connecting(
+    kafka_url: str,
+) -> None:
+    """A check cancelled by its timeout during the probe's first connection leaves no
+    half-connected client behind: once the broker answers, the check passes."""
+    host, _, port = kafka_url.removeprefix("kafka://").partition(":")
+    async with HoldingProxy((host, int(port))) as proxy:
+        probe = KafkaProbe(Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{proxy.port}"))
+        try:
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(probe.check(), 0.5)
+            proxy.holding = False
+            result = await asyncio.wait_for(probe.check(), 10)
+        finally:
+            await probe.stop()
+    assert result.output == "1 broker(s)"
+
+
+@pytest.mark.kafka
+async def test_a_producer_start_cancelled_while_connecting_leaves_nothing_running(
+    kafka_url: str,
+) -> None:
+    """Cancelling the first publish while the producer connects stops that producer
+    (no background task of it keeps running); the next publish connects afresh."""
+    from nativekit.messaging.kafka import KafkaBroker
+
+    host, _, port = kafka_url.removeprefix("kafka://").partition(":")
+    async with HoldingProxy((host, int(port))) as proxy:
+        settings = Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{proxy.port}",
+                            kafka_idempotent_producer=False)  # fmt: skip
+        broker = KafkaBroker(settings)
+        before = asyncio.all_tasks()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(broker.start(), 0.5)
+        await asyncio.sleep(0.3)  # closed connections end the proxy's handlers
+        left = [t for t in asyncio.all_tasks() - before if not t.done()]
+        assert left == [], left
+        proxy.holding = False
+        try:
+            await asyncio.wait_for(broker.start(), 10)
+        finally:
+            await broker.aclose()
