@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ssl
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nativekit.errors import BackendUnavailable
@@ -45,6 +46,23 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
+async def start_or_close(
+    start: Callable[[], Awaitable[Any]],
+    close: Callable[[], Awaitable[Any]],
+    unavailable: Callable[[Exception], Exception],
+) -> None:
+    """``await start()``; on any failure, cancellation included, ``await close()`` so no
+    half-started client keeps connections or tasks, and raise ``unavailable(exc)``
+    (a cancellation is re-raised as is)."""
+    try:
+        await start()
+    except BaseException as exc:
+        await close()
+        if isinstance(exc, Exception):
+            raise unavailable(exc) from exc
+        raise
+
+
 class KafkaProbe:
     """A long-lived aiokafka client used to check that the cluster answers metadata requests."""
 
@@ -59,15 +77,9 @@ class KafkaProbe:
         options = kafka_client_options(self.settings)
         options.pop("connections_max_idle_ms", None)
         client = AIOKafkaClient(**options)
-        try:
-            await client.bootstrap()
-        except BaseException as exc:
-            # Also when the check's timeout cancels us: a client kept without its
-            # bootstrap knows no broker, and every later check would fail with it.
-            await client.close()
-            if isinstance(exc, Exception):
-                raise self._unavailable(exc) from exc
-            raise
+        # Kept only once bootstrapped: a client cancelled by the check's timeout before
+        # that knows no broker, and every later check would fail with it.
+        await start_or_close(client.bootstrap, client.close, self._unavailable)
         self._client = client
 
     async def stop(self) -> None:

@@ -11,7 +11,7 @@ import aiokafka.errors as kerr
 from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from nativekit.backends.kafka import kafka_client_options
+from nativekit.backends.kafka import kafka_client_options, start_or_close
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging.broker import (
     Headers,
@@ -86,13 +86,11 @@ class KafkaBroker:
             compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
             **kafka_client_options(s),
         )
-        try:
-            await producer.start()
-        except BaseException as exc:  # cancelled too: no half-started producer left running
-            await producer.stop()
-            if isinstance(exc, Exception):
-                raise _unavailable(s, "to connect the producer", exc) from exc
-            raise
+        await start_or_close(
+            producer.start,
+            producer.stop,
+            lambda exc: _unavailable(s, "to connect the producer", exc),
+        )
         self._producer = producer
 
     async def send(
@@ -204,11 +202,11 @@ class KafkaGroupConsumer:
             **kafka_client_options(s),
         )
         consumer.subscribe(self.topics, listener=self._listener)
-        try:
-            await consumer.start()
-        except Exception as exc:
-            await consumer.stop()
-            raise _unavailable(s, f"to join group {self.group!r}", exc) from exc
+        await start_or_close(
+            consumer.start,
+            consumer.stop,
+            lambda exc: _unavailable(s, f"to join group {self.group!r}", exc),
+        )
         self._consumer = consumer
 
     async def fetch(self, *, wait: float, max_records: int) -> list[Record]:
