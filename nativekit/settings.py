@@ -9,8 +9,8 @@ Passwords never appear in ``repr``, logs or error messages.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any, Literal, NamedTuple
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -26,17 +26,17 @@ SaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 Readiness = Literal["critical", "warn", "off"]
 
-_REDIS_SCHEMES = ("memory", "redis", "rediss", "unix")
+_REDIS_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel")
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with any password replaced by ``***``."""
+    """Return ``url`` with any password replaced by ``***`` (also with several hosts)."""
     parts = urlsplit(url)
-    if parts.password is None:
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not (at and colon):
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    netloc = f"{user}:***@{host}" + (f":{parts.port}" if parts.port else "")
+    netloc = f"{user}:***@{hosts}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
@@ -75,8 +75,15 @@ class Settings(BaseSettings):
     # -- Redis ------------------------------------------------------------------
     redis_url: str = Field(
         "memory://",
-        description="'memory://' (in-process), 'redis://host:port/db', 'rediss://…' (TLS) or "
-        "'unix:///path/to/socket'.",
+        description="'memory://' (in-process), 'redis://host:port/db', 'rediss://…' (TLS), "
+        "'unix:///path/to/socket' or 'redis+sentinel://host:port[,host:port]/master[/db]' "
+        "(the master that Redis Sentinel names, followed through failovers).",
+    )
+    redis_sentinel_password: SecretStr | None = Field(
+        None, description="Password of the Sentinels (when they require AUTH)."
+    )
+    redis_sentinel_password_file: Path | None = Field(
+        None, description="File holding the password of the Sentinels."
     )
     redis_password: SecretStr | None = Field(None, description="Redis password (ACL or AUTH).")
     redis_password_file: Path | None = Field(None, description="File holding the Redis password.")
@@ -323,8 +330,11 @@ class Settings(BaseSettings):
         if scheme not in _REDIS_SCHEMES or (scheme != "memory" and value.count("://") != 1):
             raise ValueError(
                 f"{mask_url(value)!r} is not a Redis URL; expected 'memory://', "
-                "'redis://host:port/db', 'rediss://host:port/db' or 'unix:///path'"
+                "'redis://host:port/db', 'rediss://host:port/db', 'unix:///path' or "
+                "'redis+sentinel://host:port[,host:port]/master[/db]'"
             )
+        if scheme == "redis+sentinel":
+            parse_sentinel_url(value)
         return value
 
     @field_validator("kafka_url")
@@ -345,6 +355,10 @@ class Settings(BaseSettings):
     def _resolve_secret_files(self) -> Settings:
         if self.redis_password_file is not None:
             self.redis_password = _read_secret(self.redis_password_file, "redis_password_file")
+        if self.redis_sentinel_password_file is not None:
+            self.redis_sentinel_password = _read_secret(
+                self.redis_sentinel_password_file, "redis_sentinel_password_file"
+            )
         if self.kafka_sasl_password_file is not None:
             self.kafka_sasl_password = _read_secret(
                 self.kafka_sasl_password_file, "kafka_sasl_password_file"
@@ -378,6 +392,45 @@ class Settings(BaseSettings):
                 yield name, mask_url(value)
             else:
                 yield name, value
+
+
+class SentinelURL(NamedTuple):
+    """The parts of a ``redis+sentinel://`` URL."""
+
+    sentinels: list[tuple[str, int]]
+    master: str
+    db: int
+    username: str | None
+    password: str | None
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Split ``redis+sentinel://[user:password@]host:port[,host:port]/master[/db]``; the
+    user and password are those of the Redis servers, not of the Sentinels.
+
+    Raises:
+        ValueError: the URL lacks a Sentinel address or the master's name, or a port or
+            the database number is not a number.
+    """
+    expected = "expected 'redis+sentinel://host:port[,host:port]/master[/db]'"
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    entries = [h for h in hosts.split(",") if h]
+    if not entries or not all(_is_host_port(h) for h in entries):
+        raise ValueError(f"{mask_url(url)!r} names no Sentinel as host:port; {expected}")
+    path = [p for p in parts.path.split("/") if p]
+    if not path or len(path) > 2 or (len(path) == 2 and not path[1].isdigit()):
+        raise ValueError(
+            f"{mask_url(url)!r} does not name the master (and optionally the database); {expected}"
+        )
+    user, colon, password = userinfo.partition(":")
+    return SentinelURL(
+        [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in entries],
+        unquote(path[0]),
+        int(path[1]) if len(path) == 2 else 0,
+        unquote(user) or None,
+        unquote(password) if colon else None,
+    )
 
 
 def _is_host_port(entry: str) -> bool:

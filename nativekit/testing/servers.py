@@ -119,14 +119,15 @@ def wait_until(
     raise RuntimeError(f"{what} did not come up within {timeout:g}s: {log.read_text()[-2000:]}")
 
 
-def start_redis(*, reuse: bool = True) -> Server:
+def start_redis(*, reuse: bool = True, replica_of: int | None = None) -> Server:
     """Reuse the configured or default Redis, else start one on a free port.
 
-    With ``reuse=False`` always start a private server (for tests that stop it).
+    With ``reuse=False`` always start a private server (for tests that stop it);
+    ``replica_of`` makes it a replica of the server on that port of 127.0.0.1.
     """
-    if reuse and os.environ.get(REDIS_ENV):
+    if reuse and replica_of is None and os.environ.get(REDIS_ENV):
         return Server(os.environ[REDIS_ENV])
-    if reuse and redis_answers(*DEFAULT_REDIS):
+    if reuse and replica_of is None and redis_answers(*DEFAULT_REDIS):
         return Server(f"redis://{DEFAULT_REDIS[0]}:{DEFAULT_REDIS[1]}/0")
     port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="nativekit-redis-"))
@@ -144,10 +145,42 @@ def start_redis(*, reuse: bool = True) -> Server:
         "--dir",
         str(workdir),
     ]
+    # a replica's first sync starts at once, not after the default 5 s of waiting for others
+    command += ["--repl-diskless-sync-delay", "0"]
+    if replica_of is not None:
+        command += ["--replicaof", "127.0.0.1", str(replica_of)]
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     wait_until(lambda: redis_answers("127.0.0.1", port), f"Redis ({command[0]})", process, log, 20)
     return Server(f"redis://127.0.0.1:{port}/0", process, workdir, log)
+
+
+def start_sentinel(
+    master_port: int,
+    master: str = "mymaster",
+    *,
+    down_after_ms: int = 1000,
+    password: str | None = None,
+) -> Server:
+    """Start a Redis Sentinel (quorum 1) watching the master on ``master_port`` of
+    127.0.0.1 under the name ``master``, asking clients for ``password`` if given; its
+    URL is the ``redis+sentinel://`` one."""
+    port = free_port()
+    workdir = Path(tempfile.mkdtemp(prefix="nativekit-sentinel-"))
+    log = workdir / "sentinel.log"
+    config = workdir / "sentinel.conf"  # Sentinel rewrites its config file: a private one
+    config.write_text(
+        f"port {port}\nbind 127.0.0.1\ndir {workdir}\n"
+        f"sentinel monitor {master} 127.0.0.1 {master_port} 1\n"
+        f"sentinel down-after-milliseconds {master} {down_after_ms}\n"
+        f"sentinel failover-timeout {master} {max(3000, 3 * down_after_ms)}\n"
+        + (f"requirepass {password}\n" if password else "")
+    )
+    command = [redis_binary(), str(config), "--sentinel"]
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    wait_until(lambda: port_open("127.0.0.1", port), "Redis Sentinel", process, log, 20)
+    return Server(f"redis+sentinel://127.0.0.1:{port}/{master}", process, workdir, log)
 
 
 def start_kafka() -> Server:
