@@ -18,8 +18,10 @@ from nativekit.settings import Settings, mask_url
 
 Status = Literal["ok", "warn", "fail", "unreachable", "skip"]
 
-#: Oldest Redis the dedup store supports (``SET … GET``).
+#: Oldest Redis nativekit runs on: the saga outbox's relay uses ``XAUTOCLAIM``.
 MIN_REDIS = (6, 2)
+#: Redis the cache's tag indexes need (``PEXPIRE … NX/GT``).
+CACHE_TAGS_REDIS = (7, 0)
 
 
 @dataclass(frozen=True)
@@ -92,11 +94,23 @@ async def redis_findings(settings: Settings) -> list[Finding]:
     version = str(info.get("valkey_version") or info.get("redis_version") or "?")
     mode = info.get("redis_mode", "standalone")
     detail = f"{where}: {product} {version} ({mode}), PING {ping_ms:.1f} ms"
+    return [version_finding(product, version, detail)]
+
+
+def version_finding(product: str, version: str, detail: str) -> Finding:
+    """Fail a Redis older than the outbox needs; warn where cache tags would not work
+    (Valkey versions all have both)."""
     numbers = tuple(int(p) for p in version.split(".")[:2] if p.isdigit())
-    if product == "Redis" and len(numbers) == 2 and numbers < MIN_REDIS:
+    if product != "Redis" or len(numbers) != 2:
+        return Finding("redis", "ok", detail)
+    if numbers < MIN_REDIS:
         need = ".".join(map(str, MIN_REDIS))
-        return [Finding("redis", "fail", f"{detail}; idempotent consumers need Redis >= {need}")]
-    return [Finding("redis", "ok", detail)]
+        reason = f"the saga outbox needs Redis >= {need} (XAUTOCLAIM)"
+        return Finding("redis", "fail", f"{detail}; {reason}")
+    if numbers < CACHE_TAGS_REDIS:
+        reason = "cache tags (tags= of @cached) need Redis >= 7 (PEXPIRE NX/GT)"
+        return Finding("redis", "warn", f"{detail}; {reason}; the rest works")
+    return Finding("redis", "ok", detail)
 
 
 # -- Kafka ----------------------------------------------------------------------------

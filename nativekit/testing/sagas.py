@@ -8,7 +8,7 @@ expired lease and recovers the saga. Every run must end COMPLETED or
 COMPENSATED, and your participants' ledger must show each effect applied once
 per idempotency key::
 
-    report = await crash_matrix(place_order, {"order_id": "o-1"}, ledger=payments.applied)
+    report = await crash_matrix(place_order, {"order_id": "o-1"}, ledger=lambda: payments.applied)
     assert report.cases  # one entry per crash point
 """
 

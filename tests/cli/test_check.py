@@ -8,7 +8,7 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from nativekit import Settings
-from nativekit.cli.checks import Probes, retention_finding, settings_findings
+from nativekit.cli.checks import Probes, retention_finding, settings_findings, version_finding
 from nativekit.cli.output import duration, parse_duration
 from tests.cli.conftest import Cli
 
@@ -163,3 +163,21 @@ def test_bad_durations_are_refused(text: str) -> None:
 def test_durations_print_with_two_units_at_most(seconds: float, text: str) -> None:
     """Durations print compactly."""
     assert duration(seconds) == text
+
+
+def test_redis_versions_fail_below_the_outbox_floor_and_warn_below_cache_tags() -> None:
+    """Redis < 6.2 fails (XAUTOCLAIM), 6.2.x warns (cache tags need 7), 7+ and Valkey pass."""
+    found = {
+        (product, version): version_finding(product, version, "x")
+        for product, version in [("Redis", "6.0.9"), ("Redis", "6.2.14"), ("Redis", "7.0.15"),
+                                 ("Valkey", "6.0.0"), ("Redis", "unknown")]
+    }  # fmt: skip
+    assert {k: f.status for k, f in found.items()} == {
+        ("Redis", "6.0.9"): "fail",
+        ("Redis", "6.2.14"): "warn",
+        ("Redis", "7.0.15"): "ok",
+        ("Valkey", "6.0.0"): "ok",
+        ("Redis", "unknown"): "ok",
+    }
+    assert "XAUTOCLAIM" in found[("Redis", "6.0.9")].detail
+    assert "PEXPIRE" in found[("Redis", "6.2.14")].detail
