@@ -154,3 +154,26 @@ async def test_an_unknown_command_type_gets_a_failure_reply_at_once(
     assert "no handler for command type 'ChargeCard'" in (record.steps["charge_card"].error or "")
     dead = shared_memory_broker().records(f"{names['payments']}.dlq")
     assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"UndeliverableCommand"]
+
+
+async def test_a_reply_consumer_failing_to_start_stops_the_outbox_relay(
+    names: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the reply consumer cannot join its group at startup, the outbox relay that
+    already started is stopped with the failed startup instead of left relaying."""
+    from nativekit.errors import BackendUnavailable
+    from nativekit.messaging.memory import MemoryGroupConsumer
+
+    join = MemoryGroupConsumer.start
+
+    async def refuse_replies(self: MemoryGroupConsumer) -> None:
+        if self.group_id == "orders.replies":
+            raise BackendUnavailable("cannot join the reply group (test)")
+        await join(self)
+
+    monkeypatch.setattr(MemoryGroupConsumer, "start", refuse_replies)
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    with pytest.raises(BackendUnavailable, match="reply group"):
+        await orders.startup(hook_sigterm=False)
+    relay = orders.__dict__["_saga_commands"].relay
+    assert relay._task is None or relay._task.done()
