@@ -9,7 +9,7 @@ import pytest
 from nativekit import BackendUnavailable, Service, Settings
 from nativekit.backends.kafka import KafkaProbe, kafka_client_options
 from nativekit.backends.redis import create_redis
-from nativekit.testing import serve, servers
+from nativekit.testing import LifespanError, serve, servers
 
 
 @pytest.mark.redis
@@ -265,3 +265,33 @@ async def test_a_producer_start_cancelled_while_connecting_leaves_nothing_runnin
             await asyncio.wait_for(broker.start(), 10)
         finally:
             await broker.aclose()
+
+
+@pytest.mark.redis
+async def test_a_failed_startup_closes_the_shared_redis_client(redis_url: str) -> None:
+    """A startup that fails after a component used the shared Redis client closes that
+    client's connections (the lifespan runs no shutdown after a failed startup)."""
+    svc = Service("redis-fails", settings=Settings(_env_file=None, redis_url=redis_url))
+    ids: list[int] = []
+
+    @svc.on_startup
+    async def use_redis() -> None:
+        ids.append(await svc.redis.client_id())
+
+    @svc.on_startup
+    async def broken() -> None:
+        raise RuntimeError("cannot start (test)")
+
+    client = svc.redis
+    admin = create_redis(Settings(_env_file=None, redis_url=redis_url))
+    try:
+        with pytest.raises(LifespanError, match="cannot start"):
+            async with serve(svc):
+                pass
+        deadline = asyncio.get_running_loop().time() + 2
+        while str(ids[0]) in {c["id"] for c in await admin.client_list()}:
+            assert asyncio.get_running_loop().time() < deadline, "connection still open"
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+        await admin.aclose()
