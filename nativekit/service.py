@@ -291,7 +291,12 @@ class Service:
             self._cache = Cache.from_settings(
                 self.settings, service=self.name, registry=self.metrics.registry
             )
-            self.add_component("cache", self._cache)
+            if self.health.started:
+                # First used while running (from a route): it needs no start now (its near
+                # cache stays off until the next startup), but its client must close.
+                self.lifecycle.add_running("cache", start=self._cache.start, stop=self._cache.stop)
+            else:
+                self.add_component("cache", self._cache)
             self.health.add("cache", self._cache.check, critical=False, component_type="datastore")
         return self._cache
 
