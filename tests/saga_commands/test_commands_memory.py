@@ -177,3 +177,37 @@ async def test_a_reply_consumer_failing_to_start_stops_the_outbox_relay(
         await orders.startup(hook_sigterm=False)
     relay = orders.__dict__["_saga_commands"].relay
     assert relay._task is None or relay._task.done()
+
+
+async def test_a_command_handler_cancelled_at_shutdown_leaves_the_command_free(
+    names: dict[str, str],
+) -> None:
+    """A command handler cancelled by shutdown (drain timeout) gives its idempotency key
+    back: the command, redelivered after a restart, runs at once instead of waiting for
+    the key's lease (NATIVEKIT_DEDUP_LEASE) to expire."""
+    from nativekit.messaging import MemoryBroker
+    from tests.messaging.conftest import eventually
+
+    payments = nativekit.Service("payments", settings=_settings(consumer_drain_timeout=0.05))
+    payments.messaging.use_broker(MemoryBroker())
+    entered = asyncio.Event()
+    charged: list[str] = []
+
+    @payments.command_handler(names["payments"])
+    async def on_charge(cmd: ChargeCard) -> CardCharged:
+        if not entered.is_set():
+            entered.set()
+            await asyncio.Event().wait()  # cancelled by the shutdown
+        charged.append(cmd.order_id)
+        return CardCharged(charge_id=f"ch-{cmd.order_id}")
+
+    await payments.startup(hook_sigterm=False)
+    command = ChargeCard(order_id="c1", amount_cents=1, behaviour="ok")
+    await payments.publish(names["payments"], command)
+    await asyncio.wait_for(entered.wait(), 2)
+    await payments.shutdown()
+    await payments.startup(hook_sigterm=False)
+    try:  # well within the 30 s lease
+        await eventually(lambda: charged == ["c1"], within=3, what="the command run again")
+    finally:
+        await payments.shutdown()
