@@ -45,9 +45,10 @@ class Lifecycle:
         """Register start/stop hooks under ``name``."""
         self._entries.append(_Entry(name, start, stop))
 
-    def add_running(self, name: str, *, stop: Hook) -> None:
-        """Register something already running (created after startup) so shutdown stops it."""
-        entry = _Entry(name, None, stop)
+    def add_running(self, name: str, *, stop: Hook, start: Hook | None = None) -> None:
+        """Register something already running (created after startup) so shutdown stops it;
+        ``start`` runs only when the service starts again."""
+        entry = _Entry(name, start, stop)
         self._entries.append(entry)
         self._started.append(entry)
 

@@ -244,7 +244,12 @@ class Service:
         self._add_backend_checks()
         if hook_sigterm:
             install_drain_signal(self._begin_drain, self.settings.shutdown_delay)
-        await self.lifecycle.start()
+        try:
+            await self.lifecycle.start()
+        except BaseException:
+            # The lifecycle stopped what started; no shutdown follows a failed startup.
+            await self._close_redis()
+            raise
         if not self._gc_raised:
             self._gc_raised = garbage.raise_threshold(self.settings.gc_young_threshold)
         self.health.draining = False  # a service started again after a shutdown is ready again
@@ -264,11 +269,14 @@ class Service:
         if self._gc_raised:
             self._gc_raised = False
             garbage.restore()
-        if self._redis is not None:
-            await self._redis.aclose()
-            self._redis = None
+        await self._close_redis()
         self.health.started = False
         self.log.info("service.stopped")
+
+    async def _close_redis(self) -> None:
+        if self._redis is not None:
+            redis, self._redis = self._redis, None
+            await redis.aclose()
 
     # -- cache -----------------------------------------------------------------------
 
@@ -283,7 +291,12 @@ class Service:
             self._cache = Cache.from_settings(
                 self.settings, service=self.name, registry=self.metrics.registry
             )
-            self.add_component("cache", self._cache)
+            if self.health.started:
+                # First used while running (from a route): it needs no start now (its near
+                # cache stays off until the next startup), but its client must close.
+                self.lifecycle.add_running("cache", start=self._cache.start, stop=self._cache.stop)
+            else:
+                self.add_component("cache", self._cache)
             self.health.add("cache", self._cache.check, critical=False, component_type="datastore")
         return self._cache
 

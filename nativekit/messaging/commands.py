@@ -129,6 +129,11 @@ class CommandTopic:
             return
         try:
             stored = await self._run(payload, msg)
+        except asyncio.CancelledError:
+            # stopped mid-handler (drain timeout): the command is redelivered, and must
+            # not wait for this claim's lease to run again
+            await self.store.release(key, claim)
+            raise
         except UndeliverableCommand as exc:
             stored = StoredReply(False, "", b"", f"{type(exc).__name__}: {exc}")
             await self._settle(key, claim, stored, reply_to, msg, "undeliverable")

@@ -29,6 +29,8 @@ from nativekit.messaging.offsets import PartitionOffsets
 from nativekit.messaging.pipeline import ConsumerOptions, Item, Runner, dedup_key
 
 Observer = Callable[[Item], None]
+#: Fetched items and the future of their claims (None when not idempotent).
+Batch = tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
 
 
 def active_tracer() -> Any:
@@ -90,6 +92,8 @@ class Consumer:
         self._new_run_state()
         self._in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
+        #: The batch the dispatcher took from the queue and awaits the claim of.
+        self._dispatching: Batch | None = None
         self._stopping = False
         self._give_up_at = float("inf")
         self._error: str | None = None
@@ -113,9 +117,7 @@ class Consumer:
     def _new_run_state(self) -> None:
         # asyncio primitives bind to the loop that first uses them; a service started
         # again on another loop (one per test in a test suite) needs fresh ones.
-        self._batches: asyncio.Queue[
-            tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
-        ] = asyncio.Queue()
+        self._batches: asyncio.Queue[Batch] = asyncio.Queue()
         self._finish_event = asyncio.Event()
         self._capacity = asyncio.Event()
         self._flush_lock = asyncio.Lock()
@@ -296,8 +298,9 @@ class Consumer:
     async def _dispatch_loop(self) -> None:
         """Hand claimed batches to the partition lanes, in fetch order."""
         while True:
-            items, claim = await self._batches.get()
+            items, claim = self._dispatching = await self._batches.get()
             claims = await claim if claim is not None else None
+            self._dispatching = None
             if claim is not None and claims is None:  # stopping while the store was down
                 for item in items:
                     self._abandon(item)
@@ -325,9 +328,13 @@ class Consumer:
                     lane.put_many(run)
 
     async def _abandon_batches(self) -> None:
-        """On stop: give up batches fetched but not yet handed to lanes."""
+        """On stop: give up batches fetched but not yet handed to lanes (the one the
+        cancelled dispatcher was claiming too: its messages would stay in flight)."""
+        batches = [self._dispatching] if self._dispatching is not None else []
+        self._dispatching = None
         while not self._batches.empty():
-            items, claim = self._batches.get_nowait()
+            batches.append(self._batches.get_nowait())
+        for items, claim in batches:
             claims: list[Claim] | None = None
             if claim is not None:
                 if not claim.done():

@@ -65,6 +65,8 @@ class KafkaBroker:
         self.settings = settings
         self._producer: Any = None
         self._starting: tuple[asyncio.AbstractEventLoop, asyncio.Lock] | None = None
+        #: Bumped by ``aclose``: a producer whose start it overlapped is not kept.
+        self._closes = 0
 
     async def start(self) -> None:
         """Connect the producer (once: concurrent first publishes share one)."""
@@ -79,6 +81,7 @@ class KafkaBroker:
 
     async def _connect(self) -> None:
         s = self.settings
+        closes = self._closes
         producer = aiokafka.AIOKafkaProducer(
             acks="all",
             enable_idempotence=s.kafka_idempotent_producer,
@@ -91,6 +94,14 @@ class KafkaBroker:
             producer.stop,
             lambda exc: _unavailable(s, "to connect the producer", exc),
         )
+        if self._closes != closes:
+            # aclose() (a shutdown) ran while this start was connecting and found nothing
+            # to close: the producer must not outlive it.
+            await producer.stop()
+            raise BackendUnavailable(
+                f"The Kafka producer for {_servers(s)} was closed (the service stopping) "
+                "while it connected; nothing was published."
+            )
         self._producer = producer
 
     async def send(
@@ -151,7 +162,8 @@ class KafkaBroker:
             raise _unavailable(self.settings, "a metadata request", exc) from exc
 
     async def aclose(self) -> None:
-        """Flush and close the producer."""
+        """Flush and close the producer (one still connecting is closed once connected)."""
+        self._closes += 1
         producer, self._producer = self._producer, None
         if producer is not None:
             await producer.stop()

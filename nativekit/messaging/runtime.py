@@ -267,11 +267,19 @@ class Messaging:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect the broker, then start every consumer."""
+        """Connect the broker, then start every consumer.
+
+        On a failure, cancellation included, what started is stopped before the error
+        goes on: the lifecycle stops only components whose start returned.
+        """
         await self.broker.start()
         self._started = True
-        for consumer in self.consumers:
-            await consumer.start()
+        try:
+            for consumer in self.consumers:
+                await consumer.start()
+        except BaseException:
+            await self.stop()
+            raise
 
     async def stop(self) -> None:
         """Stop consumers (drain and commit), then close the broker."""

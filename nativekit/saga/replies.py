@@ -204,9 +204,13 @@ class SagaCommands:
             batch=s.outbox_batch,
             metrics=self.metrics,
         )
-        await self.relay.start()
-        if needed:
-            await self._start_consumer()
+        try:
+            await self.relay.start()
+            if needed:
+                await self._start_consumer()
+        except BaseException:  # cancelled too: the lifecycle stops only what started
+            await self.stop()
+            raise
 
     async def _start_consumer(self) -> None:
         from nativekit.messaging.consumer import Consumer

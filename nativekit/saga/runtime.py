@@ -384,6 +384,10 @@ class SagaRuntime:
     async def _release(self, run: Run) -> None:
         from nativekit.saga.model import Transition
 
+        if run.creating is not None:
+            # Cancelled before its create returned, and start() was told it was not
+            # stored: a flush now would create it, leased to this stopping runner.
+            return
         try:
             run.pending = Transition(release=True)
             await run.flush()

@@ -9,7 +9,7 @@ import pytest
 from nativekit import BackendUnavailable, Service, Settings
 from nativekit.backends.kafka import KafkaProbe, kafka_client_options
 from nativekit.backends.redis import create_redis
-from nativekit.testing import serve, servers
+from nativekit.testing import LifespanError, serve, servers
 
 
 @pytest.mark.redis
@@ -265,3 +265,108 @@ async def test_a_producer_start_cancelled_while_connecting_leaves_nothing_runnin
             await asyncio.wait_for(broker.start(), 10)
         finally:
             await broker.aclose()
+
+
+@pytest.mark.redis
+async def test_a_failed_startup_closes_the_shared_redis_client(redis_url: str) -> None:
+    """A startup that fails after a component used the shared Redis client closes that
+    client's connections (the lifespan runs no shutdown after a failed startup)."""
+    svc = Service("redis-fails", settings=Settings(_env_file=None, redis_url=redis_url))
+    ids: list[int] = []
+
+    @svc.on_startup
+    async def use_redis() -> None:
+        ids.append(await svc.redis.client_id())
+
+    @svc.on_startup
+    async def broken() -> None:
+        raise RuntimeError("cannot start (test)")
+
+    client = svc.redis
+    admin = create_redis(Settings(_env_file=None, redis_url=redis_url))
+    try:
+        with pytest.raises(LifespanError, match="cannot start"):
+            async with serve(svc):
+                pass
+        deadline = asyncio.get_running_loop().time() + 2
+        while str(ids[0]) in {c["id"] for c in await admin.client_list()}:
+            assert asyncio.get_running_loop().time() < deadline, "connection still open"
+            await asyncio.sleep(0.02)
+    finally:
+        await client.aclose()
+        await admin.aclose()
+
+
+class DelayingProxy:
+    """A TCP proxy to ``target`` that holds each connection until ``release()``, then
+    forwards it (what the client sent meanwhile included): a broker slow to answer."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.connected = asyncio.Event()
+        self._released = asyncio.Event()
+        self.port = 0
+        self.server: asyncio.Server | None = None
+
+    def release(self) -> None:
+        """Forward the held connections and those to come."""
+        self._released.set()
+
+    async def __aenter__(self) -> DelayingProxy:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        assert self.server is not None
+        self.server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connected.set()
+        await self._released.wait()
+        up_reader, up_writer = await asyncio.open_connection(*self.target)
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            while data := await src.read(65536):
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
+                             return_exceptions=True)  # fmt: skip
+
+
+@pytest.mark.kafka
+async def test_a_broker_closed_while_its_producer_connects_leaves_no_producer_running(
+    kafka_url: str,
+) -> None:
+    """Closing the broker (service shutdown) while a first publish is still connecting
+    the producer: that publish fails once connected, and no producer keeps running."""
+    from nativekit.messaging.kafka import KafkaBroker
+
+    host, _, port = kafka_url.removeprefix("kafka://").partition(":")
+    async with DelayingProxy((host, int(port))) as proxy:
+        settings = Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{proxy.port}",
+                            kafka_idempotent_producer=False)  # fmt: skip
+        broker = KafkaBroker(settings)
+        before = asyncio.all_tasks()
+        connecting = asyncio.create_task(broker.start())
+        await asyncio.wait_for(proxy.connected.wait(), 5)
+        await broker.aclose()
+        proxy.release()
+        [outcome] = await asyncio.gather(asyncio.wait_for(connecting, 10), return_exceptions=True)
+        try:
+            assert isinstance(outcome, BackendUnavailable), outcome
+            assert _aiokafka_tasks(asyncio.all_tasks() - before) == []
+        finally:
+            await broker.aclose()
+
+
+def _aiokafka_tasks(tasks: set[asyncio.Task[object]]) -> list[asyncio.Task[object]]:
+    """The running tasks among ``tasks`` that aiokafka clients run (not the proxy's)."""
+    return [
+        t
+        for t in tasks
+        if not t.done()
+        and "aiokafka" in getattr(getattr(t.get_coro(), "cr_code", None), "co_filename", "")
+    ]

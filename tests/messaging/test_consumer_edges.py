@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Sequence
 
 import pytest
 from pydantic import BaseModel
@@ -11,7 +12,7 @@ from pydantic import BaseModel
 from nativekit import Service, Settings
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging import MemoryBroker, MemoryDedupStore
-from nativekit.messaging.dedup import ClaimStatus
+from nativekit.messaging.dedup import Claim, ClaimStatus
 from nativekit.messaging.kafka import KafkaBroker
 from nativekit.messaging.memory import MemoryGroupConsumer
 from nativekit.testing import serve
@@ -210,3 +211,75 @@ async def test_commits_are_spaced_by_the_commit_interval(
         spans = [b - a for a, b in itertools.pairwise(commits)]
     assert len(commits) <= 6  # 40 messages over ~0.4 s: two or three commits, not 40
     assert all(gap >= 0.19 for gap in spans), spans
+
+
+async def test_a_consumer_failing_to_start_stops_the_consumers_started_before_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When the second consumer cannot join its group at startup, the first one (already
+    joined and fetching) is stopped with the failed startup instead of left running."""
+    svc = service()
+    broker = MemoryBroker()
+    svc.messaging.use_broker(broker)
+    join = MemoryGroupConsumer.start
+
+    async def refuse_group_b(self: MemoryGroupConsumer) -> None:
+        if self.group_id == "b":
+            raise BackendUnavailable("cannot join group b (test)")
+        await join(self)
+
+    monkeypatch.setattr(MemoryGroupConsumer, "start", refuse_group_b)
+
+    @svc.consumer("jobs", group="a")
+    async def first(event: Job) -> None: ...
+
+    @svc.consumer("jobs", group="b")
+    async def second(event: Job) -> None: ...
+
+    with pytest.raises(BackendUnavailable, match="group b"):
+        await svc.startup(hook_sigterm=False)
+    started = svc.messaging.consumers[0]
+    assert not started.running
+    assert [t for t in started._tasks if not t.done()] == []
+    assert broker.groups["a"].members == []
+
+
+class SlowClaimStore(MemoryDedupStore):
+    """A dedup store whose claims hang (a slow Redis) while ``hanging`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hanging = True
+        self.claiming = asyncio.Event()
+
+    async def claim_many(self, keys: Sequence[str], *, lease: float) -> list[Claim]:
+        if self.hanging:
+            self.claiming.set()
+            await asyncio.Event().wait()
+        return await super().claim_many(keys, lease=lease)
+
+
+async def test_a_consumer_stopped_while_claiming_a_batch_has_room_again_after_a_restart() -> None:
+    """Stopping while the dedup store answers a batch's claim gives that batch up: the
+    consumer started again (max_in_flight=1) has room, fetches the message again and
+    handles it."""
+    svc = service()
+    store = SlowClaimStore()
+    svc.messaging.use_broker(MemoryBroker())
+    svc.messaging.use_dedup_store(lambda ns: store)
+    handled: list[int] = []
+
+    @svc.consumer("jobs", group="g", max_in_flight=1)
+    async def on_job(event: Job) -> None:
+        handled.append(event.n)
+
+    await svc.startup(hook_sigterm=False)
+    await svc.publish("jobs", Job(n=1))
+    await asyncio.wait_for(store.claiming.wait(), 2)
+    await svc.shutdown()
+    store.hanging = False
+    await svc.startup(hook_sigterm=False)
+    try:
+        await eventually(lambda: handled == [1], within=3, what="the message handled")
+    finally:
+        await svc.shutdown()

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
+
 from nativekit.saga import MemorySagaStore, Saga, SagaContext, SagaRuntime, SagaStatus
+from nativekit.saga.errors import SagaStateError
+from nativekit.saga.model import SagaRecord
 
 
 def blocking_saga(entered: asyncio.Event, release: asyncio.Event) -> Saga[dict[str, int]]:
@@ -66,3 +70,35 @@ async def test_starting_an_id_running_here_keeps_the_running_instance_owned() ->
     assert runtime.runs["same"][1] is task and not task.done()
     release.set()
     assert (await second.wait(5)).status is SagaStatus.COMPLETED
+
+
+class SlowCreateStore(MemorySagaStore):
+    """A memory store whose first create hangs (a slow Redis) until cancelled."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hang = True
+        self.creating = asyncio.Event()
+
+    async def create(
+        self, record: SagaRecord, *, token: str, lease: float
+    ) -> tuple[SagaRecord, bool]:
+        if self.hang:
+            self.hang = False
+            self.creating.set()
+            await asyncio.Event().wait()
+        return await super().create(record, token=token, lease=lease)
+
+
+async def test_a_run_cancelled_by_shutdown_while_being_created_is_not_created_afterwards() -> None:
+    """Shutdown cancelling a run whose create had not returned tells start() it was not
+    stored, and does not store it afterwards (no instance left leased to a stopped runner)."""
+    store = SlowCreateStore()
+    runtime = SagaRuntime("t", store, tracing=False)
+    saga = blocking_saga(asyncio.Event(), asyncio.Event())
+    start = asyncio.create_task(runtime.start(saga, {"n": 1}, saga_id="s1"))
+    await asyncio.wait_for(store.creating.wait(), 2)
+    await runtime.shutdown(grace=0.05)
+    with pytest.raises(SagaStateError, match="before it was stored"):
+        await start
+    assert await store.get("s1") is None

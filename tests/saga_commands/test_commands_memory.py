@@ -154,3 +154,60 @@ async def test_an_unknown_command_type_gets_a_failure_reply_at_once(
     assert "no handler for command type 'ChargeCard'" in (record.steps["charge_card"].error or "")
     dead = shared_memory_broker().records(f"{names['payments']}.dlq")
     assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"UndeliverableCommand"]
+
+
+async def test_a_reply_consumer_failing_to_start_stops_the_outbox_relay(
+    names: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the reply consumer cannot join its group at startup, the outbox relay that
+    already started is stopped with the failed startup instead of left relaying."""
+    from nativekit.errors import BackendUnavailable
+    from nativekit.messaging.memory import MemoryGroupConsumer
+
+    join = MemoryGroupConsumer.start
+
+    async def refuse_replies(self: MemoryGroupConsumer) -> None:
+        if self.group_id == "orders.replies":
+            raise BackendUnavailable("cannot join the reply group (test)")
+        await join(self)
+
+    monkeypatch.setattr(MemoryGroupConsumer, "start", refuse_replies)
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    with pytest.raises(BackendUnavailable, match="reply group"):
+        await orders.startup(hook_sigterm=False)
+    relay = orders.__dict__["_saga_commands"].relay
+    assert relay._task is None or relay._task.done()
+
+
+async def test_a_command_handler_cancelled_at_shutdown_leaves_the_command_free(
+    names: dict[str, str],
+) -> None:
+    """A command handler cancelled by shutdown (drain timeout) gives its idempotency key
+    back: the command, redelivered after a restart, runs at once instead of waiting for
+    the key's lease (NATIVEKIT_DEDUP_LEASE) to expire."""
+    from nativekit.messaging import MemoryBroker
+    from tests.messaging.conftest import eventually
+
+    payments = nativekit.Service("payments", settings=_settings(consumer_drain_timeout=0.05))
+    payments.messaging.use_broker(MemoryBroker())
+    entered = asyncio.Event()
+    charged: list[str] = []
+
+    @payments.command_handler(names["payments"])
+    async def on_charge(cmd: ChargeCard) -> CardCharged:
+        if not entered.is_set():
+            entered.set()
+            await asyncio.Event().wait()  # cancelled by the shutdown
+        charged.append(cmd.order_id)
+        return CardCharged(charge_id=f"ch-{cmd.order_id}")
+
+    await payments.startup(hook_sigterm=False)
+    command = ChargeCard(order_id="c1", amount_cents=1, behaviour="ok")
+    await payments.publish(names["payments"], command)
+    await asyncio.wait_for(entered.wait(), 2)
+    await payments.shutdown()
+    await payments.startup(hook_sigterm=False)
+    try:  # well within the 30 s lease
+        await eventually(lambda: charged == ["c1"], within=3, what="the command run again")
+    finally:
+        await payments.shutdown()
