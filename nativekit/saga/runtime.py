@@ -311,9 +311,11 @@ class SagaRuntime:
                 waiter = self._spawned.setdefault(
                     saga_id, asyncio.get_running_loop().create_future()
                 )
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(asyncio.shield(waiter), max(0.0, pause))
-                self._spawned.pop(saga_id, None)
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(waiter), max(0.0, pause))
+                finally:  # a cancelled wait (a client gone) must not leave its future behind
+                    self._spawned.pop(saga_id, None)
                 delay = min(delay * 2, 1.0)
 
     async def get(self, saga_id: str) -> SagaRecord:

@@ -102,3 +102,21 @@ async def test_a_run_cancelled_by_shutdown_while_being_created_is_not_created_af
     with pytest.raises(SagaStateError, match="before it was stored"):
         await start
     assert await store.get("s1") is None
+
+
+async def test_a_cancelled_wait_for_a_saga_run_elsewhere_leaves_nothing_behind() -> None:
+    """Waiting on a saga another replica runs, then cancelling the wait (an HTTP client
+    gone), leaves no pending future per saga in the runtime."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    store = MemorySagaStore()
+    running_elsewhere = SagaRuntime("a", store, tracing=False)
+    handle = await running_elsewhere.start(blocking_saga(entered, release), {"n": 1})
+    await entered.wait()
+    here = SagaRuntime("b", store, tracing=False)
+    waiting = asyncio.create_task(here.wait(handle.saga_id, 10))
+    await asyncio.sleep(0.05)  # polling, between two status reads
+    waiting.cancel()
+    await asyncio.gather(waiting, return_exceptions=True)
+    assert here._spawned == {}
+    release.set()
+    assert (await handle.wait(5)).status is SagaStatus.COMPLETED
