@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Self
 
 import pytest
 
@@ -186,17 +187,30 @@ async def test_kafka_readiness_warn() -> None:
     assert r.json()["checks"]["kafka:metadata"][0]["status"] == "warn"
 
 
-class HoldingProxy:
-    """A TCP proxy to ``target`` that, while ``holding``, accepts connections and
-    answers nothing (a broker that hangs); afterwards it forwards bytes both ways."""
+async def forward(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: tuple[str, int]
+) -> None:
+    """Pipe a proxied connection to ``target`` and back until either side closes."""
+    up_reader, up_writer = await asyncio.open_connection(*target)
+
+    async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        while data := await src.read(65536):
+            dst.write(data)
+            await dst.drain()
+        dst.close()
+
+    await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer), return_exceptions=True)
+
+
+class Proxy:
+    """A local TCP server in front of ``target`` (subclasses decide what it does)."""
 
     def __init__(self, target: tuple[str, int]) -> None:
         self.target = target
-        self.holding = True
         self.port = 0
         self.server: asyncio.Server | None = None
 
-    async def __aenter__(self) -> HoldingProxy:
+    async def __aenter__(self) -> Self:
         self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
@@ -206,20 +220,23 @@ class HoldingProxy:
         self.server.close()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        raise NotImplementedError
+
+
+class HoldingProxy(Proxy):
+    """A TCP proxy to ``target`` that, while ``holding``, accepts connections and
+    answers nothing (a broker that hangs); afterwards it forwards bytes both ways."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        super().__init__(target)
+        self.holding = True
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.holding:
             await reader.read()  # until the client gives up and closes
             writer.close()
             return
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
-                             return_exceptions=True)  # fmt: skip
+        await forward(reader, writer, self.target)
 
 
 @pytest.mark.kafka
@@ -297,43 +314,23 @@ async def test_a_failed_startup_closes_the_shared_redis_client(redis_url: str) -
         await admin.aclose()
 
 
-class DelayingProxy:
+class DelayingProxy(Proxy):
     """A TCP proxy to ``target`` that holds each connection until ``release()``, then
     forwards it (what the client sent meanwhile included): a broker slow to answer."""
 
     def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
+        super().__init__(target)
         self.connected = asyncio.Event()
         self._released = asyncio.Event()
-        self.port = 0
-        self.server: asyncio.Server | None = None
 
     def release(self) -> None:
         """Forward the held connections and those to come."""
         self._released.set()
 
-    async def __aenter__(self) -> DelayingProxy:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.port = self.server.sockets[0].getsockname()[1]
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.server is not None
-        self.server.close()
-
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connected.set()
         await self._released.wait()
-        up_reader, up_writer = await asyncio.open_connection(*self.target)
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
-            while data := await src.read(65536):
-                dst.write(data)
-                await dst.drain()
-            dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer),
-                             return_exceptions=True)  # fmt: skip
+        await forward(reader, writer, self.target)
 
 
 @pytest.mark.kafka
