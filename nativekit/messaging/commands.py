@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from nativekit.errors import ConfigError, NativekitError
+from nativekit.errors import BackendUnavailable, ConfigError, NativekitError
 from nativekit.logging import get_logger
 from nativekit.messaging.envelope import CONTENT_TYPE, EVENT_TYPE, JSON, Message
 from nativekit.messaging.reply_store import ReplyStore, StoredReply
@@ -128,7 +128,7 @@ class CommandTopic:
             await self._send(reply_to, msg, claim)
             return
         try:
-            stored = await self._run(payload, msg)
+            stored = await self._run_holding(key, claim, payload, msg)
         except asyncio.CancelledError:
             # stopped mid-handler (drain timeout): the command is redelivered, and must
             # not wait for this claim's lease to run again
@@ -156,6 +156,28 @@ class CommandTopic:
                 return claim
             await asyncio.sleep(delay)  # another worker holds the key: wait for it or its lease
             delay = min(delay * 2, 0.5)
+
+    async def _run_holding(self, key: str, token: str, payload: bytes, msg: Message) -> StoredReply:
+        """:meth:`_run`, renewing the key's lease meanwhile: a handler slower than
+        ``NATIVEKIT_DEDUP_LEASE`` must not be run again by a copy of the command (a saga
+        step retried after its reply timeout sends one)."""
+        lease = self.svc.settings.dedup_lease
+
+        async def keep() -> None:
+            while True:
+                await asyncio.sleep(lease / 3)
+                try:
+                    if not await self.store.renew(key, token, lease=lease):
+                        self.log.warning("command.lease_lost", idempotency_key=key)
+                        return
+                except BackendUnavailable as exc:  # try again at the next beat
+                    self.log.warning("command.lease_renewal_failed", error=str(exc))
+
+        keeper = asyncio.create_task(keep())
+        try:
+            return await self._run(payload, msg)
+        finally:
+            keeper.cancel()
 
     async def _run(self, payload: bytes, msg: Message) -> StoredReply:
         handler = self.handlers.get(msg.event_type or "")

@@ -31,6 +31,11 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == 'P:' .. ARGV[1] then redis.call('DEL', KEYS[1]) end
 return 1
 """
+_RENEW = """
+if redis.call('GET', KEYS[1]) ~= 'P:' .. ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
 
 _ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, redis.exceptions.RedisError)
 
@@ -49,6 +54,7 @@ class RedisReplyStore:
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
 
     def _key(self, key: str) -> str:
         return f"{self.prefix}:{key}"
@@ -78,3 +84,7 @@ class RedisReplyStore:
     async def release(self, key: str, token: str) -> None:
         """Drop the key if ``token`` holds it."""
         await self._call(self._release, key, [token], "release")
+
+    async def renew(self, key: str, token: str, *, lease: float) -> bool:
+        """Extend the hold of ``token`` on ``key`` (False if it lost it)."""
+        return bool(await self._call(self._renew, key, [token, int(lease * 1000)], "renew"))

@@ -52,6 +52,11 @@ class ReplyStore(Protocol):
         """Give ``key`` up without an answer (the command will be handled again)."""
         ...
 
+    async def renew(self, key: str, token: str, *, lease: float) -> bool:
+        """Extend ``token``'s hold of ``key`` to ``lease`` seconds from now; False when
+        ``token`` no longer holds it."""
+        ...
+
 
 class MemoryReplyStore:
     """The reference :class:`ReplyStore`, in this process."""
@@ -89,3 +94,10 @@ class MemoryReplyStore:
         """Drop the key if ``token`` holds it."""
         if self._live(key) == token:
             del self._entries[key]
+
+    async def renew(self, key: str, token: str, *, lease: float) -> bool:
+        """Extend the hold of ``token`` on ``key``."""
+        if self._live(key) != token:
+            return False
+        self._entries[key] = (token, time.monotonic() + lease)
+        return True

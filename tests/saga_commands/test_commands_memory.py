@@ -211,3 +211,43 @@ async def test_a_command_handler_cancelled_at_shutdown_leaves_the_command_free(
         await eventually(lambda: charged == ["c1"], within=3, what="the command run again")
     finally:
         await payments.shutdown()
+
+
+async def test_a_command_handler_slower_than_the_lease_is_not_run_again_by_a_copy(
+    names: dict[str, str],
+) -> None:
+    """While a handler runs, its key's lease is renewed: a copy of the command (same
+    idempotency key, as a retried saga step sends) waits and gets the stored reply
+    instead of running the handler a second time once the first lease ran out."""
+    from nativekit.messaging import MemoryBroker
+    from nativekit.messaging.commands import IDEMPOTENCY_KEY
+    from tests.messaging.conftest import eventually
+
+    payments = nativekit.Service("payments", settings=_settings(dedup_lease=0.3))
+    payments.messaging.use_broker(MemoryBroker())
+    charged: list[str] = []
+
+    @payments.command_handler(names["payments"])
+    async def on_charge(cmd: ChargeCard) -> CardCharged:
+        charged.append(cmd.order_id)
+        await asyncio.sleep(1.0)  # three leases long
+        return CardCharged(charge_id=f"ch-{cmd.order_id}")
+
+    await payments.startup(hook_sigterm=False)
+    try:
+        command = ChargeCard(order_id="c1", amount_cents=1, behaviour="ok")
+        for key in ("a", "b"):  # two message keys: handled concurrently
+            await payments.publish(names["payments"], command, key=key,
+                                   headers={IDEMPOTENCY_KEY: "charge-c1"})  # fmt: skip
+        labels = {"service": "payments", "topic": names["payments"], "command": "ChargeCard"}
+
+        def answered(outcome: str) -> float | None:
+            return payments.metrics.registry.get_sample_value(
+                "nativekit_commands_handled_total", {**labels, "outcome": outcome}
+            )
+
+        await eventually(lambda: answered("duplicate") == 1, within=5, what="the copy answered")
+        assert answered("ok") == 1
+    finally:
+        await payments.shutdown()
+    assert charged == ["c1"]

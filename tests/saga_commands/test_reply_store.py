@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -38,6 +39,17 @@ class ReplyStoreContract:
         assert not await store.finish("k3", "not-the-token", failed, retain=60)
         await store.release("k3", "not-the-token")  # not held by it: no effect
         assert await store.claim("k3", lease=5) is None
+
+    async def test_renewal_extends_only_the_owners_hold(self, store: Any) -> None:
+        """The owner's renewal keeps the key held past its first lease; a stranger's does
+        nothing, and an answered key cannot be renewed."""
+        token = await store.claim("k4", lease=0.2)
+        assert not await store.renew("k4", "not-the-token", lease=5)
+        assert await store.renew("k4", token, lease=5)
+        await asyncio.sleep(0.3)  # past the first lease
+        assert await store.claim("k4", lease=5) is None  # still held
+        assert await store.finish("k4", token, REPLY, retain=60)
+        assert not await store.renew("k4", token, lease=5)
 
 
 class TestMemoryReplyStore(ReplyStoreContract):
