@@ -77,10 +77,12 @@ class ServiceGroup:
                 await service.startup(hook_sigterm=False)
                 started.append(service)
             install_drain_signal(self._drain, self.settings.shutdown_delay)
-        except Exception as exc:
+        except BaseException as exc:  # cancelled too (the server stopping mid-startup)
             for service in reversed(started):
                 with suppress(Exception):
                     await service.shutdown()
+            if not isinstance(exc, Exception):
+                raise
             await send(
                 {"type": "lifespan.startup.failed", "message": f"{type(exc).__name__}: {exc}"}
             )

@@ -129,3 +129,35 @@ async def test_stop_errors_do_not_skip_other_components() -> None:
     async with serve(svc):
         pass
     assert events == ["first"]
+
+
+async def test_a_startup_cancelled_midway_stops_the_services_already_started() -> None:
+    """Cancelling the group's startup (the server stopped while a service was still
+    starting) stops the services that had started, then lets the cancellation through."""
+    import asyncio
+
+    events: list[str] = []
+    services = three_services(events)
+    starting = asyncio.Event()
+
+    @services[1].on_startup
+    async def slow() -> None:
+        starting.set()
+        await asyncio.Event().wait()  # never finishes
+
+    app = combine(*services)
+    sent: list[dict[str, str]] = []
+
+    async def receive() -> dict[str, str]:
+        return {"type": "lifespan.startup"}
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message)
+
+    lifespan = asyncio.create_task(app({"type": "lifespan"}, receive, send))  # type: ignore[arg-type]
+    await asyncio.wait_for(starting.wait(), 5)
+    lifespan.cancel()
+    await asyncio.gather(lifespan, return_exceptions=True)
+    assert lifespan.cancelled()
+    assert "stop orders" in events and "stop inventory" not in events
+    assert not services[0].health.started
