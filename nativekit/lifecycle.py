@@ -15,6 +15,21 @@ from nativekit.logging import get_logger
 Hook = Callable[[], Awaitable[None]]
 
 
+async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    """Cancel a background ``task`` and wait until it ended.
+
+    Its cancellation is expected and swallowed; a cancellation of the caller while it
+    waits is not (``contextlib.suppress(CancelledError)`` would swallow both).
+    """
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+
+
 class Component(Protocol):
     """Something a service starts on startup and stops on shutdown."""
 

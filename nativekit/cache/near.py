@@ -13,10 +13,11 @@ was just invalidated.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
+
+from nativekit.lifecycle import cancel_and_wait
 
 if TYPE_CHECKING:
     from nativekit.cache.redis import RedisCache
@@ -97,9 +98,7 @@ class NearSync:
         """Stop listening and switch the near cache off."""
         self._off()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def _on(self) -> None:

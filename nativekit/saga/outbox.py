@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
+from nativekit.lifecycle import cancel_and_wait
 from nativekit.logging import get_logger
 
 
@@ -185,9 +186,7 @@ class OutboxRelay:
     async def stop(self) -> None:
         """Stop relaying (entries not yet published stay in the outbox)."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _loop(self) -> None:

@@ -11,12 +11,12 @@ does not run again), and delivers the replies to the current runtime.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from pydantic import BaseModel
 
+from nativekit.lifecycle import cancel_and_wait
 from nativekit.messaging.commands import CommandRejected
 from nativekit.saga.outbox import OutboxEntry
 from nativekit.saga.replies import apply_reply
@@ -106,9 +106,7 @@ class CommandNetwork:
     async def stop(self) -> None:
         """Stop delivering."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     async def _loop(self) -> None:
