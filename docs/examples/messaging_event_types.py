@@ -18,6 +18,11 @@ class OrderConfirmed(BaseModel):
     total: int
 
 
+class OrderCancelled(BaseModel):
+    order_id: str
+    reason: str
+
+
 svc = nativekit.Service("inventory")
 sold: list[str] = []  # stands in for the stock table
 
@@ -28,3 +33,17 @@ sold: list[str] = []  # stands in for the stock table
 async def on_confirmed(event: OrderConfirmed) -> None:
     """Turn the order's reservation into a sale."""
     sold.append(event.order_id)
+
+
+closed: list[str] = []  # stands in for an audit trail
+
+
+# Two of the types in one handler: the event-type header picks the model.
+@svc.consumer("orders.events", group="order-audit", event_types=[OrderConfirmed, OrderCancelled])
+async def on_closed(event: OrderConfirmed | OrderCancelled) -> None:
+    """Record how each order ended."""
+    match event:
+        case OrderCancelled(reason=reason):
+            closed.append(f"{event.order_id} cancelled: {reason}")
+        case OrderConfirmed(total=total):
+            closed.append(f"{event.order_id} confirmed: {total}")

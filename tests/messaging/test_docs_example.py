@@ -8,6 +8,7 @@ from pathlib import Path
 from types import ModuleType
 
 from nativekit.testing.messaging import MessagingHarness
+from tests.messaging.conftest import eventually
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "messaging.py"
 
@@ -47,14 +48,22 @@ async def test_docs_example_handles_duplicates_and_poison() -> None:
 
 
 async def test_docs_event_types_example_skips_the_other_event() -> None:
-    """The event_types example handles OrderConfirmed and skips OrderPlaced."""
+    """The event_types example: inventory takes OrderConfirmed only, the audit consumer
+    takes OrderConfirmed and OrderCancelled (its union), each skips the rest."""
     example = load("messaging_event_types.py")
     async with MessagingHarness(example.svc) as harness:
-        placed = await harness.deliver(
-            "orders.events", example.OrderPlaced(order_id="o-1", customer_id="c", total=5)
-        )
-        confirmed = await harness.deliver(
-            "orders.events", example.OrderConfirmed(order_id="o-1", total=5)
-        )
-    assert (placed.outcome, confirmed.outcome) == ("skipped", "processed")
+        for event in (
+            example.OrderPlaced(order_id="o-1", customer_id="c", total=5),
+            example.OrderConfirmed(order_id="o-1", total=5),
+            example.OrderCancelled(order_id="o-2", reason="no stock"),
+        ):
+            await harness.deliver("orders.events", event)
+        await eventually(lambda: len(harness.deliveries) == 6, what="both groups done")
+    outcomes = {(d.group, d.offset): d.outcome for d in harness.deliveries}
+    assert outcomes == {
+        ("inventory", 0): "skipped", ("inventory", 1): "processed", ("inventory", 2): "skipped",
+        ("order-audit", 0): "skipped", ("order-audit", 1): "processed",
+        ("order-audit", 2): "processed",
+    }  # fmt: skip
     assert example.sold == ["o-1"]
+    assert example.closed == ["o-1 confirmed: 5", "o-2 cancelled: no stock"]
