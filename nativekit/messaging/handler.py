@@ -37,6 +37,7 @@ class HandlerSpec:
     msg_param: str | None
 
     _validate: Callable[[bytes], Any] = field(init=False, repr=False, compare=False)
+    _by_type: Mapping[str, type[BaseModel]] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # frozen, so set through object.__setattr__; chosen once, not per message
@@ -48,6 +49,7 @@ class HandlerSpec:
             union = functools.reduce(operator.or_, self.models.values())
             validate = TypeAdapter(union).validate_json
         object.__setattr__(self, "_validate", validate)
+        object.__setattr__(self, "_by_type", self.models if len(self.models) > 1 else None)
 
     def decode(self, record: Record) -> Any:
         """The event of ``record``; raises DecodeError for invalid payloads."""
@@ -57,9 +59,9 @@ class HandlerSpec:
         if value is None:
             raise DecodeError("message has no value (a tombstone)")
         validate = self._validate
-        if len(self.models) > 1:
+        if self._by_type is not None:  # a union: the header names the model
             raw = event_type_of(record)
-            named = self.models.get(raw.decode("utf-8", "replace")) if raw else None
+            named = self._by_type.get(raw.decode("utf-8", "replace")) if raw else None
             validate = named.model_validate_json if named is not None else validate
         try:
             return validate(value)
