@@ -203,7 +203,7 @@ async def create_topics(run: str) -> None:
 
 async def ready(svc: nativekit.Service) -> None:
     consumers = list(svc.messaging.consumers)
-    commands = svc.__dict__.get("_saga_commands")
+    commands = svc._saga_commands
     if commands is not None and commands.consumer is not None:
         consumers.append(commands.consumer)
     # polling: a consumer reports its assignment only through its group member

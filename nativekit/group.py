@@ -76,7 +76,7 @@ class ServiceGroup:
                 _ = service.app  # builds routes and checks before serving
                 await service.startup(hook_sigterm=False)
                 started.append(service)
-            install_drain_signal(self._drain, self.settings.shutdown_delay)
+            restore_sigterm = install_drain_signal(self._drain, self.settings.shutdown_delay)
         except BaseException as exc:  # cancelled too (the server stopping mid-startup)
             for service in reversed(started):
                 with suppress(Exception):
@@ -93,6 +93,8 @@ class ServiceGroup:
         await wait_for_requests([s.metrics for s in self.services], self.settings.shutdown_grace)
         for service in reversed(started):
             await service.shutdown()
+        if restore_sigterm is not None:
+            restore_sigterm()
         await send({"type": "lifespan.shutdown.complete"})
 
     def _drain(self) -> None:

@@ -47,6 +47,7 @@ class Check:
     timeout: float
     critical: bool = True
     component_type: str = "component"
+    active: Callable[[], bool] | None = None
 
 
 @dataclass
@@ -84,9 +85,16 @@ class Health:
         timeout: float | None = None,
         critical: bool = True,
         component_type: str = "component",
+        active: Callable[[], bool] | None = None,
     ) -> None:
-        """Register a readiness check; a failing non-critical check only warns."""
-        self.checks[name] = Check(name, func, timeout or self.timeout, critical, component_type)
+        """Register a readiness check; a failing non-critical check only warns.
+
+        ``active``, when given, says whether the check applies right now (a capability
+        the application does not use is not listed).
+        """
+        self.checks[name] = Check(
+            name, func, timeout or self.timeout, critical, component_type, active
+        )
 
     async def run(self) -> tuple[Status, dict[str, Any]]:
         """Run every check (or reuse a fresh cached run): overall status and details."""
@@ -98,10 +106,9 @@ class Health:
             cached = self._cached
             if cached is not None and time.monotonic() - cached[0] < self.cache_ttl:
                 return cached[2], cached[1]
-            outcomes = await asyncio.gather(*(self._run_one(c) for c in self.checks.values()))
-            details = {
-                c.name: [o.body] for c, o in zip(self.checks.values(), outcomes, strict=True)
-            }
+            checks = [c for c in self.checks.values() if c.active is None or c.active()]
+            outcomes = await asyncio.gather(*(self._run_one(c) for c in checks))
+            details = {c.name: [o.body] for c, o in zip(checks, outcomes, strict=True)}
             status = worst([o.status for o in outcomes])
             self._cached = (time.monotonic(), details, status)
             return status, details

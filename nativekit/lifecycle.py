@@ -7,6 +7,7 @@ import signal
 import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from enum import IntEnum
 from types import FrameType
 from typing import Any, Protocol
 
@@ -40,15 +41,30 @@ class Component(Protocol):
         """Drain, commit, close; must not raise for a component that never started."""
 
 
+class Phase(IntEnum):
+    """When an entry starts: phases in this order, entries of a phase as registered.
+
+    Stopping runs the reverse order, so the application's own hooks stop after
+    the consumers and sagas that may call them, and before the backends close.
+    """
+
+    BACKENDS = 0  #: shared clients, the cache
+    APPLICATION = 1  #: ``@svc.on_startup`` / ``on_shutdown`` hooks and added components
+    CONSUMERS = 2  #: Kafka consumers and command handlers
+    SAGAS = 3  #: saga recovery and lease renewal
+    RELAY = 4  #: the outbox relay and the saga reply consumer
+
+
 @dataclass
 class _Entry:
     name: str
     start: Hook | None
     stop: Hook | None
+    phase: Phase
 
 
 class Lifecycle:
-    """Components in registration order: started in order, stopped in reverse."""
+    """Entries started phase by phase (in registration order within one), stopped in reverse."""
 
     def __init__(self, service: str) -> None:
         self.service = service
@@ -56,24 +72,28 @@ class Lifecycle:
         self._started: list[_Entry] = []
         self.log = get_logger(service=service, component="lifecycle")
 
-    def add(self, name: str, *, start: Hook | None = None, stop: Hook | None = None) -> None:
-        """Register start/stop hooks under ``name``."""
-        self._entries.append(_Entry(name, start, stop))
+    def add(
+        self,
+        name: str,
+        *,
+        start: Hook | None = None,
+        stop: Hook | None = None,
+        phase: Phase = Phase.APPLICATION,
+    ) -> None:
+        """Register start/stop hooks under ``name`` in ``phase``."""
+        self._entries.append(_Entry(name, start, stop, phase))
 
-    def add_running(self, name: str, *, stop: Hook, start: Hook | None = None) -> None:
-        """Register something already running (created after startup) so shutdown stops it;
-        ``start`` runs only when the service starts again."""
-        entry = _Entry(name, start, stop)
-        self._entries.append(entry)
-        self._started.append(entry)
-
-    def add_component(self, name: str, component: Component) -> None:
+    def add_component(
+        self, name: str, component: Component, *, phase: Phase = Phase.APPLICATION
+    ) -> None:
         """Register an object with ``start()``/``stop()``."""
-        self.add(name, start=component.start, stop=component.stop)
+        self.add(name, start=component.start, stop=component.stop, phase=phase)
 
     async def start(self) -> None:
         """Start every entry; on a failure stop what started and re-raise."""
-        for entry in self._entries:
+        if self._started:
+            raise RuntimeError(f"service {self.service!r} is already started")
+        for entry in sorted(self._entries, key=lambda e: e.phase):
             try:
                 if entry.start is not None:
                     await entry.start()
@@ -97,18 +117,20 @@ class Lifecycle:
                 )
 
 
-def install_drain_signal(on_drain: Callable[[], None], delay: float) -> bool:
+def install_drain_signal(on_drain: Callable[[], None], delay: float) -> Callable[[], None] | None:
     """On SIGTERM, call ``on_drain`` at once and hand the signal on after ``delay`` seconds.
 
     The handler in place (uvicorn's) is what closes the listener; delaying it
-    lets readiness fail while the load balancer still routes here. Returns
-    False when no handler can be hooked (not the main thread, no server handler).
+    lets readiness fail while the load balancer still routes here. Returns a
+    function that puts the previous handler back (a service started again must
+    not wrap its own wrapper), or None when no handler can be hooked (not the
+    main thread, no server handler).
     """
     if threading.current_thread() is not threading.main_thread():
-        return False
+        return None
     previous = signal.getsignal(signal.SIGTERM)
     if not callable(previous):
-        return False
+        return None
     loop = asyncio.get_running_loop()
     handed_on = False
 
@@ -125,5 +147,10 @@ def install_drain_signal(on_drain: Callable[[], None], delay: float) -> bool:
         handed_on = True
         loop.call_soon_threadsafe(loop.call_later, delay, hand_on, signum, frame)
 
+    def restore() -> None:
+        in_main = threading.current_thread() is threading.main_thread()
+        if in_main and signal.getsignal(signal.SIGTERM) is on_sigterm:
+            signal.signal(signal.SIGTERM, previous)
+
     signal.signal(signal.SIGTERM, on_sigterm)
-    return True
+    return restore

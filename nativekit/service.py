@@ -12,13 +12,19 @@ from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
 from nativekit import garbage
+from nativekit._backends import Backends
+from nativekit._context import ServiceContext
 from nativekit.asgi import build_starlette, probe_routes, wait_for_requests
 from nativekit.errors import ConfigError
 from nativekit.health import CheckFunc, Health, ProbeEndpoints
-from nativekit.lifecycle import Component, Hook, Lifecycle, install_drain_signal
+from nativekit.lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
 from nativekit.logging import configure_logging, get_logger
+from nativekit.messaging.commands import CommandHandlers
+from nativekit.messaging.runtime import Messaging
 from nativekit.metrics import Metrics
 from nativekit.routing import Handler, TypedRoute
+from nativekit.saga.definition import Saga
+from nativekit.saga.service import build_sagas
 from nativekit.settings import Settings
 
 if TYPE_CHECKING:
@@ -28,9 +34,9 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
-    from nativekit.messaging import Messaging, Published
+    from nativekit.messaging import Published
     from nativekit.messaging.runtime import ConsumerKwargs
-    from nativekit.saga import Saga, SagaRuntime
+    from nativekit.saga import SagaRuntime
 
 F = TypeVar("F", bound=Handler)
 #: What a service name may look like (also the rule of `nativekit new`).
@@ -66,9 +72,33 @@ class Service:
         self.metrics = Metrics(self.name)
         self.lifecycle = Lifecycle(self.name)
         self.log = get_logger(service=self.name)
+        self.context = ServiceContext(
+            self.name, self.settings, self.metrics, self.health, self.lifecycle
+        )
+        self.backends = Backends(self.name, self.settings)
+        # Capabilities, in their start phases: backends, then (after the application's own
+        # hooks) consumers, saga recovery, the outbox relay; stopped in reverse.
+        self.lifecycle.add("backends", stop=self.backends.aclose, phase=Phase.BACKENDS)
+        self.lifecycle.add(
+            "cache", start=self._start_cache, stop=self._stop_cache, phase=Phase.BACKENDS
+        )
+        #: Broker, publisher and consumers of this service.
+        self.messaging = Messaging(
+            self.context, broker=self.backends.broker, dedup_store=self.backends.dedup_store
+        )
+        self.lifecycle.add_component("messaging", self.messaging, phase=Phase.CONSUMERS)
+        self._commands = CommandHandlers(
+            self.context, self.messaging, store=self.backends.reply_store
+        )
+        #: The saga runtime: start, wait for, list and operate saga instances.
+        self.sagas: SagaRuntime
+        self.sagas, self._saga_commands = build_sagas(
+            self.context, self.backends.saga_store, self.messaging
+        )
+        self._cache: Cache | None = None
         self._app: Starlette | None = None
-        self._redis: aioredis.Redis | None = None
-        self._backend_checks_added = False
+        self._checks_added = False
+        self._restore_sigterm: Callable[[], None] | None = None
         self._gc_raised = False
 
     # -- routes -------------------------------------------------------------------
@@ -134,7 +164,11 @@ class Service:
     # -- components and checks -------------------------------------------------------
 
     def add_component(self, name: str, component: Component) -> None:
-        """Start ``component`` with the service and stop it (in reverse order) on shutdown."""
+        """Start ``component`` with the service and stop it (in reverse order) on shutdown.
+
+        Components and ``on_startup`` hooks start in the order they were added, after the
+        backends and the cache and before consumers, saga recovery and the outbox relay.
+        """
         self.lifecycle.add_component(name, component)
 
     def on_startup(self, func: Hook) -> Hook:
@@ -163,33 +197,28 @@ class Service:
     @property
     def uses_redis(self) -> bool:
         """True when ``NATIVEKIT_REDIS_URL`` points at a Redis server."""
-        return not self.settings.redis_url.startswith("memory://")
+        return self.backends.uses_redis
 
     @property
     def uses_kafka(self) -> bool:
         """True when ``NATIVEKIT_KAFKA_URL`` points at Kafka brokers."""
-        return self.settings.kafka_url != "memory://"
+        return self.backends.uses_kafka
 
     @property
     def redis(self) -> aioredis.Redis:
         """The service's shared Redis client (created on first use, closed on shutdown)."""
-        if self._redis is None:
-            from nativekit.backends.redis import create_redis
+        return self.backends.redis
 
-            self._redis = create_redis(self.settings)
-        return self._redis
-
-    def _add_backend_checks(self) -> None:
-        if self._backend_checks_added:
+    def _add_checks(self) -> None:
+        """Backend checks and the operator API: added once, when the app is first built."""
+        if self._checks_added:
             return
-        self._backend_checks_added = True
+        self._checks_added = True
         redis_mode, kafka_mode = self.settings.redis_readiness, self.settings.kafka_readiness
         if self.uses_redis and redis_mode != "off":
-            from nativekit.backends.redis import redis_check
-
             self.health.add(
                 "redis:ping",
-                redis_check(self.redis, self.settings),
+                self.backends.redis_check(),
                 critical=redis_mode == "critical",
                 component_type="datastore",
             )
@@ -203,7 +232,12 @@ class Service:
                 critical=kafka_mode == "critical",
                 component_type="datastore",
             )
-            self.lifecycle.add("kafka-probe", stop=probe.stop)
+            self.lifecycle.add("kafka-probe", stop=probe.stop, phase=Phase.BACKENDS)
+        if self.settings.saga_operator_api and self.sagas.in_use and self._app is None:
+            from nativekit.saga.operator import operator_routes
+
+            prefix = self.settings.saga_operator_prefix
+            self.routes[:0] = operator_routes(self.sagas, prefix)
 
     # -- the ASGI app ----------------------------------------------------------------
 
@@ -220,7 +254,7 @@ class Service:
 
     def _build_app(self) -> Starlette:
         configure_logging(self.settings, self.name)
-        self._add_backend_checks()
+        self._add_checks()
         probes = ProbeEndpoints(self.name, [self.health])
         return build_starlette(
             name=self.name,
@@ -241,14 +275,17 @@ class Service:
     async def startup(self, *, hook_sigterm: bool = True) -> None:
         """Start components, then report started; also hooks SIGTERM for draining."""
         configure_logging(self.settings, self.name)
-        self._add_backend_checks()
-        if hook_sigterm:
-            install_drain_signal(self._begin_drain, self.settings.shutdown_delay)
+        self._add_checks()
+        if hook_sigterm and self._restore_sigterm is None:
+            self._restore_sigterm = install_drain_signal(
+                self._begin_drain, self.settings.shutdown_delay
+            )
         try:
             await self.lifecycle.start()
         except BaseException:
             # The lifecycle stopped what started; no shutdown follows a failed startup.
-            await self._close_redis()
+            await self.backends.aclose()
+            self._unhook_sigterm()
             raise
         if not self._gc_raised:
             self._gc_raised = garbage.raise_threshold(self.settings.gc_young_threshold)
@@ -261,6 +298,11 @@ class Service:
             self.health.draining = True
             self.log.info("service.draining", delay_s=self.settings.shutdown_delay)
 
+    def _unhook_sigterm(self) -> None:
+        if self._restore_sigterm is not None:
+            restore, self._restore_sigterm = self._restore_sigterm, None
+            restore()
+
     async def shutdown(self) -> None:
         """Fail readiness, let in-flight requests finish, stop components in reverse order."""
         self._begin_drain()
@@ -269,18 +311,11 @@ class Service:
         if self._gc_raised:
             self._gc_raised = False
             garbage.restore()
-        await self._close_redis()
+        self._unhook_sigterm()
         self.health.started = False
         self.log.info("service.stopped")
 
-    async def _close_redis(self) -> None:
-        if self._redis is not None:
-            redis, self._redis = self._redis, None
-            await redis.aclose()
-
     # -- cache -----------------------------------------------------------------------
-
-    _cache: Cache | None = None
 
     @property
     def cache(self) -> Cache:
@@ -291,14 +326,18 @@ class Service:
             self._cache = Cache.from_settings(
                 self.settings, service=self.name, registry=self.metrics.registry
             )
-            if self.health.started:
-                # First used while running (from a route): it needs no start now (its near
-                # cache stays off until the next startup), but its client must close.
-                self.lifecycle.add_running("cache", start=self._cache.start, stop=self._cache.stop)
-            else:
-                self.add_component("cache", self._cache)
             self.health.add("cache", self._cache.check, critical=False, component_type="datastore")
         return self._cache
+
+    async def _start_cache(self) -> None:
+        if self._cache is not None:
+            await self._cache.start()
+
+    async def _stop_cache(self) -> None:
+        # A cache first used while running (from a route) was never started; its client
+        # must close all the same (its near cache stays off until the next startup).
+        if self._cache is not None:
+            await self._cache.stop()
 
     def cached(
         self, *, ttl: float, **options: Unpack[CacheOptions]
@@ -308,20 +347,8 @@ class Service:
 
     # -- sagas --
 
-    @property
-    def sagas(self) -> SagaRuntime:
-        """The saga runtime: start, wait for, list and operate saga instances."""
-        runtime: SagaRuntime | None = getattr(self, "_sagas", None)
-        if runtime is None:
-            from nativekit.saga.service import attach_runtime
-
-            runtime = self._sagas = attach_runtime(self)
-        return runtime
-
     def saga(self, name: str, *, input: Any = Any) -> Saga[Any]:
         """Define a saga run by this service; add steps with ``@saga.step()``."""
-        from nativekit.saga import Saga
-
         saga: Saga[Any] = Saga(name, input=input)
         self.sagas.declare(saga)
         return saga
@@ -332,16 +359,6 @@ class Service:
         self.sagas.declare(saga, legacy=legacy)
 
     # -- messaging ---------------------------------------------------------------------
-
-    @property
-    def messaging(self) -> Messaging:
-        """Broker, publisher and consumers of this service (created on first use)."""
-        messaging: Messaging | None = self.__dict__.get("_messaging")
-        if messaging is None:
-            from nativekit.messaging import Messaging
-
-            messaging = self.__dict__["_messaging"] = Messaging(self)
-        return messaging
 
     async def publish(
         self,
@@ -377,6 +394,4 @@ class Service:
         stored reply again); raise ``CommandRejected`` for a failure reply. Several
         handlers may share a topic: the command type picks one.
         """
-        from nativekit.messaging.commands import command_handlers
-
-        return command_handlers(self).register(topic, concurrency=concurrency)
+        return self._commands.register(topic, concurrency=concurrency)

@@ -12,7 +12,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from nativekit.errors import BackendUnavailable, ConfigError
-from nativekit.health import CheckResult
+from nativekit.health import CheckFunc, CheckResult
 from nativekit.settings import Settings, mask_url, parse_sentinel_url
 
 #: redis-py errors that mean "the server is not reachable or did not answer".
@@ -157,7 +157,7 @@ def unavailable(settings: Settings, operation: str, exc: BaseException) -> Backe
     )
 
 
-def redis_check(client: aioredis.Redis, settings: Settings) -> Any:
+def redis_check(client: aioredis.Redis, settings: Settings) -> CheckFunc:
     """A readiness check that pings Redis and reports the round trip in ms."""
     import time
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -38,7 +37,8 @@ from nativekit.messaging.envelope import CONTENT_TYPE, EVENT_TYPE, JSON, Message
 from nativekit.messaging.reply_store import ReplyStore, StoredReply
 
 if TYPE_CHECKING:
-    from nativekit.service import Service
+    from nativekit._context import ServiceContext
+    from nativekit.messaging.runtime import Messaging
 
 # Headers of commands (and echoed on replies).
 REPLY_TO = "reply-to"
@@ -102,14 +102,23 @@ def inspect_command_handler(func: CommandFunc) -> CommandHandler:
 class CommandTopic:
     """The handlers of one topic and the consumer dispatch function that runs them."""
 
-    def __init__(self, svc: Service, topic: str, store: ReplyStore, retries: int) -> None:
-        self.svc = svc
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        messaging: Messaging,
+        topic: str,
+        store: ReplyStore,
+        metrics: Any,
+    ) -> None:
+        self.service = ctx.name
+        self.settings = ctx.settings
+        self.messaging = messaging
         self.topic = topic
         self.store = store
-        self.retries = retries
+        self.retries = ctx.settings.consumer_retries
         self.handlers: dict[str, CommandHandler] = {}
-        self.log = get_logger(service=svc.name, component="commands", topic=topic)
-        self.metrics = command_metrics(svc)
+        self.log = get_logger(service=ctx.name, component="commands", topic=topic)
+        self.metrics = metrics
 
     def add(self, handler: CommandHandler) -> None:
         """Register ``handler`` for its command type."""
@@ -151,7 +160,7 @@ class CommandTopic:
         """A token when this worker owns the key, the stored reply when it was answered."""
         delay = 0.02
         while True:
-            claim = await self.store.claim(key, lease=self.svc.settings.dedup_lease)
+            claim = await self.store.claim(key, lease=self.settings.dedup_lease)
             if claim is not None:
                 return claim
             await asyncio.sleep(delay)  # another worker holds the key: wait for it or its lease
@@ -161,7 +170,7 @@ class CommandTopic:
         """:meth:`_run`, renewing the key's lease meanwhile: a handler slower than
         ``NATIVEKIT_DEDUP_LEASE`` must not be run again by a copy of the command (a saga
         step retried after its reply timeout sends one)."""
-        lease = self.svc.settings.dedup_lease
+        lease = self.settings.dedup_lease
 
         async def keep() -> None:
             while True:
@@ -211,7 +220,7 @@ class CommandTopic:
         msg: Message,
         outcome: str,
     ) -> None:
-        retain = self.svc.settings.dedup_retention
+        retain = self.settings.dedup_retention
         if not await self.store.finish(key, token, stored, retain=retain):
             self.log.warning("command.lease_lost", idempotency_key=key)
             return  # another worker took the key over and answers it
@@ -230,7 +239,7 @@ class CommandTopic:
         if stored.error:
             headers[REPLY_ERROR] = stored.error[:2000]
         attempt = msg.header(SAGA_ATTEMPT) or "0"
-        await self.svc.messaging.publisher.publish(
+        await self.messaging.publisher.publish(
             reply_to,
             stored.value,
             key=msg.key,
@@ -239,30 +248,49 @@ class CommandTopic:
         )
 
     def _count(self, msg: Message, outcome: str) -> None:
-        self.metrics.labels(self.svc.name, self.topic, msg.event_type or "", outcome).inc()
+        self.metrics.labels(self.service, self.topic, msg.event_type or "", outcome).inc()
 
 
 class CommandHandlers:
-    """The command topics of one service (``svc.command_handler``)."""
+    """The command topics of one service (``svc.command_handler``).
 
-    def __init__(self, svc: Service) -> None:
-        self.svc = svc
+    Args:
+        ctx: the service's context.
+        messaging: runs one consumer per command topic and publishes the replies.
+        store: builds the reply store (called when the first handler is registered).
+    """
+
+    def __init__(
+        self, ctx: ServiceContext, messaging: Messaging, *, store: Callable[[], ReplyStore]
+    ) -> None:
+        self.ctx = ctx
+        self.messaging = messaging
         self.topics: dict[str, CommandTopic] = {}
+        self._store_factory = store
         self._store: ReplyStore | None = None
+        self._metrics: Any = None
 
     @property
     def store(self) -> ReplyStore:
         """Where answered commands are remembered: Redis per settings, else memory."""
         if self._store is None:
-            if self.svc.uses_redis:
-                from nativekit.messaging.redis_reply_store import RedisReplyStore
-
-                self._store = RedisReplyStore(self.svc.redis, prefix=f"nk:cmd:{self.svc.name}")
-            else:
-                from nativekit.messaging.reply_store import MemoryReplyStore
-
-                self._store = MemoryReplyStore()
+            self._store = self._store_factory()
         return self._store
+
+    @property
+    def metrics(self) -> Any:
+        """``nativekit_commands_handled_total{service, topic, command, outcome}``."""
+        if self._metrics is None:
+            from prometheus_client import Counter
+
+            self._metrics = Counter(
+                "nativekit_commands_handled_total",
+                "Commands answered by participants, by topic, command type and outcome "
+                "(ok, rejected, failed, duplicate, undeliverable).",
+                ["service", "topic", "command", "outcome"],
+                registry=self.ctx.metrics.registry,
+            )
+        return self._metrics
 
     def register(self, topic: str, *, concurrency: int = 16) -> Callable[[C], C]:
         """Decorator for ``svc.command_handler(topic)``."""
@@ -271,17 +299,16 @@ class CommandHandlers:
             handler = inspect_command_handler(func)
             entry = self.topics.get(topic)
             if entry is None:
-                retries = self.svc.settings.consumer_retries
-                entry = self.topics[topic] = CommandTopic(self.svc, topic, self.store, retries)
-                dispatch = entry.dispatch
-                self.svc.messaging.consumer(
+                entry = CommandTopic(self.ctx, self.messaging, topic, self.store, self.metrics)
+                self.topics[topic] = entry
+                self.messaging.consumer(
                     topic,
-                    group=self.svc.name,
+                    group=self.ctx.name,
                     idempotent=False,  # the reply store deduplicates, and re-sends replies
                     non_retryable=(UndeliverableCommand,),
                     concurrency=concurrency,
-                    retries=retries,
-                )(_named(dispatch, f"commands:{topic}"))
+                    retries=entry.retries,
+                )(_named(entry.dispatch, f"commands:{topic}"))
             entry.add(handler)
             return func
 
@@ -294,32 +321,3 @@ def _named(func: Callable[[bytes, Message], Awaitable[None]], name: str) -> Any:
 
     handler.__qualname__ = handler.__name__ = name
     return handler
-
-
-def command_handlers(svc: Service) -> CommandHandlers:
-    """The service's command handler registry (created on first use)."""
-    found: CommandHandlers | None = svc.__dict__.get("_command_handlers")
-    if found is None:
-        found = svc.__dict__["_command_handlers"] = CommandHandlers(svc)
-    return found
-
-
-def command_metrics(svc: Service) -> Any:
-    """``nativekit_commands_handled_total{service, topic, command, outcome}``."""
-    found = svc.__dict__.get("_command_metrics")
-    if found is None:
-        from prometheus_client import Counter
-
-        found = svc.__dict__["_command_metrics"] = Counter(
-            "nativekit_commands_handled_total",
-            "Commands answered by participants, by topic, command type and outcome "
-            "(ok, rejected, failed, duplicate, undeliverable).",
-            ["service", "topic", "command", "outcome"],
-            registry=svc.metrics.registry,
-        )
-    return found
-
-
-def decode_reply(value: bytes | None) -> Any:
-    """JSON of a reply payload (None for an empty one)."""
-    return json.loads(value) if value else None

@@ -11,16 +11,15 @@ from pydantic import BaseModel
 from nativekit.errors import ConfigError
 from nativekit.messaging.broker import Broker
 from nativekit.messaging.consumer import Consumer
-from nativekit.messaging.dedup import DedupStore, MemoryDedupStore
+from nativekit.messaging.dedup import DedupStore
 from nativekit.messaging.envelope import Message
 from nativekit.messaging.handler import HandlerFunc, inspect_handler
-from nativekit.messaging.memory import MemoryBroker
 from nativekit.messaging.metrics import MessagingMetrics
 from nativekit.messaging.pipeline import ConsumerOptions
 from nativekit.messaging.publisher import Published, Publisher
 
 if TYPE_CHECKING:
-    from nativekit.service import Service
+    from nativekit._context import ServiceContext
 
 H = TypeVar("H", bound=HandlerFunc)
 
@@ -78,58 +77,42 @@ def _type_names(types: Sequence[type[BaseModel] | str] | None) -> frozenset[str]
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
-_memory_broker: MemoryBroker | None = None
-_memory_stores: dict[str, MemoryDedupStore] = {}
-
-
-def shared_memory_broker() -> MemoryBroker:
-    """The process-wide broker behind ``NATIVEKIT_KAFKA_URL=memory://``."""
-    global _memory_broker
-    if _memory_broker is None:
-        _memory_broker = MemoryBroker()
-    return _memory_broker
-
-
-def shared_memory_store(namespace: str) -> MemoryDedupStore:
-    """The process-wide dedup store of ``namespace`` behind ``NATIVEKIT_REDIS_URL=memory://``."""
-    return _memory_stores.setdefault(namespace, MemoryDedupStore())
-
 
 class Messaging:
-    """Publisher and consumers of a service; registered as its ``messaging`` component."""
+    """Publisher and consumers of a service.
 
-    def __init__(self, service: Service) -> None:
-        self.service = service
-        self.settings = service.settings
-        self.metrics = MessagingMetrics(service.name, service.metrics.registry)
+    Args:
+        ctx: the service's context (settings, metrics, health).
+        broker: builds the broker the settings choose (called on first use).
+        dedup_store: builds the dedup store of a consumer: ``(namespace, retain)``.
+    """
+
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        *,
+        broker: Callable[[], Broker],
+        dedup_store: Callable[[str, float], DedupStore],
+    ) -> None:
+        self.ctx = ctx
+        self.settings = ctx.settings
+        self.metrics = MessagingMetrics(ctx.name, ctx.metrics.registry)
         self.consumers: list[Consumer] = []
+        self._broker_factory = broker
+        self._dedup_factory = dedup_store
         self._broker: Broker | None = None
         self._store_factory: Callable[[str], DedupStore] | None = None
         self._publisher: Publisher | None = None
         self._started = False
-        if service.health.started:
-            # First used after startup (a publish from a route): nothing to start now
-            # (the producer connects on first send), but it must still close at shutdown.
-            service.lifecycle.add_running("messaging", stop=self.stop)
-            self._started = True
-        else:
-            service.add_component("messaging", self)
 
     # -- backends ---------------------------------------------------------------------
 
     @property
     def broker(self) -> Broker:
         """The broker chosen by ``NATIVEKIT_KAFKA_URL`` (or set with :meth:`use_broker`)."""
-        broker = self._broker
-        if broker is None:
-            if self.service.uses_kafka:
-                from nativekit.messaging.kafka import KafkaBroker
-
-                broker = KafkaBroker(self.settings)
-            else:
-                broker = shared_memory_broker()
-            self._broker = broker
-        return broker
+        if self._broker is None:
+            self._broker = self._broker_factory()
+        return self._broker
 
     def use_broker(self, broker: Broker) -> None:
         """Use ``broker`` instead of the one the settings choose (before startup)."""
@@ -152,17 +135,7 @@ class Messaging:
     def _store(self, namespace: str, retain: float) -> DedupStore:
         if self._store_factory is not None:
             return self._store_factory(namespace)
-        if self.service.uses_redis:
-            from nativekit.messaging.redis_dedup import RedisDedupStore
-            from nativekit.settings import mask_url
-
-            return RedisDedupStore(
-                self.service.redis,
-                namespace=namespace,
-                retention=retain,
-                url_safe=mask_url(self.settings.redis_url),
-            )
-        return shared_memory_store(namespace)
+        return self._dedup_factory(namespace, retain)
 
     @property
     def publisher(self) -> Publisher:
@@ -229,7 +202,7 @@ class Messaging:
             spec = inspect_handler(func)
             options = ConsumerOptions(
                 topics=topics,
-                group=group or self.service.name,
+                group=group or self.ctx.name,
                 retries=s.consumer_retries if retries is None else retries,
                 backoff=s.consumer_retry_backoff,
                 backoff_max=s.consumer_retry_backoff_max,
@@ -253,27 +226,34 @@ class Messaging:
                 broker=self.broker,
                 store=self._store(namespace, retain) if idempotent else None,
                 metrics=self.metrics,
-                service=self.service.name,
+                service=self.ctx.name,
                 tracing=self.settings.tracing_enabled,
             )
-            self.consumers.append(consumer)
-            self.service.health.add(
-                f"consumer:{namespace}", consumer.check, component_type="component"
-            )
+            self.add_consumer(consumer, check=f"consumer:{namespace}")
             return func
 
         return decorator
 
     # -- lifecycle ---------------------------------------------------------------------
 
+    def add_consumer(self, consumer: Consumer, *, check: str) -> None:
+        """Run ``consumer`` with the others (its readiness check named ``check``)."""
+        if self._started:
+            raise ConfigError("Consumers must be declared before the service starts.")
+        self.consumers.append(consumer)
+        self.ctx.health.add(check, consumer.check, component_type="component")
+
     async def start(self) -> None:
-        """Connect the broker, then start every consumer.
+        """Connect the broker and start every consumer (nothing when there is none: the
+        producer then connects on the first publish).
 
         On a failure, cancellation included, what started is stopped before the error
         goes on: the lifecycle stops only components whose start returned.
         """
-        await self.broker.start()
         self._started = True
+        if not self.consumers:
+            return
+        await self.broker.start()
         try:
             for consumer in self.consumers:
                 await consumer.start()
@@ -282,13 +262,12 @@ class Messaging:
             raise
 
     async def stop(self) -> None:
-        """Stop consumers (drain and commit), then close the broker."""
+        """Stop consumers (drain and commit), then close the broker if one was built."""
         for consumer in reversed(self.consumers):
             try:
                 await consumer.stop()
             except Exception as exc:
-                self.service.log.error(
-                    "consumer.stop_failed", consumer=consumer.name, error=repr(exc)
-                )
+                self.ctx.log.error("consumer.stop_failed", consumer=consumer.name, error=repr(exc))
         self._started = False
-        await self.broker.aclose()
+        if self._broker is not None:
+            await self._broker.aclose()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import typing
 import uuid
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ from pydantic import BaseModel, TypeAdapter
 from nativekit.errors import ConfigError
 from nativekit.saga.definition import _NAME, Direction, Saga, SagaContext, Step, _check_async
 from nativekit.saga.errors import SagaStateError
+from nativekit.saga.model import Waiting
 from nativekit.saga.outbox import OutboxEntry
 from nativekit.saga.policy import COMPENSATION_DEFAULT, Backoff, Policy
 from nativekit.saga.runner import Run, StepTimeout, Suspended, current_run
@@ -186,38 +186,6 @@ class Outcome:
         if not self.ok:
             raise CommandFailed(self.error or "the participant refused the command")
         return self.value
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """What a waiting saga expects: the reply to one attempt of one step direction."""
-
-    step: str
-    direction: str
-    attempt: int
-    token: str
-    timeout: float
-
-    def encode(self) -> str:
-        """Stored in the record's ``wait`` field."""
-        return json.dumps(
-            {
-                "s": self.step,
-                "d": self.direction,
-                "a": self.attempt,
-                "t": self.token,
-                "o": self.timeout,
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def decode(cls, raw: str | None) -> Waiting | None:
-        """Inverse of :meth:`encode` (None for no wait)."""
-        if not raw:
-            return None
-        data = json.loads(raw)
-        return cls(data["s"], data["d"], int(data["a"]), data["t"], float(data["o"]))
 
 
 class CommandDriver:

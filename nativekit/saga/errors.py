@@ -6,7 +6,8 @@
     ├── SagaInputError (ValueError)     input does not validate; nothing was stored
     ├── SagaNotFound (KeyError)         no saga instance with that id
     ├── SagaStateError                  the operation does not fit the saga's status
-    └── LeaseLost                       another runner owns the saga now (fenced write)
+    ├── LeaseLost                       another runner owns the saga now (fenced write)
+    └── UnknownSaga                     a reply for a saga (or definition) not kept here
 """
 
 from __future__ import annotations
@@ -31,3 +32,7 @@ class SagaStateError(NativekitError):
 
 class LeaseLost(NativekitError):
     """A write was refused: its lease token is stale because another runner claimed the saga."""
+
+
+class UnknownSaga(NativekitError):
+    """A reply names a saga this service does not have, or whose definition it lacks."""

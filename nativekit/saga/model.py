@@ -255,3 +255,44 @@ class Page:
 
     items: list[SagaRecord]
     cursor: str | None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a waiting saga expects: the reply to one attempt of one step direction."""
+
+    step: str
+    direction: str
+    attempt: int
+    token: str
+    timeout: float
+
+    def encode(self) -> str:
+        """Stored in the record's ``wait`` field."""
+        return json.dumps(
+            {
+                "s": self.step,
+                "d": self.direction,
+                "a": self.attempt,
+                "t": self.token,
+                "o": self.timeout,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: str | None) -> Waiting | None:
+        """Inverse of :meth:`encode` (None for no wait)."""
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return cls(data["s"], data["d"], int(data["a"]), data["t"], float(data["o"]))
+
+    def matches(self, other: Waiting) -> bool:
+        """Whether ``other`` is a reply to the same attempt (the timeout is not compared)."""
+        return (self.step, self.direction, self.attempt, self.token) == (
+            other.step,
+            other.direction,
+            other.attempt,
+            other.token,
+        )

@@ -46,9 +46,7 @@ async def abort(
 
 
 def _admin(runtime: SagaRuntime) -> admin.SagaAdmin:
-    return admin.SagaAdmin(
-        runtime.store, lease=runtime.lease, retention=runtime._env_args["retention"]
-    )
+    return admin.SagaAdmin(runtime.store, lease=runtime.lease, retention=runtime.retention)
 
 
 async def _take_over(
@@ -80,5 +78,5 @@ async def _resume(
     runtime.log.warning(
         "saga.operator.resumed", action=action, saga=record.name, saga_id=record.saga_id
     )
-    runtime._spawn(saga, record, token)
+    runtime.spawn(saga, record, token)
     return record

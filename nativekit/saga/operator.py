@@ -16,8 +16,9 @@ from nativekit.saga.errors import SagaNotFound, SagaStateError
 from nativekit.saga.model import SagaRecord, SagaStatus
 
 if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
     from nativekit.saga.runtime import SagaRuntime
-    from nativekit.service import Service
 
 
 class AbortRequest(BaseModel):
@@ -39,8 +40,10 @@ async def _answer(action: Awaitable[SagaRecord]) -> dict[str, Any]:
     return record.to_dict()
 
 
-def add_operator_routes(svc: Service, runtime: SagaRuntime, prefix: str) -> None:
-    """Register the operator endpoints under ``prefix`` on ``svc``."""
+def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
+    """The operator endpoints of ``runtime`` under ``prefix``."""
+    from nativekit.routing import TypedRoute
+
     prefix = "/" + prefix.strip("/")
 
     async def list_sagas(
@@ -76,5 +79,13 @@ def add_operator_routes(svc: Service, runtime: SagaRuntime, prefix: str) -> None
         ("POST", "/{saga_id}/compensate", compensate_saga),
         ("POST", "/{saga_id}/abort", abort_saga),
     ]
-    for method, path, handler in routes:
-        svc.route(prefix + path, methods=[method], name=f"sagas.{handler.__name__}")(handler)
+    return [
+        TypedRoute(
+            prefix + path,
+            handler,
+            methods=[method],
+            status_code=200,
+            name=f"sagas.{handler.__name__}",
+        )
+        for method, path, handler in routes
+    ]

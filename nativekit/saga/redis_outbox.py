@@ -1,4 +1,4 @@
-"""``RedisOutbox``: the outbox streams of a :class:`RedisSagaStore`, read by a consumer group.
+"""``RedisOutbox``: the outbox streams of a ``RedisSagaStore``, read by a consumer group.
 
 Each shard ``{P:S}`` has a stream ``{P:S}:outbox`` that the saga transition
 script appends to. Relays of all replicas read it through one consumer group
@@ -11,15 +11,15 @@ Every command touches one stream key, so this works on Redis Cluster too.
 from __future__ import annotations
 
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
+import redis.asyncio as aioredis
 import redis.exceptions
 
 from nativekit.backends.redis import UNAVAILABLE_ERRORS
 from nativekit.errors import BackendUnavailable
 from nativekit.saga.outbox import Batch, OutboxEntry
-from nativekit.saga.redis_store import RedisSagaStore
 
 GROUP = "relay"
 
@@ -33,10 +33,18 @@ def _text(value: Any) -> str:
 class RedisOutbox:
     """The outbox of ``store`` as seen by one relay (``consumer`` names it in the group)."""
 
-    def __init__(self, store: RedisSagaStore, *, consumer: str, claim_after: float = 10.0) -> None:
-        self.client = store.client
-        self.store = store
-        self.streams = [f"{{{store.prefix}:{s:02d}}}:outbox" for s in range(store.shards)]
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        streams: Sequence[str],
+        stream_of: Callable[[str], str],
+        consumer: str,
+        claim_after: float = 10.0,
+    ) -> None:
+        self.client = client
+        self.streams = list(streams)
+        self.stream_of = stream_of
         self.consumer = consumer
         self.claim_after_ms = int(claim_after * 1000)
         self._next_claim = 0.0
@@ -58,7 +66,7 @@ class RedisOutbox:
         batch = Batch([], [])
         streams = self.streams
         if saga_ids is not None:
-            streams = sorted({f"{self.store._shard(i)}:outbox" for i in saga_ids})
+            streams = sorted({self.stream_of(i) for i in saga_ids})
             if not streams:
                 return batch
         try:

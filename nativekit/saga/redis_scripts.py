@@ -145,3 +145,29 @@ redis.call('ZADD', KEYS[2], lease, ARGV[1])
 return 1
 """
 )
+
+#: KEYS: record, leases. ARGV: id, new token, lease_ms, step, direction, attempt, reply
+#: token, known definitions... Leases the saga only while it still waits for exactly that
+#: attempt's reply; returns its fields, -1 (no such saga), 0 (it does not wait for this
+#: reply: late) or -2 (a definition this service does not know).
+CLAIM_REPLY = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if not active(redis.call('HGET', KEYS[1], 'status')) then return 0 end
+local raw = redis.call('HGET', KEYS[1], 'wait')
+if not raw or raw == '' then return 0 end
+local w = cjson.decode(raw)
+if w.s ~= ARGV[4] or w.d ~= ARGV[5] or tostring(w.a) ~= ARGV[6] or w.t ~= ARGV[7] then
+  return 0
+end
+local def = redis.call('HGET', KEYS[1], 'name') .. ':' .. redis.call('HGET', KEYS[1], 'def')
+local known = false
+for i = 8, #ARGV do if ARGV[i] == def then known = true end end
+if not known then return -2 end
+local lease = now_ms() + tonumber(ARGV[3])
+redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', string.format('%d', lease))
+redis.call('ZADD', KEYS[2], lease, ARGV[1])
+return redis.call('HGETALL', KEYS[1])
+"""
+)

@@ -27,8 +27,9 @@ import redis.exceptions
 from nativekit.backends.redis import UNAVAILABLE_ERRORS
 from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.saga import redis_scripts
-from nativekit.saga.errors import LeaseLost, SagaNotFound, SagaStateError
-from nativekit.saga.model import Page, SagaRecord, SagaStatus, Transition
+from nativekit.saga.errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
+from nativekit.saga.model import Page, SagaRecord, SagaStatus, Transition, Waiting
+from nativekit.saga.redis_outbox import RedisOutbox
 from nativekit.saga.store import decode_cursor, definition_key, encode_cursor
 
 _ALL = tuple(SagaStatus)
@@ -99,6 +100,7 @@ class RedisSagaStore:
         self._write = client.register_script(redis_scripts.WRITE)
         self._claim = client.register_script(redis_scripts.CLAIM)
         self._renew = client.register_script(redis_scripts.RENEW)
+        self._claim_reply = client.register_script(redis_scripts.CLAIM_REPLY)
 
     # -- keys -------------------------------------------------------------------------
 
@@ -247,6 +249,32 @@ class RedisSagaStore:
         if isinstance(raw, int):
             raise LeaseLost(f"saga {saga_id!r} is leased to another runner or not claimable")
         return SagaRecord.from_fields(_fields(raw))
+
+    async def claim_reply(
+        self, saga_id: str, wait: Waiting, token: str, *, lease: float, known: Collection[str]
+    ) -> SagaRecord:
+        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply."""
+        keys = [self._record_key(saga_id), f"{self._shard(saga_id)}:leases"]
+        args: list[str | int] = [saga_id, token, int(lease * 1000)]
+        args += [wait.step, wait.direction, str(wait.attempt), wait.token, *known]
+        with _translated("claim_reply"):
+            async with self._gate:
+                raw = await self._eval(self._claim_reply, keys, args)
+        if raw == -1 or raw == -2:
+            raise UnknownSaga(saga_id)
+        if not raw:
+            raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
+        return SagaRecord.from_fields(_fields(raw))
+
+    def outbox(self, *, consumer: str, claim_after: float) -> RedisOutbox:
+        """The shards' outbox streams, read by the relay ``consumer`` (see :class:`RedisOutbox`)."""
+        return RedisOutbox(
+            self.client,
+            streams=[f"{tag}:outbox" for tag in self._tags],
+            stream_of=lambda saga_id: f"{self._shard(saga_id)}:outbox",
+            consumer=consumer,
+            claim_after=claim_after,
+        )
 
     async def claim_expired(
         self, known: Collection[str], tokens: Callable[[], str], *, lease: float, limit: int

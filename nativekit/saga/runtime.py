@@ -86,6 +86,7 @@ class SagaRuntime:
         self._store = store if not callable(store) else None
         self._store_factory = store if callable(store) else None
         self.lease = lease
+        self.retention = retention
         self.recovery_interval = recovery_interval
         self.backlog_warn = backlog_warn
         self.replica = uuid.uuid4().hex[:8]
@@ -165,6 +166,13 @@ class SagaRuntime:
                 "kept for in-flight instances with legacy=True."
             )
         self.sagas[saga.name] = saga
+        if self.started and not self._loops:  # the first saga, started after startup
+            self._start_loops()
+
+    @property
+    def legacy(self) -> list[Saga[Any]]:
+        """Old definitions kept only to finish the instances started with them."""
+        return list(self._legacy)
 
     @property
     def definitions(self) -> dict[str, Saga[Any]]:
@@ -233,16 +241,17 @@ class SagaRuntime:
             updated_at=now,
         )
         creating = _Creating(self)
-        run = self._spawn(definition, record, uuid.uuid4().hex, creating=creating)
+        run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)
         run._data = value
         stored, created = await creating.done
         if created and self.metrics is not None:
             self.metrics.count_started(definition.name)
         return SagaHandle(stored.saga_id, stored.name, created, self)
 
-    def _spawn(
+    def spawn(
         self, saga: Saga[Any], record: SagaRecord, token: str, *, creating: _Creating | None = None
     ) -> Run:
+        """Run ``record`` (leased to ``token``) in the background from where it stands."""
         run = Run(self.env, saga, record, token)
         if creating is not None:
             run.creating = creating
@@ -347,12 +356,21 @@ class SagaRuntime:
 
     # -- lifecycle: recovery and lease renewal --------------------------------------------
 
+    @property
+    def in_use(self) -> bool:
+        """True once a saga is registered (a service without sagas runs no saga loops)."""
+        return bool(self.sagas or self._legacy)
+
     async def startup(self) -> None:
         """Check definitions against live instances, then start recovery and renewal loops."""
         self._check_steps()
-        await self.check_definitions()
         self.started = True
         self._stopping = asyncio.Event()
+        if self.in_use:
+            await self.check_definitions()
+            self._start_loops()
+
+    def _start_loops(self) -> None:
         self._loops = [
             asyncio.create_task(
                 self._every(self.recovery_interval, self.recover), name="saga-recovery"
@@ -421,7 +439,7 @@ class SagaRuntime:
             self.log.info("saga.recovered", saga=record.name, saga_id=record.saga_id)
             if self.metrics is not None:
                 self.metrics.recovered.labels(self.service, record.name).inc()
-            self._spawn(saga, record, record.token or "")
+            self.spawn(saga, record, record.token or "")
         return len(records)
 
     async def renew(self) -> None:

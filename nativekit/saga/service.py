@@ -1,53 +1,47 @@
-"""Wiring of the saga runtime into a :class:`nativekit.Service`."""
+"""The saga capability of a service: the runtime, its command/reply support, their phases."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import partial
 from typing import TYPE_CHECKING
 
+from nativekit.lifecycle import Phase
+from nativekit.saga.replies import SagaCommands
 from nativekit.saga.runtime import SagaRuntime
-from nativekit.saga.store import MemorySagaStore, SagaStore
 from nativekit.saga.telemetry import SagaMetrics
 
 if TYPE_CHECKING:
-    from nativekit.service import Service
+    from nativekit._context import ServiceContext
+    from nativekit.messaging.runtime import Messaging
+    from nativekit.saga.store import SagaStore
 
 
-def attach_runtime(svc: Service) -> SagaRuntime:
-    """Create ``svc.sagas``: store by URL, lifecycle, readiness check, operator routes."""
-    settings = svc.settings
-
-    def store() -> SagaStore:
-        if svc.uses_redis:
-            from nativekit.saga.redis_store import RedisSagaStore
-
-            return RedisSagaStore(
-                svc.redis,
-                prefix=settings.saga_key_prefix or f"nk:saga:{svc.name}",
-                shards=settings.saga_shards,
-            )
-        return MemorySagaStore()
-
+def build_sagas(
+    ctx: ServiceContext, store: Callable[[], SagaStore], messaging: Messaging
+) -> tuple[SagaRuntime, SagaCommands]:
+    """The saga runtime of a service (recovery in the SAGAS phase) and its command support
+    (relay and reply consumer in the RELAY phase), with their readiness checks."""
+    settings = ctx.settings
     runtime = SagaRuntime(
-        svc.name,
+        ctx.name,
         store,
         lease=settings.saga_lease_seconds,
         retention=settings.saga_retention_seconds,
         recovery_interval=settings.saga_recovery_interval,
         backlog_warn=settings.saga_backlog_warn,
-        metrics=SagaMetrics(svc.metrics.registry, svc.name),
+        metrics=SagaMetrics(ctx.metrics.registry, ctx.name),
         tracing=settings.tracing_enabled,
     )
-    svc.lifecycle.add(
-        "sagas", start=runtime.startup, stop=partial(runtime.shutdown, settings.shutdown_grace)
+    ctx.lifecycle.add(
+        "sagas",
+        start=runtime.startup,
+        stop=partial(runtime.shutdown, settings.shutdown_grace),
+        phase=Phase.SAGAS,
     )
-    svc.health.add("sagas:recovery", runtime.readiness, critical=False)
-    # -- saga commands -- (command/reply steps, reply consumer, outbox relay)
-    from nativekit.saga.replies import attach_commands
-
-    attach_commands(svc, runtime)
-    if settings.saga_operator_api:
-        from nativekit.saga.operator import add_operator_routes
-
-        add_operator_routes(svc, runtime, settings.saga_operator_prefix)
-    return runtime
+    ctx.health.add(
+        "sagas:recovery", runtime.readiness, critical=False, active=lambda: runtime.in_use
+    )
+    commands = SagaCommands(ctx, runtime, messaging)
+    ctx.lifecycle.add("saga-commands", start=commands.start, stop=commands.stop, phase=Phase.RELAY)
+    return runtime, commands

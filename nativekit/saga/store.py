@@ -12,8 +12,9 @@ import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from nativekit.saga.errors import LeaseLost, SagaNotFound, SagaStateError
-from nativekit.saga.model import Page, SagaRecord, SagaStatus, Transition
+from nativekit.saga.errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
+from nativekit.saga.model import Page, SagaRecord, SagaStatus, Transition, Waiting
+from nativekit.saga.outbox import MemoryOutbox, Outbox
 
 
 def definition_key(name: str, definition: str) -> str:
@@ -81,6 +82,26 @@ class SagaStore(Protocol):
 
     async def renew(self, leases: Sequence[tuple[str, str]], *, lease: float) -> list[bool]:
         """Extend the leases ``(saga_id, token)``; False where the token is stale."""
+        ...
+
+    async def claim_reply(
+        self, saga_id: str, wait: Waiting, token: str, *, lease: float, known: Collection[str]
+    ) -> SagaRecord:
+        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply.
+
+        One atomic step: the instance must be active, wait for the same step,
+        direction, attempt and reply token, and have a definition in ``known``.
+        Raises :class:`UnknownSaga` when there is no such instance or its definition
+        is not in ``known``, :class:`LeaseLost` when it no longer waits for that reply.
+        """
+        ...
+
+    def outbox(self, *, consumer: str, claim_after: float) -> Outbox:
+        """The outbox that :meth:`write` appends to, as read by the relay ``consumer``.
+
+        Entries a relay read but did not delete are taken over by another after
+        ``claim_after`` seconds.
+        """
         ...
 
     async def list(
@@ -152,7 +173,7 @@ class MemorySagaStore:
         self._leases: dict[str, tuple[str, float]] = {}
         self._expires: dict[str, float] = {}
         #: Outbox entries written with transitions, oldest first (``nativekit.saga.outbox``).
-        self.outbox: list[str] = []
+        self.outbox_entries: list[str] = []
 
     def _load(self, saga_id: str) -> dict[str, str] | None:
         expires = self._expires.get(saga_id)
@@ -216,7 +237,7 @@ class MemorySagaStore:
             raise SagaStateError(f"saga {saga_id!r} is no longer {current.value}")
         fields.update(change.fields)
         fields["updated"] = repr(self.clock())
-        self.outbox.extend(change.outbox)
+        self.outbox_entries.extend(change.outbox)
         lease = change.lease if change.lease is not None else lease
         if change.status is not None and change.status.value != fields["status"]:
             fields["status"] = change.status.value
@@ -265,6 +286,25 @@ class MemorySagaStore:
             self._leases[saga_id] = (tokens(), now + lease)
             claimed.append(self._record(saga_id))
         return claimed
+
+    async def claim_reply(
+        self, saga_id: str, wait: Waiting, token: str, *, lease: float, known: Collection[str]
+    ) -> SagaRecord:
+        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply."""
+        fields = self._load(saga_id)
+        if fields is None:
+            raise UnknownSaga(saga_id)
+        stored = Waiting.decode(fields.get("wait"))
+        if not SagaStatus(fields["status"]).active or stored is None or not stored.matches(wait):
+            raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
+        if definition_key(fields["name"], fields["def"]) not in known:
+            raise UnknownSaga(saga_id)
+        self._leases[saga_id] = (token, self.clock() + lease)
+        return self._record(saga_id)
+
+    def outbox(self, *, consumer: str, claim_after: float) -> Outbox:
+        """The entries :meth:`write` appended (one relay per process reads them)."""
+        return MemoryOutbox(self.outbox_entries)
 
     async def renew(self, leases: Sequence[tuple[str, str]], *, lease: float) -> list[bool]:
         """Extend the leases ``(saga_id, token)``; False where the token is stale."""

@@ -58,7 +58,7 @@ class CommandNetwork:
 
     async def deliver(self) -> int:
         """Relay every outbox entry, answer commands, deliver replies; returns how many."""
-        entries, self.store.outbox[:] = list(self.store.outbox), []
+        entries, self.store.outbox_entries[:] = list(self.store.outbox_entries), []
         for raw in entries:
             entry = OutboxEntry.decode(raw)
             if "idempotency-key" not in entry.headers:

@@ -41,7 +41,7 @@ def die() -> None:
 async def assigned(svc: nativekit.Service, within: float = 30.0) -> None:
     """Wait until every consumer of ``svc`` (reply consumer included) has partitions."""
     consumers = list(svc.messaging.consumers)
-    commands = svc.__dict__.get("_saga_commands")
+    commands = svc._saga_commands
     if commands is not None and commands.consumer is not None:
         consumers.append(commands.consumer)
     loop = asyncio.get_running_loop()

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import nativekit
-from nativekit.messaging.runtime import shared_memory_broker
+from nativekit._backends import shared_memory_broker
 from nativekit.saga import SagaStatus
 
 from .shop import (
@@ -175,8 +175,8 @@ async def test_a_reply_consumer_failing_to_start_stops_the_outbox_relay(
     orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
     with pytest.raises(BackendUnavailable, match="reply group"):
         await orders.startup(hook_sigterm=False)
-    relay = orders.__dict__["_saga_commands"].relay
-    assert relay._task is None or relay._task.done()
+    relay = orders._saga_commands.relay
+    assert relay is None or relay._task is None or relay._task.done()
 
 
 async def test_a_command_handler_cancelled_at_shutdown_leaves_the_command_free(

@@ -13,7 +13,6 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import nativekit
 from nativekit.saga.model import SagaRecord, SagaStatus, Transition
 from nativekit.saga.outbox import MemoryOutbox, OutboxEntry, OutboxRelay
-from nativekit.saga.redis_outbox import RedisOutbox
 from nativekit.saga.redis_store import RedisSagaStore
 from nativekit.saga.replies import apply_reply
 from nativekit.saga.store import MemorySagaStore
@@ -62,16 +61,16 @@ async def test_memory_outbox_is_written_with_the_transition_and_deleted_after_pu
     store = MemorySagaStore()
     ids = await _write_with_outbox(store, "m1", OrderConfirmed(order_id="1"))
     publisher = FakePublisher()
-    relay = OutboxRelay(MemoryOutbox(store.outbox), publisher, service="t")
+    relay = OutboxRelay(MemoryOutbox(store.outbox_entries), publisher, service="t")
     publisher.down = True
     with pytest.raises(nativekit.BackendUnavailable):
         await relay.relay_once()
-    assert len(store.outbox) == 1  # kept until the broker acknowledged it
+    assert len(store.outbox_entries) == 1  # kept until the broker acknowledged it
     publisher.down = False
-    relay.outbox = MemoryOutbox(store.outbox)  # a restarted relay
+    relay.outbox = MemoryOutbox(store.outbox_entries)  # a restarted relay
     assert await relay.relay_once() == 1
     assert publisher.sent == [("orders.events", b'{"order_id":"1"}', ids[0])]
-    assert store.outbox == []
+    assert store.outbox_entries == []
 
 
 async def test_stale_token_writes_no_outbox_entry() -> None:
@@ -90,7 +89,7 @@ async def test_stale_token_writes_no_outbox_entry() -> None:
             lease=30,
             retention=60,
         )
-    assert store.outbox == []
+    assert store.outbox_entries == []
 
 
 @pytest.mark.redis
@@ -115,12 +114,12 @@ async def test_redis_outbox_atomic_write_takeover_and_backlog(redis_url: str, un
                 lease=30,
                 retention=60,
             )
-        dead = RedisOutbox(store, consumer="dead", claim_after=0.3)
+        dead = store.outbox(consumer="dead", claim_after=0.3)
         await dead.start()
         taken = await dead.read(10)  # read, then "dies" without publishing
         assert [e.id for e in taken.entries] == ids
         assert (await dead.backlog())[0] == 2
-        alive = RedisOutbox(store, consumer="alive", claim_after=0.3)
+        alive = store.outbox(consumer="alive", claim_after=0.3)
         await alive.start()
         assert (await alive.read(10)).entries == []  # pending elsewhere, not yet abandoned
         await asyncio.sleep(0.35)
@@ -158,7 +157,7 @@ async def test_late_and_unknown_replies_are_counted_and_ignored(unique: str) -> 
         }
         late = await apply_reply(runtime, b'{"reservation_id":"x"}', reply.get)
         unknown = await apply_reply(runtime, b"{}", {**reply, "saga-id": "no-such-saga"}.get)
-        await orders.__dict__["_saga_commands"].on_reply(
+        await orders._saga_commands.on_reply(
             b"{}", _Msg({**reply, "saga-id": "no-such-saga"})
         )
         text = _metrics(orders)
@@ -181,13 +180,13 @@ async def test_readiness_warns_when_the_outbox_backlog_grows(unique: str) -> Non
         _settings(saga_reply_topic=names["replies"], outbox_backlog_warn=1), names
     )
     async with running(orders):
-        commands = orders.__dict__["_saga_commands"]
+        commands = orders._saga_commands
         await commands.relay.stop()  # a relay that cannot keep up
         for n in range(3):
             await orders.sagas.start("place-order", {"order_id": f"g{n}"})
         store: Any = orders.sagas.store
         for _ in range(100):
-            if len(store.outbox) >= 3:
+            if len(store.outbox_entries) >= 3:
                 break
             await asyncio.sleep(0.01)
         result = await commands.readiness()
