@@ -39,8 +39,8 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 import nativekit
-from nativekit.messaging.envelope import build_headers
-from nativekit.messaging.kafka import KafkaBroker as NkKafka
+from nativekit.backends.kafka._broker import KafkaBroker as NkKafka
+from nativekit.messaging._wire.envelope import build_headers
 
 N = int(os.environ.get("BENCH_MESSAGES", "50000"))
 ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))

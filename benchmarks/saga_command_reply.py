@@ -192,7 +192,7 @@ async def drive(svc: nativekit.Service, saga: str, total: int, tag: str) -> dict
 
 
 async def create_topics(run: str) -> None:
-    from nativekit.messaging.kafka import KafkaBroker
+    from nativekit.backends.kafka._broker import KafkaBroker
 
     broker = KafkaBroker(settings(run))
     await broker.create_topics(

@@ -4,13 +4,13 @@ Importing nativekit is cheap: Redis, Kafka and OpenTelemetry modules load
 only when a backend or tracing is used.
 """
 
+from nativekit._group import ServiceGroup, combine
+from nativekit._health import CheckResult
+from nativekit._http.routing import Header
+from nativekit._service import Service
 from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
-from nativekit.group import ServiceGroup, combine
-from nativekit.health import CheckResult
-from nativekit.messaging.commands import CommandRejected
-from nativekit.routing import Header
+from nativekit.messaging._commands.handlers import CommandRejected
 from nativekit.saga import Saga, SagaContext
-from nativekit.service import Service
 from nativekit.settings import Settings
 
 __version__ = "0.1.0"

@@ -1,5 +1,5 @@
 """``python -m nativekit``: the ``nativekit`` command."""
 
-from nativekit.cli.main import main
+from nativekit.cli._main import main
 
 raise SystemExit(main())

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from nativekit.health import Health
-from nativekit.lifecycle import Lifecycle
-from nativekit.logging import get_logger
-from nativekit.metrics import Metrics
+from nativekit._health import Health
+from nativekit._lifecycle import Lifecycle
+from nativekit._telemetry.logging import get_logger
+from nativekit._telemetry.metrics import Metrics
 from nativekit.settings import Settings
 
 
@@ -19,7 +19,7 @@ class ServiceContext:
     A capability (messaging, sagas, cache, command handlers) is built with this
     context and its backend factories; it never sees nor writes into the
     ``Service``. It registers its start and stop in a declared
-    :class:`~nativekit.lifecycle.Phase` and its readiness checks in ``health``.
+    :class:`~nativekit._lifecycle.Phase` and its readiness checks in ``health``.
     """
 
     name: str

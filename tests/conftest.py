@@ -79,6 +79,6 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
 def _fresh_logging() -> Iterator[None]:
     """Each test's first service configures logging anew (it is once per process otherwise)."""
     yield
-    from nativekit.logging import reset_logging
+    from nativekit._telemetry.logging import reset_logging
 
     reset_logging()

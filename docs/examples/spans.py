@@ -1,7 +1,7 @@
 """A span of your own inside a request span."""
 
 import nativekit
-from nativekit.tracing import span
+from nativekit._telemetry.tracing import span
 
 svc = nativekit.Service("pricing")
 

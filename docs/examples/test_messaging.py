@@ -1,7 +1,7 @@
 """How to test a consumer: deliver messages to it in process with MessagingHarness."""
 
 from docs.examples.messaging import PaymentReceived, svc
-from nativekit.testing.messaging import MessagingHarness
+from nativekit.testing import MessagingHarness
 
 
 async def test_payment_is_handled_once() -> None:

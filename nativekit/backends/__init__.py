@@ -1,6 +1,8 @@
-"""Connections to infrastructure, built from :class:`~nativekit.settings.Settings`.
+"""Backends: the drivers of each engine, one subpackage per engine.
 
-Only modules under ``nativekit.backends`` (and a component's own backend
-modules) import ``redis`` or ``aiokafka``; driver errors are translated to
-nativekit errors at this boundary.
+``nativekit.backends.redis`` (redis-py) and ``nativekit.backends.kafka`` (aiokafka)
+are the only modules of nativekit that import a driver; they translate driver
+errors into nativekit errors. The memory backends live beside the protocols
+they implement. Which backend a service uses is chosen by URL in one place
+(``nativekit.backends._select``); capabilities only see the protocols.
 """

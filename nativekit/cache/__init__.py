@@ -7,13 +7,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nativekit.cache.backend import CacheBackend, MemoryCache
-from nativekit.cache.cache import Cache
-from nativekit.cache.decorator import CachedFunction, CacheOptions
-from nativekit.cache.near import NearCache
+from nativekit.cache._backend import CacheBackend, MemoryCache
+from nativekit.cache._cache import Cache
+from nativekit.cache._decorator import CachedFunction, CacheOptions
+from nativekit.cache._near import NearCache
 
 if TYPE_CHECKING:
-    from nativekit.cache.redis import RedisCache
+    from nativekit.backends.redis._cache import RedisCache
 
 __all__ = [
     "Cache",
@@ -28,7 +28,7 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     if name == "RedisCache":
-        from nativekit.cache.redis import RedisCache
+        from nativekit.backends.redis._cache import RedisCache
 
         return RedisCache
     raise AttributeError(f"module 'nativekit.cache' has no attribute {name!r}")

@@ -3,3 +3,7 @@
 
 Run it as ``nativekit`` (installed with the package) or ``python -m nativekit``.
 """
+
+from nativekit.cli._main import main
+
+__all__ = ["main"]

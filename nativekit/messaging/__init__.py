@@ -14,21 +14,21 @@ aiokafka or redis; their modules load when a backend is built.
 
 from __future__ import annotations
 
-from nativekit.messaging.broker import Broker, GroupConsumer, Record, Sent, TopicPartition
-from nativekit.messaging.consumer import Consumer
-from nativekit.messaging.dedup import (
+from nativekit.messaging._consume.consumer import Consumer
+from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._dedup import (
     Claim,
     ClaimStatus,
     DedupStore,
     FinalState,
     MemoryDedupStore,
 )
-from nativekit.messaging.envelope import Message
-from nativekit.messaging.errors import CommitFailed, DecodeError, MessagingError, PublishError
-from nativekit.messaging.memory import MemoryBroker
-from nativekit.messaging.pipeline import ConsumerOptions
-from nativekit.messaging.publisher import Published, Publisher
-from nativekit.messaging.runtime import ConsumerKwargs, Messaging
+from nativekit.messaging._errors import CommitFailed, DecodeError, MessagingError, PublishError
+from nativekit.messaging._messaging import ConsumerKwargs, Messaging
+from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, Sent, TopicPartition
+from nativekit.messaging._wire.envelope import Message
+from nativekit.messaging._wire.memory import MemoryBroker
+from nativekit.messaging._wire.publisher import Published, Publisher
 
 __all__ = [
     "Broker",

@@ -6,19 +6,19 @@ Define a saga on a service (``svc.saga(name, input=Model)``) or standalone
 
 from __future__ import annotations
 
-from nativekit.saga.commands import (
+from nativekit.saga._define.command_steps import (
     CommandFailed,
     CommandStep,
     CommandTimeout,
     outbox_publish,
 )
-from nativekit.saga.definition import Saga, SagaContext, Step
-from nativekit.saga.errors import LeaseLost, SagaInputError, SagaNotFound, SagaStateError
-from nativekit.saga.model import Page, SagaRecord, SagaStatus, StepRecord, StepStatus
-from nativekit.saga.policy import Backoff, Policy
-from nativekit.saga.runner import StepTimeout
-from nativekit.saga.runtime import SagaHandle, SagaRuntime
-from nativekit.saga.store import MemorySagaStore, SagaStore
+from nativekit.saga._define.definition import Saga, SagaContext, Step
+from nativekit.saga._define.policy import Backoff, Policy
+from nativekit.saga._errors import LeaseLost, SagaInputError, SagaNotFound, SagaStateError
+from nativekit.saga._run.runner import StepTimeout
+from nativekit.saga._run.runtime import SagaHandle, SagaRuntime
+from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, StepRecord, StepStatus
+from nativekit.saga._store.store import MemorySagaStore, SagaStore
 
 __all__ = [
     "Backoff",

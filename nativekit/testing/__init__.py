@@ -1,7 +1,11 @@
 """Test seam: what nativekit's own tests use, for your tests.
 
 ``serve(app)`` runs an ASGI app's lifespan (startup, then shutdown) around an
-``httpx.AsyncClient`` talking to it in-process. Requires ``httpx``.
+``httpx.AsyncClient`` talking to it in-process (requires ``httpx``);
+``MessagingHarness`` delivers messages to consumers; ``run_saga`` and
+``crash_matrix`` run sagas and inject crashes at step boundaries;
+``CommandNetwork`` plays the relay, broker and participants of command steps.
+``python -m nativekit.testing.servers -- CMD`` runs CMD with Redis and Kafka.
 """
 
 from __future__ import annotations
@@ -13,10 +17,39 @@ from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message
 
+from nativekit.backends._select import shared_memory_broker
+from nativekit.messaging import MemoryBroker
+from nativekit.testing._command_network import CommandNetwork, Participant
+from nativekit.testing._messaging import Delivery, MessagingHarness
+from nativekit.testing._sagas import (
+    CrashCase,
+    CrashMatrixReport,
+    InjectedFailure,
+    ManualClock,
+    crash_matrix,
+    run_saga,
+)
+
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["LifespanError", "capture_logs", "lifespan", "serve"]
+__all__ = [
+    "capture_logs",
+    "CommandNetwork",
+    "CrashCase",
+    "crash_matrix",
+    "CrashMatrixReport",
+    "Delivery",
+    "InjectedFailure",
+    "lifespan",
+    "LifespanError",
+    "ManualClock",
+    "memory_broker",
+    "MessagingHarness",
+    "Participant",
+    "run_saga",
+    "serve",
+]
 
 
 class LifespanError(RuntimeError):
@@ -82,7 +115,7 @@ def capture_logs() -> Iterator[list[dict[str, Any]]]:
 
     nativekit's logging must be configured (it is once a Service's app is built).
     """
-    from nativekit.logging import captures
+    from nativekit._telemetry.logging import captures
 
     sink: list[dict[str, Any]] = []
     captures.append(sink)
@@ -90,3 +123,9 @@ def capture_logs() -> Iterator[list[dict[str, Any]]]:
         yield sink
     finally:
         captures.remove(sink)
+
+
+def memory_broker() -> MemoryBroker:
+    """The process-wide broker of services on ``NATIVEKIT_KAFKA_URL=memory://``: read
+    what they published (``records(topic)``), e.g. dead letters."""
+    return shared_memory_broker()

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from nativekit.cache import Cache
-from nativekit.cache.keys import escape
+from nativekit.cache._keys import escape
 from nativekit.errors import ConfigError
 
 

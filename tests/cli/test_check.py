@@ -8,8 +8,8 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from nativekit import Settings
-from nativekit.cli.checks import Probes, retention_finding, settings_findings, version_finding
-from nativekit.cli.output import duration, parse_duration
+from nativekit.cli._checks import Probes, retention_finding, settings_findings, version_finding
+from nativekit.cli._output import duration, parse_duration
 from tests.cli.conftest import Cli
 
 WEEK = 7 * 86400

@@ -11,8 +11,8 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 from nativekit import Service
-from nativekit.messaging.kafka import KafkaBroker
-from nativekit.messaging.kafka_admin import KafkaAdmin
+from nativekit.backends.kafka._admin import KafkaAdmin
+from nativekit.backends.kafka._broker import KafkaBroker
 from nativekit.testing import serve
 from tests.cli.conftest import Cli
 from tests.messaging.conftest import eventually, kafka_settings

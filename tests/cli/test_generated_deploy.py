@@ -1,7 +1,7 @@
 """The generated Dockerfile, compose file and Kubernetes manifests agree with nativekit's code.
 
 Like tests/shop/test_deploy.py for the shop: probe paths come from
-``nativekit.health``, setting names and values are checked against
+``nativekit._health``, setting names and values are checked against
 ``nativekit.Settings``, and the drain timing against its shutdown settings.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 import yaml
 
-from nativekit.cli.main import main
-from nativekit.health import PROBE_PATHS
+from nativekit._health import PROBE_PATHS
+from nativekit.cli._main import main
 from nativekit.settings import ENV_PREFIX, Settings
 
 NAME, PACKAGE, PORT = "order-service", "order_service", 8000

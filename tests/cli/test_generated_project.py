@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import nativekit
-from nativekit.cli.main import main
-from nativekit.cli.scaffold import template_versions
+from nativekit.cli._main import main
+from nativekit.cli._scaffold import template_versions
 
 pytestmark = pytest.mark.slow
 NAME = "probe-svc"

@@ -12,9 +12,9 @@ from click.testing import CliRunner
 
 import nativekit
 from nativekit import Service, Settings
-from nativekit.cli.main import cli, main
-from nativekit.cli.scaffold import TEMPLATES, ScaffoldError, project_for, template_versions
-from nativekit.cli.template_repo import TEMPLATE_REPO
+from nativekit.cli._main import cli, main
+from nativekit.cli._scaffold import TEMPLATES, ScaffoldError, project_for, template_versions
+from nativekit.cli._template_repo import TEMPLATE_REPO
 from nativekit.settings import ENV_PREFIX
 
 # Every file of a project made with all parts (`order-service`).

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import pytest
 
-from nativekit.cli.main import cli, main
+from nativekit.cli._main import cli, main
 
 PAGE = (Path(__file__).parents[2] / "docs" / "cli.md").read_text()
 GROUPS = ("sagas", "dlq")

@@ -12,8 +12,8 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 import nativekit
+from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import Backoff, SagaContext, SagaStatus, StepStatus
-from nativekit.saga.redis_store import RedisSagaStore
 from nativekit.testing import serve
 from tests.cli.conftest import Cli
 

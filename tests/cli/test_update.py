@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nativekit.cli import scaffold
-from nativekit.cli.main import main
-from nativekit.cli.template_repo import TEMPLATE_REPO, build_template_repo
+from nativekit.cli import _scaffold as scaffold
+from nativekit.cli._main import main
+from nativekit.cli._template_repo import TEMPLATE_REPO, build_template_repo
 
 pytestmark = pytest.mark.slow  # git and copier subprocesses, ~1 s a test
 NEWEST = scaffold.template_versions()[-1]

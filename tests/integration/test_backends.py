@@ -264,7 +264,7 @@ async def test_a_producer_start_cancelled_while_connecting_leaves_nothing_runnin
 ) -> None:
     """Cancelling the first publish while the producer connects stops that producer
     (no background task of it keeps running); the next publish connects afresh."""
-    from nativekit.messaging.kafka import KafkaBroker
+    from nativekit.backends.kafka._broker import KafkaBroker
 
     host, _, port = kafka_url.removeprefix("kafka://").partition(":")
     async with HoldingProxy((host, int(port))) as proxy:
@@ -339,7 +339,7 @@ async def test_a_broker_closed_while_its_producer_connects_leaves_no_producer_ru
 ) -> None:
     """Closing the broker (service shutdown) while a first publish is still connecting
     the producer: that publish fails once connected, and no producer keeps running."""
-    from nativekit.messaging.kafka import KafkaBroker
+    from nativekit.backends.kafka._broker import KafkaBroker
 
     host, _, port = kafka_url.removeprefix("kafka://").partition(":")
     async with DelayingProxy((host, int(port))) as proxy:

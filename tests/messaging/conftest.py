@@ -39,7 +39,7 @@ async def eventually(
 
 async def new_topic(kafka_url: str, name: str, partitions: int) -> str:
     """Create ``name`` on the real broker with ``partitions`` partitions; returns the name."""
-    from nativekit.messaging.kafka import KafkaBroker
+    from nativekit.backends.kafka._broker import KafkaBroker
 
     broker = KafkaBroker(kafka_settings(kafka_url))
     try:
@@ -53,7 +53,7 @@ async def new_topic(kafka_url: str, name: str, partitions: int) -> str:
 async def group_member(kafka_url: str, topic: str, group: str) -> AsyncIterator[GroupConsumer]:
     """A started member of ``group`` reading ``topic`` on the real broker (no rebalance
     callbacks), stopped on exit."""
-    from nativekit.messaging.kafka import KafkaBroker
+    from nativekit.backends.kafka._broker import KafkaBroker
 
     async def nothing(tps: object) -> None:
         return None

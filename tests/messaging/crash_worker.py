@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 import nativekit
-from nativekit.messaging.kafka import KafkaGroupConsumer
+from nativekit.backends.kafka._broker import KafkaGroupConsumer
 
 
 class Order(BaseModel):

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from nativekit.messaging.broker import Broker, GroupConsumer, Record, TopicPartition
-from nativekit.messaging.kafka import KafkaBroker
-from nativekit.messaging.memory import MemoryBroker, partition_for
+from nativekit.backends.kafka._broker import KafkaBroker
+from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, TopicPartition
+from nativekit.messaging._wire.memory import MemoryBroker, partition_for
 from tests.messaging.conftest import eventually, kafka_settings
 
 

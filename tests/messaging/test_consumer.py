@@ -11,10 +11,9 @@ from pydantic import BaseModel
 
 from nativekit import ConfigError, Service, Settings
 from nativekit.messaging import MemoryDedupStore, Message
-from nativekit.messaging.dedup import ClaimStatus
-from nativekit.messaging.memory import MemoryBroker
-from nativekit.testing import serve
-from nativekit.testing.messaging import MessagingHarness
+from nativekit.messaging._dedup import ClaimStatus
+from nativekit.messaging._wire.memory import MemoryBroker
+from nativekit.testing import MessagingHarness, serve
 from tests.messaging.conftest import eventually
 
 

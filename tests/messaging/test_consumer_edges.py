@@ -10,13 +10,12 @@ import pytest
 from pydantic import BaseModel
 
 from nativekit import Service, Settings
+from nativekit.backends.kafka._broker import KafkaBroker
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging import MemoryBroker, MemoryDedupStore
-from nativekit.messaging.dedup import Claim, ClaimStatus
-from nativekit.messaging.kafka import KafkaBroker
-from nativekit.messaging.memory import MemoryGroupConsumer
-from nativekit.testing import serve
-from nativekit.testing.messaging import MessagingHarness
+from nativekit.messaging._dedup import Claim, ClaimStatus
+from nativekit.messaging._wire.memory import MemoryGroupConsumer
+from nativekit.testing import MessagingHarness, serve
 from tests.messaging.conftest import eventually
 
 

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from pydantic import BaseModel
 
 from nativekit import Service
-from nativekit.messaging.redis_dedup import RedisDedupStore
+from nativekit.backends.redis._dedup import RedisDedupStore
 from tests.messaging.conftest import kafka_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis, pytest.mark.slow]

@@ -11,9 +11,9 @@ import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
+from nativekit.backends.redis._dedup import RedisDedupStore
 from nativekit.errors import BackendUnavailable, ConfigError
-from nativekit.messaging.dedup import ClaimStatus, DedupStore, FinalState, MemoryDedupStore
-from nativekit.messaging.redis_dedup import RedisDedupStore
+from nativekit.messaging._dedup import ClaimStatus, DedupStore, FinalState, MemoryDedupStore
 
 
 class DedupStoreContract:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
-from nativekit.testing.messaging import MessagingHarness
+from nativekit.testing import MessagingHarness
 from tests.messaging.conftest import eventually
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "docs" / "examples" / "messaging.py"

@@ -7,9 +7,8 @@ from pydantic import BaseModel
 
 from nativekit import ConfigError, Service, Settings
 from nativekit.messaging import Message, TopicPartition
-from nativekit.messaging.memory import MemoryBroker
-from nativekit.testing import serve
-from nativekit.testing.messaging import MessagingHarness
+from nativekit.messaging._wire.memory import MemoryBroker
+from nativekit.testing import MessagingHarness, serve
 from tests.messaging.conftest import eventually, group_member, kafka_settings, new_topic
 
 

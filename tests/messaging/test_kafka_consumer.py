@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel
 
 from nativekit import Service
+from nativekit.backends.kafka._broker import KafkaBroker
 from nativekit.messaging import Message, Record
-from nativekit.messaging.kafka import KafkaBroker
 from nativekit.testing import serve
 from tests.messaging.conftest import eventually, group_member, kafka_settings, new_topic
 

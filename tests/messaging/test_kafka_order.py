@@ -10,8 +10,8 @@ import pytest
 from pydantic import BaseModel
 
 from nativekit import Service
+from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer
 from nativekit.messaging import Message, TopicPartition
-from nativekit.messaging.kafka import KafkaBroker, KafkaGroupConsumer
 from tests.messaging.conftest import eventually, kafka_settings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.redis]

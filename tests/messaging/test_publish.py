@@ -12,9 +12,9 @@ from pydantic import BaseModel
 
 import nativekit
 from nativekit import Service, Settings
+from nativekit.backends.kafka._broker import KafkaBroker
 from nativekit.messaging import Message
-from nativekit.messaging.kafka import KafkaBroker
-from nativekit.testing.messaging import MessagingHarness
+from nativekit.testing import MessagingHarness
 from tests.messaging.conftest import kafka_settings
 
 
@@ -72,7 +72,7 @@ async def test_consume_span_continues_the_producer_trace(spans: InMemorySpanExpo
 
 def nativekit_span(name: str) -> object:
     """A child span via nativekit's helper."""
-    from nativekit.tracing import span
+    from nativekit._telemetry.tracing import span
 
     return span(name)
 

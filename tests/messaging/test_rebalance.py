@@ -12,10 +12,10 @@ import pytest
 from pydantic import BaseModel
 
 from nativekit import Service, Settings
+from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer
 from nativekit.messaging import MemoryBroker, MemoryDedupStore, Message
-from nativekit.messaging.broker import TopicPartition
-from nativekit.messaging.kafka import KafkaBroker, KafkaGroupConsumer
-from nativekit.messaging.memory import MemoryGroupConsumer
+from nativekit.messaging._wire.broker import TopicPartition
+from nativekit.messaging._wire.memory import MemoryGroupConsumer
 from tests.messaging.conftest import eventually, kafka_settings
 
 N = 240

@@ -7,7 +7,7 @@ import asyncio
 from pydantic import BaseModel
 
 import nativekit
-from nativekit.testing.messaging import MessagingHarness
+from nativekit.testing import MessagingHarness
 
 
 class Ping(BaseModel):

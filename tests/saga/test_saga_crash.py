@@ -15,8 +15,8 @@ import redis.asyncio as aioredis
 from ledger_saga import STEPS, Job, Ledger, build_saga, fail_at
 
 import nativekit
+from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import SagaRecord, SagaStatus
-from nativekit.saga.redis_store import RedisSagaStore
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 

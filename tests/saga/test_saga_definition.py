@@ -8,7 +8,7 @@ from pydantic import BaseModel
 import nativekit
 from nativekit import ConfigError
 from nativekit.saga import Backoff, Policy, Saga, SagaContext, SagaInputError, SagaStatus, Step
-from nativekit.testing.sagas import run_saga
+from nativekit.testing import run_saga
 
 
 class Order(BaseModel):
@@ -126,7 +126,7 @@ def test_policy_backoff_grows_and_is_capped() -> None:
 
 
 async def test_run_saga_runs_on_memory_backends() -> None:
-    """nativekit.testing.sagas.run_saga runs a saga to its end without Redis."""
+    """nativekit.testing._sagas.run_saga runs a saga to its end without Redis."""
     saga: Saga[Order] = Saga("memory-only", input=Order)
 
     @saga.step()

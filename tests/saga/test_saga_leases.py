@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from nativekit.saga import MemorySagaStore, Saga, SagaContext, SagaRuntime, SagaStatus
-from nativekit.saga.errors import SagaStateError
-from nativekit.saga.model import SagaRecord
+from nativekit.saga._errors import SagaStateError
+from nativekit.saga._store.model import SagaRecord
 
 
 def blocking_saga(entered: asyncio.Event, release: asyncio.Event) -> Saga[dict[str, int]]:

@@ -1,4 +1,4 @@
-"""The crash matrix of nativekit.testing.sagas, pointed at a saga as a user would."""
+"""The crash matrix of nativekit.testing._sagas, pointed at a saga as a user would."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 from pydantic import BaseModel
 
 from nativekit.saga import Saga, SagaContext, SagaStatus
-from nativekit.testing.sagas import crash_matrix
+from nativekit.testing import crash_matrix
 
 
 class Order(BaseModel):

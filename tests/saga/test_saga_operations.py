@@ -12,7 +12,7 @@ from saga_support import FAST
 import nativekit
 from nativekit import ConfigError
 from nativekit.saga import Saga, SagaContext, SagaStatus, StepStatus
-from nativekit.saga.model import SagaRecord
+from nativekit.saga._store.model import SagaRecord
 from nativekit.testing import serve
 
 pytestmark = pytest.mark.redis

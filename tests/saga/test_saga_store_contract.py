@@ -10,11 +10,11 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import LeaseLost, MemorySagaStore, SagaNotFound, SagaRecord, SagaStatus
-from nativekit.saga.model import Transition
-from nativekit.saga.redis_store import RedisSagaStore
-from nativekit.saga.store import SagaStore
-from nativekit.testing.sagas import ManualClock
+from nativekit.saga._store.model import Transition
+from nativekit.saga._store.store import SagaStore
+from nativekit.testing import ManualClock
 
 SHORT = 0.05  # seconds: a lease that expires during the test
 

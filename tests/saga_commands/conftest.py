@@ -16,8 +16,8 @@ import pytest
 import redis.asyncio as aioredis
 
 import nativekit
-from nativekit.saga.model import SagaRecord
-from nativekit.saga.redis_store import RedisSagaStore
+from nativekit.backends.redis._saga_store import RedisSagaStore
+from nativekit.saga._store.model import SagaRecord
 from tests.saga_commands.shop import topics
 
 PROC = Path(__file__).with_name("proc.py")
@@ -117,7 +117,7 @@ async def world(kafka_url: str, redis_url: str, unique: str) -> AsyncIterator[Wo
     """Topics created up front; processes killed and Redis keys removed afterwards."""
     client = aioredis.Redis.from_url(redis_url)
     w = World(kafka_url, redis_url, unique, client)
-    from nativekit.messaging.kafka import KafkaBroker
+    from nativekit.backends.kafka._broker import KafkaBroker
 
     broker = KafkaBroker(nativekit.Settings(kafka_url=kafka_url, kafka_idempotent_producer=False))
     await broker.create_topics({name: 4 for name in w.names.values()})
@@ -147,6 +147,6 @@ def kill(process: subprocess.Popen[bytes]) -> None:
 def _fresh_logging() -> Iterator[None]:
     """Logging is configured once per process by the first service: forget ours afterwards."""
     yield
-    from nativekit.logging import reset_logging
+    from nativekit._telemetry.logging import reset_logging
 
     reset_logging()

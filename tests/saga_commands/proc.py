@@ -23,7 +23,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import nativekit
-from nativekit.saga.outbox import OutboxRelay
+from nativekit.saga._store.outbox import OutboxRelay
 from tests.saga_commands.shop import (
     inventory_service,
     orders_service,

@@ -75,7 +75,7 @@ async def test_happy_failure_and_timeout_paths(world: World) -> None:
 
 def _lane_queue(saga_id: str, width: int = 16) -> int:
     """The queue of the participant's lane a saga's commands go to (keyed by saga id;
-    ``nativekit.messaging.lanes.Lane``, command handlers' default concurrency 16)."""
+    ``nativekit.messaging._consume.lanes.Lane``, command handlers' default concurrency 16)."""
     return zlib.crc32(saga_id.encode()) % width
 
 

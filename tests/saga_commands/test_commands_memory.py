@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 import nativekit
-from nativekit._backends import shared_memory_broker
 from nativekit.saga import SagaStatus
+from nativekit.testing import memory_broker
 
 from .shop import (
     CardCharged,
@@ -70,8 +70,8 @@ async def test_happy_path_completes_with_replies_as_results(names: dict[str, str
     assert ledger == {"o1:reserve": 1, "o1:charge": 1}
     assert record.wait is None
     events = (
-        [r for r in shared_memory_broker().records(names["events"])]
-        if hasattr(shared_memory_broker(), "records")
+        [r for r in memory_broker().records(names["events"])]
+        if hasattr(memory_broker(), "records")
         else None
     )
     del events
@@ -131,7 +131,7 @@ async def test_a_handler_that_keeps_failing_is_dead_lettered_with_a_failure_repl
     assert record.status is SagaStatus.COMPENSATED
     assert "RuntimeError: gateway exploded" in (record.steps["charge_card"].error or "")
     assert calls == ["d1", "d1"]  # first attempt and one retry
-    dead = shared_memory_broker().records(f"{names['payments']}.dlq")
+    dead = memory_broker().records(f"{names['payments']}.dlq")
     assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"RuntimeError"]
     assert ledger == {"d1:reserve": 1, "d1:release": 1}
 
@@ -152,7 +152,7 @@ async def test_an_unknown_command_type_gets_a_failure_reply_at_once(
         record = await (await orders.sagas.start("place-order", {"order_id": "u1"})).wait(10)
     assert record.status is SagaStatus.COMPENSATED
     assert "no handler for command type 'ChargeCard'" in (record.steps["charge_card"].error or "")
-    dead = shared_memory_broker().records(f"{names['payments']}.dlq")
+    dead = memory_broker().records(f"{names['payments']}.dlq")
     assert [dict(r.headers)["dlq-error-type"] for r in dead] == [b"UndeliverableCommand"]
 
 
@@ -162,7 +162,7 @@ async def test_a_reply_consumer_failing_to_start_stops_the_outbox_relay(
     """When the reply consumer cannot join its group at startup, the outbox relay that
     already started is stopped with the failed startup instead of left relaying."""
     from nativekit.errors import BackendUnavailable
-    from nativekit.messaging.memory import MemoryGroupConsumer
+    from nativekit.messaging._wire.memory import MemoryGroupConsumer
 
     join = MemoryGroupConsumer.start
 
@@ -220,7 +220,7 @@ async def test_a_command_handler_slower_than_the_lease_is_not_run_again_by_a_cop
     idempotency key, as a retried saga step sends) waits and gets the stored reply
     instead of running the handler a second time once the first lease ran out."""
     from nativekit.messaging import MemoryBroker
-    from nativekit.messaging.commands import IDEMPOTENCY_KEY
+    from nativekit.messaging._commands.handlers import IDEMPOTENCY_KEY
     from tests.messaging.conftest import eventually
 
     payments = nativekit.Service("payments", settings=_settings(dedup_lease=0.3))

@@ -7,7 +7,7 @@ from pydantic import BaseModel
 
 from nativekit import CommandRejected, Saga, SagaContext
 from nativekit.saga import SagaStatus
-from nativekit.testing.sagas import crash_matrix, run_saga
+from nativekit.testing import crash_matrix, run_saga
 
 
 class Order(BaseModel):

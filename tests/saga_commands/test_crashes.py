@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from nativekit.saga.model import SagaRecord
+from nativekit.saga._store.model import SagaRecord
 
 from .conftest import World, kill
 from .test_across_services import participants

@@ -19,9 +19,9 @@ async def test_docs_example_reserves_one_order_and_rejects_the_other() -> None:
     assert await module.main() == (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
     assert module.stock == {"mug": 1}
     assert module.reservations == {"1": 2}
-    from nativekit._backends import shared_memory_broker
+    from nativekit.testing import memory_broker
 
-    events = shared_memory_broker().records("orders.events")
+    events = memory_broker().records("orders.events")
     assert [r.value for r in events if b'"order_id":"1"' in (r.value or b"")] == [
         b'{"order_id":"1","reservation_id":"r-1"}'
     ]

@@ -11,11 +11,11 @@ import redis.asyncio as aioredis
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import nativekit
-from nativekit.saga.model import SagaRecord, SagaStatus, Transition
-from nativekit.saga.outbox import MemoryOutbox, OutboxEntry, OutboxRelay
-from nativekit.saga.redis_store import RedisSagaStore
-from nativekit.saga.replies import apply_reply
-from nativekit.saga.store import MemorySagaStore
+from nativekit.backends.redis._saga_store import RedisSagaStore
+from nativekit.saga._commands.replies import apply_reply
+from nativekit.saga._store.model import SagaRecord, SagaStatus, Transition
+from nativekit.saga._store.outbox import MemoryOutbox, OutboxEntry, OutboxRelay
+from nativekit.saga._store.store import MemorySagaStore
 
 from .shop import OrderConfirmed, inventory_service, memory_ledger, orders_service, payments_service
 from .test_commands_memory import _settings, running

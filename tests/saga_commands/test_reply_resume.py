@@ -7,11 +7,11 @@ import asyncio
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
+from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import Saga, SagaContext, SagaStatus
-from nativekit.saga.commands import CommandDriver, Waiting
-from nativekit.saga.redis_store import RedisSagaStore
-from nativekit.saga.replies import apply_reply
-from nativekit.saga.runtime import SagaRuntime
+from nativekit.saga._commands.replies import apply_reply
+from nativekit.saga._define.command_steps import CommandDriver, Waiting
+from nativekit.saga._run.runtime import SagaRuntime
 
 
 class Reserve(BaseModel):

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from nativekit.messaging.redis_reply_store import RedisReplyStore
-from nativekit.messaging.reply_store import MemoryReplyStore, StoredReply
+from nativekit.backends.redis._reply_store import RedisReplyStore
+from nativekit.messaging._commands.reply_store import MemoryReplyStore, StoredReply
 
 REPLY = StoredReply(True, "StockReserved", b'{"reservation_id":"r-1"}', None)
 

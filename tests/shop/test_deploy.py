@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
-from nativekit.health import PROBE_PATHS
+from nativekit._health import PROBE_PATHS
 from nativekit.settings import ENV_PREFIX, Settings
 
 DEPLOY = Path(__file__).parents[2] / "examples" / "shop" / "deploy"

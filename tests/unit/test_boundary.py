@@ -12,8 +12,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, StreamingResponse
 from starlette.routing import Match, Route
 
-from nativekit import HTTPError, Service, Settings, boundary
-from nativekit.routing import FastRoute
+from nativekit import HTTPError, Service, Settings
+from nativekit._http import boundary
+from nativekit._http.routing import FastRoute
 from nativekit.testing import lifespan
 
 Reply = tuple[int | None, list[tuple[bytes, bytes]], bytes]

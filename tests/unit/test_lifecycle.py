@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from nativekit.lifecycle import cancel_and_wait
+from nativekit._lifecycle import cancel_and_wait
 
 
 async def forever() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import structlog
 from structlog.processors import JSONRenderer, TimeStamper
 
-from nativekit import logging as nklogging
+from nativekit._telemetry import logging as nklogging
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?Z$")
 

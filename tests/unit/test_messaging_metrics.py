@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
-from nativekit.messaging.metrics import MessagingMetrics
-from nativekit.metrics import LATENCY_BUCKETS
+from nativekit._telemetry.metrics import LATENCY_BUCKETS
+from nativekit.messaging._consume.metrics import MessagingMetrics
 
 
 def samples(metrics: MessagingMetrics) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

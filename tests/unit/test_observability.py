@@ -10,9 +10,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from nativekit import ConfigError, Service, Settings
-from nativekit.logging import configure_logging
+from nativekit._telemetry.logging import configure_logging
+from nativekit._telemetry.tracing import _exporter, configure_tracing, span
 from nativekit.testing import capture_logs, serve
-from nativekit.tracing import _exporter, configure_tracing, span
 
 
 def make_service() -> Service:

@@ -1,0 +1,209 @@
+"""One ASGI middleware for request telemetry: metrics, a server span, the access log.
+
+Doing the three in one pass keeps the per-request cost low (the stock OTel
+middleware alone costs about two thirds of a bare Starlette's throughput). It
+sits outside Starlette's error middleware, so an unhandled exception is logged
+here exactly once, with the trace id, and never reaches the server's logger.
+"""
+
+from __future__ import annotations
+
+import time
+from random import getrandbits
+from typing import TYPE_CHECKING, Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from nativekit._health import PROBE_PATHS
+from nativekit._telemetry.logging import get_logger, log_context
+from nativekit._telemetry.metrics import UNMATCHED_ROUTE, Metrics
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+_REQUEST_ID = b"x-request-id"
+_TRACEPARENT = b"traceparent"
+
+
+def route_template(scope: Scope, root_path: str) -> str | None:
+    """The template of the route that matched, including any mount prefix."""
+    route = scope.get("route")
+    if route is None:
+        return None
+    path: str = getattr(route, "path", "")
+    prefix = scope.get("root_path", "")[len(root_path) :]
+    return prefix + path if prefix else path
+
+
+class TelemetryMiddleware:
+    """Metrics, tracing and access logging for HTTP requests."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        service: str,
+        metrics: Metrics | None,
+        tracer: Tracer | None,
+        access_log: bool,
+        skip_paths: frozenset[str] = PROBE_PATHS,
+    ) -> None:
+        self.app = app
+        self.service = service
+        self.metrics = metrics
+        self.tracer = tracer
+        self.access_log = access_log
+        self.skip_paths = skip_paths
+        self.log = get_logger(component="http")
+        self._bound_log: Any = None  # self.log resolved at the first request, after configuration
+        if tracer is not None:
+            from opentelemetry import context, propagate, trace
+
+            self._context = context
+            self._propagate = propagate
+            self._trace = trace
+            self._server_kind = trace.SpanKind.SERVER
+            self._error_status = trace.Status(trace.StatusCode.ERROR)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["path"] in self.skip_paths:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id, traceparent = _read_headers(scope["headers"])
+        if request_id is None:
+            request_id = _new_request_id()
+        log_token = log_context.set({"request_id": request_id, "service": self.service})
+        span = otel_token = None
+        if self.tracer is not None:
+            span, otel_token = self._start_span(scope, traceparent)
+        metrics = self.metrics
+        if metrics is not None:
+            metrics.in_flight.inc()
+        status = 500
+        response_started = False
+        request_id_header = (_REQUEST_ID, request_id.encode("latin-1"))
+
+        async def send_with_status(message: Message) -> None:
+            nonlocal status, response_started
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                response_started = True
+                message["headers"] = [*message.get("headers", ()), request_id_header]
+            await send(message)
+
+        root_path = scope.get("root_path", "")
+        error: BaseException | None = None
+        try:
+            await self.app(scope, receive, send_with_status)
+        except Exception as exc:  # logged here once; the response is already sent
+            error = exc
+            status = 500
+            if not response_started:
+                await _send_500(send)
+        finally:
+            method: str = scope["method"]
+            template = route_template(scope, root_path)
+            duration = time.perf_counter() - started
+            if metrics is not None:
+                metrics.in_flight.dec()
+                metrics.observe_request(method, template or UNMATCHED_ROUTE, status, duration)
+            if error is not None:
+                self.log.error(
+                    "http.request.failed",
+                    method=method,
+                    route=template,
+                    path=scope["path"],
+                    exc_info=error,
+                )
+            if self.access_log:
+                log = self._bound_log
+                if log is None:
+                    # the lazy proxy re-binds on every call; bind once, when first needed
+                    log = self._bound_log = self.log.bind()
+                log.info(
+                    "http.request",
+                    method=method,
+                    route=template or UNMATCHED_ROUTE,
+                    path=scope["path"],
+                    status=status,
+                    duration_ms=round(duration * 1000, 3),
+                )
+            if span is not None:
+                self._end_span(span, otel_token, method, template, status, error)
+            log_context.reset(log_token)
+
+    def _start_span(self, scope: Scope, traceparent: str | None) -> tuple[Any, Any]:
+        parent = (
+            self._propagate.extract({"traceparent": traceparent})
+            if traceparent is not None
+            else None
+        )
+        tracer: Tracer = self.tracer  # type: ignore[assignment]  # only called with a tracer
+        span = tracer.start_span(
+            scope["method"],
+            context=parent,
+            kind=self._server_kind,
+            attributes={
+                "http.request.method": scope["method"],
+                "url.path": scope["path"],
+                "url.scheme": scope.get("scheme", "http"),
+            },
+        )
+        token = self._context.attach(self._trace.set_span_in_context(span))
+        return span, token
+
+    def _end_span(
+        self,
+        span: Any,
+        token: Any,
+        method: str,
+        template: str | None,
+        status: int,
+        error: BaseException | None,
+    ) -> None:
+        if template is not None:
+            span.update_name(f"{method} {template}")
+            # one call, one lock: the SDK locks the span once per set_attribute(s)
+            span.set_attributes({"http.route": template, "http.response.status_code": status})
+        else:
+            span.set_attribute("http.response.status_code", status)
+        if error is not None:
+            span.record_exception(error)
+        if status >= 500:
+            span.set_status(self._error_status)
+        span.end()
+        self._context.detach(token)
+
+
+def _read_headers(headers: list[tuple[bytes, bytes]]) -> tuple[str | None, str | None]:
+    request_id = traceparent = None
+    for key, value in headers:
+        if key == _REQUEST_ID:
+            request_id = value.decode("latin-1")[:128]
+        elif key == _TRACEPARENT:
+            traceparent = value.decode("latin-1")
+    return request_id, traceparent
+
+
+def _new_request_id() -> str:
+    """16 hex digits; ``random`` is reseeded in forked workers, so ids stay unique."""
+    return f"{getrandbits(64):016x}"
+
+
+async def _send_500(send: Send) -> None:
+    body = (
+        b'{"type":"about:blank","title":"Internal Server Error","status":500,'
+        b'"detail":"The server could not complete the request; it has been logged."}'
+    )
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 500,
+            "headers": [
+                (b"content-type", b"application/problem+json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,397 @@
+"""The Service: settings, routes, components and probes wired into one ASGI app."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
+
+from nativekit import _gc as garbage
+from nativekit._context import ServiceContext
+from nativekit._health import CheckFunc, Health, ProbeEndpoints
+from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
+from nativekit._http.routing import Handler, TypedRoute
+from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
+from nativekit._telemetry.logging import configure_logging, get_logger
+from nativekit._telemetry.metrics import Metrics
+from nativekit.backends._select import Backends
+from nativekit.errors import ConfigError
+from nativekit.messaging._commands.handlers import CommandHandlers
+from nativekit.messaging._messaging import Messaging
+from nativekit.saga._define.definition import Saga
+from nativekit.saga._run.capability import build_sagas
+from nativekit.settings import Settings
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
+
+    import redis.asyncio as aioredis
+    from pydantic import BaseModel
+
+    from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
+    from nativekit.messaging import Published
+    from nativekit.messaging._messaging import ConsumerKwargs
+    from nativekit.saga import SagaRuntime
+
+F = TypeVar("F", bound=Handler)
+#: What a service name may look like (also the rule of `nativekit new`).
+SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
+P = ParamSpec("P")  # -- cache --
+R = TypeVar("R")  # -- cache --
+
+
+class Service:
+    """A nativekit service: decorate handlers on it, serve ``service.app`` with uvicorn.
+
+    Args:
+        name: service name used in logs, metrics (``service`` label) and traces
+            (lowercase letters, digits, ``.``, ``_`` and ``-``).
+        settings: settings to use; read from ``NATIVEKIT_*`` variables when omitted.
+    """
+
+    def __init__(self, name: str, *, settings: Settings | None = None) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.name = self.settings.service_name or name
+        if not SERVICE_NAME.match(self.name):
+            raise ConfigError(
+                f"Service name {self.name!r} is not valid; use 1-64 lowercase letters, digits, "
+                "'.', '_' or '-', starting and ending with a letter or digit "
+                "(e.g. 'order-service')."
+            )
+        self.routes: list[BaseRoute] = []
+        self.health = Health(
+            self.name,
+            timeout=self.settings.health_timeout,
+            cache_ttl=self.settings.health_cache_ttl,
+        )
+        self.metrics = Metrics(self.name)
+        self.lifecycle = Lifecycle(self.name)
+        self.log = get_logger(service=self.name)
+        self.context = ServiceContext(
+            self.name, self.settings, self.metrics, self.health, self.lifecycle
+        )
+        self.backends = Backends(self.name, self.settings)
+        # Capabilities, in their start phases: backends, then (after the application's own
+        # hooks) consumers, saga recovery, the outbox relay; stopped in reverse.
+        self.lifecycle.add("backends", stop=self.backends.aclose, phase=Phase.BACKENDS)
+        self.lifecycle.add(
+            "cache", start=self._start_cache, stop=self._stop_cache, phase=Phase.BACKENDS
+        )
+        #: Broker, publisher and consumers of this service.
+        self.messaging = Messaging(
+            self.context, broker=self.backends.broker, dedup_store=self.backends.dedup_store
+        )
+        self.lifecycle.add_component("messaging", self.messaging, phase=Phase.CONSUMERS)
+        self._commands = CommandHandlers(
+            self.context, self.messaging, store=self.backends.reply_store
+        )
+        #: The saga runtime: start, wait for, list and operate saga instances.
+        self.sagas: SagaRuntime
+        self.sagas, self._saga_commands = build_sagas(
+            self.context, self.backends.saga_store, self.messaging
+        )
+        self._cache: Cache | None = None
+        self._app: Starlette | None = None
+        self._checks_added = False
+        self._restore_sigterm: Callable[[], None] | None = None
+        self._gc_raised = False
+
+    # -- routes -------------------------------------------------------------------
+
+    def route(
+        self, path: str, *, methods: list[str], status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a typed handler for ``path`` and ``methods``; returns it unchanged."""
+        if not path.startswith("/"):
+            raise ConfigError(f"Route path {path!r} must start with '/'.")
+
+        def decorator(func: F) -> F:
+            self._add(TypedRoute(path, func, methods=methods, status_code=status_code, name=name))
+            return func
+
+        return decorator
+
+    def get(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a GET handler (HEAD is answered too)."""
+        return self.route(path, methods=["GET"], status_code=status_code, name=name)
+
+    def post(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a POST handler."""
+        return self.route(path, methods=["POST"], status_code=status_code, name=name)
+
+    def put(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a PUT handler."""
+        return self.route(path, methods=["PUT"], status_code=status_code, name=name)
+
+    def patch(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a PATCH handler."""
+        return self.route(path, methods=["PATCH"], status_code=status_code, name=name)
+
+    def delete(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a DELETE handler."""
+        return self.route(path, methods=["DELETE"], status_code=status_code, name=name)
+
+    def add_route(self, route: BaseRoute) -> None:
+        """Add a plain Starlette route (``Route``, ``Mount``, ``WebSocketRoute``)."""
+        self._add(route)
+
+    def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        """Mount an ASGI application (a sub-app, static files) under ``path``."""
+        self._add(Mount(path, app=app, name=name))
+
+    def _add(self, route: BaseRoute) -> None:
+        if self._app is not None:
+            raise ConfigError(
+                f"Service {self.name!r}: routes must be added before 'service.app' is first used."
+            )
+        self.routes.append(route)
+
+    # -- components and checks -------------------------------------------------------
+
+    def add_component(self, name: str, component: Component) -> None:
+        """Start ``component`` with the service and stop it (in reverse order) on shutdown.
+
+        Components and ``on_startup`` hooks start in the order they were added, after the
+        backends and the cache and before consumers, saga recovery and the outbox relay.
+        """
+        self.lifecycle.add_component(name, component)
+
+    def on_startup(self, func: Hook) -> Hook:
+        """Decorator: run ``func`` when the service starts."""
+        self.lifecycle.add(getattr(func, "__qualname__", "startup"), start=func)
+        return func
+
+    def on_shutdown(self, func: Hook) -> Hook:
+        """Decorator: run ``func`` when the service stops."""
+        self.lifecycle.add(getattr(func, "__qualname__", "shutdown"), stop=func)
+        return func
+
+    def readiness_check(
+        self, name: str, *, timeout: float | None = None, critical: bool = True
+    ) -> Callable[[CheckFunc], CheckFunc]:
+        """Decorator: add an async check to ``/readyz`` (non-critical failures only warn)."""
+
+        def decorator(func: CheckFunc) -> CheckFunc:
+            self.health.add(name, func, timeout=timeout, critical=critical)
+            return func
+
+        return decorator
+
+    # -- shared backends -----------------------------------------------------------
+
+    @property
+    def uses_redis(self) -> bool:
+        """True when ``NATIVEKIT_REDIS_URL`` points at a Redis server."""
+        return self.backends.uses_redis
+
+    @property
+    def uses_kafka(self) -> bool:
+        """True when ``NATIVEKIT_KAFKA_URL`` points at Kafka brokers."""
+        return self.backends.uses_kafka
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The service's shared Redis client (created on first use, closed on shutdown)."""
+        return self.backends.redis
+
+    def _add_checks(self) -> None:
+        """Backend checks and the operator API: added once, when the app is first built."""
+        if self._checks_added:
+            return
+        self._checks_added = True
+        redis_mode, kafka_mode = self.settings.redis_readiness, self.settings.kafka_readiness
+        if self.uses_redis and redis_mode != "off":
+            self.health.add(
+                "redis:ping",
+                self.backends.redis_check(),
+                critical=redis_mode == "critical",
+                component_type="datastore",
+            )
+        if self.uses_kafka and kafka_mode != "off":
+            from nativekit.backends.kafka._client import KafkaProbe
+
+            probe = KafkaProbe(self.settings)
+            self.health.add(
+                "kafka:metadata",
+                probe.check,
+                critical=kafka_mode == "critical",
+                component_type="datastore",
+            )
+            self.lifecycle.add("kafka-probe", stop=probe.stop, phase=Phase.BACKENDS)
+        if self.settings.saga_operator_api and self.sagas.in_use and self._app is None:
+            from nativekit.saga._operator.http import operator_routes
+
+            prefix = self.settings.saga_operator_prefix
+            self.routes[:0] = operator_routes(self.sagas, prefix)
+
+    # -- the ASGI app ----------------------------------------------------------------
+
+    @property
+    def app(self) -> Starlette:
+        """The Starlette application to serve (``uvicorn module:svc.app``)."""
+        if self._app is None:
+            self._app = self._build_app()
+        return self._app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        """Serve as an ASGI app directly (``uvicorn module:svc``)."""
+        await self.app(scope, receive, send)
+
+    def _build_app(self) -> Starlette:
+        configure_logging(self.settings, self.name)
+        self._add_checks()
+        probes = ProbeEndpoints(self.name, [self.health])
+        return build_starlette(
+            name=self.name,
+            settings=self.settings,
+            routes=[*probe_routes(probes, [self.metrics], self.settings), *self.routes],
+            metrics=self.metrics,
+            lifespan=self._lifespan,
+        )
+
+    @asynccontextmanager
+    async def _lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.shutdown()
+
+    async def startup(self, *, hook_sigterm: bool = True) -> None:
+        """Start components, then report started; also hooks SIGTERM for draining."""
+        configure_logging(self.settings, self.name)
+        self._add_checks()
+        if hook_sigterm and self._restore_sigterm is None:
+            self._restore_sigterm = install_drain_signal(
+                self._begin_drain, self.settings.shutdown_delay
+            )
+        try:
+            await self.lifecycle.start()
+        except BaseException:
+            # The lifecycle stopped what started; no shutdown follows a failed startup.
+            await self.backends.aclose()
+            self._unhook_sigterm()
+            raise
+        if not self._gc_raised:
+            self._gc_raised = garbage.raise_threshold(self.settings.gc_young_threshold)
+        self.health.draining = False  # a service started again after a shutdown is ready again
+        self.health.started = True
+        self.log.info("service.started", environment=self.settings.environment)
+
+    def _begin_drain(self) -> None:
+        if not self.health.draining:
+            self.health.draining = True
+            self.log.info("service.draining", delay_s=self.settings.shutdown_delay)
+
+    def _unhook_sigterm(self) -> None:
+        if self._restore_sigterm is not None:
+            restore, self._restore_sigterm = self._restore_sigterm, None
+            restore()
+
+    async def shutdown(self) -> None:
+        """Fail readiness, let in-flight requests finish, stop components in reverse order."""
+        self._begin_drain()
+        await wait_for_requests([self.metrics], self.settings.shutdown_grace)
+        await self.lifecycle.stop()
+        if self._gc_raised:
+            self._gc_raised = False
+            garbage.restore()
+        self._unhook_sigterm()
+        self.health.started = False
+        self.log.info("service.stopped")
+
+    # -- cache -----------------------------------------------------------------------
+
+    @property
+    def cache(self) -> Cache:
+        """The service's cache: Redis per ``NATIVEKIT_REDIS_URL``, in memory for memory://."""
+        if self._cache is None:
+            from nativekit.cache import Cache
+
+            self._cache = Cache.from_settings(
+                self.settings, service=self.name, registry=self.metrics.registry
+            )
+            self.health.add("cache", self._cache.check, critical=False, component_type="datastore")
+        return self._cache
+
+    async def _start_cache(self) -> None:
+        if self._cache is not None:
+            await self._cache.start()
+
+    async def _stop_cache(self) -> None:
+        # A cache first used while running (from a route) was never started; its client
+        # must close all the same (its near cache stays off until the next startup).
+        if self._cache is not None:
+            await self._cache.stop()
+
+    def cached(
+        self, *, ttl: float, **options: Unpack[CacheOptions]
+    ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
+        """Decorator: cache an ``async def``'s typed result for ``ttl`` seconds (see docs)."""
+        return self.cache.cached(ttl=ttl, **options)
+
+    # -- sagas --
+
+    def saga(self, name: str, *, input: Any = Any) -> Saga[Any]:
+        """Define a saga run by this service; add steps with ``@saga.step()``."""
+        saga: Saga[Any] = Saga(name, input=input)
+        self.sagas.declare(saga)
+        return saga
+
+    def add_saga(self, saga: Saga[Any], *, legacy: bool = False) -> None:
+        """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
+        finish the instances started with it."""
+        self.sagas.declare(saga, legacy=legacy)
+
+    # -- messaging ---------------------------------------------------------------------
+
+    async def publish(
+        self,
+        topic: str,
+        event: BaseModel | bytes,
+        *,
+        key: str | bytes | None = None,
+        headers: Mapping[str, str | bytes] | None = None,
+        message_id: str | None = None,
+    ) -> Published:
+        """Publish a pydantic model (as JSON) or bytes; returns once the broker acknowledged."""
+        return await self.messaging.publish(
+            topic, event, key=key, headers=headers, message_id=message_id
+        )
+
+    def consumer(
+        self, topic: str | Sequence[str], **options: Unpack[ConsumerKwargs]
+    ) -> Callable[[F], F]:
+        """Decorator: run ``async def handler(event: Model[, msg: Message])`` for each message
+        of ``topic`` (a name or several); the options are those of ``ConsumerKwargs``:
+        ``group``, ``retries``, ``non_retryable``, ``concurrency``, ``max_in_flight``,
+        ``dedup_key``, ``idempotent``, ``dead_letter_topic``, ``retain``, ``event_types``."""
+        return self.messaging.consumer(topic, **options)
+
+    # -- saga commands --
+
+    def command_handler(
+        self, topic: str, *, concurrency: int = 16
+    ) -> Callable[[Callable[..., Any]], Any]:
+        """Decorator: answer commands of ``topic`` with ``async def h(cmd: Cmd) -> Reply``.
+
+        Runs idempotently per the command's idempotency key (a duplicate gets the
+        stored reply again); raise ``CommandRejected`` for a failure reply. Several
+        handlers may share a topic: the command type picks one.
+        """
+        return self._commands.register(topic, concurrency=concurrency)

@@ -1,0 +1,136 @@
+"""The backends of one service, chosen by URL: shared clients and the stores built on them.
+
+This is the only place that decides between ``memory://``, Redis and Kafka;
+capabilities receive the factories below and see only their protocols.
+Importing it loads neither redis-py nor aiokafka: each is imported when a
+backend that needs it is first built.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from nativekit.settings import Settings, mask_url
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
+
+    from nativekit._health import CheckFunc
+    from nativekit.messaging._commands.reply_store import ReplyStore
+    from nativekit.messaging._dedup import DedupStore
+    from nativekit.messaging._wire.broker import Broker
+    from nativekit.messaging._wire.memory import MemoryBroker
+    from nativekit.saga._store.store import SagaStore
+
+_memory_broker: MemoryBroker | None = None
+_memory_dedup: dict[str, DedupStore] = {}
+
+
+def shared_memory_broker() -> MemoryBroker:
+    """The process-wide broker behind ``NATIVEKIT_KAFKA_URL=memory://``."""
+    global _memory_broker
+    if _memory_broker is None:
+        from nativekit.messaging._wire.memory import MemoryBroker
+
+        _memory_broker = MemoryBroker()
+    return _memory_broker
+
+
+def shared_memory_dedup(namespace: str) -> DedupStore:
+    """The process-wide dedup store of ``namespace`` behind ``NATIVEKIT_REDIS_URL=memory://``."""
+    store = _memory_dedup.get(namespace)
+    if store is None:
+        from nativekit.messaging._dedup import MemoryDedupStore
+
+        store = _memory_dedup[namespace] = MemoryDedupStore()
+    return store
+
+
+class Backends:
+    """Shared clients of one service and the stores its capabilities use.
+
+    Args:
+        name: the service name (default key prefixes).
+        settings: URLs, pools and timeouts.
+    """
+
+    def __init__(self, name: str, settings: Settings) -> None:
+        self.name = name
+        self.settings = settings
+        self._redis: aioredis.Redis | None = None
+
+    @property
+    def uses_redis(self) -> bool:
+        """True when ``NATIVEKIT_REDIS_URL`` points at a Redis server."""
+        return not self.settings.redis_url.startswith("memory://")
+
+    @property
+    def uses_kafka(self) -> bool:
+        """True when ``NATIVEKIT_KAFKA_URL`` points at Kafka brokers."""
+        return self.settings.kafka_url != "memory://"
+
+    @property
+    def redis(self) -> aioredis.Redis:
+        """The shared Redis client (created on first use, closed by :meth:`aclose`)."""
+        if self._redis is None:
+            from nativekit.backends.redis._client import create_redis
+
+            self._redis = create_redis(self.settings)
+        return self._redis
+
+    def redis_check(self) -> CheckFunc:
+        """A readiness check pinging the shared Redis client."""
+        from nativekit.backends.redis._client import redis_check
+
+        return redis_check(self.redis, self.settings)
+
+    def broker(self) -> Broker:
+        """The broker ``NATIVEKIT_KAFKA_URL`` names: Kafka, or the process-wide memory one."""
+        if self.uses_kafka:
+            from nativekit.backends.kafka._broker import KafkaBroker
+
+            return KafkaBroker(self.settings)
+        return shared_memory_broker()
+
+    def dedup_store(self, namespace: str, retain: float) -> DedupStore:
+        """The consumer dedup store of ``namespace`` (DONE marks kept ``retain`` seconds)."""
+        if not self.uses_redis:
+            return shared_memory_dedup(namespace)
+        from nativekit.backends.redis._dedup import RedisDedupStore
+
+        return RedisDedupStore(
+            self.redis,
+            namespace=namespace,
+            retention=retain,
+            url_safe=mask_url(self.settings.redis_url),
+        )
+
+    def reply_store(self) -> ReplyStore:
+        """Where a participant remembers the commands it answered."""
+        if not self.uses_redis:
+            from nativekit.messaging._commands.reply_store import MemoryReplyStore
+
+            return MemoryReplyStore()
+        from nativekit.backends.redis._reply_store import RedisReplyStore
+
+        return RedisReplyStore(self.redis, prefix=f"nk:cmd:{self.name}")
+
+    def saga_store(self) -> SagaStore:
+        """The saga store: Redis per ``NATIVEKIT_REDIS_URL``, else in memory."""
+        if not self.uses_redis:
+            from nativekit.saga._store.store import MemorySagaStore
+
+            return MemorySagaStore()
+        from nativekit.backends.redis._saga_store import RedisSagaStore
+
+        return RedisSagaStore(
+            self.redis,
+            prefix=self.settings.saga_key_prefix or f"nk:saga:{self.name}",
+            shards=self.settings.saga_shards,
+        )
+
+    async def aclose(self) -> None:
+        """Close the shared Redis client (a later use creates a new one)."""
+        if self._redis is not None:
+            redis, self._redis = self._redis, None
+            await redis.aclose()

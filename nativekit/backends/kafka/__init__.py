@@ -1,0 +1,18 @@
+"""The Kafka backend (aiokafka): the broker, its group consumers and the admin client.
+
+aiokafka errors are translated into nativekit errors here and go no further.
+Importing this package imports aiokafka.
+"""
+
+from nativekit.backends.kafka._admin import KafkaAdmin, TopicNotFound
+from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer
+from nativekit.backends.kafka._client import KafkaProbe, kafka_client_options
+
+__all__ = [
+    "KafkaAdmin",
+    "KafkaBroker",
+    "KafkaGroupConsumer",
+    "kafka_client_options",
+    "KafkaProbe",
+    "TopicNotFound",
+]

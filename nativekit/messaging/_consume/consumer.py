@@ -1,0 +1,473 @@
+"""A consumer: a group member that hands records to its handler and commits what finished.
+
+Per fetched batch: one ``claim_many`` on the dedup store, the records go to
+per-partition lanes, finished messages are marked DONE (or DEAD) with one
+``finish_many`` per flush, and only then the contiguous finished prefix of
+each partition is committed. Side effect → DONE → commit, always in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+from nativekit._health import CheckResult
+from nativekit._telemetry.logging import get_logger
+from nativekit.errors import BackendUnavailable
+from nativekit.messaging._consume.handler import HandlerSpec
+from nativekit.messaging._consume.lanes import Lane
+from nativekit.messaging._consume.marks import Marks
+from nativekit.messaging._consume.metrics import MessagingMetrics
+from nativekit.messaging._consume.offsets import PartitionOffsets
+from nativekit.messaging._consume.pipeline import ConsumerOptions, Item, Runner, dedup_key
+from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore
+from nativekit.messaging._errors import CommitFailed
+from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, TopicPartition
+from nativekit.messaging._wire.envelope import event_type_of
+
+Observer = Callable[[Item], None]
+#: Fetched items and the future of their claims (None when not idempotent).
+Batch = tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
+
+
+def active_tracer() -> Any:
+    """The nativekit tracer, or None while no tracer provider is installed (spans would be
+    no-ops that still cost microseconds per message)."""
+    from opentelemetry import trace
+
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        return None
+    from nativekit._telemetry.tracing import get_tracer
+
+    return get_tracer()
+
+
+class Consumer:
+    """One ``@svc.consumer`` handler as a service component (``start``/``stop``)."""
+
+    def __init__(
+        self,
+        spec: HandlerSpec,
+        options: ConsumerOptions,
+        *,
+        broker: Broker,
+        store: DedupStore | None,
+        metrics: MessagingMetrics,
+        service: str,
+        tracing: bool = False,
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.broker = broker
+        self.metrics = metrics
+        self._service_name = service
+        self.log = get_logger(service=service, group=options.group, handler=spec.name)
+        store = store if options.idempotent else None
+        self.marks = Marks(store, options, metrics, self.log) if store is not None else None
+        self.observers: list[Observer] = []
+        self._owned: dict[str, Item] = {}
+        self._runner = Runner(
+            spec,
+            options,
+            broker=broker,
+            store=store,
+            metrics=metrics,
+            log=self.log,
+            tracer=None,
+            owned=self._owned,
+            stopping=lambda: self._stopping,
+            on_finished=self._finish,
+            on_abandoned=self._abandon,
+        )
+        self._tracing = tracing
+        types = options.event_types
+        self._wanted = frozenset(t.encode() for t in types) if types is not None else None
+        self._gc: GroupConsumer | None = None
+        self._lanes: dict[TopicPartition, Lane] = {}
+        self._finished: list[Item] = []
+        self._releases: list[Claim] = []
+        self._new_run_state()
+        self._in_flight = 0
+        self._tasks: list[asyncio.Task[None]] = []
+        #: The batch the dispatcher took from the queue and awaits the claim of.
+        self._dispatching: Batch | None = None
+        self._stopping = False
+        self._give_up_at = float("inf")
+        self._error: str | None = None
+        self.running = False
+
+    @property
+    def store(self) -> DedupStore | None:
+        """The dedup store (None when the consumer is not idempotent)."""
+        return self.marks.store if self.marks is not None else None
+
+    def use_backends(
+        self, *, broker: Broker | None = None, store: DedupStore | None = None
+    ) -> None:
+        """Replace the broker or dedup store (before start; used by the test seam)."""
+        if broker is not None:
+            self.broker = self._runner.broker = broker
+        if store is not None:
+            self._runner.store = store
+            self.marks = Marks(store, self.options, self.metrics, self.log)
+
+    def _new_run_state(self) -> None:
+        # asyncio primitives bind to the loop that first uses them; a service started
+        # again on another loop (one per test in a test suite) needs fresh ones.
+        self._batches: asyncio.Queue[Batch] = asyncio.Queue()
+        self._finish_event = asyncio.Event()
+        self._capacity = asyncio.Event()
+        self._flush_lock = asyncio.Lock()
+        self._commit_lock = asyncio.Lock()
+        self._commit_event = asyncio.Event()
+
+    @property
+    def name(self) -> str:
+        """``<group>:<handler>``, the scope of the dedup keys."""
+        return f"{self.options.group}:{self.spec.name}"
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Create the dead-letter topics, join the group, start fetching."""
+        dlqs = {self.options.dlq_for(t): 1 for t in self.options.topics}
+        try:
+            await self.broker.create_topics(dlqs)
+        except Exception as exc:  # the topic may exist or be created by an operator
+            self.log.warning("consumer.dead_letter_topic_unverified", error=repr(exc))
+        self._stopping = False
+        self._new_run_state()
+        # Bound now: logging is configured at service startup, after decoration time.
+        self.log = self._runner.log = get_logger(
+            service=self._service_name, group=self.options.group, handler=self.spec.name
+        )
+        if self.marks is not None:
+            self.marks.log = self.log
+        self._runner.tracer = active_tracer() if self._tracing else None
+        self._runner.debug = logging.getLogger().isEnabledFor(logging.DEBUG)
+        self._gc = self.broker.group_consumer(
+            self.options.topics,
+            group=self.options.group,
+            on_assigned=self._on_assigned,
+            on_revoked=self._on_revoked,
+        )
+        await self._gc.start()
+        self.running = True
+        self._tasks = [
+            asyncio.create_task(self._fetch_loop()),
+            asyncio.create_task(self._dispatch_loop()),
+            asyncio.create_task(self._finish_loop()),
+            asyncio.create_task(self._commit_loop()),
+        ]
+        if self.marks is not None:
+            self._tasks.append(asyncio.create_task(self.marks.renew_forever(self._owned)))
+        self.log.info("consumer.started", topics=list(self.options.topics))
+
+    async def stop(self) -> None:
+        """Stop fetching, finish running handlers, write DONE marks, commit, leave the group."""
+        if self._gc is None:
+            return
+        self._stopping = True
+        self._give_up_at = time.monotonic() + self.options.drain_timeout
+        feeders = self._tasks[:2]
+        for task in feeders:
+            task.cancel()
+        await asyncio.gather(*feeders, return_exceptions=True)
+        await self._abandon_batches()
+        lanes = list(self._lanes.values())
+        self._lanes = {}
+        await self._drain(lanes)
+        for task in self._tasks[2:]:
+            task.cancel()
+        await asyncio.gather(*self._tasks[2:], return_exceptions=True)
+        self._tasks = []
+        gc, self._gc = self._gc, None
+        self.running = False
+        try:
+            await gc.stop()
+        finally:
+            self.log.info("consumer.stopped")
+
+    async def _on_assigned(self, tps: set[TopicPartition]) -> None:
+        # Fetching resumes at the committed offset, so commits from here on only move forward.
+        for tp in tps:
+            self._lanes[tp] = Lane(
+                tp, PartitionOffsets(), self.options.concurrency, self._runner.work
+            )
+        self.log.info("consumer.assigned", partitions=_names(tps))
+
+    async def _on_revoked(self, tps: set[TopicPartition]) -> None:
+        lanes = [self._lanes.pop(tp) for tp in tps if tp in self._lanes]
+        await self._drain(lanes)
+        self.log.info("consumer.revoked", partitions=_names(tps))
+
+    async def _drain(self, lanes: list[Lane]) -> None:
+        """Drop queued records of ``lanes``, finish running ones, commit their prefix."""
+        drained = await asyncio.gather(*(lane.drain(self.options.drain_timeout) for lane in lanes))
+        for dropped in drained:
+            for item in dropped:
+                self._abandon(item)
+        try:
+            await asyncio.wait_for(self._flush(), self.options.drain_timeout)
+            await asyncio.wait_for(self._commit(lanes), self.options.drain_timeout)
+        except TimeoutError:
+            self.log.error("consumer.drain_timeout", partitions=_names({ln.tp for ln in lanes}))
+
+    # -- fetching --------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        """Fetch and start each batch's claim; the dispatcher hands batches on in order,
+        so the next fetch and the handlers overlap the dedup round trip."""
+        while not self._stopping:
+            try:
+                room = self.options.max_in_flight - self._in_flight
+                # Wait for room for a whole batch (a quarter of the window at most) rather
+                # than fetch the few slots a flush freed: fewer, fuller dedup round trips.
+                if room < min(self.options.fetch_max, self.options.max_in_flight // 4) or (
+                    room <= 0
+                ):
+                    self._capacity.clear()
+                    await self._capacity.wait()
+                    continue
+                gc = self._gc
+                if gc is None:
+                    return
+                records = await gc.fetch(
+                    wait=self.options.poll_timeout,
+                    max_records=min(self.options.fetch_max, room),
+                )
+                self._error = None
+                if records:
+                    self._admit(records)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self._error = f"{type(exc).__name__}: {exc}"
+                self.log.error("consumer.fetch_failed", error=self._error)
+                await asyncio.sleep(1.0)
+
+    def _admit(self, records: list[Record]) -> None:
+        """Track fetched records of owned partitions and start claiming them."""
+        items = []
+        lanes = self._lanes
+        wanted = self._wanted
+        skipped: list[Item] = []
+        topic, partition = "", -1
+        lane: Lane | None = None
+        for record in records:
+            if record.partition != partition or record.topic != topic:  # grouped by partition
+                topic, partition = record.topic, record.partition
+                lane = lanes.get(TopicPartition(topic, partition))
+            if lane is not None and not lane.closed:
+                lane.offsets.add(record.offset)
+                if wanted is not None and _other_type(record, wanted):
+                    lane.offsets.finish(record.offset)  # neither claimed nor handled
+                    skipped.append(Item(record, "", lane))
+                    continue
+                items.append(Item(record, dedup_key(record, self.options), lane))
+        if skipped:
+            self._skipped(skipped)
+        if not items:
+            return
+        self._in_flight += len(items)
+        marks = self.marks
+        claim = (
+            asyncio.ensure_future(marks.claim([i.key for i in items], lambda: self._stopping))
+            if marks is not None
+            else None
+        )
+        self._batches.put_nowait((items, claim))
+
+    def _skipped(self, items: list[Item]) -> None:
+        """Count and report records of event types the handler does not take."""
+        per_topic: dict[str, int] = {}
+        for item in items:
+            item.outcome = "skipped"
+            item.finish()
+            per_topic[item.record.topic] = per_topic.get(item.record.topic, 0) + 1
+        for topic, n in per_topic.items():
+            self.metrics.count(topic, self.options.group, "skipped", n)
+        self._commit_event.set()
+        for observer in self.observers:
+            for item in items:
+                observer(item)
+
+    async def _dispatch_loop(self) -> None:
+        """Hand claimed batches to the partition lanes, in fetch order."""
+        while True:
+            items, claim = self._dispatching = await self._batches.get()
+            claims = await claim if claim is not None else None
+            self._dispatching = None
+            if claim is not None and claims is None:  # stopping while the store was down
+                for item in items:
+                    self._abandon(item)
+                continue
+            owned = self._owned
+            if claims is not None:
+                claimed = ClaimStatus.CLAIMED
+                for item, answer in zip(items, claims, strict=True):
+                    item.claim = answer
+                    if answer.status is claimed:
+                        owned[item.key] = item
+            # Items come grouped by partition: hand each lane its run in one call.
+            start = 0
+            while start < len(items):
+                lane = items[start].lane
+                end = start + 1
+                while end < len(items) and items[end].lane is lane:
+                    end += 1
+                run = items[start:end]
+                start = end
+                if lane.closed or self._lanes.get(lane.tp) is not lane:
+                    for item in run:
+                        self._abandon(item)
+                else:
+                    lane.put_many(run)
+
+    async def _abandon_batches(self) -> None:
+        """On stop: give up batches fetched but not yet handed to lanes (the one the
+        cancelled dispatcher was claiming too: its messages would stay in flight)."""
+        batches = [self._dispatching] if self._dispatching is not None else []
+        self._dispatching = None
+        while not self._batches.empty():
+            batches.append(self._batches.get_nowait())
+        for items, claim in batches:
+            claims: list[Claim] | None = None
+            if claim is not None:
+                if not claim.done():
+                    claim.cancel()
+                await asyncio.gather(claim, return_exceptions=True)
+                if not claim.cancelled() and claim.exception() is None:
+                    claims = claim.result()
+            for i, item in enumerate(items):
+                if claims is not None:
+                    item.claim = claims[i]
+                self._abandon(item)
+
+    # -- handling and finishing ----------------------------------------------------------
+
+    def _finish(self, item: Item) -> None:
+        """A handled item: its DONE/DEAD mark goes out with the next flush."""
+        self._finished.append(item)
+        self._finish_event.set()
+
+    def _abandon(self, item: Item) -> None:
+        """Give up an item without finishing it: its offset stays uncommitted."""
+        if item.claim is not None and item.claim.status is ClaimStatus.CLAIMED:
+            self._releases.append(item.claim)
+        if self._owned.get(item.key) is item:
+            del self._owned[item.key]
+        self._in_flight -= 1
+        self._capacity.set()
+        item.finish()
+
+    async def _finish_loop(self) -> None:
+        while True:
+            await self._finish_event.wait()
+            self._finish_event.clear()
+            await self._flush()
+
+    async def _commit_loop(self) -> None:
+        """Commit in the background, so handling never waits for the broker's commit reply;
+        at most one commit per ``commit_interval`` (each is a broker request)."""
+        while True:
+            await self._commit_event.wait()
+            self._commit_event.clear()
+            started = time.monotonic()
+            await self._commit(list(self._lanes.values()))
+            await asyncio.sleep(self.options.commit_interval - (time.monotonic() - started))
+
+    async def _flush(self) -> None:
+        async with self._flush_lock:
+            batch, self._finished = self._finished, []
+            releases, self._releases = self._releases, []
+            marks = self.marks
+            if releases and marks is not None:
+                await marks.release(releases)
+            if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
+                self._finished[:0] = batch  # given up on stop: left uncommitted
+                return
+            outcomes: dict[tuple[str, str], int] = {}
+            durations: dict[str, list[float]] = {}
+            owned = self._owned
+            for item in batch:
+                record = item.record
+                item.lane.offsets.finish(record.offset)
+                if owned.get(item.key) is item:
+                    del owned[item.key]
+                place = (record.topic, item.outcome)
+                outcomes[place] = outcomes.get(place, 0) + 1
+                if item.elapsed is not None:
+                    durations.setdefault(record.topic, []).append(item.elapsed)
+                item.finish()
+            group = self.options.group
+            for (topic, outcome), n in outcomes.items():
+                self.metrics.count(topic, group, outcome, n)
+            for topic, seconds in durations.items():
+                self.metrics.observe_many(topic, group, seconds)
+            self._in_flight -= len(batch)
+            self._capacity.set()
+            self._commit_event.set()
+            for observer in self.observers:
+                for item in batch:
+                    observer(item)
+
+    async def _commit(self, lanes: list[Lane]) -> None:
+        """Commit the finished prefix of ``lanes``; serialized, so offsets only move forward."""
+        async with self._commit_lock:
+            await self._commit_locked(lanes)
+
+    async def _commit_locked(self, lanes: list[Lane]) -> None:
+        offsets = {}
+        for lane in lanes:
+            offset = lane.offsets.committable()
+            if offset is not None:
+                offsets[lane.tp] = (lane, offset)
+        if not offsets or self._gc is None:
+            return
+        try:
+            await self._gc.commit({tp: off for tp, (_, off) in offsets.items()})
+        except (CommitFailed, BackendUnavailable) as exc:
+            self.log.warning("consumer.commit_failed", error=str(exc))
+            return
+        for tp, (lane, offset) in offsets.items():
+            lane.offsets.committed_at(offset)
+            highwater = self._gc.highwater(tp)
+            if highwater is not None:
+                self.metrics.lag.labels(
+                    self.metrics.service, tp.topic, self.options.group, str(tp.partition)
+                ).set(max(0, highwater - offset))
+
+    # -- readiness -------------------------------------------------------------------
+
+    async def check(self) -> CheckResult:
+        """Ready when joined, fetching, and the dedup store answers."""
+        if not self.running:
+            raise BackendUnavailable("consumer is not running (not started or stopped)")
+        if self._error is not None:
+            raise BackendUnavailable(f"fetching fails: {self._error}")
+        if self.marks is not None:
+            await self.marks.store.ping()
+            if self.marks.error is not None:
+                raise BackendUnavailable(f"dedup store fails: {self.marks.error}")
+        assigned = len(self._lanes)
+        return CheckResult(
+            status="pass" if assigned else "warn",
+            output=f"{assigned} partition(s) assigned, {self._in_flight} message(s) in flight",
+            observed_value=assigned,
+            observed_unit="partitions",
+        )
+
+
+def _other_type(record: Record, wanted: frozenset[bytes]) -> bool:
+    """Whether the record names an event type the handler does not take (a record
+    without an ``event-type`` header is handled)."""
+    found = event_type_of(record)
+    return found is not None and found not in wanted
+
+
+def _names(tps: set[TopicPartition]) -> list[str]:
+    return sorted(f"{tp.topic}[{tp.partition}]" for tp in tps)

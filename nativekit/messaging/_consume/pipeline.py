@@ -1,0 +1,403 @@
+"""Handling one message: wait out a busy claim, decode, call with retries, dead-letter."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from time import perf_counter
+from typing import TYPE_CHECKING, Any
+
+from nativekit.errors import BackendUnavailable
+from nativekit.messaging._consume.handler import HandlerSpec
+from nativekit.messaging._consume.metrics import MessagingMetrics
+from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore, FinalState
+from nativekit.messaging._errors import DecodeError
+from nativekit.messaging._wire import envelope as env
+from nativekit.messaging._wire.broker import Broker, Record
+from nativekit.messaging._wire.envelope import Message
+
+if TYPE_CHECKING:
+    from nativekit.messaging._consume.lanes import Lane
+
+
+@dataclass(frozen=True)
+class ConsumerOptions:
+    """How a consumer handles messages (see ``Service.consumer`` for the meaning)."""
+
+    topics: tuple[str, ...]
+    group: str
+    retries: int = 3
+    backoff: float = 0.2
+    backoff_max: float = 10.0
+    non_retryable: tuple[type[BaseException], ...] = ()
+    concurrency: int = 1
+    max_in_flight: int = 2000
+    fetch_max: int = 500
+    dedup_key: Callable[[Message], str] | None = None
+    idempotent: bool = True
+    dead_letter_topic: str | None = None
+    lease: float = 30.0
+    retain: float = 7 * 86400.0
+    drain_timeout: float = 10.0
+    poll_timeout: float = 0.5
+    commit_interval: float = 0.1
+    event_types: frozenset[str] | None = None  # others (by event-type header) are skipped
+
+    def dlq_for(self, topic: str) -> str:
+        """The dead-letter topic for records of ``topic``."""
+        return self.dead_letter_topic or f"{topic}.dlq"
+
+
+class Item:
+    """A fetched record on its way through the consumer."""
+
+    __slots__ = (
+        "_done",
+        "attempts",
+        "claim",
+        "elapsed",
+        "error",
+        "finished",
+        "key",
+        "lane",
+        "outcome",
+        "record",
+        "state",
+    )
+
+    def __init__(self, record: Record, key: str, lane: Lane) -> None:
+        self.record = record
+        self.key = key
+        self.lane = lane
+        self.claim: Claim | None = None
+        self.outcome = ""
+        self.attempts = 0
+        self.elapsed: float | None = None  # the successful attempt's duration, observed in bulk
+        self.error: str | None = None
+        self.state: FinalState | None = None  # what to write when it finished (None: nothing)
+        self.finished = False
+        self._done: asyncio.Event | None = None  # created only when another copy waits
+
+    def finish(self) -> None:
+        """Mark the item settled (finished or abandoned) and wake waiting copies."""
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Wait until the item is settled."""
+        if self.finished:
+            return
+        if self._done is None:
+            self._done = asyncio.Event()
+        await self._done.wait()
+
+
+def dedup_key(record: Record, options: ConsumerOptions) -> str:
+    """The idempotency key: the user's function, else the message id, else the position."""
+    if options.dedup_key is not None:
+        return options.dedup_key(Message.from_record(record))
+    for name, value in record.headers:
+        if name == env.MESSAGE_ID:
+            return value.decode("utf-8", "replace")
+    return f"{record.topic}:{record.partition}:{record.offset}"
+
+
+class Runner:
+    """Runs the handler of one consumer for one message at a time (per caller)."""
+
+    def __init__(
+        self,
+        spec: HandlerSpec,
+        options: ConsumerOptions,
+        *,
+        broker: Broker,
+        store: DedupStore | None,
+        metrics: MessagingMetrics,
+        log: Any,
+        tracer: Any,
+        owned: dict[str, Item],
+        stopping: Callable[[], bool],
+        on_finished: Callable[[Item], None],
+        on_abandoned: Callable[[Item], None],
+    ) -> None:
+        self.spec = spec
+        self.options = options
+        self.broker = broker
+        self.store = store
+        self.metrics = metrics
+        self.log = log
+        self.tracer = tracer
+        self.owned = owned
+        self.stopping = stopping
+        self.on_finished = on_finished
+        self.on_abandoned = on_abandoned
+        self.debug = False  # per-message debug lines only when DEBUG is on (they cost µs)
+
+    async def work(self, items: deque[Item]) -> None:
+        """Handle a run of items from the head of a lane's queue, in order.
+
+        The common case (claimed, decodes, the first attempt succeeds, no tracing) runs
+        inline: the handler's coroutine is the only one per message.
+        """
+        spec = self.spec
+        decode = spec.decode
+        plain = self.tracer is None and not self.debug  # spans and DEBUG lines: the full path
+        bare = spec.msg_param is None  # the handler takes the event alone
+        func = spec.func
+        claimed = ClaimStatus.CLAIMED
+        for _ in range(64):
+            if not items:
+                return
+            item = items.popleft()
+            try:
+                claim = item.claim
+                if plain and (claim is None or claim.status is claimed):
+                    try:
+                        event = decode(item.record)
+                    except DecodeError:
+                        item.state = await self._handle(item)
+                    else:
+                        item.attempts = 1
+                        started = perf_counter()
+                        try:
+                            if bare:
+                                await func(event)
+                            else:
+                                await spec.call(event, self._message(item, 1))
+                        except Exception as exc:
+                            item.state = await self._retry(item, event, exc, started)
+                        else:
+                            item.elapsed = perf_counter() - started
+                            item.outcome = "processed"
+                            item.state = FinalState.DONE
+                else:
+                    item.state = await self.run(item)
+            except asyncio.CancelledError:
+                self.on_abandoned(item)
+                raise
+            except Exception as exc:
+                self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
+                self.on_abandoned(item)
+                continue
+            self.on_finished(item)
+
+    def run(self, item: Item) -> Awaitable[FinalState | None]:
+        """Handle ``item``; the final dedup state to write (None for a duplicate)."""
+        claim = item.claim
+        if claim is not None and claim.status is not ClaimStatus.CLAIMED:
+            return self._settle_claim(item)
+        if self.tracer is not None:
+            return self._traced(item)
+        return self._handle(item)
+
+    async def _settle_claim(self, item: Item) -> FinalState | None:
+        """Not claimed by this batch: wait out a busy claim, or skip a duplicate."""
+        claim = item.claim
+        if claim is not None and claim.status is ClaimStatus.BUSY:
+            claim = item.claim = await self._wait_for_claim(item)
+        if claim is not None and claim.status is not ClaimStatus.CLAIMED:
+            item.outcome = "duplicate"
+            if self.debug:
+                self.log.debug("message.duplicate", **self._context(item))
+            return None
+        if self.tracer is not None:
+            return await self._traced(item)
+        return await self._handle(item)
+
+    async def _traced(self, item: Item) -> FinalState:
+        with self.tracer.start_as_current_span(
+            f"{item.record.topic} process",
+            context=_extract(item.record),
+            kind=_consumer_kind(),
+            attributes={
+                "messaging.system": "kafka",
+                "messaging.operation.type": "process",
+                "messaging.destination.name": item.record.topic,
+                "messaging.destination.partition.id": str(item.record.partition),
+                "messaging.kafka.offset": item.record.offset,
+                "messaging.consumer.group.name": self.options.group,
+                "messaging.message.id": item.key,
+            },
+        ) as span:
+            state = await self._handle(item)
+            span.set_attribute("nativekit.outcome", item.outcome)
+            return state
+
+    async def _wait_for_claim(self, item: Item) -> Claim:
+        """Another worker holds the key: wait until it finishes or its lease runs out."""
+        store = self.store
+        if store is None:
+            return Claim(item.key, ClaimStatus.CLAIMED)
+        delay = 0.02
+        while True:
+            other = self.owned.get(item.key)
+            if other is not None and other is not item:
+                taken = other.claim
+                if taken is not None and item.lane.queued_behind(item, other):
+                    # A later copy in this queue won the claim (batches' claims can answer
+                    # out of order): waiting for it would wait for ourselves. Take its claim.
+                    item.claim, other.claim = taken, Claim(item.key, ClaimStatus.BUSY)
+                    self.owned[item.key] = item
+                    return taken
+                await other.wait()
+            else:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, max(self.options.lease / 4, 0.05))
+            try:
+                claim = (await store.claim_many([item.key], lease=self.options.lease))[0]
+            except BackendUnavailable:
+                self.metrics.dedup_errors.labels(
+                    self.metrics.service, self.options.group, "claim"
+                ).inc()
+                if self.stopping():
+                    raise
+                continue
+            if claim.status is not ClaimStatus.BUSY:
+                if claim.status is ClaimStatus.CLAIMED:
+                    self.owned[item.key] = item
+                return claim
+
+    async def _handle(self, item: Item) -> FinalState:
+        try:
+            event = self.spec.decode(item.record)
+        except DecodeError as exc:
+            await self._dead_letter(item, exc)
+            return FinalState.DEAD
+        return await self._attempts(item, event, 1)
+
+    async def _attempts(self, item: Item, event: Any, attempt: int) -> FinalState:
+        """Call the handler from ``attempt`` on, with retries and backoff."""
+        while True:
+            item.attempts = attempt
+            started = perf_counter()
+            try:
+                msg = None if self.spec.msg_param is None else self._message(item, attempt)
+                await self.spec.call(event, msg)
+            except Exception as exc:
+                if not await self._failed(item, exc, started):
+                    return FinalState.DEAD
+                attempt += 1
+                continue
+            item.elapsed = perf_counter() - started
+            item.outcome = "processed"
+            if self.debug:
+                self.log.debug("message.handled", **self._context(item), attempt=attempt)
+            return FinalState.DONE
+
+    async def _retry(self, item: Item, event: Any, exc: Exception, started: float) -> FinalState:
+        """After a failed first attempt of the inline path: back off and go on retrying."""
+        if not await self._failed(item, exc, started):
+            return FinalState.DEAD
+        return await self._attempts(item, event, 2)
+
+    async def _failed(self, item: Item, exc: Exception, started: float) -> bool:
+        """Count a failed attempt; back off and return True to try again, or dead-letter
+        the message and return False."""
+        record = item.record
+        self.metrics.observe(record.topic, self.options.group, perf_counter() - started)
+        if isinstance(exc, self.options.non_retryable) or item.attempts > self.options.retries:
+            await self._dead_letter(item, exc)
+            return False
+        self.metrics.count(record.topic, self.options.group, "retried")
+        delay = min(self.options.backoff * 2 ** (item.attempts - 1), self.options.backoff_max)
+        self.log.warning(
+            "message.retrying",
+            **self._context(item),
+            attempt=item.attempts,
+            delay_s=round(delay, 3),
+            error=f"{type(exc).__name__}: {exc}",
+        )
+        await asyncio.sleep(delay)
+        return True
+
+    async def _dead_letter(self, item: Item, exc: BaseException) -> None:
+        """Publish the record to the dead-letter topic with the reason (retried until acked)."""
+        record = item.record
+        item.outcome = "dead_lettered"
+        item.error = f"{type(exc).__name__}: {exc}"
+        topic = self.options.dlq_for(record.topic)
+        headers = [
+            *(h for h in record.headers if not h[0].startswith("dlq-")),
+            (env.DLQ_TOPIC, record.topic.encode()),
+            (env.DLQ_PARTITION, str(record.partition).encode()),
+            (env.DLQ_OFFSET, str(record.offset).encode()),
+            (env.DLQ_GROUP, self.options.group.encode()),
+            (env.DLQ_ERROR_TYPE, type(exc).__name__.encode()),
+            (env.DLQ_ERROR, str(exc)[:2000].encode("utf-8", "replace")),
+            (env.DLQ_ATTEMPTS, str(item.attempts).encode()),
+            (env.DLQ_TIME, datetime.now(UTC).isoformat(timespec="milliseconds").encode()),
+            (env.DLQ_HANDLER, self.spec.name.encode()),
+        ]
+        if self.store is not None:  # where replay clears the DEAD mark
+            headers.append((env.DLQ_DEDUP_KEY, item.key.encode("utf-8", "replace")))
+            headers.append((env.DLQ_DEDUP_RETENTION, f"{self.options.retain:g}".encode()))
+        delay = 0.1
+        while True:
+            try:
+                await self.broker.send(topic, record.value or b"", key=record.key, headers=headers)
+                break
+            except Exception as send_error:
+                if self.stopping():
+                    raise
+                self.log.error(
+                    "message.dead_letter_failed",
+                    **self._context(item),
+                    dead_letter_topic=topic,
+                    error=repr(send_error),
+                )
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self.log.error(
+            "message.dead_lettered",
+            **self._context(item),
+            dead_letter_topic=topic,
+            attempts=item.attempts,
+            error=item.error,
+        )
+
+    def _message(self, item: Item, attempt: int) -> Message:
+        msg = Message.from_record(item.record)
+        return _with(msg, attempt, item.claim.token if item.claim else 0)
+
+    def _context(self, item: Item) -> dict[str, Any]:
+        return {
+            "topic": item.record.topic,
+            "partition": item.record.partition,
+            "offset": item.record.offset,
+            "group": self.options.group,
+            "message_id": item.key,
+            "handler": self.spec.name,
+        }
+
+
+def _with(msg: Message, attempt: int, token: int) -> Message:
+    return Message(
+        msg.topic,
+        msg.partition,
+        msg.offset,
+        msg.key,
+        msg.value,
+        msg.headers,
+        msg.timestamp_ms,
+        attempt,
+        token,
+    )
+
+
+def _extract(record: Record) -> Any:
+    from opentelemetry import propagate
+
+    carrier = {
+        k: v.decode("latin-1") for k, v in record.headers if k in ("traceparent", "tracestate")
+    }
+    return propagate.extract(carrier) if carrier else None
+
+
+def _consumer_kind() -> Any:
+    from opentelemetry.trace import SpanKind
+
+    return SpanKind.CONSUMER

@@ -1,0 +1,256 @@
+"""Orchestrator side of command steps: the reply consumer, resuming sagas, the relay.
+
+A reply carries the correlation headers of the command it answers. It resumes
+the saga only when the saga still waits for exactly that attempt (same step,
+direction, attempt and reply token): one atomic step checks that and takes the
+lease. Of a reply racing a timeout, a duplicate reply or an operator action,
+only one run goes on: the first transition after the reply clears the wait, so
+later copies are late, and a runner whose lease was taken before it wrote is
+fenced (no step runs before its start is written).
+Anything else is counted as ``late`` (the saga moved on) or ``ignored`` (unknown
+saga, malformed reply) and dropped.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from nativekit._health import CheckResult
+from nativekit._telemetry.logging import get_logger
+from nativekit.messaging._commands import handlers as h
+from nativekit.messaging._consume.consumer import Consumer
+from nativekit.messaging._consume.handler import inspect_handler
+from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._wire.envelope import Message
+from nativekit.saga._define.command_steps import CommandDriver, CommandStep, Outcome, spec_of
+from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
+from nativekit.saga._store.model import SagaRecord, Waiting
+from nativekit.saga._store.outbox import OutboxRelay
+
+if TYPE_CHECKING:
+    from nativekit._context import ServiceContext
+    from nativekit.messaging._messaging import Messaging
+    from nativekit.saga._run.runtime import SagaRuntime
+
+
+class CommandMetrics:
+    """Counters of commands sent and replies received, outbox backlog and relay lag."""
+
+    def __init__(self, registry: Any, service: str) -> None:
+        from prometheus_client import Counter, Gauge, Histogram
+
+        from nativekit._telemetry.metrics import LATENCY_BUCKETS
+
+        self.service = service
+        self.sent = Counter(
+            "nativekit_saga_commands_sent_total",
+            "Commands written to the outbox by saga command steps.",
+            ["service", "saga", "step", "direction"],
+            registry=registry,
+        )
+        self.replies = Counter(
+            "nativekit_saga_replies_total",
+            "Command replies consumed, by outcome: received (resumed a saga), late (the saga "
+            "no longer waits for that attempt), ignored (unknown saga or malformed).",
+            ["service", "outcome"],
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "nativekit_outbox_backlog",
+            "Outbox entries written but not yet published and deleted.",
+            ["service"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "nativekit_outbox_oldest_age_seconds",
+            "Age of the oldest outbox entry not yet published.",
+            ["service"],
+            registry=registry,
+        )
+        self.relay_lag = Histogram(
+            "nativekit_outbox_relay_lag_seconds",
+            "Time from writing an outbox entry to the broker's acknowledgement of it.",
+            ["service"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+
+
+class SagaCommands:
+    """Command/reply support of one service's sagas: relay, reply consumer, driver.
+
+    Args:
+        ctx: the service's context.
+        runtime: the saga runtime whose command steps this serves.
+        messaging: publishes relayed entries and runs the reply consumer.
+    """
+
+    def __init__(self, ctx: ServiceContext, runtime: SagaRuntime, messaging: Messaging) -> None:
+        self.ctx = ctx
+        self.runtime = runtime
+        self.messaging = messaging
+        s = ctx.settings
+        self.reply_topic = s.saga_reply_topic or f"{ctx.name}.replies"
+        self.metrics = CommandMetrics(ctx.metrics.registry, ctx.name)
+        self.relay: OutboxRelay | None = None
+        self.consumer: Consumer | None = None
+        self.log = get_logger(service=ctx.name, component="saga-replies")
+        runtime.commands = CommandDriver(self.reply_topic, self._wake, self.metrics)
+        ctx.health.add(
+            "outbox",
+            self.readiness,
+            critical=False,
+            component_type="component",
+            active=lambda: self.relay is not None,
+        )
+
+    def _wake(self, saga_id: str) -> None:
+        if self.relay is not None:
+            self.relay.wake(saga_id)
+
+    @property
+    def needed(self) -> bool:
+        """True when a registered saga has command steps."""
+        sagas = [*self.runtime.sagas.values(), *self.runtime.legacy]
+        return any(isinstance(step, CommandStep) for saga in sagas for step in saga.steps)
+
+    async def start(self) -> None:
+        """Start the relay and the reply consumer when a saga has command steps (or
+        ``NATIVEKIT_OUTBOX_RELAY`` is on, for sagas that only use ``outbox_publish``)."""
+        s = self.ctx.settings
+        needed = self.needed
+        if not (needed or s.outbox_relay):
+            return
+        outbox = self.runtime.store.outbox(
+            consumer=f"{self.ctx.name}-{self.runtime.replica}", claim_after=s.outbox_claim_after
+        )
+        self.relay = OutboxRelay(
+            outbox,
+            self.messaging.publisher,
+            service=self.ctx.name,
+            poll_interval=s.outbox_poll_interval,
+            batch=s.outbox_batch,
+            metrics=self.metrics,
+        )
+        try:
+            await self.relay.start()
+            if needed:
+                await self._start_consumer()
+        except BaseException:  # cancelled too: the lifecycle stops only what started
+            await self.stop()
+            raise
+
+    async def _start_consumer(self) -> None:
+        s = self.ctx.settings
+        messaging = self.messaging
+        options = ConsumerOptions(
+            topics=(self.reply_topic,),
+            group=f"{self.ctx.name}.replies",
+            retries=s.consumer_retries,
+            concurrency=64,
+            max_in_flight=s.consumer_max_in_flight,
+            fetch_max=s.consumer_fetch_max_records,
+            idempotent=False,  # fencing by reply token makes a duplicate reply harmless
+            drain_timeout=s.consumer_drain_timeout,
+            commit_interval=s.consumer_commit_interval,
+        )
+        self.consumer = Consumer(
+            inspect_handler(self.on_reply),
+            options,
+            broker=messaging.broker,
+            store=None,
+            metrics=messaging.metrics,
+            service=self.ctx.name,
+            tracing=s.tracing_enabled,
+        )
+        try:
+            await messaging.broker.create_topics({self.reply_topic: 1})
+        except Exception as exc:  # it may exist, or be created by an operator
+            self.log.debug("saga.reply_topic.create_failed", error=repr(exc))
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        """Stop the reply consumer, then the relay (a second call does nothing)."""
+        if self.consumer is not None:
+            consumer, self.consumer = self.consumer, None
+            await consumer.stop()
+        if self.relay is not None:
+            relay, self.relay = self.relay, None
+            await relay.stop()
+
+    async def on_reply(self, payload: bytes, msg: Message) -> None:
+        """Resume the saga this reply belongs to, or count the reply as late/ignored."""
+        outcome = await apply_reply(self.runtime, payload, msg.header)
+        self.metrics.replies.labels(self.ctx.name, outcome).inc()
+
+    async def readiness(self) -> CheckResult | None:
+        """Warn when the outbox backlog exceeds ``NATIVEKIT_OUTBOX_BACKLOG_WARN``."""
+        if self.relay is None:
+            return None
+        count, age = await self.relay.outbox.backlog()
+        self.metrics.backlog.labels(self.ctx.name).set(count)
+        self.metrics.oldest.labels(self.ctx.name).set(age)
+        limit = self.ctx.settings.outbox_backlog_warn
+        if count > limit:
+            return CheckResult(
+                "warn",
+                f"{count} outbox entries wait to be published (more than {limit}); "
+                f"the oldest for {age:.1f}s. Is Kafka reachable?",
+                observed_value=count,
+                observed_unit="entries",
+            )
+        return CheckResult("pass", None, observed_value=count, observed_unit="entries")
+
+
+async def apply_reply(
+    runtime: SagaRuntime,
+    payload: bytes,
+    header: Callable[[str], str | None],
+    *,
+    before_resume: Callable[[SagaRecord], None] | None = None,
+) -> str:
+    """Resume the saga a reply belongs to; returns ``received``, ``late`` or ``ignored``.
+
+    ``header`` reads the reply's headers; ``before_resume`` (the crash-matrix seam)
+    runs after the saga was claimed for the reply and before its run starts.
+    """
+    saga_id, step_name = header(h.SAGA_ID), header(h.SAGA_STEP)
+    token, attempt = header(h.SAGA_REPLY_TOKEN), header(h.SAGA_ATTEMPT)
+    direction = header(h.SAGA_DIRECTION)
+    if not (saga_id and step_name and token and attempt and direction):
+        return "ignored"
+    try:
+        wait = Waiting(step_name, direction, int(attempt), token, 0.0)  # timeout not compared
+    except ValueError:
+        return "ignored"
+    new = uuid.uuid4().hex
+    try:
+        claimed = await runtime.store.claim_reply(
+            saga_id, wait, new, lease=runtime.lease, known=list(runtime.definitions)
+        )
+    except (UnknownSaga, SagaStateError):
+        return "ignored"
+    except (LeaseLost, SagaNotFound):
+        return "late"
+    saga = runtime.definition_of(claimed)
+    step = saga.get_step(step_name)
+    spec = spec_of(step, direction) if step is not None else None  # type: ignore[arg-type]
+    outcome: Outcome | None = None
+    if spec is not None and header(h.REPLY_STATUS) == "ok":
+        try:
+            outcome = Outcome(True, spec.adapter.validate_json(payload or b"null"))
+        except ValueError as exc:
+            outcome = Outcome(False, error=f"reply does not fit {spec.reply}: {exc}")
+    elif spec is not None:
+        outcome = Outcome(False, error=header(h.REPLY_ERROR) or "failure reply")
+    if saga_id in runtime.runs:  # a local run of the old lease: fenced now anyway
+        runtime.runs[saga_id][1].cancel()
+    if before_resume is not None:
+        before_resume(claimed)
+    run = runtime.spawn(saga, claimed, new)
+    if outcome is None:  # cannot happen for a matching wait; the run treats it as timed out
+        return "ignored"
+    run.reply = (token, outcome)
+    return "received"

@@ -1,0 +1,91 @@
+"""The saga operator HTTP API: list, inspect, retry, compensate, abort.
+
+Enabled with ``NATIVEKIT_SAGA_OPERATOR_API=true``; serve it on internal
+networks only (it changes saga state and has no authentication of its own).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from nativekit.errors import HTTPError
+from nativekit.saga._errors import SagaNotFound, SagaStateError
+from nativekit.saga._store.model import SagaRecord, SagaStatus
+
+if TYPE_CHECKING:
+    from starlette.routing import BaseRoute
+
+    from nativekit.saga._run.runtime import SagaRuntime
+
+
+class AbortRequest(BaseModel):
+    """Body of an abort request."""
+
+    reason: str = "aborted by an operator"
+
+
+_NO_BODY = AbortRequest()
+
+
+async def _answer(action: Awaitable[SagaRecord]) -> dict[str, Any]:
+    try:
+        record = await action
+    except SagaNotFound as exc:
+        raise HTTPError(404, str(exc)) from None
+    except SagaStateError as exc:
+        raise HTTPError(409, str(exc)) from None
+    return record.to_dict()
+
+
+def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
+    """The operator endpoints of ``runtime`` under ``prefix``."""
+    from nativekit._http.routing import TypedRoute
+
+    prefix = "/" + prefix.strip("/")
+
+    async def list_sagas(
+        status: SagaStatus | None = None,
+        name: str | None = None,
+        older_than: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        if not 1 <= limit <= 1000:
+            raise HTTPError(422, f"limit must be between 1 and 1000, got {limit}")
+        page = await runtime.list(
+            status=status, name=name, older_than=older_than, limit=limit, cursor=cursor
+        )
+        return {"items": [r.to_dict() for r in page.items], "cursor": page.cursor}
+
+    async def get_saga(saga_id: str) -> dict[str, Any]:
+        return await _answer(runtime.get(saga_id))
+
+    async def retry_saga(saga_id: str) -> dict[str, Any]:
+        return await _answer(runtime.retry(saga_id))
+
+    async def compensate_saga(saga_id: str) -> dict[str, Any]:
+        return await _answer(runtime.compensate(saga_id))
+
+    async def abort_saga(saga_id: str, body: AbortRequest = _NO_BODY) -> dict[str, Any]:
+        return await _answer(runtime.abort(saga_id, body.reason))
+
+    routes: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = [
+        ("GET", "", list_sagas),
+        ("GET", "/{saga_id}", get_saga),
+        ("POST", "/{saga_id}/retry", retry_saga),
+        ("POST", "/{saga_id}/compensate", compensate_saga),
+        ("POST", "/{saga_id}/abort", abort_saga),
+    ]
+    return [
+        TypedRoute(
+            prefix + path,
+            handler,
+            methods=[method],
+            status_code=200,
+            name=f"sagas.{handler.__name__}",
+        )
+        for method, path, handler in routes
+    ]

@@ -1,0 +1,1 @@
+"""Implementation of nativekit; import the public names from the package above."""

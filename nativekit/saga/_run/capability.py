@@ -1,0 +1,47 @@
+"""The saga capability of a service: the runtime, its command/reply support, their phases."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import TYPE_CHECKING
+
+from nativekit._lifecycle import Phase
+from nativekit.saga._commands.replies import SagaCommands
+from nativekit.saga._run.runtime import SagaRuntime
+from nativekit.saga._run.telemetry import SagaMetrics
+
+if TYPE_CHECKING:
+    from nativekit._context import ServiceContext
+    from nativekit.messaging._messaging import Messaging
+    from nativekit.saga._store.store import SagaStore
+
+
+def build_sagas(
+    ctx: ServiceContext, store: Callable[[], SagaStore], messaging: Messaging
+) -> tuple[SagaRuntime, SagaCommands]:
+    """The saga runtime of a service (recovery in the SAGAS phase) and its command support
+    (relay and reply consumer in the RELAY phase), with their readiness checks."""
+    settings = ctx.settings
+    runtime = SagaRuntime(
+        ctx.name,
+        store,
+        lease=settings.saga_lease_seconds,
+        retention=settings.saga_retention_seconds,
+        recovery_interval=settings.saga_recovery_interval,
+        backlog_warn=settings.saga_backlog_warn,
+        metrics=SagaMetrics(ctx.metrics.registry, ctx.name),
+        tracing=settings.tracing_enabled,
+    )
+    ctx.lifecycle.add(
+        "sagas",
+        start=runtime.startup,
+        stop=partial(runtime.shutdown, settings.shutdown_grace),
+        phase=Phase.SAGAS,
+    )
+    ctx.health.add(
+        "sagas:recovery", runtime.readiness, critical=False, active=lambda: runtime.in_use
+    )
+    commands = SagaCommands(ctx, runtime, messaging)
+    ctx.lifecycle.add("saga-commands", start=commands.start, stop=commands.stop, phase=Phase.RELAY)
+    return runtime, commands

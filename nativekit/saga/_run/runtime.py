@@ -1,0 +1,504 @@
+"""``SagaRuntime`` (``svc.sagas``): starts, waits for, recovers and operates saga instances."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from nativekit._health import CheckResult, Status
+from nativekit._telemetry.logging import get_logger
+from nativekit.errors import ConfigError
+from nativekit.saga._define.definition import Saga
+from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError
+from nativekit.saga._operator import actions as operations
+from nativekit.saga._run.runner import Hooks, NotCreated, Run, RunEnv
+from nativekit.saga._run.telemetry import SagaMetrics
+from nativekit.saga._store.model import Page, SagaRecord, SagaStatus
+from nativekit.saga._store.store import SagaStore, definition_key
+
+#: Sagas one recovery pass claims at most.
+RECOVERY_BATCH = 100
+#: First poll of ``wait`` for a saga whose local run suspended on a command step (its
+#: reply takes a broker round trip through the participant); then doubling up to 1 s.
+SUSPENDED_POLL = 0.1
+
+
+@dataclass
+class SagaHandle:
+    """What ``sagas.start`` returns: the id, whether this call created it, and a way to wait."""
+
+    saga_id: str
+    name: str
+    created: bool
+    runtime: SagaRuntime
+
+    async def wait(self, timeout: float | None = None) -> SagaRecord:  # noqa: ASYNC109
+        """Wait until the saga is COMPLETED, COMPENSATED, FAILED or ABORTED."""
+        return await self.runtime.wait(self.saga_id, timeout)
+
+
+class _Creating:
+    """Turns a run's first flush into the atomic create of the instance."""
+
+    def __init__(self, runtime: SagaRuntime) -> None:
+        self.runtime = runtime
+        self.done: asyncio.Future[tuple[SagaRecord, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
+
+
+class SagaRuntime:
+    """Runs the sagas of one service on a :class:`SagaStore`, with recovery across replicas.
+
+    Args:
+        service: service name (logs, metrics).
+        store: where instances live.
+        lease: seconds a runner's lease lasts; renewed every third of it.
+        retention: seconds finished instances are kept.
+        recovery_interval: seconds between recovery passes.
+        backlog_warn: readiness warns when this many expired leases wait for recovery.
+        metrics: metrics to record, or None.
+        tracing: create spans per saga and step attempt.
+        hooks: test seam called around step attempts.
+        clock: time source for step timestamps.
+    """
+
+    def __init__(
+        self,
+        service: str,
+        store: SagaStore | Callable[[], SagaStore],
+        *,
+        lease: float = 30.0,
+        retention: float = 7 * 86400.0,
+        recovery_interval: float = 5.0,
+        backlog_warn: int = 100,
+        metrics: SagaMetrics | None = None,
+        tracing: bool = True,
+        hooks: Hooks | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.service = service
+        self._store = store if not callable(store) else None
+        self._store_factory = store if callable(store) else None
+        self.lease = lease
+        self.retention = retention
+        self.recovery_interval = recovery_interval
+        self.backlog_warn = backlog_warn
+        self.replica = uuid.uuid4().hex[:8]
+        self._tracing = tracing
+        self._tracer: tuple[Any, Any] = (None, None)
+        self._env_args: dict[str, Any] = dict(
+            service=service,
+            lease=lease,
+            retention=retention,
+            metrics=metrics,
+            hooks=hooks,
+            clock=clock,
+        )
+        self.metrics = metrics
+        self.sagas: dict[str, Saga[Any]] = {}
+        self._legacy: list[Saga[Any]] = []
+        self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._stopping = asyncio.Event()
+        self.started = False
+        #: Command/reply support (``CommandDriver``), set when wired.
+        self.commands: Any = None
+        self._spawned: dict[str, asyncio.Future[None]] = {}
+
+    @property
+    def log(self) -> Any:
+        """A logger bound with service and replica (bound late, after logging is configured)."""
+        return get_logger(service=self.service, logger="nativekit.saga", replica=self.replica)
+
+    # -- registry ---------------------------------------------------------------------
+
+    @property
+    def store(self) -> SagaStore:
+        """The saga store (created on first use)."""
+        if self._store is None:
+            if self._store_factory is None:  # pragma: no cover - constructor guarantees one
+                raise ConfigError("SagaRuntime has no store")
+            self._store = self._store_factory()
+        return self._store
+
+    @property
+    def env(self) -> RunEnv:
+        """Settings shared by every run."""
+        return RunEnv(
+            store=self.store,
+            tracer=self._current_tracer(),
+            commands=self.commands,
+            **self._env_args,
+        )
+
+    def _current_tracer(self) -> Any:
+        """The tracer of the installed provider; None while none is (spans would be no-ops)."""
+        if not self._tracing:
+            return None
+        from opentelemetry import trace
+
+        provider = trace.get_tracer_provider()
+        if isinstance(provider, trace.ProxyTracerProvider):
+            return None
+        if self._tracer[0] is not provider:
+            from nativekit._telemetry.tracing import get_tracer
+
+            self._tracer = (provider, get_tracer())
+        return self._tracer[1]
+
+    def declare(self, saga: Saga[Any], *, legacy: bool = False) -> None:
+        """Register ``saga`` (its steps may still be added); ``legacy=True`` keeps an old
+        definition only to finish the instances started with it."""
+        if legacy:
+            if saga not in self._legacy:
+                self._legacy.append(saga)
+            return
+        current = self.sagas.get(saga.name)
+        if current is not None and current is not saga:
+            raise ConfigError(
+                f"Saga {saga.name!r} is registered twice; register an older definition "
+                "kept for in-flight instances with legacy=True."
+            )
+        self.sagas[saga.name] = saga
+        if self.started and not self._loops:  # the first saga, started after startup
+            self._start_loops()
+
+    @property
+    def legacy(self) -> list[Saga[Any]]:
+        """Old definitions kept only to finish the instances started with them."""
+        return list(self._legacy)
+
+    @property
+    def definitions(self) -> dict[str, Saga[Any]]:
+        """Every registered definition (current and legacy) by ``name:hash``."""
+        found = {definition_key(s.name, s.definition_hash): s for s in self._legacy}
+        found.update({definition_key(s.name, s.definition_hash): s for s in self.sagas.values()})
+        return found
+
+    def _check_steps(self) -> None:
+        for saga in [*self.sagas.values(), *self._legacy]:
+            if not saga.steps:
+                raise ConfigError(f"Saga {saga.name!r} has no steps; add one with @saga.step().")
+
+    def resolve(self, saga: Saga[Any] | str) -> Saga[Any]:
+        """The registered current definition for ``saga`` (an object or a name)."""
+        name = saga if isinstance(saga, str) else saga.name
+        found = self.sagas.get(name)
+        if found is None:
+            if isinstance(saga, Saga):
+                self.declare(saga)
+                return saga
+            raise ConfigError(f"No saga named {name!r} is registered; known: {sorted(self.sagas)}.")
+        return found
+
+    def definition_of(self, record: SagaRecord) -> Saga[Any]:
+        """The registered definition an instance was started with."""
+        saga = self.definitions.get(definition_key(record.name, record.definition))
+        if saga is None:
+            raise SagaStateError(
+                f"saga {record.saga_id!r} was started with definition {record.definition} of "
+                f"{record.name!r}, which this service does not register"
+            )
+        return saga
+
+    # -- starting and waiting -----------------------------------------------------------
+
+    async def start(
+        self, saga: Saga[Any] | str, data: Any, *, saga_id: str | None = None
+    ) -> SagaHandle:
+        """Validate ``data``, persist a new instance and run it in the background.
+
+        If ``saga_id`` exists already, nothing runs: the handle refers to the
+        existing instance (``created`` is False). Raises :class:`SagaInputError`
+        for invalid input, before anything is stored.
+        """
+        definition = self.resolve(saga)
+        if not definition.steps:
+            raise ConfigError(f"Saga {definition.name!r} has no steps; add one with @saga.step().")
+        value = definition.validate_input(data)
+        if saga_id is not None and saga_id in self.runs:  # running here: it exists
+            running = self.runs[saga_id][0]
+            creating = running.creating
+            if creating is not None and not creating.done.done():
+                # a concurrent start is storing it: answer once it is stored, so a
+                # get() right after this call finds the instance
+                await asyncio.shield(creating.done)
+            return SagaHandle(saga_id, running.saga.name, False, self)
+        now = self._env_args["clock"]()
+        record = SagaRecord(
+            saga_id=saga_id or uuid.uuid4().hex,
+            name=definition.name,
+            definition=definition.definition_hash,
+            status=SagaStatus.RUNNING,
+            input=definition.encode_input(value),
+            created_at=now,
+            updated_at=now,
+        )
+        creating = _Creating(self)
+        run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)
+        run._data = value
+        stored, created = await creating.done
+        if created and self.metrics is not None:
+            self.metrics.count_started(definition.name)
+        return SagaHandle(stored.saga_id, stored.name, created, self)
+
+    def spawn(
+        self, saga: Saga[Any], record: SagaRecord, token: str, *, creating: _Creating | None = None
+    ) -> Run:
+        """Run ``record`` (leased to ``token``) in the background from where it stands."""
+        run = Run(self.env, saga, record, token)
+        if creating is not None:
+            run.creating = creating
+        task = asyncio.create_task(self._drive(run), name=f"saga:{record.saga_id}")
+        self.runs[record.saga_id] = (run, task)
+        waiter = self._spawned.pop(record.saga_id, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)  # a waiting saga resumed here: wake wait()
+        return run
+
+    async def _drive(self, run: Run) -> SagaRecord | None:
+        saga_id = run.record.saga_id
+        if self.metrics is not None:
+            self.metrics.in_flight.inc()
+        try:
+            return await run.drive()
+        except (NotCreated, LeaseLost):
+            return None
+        except Exception as exc:
+            self.log.error("saga.run.crashed", saga_id=saga_id, error=repr(exc), exc_info=True)
+            return None
+        finally:
+            if run.creating is not None:
+                run.creating.done.set_exception(
+                    SagaStateError(f"saga {saga_id!r} stopped before it was stored")
+                )
+            if self.metrics is not None:
+                self.metrics.in_flight.dec()
+            current = self.runs.get(saga_id)
+            if current is not None and current[0] is run:
+                del self.runs[saga_id]
+
+    async def wait(self, saga_id: str, timeout: float | None = None) -> SagaRecord:  # noqa: ASYNC109
+        """Wait until the instance is COMPLETED, COMPENSATED, FAILED or ABORTED.
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds (None: no limit)
+        and :class:`SagaNotFound` for an unknown id. Works for instances run by
+        any replica (it polls the store when the run is not local).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.02
+        while True:
+            status: SagaStatus | None = None
+            local = self.runs.get(saga_id)
+            if local is not None:
+                remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+                finished = await asyncio.wait({local[1]}, timeout=remaining)
+                if finished[0]:
+                    if not local[0].record.status.active:
+                        return local[0].record
+                    if local[0].suspended:  # waits for a command reply: its state is known
+                        status = local[0].record.status
+                        # a reply consumed here resumes it here and wakes this wait at once;
+                        # the polls below only notice a resumption on another replica
+                        delay = max(delay, SUSPENDED_POLL)
+            if status is None:  # poll the status only; read the record once it is final
+                status = await self.store.status(saga_id)
+                if status is None:
+                    raise SagaNotFound(f"no saga instance with id {saga_id!r}")
+                if not status.active:
+                    return await self.get(saga_id)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"saga {saga_id!r} is still {status.value} after {timeout:g}s")
+            if saga_id not in self.runs:
+                pause = delay if deadline is None else min(delay, deadline - time.monotonic())
+                waiter = self._spawned.setdefault(
+                    saga_id, asyncio.get_running_loop().create_future()
+                )
+                try:
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(asyncio.shield(waiter), max(0.0, pause))
+                finally:  # a cancelled wait (a client gone) must not leave its future behind
+                    self._spawned.pop(saga_id, None)
+                delay = min(delay * 2, 1.0)
+
+    async def get(self, saga_id: str) -> SagaRecord:
+        """The instance with its step history; raises :class:`SagaNotFound`."""
+        record = await self.store.get(saga_id)
+        if record is None:
+            raise SagaNotFound(f"no saga instance with id {saga_id!r}")
+        return record
+
+    async def list(
+        self,
+        *,
+        status: SagaStatus | str | None = None,
+        name: str | None = None,
+        older_than: float | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Instances by time in their status, oldest first, one page at a time."""
+        if not 1 <= limit <= 1000:
+            raise ConfigError(f"limit must be between 1 and 1000, got {limit}.")
+        return await self.store.list(
+            status=SagaStatus(status) if status is not None else None,
+            name=name,
+            older_than=older_than,
+            limit=limit,
+            cursor=cursor,
+        )
+
+    # -- lifecycle: recovery and lease renewal --------------------------------------------
+
+    @property
+    def in_use(self) -> bool:
+        """True once a saga is registered (a service without sagas runs no saga loops)."""
+        return bool(self.sagas or self._legacy)
+
+    async def startup(self) -> None:
+        """Check definitions against live instances, then start recovery and renewal loops."""
+        self._check_steps()
+        self.started = True
+        self._stopping = asyncio.Event()
+        if self.in_use:
+            await self.check_definitions()
+            self._start_loops()
+
+    def _start_loops(self) -> None:
+        self._loops = [
+            asyncio.create_task(
+                self._every(self.recovery_interval, self.recover), name="saga-recovery"
+            ),
+            asyncio.create_task(self._every(self.lease / 3, self.renew), name="saga-renewal"),
+        ]
+        self.log.info("saga.runtime.started", sagas=sorted(self.sagas))
+
+    async def shutdown(self, grace: float = 10.0) -> None:
+        """Stop the loops, let runs finish for ``grace`` seconds, then hand the rest over."""
+        self.started = False
+        # loops finish their pass: cancelling one mid-call would leak its Redis connection
+        self._stopping.set()
+        if self._loops:
+            _, pending = await asyncio.wait(self._loops, timeout=5)
+            for loop in pending:
+                loop.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops = []
+        tasks = [task for _, task in self.runs.values()]
+        if tasks:
+            await asyncio.wait(tasks, timeout=grace)
+        leftover = list(self.runs.values())
+        for _, task in leftover:
+            task.cancel()
+        await asyncio.gather(*(t for _, t in leftover), return_exceptions=True)
+        for run, _ in leftover:
+            await self._release(run)
+        self.log.info("saga.runtime.stopped", handed_over=len(leftover))
+
+    async def _release(self, run: Run) -> None:
+        from nativekit.saga._store.model import Transition
+
+        if run.creating is not None:
+            # Cancelled before its create returned, and start() was told it was not
+            # stored: a flush now would create it, leased to this stopping runner.
+            return
+        try:
+            run.pending = Transition(release=True)
+            await run.flush()
+        except Exception as exc:  # the lease then expires on its own
+            self.log.warning("saga.release.failed", saga_id=run.record.saga_id, error=repr(exc))
+
+    async def _every(self, interval: float, action: Callable[[], Any]) -> None:
+        while not self._stopping.is_set():
+            try:
+                await action()
+            except Exception as exc:
+                self.log.warning("saga.background.failed", action=action.__name__, error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), interval)
+
+    async def recover(self) -> int:
+        """Claim instances whose lease expired and continue them; returns how many."""
+        records = await self.store.claim_expired(
+            list(self.definitions),
+            lambda: uuid.uuid4().hex,
+            lease=self.lease,
+            limit=RECOVERY_BATCH,
+        )
+        definitions = self.definitions
+        for record in records:
+            if record.saga_id in self.runs:  # our own run lost its lease; it is fenced now
+                self.runs[record.saga_id][1].cancel()
+            saga = definitions[definition_key(record.name, record.definition)]
+            self.log.info("saga.recovered", saga=record.name, saga_id=record.saga_id)
+            if self.metrics is not None:
+                self.metrics.recovered.labels(self.service, record.name).inc()
+            self.spawn(saga, record, record.token or "")
+        return len(records)
+
+    async def renew(self) -> None:
+        """Extend the leases of local runs; a run whose saga another runner took is cancelled."""
+        runs = [(run, task) for run, task in self.runs.values() if run.creating is None]
+        if not runs:
+            return
+        renewed = await self.store.renew(
+            [(run.record.saga_id, run.token) for run, _ in runs], lease=self.lease
+        )
+        for (run, task), ok in zip(runs, renewed, strict=True):
+            if ok or task.done():
+                continue
+            # refused: the run may just have finished (its lease released) - check the owner
+            stored = await self.store.get(run.record.saga_id)
+            if stored is not None and stored.status.active and stored.token != run.token:
+                self.log.warning("saga.lease.lost", saga_id=run.record.saga_id)
+                task.cancel()
+
+    # -- operator actions ---------------------------------------------------------------
+
+    async def retry(self, saga_id: str) -> SagaRecord:
+        """Resume a FAILED or ABORTED saga forward, with a fresh policy for its failed step.
+
+        Refused once compensation has undone a step (use :meth:`compensate`).
+        """
+        return await operations.retry(self, saga_id)
+
+    async def compensate(self, saga_id: str) -> SagaRecord:
+        """Roll a saga back: cancel a RUNNING one, resume a FAILED or ABORTED one."""
+        return await operations.compensate(self, saga_id)
+
+    async def abort(self, saga_id: str, reason: str = "aborted by an operator") -> SagaRecord:
+        """Stop a saga where it is; nothing runs for it afterwards (no compensation)."""
+        return await operations.abort(self, saga_id, reason)
+
+    async def check_definitions(self) -> None:
+        """Refuse to start when live instances use a definition this service lacks."""
+        for name, saga in self.sagas.items():
+            live = await self.store.live_definitions(name)
+            known = {k.rpartition(":")[2] for k in self.definitions if k.startswith(f"{name}:")}
+            stale = {h: n for h, n in live.items() if h not in known}
+            if stale:
+                count = sum(stale.values())
+                raise ConfigError(
+                    f"Saga {name!r} changed (definition {saga.definition_hash}) while {count} "
+                    f"instance(s) of its previous definition ({', '.join(sorted(stale))}) are "
+                    "still running. Keep the previous definition registered with "
+                    "svc.add_saga(previous, legacy=True) until they finish, or abort or "
+                    "compensate them through the operator API of a replica that has it."
+                )
+
+    async def readiness(self) -> CheckResult:
+        """Readiness check: warn when the recovery backlog exceeds ``backlog_warn``."""
+        backlog = await self.store.backlog()
+        status: Status = "warn" if backlog > self.backlog_warn else "pass"
+        output = (
+            f"{backlog} saga(s) wait for recovery (more than {self.backlog_warn})"
+            if status == "warn"
+            else None
+        )
+        return CheckResult(status, output, observed_value=backlog, observed_unit="sagas")

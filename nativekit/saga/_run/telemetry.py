@@ -1,0 +1,74 @@
+"""Prometheus metrics of the saga runtime, on the service's registry."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from nativekit._telemetry.metrics import LATENCY_BUCKETS
+
+
+class SagaMetrics:
+    """Counters by saga name, step duration histogram, in-flight gauge, recoveries."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.service = service
+        labels = ["service", "saga"]
+        self.started = Counter(
+            "sagas_started_total", "Saga instances started.", labels, registry=registry
+        )
+        self.completed = Counter(
+            "sagas_completed_total", "Saga instances that completed.", labels, registry=registry
+        )
+        self.compensated = Counter(
+            "sagas_compensated_total",
+            "Saga instances rolled back by their compensations.",
+            labels,
+            registry=registry,
+        )
+        self.failed = Counter(
+            "sagas_failed_total",
+            "Saga instances parked as FAILED for an operator.",
+            labels,
+            registry=registry,
+        )
+        self.recovered = Counter(
+            "sagas_recovered_total",
+            "Saga instances claimed by this replica after their lease expired.",
+            labels,
+            registry=registry,
+        )
+        self.step_duration = Histogram(
+            "saga_step_duration_seconds",
+            "Duration of one step attempt, by saga, step, direction and outcome.",
+            ["service", "saga", "step", "direction", "outcome"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.in_flight = Gauge(
+            "sagas_in_flight",
+            "Saga instances this replica is running now.",
+            ["service"],
+            registry=registry,
+            multiprocess_mode="livesum",
+        ).labels(service)
+        self._steps: dict[tuple[str, str, str, str], Histogram] = {}
+        self._started: dict[str, Counter] = {}
+
+    def count_started(self, saga: str) -> None:
+        """Count one started instance."""
+        child = self._started.get(saga)
+        if child is None:
+            child = self._started[saga] = self.started.labels(self.service, saga)
+        child.inc()
+
+    def observe_step(
+        self, saga: str, step: str, direction: str, outcome: str, seconds: float
+    ) -> None:
+        """Record one step attempt's duration."""
+        key = (saga, step, direction, outcome)
+        child = self._steps.get(key)
+        if child is None:
+            child = self._steps[key] = self.step_duration.labels(
+                self.service, saga, step, direction, outcome
+            )
+        child.observe(seconds)

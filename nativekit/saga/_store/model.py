@@ -1,0 +1,298 @@
+"""The persisted state of a saga instance and how it maps to flat string fields.
+
+A record is stored as a flat ``field -> str`` mapping (a Redis hash; a dict in
+memory): scalar fields, one JSON field per step (``step:<name>``) and one per
+step result (``result:<name>``). A transition writes only the fields it
+changes, so a write never grows with the number of steps.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any
+
+
+class SagaStatus(StrEnum):
+    """Where a saga instance is in its life."""
+
+    RUNNING = "RUNNING"
+    COMPENSATING = "COMPENSATING"
+    COMPLETED = "COMPLETED"
+    COMPENSATED = "COMPENSATED"
+    FAILED = "FAILED"
+    ABORTED = "ABORTED"
+
+    @property
+    def active(self) -> bool:
+        """True while a runner owns the saga (it holds a lease and makes progress)."""
+        return self in (SagaStatus.RUNNING, SagaStatus.COMPENSATING)
+
+    @property
+    def finished(self) -> bool:
+        """True for end states nothing runs after (FAILED waits for an operator)."""
+        return self in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED, SagaStatus.ABORTED)
+
+
+class StepStatus(StrEnum):
+    """Where one step of a saga instance is."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    COMPENSATING = "compensating"
+    COMPENSATED = "compensated"
+    COMPENSATION_FAILED = "compensation_failed"
+
+
+@dataclass
+class StepRecord:
+    """History of one step: status, attempts per direction, last error, times (epoch s).
+
+    ``uncertain`` marks a step whose last attempt has an unknown outcome (it was
+    interrupted by a crash or timed out): if the saga compensates, this step's
+    compensation runs too, since its effect may have been applied.
+    """
+
+    status: StepStatus = StepStatus.PENDING
+    attempts: int = 0
+    compensation_attempts: int = 0
+    error: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    compensation_started_at: float | None = None
+    compensation_ended_at: float | None = None
+    uncertain: bool = False
+
+    def to_json(self) -> str:
+        """Compact JSON, dropping empty values."""
+        # hand-built: this runs twice per step on the hot path, json.dumps is 5x slower
+        parts = [f'{{"status":"{self.status.value}"']
+        for key in _STEP_FIELDS:
+            value = getattr(self, key)
+            if not value:
+                continue
+            if key == "error":
+                parts.append(f'"error":{_compact(value)}')
+            elif value is True:
+                parts.append(f'"{key}":true')
+            else:
+                parts.append(f'"{key}":{value!r}')
+        return ",".join(parts) + "}"
+
+    @classmethod
+    def from_json(cls, raw: str) -> StepRecord:
+        """Inverse of :meth:`to_json`."""
+        data = json.loads(raw)
+        data["status"] = StepStatus(data.get("status", "pending"))
+        return cls(**data)
+
+
+_STEP_FIELDS = (
+    "attempts",
+    "compensation_attempts",
+    "error",
+    "started_at",
+    "ended_at",
+    "compensation_started_at",
+    "compensation_ended_at",
+    "uncertain",
+)
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def encode_order(names: list[str]) -> str:
+    """JSON list of step names (validated names never need escaping)."""
+    return '["' + '","'.join(names) + '"]' if names else "[]"
+
+
+#: Field names of the scalar part of a record.
+SCALAR_FIELDS = (
+    "id",
+    "name",
+    "def",
+    "status",
+    "since",
+    "input",
+    "created",
+    "updated",
+    "error",
+    "order",
+)
+
+
+@dataclass
+class SagaRecord:
+    """A saga instance as stored: identity, status, input, per-step history and results."""
+
+    saga_id: str
+    name: str
+    definition: str
+    status: SagaStatus
+    input: str
+    created_at: float
+    updated_at: float
+    since: float = 0.0
+    error: str | None = None
+    order: list[str] = field(default_factory=list)
+    steps: dict[str, StepRecord] = field(default_factory=dict)
+    results: dict[str, str] = field(default_factory=dict)
+    token: str | None = None
+    lease_until: float | None = None
+    #: JSON of the command reply the saga waits for (command steps), or None.
+    wait: str | None = None
+
+    def to_fields(self) -> dict[str, str]:
+        """The record as flat string fields (lease fields are the store's business)."""
+        fields = {
+            "id": self.saga_id,
+            "name": self.name,
+            "def": self.definition,
+            "status": self.status.value,
+            "input": self.input,
+            "created": repr(self.created_at),
+            "updated": repr(self.updated_at),
+            "since": repr(self.since or self.created_at),
+            "error": self.error or "",
+            "order": encode_order(self.order),
+        }
+        for name, step in self.steps.items():
+            fields[f"step:{name}"] = step.to_json()
+        for name, result in self.results.items():
+            fields[f"result:{name}"] = result
+        return fields
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> SagaRecord:
+        """Build a record from the stored fields."""
+        lease = fields.get("lease")
+        record = cls(
+            saga_id=fields["id"],
+            name=fields["name"],
+            definition=fields["def"],
+            status=SagaStatus(fields["status"]),
+            input=fields["input"],
+            created_at=float(fields["created"]),
+            updated_at=float(fields["updated"]),
+            since=float(fields.get("since") or fields["created"]),
+            error=fields.get("error") or None,
+            order=json.loads(fields.get("order") or "[]"),
+            token=fields.get("token") or None,
+            lease_until=float(lease) / 1000 if lease else None,
+            wait=fields.get("wait") or None,
+        )
+        for key, value in fields.items():
+            if key.startswith("step:"):
+                record.steps[key[5:]] = StepRecord.from_json(value)
+            elif key.startswith("result:"):
+                record.results[key[7:]] = value
+        return record
+
+    def step(self, name: str) -> StepRecord:
+        """The record of step ``name`` (a fresh pending one if it never ran)."""
+        record = self.steps.get(name)
+        if record is None:
+            record = self.steps[name] = StepRecord()
+        return record
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready view for operators: status, history, error, results."""
+        return {
+            "saga_id": self.saga_id,
+            "name": self.name,
+            "definition": self.definition,
+            "status": self.status.value,
+            "input": json.loads(self.input),
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "status_since": self.since,
+            "error": self.error,
+            "order": list(self.order),
+            "steps": {
+                name: {k: v for k, v in asdict(step).items() if v is not None}
+                | {"status": step.status.value}
+                for name, step in self.steps.items()
+            },
+            "results": {name: json.loads(raw) for name, raw in self.results.items()},
+            "lease_until": self.lease_until,
+        }
+
+
+@dataclass
+class Transition:
+    """Changes one write applies: new status (or None) and fields to set.
+
+    ``outbox`` holds encoded outbox entries written in the same atomic write
+    (``nativekit.saga._store.outbox``); ``lease`` overrides the lease length of this write
+    (a saga waiting for a command reply is leased until the reply deadline).
+    """
+
+    status: SagaStatus | None = None
+    fields: dict[str, str] = field(default_factory=dict)
+    release: bool = False
+    outbox: list[str] = field(default_factory=list)
+    lease: float | None = None
+
+    def merge(self, other: Transition) -> None:
+        """Fold ``other`` (a later change) into this one."""
+        if other.status is not None:
+            self.status = other.status
+        self.fields.update(other.fields)
+        self.release = self.release or other.release
+        self.outbox.extend(other.outbox)
+        if other.lease is not None:
+            self.lease = other.lease
+
+    def __bool__(self) -> bool:
+        return self.status is not None or bool(self.fields) or self.release or bool(self.outbox)
+
+
+@dataclass
+class Page:
+    """One page of a listing; pass ``cursor`` back to get the next one (None: last page)."""
+
+    items: list[SagaRecord]
+    cursor: str | None
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """What a waiting saga expects: the reply to one attempt of one step direction."""
+
+    step: str
+    direction: str
+    attempt: int
+    token: str
+    timeout: float
+
+    def encode(self) -> str:
+        """Stored in the record's ``wait`` field."""
+        return json.dumps(
+            {
+                "s": self.step,
+                "d": self.direction,
+                "a": self.attempt,
+                "t": self.token,
+                "o": self.timeout,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: str | None) -> Waiting | None:
+        """Inverse of :meth:`encode` (None for no wait)."""
+        if not raw:
+            return None
+        data = json.loads(raw)
+        return cls(data["s"], data["d"], int(data["a"]), data["t"], float(data["o"]))
+
+    def matches(self, other: Waiting) -> bool:
+        """Whether ``other`` is a reply to the same attempt (the timeout is not compared)."""
+        return (self.step, self.direction, self.attempt, self.token) == (
+            other.step,
+            other.direction,
+            other.attempt,
+            other.token,
+        )

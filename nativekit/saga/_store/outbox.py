@@ -1,0 +1,257 @@
+"""Transactional outbox: messages written atomically with saga transitions, then relayed.
+
+A saga transition carries outbox entries (``Transition.outbox``); the saga store
+writes them in the same atomic write as the state (Redis: the same Lua script
+appends them to the shard's outbox stream; memory: a list). The
+:class:`OutboxRelay` publishes entries to Kafka and deletes them only after the
+broker acknowledged them. A crash between the write and the publish loses
+nothing: the entry is published later (by this or another replica), at worst
+twice, and the message id (the entry id) lets consumers drop the duplicate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+import uuid
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pydantic import BaseModel
+
+from nativekit._lifecycle import cancel_and_wait
+from nativekit._telemetry.logging import get_logger
+
+
+@dataclass
+class OutboxEntry:
+    """A message waiting in the outbox: destination, payload, headers, id and write time."""
+
+    id: str
+    topic: str
+    key: str | None
+    value: str
+    event_type: str
+    headers: dict[str, str] = field(default_factory=dict)
+    created: float = 0.0
+
+    @classmethod
+    def new(cls, topic: str, event: BaseModel, *, key: str | None) -> OutboxEntry:
+        """An entry for ``event``, carrying the current trace context."""
+        from nativekit.messaging._wire.envelope import inject_trace
+
+        carrier: dict[str, str | bytes] = {}
+        inject_trace(carrier)
+        return cls(
+            id=uuid.uuid4().hex,
+            topic=topic,
+            key=key,
+            value=event.model_dump_json(),
+            event_type=type(event).__name__,
+            headers={k: v.decode() if isinstance(v, bytes) else v for k, v in carrier.items()},
+            created=time.time(),
+        )
+
+    def encode(self) -> str:
+        """Compact JSON (stored in the outbox)."""
+        return json.dumps(
+            {
+                "i": self.id,
+                "t": self.topic,
+                "k": self.key,
+                "v": self.value,
+                "e": self.event_type,
+                "h": self.headers,
+                "c": self.created,
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, raw: str | bytes) -> OutboxEntry:
+        """Inverse of :meth:`encode`."""
+        d = json.loads(raw)
+        return cls(d["i"], d["t"], d["k"], d["v"], d["e"], d["h"], d["c"])
+
+
+@dataclass
+class Batch:
+    """Entries one relay read, with the handles to acknowledge them."""
+
+    entries: list[OutboxEntry]
+    handles: list[Any]
+
+
+class Outbox(Protocol):
+    """The relay's view of the outbox: read unpublished entries, delete published ones."""
+
+    async def start(self) -> None:
+        """Prepare (create consumer groups)."""
+
+    async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
+        """Up to ``limit`` entries no live relay is publishing (entries of dead relays too);
+        with ``saga_ids``, only from where those sagas' entries are (a hint, may read more)."""
+
+    async def ack(self, handles: Sequence[Any]) -> None:
+        """Delete published entries."""
+
+    async def backlog(self) -> tuple[int, float]:
+        """Entries not yet deleted, and the age in seconds of the oldest one."""
+
+
+class MemoryOutbox:
+    """The outbox of a :class:`~nativekit.saga._store.store.MemorySagaStore` (one process)."""
+
+    def __init__(self, entries: list[str]) -> None:
+        self._entries = entries
+        self._taken: set[int] = set()
+
+    async def start(self) -> None:
+        """Nothing to prepare."""
+
+    async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
+        """Entries not handed out yet."""
+        batch = Batch([], [])
+        for raw in self._entries:
+            if len(batch.entries) >= limit:
+                break
+            if id(raw) in self._taken:
+                continue
+            self._taken.add(id(raw))
+            batch.entries.append(OutboxEntry.decode(raw))
+            batch.handles.append(raw)
+        return batch
+
+    async def ack(self, handles: Sequence[Any]) -> None:
+        """Remove published entries."""
+        done = {id(h) for h in handles}
+        self._entries[:] = [e for e in self._entries if id(e) not in done]
+        self._taken -= done
+
+    async def backlog(self) -> tuple[int, float]:
+        """Entries in the list and the oldest one's age."""
+        if not self._entries:
+            return 0, 0.0
+        oldest = OutboxEntry.decode(self._entries[0]).created
+        return len(self._entries), max(0.0, time.time() - oldest)
+
+
+class OutboxRelay:
+    """Publishes outbox entries and deletes them after the broker's ack (a component).
+
+    Args:
+        outbox: where entries wait.
+        publisher: a :class:`nativekit.messaging.Publisher`.
+        service: service name (logs, metrics).
+        poll_interval: seconds between reads when nothing woke the relay.
+        batch: entries per read.
+        metrics: :class:`~nativekit.saga._commands.replies.CommandMetrics` or None.
+    """
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        publisher: Any,
+        *,
+        service: str,
+        poll_interval: float = 0.2,
+        batch: int = 200,
+        metrics: Any = None,
+    ) -> None:
+        self.outbox = outbox
+        self.publisher = publisher
+        self.poll_interval = poll_interval
+        self.batch = batch
+        self.metrics = metrics
+        self.log = get_logger(service=service, component="outbox")
+        self._wake = asyncio.Event()
+        self._hints: set[str] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.published = 0
+
+    def wake(self, saga_id: str | None = None) -> None:
+        """Read now: entries (of ``saga_id``) were just written by this process."""
+        if saga_id is not None:
+            self._hints.add(saga_id)
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Start relaying."""
+        await self.outbox.start()
+        self._task = asyncio.create_task(self._loop(), name="outbox-relay")
+
+    async def stop(self) -> None:
+        """Stop relaying (entries not yet published stay in the outbox)."""
+        if self._task is not None:
+            await cancel_and_wait(self._task)
+            self._task = None
+
+    async def _loop(self) -> None:
+        delay = 0.1
+        loop = asyncio.get_running_loop()
+        full_at = 0.0  # read every shard at least every poll interval; else the hinted ones
+        while True:
+            hints, self._hints = self._hints, set()
+            full = loop.time() >= full_at
+            if full:
+                full_at = loop.time() + self.poll_interval
+            try:
+                count = await self.relay_once(None if full else hints)
+                delay = 0.1
+            except Exception as exc:
+                self.log.warning("outbox.relay_failed", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
+            if count or self._hints:
+                continue
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), max(0.0, full_at - loop.time()))
+
+    async def relay_once(self, saga_ids: Collection[str] | None = None) -> int:
+        """Publish one batch; returns how many entries were published and deleted."""
+        batch = await self.outbox.read(self.batch, saga_ids)
+        if not batch.entries:
+            return 0
+        results = await asyncio.gather(
+            *(self._publish(e) for e in batch.entries), return_exceptions=True
+        )
+        done = [h for h, r in zip(batch.handles, results, strict=True) if r is None]
+        failed = [r for r in results if r is not None]
+        if done:
+            await self.outbox.ack(done)
+            self.published += len(done)
+        if failed:  # left pending: read again after the claim timeout (or by another relay)
+            raise failed[0] if isinstance(failed[0], Exception) else RuntimeError(str(failed[0]))
+        return len(done)
+
+    async def _publish(self, entry: OutboxEntry) -> None:
+        from opentelemetry import context, propagate
+
+        # the publish span becomes a child of the stored context and sets its own traceparent
+        headers: dict[str, str | bytes] = {
+            k: v for k, v in entry.headers.items() if k not in ("traceparent", "tracestate")
+        }
+        headers["event-type"] = entry.event_type
+        headers["content-type"] = "application/json"
+        carrier = {k: v for k, v in entry.headers.items() if k in ("traceparent", "tracestate")}
+        token = context.attach(propagate.extract(carrier)) if carrier else None
+        try:
+            await self.publisher.publish(
+                entry.topic,
+                entry.value.encode(),
+                key=entry.key,
+                headers=headers,
+                message_id=entry.id,
+            )
+        finally:
+            if token is not None:
+                context.detach(token)
+        if self.metrics is not None:
+            self.metrics.relay_lag.labels(self.metrics.service).observe(
+                max(0.0, time.time() - entry.created)
+            )
