@@ -33,7 +33,8 @@ from typing import Any
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
-from nativekit.cache import Cache, NearCache, RedisCache
+from nativekit.backends.redis import RedisCache
+from nativekit.cache import Cache, NearCache
 
 Call = Callable[[str], Awaitable[Any]]
 VALUE = {"sku": "sku-1", "name": "Widget", "price": 9.99, "tags": ["a", "b"], "stock": 12}

@@ -321,11 +321,7 @@ class Service:
     def cache(self) -> Cache:
         """The service's cache: Redis per ``NATIVEKIT_REDIS_URL``, in memory for memory://."""
         if self._cache is None:
-            from nativekit.cache import Cache
-
-            self._cache = Cache.from_settings(
-                self.settings, service=self.name, registry=self.metrics.registry
-            )
+            self._cache = self.backends.cache(self.metrics.registry)
             self.health.add("cache", self._cache.check, critical=False, component_type="datastore")
         return self._cache
 

@@ -14,8 +14,10 @@ from nativekit.settings import Settings, mask_url
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
+    from prometheus_client import CollectorRegistry
 
     from nativekit._health import CheckFunc
+    from nativekit.cache import Cache
     from nativekit.messaging._commands.reply_store import ReplyStore
     from nativekit.messaging._dedup import DedupStore
     from nativekit.messaging._wire.broker import Broker
@@ -127,6 +129,38 @@ class Backends:
             self.redis,
             prefix=self.settings.saga_key_prefix or f"nk:saga:{self.name}",
             shards=self.settings.saga_shards,
+        )
+
+    def cache(self, registry: CollectorRegistry | None = None) -> Cache:
+        """The cache: Redis (with a near cache when ``NATIVEKIT_CACHE_NEAR_ENABLED``) unless
+        ``NATIVEKIT_REDIS_URL`` is memory://; its own client, closed by ``Cache.stop``."""
+        from nativekit.cache import Cache, CacheBackend, MemoryCache, NearCache
+
+        settings = self.settings
+        prefix = f"nkc:{self.name}"
+        near = None
+        backend: CacheBackend
+        if not self.uses_redis:
+            backend = MemoryCache(settings.cache_memory_max_entries)
+        else:
+            from nativekit.backends.redis import RedisCache
+
+            channel = f"{prefix}:invalidated" if settings.cache_near_enabled else None
+            backend = RedisCache.from_settings(settings, channel=channel)
+            if settings.cache_near_enabled:
+                near = NearCache(
+                    max_entries=settings.cache_near_size, max_age=settings.cache_near_max_age
+                )
+        return Cache(
+            backend,
+            prefix=prefix,
+            service=self.name,
+            registry=registry,
+            max_value_bytes=settings.cache_max_value_bytes,
+            breaker_failures=settings.cache_breaker_failures,
+            breaker_reset=settings.cache_breaker_reset,
+            lock_lease=settings.cache_lock_lease,
+            near=near,
         )
 
     async def aclose(self) -> None:

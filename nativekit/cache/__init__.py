@@ -1,34 +1,22 @@
 """Caching: ``@svc.cached`` / ``@cache.cached`` on ``async def``, on Redis or in memory.
 
-``RedisCache`` loads redis-py, so it is imported only when first used.
+The Redis backend is ``nativekit.backends.redis.RedisCache``; ``svc.cache`` picks
+it (or ``MemoryCache``) from ``NATIVEKIT_REDIS_URL``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from nativekit.cache._backend import CacheBackend, MemoryCache
 from nativekit.cache._cache import Cache
 from nativekit.cache._decorator import CachedFunction, CacheOptions
-from nativekit.cache._near import NearCache
-
-if TYPE_CHECKING:
-    from nativekit.backends.redis._cache import RedisCache
+from nativekit.cache._near import InvalidationSource, NearCache
 
 __all__ = [
     "Cache",
     "CacheBackend",
-    "CacheOptions",
     "CachedFunction",
+    "CacheOptions",
+    "InvalidationSource",
     "MemoryCache",
     "NearCache",
-    "RedisCache",
 ]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "RedisCache":
-        from nativekit.backends.redis._cache import RedisCache
-
-        return RedisCache
-    raise AttributeError(f"module 'nativekit.cache' has no attribute {name!r}")

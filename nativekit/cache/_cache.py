@@ -1,44 +1,18 @@
-"""The Cache: a backend behind a circuit breaker, with counters, single-flight and a near cache.
-
-Every backend failure becomes a miss: the caller's function runs, the failure
-is counted and logged at a rate limit, and after repeated failures the breaker
-stops calling the backend for a while.
-"""
+"""``Cache``: the cache of a service; decorate ``async def`` functions with :meth:`Cache.cached`."""
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar, Unpack
 
-from prometheus_client import CollectorRegistry
-from typing_extensions import ParamSpec, Unpack
-
-from nativekit._health import CheckResult
-from nativekit._telemetry.logging import get_logger
-from nativekit.cache._backend import CacheBackend, MemoryCache
-from nativekit.cache._near import NearCache, NearSync
-from nativekit.cache._stats import CacheStats, CircuitBreaker, RateLimitedLog, StatsCollector
-
-if TYPE_CHECKING:
-    from nativekit.cache._decorator import CachedFunction, CacheOptions
-    from nativekit.settings import Settings
+from nativekit.cache._core import CacheCore
+from nativekit.cache._decorator import CachedFunction, CacheOptions
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-@dataclass(eq=False)
-class Flight:
-    """One computation of a key in this process; concurrent callers await ``task``."""
-
-    tags: tuple[str, ...]
-    invalidated: bool = False
-    task: asyncio.Task[Any] | None = field(default=None)
-
-
-class Cache:
+class Cache(CacheCore):
     """A cache in front of a :class:`CacheBackend`; decorate functions with :meth:`cached`.
 
     Args:
@@ -50,212 +24,20 @@ class Cache:
         breaker_failures: consecutive failures that open the circuit breaker.
         breaker_reset: seconds the breaker stays open before one trial call.
         lock_lease: seconds a cross-process computation lease lasts (``lock=True``).
-        near: in-process layer in front of a :class:`RedisCache` (needs its channel).
+        near: in-process layer in front of a backend with an invalidation channel
+            (``RedisCache(client, channel=...)``).
     """
-
-    def __init__(
-        self,
-        backend: CacheBackend | None = None,
-        *,
-        prefix: str = "nkc",
-        service: str = "nativekit",
-        registry: CollectorRegistry | None = None,
-        max_value_bytes: int = 1_048_576,
-        breaker_failures: int = 5,
-        breaker_reset: float = 5.0,
-        lock_lease: float = 2.0,
-        near: NearCache | None = None,
-        log: Any = None,
-    ) -> None:
-        self.backend: CacheBackend = backend if backend is not None else MemoryCache()
-        self.prefix = prefix
-        self.max_value_bytes = max_value_bytes
-        self.lock_lease = lock_lease
-        self.breaker = CircuitBreaker(threshold=breaker_failures, reset=breaker_reset)
-        self.log = log if log is not None else get_logger(service=service)
-        self.limited_log = RateLimitedLog(self.log)
-        self.stats = StatsCollector(service)
-        self.registry = registry if registry is not None else CollectorRegistry()
-        self.stats.register(self.registry)
-        self.near = near
-        self.inflight: dict[str, Flight] = {}
-        self._sync: NearSync | None = None
-        if near is not None:
-            from nativekit.backends.redis._cache import RedisCache
-
-            if not isinstance(self.backend, RedisCache) or self.backend.channel is None:
-                from nativekit.errors import ConfigError
-
-                raise ConfigError(
-                    "A near cache needs a RedisCache with an invalidation channel "
-                    "(RedisCache(client, channel='…')); other replicas could not tell it "
-                    "about changes otherwise."
-                )
-            self._sync = NearSync(near, self.backend, self.log)
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, *, service: str, registry: CollectorRegistry | None = None
-    ) -> Cache:
-        """The cache ``settings`` describe: Redis unless ``NATIVEKIT_REDIS_URL`` is memory://."""
-        prefix = f"nkc:{service}"
-        near = None
-        backend: CacheBackend
-        if settings.redis_url.startswith("memory://"):
-            backend = MemoryCache(settings.cache_memory_max_entries)
-        else:
-            from nativekit.backends.redis._cache import RedisCache
-
-            channel = f"{prefix}:invalidated" if settings.cache_near_enabled else None
-            backend = RedisCache.from_settings(settings, channel=channel)
-            if settings.cache_near_enabled:
-                near = NearCache(
-                    max_entries=settings.cache_near_size, max_age=settings.cache_near_max_age
-                )
-        return cls(
-            backend,
-            prefix=prefix,
-            service=service,
-            registry=registry,
-            max_value_bytes=settings.cache_max_value_bytes,
-            breaker_failures=settings.cache_breaker_failures,
-            breaker_reset=settings.cache_breaker_reset,
-            lock_lease=settings.cache_lock_lease,
-            near=near,
-        )
-
-    # -- decorator ------------------------------------------------------------------
 
     def cached(
         self, *, ttl: float, **options: Unpack[CacheOptions]
     ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
         """Decorator: cache an ``async def``'s results for ``ttl`` seconds.
 
-        See :class:`~nativekit.cache._decorator.CacheOptions` for ``key``,
-        ``tags``, ``none_ttl``, ``name``, ``lock``, ``early_refresh`` and ``ignore``.
+        See :class:`CacheOptions` for ``key``, ``tags``, ``none_ttl``, ``name``,
+        ``lock``, ``early_refresh`` and ``ignore``.
         """
-        from nativekit.cache._decorator import CachedFunction
 
         def decorator(func: Callable[P, Coroutine[Any, Any, R]]) -> CachedFunction[P, R]:
             return CachedFunction(self, func, ttl=ttl, **options)
 
         return decorator
-
-    def tag_key(self, tag: str) -> str:
-        """The backend key of the index for ``tag``."""
-        return f"{self.prefix}:tag:{tag}"
-
-    # -- backend calls that never raise ------------------------------------------------
-
-    async def fetch(self, key: str, stats: CacheStats) -> bytes | None:
-        """The entry at ``key``; None on a miss or when the backend fails."""
-        breaker = self.breaker
-        if breaker.open_until and not breaker.allow():
-            stats.errors["breaker_open"] += 1
-            return None
-        try:
-            raw = await self.backend.get(key)
-        except Exception as exc:
-            self.failed("GET", exc, stats)
-            return None
-        if breaker.failures:
-            breaker.success()
-        return raw
-
-    async def store(
-        self, key: str, raw: bytes, *, ttl: float, tags: Sequence[str], stats: CacheStats
-    ) -> None:
-        """Store an entry; failures are counted, never raised."""
-        if not self.breaker.allow():
-            stats.errors["breaker_open"] += 1
-            return
-        try:
-            await self.backend.set(key, raw, ttl=ttl, tags=tags)
-        except Exception as exc:
-            self.failed("SET", exc, stats)
-            return
-        self.breaker.success()
-
-    def failed(self, operation: str, exc: BaseException, stats: CacheStats | None) -> None:
-        """Count, log (rate limited) and feed the breaker one backend failure."""
-        if stats is not None:
-            stats.errors["backend"] += 1
-        opened = self.breaker.failure()
-        self.limited_log.warning(
-            "cache.backend.failed",
-            key=f"failed:{operation}",
-            operation=operation,
-            error=f"{type(exc).__name__}: {exc}",
-        )
-        if opened:
-            self.limited_log.warning(
-                "cache.breaker.opened",
-                key="breaker",
-                failures=self.breaker.failures,
-                reset_s=self.breaker.reset,
-            )
-
-    # -- invalidation ------------------------------------------------------------------
-
-    async def delete(self, keys: Sequence[str]) -> bool:
-        """Remove entries by full key; False if the backend could not be reached."""
-        for key in keys:
-            flight = self.inflight.get(key)
-            if flight is not None:
-                flight.invalidated = True
-        if self.near is not None:
-            self.near.discard(list(keys))
-        try:
-            await self.backend.delete(keys)
-        except Exception as exc:
-            self.failed("DELETE", exc, None)
-            return False
-        return True
-
-    async def invalidate_tags(self, *tags: str) -> int:
-        """Remove every entry cached under one of ``tags``; the number removed.
-
-        Returns -1 when the backend could not be reached (entries then expire by TTL).
-        """
-        tag_keys = [self.tag_key(t) for t in tags]
-        wanted = set(tag_keys)
-        for flight in self.inflight.values():
-            if wanted.intersection(flight.tags):
-                flight.invalidated = True
-        try:
-            keys = await self.backend.invalidate_tags(tag_keys)
-        except Exception as exc:
-            self.failed("INVALIDATE", exc, None)
-            return -1
-        if self.near is not None:
-            self.near.discard(keys)
-        return len(keys)
-
-    # -- lifecycle and health ------------------------------------------------------------
-
-    async def check(self) -> CheckResult:
-        """Readiness: warn while the breaker is open; raise if the backend does not answer."""
-        if self.breaker.is_open:
-            return CheckResult(
-                status="warn",
-                output=f"circuit open after {self.breaker.failures} failures; "
-                "cached functions run uncached",
-            )
-        await self.backend.ping()
-        return CheckResult()
-
-    async def start(self) -> None:
-        """Start keeping the near cache coherent (no-op without one)."""
-        if self._sync is not None:
-            await self._sync.start()
-
-    async def stop(self) -> None:
-        """Stop the near cache sync and close the backend."""
-        if self._sync is not None:
-            await self._sync.stop()
-        await self.backend.aclose()
-
-    async def near_ready(self) -> None:
-        """Wait until the near cache is subscribed to invalidations (no-op without one)."""
-        if self._sync is not None:
-            await self._sync.subscribed.wait()

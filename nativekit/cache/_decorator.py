@@ -9,12 +9,10 @@ import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Generic, TypedDict, TypeVar
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
 
-from typing_extensions import ParamSpec
-
-from nativekit.cache._cache import Cache, Flight
 from nativekit.cache._codec import Codec, DecodeError, entry_times, return_adapter
+from nativekit.cache._core import CacheCore, Flight
 from nativekit.cache._keys import compile_template, digest_builder, make_binder, schema_digest
 from nativekit.cache._near import MISSING
 from nativekit.errors import ConfigError
@@ -56,7 +54,7 @@ class CachedFunction(Generic[P, R]):
 
     def __init__(
         self,
-        cache: Cache,
+        cache: CacheCore,
         func: Callable[P, Coroutine[Any, Any, R]],
         *,
         ttl: float,

@@ -15,14 +15,25 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol, runtime_checkable
 
 from nativekit._lifecycle import cancel_and_wait
 
-if TYPE_CHECKING:
-    from nativekit.backends.redis._cache import RedisCache
-
 MISSING: Any = object()
+
+
+@runtime_checkable
+class InvalidationSource(Protocol):
+    """A cache backend that announces deletions on a channel (``RedisCache``)."""
+
+    channel: str | None
+
+    async def listen(
+        self, on_keys: Callable[[list[str]], None], on_connected: Callable[[], None]
+    ) -> None:
+        """Deliver announced deletions to ``on_keys`` until cancelled; ``on_connected``
+        runs on every (re)connection."""
 
 
 class NearCache:
@@ -82,7 +93,7 @@ class NearSync:
     A component: ``start()`` subscribes in the background, ``stop()`` cancels.
     """
 
-    def __init__(self, near: NearCache, backend: RedisCache, log: Any) -> None:
+    def __init__(self, near: NearCache, backend: InvalidationSource, log: Any) -> None:
         self.near = near
         self.backend = backend
         self.log = log

@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 import pytest
 import redis.asyncio as aioredis
 
-from nativekit.cache import Cache, CacheBackend, MemoryCache, RedisCache
+from nativekit.backends.redis import RedisCache
+from nativekit.cache import Cache, CacheBackend, MemoryCache
 
 
 @pytest.fixture

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from nativekit.cache import Cache, NearCache, RedisCache
+from nativekit.backends.redis import RedisCache
+from nativekit.cache import Cache, NearCache
 
 
 def replica_cache(url: str, prefix: str) -> Cache:

@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
-from nativekit.cache import CacheBackend, MemoryCache, RedisCache
+from nativekit.backends.redis import RedisCache
+from nativekit.cache import CacheBackend, MemoryCache
 
 
 class CacheBackendContract:

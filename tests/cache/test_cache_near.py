@@ -14,7 +14,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from nativekit import Settings
-from nativekit.cache import Cache, NearCache, RedisCache
+from nativekit.backends import Backends
+from nativekit.backends.redis import RedisCache
+from nativekit.cache import Cache, NearCache
 from nativekit.errors import ConfigError
 
 REPLICA = Path(__file__).with_name("near_replica.py")
@@ -155,13 +157,13 @@ def test_near_cache_needs_a_channel() -> None:
 
 def test_settings_turn_the_near_cache_on(redis_url: str) -> None:
     """NATIVEKIT_CACHE_NEAR_ENABLED builds a RedisCache with a channel and a near cache."""
-    cache = Cache.from_settings(
-        Settings(redis_url=redis_url, cache_near_enabled=True, cache_near_size=5), service="s"
-    )
+    cache = Backends(
+        "s", Settings(redis_url=redis_url, cache_near_enabled=True, cache_near_size=5)
+    ).cache()
     assert isinstance(cache.backend, RedisCache)
     assert cache.backend.channel == "nkc:s:invalidated"
     assert cache.near is not None and cache.near.max_entries == 5
-    memory = Cache.from_settings(Settings(cache_near_enabled=True), service="s")
+    memory = Backends("s", Settings(cache_near_enabled=True)).cache()
     assert memory.near is None
 
 
@@ -175,10 +177,9 @@ async def test_lost_subscription_switches_the_near_cache_off(
     monkeypatch.delenv(test_servers.REDIS_ENV, raising=False)  # never the shared server
     server = test_servers.start_redis(reuse=False)
     assert server.process is not None
-    cache = Cache.from_settings(
-        Settings(redis_url=server.url, cache_near_enabled=True, cache_timeout=0.2),
-        service="near-outage",
-    )
+    cache = Backends(
+        "near-outage", Settings(redis_url=server.url, cache_near_enabled=True, cache_timeout=0.2)
+    ).cache()
     try:
         await cache.start()
         await asyncio.wait_for(cache.near_ready(), 5)

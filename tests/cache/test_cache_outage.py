@@ -11,7 +11,9 @@ import pytest
 import redis.asyncio as aioredis
 
 from nativekit import Service, Settings
-from nativekit.cache import Cache, MemoryCache, RedisCache
+from nativekit.backends import Backends
+from nativekit.backends.redis import RedisCache
+from nativekit.cache import Cache, MemoryCache
 from nativekit.errors import BackendUnavailable
 from nativekit.testing import serve
 from nativekit.testing import servers as test_servers
@@ -145,7 +147,7 @@ async def silent_server() -> AsyncIterator[str]:
 async def test_a_hanging_redis_costs_at_most_the_cache_timeout(silent_server: str) -> None:
     """A Redis that never answers delays a call by about NATIVEKIT_CACHE_TIMEOUT, no more."""
     settings = Settings(redis_url=silent_server, cache_timeout=0.1)
-    cache = Cache.from_settings(settings, service="t")
+    cache = Backends("t", settings).cache()
 
     @cache.cached(ttl=10, key="k:{n}")
     async def get(n: int) -> int:

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from nativekit import Service, Settings
-from nativekit.backends.redis import create_redis
-from nativekit.cache import MemoryCache, RedisCache
+from nativekit.backends.redis import RedisCache, create_redis
+from nativekit.cache import MemoryCache
 from nativekit.testing import serve
 
 DOCS = Path(__file__).parents[2] / "docs" / "configuration.md"
