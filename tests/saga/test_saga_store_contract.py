@@ -12,7 +12,9 @@ import redis.asyncio as aioredis
 
 from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import LeaseLost, MemorySagaStore, SagaNotFound, SagaRecord, SagaStatus
-from nativekit.saga._store.model import Transition
+from nativekit.saga._errors import UnknownSaga
+from nativekit.saga._store.model import Transition, Waiting
+from nativekit.saga._store.outbox import OutboxEntry
 from nativekit.saga._store.store import SagaStore
 from nativekit.testing import ManualClock
 
@@ -243,6 +245,44 @@ class SagaStoreContract:
         assert await store.live_definitions("place-order") == {"d1": 2, "d2": 1}
         await write(store, c, "t", Transition(status=SagaStatus.COMPENSATED))
         assert await store.live_definitions("place-order") == {"d1": 2}
+
+    async def test_claim_reply_leases_only_the_saga_waiting_for_that_reply(
+        self, store: SagaStore
+    ) -> None:
+        """claim_reply leases a saga waiting for exactly that attempt's reply, and refuses
+        a reply for another attempt (late), an unknown saga or an unknown definition."""
+        saga = record("w")
+        await store.create(saga, token="t1", lease=30)
+        wait = Waiting("reserve", "forward", 1, "reply-token", 5.0)
+        await write(store, saga, "t1", Transition(fields={"wait": wait.encode()}))
+        known = ["place-order:d1"]
+        other_attempt = Waiting("reserve", "forward", 2, "reply-token", 5.0)
+        with pytest.raises(LeaseLost):
+            await store.claim_reply("w", other_attempt, "t2", lease=30, known=known)
+        with pytest.raises(UnknownSaga):
+            await store.claim_reply("missing", wait, "t2", lease=30, known=known)
+        with pytest.raises(UnknownSaga):
+            await store.claim_reply("w", wait, "t2", lease=30, known=["place-order:d0"])
+        claimed = await store.claim_reply("w", wait, "t2", lease=30, known=known)
+        assert claimed.token == "t2" and claimed.wait == wait.encode()
+        with pytest.raises(LeaseLost):  # the old runner is fenced out
+            await write(store, saga, "t1", Transition(fields={"x": "1"}))
+
+    async def test_outbox_entries_are_written_with_the_transition_and_read_once(
+        self, store: SagaStore
+    ) -> None:
+        """Entries of a write appear in the store's outbox; acknowledged, they are gone."""
+        saga = record("o")
+        await store.create(saga, token="t1", lease=30)
+        entry = OutboxEntry("e1", "orders.events", "o", "{}", "OrderPlaced")
+        await write(store, saga, "t1", Transition(fields={"x": "1"}, outbox=[entry.encode()]))
+        outbox = store.outbox(consumer="relay-1", claim_after=30)
+        await outbox.start()
+        batch = await outbox.read(10)
+        assert [e.id for e in batch.entries] == ["e1"]
+        await outbox.ack(batch.handles)
+        assert (await outbox.backlog())[0] == 0
+        assert (await outbox.read(10)).entries == []
 
     async def test_ping_succeeds(self, store: SagaStore) -> None:
         """A reachable store answers ping."""
