@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""HTTP capability (private): the Starlette app, typed routes, problem+json errors, request limits and the per-request observability middleware."""

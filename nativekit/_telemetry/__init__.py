@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""Telemetry (private): structlog logging, the Prometheus registry and HTTP metrics, OpenTelemetry tracing."""

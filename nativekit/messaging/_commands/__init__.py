@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""The participant side of command/reply sagas (private): command handlers and the reply store."""

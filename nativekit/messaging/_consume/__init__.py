@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""Consuming (private): the group consumer, per-key lanes, the handling pipeline with retries and dead letters, dedup marks, committable offsets, consumer metrics."""

@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""What crosses the broker (private): the envelope and its headers, the broker protocol, the memory broker, the publisher."""

@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""The orchestrator side of command steps (private): the reply consumer that resumes waiting sagas, and the outbox relay wiring."""

@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""Saga definitions (private): sagas, steps, command steps and retry policies, as users declare them."""

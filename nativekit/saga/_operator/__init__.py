@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""Operating sagas (private): retry, compensate and abort as store transitions, the actions on a runtime, the HTTP operator API."""

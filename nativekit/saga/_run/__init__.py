@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""Running sagas (private): the runner of one instance, the runtime (start, wait, recovery, leases), metrics, the capability wiring."""

@@ -1,1 +1,1 @@
-"""Implementation of nativekit; import the public names from the package above."""
+"""Saga persistence (private): the record model, the SagaStore protocol with its memory reference, the outbox."""
