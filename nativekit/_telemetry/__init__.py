@@ -1,1 +1,4 @@
-"""Telemetry (private): structlog logging, the Prometheus registry and HTTP metrics, OpenTelemetry tracing."""
+"""Telemetry (private).
+
+structlog logging, the Prometheus registry and HTTP metrics, OpenTelemetry tracing.
+"""

@@ -1,1 +1,5 @@
-"""Consuming (private): the group consumer, per-key lanes, the handling pipeline with retries and dead letters, dedup marks, committable offsets, consumer metrics."""
+"""Consuming (private).
+
+the group consumer, per-key lanes, the handling pipeline with retries and dead letters,
+dedup marks, committable offsets, consumer metrics.
+"""

@@ -1,1 +1,4 @@
-"""The orchestrator side of command steps (private): the reply consumer that resumes waiting sagas, and the outbox relay wiring."""
+"""The orchestrator side of command steps (private).
+
+the reply consumer that resumes waiting sagas, and the outbox relay wiring.
+"""

@@ -1,1 +1,4 @@
-"""Saga definitions (private): sagas, steps, command steps and retry policies, as users declare them."""
+"""Saga definitions (private).
+
+sagas, steps, command steps and retry policies, as users declare them.
+"""

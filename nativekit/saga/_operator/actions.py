@@ -8,13 +8,38 @@ runs in this process at once.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+import asyncio
+from typing import Any, Protocol
 
+from nativekit.saga._define.definition import Saga
 from nativekit.saga._operator import admin as admin
 from nativekit.saga._store.model import SagaRecord, SagaStatus, Transition
+from nativekit.saga._store.store import SagaStore
 
-if TYPE_CHECKING:
-    from nativekit.saga._run.runtime import SagaRuntime
+
+class SagaRuntime(Protocol):
+    """What an operator action needs of the runtime it resumes a saga on."""
+
+    lease: float
+    retention: float
+    runs: dict[str, tuple[Any, asyncio.Task[Any]]]
+
+    @property
+    def store(self) -> SagaStore:
+        """Where the instances live."""
+
+    @property
+    def log(self) -> Any:
+        """The runtime's logger."""
+
+    def definition_of(self, record: SagaRecord) -> Saga[Any]:
+        """The registered definition the instance was started with."""
+
+    async def get(self, saga_id: str) -> SagaRecord:
+        """The instance; raises SagaNotFound."""
+
+    def spawn(self, saga: Saga[Any], record: SagaRecord, token: str) -> Any:
+        """Run ``record`` in the background from where it stands."""
 
 
 async def retry(runtime: SagaRuntime, saga_id: str) -> SagaRecord:

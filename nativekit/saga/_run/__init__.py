@@ -1,1 +1,5 @@
-"""Running sagas (private): the runner of one instance, the runtime (start, wait, recovery, leases), metrics, the capability wiring."""
+"""Running sagas (private).
+
+the runner of one instance, the runtime (start, wait, recovery, leases), metrics, the
+capability wiring.
+"""
