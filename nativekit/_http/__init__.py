@@ -1,5 +1,5 @@
 """HTTP capability (private).
 
-the Starlette app, typed routes, problem+json errors, request limits and the per-request
+The Starlette app, typed routes, problem+json errors, request limits and the per-request
 observability middleware.
 """

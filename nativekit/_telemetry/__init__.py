@@ -1,4 +1,4 @@
 """Telemetry (private).
 
-structlog logging, the Prometheus registry and HTTP metrics, OpenTelemetry tracing.
+Structlog logging, the Prometheus registry and HTTP metrics, OpenTelemetry tracing.
 """

@@ -1,7 +1,7 @@
 """The Kafka backend (aiokafka): the broker, its group consumers and the admin client.
 
-aiokafka errors are translated into nativekit errors here and go no further.
-Importing this package imports aiokafka.
+Aiokafka errors are translated into nativekit errors here and go no further.
+Importing this package imports aiokafka..
 """
 
 from nativekit.backends.kafka._admin import KafkaAdmin, TopicNotFound

@@ -1,5 +1,5 @@
 """Consuming (private).
 
-the group consumer, per-key lanes, the handling pipeline with retries and dead letters,
+The group consumer, per-key lanes, the handling pipeline with retries and dead letters,
 dedup marks, committable offsets, consumer metrics.
 """

@@ -1,4 +1,4 @@
 """The orchestrator side of command steps (private).
 
-the reply consumer that resumes waiting sagas, and the outbox relay wiring.
+The reply consumer that resumes waiting sagas, and the outbox relay wiring.
 """

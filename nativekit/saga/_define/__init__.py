@@ -1,4 +1,4 @@
 """Saga definitions (private).
 
-sagas, steps, command steps and retry policies, as users declare them.
+Sagas, steps, command steps and retry policies, as users declare them.
 """

@@ -1,5 +1,5 @@
 """Operating sagas (private).
 
-retry, compensate and abort as store transitions, the actions on a runtime, the HTTP
+Retry, compensate and abort as store transitions, the actions on a runtime, the HTTP
 operator API.
 """

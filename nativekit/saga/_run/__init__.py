@@ -1,5 +1,5 @@
 """Running sagas (private).
 
-the runner of one instance, the runtime (start, wait, recovery, leases), metrics, the
+The runner of one instance, the runtime (start, wait, recovery, leases), metrics, the
 capability wiring.
 """

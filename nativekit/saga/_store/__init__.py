@@ -1,4 +1,4 @@
 """Saga persistence (private).
 
-the record model, the SagaStore protocol with its memory reference, the outbox.
+The record model, the SagaStore protocol with its memory reference, the outbox.
 """
