@@ -8,20 +8,20 @@ from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 
 from starlette.applications import Starlette
-from starlette.routing import BaseRoute, Mount
-from starlette.types import ASGIApp
+from starlette.routing import BaseRoute
 
 from nativekit import _gc as garbage
 from nativekit._context import ServiceContext
 from nativekit._health import CheckFunc, Health, ProbeEndpoints
 from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
-from nativekit._http.routing import Handler, TypedRoute
+from nativekit._http.routes import Routes
 from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
 from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit._telemetry.metrics import Metrics
 from nativekit.backends._select import Backends
 from nativekit.errors import ConfigError
 from nativekit.messaging._commands.handlers import CommandHandlers
+from nativekit.messaging._consume.handler import HandlerFunc
 from nativekit.messaging._messaging import Messaging
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._run.capability import build_sagas
@@ -38,14 +38,14 @@ if TYPE_CHECKING:
     from nativekit.messaging._messaging import ConsumerKwargs
     from nativekit.saga import SagaRuntime
 
-F = TypeVar("F", bound=Handler)
+H = TypeVar("H", bound=HandlerFunc)
 #: What a service name may look like (also the rule of `nativekit new`).
 SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 P = ParamSpec("P")  # -- cache --
 R = TypeVar("R")  # -- cache --
 
 
-class Service:
+class Service(Routes):
     """A nativekit service: decorate handlers on it, serve ``service.app`` with uvicorn.
 
     Args:
@@ -100,59 +100,6 @@ class Service:
         self._checks_added = False
         self._restore_sigterm: Callable[[], None] | None = None
         self._gc_raised = False
-
-    # -- routes -------------------------------------------------------------------
-
-    def route(
-        self, path: str, *, methods: list[str], status_code: int = 200, name: str | None = None
-    ) -> Callable[[F], F]:
-        """Register a typed handler for ``path`` and ``methods``; returns it unchanged."""
-        if not path.startswith("/"):
-            raise ConfigError(f"Route path {path!r} must start with '/'.")
-
-        def decorator(func: F) -> F:
-            self._add(TypedRoute(path, func, methods=methods, status_code=status_code, name=name))
-            return func
-
-        return decorator
-
-    def get(
-        self, path: str, *, status_code: int = 200, name: str | None = None
-    ) -> Callable[[F], F]:
-        """Register a GET handler (HEAD is answered too)."""
-        return self.route(path, methods=["GET"], status_code=status_code, name=name)
-
-    def post(
-        self, path: str, *, status_code: int = 200, name: str | None = None
-    ) -> Callable[[F], F]:
-        """Register a POST handler."""
-        return self.route(path, methods=["POST"], status_code=status_code, name=name)
-
-    def put(
-        self, path: str, *, status_code: int = 200, name: str | None = None
-    ) -> Callable[[F], F]:
-        """Register a PUT handler."""
-        return self.route(path, methods=["PUT"], status_code=status_code, name=name)
-
-    def patch(
-        self, path: str, *, status_code: int = 200, name: str | None = None
-    ) -> Callable[[F], F]:
-        """Register a PATCH handler."""
-        return self.route(path, methods=["PATCH"], status_code=status_code, name=name)
-
-    def delete(
-        self, path: str, *, status_code: int = 200, name: str | None = None
-    ) -> Callable[[F], F]:
-        """Register a DELETE handler."""
-        return self.route(path, methods=["DELETE"], status_code=status_code, name=name)
-
-    def add_route(self, route: BaseRoute) -> None:
-        """Add a plain Starlette route (``Route``, ``Mount``, ``WebSocketRoute``)."""
-        self._add(route)
-
-    def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
-        """Mount an ASGI application (a sub-app, static files) under ``path``."""
-        self._add(Mount(path, app=app, name=name))
 
     def _add(self, route: BaseRoute) -> None:
         if self._app is not None:
@@ -372,7 +319,7 @@ class Service:
 
     def consumer(
         self, topic: str | Sequence[str], **options: Unpack[ConsumerKwargs]
-    ) -> Callable[[F], F]:
+    ) -> Callable[[H], H]:
         """Decorator: run ``async def handler(event: Model[, msg: Message])`` for each message
         of ``topic`` (a name or several); the options are those of ``ConsumerKwargs``:
         ``group``, ``retries``, ``non_retryable``, ``concurrency``, ``max_in_flight``,

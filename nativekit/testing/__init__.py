@@ -36,8 +36,8 @@ if TYPE_CHECKING:
 __all__ = [
     "capture_logs",
     "CommandNetwork",
-    "CrashCase",
     "crash_matrix",
+    "CrashCase",
     "CrashMatrixReport",
     "Delivery",
     "InjectedFailure",

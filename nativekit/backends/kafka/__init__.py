@@ -9,10 +9,10 @@ from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer
 from nativekit.backends.kafka._client import KafkaProbe, kafka_client_options
 
 __all__ = [
+    "kafka_client_options",
     "KafkaAdmin",
     "KafkaBroker",
     "KafkaGroupConsumer",
-    "kafka_client_options",
     "KafkaProbe",
     "TopicNotFound",
 ]

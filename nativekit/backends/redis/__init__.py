@@ -14,8 +14,8 @@ from nativekit.backends.redis._saga_store import RedisSagaStore
 
 __all__ = [
     "create_redis",
-    "RedisCache",
     "redis_check",
+    "RedisCache",
     "RedisDedupStore",
     "RedisOutbox",
     "RedisReplyStore",

@@ -1,0 +1,72 @@
+"""Route decorators of a service: ``@svc.get("/path")`` and friends."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TypeVar
+
+from starlette.routing import BaseRoute, Mount
+from starlette.types import ASGIApp
+
+from nativekit._http.routing import Handler, TypedRoute
+from nativekit.errors import ConfigError
+
+F = TypeVar("F", bound=Handler)
+
+
+class Routes:
+    """Typed route registration; the class using it stores the routes in ``_add``."""
+
+    def _add(self, route: BaseRoute) -> None:
+        raise NotImplementedError
+
+    def route(
+        self, path: str, *, methods: list[str], status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a typed handler for ``path`` and ``methods``; returns it unchanged."""
+        if not path.startswith("/"):
+            raise ConfigError(f"Route path {path!r} must start with '/'.")
+
+        def decorator(func: F) -> F:
+            self._add(TypedRoute(path, func, methods=methods, status_code=status_code, name=name))
+            return func
+
+        return decorator
+
+    def get(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a GET handler (HEAD is answered too)."""
+        return self.route(path, methods=["GET"], status_code=status_code, name=name)
+
+    def post(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a POST handler."""
+        return self.route(path, methods=["POST"], status_code=status_code, name=name)
+
+    def put(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a PUT handler."""
+        return self.route(path, methods=["PUT"], status_code=status_code, name=name)
+
+    def patch(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a PATCH handler."""
+        return self.route(path, methods=["PATCH"], status_code=status_code, name=name)
+
+    def delete(
+        self, path: str, *, status_code: int = 200, name: str | None = None
+    ) -> Callable[[F], F]:
+        """Register a DELETE handler."""
+        return self.route(path, methods=["DELETE"], status_code=status_code, name=name)
+
+    def add_route(self, route: BaseRoute) -> None:
+        """Add a plain Starlette route (``Route``, ``Mount``, ``WebSocketRoute``)."""
+        self._add(route)
+
+    def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:
+        """Mount an ASGI application (a sub-app, static files) under ``path``."""
+        self._add(Mount(path, app=app, name=name))
