@@ -191,10 +191,12 @@ async def run(url: str, quick: bool) -> dict[str, Any]:
                 "miss_cost_vs_raw": {k: round(v, 2) for k, v in miss_ratios.items()},
             }
     finally:
-        await near.stop()
-        await remote.stop()
-        await raw_client.aclose()
-        await cleanup(url, prefix)
+        try:
+            await near.stop()
+            await remote.stop()
+            await raw_client.aclose()
+        finally:  # every contender's keys start with prefix (cashews, aiocache included)
+            await cleanup(url, prefix)
     return results
 
 

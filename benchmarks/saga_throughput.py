@@ -178,11 +178,13 @@ async def measure(url: str, total: dict[int, int], rounds: int = ROUNDS) -> dict
             )
             results[f"c{concurrency}"] = row
     finally:
-        await svc.shutdown()
-        keys = [k async for k in hand_client.scan_iter(match=f"*{prefix}*", count=5000)]
-        for start in range(0, len(keys), 1000):
-            await hand_client.delete(*keys[start : start + 1000])
-        await hand_client.aclose()
+        try:
+            await svc.shutdown()
+        finally:  # both contenders' keys (the saga store's and the hand loop's) carry prefix
+            keys = [k async for k in hand_client.scan_iter(match=f"*{prefix}*", count=5000)]
+            for start in range(0, len(keys), 1000):
+                await hand_client.delete(*keys[start : start + 1000])
+            await hand_client.aclose()
     return results
 
 
