@@ -150,8 +150,8 @@ async def run(url: str, quick: bool) -> dict[str, Any]:
     near = Cache(near_backend, prefix=f"{prefix}n", near=NearCache(max_entries=1000, max_age=60))
     await near.start()
     await asyncio.wait_for(near.near_ready(), 5)
-    rounds, n_hit, n_near = (5, 1000, 20_000) if quick else (21, 2000, 100_000)
-    miss_rounds, n_miss = (3, 200) if quick else (9, 500)
+    rounds, n_hit, n_near = (3, 500, 5000) if quick else (21, 2000, 100_000)
+    miss_rounds, n_miss = (2, 100) if quick else (9, 500)
     results: dict[str, Any] = {}
     try:
         for kind in ("dict", "model"):
@@ -192,10 +192,12 @@ async def run(url: str, quick: bool) -> dict[str, Any]:
                 "miss_cost_vs_raw": {k: round(v, 2) for k, v in miss_ratios.items()},
             }
     finally:
-        await near.stop()
-        await remote.stop()
-        await raw_client.aclose()
-        await cleanup(url, prefix)
+        try:
+            await near.stop()
+            await remote.stop()
+            await raw_client.aclose()
+        finally:  # every contender's keys start with prefix (cashews, aiocache included)
+            await cleanup(url, prefix)
     return results
 
 

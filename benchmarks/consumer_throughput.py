@@ -16,8 +16,10 @@ which the broker delays by a fixed time, are excluded for everyone); each conten
 runs BENCH_ROUNDS times (default 3, order rotated) and the median is reported. Publish latency:
 one message in flight, nativekit ``svc.publish`` vs aiokafka ``send_and_wait``.
 
-Usage: python -m nativekit.testing.servers -- python benchmarks/consumer_throughput.py
+Usage: python -m nativekit.testing.servers -- python benchmarks/consumer_throughput.py [--quick]
 (or set NATIVEKIT_TEST_KAFKA_URL / NATIVEKIT_TEST_REDIS_URL). Last line: one JSON object.
+``--quick``: 2,000 messages, one round (a smoke run). The run's Redis keys and topics
+are deleted at the end, also when it fails (the servers may be shared).
 """
 
 from __future__ import annotations
@@ -39,17 +41,20 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 import nativekit
-from nativekit.backends.kafka._broker import KafkaBroker as NkKafka
+from nativekit.backends.kafka import KafkaBroker as NkKafka
 from nativekit.messaging._wire.envelope import build_headers
+from nativekit.testing.servers import delete_topics
 
-N = int(os.environ.get("BENCH_MESSAGES", "50000"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+QUICK = "--quick" in sys.argv[1:]
+N = 2000 if QUICK else int(os.environ.get("BENCH_MESSAGES", "50000"))
+ROUNDS = 1 if QUICK else int(os.environ.get("BENCH_ROUNDS", "3"))
 PARTITIONS = 4
 KAFKA = os.environ.get("NATIVEKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
 REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SERVERS = KAFKA.partition("://")[2]
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"bench-{RUN}"
+PUBLISH_TOPIC = f"bench-pub-{RUN}"
 ROUND = [0]  # each round reads the topic again with fresh consumer groups
 
 
@@ -212,7 +217,7 @@ async def bench_nativekit(**extra: object) -> float:
 
 
 async def cleanup() -> None:
-    """Delete this run's Redis keys (the Redis may be shared)."""
+    """Delete this run's Redis keys: the naive loop's and nativekit's dedup records."""
     redis = aioredis.Redis.from_url(REDIS)
     try:
         for pattern in (f"bench:{RUN}:*", f"nk:dedup:{{nk*-{RUN}-*"):
@@ -223,13 +228,22 @@ async def cleanup() -> None:
         await redis.aclose()
 
 
+async def run() -> None:
+    """Measure, then delete the run's keys and topics whatever happened."""
+    try:
+        await main()
+    finally:
+        await cleanup()
+        await delete_topics(KAFKA, [TOPIC, PUBLISH_TOPIC])
+
+
 def percentiles(samples: list[float]) -> tuple[float, float]:
     ordered = sorted(samples)
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
 
 
-async def bench_publish(count: int = 2000) -> dict[str, float]:
-    topic = f"bench-pub-{RUN}"
+async def bench_publish(count: int = 200 if QUICK else 2000) -> dict[str, float]:
+    topic = PUBLISH_TOPIC
     svc = nativekit.Service("bench-pub", settings=settings())
     await svc.messaging.broker.create_topics({topic: 1})
     await svc.startup(hook_sigterm=False)
@@ -304,4 +318,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    asyncio.run(run())

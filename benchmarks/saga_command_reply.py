@@ -8,9 +8,10 @@ idempotently (reply store in Redis), and the replies resume the saga. In the
 same run, the same saga shape with *local* steps (no broker, no participants)
 is the peer: the ratio shows what crossing services costs.
 
-    python -m nativekit.testing.servers -- python benchmarks/saga_command_reply.py
+    python -m nativekit.testing.servers -- python benchmarks/saga_command_reply.py [--quick]
     # or with NATIVEKIT_TEST_KAFKA_URL / NATIVEKIT_TEST_REDIS_URL set;
-    # BENCH_SAGAS (3000), BENCH_CONCURRENCY (50), BENCH_ROUNDS (3) adjust the run
+    # BENCH_SAGAS (3000), BENCH_CONCURRENCY (50), BENCH_ROUNDS (3) adjust the run;
+    # --quick: 200 sagas, one round. The run's keys and topics are deleted at the end.
 
 The last line of output is one JSON object with every figure.
 """
@@ -33,12 +34,14 @@ from pydantic import BaseModel
 
 import nativekit
 from nativekit import SagaContext
+from nativekit.testing.servers import delete_topics
 
 KAFKA = os.environ.get("NATIVEKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
 REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-SAGAS = int(os.environ.get("BENCH_SAGAS", "3000"))
+QUICK = "--quick" in sys.argv[1:]  # a smoke run: 200 sagas, one round
+SAGAS = 200 if QUICK else int(os.environ.get("BENCH_SAGAS", "3000"))
 CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "50"))
-ROUNDS = int(os.environ.get("BENCH_ROUNDS", "3"))
+ROUNDS = 1 if QUICK else int(os.environ.get("BENCH_ROUNDS", "3"))
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -234,7 +237,16 @@ async def cleanup(run: str) -> None:
 
 
 async def main() -> None:
+    """Measure, then delete the run's Redis keys and topics whatever happened."""
     run = uuid.uuid4().hex[:8]
+    try:
+        await measure(run)
+    finally:
+        await cleanup(run)
+        await delete_topics(KAFKA, [f"bench.{run}."])
+
+
+async def measure(run: str) -> None:
     await create_topics(run)
     root = str(ROOT)
     procs = [
@@ -271,7 +283,6 @@ async def main() -> None:
                 proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        await cleanup(run)
 
     def median(saga: str, key: str) -> float:
         return round(statistics.median(r[key] for r in results[saga]), 2)

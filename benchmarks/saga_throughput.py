@@ -11,7 +11,7 @@ entries, in one Lua script per transition boundary ("step N completed" and
 A second reference, "hand loop, coalesced", does what nativekit does with 4
 plain HSETs (no fencing, no indexes, no lease) to show the framework's own cost.
 
-    python benchmarks/saga_throughput.py [--redis redis://127.0.0.1:6379/0]
+    python benchmarks/saga_throughput.py [--redis redis://127.0.0.1:6379/0] [--quick]
 
 The last line of output is one JSON object with every figure.
 """
@@ -127,7 +127,7 @@ async def hand_loop(client: aioredis.Redis, prefix: str, i: int, *, coalesced: b
     await client.hset(key, "status", "COMPLETED")
 
 
-async def measure(url: str, total: dict[int, int]) -> dict[str, Any]:
+async def measure(url: str, total: dict[int, int], rounds: int = ROUNDS) -> dict[str, Any]:
     """Every figure of the benchmark."""
     prefix = f"bench:saga:{uuid.uuid4().hex[:8]}"
     svc, counter, saga = await nativekit_runner(url, prefix)
@@ -163,7 +163,7 @@ async def measure(url: str, total: dict[int, int]) -> dict[str, Any]:
                     hand_counter,
                 ),
             ]
-            for _round in range(ROUNDS):
+            for _round in range(rounds):
                 for label, one, count in contenders:
                     before = count.count
                     figures = await drive(one, n, concurrency)
@@ -178,11 +178,13 @@ async def measure(url: str, total: dict[int, int]) -> dict[str, Any]:
             )
             results[f"c{concurrency}"] = row
     finally:
-        await svc.shutdown()
-        keys = [k async for k in hand_client.scan_iter(match=f"*{prefix}*", count=5000)]
-        for start in range(0, len(keys), 1000):
-            await hand_client.delete(*keys[start : start + 1000])
-        await hand_client.aclose()
+        try:
+            await svc.shutdown()
+        finally:  # both contenders' keys (the saga store's and the hand loop's) carry prefix
+            keys = [k async for k in hand_client.scan_iter(match=f"*{prefix}*", count=5000)]
+            for start in range(0, len(keys), 1000):
+                await hand_client.delete(*keys[start : start + 1000])
+            await hand_client.aclose()
     return results
 
 
@@ -194,8 +196,10 @@ def main() -> None:
         default=os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0"),
     )
     parser.add_argument("--sagas", type=int, default=5000, help="sagas per run at c=100")
+    parser.add_argument("--quick", action="store_true", help="one round of few sagas (smoke run)")
     args = parser.parse_args()
-    results = asyncio.run(measure(args.redis, {1: max(300, args.sagas // 10), 100: args.sagas}))
+    total = {1: 50, 100: 300} if args.quick else {1: max(300, args.sagas // 10), 100: args.sagas}
+    results = asyncio.run(measure(args.redis, total, 1 if args.quick else ROUNDS))
     print(f"{'run':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'RT/saga':>9}")
     for level, row in results.items():
         for label in ("nativekit", "hand_loop", "hand_loop_coalesced"):

@@ -97,6 +97,7 @@ def start_cluster(stack: ExitStack, tag: str, log_dir: Path) -> Cluster:
     )
     ports = {name: servers.free_port() for name in ("orders", "payments", "inventory")}
     cluster = Cluster(env, ports=ports, log_dir=log_dir)
+    stack.callback(servers.delete_topics_now, kafka.url, [f"bench-{tag}."])
     stack.callback(delete_keys, redis.url, tag)
     stack.callback(cluster.stop)
     for service in ports:

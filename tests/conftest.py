@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from nativekit.testing import servers
+from nativekit.testing import databases, servers
 
 # One recording provider for the whole run; services reuse an installed provider.
 SPANS = InMemorySpanExporter()
@@ -38,9 +39,15 @@ def redis_server() -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="session")
-def redis_url(redis_server: servers.Server) -> str:
-    """URL of the real Redis."""
-    return redis_server.url
+def redis_url(redis_server: servers.Server) -> Iterator[str]:
+    """URL of the real Redis, on a logical database of this test process's own.
+
+    The server may be shared: its other data stays in the databases it uses, so
+    clean-ups that scan for a test's keys never walk it.
+    """
+    database = databases.claim_database(redis_server.url)
+    yield database.url
+    database.release()
 
 
 @pytest.fixture(scope="session")
@@ -52,15 +59,22 @@ def kafka_server() -> Iterator[servers.Server]:
 
 
 @pytest.fixture(scope="session")
-def kafka_url(kafka_server: servers.Server) -> str:
-    """URL (kafka://host:port) of the real broker."""
-    return kafka_server.url
+def kafka_url(kafka_server: servers.Server) -> Iterator[str]:
+    """URL (kafka://host:port) of the real broker; this process's topics deleted at the end."""
+    yield kafka_server.url
+    asyncio.run(servers.delete_topics(kafka_server.url, ISSUED))
+
+
+# Every unique() of this process: the topics named with one are this process's to delete.
+ISSUED: set[str] = set()
 
 
 @pytest.fixture
 def unique() -> str:
     """A short unique string for key prefixes, topic and group names."""
-    return uuid.uuid4().hex[:12]
+    value = uuid.uuid4().hex[:12]
+    ISSUED.add(value)
+    return value
 
 
 @pytest.fixture(autouse=True)

@@ -14,6 +14,8 @@ use the same functions when those variables are not set.
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -22,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -212,6 +214,34 @@ def start_kafka() -> Server:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=workdir)
     wait_until(lambda: port_open("127.0.0.1", port), "Tansu broker", process, log, 30)
     return Server(f"kafka://127.0.0.1:{port}", process, workdir, log)
+
+
+async def delete_topics(kafka_url: str, marks: Collection[str]) -> list[str]:
+    """Delete the broker's topics whose name contains one of ``marks``; return their names.
+
+    A broker may be shared, so a test run removes the topics it made. Consumer
+    groups stay: aiokafka's admin client cannot delete them (and Tansu refuses the
+    DeleteGroups request); a group without members or topics holds no data.
+    """
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    if not marks:
+        return []
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_url.partition("://")[2])
+    await admin.start()
+    try:
+        names = [t for t in await admin.list_topics() if any(m in t for m in marks)]
+        if names:
+            await admin.delete_topics(names)
+        return names
+    finally:
+        await admin.close()
+
+
+def delete_topics_now(kafka_url: str, marks: Collection[str]) -> list[str]:
+    """:func:`delete_topics` from synchronous code, even inside a running event loop."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, delete_topics(kafka_url, marks)).result()
 
 
 @contextlib.contextmanager

@@ -96,6 +96,7 @@ def shop(
     finally:
         cluster.stop()
         delete_keys(redis_url, tag)
+        servers.delete_topics_now(kafka_url, [f"shop-{tag}."])
 
 
 def delete_keys(redis_url: str, tag: str) -> None:
