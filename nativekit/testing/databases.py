@@ -19,6 +19,8 @@ from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
+__all__ = ["claim_database", "Database", "database_of", "with_database"]
+
 MARKER_KEY = "nativekit:test-database"
 LEASE_KEY = "nativekit:test-database:lease"
 LEASE_SECONDS = 60

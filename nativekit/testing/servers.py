@@ -28,6 +28,22 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+__all__ = [
+    "delete_topics",
+    "delete_topics_now",
+    "free_port",
+    "main",
+    "port_open",
+    "redis_answers",
+    "redis_binary",
+    "Server",
+    "start_kafka",
+    "start_redis",
+    "start_sentinel",
+    "test_servers",
+    "wait_until",
+]
+
 REDIS_ENV = "NATIVEKIT_TEST_REDIS_URL"
 KAFKA_ENV = "NATIVEKIT_TEST_KAFKA_URL"
 DEFAULT_REDIS = ("127.0.0.1", 6379)

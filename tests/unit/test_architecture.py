@@ -22,6 +22,7 @@ PUBLIC = {
     "nativekit.saga",
     "nativekit.settings",
     "nativekit.testing",
+    "nativekit.testing.databases",
     "nativekit.testing.servers",
 }
 DRIVERS = ("redis", "aiokafka")
