@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Mapping
 from typing import Any, Literal, Self
 
-from pydantic import Field, PrivateAttr, ValidationError
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -65,8 +65,10 @@ __all__ = [
     "SentinelURL",
     "Settings",
     "TelemetrySettings",
+    "groups",
     "mask_url",
     "parse_sentinel_url",
+    "variables",
 ]
 
 Environment = Literal["development", "test", "staging", "production"]
@@ -177,6 +179,26 @@ class Settings(FlatNames, BaseSettings):
             yield name, value
 
 
+def groups() -> dict[str, type[BaseModel]]:
+    """The group models by name (``"saga"``: :class:`SagaSettings`), in declaration order."""
+    found: dict[str, type[BaseModel]] = {}
+    for name, field in Settings.model_fields.items():
+        kind = field.annotation
+        if isinstance(kind, type) and issubclass(kind, BaseModel):
+            found[name] = kind
+    return found
+
+
+def variables() -> dict[str, str]:
+    """Every environment variable of the settings with the dotted path it sets."""
+    found = {env_variable(name): name for name in Settings.model_fields if name not in groups()}
+    for group, model in groups().items():
+        found.update(
+            {env_variable(f"{group}.{name}"): f"{group}.{name}" for name in model.model_fields}
+        )
+    return found
+
+
 def _warn(used: list[Rename]) -> None:
     for rename in used:
         unit = " (now in seconds)" if rename.scale != 1.0 else ""
@@ -195,7 +217,7 @@ def _describe(exc: ValidationError, used: list[Rename]) -> str:
         path = ".".join(str(part) for part in error["loc"])
         if not path:
             variable = "settings"
-        elif len(error["loc"]) == 1 and path in _GROUPS:
+        elif len(error["loc"]) == 1 and path in groups():
             variable = f"{env_variable(path)}_*"
         else:
             variable = given.get(path, env_variable(path))
@@ -204,6 +226,3 @@ def _describe(exc: ValidationError, used: list[Rename]) -> str:
             message = f"expected {error.get('ctx', {}).get('expected', message)}"
         lines.append(f"{variable}: {message}")
     return "Invalid nativekit settings: " + "; ".join(lines)
-
-
-_GROUPS = ("http", "telemetry", "redis", "kafka", "consumer", "saga", "cache")
