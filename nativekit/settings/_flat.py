@@ -1,7 +1,7 @@
 """Read-only flat names of nativekit 0.1 (``settings.saga_lease_seconds``).
 
 Kept for one release while callers move to the groups (``settings.saga.lease_seconds``);
-``nativekit/settings/_renames.py`` maps each name. Generated from that table.
+one property per moved name of ``nativekit/settings/_renames.py`` (a test checks that).
 """
 
 from __future__ import annotations

@@ -223,6 +223,7 @@ def test_every_rename_points_at_a_setting() -> None:
     """The rename table covers the 75 settings of 0.1, each with a path that exists now."""
     settings = Settings(_env_file=None)
     assert len({r.old for r in RENAMES}) == len(RENAMES) == 75
+    assert all(isinstance(getattr(Settings, old, None), property) for old in MOVED)
     for rename in RENAMES:
         attrgetter(rename.new)(settings)
         assert rename.new_variable in variables()
