@@ -1,7 +1,7 @@
 """Load on the example shop: three processes on real Redis and Kafka.
 
     python benchmarks/shop_load.py [--concurrency 50] [--seconds 20] [--quick]
-    # BENCH_FETCH_WAIT_MS (30): the services' NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_MS
+    # BENCH_FETCH_WAIT_MS (30): the services' NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS, in ms
 
 Places orders at fixed concurrency with ``Prefer: wait=5`` (polling GET when an
 order is not final yet), reports orders/s and p50/p99 time to a final status,
@@ -84,12 +84,14 @@ def start_cluster(stack: ExitStack, tag: str, log_dir: Path) -> Cluster:
         NATIVEKIT_REDIS_URL=redis.url,
         NATIVEKIT_KAFKA_URL=kafka.url,
         NATIVEKIT_KAFKA_IDEMPOTENT_PRODUCER="false",
-        NATIVEKIT_ACCESS_LOG="false",
-        NATIVEKIT_LOG_LEVEL="WARNING",
+        NATIVEKIT_HTTP_ACCESS_LOG="false",
+        NATIVEKIT_TELEMETRY_LOG_LEVEL="WARNING",
         NATIVEKIT_REDIS_MAX_CONNECTIONS="128",
         # Tansu holds a fetch for the whole wait: short enough for command replies, long
         # enough that idle fetches (each consumer polls) do not eat the two cores
-        NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_MS=os.environ.get("BENCH_FETCH_WAIT_MS", "30"),
+        NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS=str(
+            int(os.environ.get("BENCH_FETCH_WAIT_MS", "30")) / 1000
+        ),
         SHOP_KEY_PREFIX=f"bench-{tag}",
         SHOP_TOPIC_PREFIX=f"bench-{tag}.",
         SHOP_SEED_PRODUCTS="0",

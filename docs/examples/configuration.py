@@ -3,9 +3,9 @@
 import nativekit
 
 settings = nativekit.Settings(
-    redis_url="redis://127.0.0.1:6379/0",
-    shutdown_grace=20,
-    log_format="json",
+    redis={"url": "redis://127.0.0.1:6379/0"},
+    http={"shutdown_grace_seconds": 20},
+    telemetry={"log_format": "json"},
 )
 svc = nativekit.Service("billing", settings=settings)
 app = svc.app

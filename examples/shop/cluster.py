@@ -114,7 +114,8 @@ def main() -> int:
 
     with ExitStack() as stack:
         env = dict(os.environ)
-        env.setdefault("NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_MS", "10")  # prompt command replies
+        # prompt command replies
+        env.setdefault("NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS", "0.01")
         if not env.get("NATIVEKIT_REDIS_URL"):
             redis = servers.start_redis()
             stack.callback(redis.stop)

@@ -267,6 +267,8 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     access.propagate = False
     access.disabled = True
     _configured.update(service=service, format=fmt)
+    for old, new in settings.deprecated_variables:
+        get_logger(service=service).warning("settings.variable.deprecated", variable=old, use=new)
 
 
 def reset_logging() -> None:

@@ -18,7 +18,7 @@ import yaml
 
 from nativekit._health import PROBE_PATHS
 from nativekit.cli._main import main
-from nativekit.settings import ENV_PREFIX, Settings
+from nativekit.settings import ENV_PREFIX, Settings, variables
 
 NAME, PACKAGE, PORT = "order-service", "order_service", 8000
 PROBES = {"startupProbe": "/startupz", "readinessProbe": "/readyz", "livenessProbe": "/livez"}
@@ -155,7 +155,8 @@ def test_probes_hit_nativekit_paths_on_the_serving_port(project: Path) -> None:
         assert spec[probe]["httpGet"]["path"] == path
         assert port_of(project, spec[probe]["httpGet"]["port"]) == PORT
     assert (
-        spec["readinessProbe"]["timeoutSeconds"] > Settings.model_fields["health_timeout"].default
+        spec["readinessProbe"]["timeoutSeconds"]
+        > Settings(_env_file=None).telemetry.health_timeout_seconds
     )
 
 
@@ -164,8 +165,8 @@ def test_termination_grace_covers_prestop_and_nativekit_drain(project: Path) -> 
     env = env_of(project)
     hook = container(project)["lifecycle"]["preStop"]["exec"]["command"]
     assert hook[0] == "sleep"
-    pre_stop, delay = float(hook[1]), float(env["NATIVEKIT_SHUTDOWN_DELAY"])
-    grace = float(env["NATIVEKIT_SHUTDOWN_GRACE"])
+    pre_stop, delay = float(hook[1]), float(env["NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS"])
+    grace = float(env["NATIVEKIT_HTTP_SHUTDOWN_GRACE_SECONDS"])
     assert pre_stop > 0 and delay == 0, "the preStop sleep replaces nativekit's own delay"
     assert 0 < float(env["UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"]) <= grace
     spec = manifests(project)[("Deployment", NAME)]["spec"]["template"]["spec"]
@@ -179,14 +180,16 @@ def test_resources_have_requests_within_limits(project: Path) -> None:
         assert 0 < quantity(resources["requests"][kind]) <= quantity(resources["limits"][kind])
 
 
-def test_settings_in_the_manifests_are_valid(project: Path) -> None:
-    """NATIVEKIT_* names are Settings fields with valid values; the app's own are its fields."""
+def test_settings_in_the_manifests_are_valid(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NATIVEKIT_* names are Settings variables with valid values; the app's own are its fields."""
     env = env_of(project)
-    ours = {
-        k.removeprefix(ENV_PREFIX).lower(): v for k, v in env.items() if k.startswith(ENV_PREFIX)
-    }
-    assert set(ours) <= set(Settings.model_fields), set(ours) - set(Settings.model_fields)
-    settings = Settings(_env_file=None, **ours)  # type: ignore[arg-type]
+    ours = {k: v for k, v in env.items() if k.startswith(ENV_PREFIX)}
+    assert set(ours) <= set(variables()), set(ours) - set(variables())
+    for name, value in ours.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)
     assert settings.environment == "production" and settings.redis_url.startswith("redis://")
     kafka = "@svc.consumer" in (project / f"src/{PACKAGE}/app.py").read_text()
     assert settings.kafka_url.startswith("kafka://" if kafka else "memory://")

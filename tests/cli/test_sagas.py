@@ -340,7 +340,10 @@ async def test_errors_have_meaningful_exit_codes(world: World, cli: Cli) -> None
     no_service = await world.cli("sagas", "list", NATIVEKIT_SAGA_KEY_PREFIX="")
     memory = await cli("sagas", "list", "-s", "orders", NATIVEKIT_REDIS_URL="memory://")
     down = await world.cli(
-        "sagas", "list", NATIVEKIT_REDIS_URL="redis://127.0.0.1:1/0", NATIVEKIT_CONNECT_TIMEOUT="1"
+        "sagas",
+        "list",
+        NATIVEKIT_REDIS_URL="redis://127.0.0.1:1/0",
+        NATIVEKIT_CONNECT_TIMEOUT_SECONDS="1",
     )
     bad_duration = await world.cli("sagas", "list", "--older-than", "soon")
     assert completed.code == 1

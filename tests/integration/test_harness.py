@@ -90,7 +90,7 @@ async def main():
         await c.get("/x")
 asyncio.run(main())
 """
-    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "NATIVEKIT_ACCESS_LOG": "false"}
+    env = {**os.environ, "OTEL_TRACES_EXPORTER": "console", "NATIVEKIT_HTTP_ACCESS_LOG": "false"}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
     )

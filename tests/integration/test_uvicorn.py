@@ -63,7 +63,7 @@ async def test_sigterm_drains_in_flight_requests(
 ) -> None:
     """On SIGTERM readiness turns 503 at once and a slow request in flight still completes."""
     port = free_port()
-    env = {"NATIVEKIT_SHUTDOWN_DELAY": "1.0", "NATIVEKIT_LOG_FORMAT": "json"}
+    env = {"NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS": "1.0", "NATIVEKIT_TELEMETRY_LOG_FORMAT": "json"}
     log = tmp_path / "uvicorn.log"
     process = start_uvicorn(port, log, env=env)
     stop_after.append(process)

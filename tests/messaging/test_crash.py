@@ -51,9 +51,9 @@ def spawn(
         "NATIVEKIT_KAFKA_URL": kafka_url,
         "NATIVEKIT_REDIS_URL": redis_url,
         "NATIVEKIT_KAFKA_IDEMPOTENT_PRODUCER": "false",
-        "NATIVEKIT_CONSUMER_SESSION_TIMEOUT": "6",
-        "NATIVEKIT_DEDUP_LEASE": "2",
-        "NATIVEKIT_LOG_LEVEL": "WARNING",
+        "NATIVEKIT_CONSUMER_SESSION_TIMEOUT_SECONDS": "6",
+        "NATIVEKIT_CONSUMER_DEDUP_LEASE_SECONDS": "2",
+        "NATIVEKIT_TELEMETRY_LOG_LEVEL": "WARNING",
         "NATIVEKIT_ENVIRONMENT": "test",
     }
     return subprocess.Popen(

@@ -30,9 +30,9 @@ def cluster_env(redis_url: str, kafka_url: str, tag: str, **extra: str) -> dict[
         NATIVEKIT_KAFKA_URL=kafka_url,
         NATIVEKIT_KAFKA_IDEMPOTENT_PRODUCER="false",
         NATIVEKIT_ENVIRONMENT="test",
-        NATIVEKIT_ACCESS_LOG="false",
-        NATIVEKIT_CONSUMER_SESSION_TIMEOUT="6",
-        NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_MS="10",
+        NATIVEKIT_HTTP_ACCESS_LOG="false",
+        NATIVEKIT_CONSUMER_SESSION_TIMEOUT_SECONDS="6",
+        NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS="0.01",
         SHOP_KEY_PREFIX=f"shop-{tag}",
         SHOP_TOPIC_PREFIX=f"shop-{tag}.",
         SHOP_SEED_PRODUCTS="2",
@@ -84,7 +84,7 @@ def shop(
 
     env = cluster_env(
         redis_url, kafka_url, tag, NATIVEKIT_SAGA_LEASE_SECONDS="3",
-        NATIVEKIT_SAGA_RECOVERY_INTERVAL="0.5",
+        NATIVEKIT_SAGA_RECOVERY_INTERVAL_SECONDS="0.5",
     )  # fmt: skip
     cluster = Cluster(env, ports=ports, command=command, log_dir=workdir)
     running = Shop(cluster, tag, workdir)

@@ -7,6 +7,7 @@ import re
 import shlex
 from collections.abc import Iterator
 from functools import cache
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from nativekit._health import PROBE_PATHS
-from nativekit.settings import ENV_PREFIX, Settings
+from nativekit.settings import ENV_PREFIX, Settings, variables
 
 DEPLOY = Path(__file__).parents[2] / "examples" / "shop" / "deploy"
 K8S = DEPLOY / "k8s"
@@ -234,10 +235,11 @@ def quantity(value: str | int) -> float:
     return float(match[1]) * units[match[2]]
 
 
-def setting(service: str, field: str) -> float:
+def setting(service: str, path: str) -> float:
     """A numeric setting as the service will see it (its env, else the Settings default)."""
-    raw = env_of(service).get(f"{ENV_PREFIX}{field.upper()}")
-    default = Settings.model_fields[field].default
+    variable = next(name for name, where in variables().items() if where == path)
+    raw = env_of(service).get(variable)
+    default = attrgetter(path)(Settings(_env_file=None))
     return float(raw if raw is not None else default)
 
 
@@ -298,21 +300,21 @@ def test_each_deployment_serves_its_own_module(service: str) -> None:
 
 
 def test_nativekit_variables_are_settings_fields() -> None:
-    """Every NATIVEKIT_* name in the ConfigMap and the Deployments is a field of Settings."""
+    """Every NATIVEKIT_* name in the ConfigMap and the Deployments is a Settings variable."""
     names = {n for n in all_env_names() if n.startswith(ENV_PREFIX)}
-    unknown = {n for n in names if n.removeprefix(ENV_PREFIX).lower() not in Settings.model_fields}
+    unknown = names - set(variables())
     assert names and not unknown
 
 
 @pytest.mark.parametrize("service", SERVICES)
-def test_configured_values_are_valid_settings(service: str) -> None:
+def test_configured_values_are_valid_settings(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The NATIVEKIT_* values a pod gets pass Settings validation (secret files aside)."""
-    values = {
-        name.removeprefix(ENV_PREFIX).lower(): value
-        for name, value in env_of(service).items()
-        if name.startswith(ENV_PREFIX) and not name.endswith("_FILE")
-    }
-    settings = Settings(_env_file=None, **values)
+    for name, value in env_of(service).items():
+        if name.startswith(ENV_PREFIX) and not name.endswith("_FILE"):
+            monkeypatch.setenv(name, value)
+    settings = Settings(_env_file=None)
     assert settings.redis_url.startswith("redis") and settings.kafka_url.startswith("kafka://")
     assert settings.log_format == "json" and settings.environment == "production"
 
@@ -333,8 +335,8 @@ def test_redis_password_is_a_mounted_secret_file(service: str) -> None:
 @pytest.mark.parametrize("service", SERVICES)
 def test_termination_grace_covers_nativekit_drain(service: str) -> None:
     """Either preStop sleeps or nativekit delays; the kubelet waits for delay + grace + margin."""
-    delay = setting(service, "shutdown_delay")
-    grace = setting(service, "shutdown_grace")
+    delay = setting(service, "http.shutdown_delay_seconds")
+    grace = setting(service, "http.shutdown_grace_seconds")
     pre_stop = pre_stop_seconds(service)
     assert (delay > 0) != (pre_stop > 0), "use one of preStop sleep and NATIVEKIT_SHUTDOWN_DELAY"
     # uvicorn waits for in-flight requests before nativekit's grace applies; cap it alike.
@@ -347,7 +349,7 @@ def test_termination_grace_covers_nativekit_drain(service: str) -> None:
 def test_readiness_probe_outlasts_the_health_timeout(service: str) -> None:
     """The readiness probe waits longer than nativekit's own per-check timeout."""
     probe = container(service)["readinessProbe"]
-    assert probe["timeoutSeconds"] > setting(service, "health_timeout")
+    assert probe["timeoutSeconds"] > setting(service, "telemetry.health_timeout_seconds")
 
 
 @pytest.mark.parametrize("service", SERVICES)
