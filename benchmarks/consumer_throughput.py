@@ -73,11 +73,10 @@ class OrderPlaced(BaseModel):
 
 def settings(**extra: object) -> nativekit.Settings:
     return nativekit.Settings(
-        kafka_url=KAFKA,
-        redis_url=REDIS,
-        kafka_idempotent_producer=False,
-        log_level="WARNING",
         environment="production",
+        kafka={"url": KAFKA, "idempotent_producer": False},
+        redis={"url": REDIS},
+        telemetry={"log_level": "WARNING"},
         **extra,
     )
 

@@ -84,7 +84,9 @@ async def nativekit_runner(url: str, prefix: str) -> tuple[Any, Counting, Any]:
     """A service with the 3-step saga on Redis; returns (service, counter, saga)."""
     svc = nativekit.Service(
         "bench",
-        settings=nativekit.Settings(redis_url=url, saga_key_prefix=prefix, log_level="WARNING"),
+        settings=nativekit.Settings(
+            redis={"url": url}, saga={"key_prefix": prefix}, telemetry={"log_level": "WARNING"}
+        ),
     )
     saga = svc.saga("bench", input=dict)
 

@@ -76,7 +76,9 @@ class ServiceGroup:
                 _ = service.app  # builds routes and checks before serving
                 await service.startup(hook_sigterm=False)
                 started.append(service)
-            restore_sigterm = install_drain_signal(self._drain, self.settings.shutdown_delay)
+            restore_sigterm = install_drain_signal(
+                self._drain, self.settings.http.shutdown_delay_seconds
+            )
         except BaseException as exc:  # cancelled too (the server stopping mid-startup)
             for service in reversed(started):
                 with suppress(Exception):
@@ -90,7 +92,9 @@ class ServiceGroup:
         await send({"type": "lifespan.startup.complete"})
         message = await receive()
         self._drain()
-        await wait_for_requests([s.metrics for s in self.services], self.settings.shutdown_grace)
+        await wait_for_requests(
+            [s.metrics for s in self.services], self.settings.http.shutdown_grace_seconds
+        )
         for service in reversed(started):
             await service.shutdown()
         if restore_sigterm is not None:

@@ -66,8 +66,8 @@ class Service(Routes):
         self.routes: list[BaseRoute] = []
         self.health = Health(
             self.name,
-            timeout=self.settings.health_timeout,
-            cache_ttl=self.settings.health_cache_ttl,
+            timeout=self.settings.telemetry.health_timeout_seconds,
+            cache_ttl=self.settings.telemetry.health_cache_seconds,
         )
         self.metrics = Metrics(self.name)
         self.lifecycle = Lifecycle(self.name)
@@ -161,7 +161,7 @@ class Service(Routes):
         if self._checks_added:
             return
         self._checks_added = True
-        redis_mode, kafka_mode = self.settings.redis_readiness, self.settings.kafka_readiness
+        redis_mode, kafka_mode = self.settings.redis.readiness, self.settings.kafka.readiness
         if self.uses_redis and redis_mode != "off":
             self.health.add(
                 "redis:ping",
@@ -180,10 +180,10 @@ class Service(Routes):
                 component_type="datastore",
             )
             self.lifecycle.add("kafka-probe", stop=probe.stop, phase=Phase.BACKENDS)
-        if self.settings.saga_operator_api and self.sagas.in_use and self._app is None:
+        if self.settings.saga.operator_api and self.sagas.in_use and self._app is None:
             from nativekit.saga._operator.http import operator_routes
 
-            prefix = self.settings.saga_operator_prefix
+            prefix = self.settings.saga.operator_prefix
             self.routes[:0] = operator_routes(self.sagas, prefix)
 
     # -- the ASGI app ----------------------------------------------------------------
@@ -225,7 +225,7 @@ class Service(Routes):
         self._add_checks()
         if hook_sigterm and self._restore_sigterm is None:
             self._restore_sigterm = install_drain_signal(
-                self._begin_drain, self.settings.shutdown_delay
+                self._begin_drain, self.settings.http.shutdown_delay_seconds
             )
         try:
             await self.lifecycle.start()
@@ -243,7 +243,7 @@ class Service(Routes):
     def _begin_drain(self) -> None:
         if not self.health.draining:
             self.health.draining = True
-            self.log.info("service.draining", delay_s=self.settings.shutdown_delay)
+            self.log.info("service.draining", delay_s=self.settings.http.shutdown_delay_seconds)
 
     def _unhook_sigterm(self) -> None:
         if self._restore_sigterm is not None:
@@ -253,7 +253,7 @@ class Service(Routes):
     async def shutdown(self) -> None:
         """Fail readiness, let in-flight requests finish, stop components in reverse order."""
         self._begin_drain()
-        await wait_for_requests([self.metrics], self.settings.shutdown_grace)
+        await wait_for_requests([self.metrics], self.settings.http.shutdown_grace_seconds)
         await self.lifecycle.stop()
         if self._gc_raised:
             self._gc_raised = False

@@ -159,10 +159,8 @@ def _nativekit(*, tracing: bool, access_log: bool) -> ASGIApp:
 
     settings = nativekit.Settings(
         environment="production",
-        log_format="json",
-        access_log=access_log,
-        metrics_enabled=True,
-        tracing_enabled=tracing,
+        telemetry={"log_format": "json", "metrics_enabled": True, "tracing_enabled": tracing},
+        http={"access_log": access_log},
     )
     svc = nativekit.Service("bench", settings=settings)
 

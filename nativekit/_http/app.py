@@ -47,7 +47,7 @@ def probe_routes(
         FastRoute("/readyz", probes.readyz, methods=["GET"], include_in_schema=False),
         FastRoute("/startupz", probes.startupz, methods=["GET"], include_in_schema=False),
     ]
-    if settings.metrics_enabled:
+    if settings.telemetry.metrics_enabled:
         endpoint = metrics_endpoint([m.registry for m in metrics])
         routes.append(FastRoute("/metrics", endpoint, methods=["GET"], include_in_schema=False))
     return routes
@@ -65,22 +65,22 @@ class _Application(Starlette):
 
         settings: Settings = self._telemetry["settings"]
         tracer = None
-        if settings.tracing_enabled:
+        if settings.telemetry.tracing_enabled:
             from nativekit._telemetry.tracing import configure_tracing, get_tracer
 
             if configure_tracing(self._telemetry["name"]) is not None:
                 tracer = get_tracer()
         skip: frozenset[str] = (
             frozenset()
-            if settings.probe_telemetry
+            if settings.telemetry.include_probes
             else frozenset({"/livez", "/readyz", "/startupz"})
         )
         return TelemetryMiddleware(
             self._error_layers(),
             service=self._telemetry["name"],
-            metrics=self._telemetry["metrics"] if settings.metrics_enabled else None,
+            metrics=self._telemetry["metrics"] if settings.telemetry.metrics_enabled else None,
             tracer=tracer,
-            access_log=settings.access_log,
+            access_log=settings.http.access_log,
             skip_paths=skip,
         )
 
@@ -112,7 +112,7 @@ def build_starlette(
         telemetry={"name": name, "settings": settings, "metrics": metrics},
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimitMiddleware, limit=settings.request_body_limit)],
+        middleware=[Middleware(BodyLimitMiddleware, limit=settings.http.max_body_bytes)],
         exception_handlers={
             HTTPError: handle_http_error,
             StarletteHTTPException: handle_starlette_http_error,

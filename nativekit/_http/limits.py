@@ -48,4 +48,6 @@ class BodyLimitMiddleware:
         await self.app(scope, counting_receive, send)
 
     def _detail(self) -> str:
-        return f"The request body is larger than {self.limit} bytes (NATIVEKIT_REQUEST_BODY_LIMIT)."
+        return (
+            f"The request body is larger than {self.limit} bytes (NATIVEKIT_HTTP_MAX_BODY_BYTES)."
+        )

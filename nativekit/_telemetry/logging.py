@@ -225,7 +225,7 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     if _configured and not force:
         return
     fmt = settings.resolved_log_format
-    level = logging.getLevelName(settings.log_level)
+    level = logging.getLevelName(settings.telemetry.log_level)
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer(serializer=_json_dumps)

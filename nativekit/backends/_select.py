@@ -64,12 +64,12 @@ class Backends:
     @property
     def uses_redis(self) -> bool:
         """True when ``NATIVEKIT_REDIS_URL`` points at a Redis server."""
-        return not self.settings.redis_url.startswith("memory://")
+        return not self.settings.redis.url.startswith("memory://")
 
     @property
     def uses_kafka(self) -> bool:
         """True when ``NATIVEKIT_KAFKA_URL`` points at Kafka brokers."""
-        return self.settings.kafka_url != "memory://"
+        return self.settings.kafka.url != "memory://"
 
     @property
     def redis(self) -> aioredis.Redis:
@@ -104,7 +104,7 @@ class Backends:
             self.redis,
             namespace=namespace,
             retention=retain,
-            url_safe=mask_url(self.settings.redis_url),
+            url_safe=mask_url(self.settings.redis.url),
         )
 
     def reply_store(self) -> ReplyStore:
@@ -127,8 +127,8 @@ class Backends:
 
         return RedisSagaStore(
             self.redis,
-            prefix=self.settings.saga_key_prefix or f"nk:saga:{self.name}",
-            shards=self.settings.saga_shards,
+            prefix=self.settings.saga.key_prefix or f"nk:saga:{self.name}",
+            shards=self.settings.saga.shards,
         )
 
     def cache(self, registry: CollectorRegistry | None = None) -> Cache:
@@ -141,25 +141,26 @@ class Backends:
         near = None
         backend: CacheBackend
         if not self.uses_redis:
-            backend = MemoryCache(settings.cache_memory_max_entries)
+            backend = MemoryCache(settings.cache.memory_max_entries)
         else:
             from nativekit.backends.redis import RedisCache
 
-            channel = f"{prefix}:invalidated" if settings.cache_near_enabled else None
+            channel = f"{prefix}:invalidated" if settings.cache.near_enabled else None
             backend = RedisCache.from_settings(settings, channel=channel)
-            if settings.cache_near_enabled:
+            if settings.cache.near_enabled:
                 near = NearCache(
-                    max_entries=settings.cache_near_size, max_age=settings.cache_near_max_age
+                    max_entries=settings.cache.near_size,
+                    max_age=settings.cache.near_max_age_seconds,
                 )
         return Cache(
             backend,
             prefix=prefix,
             service=self.name,
             registry=registry,
-            max_value_bytes=settings.cache_max_value_bytes,
-            breaker_failures=settings.cache_breaker_failures,
-            breaker_reset=settings.cache_breaker_reset,
-            lock_lease=settings.cache_lock_lease,
+            max_value_bytes=settings.cache.max_value_bytes,
+            breaker_failures=settings.cache.breaker_failures,
+            breaker_reset=settings.cache.breaker_reset_seconds,
+            lock_lease=settings.cache.lock_lease_seconds,
             near=near,
         )
 

@@ -69,11 +69,11 @@ def _in_memory(settings: Settings, what: str) -> Finding:
 
 async def redis_findings(settings: Settings) -> list[Finding]:
     """PING, server version and mode; a version the dedup store cannot use fails."""
-    if settings.redis_url.startswith("memory://"):
+    if settings.redis.url.startswith("memory://"):
         return [_in_memory(settings, "Redis")]
     from nativekit.backends.redis._client import UNAVAILABLE_ERRORS, create_redis
 
-    where = mask_url(settings.redis_url)
+    where = mask_url(settings.redis.url)
     client = create_redis(settings)
     try:
         await client.ping()  # connects
@@ -118,7 +118,7 @@ def version_finding(product: str, version: str, detail: str) -> Finding:
 
 async def kafka_findings(settings: Settings, topics: list[str] | None) -> list[Finding]:
     """Brokers and cluster, then each topic's retention against the dedup retention."""
-    if settings.kafka_url.startswith("memory://"):
+    if settings.kafka.url.startswith("memory://"):
         return [_in_memory(settings, "Kafka")]
     from nativekit.backends.kafka._admin import KafkaAdmin
 
@@ -164,13 +164,14 @@ def retention_finding(
     topic: str, seconds: float | None, note: str | None, settings: Settings
 ) -> Finding:
     """A topic that keeps records longer than dedup marks live can be handled twice."""
-    dedup = settings.dedup_retention
+    dedup = settings.consumer.dedup_retention_seconds
     name = f"topic {topic}"
     if seconds is None:
         return Finding(
             name,
             "warn",
-            f"retention unknown ({note}); make sure it is at most NATIVEKIT_DEDUP_RETENTION "
+            f"retention unknown ({note}); make sure it is at most "
+            "NATIVEKIT_CONSUMER_DEDUP_RETENTION_SECONDS "
             f"({_span(dedup)})",
         )
     if seconds > dedup:
@@ -178,8 +179,10 @@ def retention_finding(
             name,
             "fail",
             f"keeps records for {_span(seconds)} but dedup marks expire after {_span(dedup)} "
-            "(NATIVEKIT_DEDUP_RETENTION): a group that reads it again (offsets reset or "
-            "expired) handles records older than that twice. Raise NATIVEKIT_DEDUP_RETENTION "
+            "(NATIVEKIT_CONSUMER_DEDUP_RETENTION_SECONDS): a group that reads it again (offsets "
+            "reset or "
+            "expired) handles records older than that twice. Raise "
+            "NATIVEKIT_CONSUMER_DEDUP_RETENTION_SECONDS "
             "or lower the topic's retention.ms.",
         )
     return Finding(name, "ok", f"retention {_span(seconds)} <= dedup retention {_span(dedup)}")
@@ -192,20 +195,28 @@ def settings_findings(settings: Settings, probes: Probes) -> list[Finding]:
     """Timings that cannot work together (no I/O)."""
     s = settings
     found: list[Finding] = []
-    if s.dedup_retention < s.redelivery_horizon:
+    if s.consumer.dedup_retention_seconds < s.consumer.redelivery_horizon_seconds:
         found.append(
             Finding(
                 "dedup retention",
                 "fail",
-                f"NATIVEKIT_DEDUP_RETENTION ({_span(s.dedup_retention)}) is shorter than "
-                f"NATIVEKIT_REDELIVERY_HORIZON ({_span(s.redelivery_horizon)}): a message "
+                "NATIVEKIT_CONSUMER_DEDUP_RETENTION_SECONDS "
+                f"({_span(s.consumer.dedup_retention_seconds)}) is shorter than "
+                "NATIVEKIT_CONSUMER_REDELIVERY_HORIZON_SECONDS "
+                f"({_span(s.consumer.redelivery_horizon_seconds)}): a message "
                 "redelivered after its mark expired runs twice (services refuse to start).",
             )
         )
-    budget = s.shutdown_delay + s.shutdown_grace + s.consumer_drain_timeout
+    budget = (
+        s.http.shutdown_delay_seconds
+        + s.http.shutdown_grace_seconds
+        + s.consumer.drain_timeout_seconds
+    )
     parts = (
-        f"NATIVEKIT_SHUTDOWN_DELAY {s.shutdown_delay:g}s + NATIVEKIT_SHUTDOWN_GRACE "
-        f"{s.shutdown_grace:g}s + NATIVEKIT_CONSUMER_DRAIN_TIMEOUT {s.consumer_drain_timeout:g}s"
+        f"NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS {s.http.shutdown_delay_seconds:g}s + "
+        "NATIVEKIT_HTTP_SHUTDOWN_GRACE_SECONDS "
+        f"{s.http.shutdown_grace_seconds:g}s + NATIVEKIT_CONSUMER_DRAIN_TIMEOUT_SECONDS "
+        f"{s.consumer.drain_timeout_seconds:g}s"
     )
     if probes.termination_grace is None:
         found.append(
@@ -244,23 +255,26 @@ def _readiness_finding(s: Settings, probes: Probes) -> Finding:
             "readiness",
             "skip",
             "pass --readiness-period and --readiness-failures to check "
-            f"NATIVEKIT_SHUTDOWN_DELAY ({s.shutdown_delay:g}s) against the readiness probe",
+            f"NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS ({s.http.shutdown_delay_seconds:g}s) against "
+            "the readiness probe",
         )
     unready_after = probes.readiness_period * probes.readiness_failures
-    if s.shutdown_delay < unready_after:
+    if s.http.shutdown_delay_seconds < unready_after:
         return Finding(
             "readiness",
             "fail",
             f"the readiness probe needs up to {unready_after:g}s "
             f"({probes.readiness_failures} x {probes.readiness_period:g}s) to take a draining "
-            f"pod out of the load balancer, but NATIVEKIT_SHUTDOWN_DELAY is "
-            f"{s.shutdown_delay:g}s: requests sent in between are refused. Set it to at least "
+            f"pod out of the load balancer, but NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS is "
+            f"{s.http.shutdown_delay_seconds:g}s: requests sent in between are refused. Set it to "
+            "at least "
             f"{unready_after:g}s.",
         )
     return Finding(
         "readiness",
         "ok",
-        f"NATIVEKIT_SHUTDOWN_DELAY {s.shutdown_delay:g}s >= {unready_after:g}s to turn unready",
+        f"NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS {s.http.shutdown_delay_seconds:g}s >= "
+        f"{unready_after:g}s to turn unready",
     )
 
 
@@ -269,19 +283,22 @@ def _timeout_finding(s: Settings, probes: Probes) -> Finding:
         return Finding(
             "probe timeout",
             "skip",
-            f"pass --probe-timeout to check NATIVEKIT_HEALTH_TIMEOUT ({s.health_timeout:g}s)",
+            "pass --probe-timeout to check NATIVEKIT_TELEMETRY_HEALTH_TIMEOUT_SECONDS "
+            f"({s.telemetry.health_timeout_seconds:g}s)",
         )
-    if s.health_timeout >= probes.probe_timeout:
+    if s.telemetry.health_timeout_seconds >= probes.probe_timeout:
         return Finding(
             "probe timeout",
             "fail",
-            f"NATIVEKIT_HEALTH_TIMEOUT {s.health_timeout:g}s is not below the probe's "
+            f"NATIVEKIT_TELEMETRY_HEALTH_TIMEOUT_SECONDS {s.telemetry.health_timeout_seconds:g}s "
+            "is not below the probe's "
             f"timeoutSeconds {probes.probe_timeout:g}s: a slow dependency makes the probe "
             "time out instead of reading which check failed.",
         )
     return Finding(
         "probe timeout",
         "ok",
-        f"NATIVEKIT_HEALTH_TIMEOUT {s.health_timeout:g}s < timeoutSeconds "
+        f"NATIVEKIT_TELEMETRY_HEALTH_TIMEOUT_SECONDS {s.telemetry.health_timeout_seconds:g}s < "
+        "timeoutSeconds "
         f"{probes.probe_timeout:g}s",
     )

@@ -49,7 +49,7 @@ def run(action: Coroutine[Any, Any, T]) -> T:
 
 def require_redis(settings: Settings, what: str) -> None:
     """Refuse ``memory://``: that state lives inside each service process."""
-    if settings.redis_url.startswith("memory://"):
+    if settings.redis.url.startswith("memory://"):
         raise CommandError(
             f"NATIVEKIT_REDIS_URL is 'memory://', so {what} lives inside each service "
             "process and no other process can reach it; set NATIVEKIT_REDIS_URL to the "
@@ -60,7 +60,7 @@ def require_redis(settings: Settings, what: str) -> None:
 
 def require_kafka(settings: Settings) -> None:
     """Refuse ``memory://`` Kafka: its topics live inside one process."""
-    if settings.kafka_url.startswith("memory://"):
+    if settings.kafka.url.startswith("memory://"):
         raise CommandError(
             "NATIVEKIT_KAFKA_URL is 'memory://', so topics live inside each service "
             "process; set NATIVEKIT_KAFKA_URL to your cluster (kafka://host:port).",

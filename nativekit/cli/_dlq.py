@@ -42,15 +42,15 @@ def dlq() -> None:
 @asynccontextmanager
 async def _stores(settings: Settings) -> AsyncIterator[StoreFactory | None]:
     """Dedup stores of the services' Redis (None for memory://: marks are in-process)."""
-    if settings.redis_url.startswith("memory://"):
+    if settings.redis.url.startswith("memory://"):
         yield None
         return
     from nativekit.backends.redis._dedup import RedisDedupStore
     from nativekit.settings import mask_url
 
     async with redis_client(settings) as client:
-        safe = mask_url(settings.redis_url)
-        default = settings.dedup_retention
+        safe = mask_url(settings.redis.url)
+        default = settings.consumer.dedup_retention_seconds
 
         def store(namespace: str, retention: float | None) -> RedisDedupStore:
             # The bucket width follows the consumer's retention: read with the same one.

@@ -46,8 +46,8 @@ _wait_option = duration_option(
 
 
 def _prefix(settings: Settings, service: str | None) -> str:
-    if settings.saga_key_prefix:
-        return settings.saga_key_prefix
+    if settings.saga.key_prefix:
+        return settings.saga.key_prefix
     name = service or settings.service_name
     if not name:
         raise CommandError(
@@ -68,11 +68,11 @@ def _operate(service: str | None, action: Callable[[SagaAdmin], Awaitable[Any]])
         from nativekit.backends.redis._saga_store import RedisSagaStore
 
         async with redis_client(settings) as client:
-            store = RedisSagaStore(client, prefix=prefix, shards=settings.saga_shards)
+            store = RedisSagaStore(client, prefix=prefix, shards=settings.saga.shards)
             admin = SagaAdmin(
                 store,
-                lease=settings.saga_lease_seconds,
-                retention=settings.saga_retention_seconds,
+                lease=settings.saga.lease_seconds,
+                retention=settings.saga.retention_seconds,
             )
             return await action(admin)
 
@@ -130,7 +130,7 @@ def list_sagas(
     if not page.items:
         settings = load_settings()
         echo_err(
-            f"No saga matches (keys {_prefix(settings, service)}, {settings.saga_shards} shards)."
+            f"No saga matches (keys {_prefix(settings, service)}, {settings.saga.shards} shards)."
         )
         return
     now = time.time()
@@ -230,7 +230,8 @@ def _act(
         if after.status.active and end is None:
             click.echo(
                 f"A replica that registers saga {after.name!r} resumes it within "
-                f"{settings.saga_recovery_interval:g}s (NATIVEKIT_SAGA_RECOVERY_INTERVAL)."
+                f"{settings.saga.recovery_interval_seconds:g}s "
+                "(NATIVEKIT_SAGA_RECOVERY_INTERVAL_SECONDS)."
             )
         if end is not None:
             click.echo(f"Now {end.status.value}.")

@@ -36,7 +36,7 @@ class ConsumerKwargs(TypedDict, total=False):
         dedup_key: derive the idempotency key from the message instead of its id.
         idempotent: False turns deduplication off (at-least-once handling).
         dead_letter_topic: where failed messages go; default ``<topic>.dlq``.
-        retain: seconds DONE marks are kept (``NATIVEKIT_DEDUP_RETENTION``).
+        retain: seconds DONE marks are kept (``NATIVEKIT_CONSUMER_DEDUP_RETENTION_SECONDS``).
         event_types: the event types (model classes or names) the handler takes; a
             record whose ``event-type`` header names another type is committed without
             being claimed or handled, and counted as ``skipped``. Default: every record.
@@ -142,7 +142,7 @@ class Messaging:
         """The publisher (shared by ``Service.publish`` and reply-sending handlers)."""
         if self._publisher is None:
             self._publisher = Publisher(
-                self.broker, self.metrics, tracing=self.settings.tracing_enabled
+                self.broker, self.metrics, tracing=self.settings.telemetry.tracing_enabled
             )
         return self._publisher
 
@@ -188,11 +188,13 @@ class Messaging:
         if concurrency < 1:
             raise ConfigError(f"consumer concurrency must be >= 1, got {concurrency}.")
         s = self.settings
-        retain = s.dedup_retention if retain is None else retain
-        if retain < s.redelivery_horizon:
+        retain = s.consumer.dedup_retention_seconds if retain is None else retain
+        if retain < s.consumer.redelivery_horizon_seconds:
             raise ConfigError(
-                f"Dedup retention {retain:g}s is shorter than NATIVEKIT_REDELIVERY_HORIZON="
-                f"{s.redelivery_horizon:g}s: a message redelivered after its DONE mark expired "
+                f"Dedup retention {retain:g}s is shorter than "
+                "NATIVEKIT_CONSUMER_REDELIVERY_HORIZON_SECONDS="
+                f"{s.consumer.redelivery_horizon_seconds:g}s: a message redelivered after its "
+                "DONE mark expired "
                 "would run twice. Raise the retention or lower the horizon."
             )
 
@@ -203,20 +205,20 @@ class Messaging:
             options = ConsumerOptions(
                 topics=topics,
                 group=group or self.ctx.name,
-                retries=s.consumer_retries if retries is None else retries,
-                backoff=s.consumer_retry_backoff,
-                backoff_max=s.consumer_retry_backoff_max,
+                retries=s.consumer.retries if retries is None else retries,
+                backoff=s.consumer.retry_backoff_seconds,
+                backoff_max=s.consumer.retry_backoff_max_seconds,
                 non_retryable=tuple(kwargs.get("non_retryable", ())),
                 concurrency=concurrency,
-                max_in_flight=kwargs.get("max_in_flight") or s.consumer_max_in_flight,
-                fetch_max=s.consumer_fetch_max_records,
+                max_in_flight=kwargs.get("max_in_flight") or s.consumer.max_in_flight,
+                fetch_max=s.consumer.fetch_max_records,
                 dedup_key=kwargs.get("dedup_key"),
                 idempotent=idempotent,
                 dead_letter_topic=dead_letter_topic,
-                lease=s.dedup_lease,
+                lease=s.consumer.dedup_lease_seconds,
                 retain=retain,
-                drain_timeout=s.consumer_drain_timeout,
-                commit_interval=s.consumer_commit_interval,
+                drain_timeout=s.consumer.drain_timeout_seconds,
+                commit_interval=s.consumer.commit_interval_seconds,
                 event_types=event_types,
             )
             namespace = f"{options.group}:{spec.name}"
@@ -227,7 +229,7 @@ class Messaging:
                 store=self._store(namespace, retain) if idempotent else None,
                 metrics=self.metrics,
                 service=self.ctx.name,
-                tracing=self.settings.tracing_enabled,
+                tracing=self.settings.telemetry.tracing_enabled,
             )
             self.add_consumer(consumer, check=f"consumer:{namespace}")
             return func

@@ -1,18 +1,21 @@
 """Read-only flat names of nativekit 0.1 (``settings.saga_lease_seconds``).
 
 Kept for one release while callers move to the groups (``settings.saga.lease_seconds``);
+reading one warns (``DeprecationWarning``) naming the new path;
 one property per moved name of ``nativekit/settings/_renames.py`` (a test checks that).
 """
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import SecretStr
 
 from nativekit.settings._connections import Compression, Readiness, SaslMechanism
 from nativekit.settings._groups import LogFormat, LogLevel
+from nativekit.settings._renames import MOVED
 
 if TYPE_CHECKING:
     from nativekit.settings._connections import KafkaSettings, RedisSettings
@@ -330,3 +333,21 @@ class FlatNames:
     @property
     def kafka_bootstrap_servers(self) -> list[str]:
         return self.kafka.bootstrap_servers
+
+
+def _deprecated(name: str, flat: property) -> property:
+    new = MOVED[name].new
+
+    def read(self: Any) -> Any:
+        warnings.warn(
+            f"settings.{name} is deprecated; read settings.{new} instead.",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return flat.__get__(self)
+
+    return property(read, doc=f"Deprecated: ``settings.{new}``.")
+
+
+for _name in MOVED:
+    setattr(FlatNames, _name, _deprecated(_name, FlatNames.__dict__[_name]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from contextlib import suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
@@ -36,6 +37,15 @@ def nest_keywords(values: dict[str, Any]) -> dict[str, Any]:
     flat = [name for name in values if name in MOVED]
     if not flat:
         return values
+    warnings.warn(
+        "Settings("
+        + ", ".join(f"{name}=..." for name in flat)
+        + ") uses names deprecated since 0.2; pass the groups instead: "
+        + ", ".join(f"{name} -> {MOVED[name].new}" for name in flat)
+        + ".",
+        DeprecationWarning,
+        stacklevel=4,
+    )
     nested = {k: _as_dict(v) for k, v in values.items() if k not in MOVED}
     for name in flat:
         put(nested, MOVED[name], values[name])

@@ -158,12 +158,12 @@ def test_near_cache_needs_a_channel() -> None:
 def test_settings_turn_the_near_cache_on(redis_url: str) -> None:
     """NATIVEKIT_CACHE_NEAR_ENABLED builds a RedisCache with a channel and a near cache."""
     cache = Backends(
-        "s", Settings(redis_url=redis_url, cache_near_enabled=True, cache_near_size=5)
+        "s", Settings(redis={"url": redis_url}, cache={"near_enabled": True, "near_size": 5})
     ).cache()
     assert isinstance(cache.backend, RedisCache)
     assert cache.backend.channel == "nkc:s:invalidated"
     assert cache.near is not None and cache.near.max_entries == 5
-    memory = Backends("s", Settings(cache_near_enabled=True)).cache()
+    memory = Backends("s", Settings(cache={"near_enabled": True})).cache()
     assert memory.near is None
 
 
@@ -178,7 +178,8 @@ async def test_lost_subscription_switches_the_near_cache_off(
     server = test_servers.start_redis(reuse=False)
     assert server.process is not None
     cache = Backends(
-        "near-outage", Settings(redis_url=server.url, cache_near_enabled=True, cache_timeout=0.2)
+        "near-outage",
+        Settings(redis={"url": server.url}, cache={"near_enabled": True, "timeout_seconds": 0.2}),
     ).cache()
     try:
         await cache.start()

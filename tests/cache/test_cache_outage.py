@@ -145,8 +145,8 @@ async def silent_server() -> AsyncIterator[str]:
 
 
 async def test_a_hanging_redis_costs_at_most_the_cache_timeout(silent_server: str) -> None:
-    """A Redis that never answers delays a call by about NATIVEKIT_CACHE_TIMEOUT, no more."""
-    settings = Settings(redis_url=silent_server, cache_timeout=0.1)
+    """A Redis that never answers delays a call by about NATIVEKIT_CACHE_TIMEOUT_SECONDS."""
+    settings = Settings(redis={"url": silent_server}, cache={"timeout_seconds": 0.1})
     cache = Backends("t", settings).cache()
 
     @cache.cached(ttl=10, key="k:{n}")
@@ -173,10 +173,9 @@ async def test_redis_stopped_mid_test_calls_still_succeed(
         svc = Service(
             "outage",
             settings=Settings(
-                redis_url=server.url,
-                cache_timeout=0.2,
-                cache_breaker_failures=3,
-                health_cache_ttl=0,
+                redis={"url": server.url},
+                cache={"timeout_seconds": 0.2, "breaker_failures": 3},
+                telemetry={"health_cache_seconds": 0},
             ),
         )
         calls = 0
@@ -219,7 +218,7 @@ async def test_redis_stopped_mid_test_calls_still_succeed(
 @pytest.mark.redis
 async def test_service_cache_uses_redis_and_exposes_metrics(redis_url: str, unique: str) -> None:
     """svc.cached on a Redis URL stores in Redis and counts hits and misses in /metrics."""
-    svc = Service("shop", settings=Settings(redis_url=redis_url))
+    svc = Service("shop", settings=Settings(redis={"url": redis_url}))
 
     @svc.cached(ttl=60, key="p:{sku}", name="products")
     async def get(sku: str) -> int:

@@ -27,7 +27,7 @@ def test_every_cache_setting_is_documented() -> None:
 
 def test_memory_url_selects_the_memory_cache() -> None:
     """With NATIVEKIT_REDIS_URL=memory:// the service caches in process memory."""
-    svc = Service("s", settings=Settings(cache_memory_max_entries=7))
+    svc = Service("s", settings=Settings(cache={"memory_max_entries": 7}))
     assert isinstance(svc.cache.backend, MemoryCache)
     assert svc.cache.backend.max_entries == 7
     assert svc.cache is svc.cache
@@ -38,8 +38,8 @@ def test_memory_url_selects_the_memory_cache() -> None:
 async def test_a_cache_first_used_after_startup_is_closed_at_shutdown(redis_url: str) -> None:
     """``svc.cache`` used for the first time while the service runs (from a route, say)
     still closes its Redis connections when the service shuts down."""
-    svc = Service("late-cache", settings=Settings(_env_file=None, redis_url=redis_url))
-    admin = create_redis(Settings(_env_file=None, redis_url=redis_url))
+    svc = Service("late-cache", settings=Settings(_env_file=None, redis={"url": redis_url}))
+    admin = create_redis(Settings(_env_file=None, redis={"url": redis_url}))
     async with serve(svc):
         await svc.cache.delete(["late-cache:k"])
         backend = svc.cache.backend

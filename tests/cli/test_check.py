@@ -50,7 +50,11 @@ async def test_reaches_both_and_reports_versions_and_retention(
     fine = await cli("check", "--topic", topics["short"])
     bad = await cli("check", "--topic", topics["short"], "--topic", topics["long"], "--json")
     raised = await cli(
-        "check", "--topic", topics["long"], "--json", NATIVEKIT_DEDUP_RETENTION=str(31 * 86400)
+        "check",
+        "--topic",
+        topics["long"],
+        "--json",
+        NATIVEKIT_CONSUMER_DEDUP_RETENTION_SECONDS=str(31 * 86400),
     )
     assert fine.code == 0, fine.out + fine.err
     assert fine.out.rstrip().endswith("OK")
@@ -75,12 +79,12 @@ async def test_unreachable_backends_exit_3(cli: Cli, redis_url: str, kafka_url: 
     no_redis = await cli(
         "check", "--json",
         NATIVEKIT_REDIS_URL="redis://127.0.0.1:1/0", NATIVEKIT_KAFKA_URL=kafka_url,
-        NATIVEKIT_CONNECT_TIMEOUT="1",
+        NATIVEKIT_CONNECT_TIMEOUT_SECONDS="1",
     )  # fmt: skip
     no_kafka = await cli(
         "check",
         NATIVEKIT_REDIS_URL=redis_url, NATIVEKIT_KAFKA_URL="kafka://127.0.0.1:1",
-        NATIVEKIT_CONNECT_TIMEOUT="1",
+        NATIVEKIT_CONNECT_TIMEOUT_SECONDS="1",
     )  # fmt: skip
     assert no_redis.code == 3
     report = no_redis.json()
@@ -100,7 +104,7 @@ async def test_probe_timings_that_do_not_fit_the_drain_time_fail(cli: Cli) -> No
     fits = await cli(
         "check", "--termination-grace", "90s", "--readiness-period", "5",
         "--readiness-failures", "2", "--probe-timeout", "5",
-        NATIVEKIT_SHUTDOWN_DELAY="10",
+        NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS="10",
     )  # fmt: skip
     assert misfit.code == 1
     rows = by_check(misfit.json())
@@ -123,10 +127,16 @@ async def test_memory_backends_warn_in_production_and_bad_settings_exit_2(cli: C
 
 def test_dedup_retention_shorter_than_the_redelivery_horizon_fails() -> None:
     """The rule the services enforce at startup is reported before deploying."""
-    settings = Settings(_env_file=None, dedup_retention=3600, redelivery_horizon=7200)
+    settings = Settings(
+        _env_file=None,
+        consumer={"dedup_retention_seconds": 3600, "redelivery_horizon_seconds": 7200},
+    )
     rows = {f.check: f for f in settings_findings(settings, Probes())}
     assert rows["dedup retention"].status == "fail"
-    assert "1h) is shorter than NATIVEKIT_REDELIVERY_HORIZON (2h)" in rows["dedup retention"].detail
+    assert (
+        "1h) is shorter than NATIVEKIT_CONSUMER_REDELIVERY_HORIZON_SECONDS (2h)"
+        in rows["dedup retention"].detail
+    )
     fine = Settings(_env_file=None)
     assert "dedup retention" not in {f.check for f in settings_findings(fine, Probes())}
 

@@ -203,8 +203,8 @@ async def test_errors_have_meaningful_exit_codes(shop: Shop, cli: Cli) -> None:
 async def test_replay_finds_the_mark_of_a_consumer_with_its_own_retention(
     kafka_url: str, redis_url: str, unique: str, cli: Cli
 ) -> None:
-    """A consumer with retain= other than NATIVEKIT_DEDUP_RETENTION keeps its marks in
-    buckets of that width; the letter's dlq-dedup-retention header lets replay clear it."""
+    """A consumer with retain= other than NATIVEKIT_CONSUMER_DEDUP_RETENTION_SECONDS keeps its
+    marks in buckets of that width; the letter's dlq-dedup-retention header lets replay clear it."""
     topic = f"keep-{unique}"
     broker = KafkaBroker(kafka_settings(kafka_url))
     await broker.create_topics({topic: 1})

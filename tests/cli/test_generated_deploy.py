@@ -190,9 +190,9 @@ def test_settings_in_the_manifests_are_valid(
     for name, value in ours.items():
         monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)
-    assert settings.environment == "production" and settings.redis_url.startswith("redis://")
+    assert settings.environment == "production" and settings.redis.url.startswith("redis://")
     kafka = "@svc.consumer" in (project / f"src/{PACKAGE}/app.py").read_text()
-    assert settings.kafka_url.startswith("kafka://" if kafka else "memory://")
+    assert settings.kafka.url.startswith("kafka://" if kafka else "memory://")
     app_prefix = f"{PACKAGE.upper()}_"
     app_fields = {k.removeprefix(app_prefix).lower() for k in env if k.startswith(app_prefix)}
     settings_py = (project / f"src/{PACKAGE}/settings.py").read_text()

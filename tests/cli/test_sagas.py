@@ -130,12 +130,9 @@ async def world(redis_url: str, unique: str, cli: Cli) -> AsyncIterator[World]:
     """The service (not started) and the command, sharing a unique saga key prefix."""
     prefix = f"test:cli:{unique}"
     settings = nativekit.Settings(
-        redis_url=redis_url,
-        saga_key_prefix=prefix,
-        saga_shards=4,
-        saga_recovery_interval=0.1,
-        log_level="CRITICAL",
-        tracing_enabled=False,
+        redis={"url": redis_url},
+        saga={"key_prefix": prefix, "shards": 4, "recovery_interval_seconds": 0.1},
+        telemetry={"log_level": "CRITICAL", "tracing_enabled": False},
     )
     svc = nativekit.Service("orders", settings=settings)
     knobs = Knobs()
@@ -361,7 +358,10 @@ async def test_service_option_selects_the_default_key_prefix(
     """Without NATIVEKIT_SAGA_KEY_PREFIX, --service NAME reads the keys 'nk:saga:NAME'."""
     name = f"svc-{unique}"
     svc = nativekit.Service(
-        name, settings=nativekit.Settings(redis_url=redis_url, saga_shards=4, log_level="CRITICAL")
+        name,
+        settings=nativekit.Settings(
+            redis={"url": redis_url}, saga={"shards": 4}, telemetry={"log_level": "CRITICAL"}
+        ),
     )
     define(svc, Knobs())
     cli.env.update(NATIVEKIT_REDIS_URL=redis_url, NATIVEKIT_SAGA_SHARDS="4")

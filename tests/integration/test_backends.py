@@ -16,7 +16,7 @@ from nativekit.testing import LifespanError, serve, servers
 @pytest.mark.redis
 async def test_ready_with_reachable_redis(redis_url: str) -> None:
     """/readyz pings Redis and reports the round trip."""
-    svc = Service("redis-ok", settings=Settings(_env_file=None, redis_url=redis_url))
+    svc = Service("redis-ok", settings=Settings(_env_file=None, redis={"url": redis_url}))
     async with serve(svc) as client:
         r = await client.get("/readyz")
         assert await svc.redis.ping()
@@ -30,7 +30,9 @@ async def test_not_ready_when_redis_unreachable() -> None:
     """An unreachable Redis fails readiness with a message saying what to check."""
     port = servers.free_port()
     settings = Settings(
-        _env_file=None, redis_url=f"redis://:pw@127.0.0.1:{port}/0", connect_timeout=0.5
+        _env_file=None,
+        connect_timeout_seconds=0.5,
+        redis={"url": f"redis://:pw@127.0.0.1:{port}/0"},
     )
     svc = Service("redis-down", settings=settings)
     async with serve(svc) as client:
@@ -46,7 +48,7 @@ async def test_ready_with_reachable_kafka(kafka_url: str) -> None:
     """/readyz fetches Kafka metadata and reports the broker count."""
     svc = Service(
         "kafka-ok",
-        settings=Settings(_env_file=None, kafka_url=kafka_url, kafka_idempotent_producer=False),
+        settings=Settings(_env_file=None, kafka={"url": kafka_url, "idempotent_producer": False}),
     )
     async with serve(svc) as client:
         r = await client.get("/readyz")
@@ -59,7 +61,11 @@ async def test_ready_with_reachable_kafka(kafka_url: str) -> None:
 async def test_not_ready_when_kafka_unreachable() -> None:
     """An unreachable broker fails readiness with a message naming NATIVEKIT_KAFKA_URL."""
     port = servers.free_port()
-    settings = Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{port}", health_timeout=3)
+    settings = Settings(
+        _env_file=None,
+        kafka={"url": f"kafka://127.0.0.1:{port}"},
+        telemetry={"health_timeout_seconds": 3},
+    )
     svc = Service("kafka-down", settings=settings)
     async with serve(svc) as client:
         r = await client.get("/readyz")
@@ -72,11 +78,13 @@ def test_kafka_options_carry_tls_and_sasl(tmp_path: object) -> None:
     """TLS and SASL settings reach the aiokafka options; the password is only in the options."""
     settings = Settings(
         _env_file=None,
-        kafka_url="kafka://b1:9093,b2:9093",
-        kafka_tls=True,
-        kafka_sasl_mechanism="SCRAM-SHA-256",
-        kafka_sasl_username="svc",
-        kafka_sasl_password="pw",
+        kafka={
+            "url": "kafka://b1:9093,b2:9093",
+            "tls": True,
+            "sasl_mechanism": "SCRAM-SHA-256",
+            "sasl_username": "svc",
+            "sasl_password": "pw",
+        },
     )
     options = kafka_client_options(settings)
     assert options["bootstrap_servers"] == ["b1:9093", "b2:9093"]
@@ -84,7 +92,7 @@ def test_kafka_options_carry_tls_and_sasl(tmp_path: object) -> None:
     assert options["sasl_mechanism"] == "SCRAM-SHA-256"
     assert options["sasl_plain_password"] == "pw"
     assert options["ssl_context"] is not None
-    plain = kafka_client_options(Settings(_env_file=None, kafka_url="kafka://b:9092"))
+    plain = kafka_client_options(Settings(_env_file=None, kafka={"url": "kafka://b:9092"}))
     assert plain["security_protocol"] == "PLAINTEXT" and "ssl_context" not in plain
 
 
@@ -113,7 +121,7 @@ async def test_pool_waits_for_a_free_connection(redis_url: str) -> None:
     """Bursts beyond the pool size wait for a connection instead of failing."""
     import asyncio
 
-    settings = Settings(_env_file=None, redis_url=redis_url, redis_max_connections=2)
+    settings = Settings(_env_file=None, redis={"url": redis_url, "max_connections": 2})
     svc = Service("small-pool", settings=settings)
     async with serve(svc):
         results = await asyncio.gather(*(svc.redis.ping() for _ in range(50)))
@@ -128,7 +136,7 @@ async def test_pool_reuses_its_connections_and_survives_a_dropped_one(redis_url:
 
     import redis.exceptions
 
-    settings = Settings(_env_file=None, redis_url=redis_url, redis_max_connections=3)
+    settings = Settings(_env_file=None, redis={"url": redis_url, "max_connections": 3})
     client = create_redis(settings)
     pool = client.connection_pool
     try:
@@ -156,7 +164,9 @@ async def test_redis_readiness_warn_keeps_a_cache_only_service_ready() -> None:
     """NATIVEKIT_REDIS_READINESS=warn: Redis down shows as warn, /readyz stays 200."""
     port = servers.free_port()
     url = f"redis://127.0.0.1:{port}/0"
-    warn = Settings(_env_file=None, redis_url=url, connect_timeout=0.5, redis_readiness="warn")
+    warn = Settings(
+        _env_file=None, connect_timeout_seconds=0.5, redis={"url": url, "readiness": "warn"}
+    )
     svc = Service("cache-only", settings=warn)
     async with serve(svc) as client:
         r = await client.get("/readyz")
@@ -164,7 +174,7 @@ async def test_redis_readiness_warn_keeps_a_cache_only_service_ready() -> None:
     assert r.json()["checks"]["redis:ping"][0]["status"] == "warn"
 
     off = Service(
-        "no-check", settings=Settings(_env_file=None, redis_url=url, redis_readiness="off")
+        "no-check", settings=Settings(_env_file=None, redis={"url": url, "readiness": "off"})
     )
     async with serve(off) as client:
         r = await client.get("/readyz")
@@ -177,9 +187,8 @@ async def test_kafka_readiness_warn() -> None:
     port = servers.free_port()
     settings = Settings(
         _env_file=None,
-        kafka_url=f"kafka://127.0.0.1:{port}",
-        health_timeout=3,
-        kafka_readiness="warn",
+        kafka={"url": f"kafka://127.0.0.1:{port}", "readiness": "warn"},
+        telemetry={"health_timeout_seconds": 3},
     )
     async with serve(Service("kafka-warn", settings=settings)) as client:
         r = await client.get("/readyz")
@@ -247,7 +256,9 @@ async def test_kafka_readiness_recovers_after_a_check_timed_out_while_connecting
     half-connected client behind: once the broker answers, the check passes."""
     host, _, port = kafka_url.removeprefix("kafka://").partition(":")
     async with HoldingProxy((host, int(port))) as proxy:
-        probe = KafkaProbe(Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{proxy.port}"))
+        probe = KafkaProbe(
+            Settings(_env_file=None, kafka={"url": f"kafka://127.0.0.1:{proxy.port}"})
+        )
         try:
             with pytest.raises(TimeoutError):
                 await asyncio.wait_for(probe.check(), 0.5)
@@ -268,8 +279,10 @@ async def test_a_producer_start_cancelled_while_connecting_leaves_nothing_runnin
 
     host, _, port = kafka_url.removeprefix("kafka://").partition(":")
     async with HoldingProxy((host, int(port))) as proxy:
-        settings = Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{proxy.port}",
-                            kafka_idempotent_producer=False)  # fmt: skip
+        settings = Settings(
+            _env_file=None,
+            kafka={"url": f"kafka://127.0.0.1:{proxy.port}", "idempotent_producer": False},
+        )
         broker = KafkaBroker(settings)
         before = asyncio.all_tasks()
         with pytest.raises(TimeoutError):
@@ -288,7 +301,7 @@ async def test_a_producer_start_cancelled_while_connecting_leaves_nothing_runnin
 async def test_a_failed_startup_closes_the_shared_redis_client(redis_url: str) -> None:
     """A startup that fails after a component used the shared Redis client closes that
     client's connections (the lifespan runs no shutdown after a failed startup)."""
-    svc = Service("redis-fails", settings=Settings(_env_file=None, redis_url=redis_url))
+    svc = Service("redis-fails", settings=Settings(_env_file=None, redis={"url": redis_url}))
     ids: list[int] = []
 
     @svc.on_startup
@@ -300,7 +313,7 @@ async def test_a_failed_startup_closes_the_shared_redis_client(redis_url: str) -
         raise RuntimeError("cannot start (test)")
 
     client = svc.redis
-    admin = create_redis(Settings(_env_file=None, redis_url=redis_url))
+    admin = create_redis(Settings(_env_file=None, redis={"url": redis_url}))
     try:
         with pytest.raises(LifespanError, match="cannot start"):
             async with serve(svc):
@@ -343,8 +356,10 @@ async def test_a_broker_closed_while_its_producer_connects_leaves_no_producer_ru
 
     host, _, port = kafka_url.removeprefix("kafka://").partition(":")
     async with DelayingProxy((host, int(port))) as proxy:
-        settings = Settings(_env_file=None, kafka_url=f"kafka://127.0.0.1:{proxy.port}",
-                            kafka_idempotent_producer=False)  # fmt: skip
+        settings = Settings(
+            _env_file=None,
+            kafka={"url": f"kafka://127.0.0.1:{proxy.port}", "idempotent_producer": False},
+        )
         broker = KafkaBroker(settings)
         before = asyncio.all_tasks()
         connecting = asyncio.create_task(broker.start())

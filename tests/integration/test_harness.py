@@ -61,18 +61,20 @@ def test_tls_redis_options(tmp_path: Path) -> None:
     ca.write_text("")
     settings = Settings(
         _env_file=None,
-        redis_url="rediss://cache:6380/1",
-        redis_password="pw",
-        redis_tls_ca_file=ca,
-        redis_tls_cert_file=tmp_path / "c.pem",
-        redis_tls_key_file=tmp_path / "k.pem",
+        redis={
+            "url": "rediss://cache:6380/1",
+            "password": "pw",
+            "tls_ca_file": ca,
+            "tls_cert_file": tmp_path / "c.pem",
+            "tls_key_file": tmp_path / "k.pem",
+        },
     )
     client = create_redis(settings)
     kwargs = client.connection_pool.connection_kwargs
     assert kwargs["ssl_ca_certs"] == str(ca)
     assert kwargs["ssl_certfile"] == str(tmp_path / "c.pem")
     assert kwargs["password"] == "pw"
-    assert kwargs["socket_timeout"] == settings.operation_timeout
+    assert kwargs["socket_timeout"] == settings.operation_timeout_seconds
 
 
 @pytest.mark.slow

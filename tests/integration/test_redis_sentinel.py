@@ -55,7 +55,7 @@ async def test_service_reaches_the_master_the_sentinel_names(
 ) -> None:
     """The service's client, cache and readiness work through the Sentinel, on the master."""
     master, _, sentinel = cluster
-    svc = Service("sentinel-ok", settings=Settings(_env_file=None, redis_url=sentinel.url))
+    svc = Service("sentinel-ok", settings=Settings(_env_file=None, redis={"url": sentinel.url}))
     calls = 0
 
     @svc.cached(ttl=30, key="answer")
@@ -80,7 +80,7 @@ async def test_commands_resume_on_the_promoted_replica_after_the_master_dies(
     commands there (connection errors in between are retried), and the data is there."""
     master, replica, sentinel = cluster
     await replica_known(port_of(sentinel.url.replace("redis+sentinel", "redis")))
-    settings = Settings(_env_file=None, redis_url=sentinel.url, operation_timeout=1.0)
+    settings = Settings(_env_file=None, operation_timeout_seconds=1.0, redis={"url": sentinel.url})
     svc = Service("sentinel-failover", settings=settings)
     client = svc.redis
     try:
@@ -114,13 +114,13 @@ def test_sentinel_urls_are_checked() -> None:
     """A Sentinel URL without the master's name or a port is a ConfigError saying the form."""
     for bad in ("redis+sentinel://127.0.0.1/mymaster", "redis+sentinel://127.0.0.1:26379"):
         with pytest.raises(ConfigError, match=r"redis\+sentinel://host:port"):
-            Settings(_env_file=None, redis_url=bad)
+            Settings(_env_file=None, redis={"url": bad})
 
 
 async def test_an_unreachable_sentinel_is_backend_unavailable() -> None:
     """No Sentinel answering: readiness fails naming NATIVEKIT_REDIS_URL, password masked."""
     url = f"redis+sentinel://:secret@127.0.0.1:{servers.free_port()}/mymaster"
-    svc = Service("sentinel-down", settings=Settings(_env_file=None, redis_url=url))
+    svc = Service("sentinel-down", settings=Settings(_env_file=None, redis={"url": url}))
     async with serve(svc) as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 503
@@ -139,7 +139,7 @@ async def test_sentinels_that_require_a_password(tmp_path: Path) -> None:
         secret.write_text("s3ntinel\n")
         statuses = []
         for extra in ({"redis_sentinel_password_file": secret}, {}):
-            settings = Settings(_env_file=None, redis_url=sentinel.url, **extra)  # type: ignore[arg-type]
+            settings = Settings(_env_file=None, redis={"url": sentinel.url}, **extra)  # type: ignore[arg-type]
             async with serve(Service("sentinel-auth", settings=settings)) as client:
                 ready = await client.get("/readyz")
             statuses.append(ready.status_code)

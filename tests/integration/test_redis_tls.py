@@ -66,9 +66,11 @@ async def test_rediss_with_ca_and_password(tls_redis: tuple[int, Path], tmp_path
     secret.write_text("s3cret\n")
     settings = Settings(
         _env_file=None,
-        redis_url=f"rediss://127.0.0.1:{port}/0",
-        redis_tls_ca_file=ca_file,
-        redis_password_file=secret,
+        redis={
+            "url": f"rediss://127.0.0.1:{port}/0",
+            "tls_ca_file": ca_file,
+            "password_file": secret,
+        },
     )
     svc = Service("tls-client", settings=settings)
     async with serve(svc) as client:
@@ -83,9 +85,8 @@ async def test_rediss_with_unknown_ca_is_not_ready(tls_redis: tuple[int, Path]) 
     port, _ = tls_redis
     settings = Settings(
         _env_file=None,
-        redis_url=f"rediss://127.0.0.1:{port}/0",
-        redis_password="s3cret",
-        connect_timeout=1,
+        connect_timeout_seconds=1,
+        redis={"url": f"rediss://127.0.0.1:{port}/0", "password": "s3cret"},
     )
     svc = Service("tls-untrusted", settings=settings)
     async with serve(svc) as client:

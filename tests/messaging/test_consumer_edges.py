@@ -139,7 +139,7 @@ async def test_revoke_with_concurrency_commits_only_the_finished_prefix() -> Non
 
 async def test_unreachable_kafka_is_backend_unavailable() -> None:
     """A Kafka broker on a closed port raises BackendUnavailable naming the servers."""
-    settings = Settings(kafka_url="kafka://127.0.0.1:1", connect_timeout=0.5)
+    settings = Settings(connect_timeout_seconds=0.5, kafka={"url": "kafka://127.0.0.1:1"})
     broker = KafkaBroker(settings)
     with pytest.raises(BackendUnavailable, match=r"127\.0\.0\.1:1"):
         await broker.start()

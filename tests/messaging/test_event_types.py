@@ -29,7 +29,7 @@ class OrderConfirmed(BaseModel):
 
 def service() -> Service:
     """A service on memory backends."""
-    return Service("inventory", settings=Settings(tracing_enabled=False))
+    return Service("inventory", settings=Settings(telemetry={"tracing_enabled": False}))
 
 
 def skipped(svc: Service, topic: str, group: str) -> float | None:

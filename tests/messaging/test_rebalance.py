@@ -103,7 +103,7 @@ async def test_rebalance_on_memory_broker(monkeypatch: pytest.MonkeyPatch, uniqu
         svc.messaging.use_broker(broker)
         svc.messaging.use_dedup_store(lambda ns: store)
 
-    settings = Settings(tracing_enabled=False)
+    settings = Settings(telemetry={"tracing_enabled": False})
     a, b = scenario.member(settings, setup), scenario.member(settings, setup)
     publisher = Service("publisher", settings=settings)
     publisher.messaging.use_broker(broker)

@@ -93,12 +93,14 @@ async def work(redis_url: str, prefix: str, count: int) -> None:
     svc = nativekit.Service(
         "crash-worker",
         settings=nativekit.Settings(
-            redis_url=redis_url,
-            saga_key_prefix=prefix,
-            saga_shards=4,
-            saga_lease_seconds=0.6,
-            saga_recovery_interval=0.05,
-            log_level="ERROR",
+            redis={"url": redis_url},
+            saga={
+                "key_prefix": prefix,
+                "shards": 4,
+                "lease_seconds": 0.6,
+                "recovery_interval_seconds": 0.05,
+            },
+            telemetry={"log_level": "ERROR"},
         ),
     )
     ledger = Ledger(svc.redis, prefix)

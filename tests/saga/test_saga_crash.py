@@ -137,12 +137,14 @@ async def test_two_replicas_recovering_at_once_never_share_a_saga(
         return nativekit.Service(
             "fence",
             settings=nativekit.Settings(
-                redis_url=redis_url,
-                saga_key_prefix=prefix,
-                saga_shards=4,
-                saga_lease_seconds=2,
-                saga_recovery_interval=0.02,
-                log_level="ERROR",
+                redis={"url": redis_url},
+                saga={
+                    "key_prefix": prefix,
+                    "shards": 4,
+                    "lease_seconds": 2,
+                    "recovery_interval_seconds": 0.02,
+                },
+                telemetry={"log_level": "ERROR"},
             ),
         )
 

@@ -142,7 +142,9 @@ async def test_run_saga_runs_on_memory_backends() -> None:
 
 async def test_service_refuses_a_saga_without_steps() -> None:
     """A registered saga with no steps fails the service start with a ConfigError."""
-    svc = nativekit.Service("empty", settings=nativekit.Settings(log_level="WARNING"))
+    svc = nativekit.Service(
+        "empty", settings=nativekit.Settings(telemetry={"log_level": "WARNING"})
+    )
     svc.saga("nothing")
     with pytest.raises(ConfigError, match="has no steps"):
         await svc.startup(hook_sigterm=False)

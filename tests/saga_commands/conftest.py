@@ -119,7 +119,7 @@ async def world(kafka_url: str, redis_url: str, unique: str) -> AsyncIterator[Wo
     w = World(kafka_url, redis_url, unique, client)
     from nativekit.backends.kafka._broker import KafkaBroker
 
-    broker = KafkaBroker(nativekit.Settings(kafka_url=kafka_url, kafka_idempotent_producer=False))
+    broker = KafkaBroker(nativekit.Settings(kafka={"url": kafka_url, "idempotent_producer": False}))
     await broker.create_topics({name: 4 for name in w.names.values()})
     await broker.aclose()
     try:

@@ -103,11 +103,9 @@ async def test_duplicate_commands_get_identical_replies_and_one_effect(world: Wo
     probe = nativekit.Service(
         f"probe-{world.unique}",
         settings=nativekit.Settings(
-            kafka_url=world.kafka_url,
-            kafka_idempotent_producer=False,
-            consumer_session_timeout=6.0,
-            tracing_enabled=False,
-            log_level="WARNING",
+            kafka={"url": world.kafka_url, "idempotent_producer": False},
+            consumer={"session_timeout_seconds": 6.0},
+            telemetry={"tracing_enabled": False, "log_level": "WARNING"},
         ),
     )
     replies: list[Message] = []

@@ -184,7 +184,7 @@ async def test_a_command_handler_cancelled_at_shutdown_leaves_the_command_free(
 ) -> None:
     """A command handler cancelled by shutdown (drain timeout) gives its idempotency key
     back: the command, redelivered after a restart, runs at once instead of waiting for
-    the key's lease (NATIVEKIT_DEDUP_LEASE) to expire."""
+    the key's lease (NATIVEKIT_CONSUMER_DEDUP_LEASE_SECONDS) to expire."""
     from nativekit.messaging import MemoryBroker
     from tests.messaging.conftest import eventually
 

@@ -174,7 +174,7 @@ async def test_late_and_unknown_replies_are_counted_and_ignored(unique: str) -> 
 
 
 async def test_readiness_warns_when_the_outbox_backlog_grows(unique: str) -> None:
-    """The outbox check warns above NATIVEKIT_OUTBOX_BACKLOG_WARN and reports the count."""
+    """The outbox check warns above NATIVEKIT_SAGA_OUTBOX_BACKLOG_WARN and reports the count."""
     names = {k: f"g{unique}.{k}" for k in ("inventory", "payments", "events", "replies")}
     orders = orders_service(
         _settings(saga_reply_topic=names["replies"], outbox_backlog_warn=1), names

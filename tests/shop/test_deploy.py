@@ -315,8 +315,8 @@ def test_configured_values_are_valid_settings(
         if name.startswith(ENV_PREFIX) and not name.endswith("_FILE"):
             monkeypatch.setenv(name, value)
     settings = Settings(_env_file=None)
-    assert settings.redis_url.startswith("redis") and settings.kafka_url.startswith("kafka://")
-    assert settings.log_format == "json" and settings.environment == "production"
+    assert settings.redis.url.startswith("redis") and settings.kafka.url.startswith("kafka://")
+    assert settings.telemetry.log_format == "json" and settings.environment == "production"
 
 
 @pytest.mark.parametrize("service", SERVICES)
@@ -338,7 +338,9 @@ def test_termination_grace_covers_nativekit_drain(service: str) -> None:
     delay = setting(service, "http.shutdown_delay_seconds")
     grace = setting(service, "http.shutdown_grace_seconds")
     pre_stop = pre_stop_seconds(service)
-    assert (delay > 0) != (pre_stop > 0), "use one of preStop sleep and NATIVEKIT_SHUTDOWN_DELAY"
+    assert (delay > 0) != (pre_stop > 0), (
+        "use one of preStop sleep and NATIVEKIT_HTTP_SHUTDOWN_DELAY_SECONDS"
+    )
     # uvicorn waits for in-flight requests before nativekit's grace applies; cap it alike.
     assert 0 < int(env_of(service)["UVICORN_TIMEOUT_GRACEFUL_SHUTDOWN"]) <= grace
     period = pod_spec(service)["terminationGracePeriodSeconds"]

@@ -30,7 +30,9 @@ def make_service() -> Service:
     """A service with routes for every error path."""
     svc = Service(
         "boundary-test",
-        settings=Settings(tracing_enabled=False, access_log=False, request_body_limit=64),
+        settings=Settings(
+            telemetry={"tracing_enabled": False}, http={"access_log": False, "max_body_bytes": 64}
+        ),
     )
 
     @svc.get("/items/{item_id}")

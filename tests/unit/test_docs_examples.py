@@ -59,7 +59,7 @@ def test_configuration_example() -> None:
     """The configuration sample builds an app with the given settings."""
     from docs.examples.configuration import svc
 
-    assert svc.settings.shutdown_grace == 20 and svc.settings.redis_url.startswith("redis://")
+    assert svc.settings.http.shutdown_grace_seconds == 20 and svc.settings.redis.url.startswith("redis://")
 
 
 def test_snippet_includes_point_at_existing_files() -> None:

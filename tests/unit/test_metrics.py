@@ -75,7 +75,7 @@ async def test_two_services_do_not_clash() -> None:
 
 async def test_metrics_can_be_disabled() -> None:
     """With metrics off there is no /metrics route."""
-    svc = Service("quiet", settings=Settings(_env_file=None, metrics_enabled=False))
+    svc = Service("quiet", settings=Settings(_env_file=None, telemetry={"metrics_enabled": False}))
     async with serve(svc) as client:
         assert (await client.get("/metrics")).status_code == 404
 

@@ -94,7 +94,9 @@ async def test_one_access_line_per_request_with_trace_and_request_id() -> None:
 
 def test_credentials_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
     """Authorization headers, cookies and passwords in URLs never reach the output."""
-    configure_logging(Settings(_env_file=None, log_format="json"), "redact", force=True)
+    configure_logging(
+        Settings(_env_file=None, telemetry={"log_format": "json"}), "redact", force=True
+    )
     import structlog
 
     with capture_logs() as logs:
@@ -115,7 +117,9 @@ def test_credentials_are_redacted(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_stdlib_logs_are_json_lines(capsys: pytest.CaptureFixture[str]) -> None:
     """Logs from stdlib loggers (uvicorn, aiokafka) come out as JSON with level and service."""
-    configure_logging(Settings(_env_file=None, log_format="json"), "stdlib-json", force=True)
+    configure_logging(
+        Settings(_env_file=None, telemetry={"log_format": "json"}), "stdlib-json", force=True
+    )
     logging.getLogger("uvicorn.error").info("Started server process")
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["event"] == "Started server process"

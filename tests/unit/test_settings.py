@@ -196,12 +196,15 @@ def _flat_value(rename: Rename) -> Any:
     "rename", [r for r in MOVED.values() if _flat_value(r) is not None], ids=lambda r: r.old
 )
 def test_flat_keyword_and_attribute_of_0_1_still_work(rename: Rename) -> None:
-    """Settings(<old>=v) sets the grouped field and settings.<old> reads it, silently."""
+    """Settings(<old>=v) sets the grouped field and settings.<old> reads it, each with a
+    DeprecationWarning naming the grouped path."""
     value = _flat_value(rename)
-    settings = Settings(_env_file=None, **{rename.old: value})
+    with pytest.warns(DeprecationWarning, match=f"{rename.old} -> {rename.new}"):
+        settings = Settings(_env_file=None, **{rename.old: value})
     expected = value if rename.scale == 1.0 else pytest.approx(value * rename.scale)
     assert attrgetter(rename.new)(settings) == expected
-    assert getattr(settings, rename.old) == value
+    with pytest.warns(DeprecationWarning, match=f"read settings.{rename.new} instead"):
+        assert getattr(settings, rename.old) == value
 
 
 def test_flat_attributes_are_read_only() -> None:
@@ -214,7 +217,8 @@ def test_flat_attributes_are_read_only() -> None:
 def test_model_copy_accepts_flat_names() -> None:
     """model_copy(update=) with 0.1 names changes the grouped fields of the copy only."""
     settings = Settings(_env_file=None)
-    copy = settings.model_copy(update={"operation_timeout": 0.1, "cache_timeout": 0.3})
+    with pytest.warns(DeprecationWarning):
+        copy = settings.model_copy(update={"operation_timeout": 0.1, "cache_timeout": 0.3})
     assert copy.operation_timeout_seconds == 0.1 and copy.cache.timeout_seconds == 0.3
     assert settings.cache.timeout_seconds == 0.25
 
@@ -264,7 +268,8 @@ def test_secret_files_given_in_code_by_either_name(tmp_path: Path) -> None:
     """A secret file passed in code works under the 0.1 keyword and in its group."""
     secret = tmp_path / "sentinel"
     secret.write_text("pw\n")
-    flat = Settings(_env_file=None, redis_sentinel_password_file=secret)
+    with pytest.warns(DeprecationWarning, match="redis_sentinel_password_file"):
+        flat = Settings(_env_file=None, redis_sentinel_password_file=secret)
     grouped = Settings(_env_file=None, redis={"sentinel_password_file": secret})
     for settings in (flat, grouped):
         assert settings.redis.sentinel_password is not None

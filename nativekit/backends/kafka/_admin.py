@@ -60,7 +60,7 @@ class KafkaAdmin:
     @property
     def servers(self) -> str:
         """The bootstrap servers, for messages."""
-        return ",".join(self.settings.kafka_bootstrap_servers)
+        return ",".join(self.settings.kafka.bootstrap_servers)
 
     def _unavailable(self, op: str, exc: BaseException) -> BackendUnavailable:
         return BackendUnavailable(
@@ -71,14 +71,16 @@ class KafkaAdmin:
     def _options(self) -> dict[str, Any]:
         options = kafka_client_options(self.settings)
         options.pop("connections_max_idle_ms", None)
-        options["request_timeout_ms"] = int(max(self.settings.connect_timeout, 1.0) * 1000 * 2)
+        options["request_timeout_ms"] = int(
+            max(self.settings.connect_timeout_seconds, 1.0) * 1000 * 2
+        )
         return options
 
     async def start(self) -> None:
         """Connect (raises :class:`BackendUnavailable`)."""
         admin = AIOKafkaAdminClient(**self._options())
         try:
-            await asyncio.wait_for(admin.start(), self.settings.connect_timeout * 2)
+            await asyncio.wait_for(admin.start(), self.settings.connect_timeout_seconds * 2)
         except (TimeoutError, *UNAVAILABLE_ERRORS) as exc:
             await admin.close()
             raise self._unavailable("to connect", exc) from exc

@@ -43,7 +43,7 @@ _TOPIC_EXISTS = kerr.TopicAlreadyExistsError.errno
 
 
 def _servers(settings: Settings) -> str:
-    return ",".join(settings.kafka_bootstrap_servers)
+    return ",".join(settings.kafka.bootstrap_servers)
 
 
 def _unavailable(settings: Settings, op: str, exc: BaseException) -> BackendUnavailable:
@@ -84,9 +84,9 @@ class KafkaBroker:
         closes = self._closes
         producer = aiokafka.AIOKafkaProducer(
             acks="all",
-            enable_idempotence=s.kafka_idempotent_producer,
-            linger_ms=s.kafka_linger_ms,
-            compression_type=None if s.kafka_compression == "none" else s.kafka_compression,
+            enable_idempotence=s.kafka.idempotent_producer,
+            linger_ms=round(s.kafka.linger_seconds * 1000),
+            compression_type=None if s.kafka.compression == "none" else s.kafka.compression,
             **kafka_client_options(s),
         )
         await start_or_close(
@@ -202,15 +202,15 @@ class KafkaGroupConsumer:
     async def start(self) -> None:
         """Subscribe and join the group."""
         s = self.settings
-        session_ms = int(s.consumer_session_timeout * 1000)
+        session_ms = int(s.consumer.session_timeout_seconds * 1000)
         consumer = aiokafka.AIOKafkaConsumer(
             group_id=self.group,
             enable_auto_commit=False,
-            auto_offset_reset=s.consumer_auto_offset_reset,
+            auto_offset_reset=s.consumer.auto_offset_reset,
             session_timeout_ms=session_ms,
             heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
-            max_poll_records=s.consumer_fetch_max_records,
-            fetch_max_wait_ms=s.consumer_fetch_max_wait_ms,
+            max_poll_records=s.consumer.fetch_max_records,
+            fetch_max_wait_ms=round(s.consumer.fetch_max_wait_seconds * 1000),
             **kafka_client_options(s),
         )
         consumer.subscribe(self.topics, listener=self._listener)

@@ -20,26 +20,26 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
     connects the same way.
     """
     options: dict[str, Any] = {
-        "bootstrap_servers": settings.kafka_bootstrap_servers,
-        "request_timeout_ms": int(max(settings.operation_timeout, 5.0) * 1000 * 6),
+        "bootstrap_servers": settings.kafka.bootstrap_servers,
+        "request_timeout_ms": int(max(settings.operation_timeout_seconds, 5.0) * 1000 * 6),
         "connections_max_idle_ms": 540_000,
     }
-    tls = settings.kafka_tls or bool(settings.kafka_tls_ca_file)
+    tls = settings.kafka.tls or bool(settings.kafka.tls_ca_file)
     if tls:
         context = ssl.create_default_context(
-            cafile=str(settings.kafka_tls_ca_file) if settings.kafka_tls_ca_file else None
+            cafile=str(settings.kafka.tls_ca_file) if settings.kafka.tls_ca_file else None
         )
-        if settings.kafka_tls_cert_file:
+        if settings.kafka.tls_cert_file:
             context.load_cert_chain(
-                str(settings.kafka_tls_cert_file),
-                str(settings.kafka_tls_key_file) if settings.kafka_tls_key_file else None,
+                str(settings.kafka.tls_cert_file),
+                str(settings.kafka.tls_key_file) if settings.kafka.tls_key_file else None,
             )
         options["ssl_context"] = context
-    if settings.kafka_sasl_mechanism:
+    if settings.kafka.sasl_mechanism:
         options["security_protocol"] = "SASL_SSL" if tls else "SASL_PLAINTEXT"
-        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
-        options["sasl_plain_username"] = settings.kafka_sasl_username
-        password = settings.kafka_sasl_password
+        options["sasl_mechanism"] = settings.kafka.sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka.sasl_username
+        password = settings.kafka.sasl_password
         options["sasl_plain_password"] = password.get_secret_value() if password else None
     else:
         options["security_protocol"] = "SSL" if tls else "PLAINTEXT"
@@ -107,7 +107,7 @@ class KafkaProbe:
         )
 
     def _unavailable(self, exc: BaseException) -> BackendUnavailable:
-        servers = ",".join(self.settings.kafka_bootstrap_servers)
+        servers = ",".join(self.settings.kafka.bootstrap_servers)
         return BackendUnavailable(
             f"Kafka at {servers} did not answer: {type(exc).__name__}: {exc}. "
             "Is NATIVEKIT_KAFKA_URL right and the broker up?"

@@ -60,18 +60,18 @@ class RedisCache:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, channel: str | None = None) -> RedisCache:
-        """A cache with its own client: ``NATIVEKIT_CACHE_TIMEOUT`` bounds every call."""
+        """A cache with its own client: ``NATIVEKIT_CACHE_TIMEOUT_SECONDS`` bounds every call."""
         short = settings.model_copy(
             update={
-                "operation_timeout": settings.cache_timeout,
-                "connect_timeout": settings.cache_timeout,
+                "operation_timeout_seconds": settings.cache.timeout_seconds,
+                "connect_timeout_seconds": settings.cache.timeout_seconds,
             }
         )
         return cls(
             create_redis(short),
             channel=channel,
             owns_client=True,
-            where=f"Redis at {mask_url(settings.redis_url)}",
+            where=f"Redis at {mask_url(settings.redis.url)}",
         )
 
     def _unavailable(self, op: str, exc: BaseException) -> BackendUnavailable:

@@ -79,34 +79,34 @@ class QueuingPool(aioredis.BlockingConnectionPool):
 
 
 def create_redis(settings: Settings) -> aioredis.Redis:
-    """A pooled asyncio client for ``settings.redis_url`` with TLS, password and timeouts."""
-    url = settings.redis_url
+    """A pooled asyncio client for ``settings.redis.url`` with TLS, password and timeouts."""
+    url = settings.redis.url
     if url.startswith("memory://"):
         raise ConfigError(
             "NATIVEKIT_REDIS_URL is 'memory://'; a Redis client needs 'redis://host:port/db'."
         )
     options: dict[str, Any] = {
-        "socket_connect_timeout": settings.connect_timeout,
-        "socket_timeout": settings.operation_timeout,
-        "max_connections": settings.redis_max_connections,
+        "socket_connect_timeout": settings.connect_timeout_seconds,
+        "socket_timeout": settings.operation_timeout_seconds,
+        "max_connections": settings.redis.max_connections,
         "health_check_interval": 30,
         "decode_responses": False,
     }
-    if settings.redis_password is not None:
-        options["password"] = settings.redis_password.get_secret_value()
+    if settings.redis.password is not None:
+        options["password"] = settings.redis.password.get_secret_value()
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
-        if settings.redis_tls_ca_file:
-            options["ssl_ca_certs"] = str(settings.redis_tls_ca_file)
-        if settings.redis_tls_cert_file:
-            options["ssl_certfile"] = str(settings.redis_tls_cert_file)
-        if settings.redis_tls_key_file:
-            options["ssl_keyfile"] = str(settings.redis_tls_key_file)
+        if settings.redis.tls_ca_file:
+            options["ssl_ca_certs"] = str(settings.redis.tls_ca_file)
+        if settings.redis.tls_cert_file:
+            options["ssl_certfile"] = str(settings.redis.tls_cert_file)
+        if settings.redis.tls_key_file:
+            options["ssl_keyfile"] = str(settings.redis.tls_key_file)
     if url.startswith("redis+sentinel://"):
         return _sentinel_client(settings, options)
     # A blocking pool makes callers wait for a free connection (up to the operation
     # timeout) instead of failing with "Too many connections" under bursts.
-    pool = QueuingPool.from_url(url, timeout=settings.operation_timeout, **options)
+    pool = QueuingPool.from_url(url, timeout=settings.operation_timeout_seconds, **options)
     client: aioredis.Redis = aioredis.Redis.from_pool(pool)
     return client
 
@@ -124,16 +124,16 @@ class SentinelQueuingPool(SentinelConnectionPool, QueuingPool):
 
 def _sentinel_client(settings: Settings, options: dict[str, Any]) -> aioredis.Redis:
     """A client of the master that ``redis+sentinel://`` names, found through Sentinel."""
-    parsed = parse_sentinel_url(settings.redis_url)
+    parsed = parse_sentinel_url(settings.redis.url)
     sentinel_options: dict[str, Any] = {
-        "socket_connect_timeout": settings.connect_timeout,
-        "socket_timeout": settings.operation_timeout,
+        "socket_connect_timeout": settings.connect_timeout_seconds,
+        "socket_timeout": settings.operation_timeout_seconds,
         # The next Sentinel is asked at once; redis-py's retries per Sentinel took 3.7 s
         # to report that none answers (longer than a readiness check may take).
         "retry": Retry(NoBackoff(), 0),
     }
-    if settings.redis_sentinel_password is not None:
-        sentinel_options["password"] = settings.redis_sentinel_password.get_secret_value()
+    if settings.redis.sentinel_password is not None:
+        sentinel_options["password"] = settings.redis.sentinel_password.get_secret_value()
     if parsed.username:
         options["username"] = parsed.username
     if parsed.password is not None and "password" not in options:
@@ -143,7 +143,7 @@ def _sentinel_client(settings: Settings, options: dict[str, Any]) -> aioredis.Re
         parsed.master,
         connection_pool_class=SentinelQueuingPool,
         db=parsed.db,
-        timeout=settings.operation_timeout,
+        timeout=settings.operation_timeout_seconds,
         **options,
     )
     return client
@@ -152,7 +152,7 @@ def _sentinel_client(settings: Settings, options: dict[str, Any]) -> aioredis.Re
 def unavailable(settings: Settings, operation: str, exc: BaseException) -> BackendUnavailable:
     """Translate a redis-py error into :class:`BackendUnavailable` naming the URL to check."""
     return BackendUnavailable(
-        f"Redis at {mask_url(settings.redis_url)} failed {operation}: {exc}. "
+        f"Redis at {mask_url(settings.redis.url)} failed {operation}: {exc}. "
         "Is NATIVEKIT_REDIS_URL right and the server up?"
     )
 

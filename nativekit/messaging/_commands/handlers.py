@@ -115,7 +115,7 @@ class CommandTopic:
         self.messaging = messaging
         self.topic = topic
         self.store = store
-        self.retries = ctx.settings.consumer_retries
+        self.retries = ctx.settings.consumer.retries
         self.handlers: dict[str, CommandHandler] = {}
         self.log = get_logger(service=ctx.name, component="commands", topic=topic)
         self.metrics = metrics
@@ -160,7 +160,7 @@ class CommandTopic:
         """A token when this worker owns the key, the stored reply when it was answered."""
         delay = 0.02
         while True:
-            claim = await self.store.claim(key, lease=self.settings.dedup_lease)
+            claim = await self.store.claim(key, lease=self.settings.consumer.dedup_lease_seconds)
             if claim is not None:
                 return claim
             await asyncio.sleep(delay)  # another worker holds the key: wait for it or its lease
@@ -168,9 +168,9 @@ class CommandTopic:
 
     async def _run_holding(self, key: str, token: str, payload: bytes, msg: Message) -> StoredReply:
         """:meth:`_run`, renewing the key's lease meanwhile: a handler slower than
-        ``NATIVEKIT_DEDUP_LEASE`` must not be run again by a copy of the command (a saga
-        step retried after its reply timeout sends one)."""
-        lease = self.settings.dedup_lease
+        ``NATIVEKIT_CONSUMER_DEDUP_LEASE_SECONDS`` must not be run again by a copy of the
+        command (a saga step retried after its reply timeout sends one)."""
+        lease = self.settings.consumer.dedup_lease_seconds
 
         async def keep() -> None:
             while True:
@@ -220,7 +220,7 @@ class CommandTopic:
         msg: Message,
         outcome: str,
     ) -> None:
-        retain = self.settings.dedup_retention
+        retain = self.settings.consumer.dedup_retention_seconds
         if not await self.store.finish(key, token, stored, retain=retain):
             self.log.warning("command.lease_lost", idempotency_key=key)
             return  # another worker took the key over and answers it

@@ -92,7 +92,7 @@ class SagaCommands:
         self.runtime = runtime
         self.messaging = messaging
         s = ctx.settings
-        self.reply_topic = s.saga_reply_topic or f"{ctx.name}.replies"
+        self.reply_topic = s.saga.reply_topic or f"{ctx.name}.replies"
         self.metrics = CommandMetrics(ctx.metrics.registry, ctx.name)
         self.relay: OutboxRelay | None = None
         self.consumer: Consumer | None = None
@@ -118,20 +118,21 @@ class SagaCommands:
 
     async def start(self) -> None:
         """Start the relay and the reply consumer when a saga has command steps (or
-        ``NATIVEKIT_OUTBOX_RELAY`` is on, for sagas that only use ``outbox_publish``)."""
+        ``NATIVEKIT_SAGA_OUTBOX_RELAY`` is on, for sagas that only use ``outbox_publish``)."""
         s = self.ctx.settings
         needed = self.needed
-        if not (needed or s.outbox_relay):
+        if not (needed or s.saga.outbox_relay):
             return
         outbox = self.runtime.store.outbox(
-            consumer=f"{self.ctx.name}-{self.runtime.replica}", claim_after=s.outbox_claim_after
+            consumer=f"{self.ctx.name}-{self.runtime.replica}",
+            claim_after=s.saga.outbox_claim_after_seconds,
         )
         self.relay = OutboxRelay(
             outbox,
             self.messaging.publisher,
             service=self.ctx.name,
-            poll_interval=s.outbox_poll_interval,
-            batch=s.outbox_batch,
+            poll_interval=s.saga.outbox_poll_interval_seconds,
+            batch=s.saga.outbox_batch,
             metrics=self.metrics,
         )
         try:
@@ -148,13 +149,13 @@ class SagaCommands:
         options = ConsumerOptions(
             topics=(self.reply_topic,),
             group=f"{self.ctx.name}.replies",
-            retries=s.consumer_retries,
+            retries=s.consumer.retries,
             concurrency=64,
-            max_in_flight=s.consumer_max_in_flight,
-            fetch_max=s.consumer_fetch_max_records,
+            max_in_flight=s.consumer.max_in_flight,
+            fetch_max=s.consumer.fetch_max_records,
             idempotent=False,  # fencing by reply token makes a duplicate reply harmless
-            drain_timeout=s.consumer_drain_timeout,
-            commit_interval=s.consumer_commit_interval,
+            drain_timeout=s.consumer.drain_timeout_seconds,
+            commit_interval=s.consumer.commit_interval_seconds,
         )
         self.consumer = Consumer(
             inspect_handler(self.on_reply),
@@ -163,7 +164,7 @@ class SagaCommands:
             store=None,
             metrics=messaging.metrics,
             service=self.ctx.name,
-            tracing=s.tracing_enabled,
+            tracing=s.telemetry.tracing_enabled,
         )
         try:
             await messaging.broker.create_topics({self.reply_topic: 1})
@@ -186,13 +187,13 @@ class SagaCommands:
         self.metrics.replies.labels(self.ctx.name, outcome).inc()
 
     async def readiness(self) -> CheckResult | None:
-        """Warn when the outbox backlog exceeds ``NATIVEKIT_OUTBOX_BACKLOG_WARN``."""
+        """Warn when the outbox backlog exceeds ``NATIVEKIT_SAGA_OUTBOX_BACKLOG_WARN``."""
         if self.relay is None:
             return None
         count, age = await self.relay.outbox.backlog()
         self.metrics.backlog.labels(self.ctx.name).set(count)
         self.metrics.oldest.labels(self.ctx.name).set(age)
-        limit = self.ctx.settings.outbox_backlog_warn
+        limit = self.ctx.settings.saga.outbox_backlog_warn
         if count > limit:
             return CheckResult(
                 "warn",

@@ -8,7 +8,7 @@ change of the stored record:
 * **retry** and **compensate** write RUNNING or COMPENSATING (with the step
   records reset as the action needs) and *release* the lease. The recovery
   loop of a replica that registers the saga claims the released instance on
-  its next pass (``NATIVEKIT_SAGA_RECOVERY_INTERVAL``) and runs the steps.
+  its next pass (``NATIVEKIT_SAGA_RECOVERY_INTERVAL_SECONDS``) and runs the steps.
 
 Each action first takes the instance over with a forced claim (a new lease
 token), so a runner still working on it is fenced out: its next write is

@@ -26,17 +26,17 @@ def build_sagas(
     runtime = SagaRuntime(
         ctx.name,
         store,
-        lease=settings.saga_lease_seconds,
-        retention=settings.saga_retention_seconds,
-        recovery_interval=settings.saga_recovery_interval,
-        backlog_warn=settings.saga_backlog_warn,
+        lease=settings.saga.lease_seconds,
+        retention=settings.saga.retention_seconds,
+        recovery_interval=settings.saga.recovery_interval_seconds,
+        backlog_warn=settings.saga.backlog_warn,
         metrics=SagaMetrics(ctx.metrics.registry, ctx.name),
-        tracing=settings.tracing_enabled,
+        tracing=settings.telemetry.tracing_enabled,
     )
     ctx.lifecycle.add(
         "sagas",
         start=runtime.startup,
-        stop=partial(runtime.shutdown, settings.shutdown_grace),
+        stop=partial(runtime.shutdown, settings.http.shutdown_grace_seconds),
         phase=Phase.SAGAS,
     )
     ctx.health.add(
