@@ -12,7 +12,7 @@ from nativekit.saga.commands import (
     CommandTimeout,
     outbox_publish,
 )
-from nativekit.saga.definition import Saga, SagaContext, Step
+from nativekit.saga.definition import Direction, Saga, SagaContext, Step, idempotency_key
 from nativekit.saga.errors import LeaseLost, SagaInputError, SagaNotFound, SagaStateError
 from nativekit.saga.model import Page, SagaRecord, SagaStatus, StepRecord, StepStatus
 from nativekit.saga.policy import Backoff, Policy
@@ -25,6 +25,8 @@ __all__ = [
     "CommandFailed",
     "CommandStep",
     "CommandTimeout",
+    "Direction",
+    "idempotency_key",
     "LeaseLost",
     "MemorySagaStore",
     "outbox_publish",

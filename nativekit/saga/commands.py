@@ -37,7 +37,8 @@ from nativekit.saga.runner import Run, StepTimeout, Suspended, current_run
 
 P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+C = TypeVar("C")
+T = TypeVar("T")
 
 
 class CommandTimeout(StepTimeout):
@@ -86,13 +87,13 @@ class CommandStep(Step[P, R]):
         reply_timeout: float = 10.0,
         retries: int = COMPENSATION_DEFAULT.retries,
         backoff: Backoff | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[Callable[P, Awaitable[C]]], Callable[P, Awaitable[C]]]:
         """Decorator: a compensation that sends the command its function builds to ``topic``.
 
         A timeout is retried per ``retries``; a failure reply parks the saga as FAILED.
         """
 
-        def register(fn: F) -> F:
+        def register(fn: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]:
             self.compensate(retries=retries, backoff=backoff)(fn)
             self.compensation_command = _spec(topic, reply, reply_timeout)
             return fn
@@ -101,7 +102,7 @@ class CommandStep(Step[P, R]):
 
 
 def command_step(
-    saga: Saga[Any],
+    saga: Saga[T],
     *,
     topic: str,
     reply: type[BaseModel] | None = None,
@@ -109,12 +110,14 @@ def command_step(
     retries: int = 0,
     backoff: Backoff | None = None,
     name: str | None = None,
-) -> Callable[[Callable[P, Awaitable[Any]]], CommandStep[P, Any]]:
+) -> Callable[[Callable[[SagaContext[T]], Awaitable[Any]]], CommandStep[[SagaContext[T]], Any]]:
     """Append a command step to ``saga`` (see :meth:`nativekit.Saga.command_step`)."""
     spec = _spec(topic, reply, reply_timeout)
     policy = Policy(retries=retries, backoff=backoff or Backoff())
 
-    def decorator(func: Callable[P, Awaitable[Any]]) -> CommandStep[P, Any]:
+    def decorator(
+        func: Callable[[SagaContext[T]], Awaitable[Any]],
+    ) -> CommandStep[[SagaContext[T]], Any]:
         step_name: str = name or str(getattr(func, "__name__", ""))
         _check_async(func, f"command step {step_name!r} of saga {saga.name!r}")
         if not _NAME.match(step_name):
@@ -127,7 +130,7 @@ def command_step(
                 f"Command step {step_name!r} must be annotated to return the command's "
                 "pydantic model, e.g. '-> ReserveStock'."
             )
-        step: CommandStep[P, Any] = CommandStep(
+        step: CommandStep[[SagaContext[T]], Any] = CommandStep(
             saga, func, name=step_name, policy=policy, readonly=False
         )
         step.command = spec

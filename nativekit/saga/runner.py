@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from nativekit.logging import get_logger
-from nativekit.saga.definition import Direction, Saga, SagaContext, Step
+from nativekit.saga.definition import Direction, Saga, SagaContext, Step, idempotency_key
 from nativekit.saga.errors import LeaseLost
 from nativekit.saga.model import (
     SagaRecord,
@@ -399,7 +399,7 @@ class Run:
             direction=direction,
             data=self._input(),
             results=self._decoded_results(),
-            idempotency_key=f"{self.record.saga_id}:{step.name}:{direction}",
+            idempotency_key=idempotency_key(self.record.saga_id, step.name, direction),
             attempt=attempt,
             log=_StepLogger(self.log, step.name, direction, attempt),
         )
