@@ -10,10 +10,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 
 from prometheus_client import CollectorRegistry
-from typing_extensions import ParamSpec, Unpack
 
 from nativekit.cache.backend import CacheBackend, MemoryCache
 from nativekit.cache.near import NearCache, NearSync

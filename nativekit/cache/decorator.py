@@ -9,9 +9,7 @@ import math
 import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, Generic, TypedDict, TypeVar
-
-from typing_extensions import ParamSpec
+from typing import Any, Generic, ParamSpec, TypedDict, TypeVar
 
 from nativekit.cache.cache import Cache, Flight
 from nativekit.cache.codec import Codec, DecodeError, entry_times, return_adapter
