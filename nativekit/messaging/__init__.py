@@ -26,6 +26,7 @@ from nativekit.messaging.dedup import (
 from nativekit.messaging.envelope import Message
 from nativekit.messaging.errors import CommitFailed, DecodeError, MessagingError, PublishError
 from nativekit.messaging.memory import MemoryBroker
+from nativekit.messaging.metrics import ConsumeOutcome
 from nativekit.messaging.pipeline import ConsumerOptions
 from nativekit.messaging.publisher import Published, Publisher
 from nativekit.messaging.runtime import ConsumerKwargs, Messaging
@@ -35,6 +36,7 @@ __all__ = [
     "Claim",
     "ClaimStatus",
     "CommitFailed",
+    "ConsumeOutcome",
     "Consumer",
     "ConsumerKwargs",
     "ConsumerOptions",

@@ -24,11 +24,10 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-import json
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -38,6 +37,8 @@ from nativekit.messaging.envelope import CONTENT_TYPE, EVENT_TYPE, JSON, Message
 from nativekit.messaging.reply_store import ReplyStore, StoredReply
 
 if TYPE_CHECKING:
+    from prometheus_client import Counter
+
     from nativekit.service import Service
 
 # Headers of commands (and echoed on replies).
@@ -50,8 +51,14 @@ SAGA_ATTEMPT = "saga-attempt"
 SAGA_REPLY_TOKEN = "saga-reply-token"
 CORRELATION = (SAGA_ID, SAGA_STEP, SAGA_DIRECTION, SAGA_ATTEMPT, SAGA_REPLY_TOKEN)
 # Headers of replies.
-REPLY_STATUS = "reply-status"  # "ok" or "failed"
+REPLY_STATUS = "reply-status"  # a ReplyStatus
 REPLY_ERROR = "reply-error"
+
+#: The ``reply-status`` header of a reply.
+ReplyStatus = Literal["ok", "failed"]
+#: What a participant did with a command: the ``outcome`` label of
+#: ``nativekit_commands_handled_total``.
+CommandOutcome = Literal["ok", "rejected", "failed", "duplicate", "undeliverable"]
 
 CommandFunc = Callable[..., Awaitable[Any]]
 C = TypeVar("C", bound=CommandFunc)
@@ -209,7 +216,7 @@ class CommandTopic:
         stored: StoredReply,
         reply_to: str | None,
         msg: Message,
-        outcome: str,
+        outcome: CommandOutcome,
     ) -> None:
         retain = self.svc.settings.dedup_retention
         if not await self.store.finish(key, token, stored, retain=retain):
@@ -224,7 +231,8 @@ class CommandTopic:
         headers: dict[str, str | bytes] = {
             name: value for name in CORRELATION if (value := msg.header(name)) is not None
         }
-        headers[REPLY_STATUS] = "ok" if stored.ok else "failed"
+        status: ReplyStatus = "ok" if stored.ok else "failed"
+        headers[REPLY_STATUS] = status
         headers[EVENT_TYPE] = stored.event_type or "bytes"
         headers[CONTENT_TYPE] = JSON
         if stored.error:
@@ -238,7 +246,7 @@ class CommandTopic:
             message_id=f"{msg.message_id}:reply:{attempt}",
         )
 
-    def _count(self, msg: Message, outcome: str) -> None:
+    def _count(self, msg: Message, outcome: CommandOutcome) -> None:
         self.metrics.labels(self.svc.name, self.topic, msg.event_type or "", outcome).inc()
 
 
@@ -288,7 +296,9 @@ class CommandHandlers:
         return decorator
 
 
-def _named(func: Callable[[bytes, Message], Awaitable[None]], name: str) -> Any:
+def _named(
+    func: Callable[[bytes, Message], Awaitable[None]], name: str
+) -> Callable[[bytes, Message], Awaitable[None]]:
     async def handler(payload: bytes, msg: Message) -> None:
         await func(payload, msg)
 
@@ -304,9 +314,9 @@ def command_handlers(svc: Service) -> CommandHandlers:
     return found
 
 
-def command_metrics(svc: Service) -> Any:
+def command_metrics(svc: Service) -> Counter:
     """``nativekit_commands_handled_total{service, topic, command, outcome}``."""
-    found = svc.__dict__.get("_command_metrics")
+    found: Counter | None = svc.__dict__.get("_command_metrics")
     if found is None:
         from prometheus_client import Counter
 
@@ -318,8 +328,3 @@ def command_metrics(svc: Service) -> Any:
             registry=svc.metrics.registry,
         )
     return found
-
-
-def decode_reply(value: bytes | None) -> Any:
-    """JSON of a reply payload (None for an empty one)."""
-    return json.loads(value) if value else None

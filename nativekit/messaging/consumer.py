@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nativekit.errors import BackendUnavailable
 from nativekit.health import CheckResult
@@ -24,16 +24,19 @@ from nativekit.messaging.errors import CommitFailed
 from nativekit.messaging.handler import HandlerSpec
 from nativekit.messaging.lanes import Lane
 from nativekit.messaging.marks import Marks
-from nativekit.messaging.metrics import MessagingMetrics
+from nativekit.messaging.metrics import ConsumeOutcome, MessagingMetrics
 from nativekit.messaging.offsets import PartitionOffsets
 from nativekit.messaging.pipeline import ConsumerOptions, Item, Runner, dedup_key
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 Observer = Callable[[Item], None]
 #: Fetched items and the future of their claims (None when not idempotent).
 Batch = tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
 
 
-def active_tracer() -> Any:
+def active_tracer() -> Tracer | None:
     """The nativekit tracer, or None while no tracer provider is installed (spans would be
     no-ops that still cost microseconds per message)."""
     from opentelemetry import trace
@@ -390,7 +393,7 @@ class Consumer:
             if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
                 self._finished[:0] = batch  # given up on stop: left uncommitted
                 return
-            outcomes: dict[tuple[str, str], int] = {}
+            outcomes: dict[tuple[str, ConsumeOutcome | None], int] = {}
             durations: dict[str, list[float]] = {}
             owned = self._owned
             for item in batch:
@@ -405,7 +408,8 @@ class Consumer:
                 item.finish()
             group = self.options.group
             for (topic, outcome), n in outcomes.items():
-                self.metrics.count(topic, group, outcome, n)
+                if outcome is not None:
+                    self.metrics.count(topic, group, outcome, n)
             for topic, seconds in durations.items():
                 self.metrics.observe_many(topic, group, seconds)
             self._in_flight -= len(batch)

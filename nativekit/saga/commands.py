@@ -24,16 +24,20 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
 from nativekit.errors import ConfigError
+from nativekit.messaging import commands as h
 from nativekit.saga.definition import _NAME, Direction, Saga, SagaContext, Step, _check_async
 from nativekit.saga.errors import SagaStateError
 from nativekit.saga.outbox import OutboxEntry
 from nativekit.saga.policy import COMPENSATION_DEFAULT, Backoff, Policy
 from nativekit.saga.runner import Run, StepTimeout, Suspended, current_run
+
+if TYPE_CHECKING:
+    from nativekit.saga.replies import CommandMetrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -230,10 +234,12 @@ class CommandDriver:
         reply_topic: where participants send replies for this service.
         wake: called with the saga id after its outbox entries were written (wakes the
             local relay, which then reads that saga's shard first).
-        metrics: counters (``CommandMetrics``) or None.
+        metrics: counters, or None.
     """
 
-    def __init__(self, reply_topic: str, wake: Callable[[str], None], metrics: Any = None) -> None:
+    def __init__(
+        self, reply_topic: str, wake: Callable[[str], None], metrics: CommandMetrics | None = None
+    ) -> None:
         self.reply_topic = reply_topic
         self._wake = wake
         self.metrics = metrics
@@ -255,7 +261,7 @@ class CommandDriver:
         run.pending.fields["wait"] = ""
         reply, run.reply = run.reply, None
         if reply is not None and reply[0] == wait.token:
-            return typing.cast(Outcome, reply[1])
+            return reply[1]
         return Outcome(
             False,
             timed_out=True,
@@ -298,13 +304,13 @@ class CommandDriver:
         wait = Waiting(step.name, direction, ctx.attempt, token, spec.timeout)
         entry.headers.update(
             {
-                "reply-to": self.reply_topic,
-                "idempotency-key": ctx.idempotency_key,
-                "saga-id": ctx.saga_id,
-                "saga-step": step.name,
-                "saga-direction": direction,
-                "saga-attempt": str(ctx.attempt),
-                "saga-reply-token": token,
+                h.REPLY_TO: self.reply_topic,
+                h.IDEMPOTENCY_KEY: ctx.idempotency_key,
+                h.SAGA_ID: ctx.saga_id,
+                h.SAGA_STEP: step.name,
+                h.SAGA_DIRECTION: direction,
+                h.SAGA_ATTEMPT: str(ctx.attempt),
+                h.SAGA_REPLY_TOKEN: token,
             }
         )
         pending = run.pending

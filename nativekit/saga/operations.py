@@ -14,6 +14,7 @@ from nativekit.saga import admin
 from nativekit.saga.model import SagaRecord, SagaStatus, Transition
 
 if TYPE_CHECKING:
+    from nativekit.saga.definition import Saga
     from nativekit.saga.runtime import SagaRuntime
 
 
@@ -68,7 +69,7 @@ async def _write(runtime: SagaRuntime, record: SagaRecord, token: str, change: T
 
 async def _resume(
     runtime: SagaRuntime,
-    saga: Any,
+    saga: Saga[Any],
     record: SagaRecord,
     token: str,
     change: Transition,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from nativekit.health import CheckResult
 from nativekit.logging import get_logger
@@ -28,6 +28,9 @@ from nativekit.saga.outbox import MemoryOutbox, Outbox, OutboxRelay
 from nativekit.saga.store import MemorySagaStore
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
+    from nativekit.messaging.consumer import Consumer
     from nativekit.saga.runtime import SagaRuntime
     from nativekit.service import Service
 
@@ -61,6 +64,10 @@ def _key(wait: Waiting) -> tuple[str, str, int, str]:
     return wait.step, wait.direction, wait.attempt, wait.token
 
 
+#: What consuming a reply did: the ``outcome`` label of ``nativekit_saga_replies_total``.
+ReplyOutcome = Literal["received", "late", "ignored"]
+
+
 class UnknownSaga(Exception):
     """The reply is for a saga this service does not have (or whose definition it lacks)."""
 
@@ -68,7 +75,7 @@ class UnknownSaga(Exception):
 class CommandMetrics:
     """Counters of commands sent and replies received, outbox backlog and relay lag."""
 
-    def __init__(self, registry: Any, service: str) -> None:
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
         from nativekit.metrics import LATENCY_BUCKETS
@@ -156,7 +163,7 @@ class SagaCommands:
         self.reply_topic = s.saga_reply_topic or f"{svc.name}.replies"
         self.metrics = CommandMetrics(svc.metrics.registry, svc.name)
         self.relay: OutboxRelay | None = None
-        self.consumer: Any = None
+        self.consumer: Consumer | None = None
         self.log = get_logger(service=svc.name, component="saga-replies")
         runtime.commands = CommandDriver(self.reply_topic, self._wake, self.metrics)
 
@@ -283,7 +290,7 @@ async def apply_reply(
     header: Callable[[str], str | None],
     *,
     before_resume: Callable[[SagaRecord], None] | None = None,
-) -> str:
+) -> ReplyOutcome:
     """Resume the saga a reply belongs to; returns ``received``, ``late`` or ``ignored``.
 
     ``header`` reads the reply's headers; ``before_resume`` (the crash-matrix seam)

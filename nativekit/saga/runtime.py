@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nativekit.errors import ConfigError
 from nativekit.health import CheckResult, Status
@@ -20,6 +20,11 @@ from nativekit.saga.model import Page, SagaRecord, SagaStatus
 from nativekit.saga.runner import Hooks, NotCreated, Run, RunEnv
 from nativekit.saga.store import SagaStore, definition_key
 from nativekit.saga.telemetry import SagaMetrics
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from nativekit.saga.commands import CommandDriver
 
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
@@ -42,11 +47,10 @@ class SagaHandle:
         return await self.runtime.wait(self.saga_id, timeout)
 
 
-class _Creating:
+class Creating:
     """Turns a run's first flush into the atomic create of the instance."""
 
-    def __init__(self, runtime: SagaRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self) -> None:
         self.done: asyncio.Future[tuple[SagaRecord, bool]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -90,7 +94,7 @@ class SagaRuntime:
         self.backlog_warn = backlog_warn
         self.replica = uuid.uuid4().hex[:8]
         self._tracing = tracing
-        self._tracer: tuple[Any, Any] = (None, None)
+        self._tracer: tuple[object, Tracer | None] = (None, None)  # (provider, its tracer)
         self._env_args: dict[str, Any] = dict(
             service=service,
             lease=lease,
@@ -106,8 +110,8 @@ class SagaRuntime:
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.started = False
-        #: Command/reply support (``nativekit.saga.commands.CommandDriver``), set when wired.
-        self.commands: Any = None
+        #: Command/reply support, set when wired.
+        self.commands: CommandDriver | None = None
         self._spawned: dict[str, asyncio.Future[None]] = {}
 
     @property
@@ -136,7 +140,7 @@ class SagaRuntime:
             **self._env_args,
         )
 
-    def _current_tracer(self) -> Any:
+    def _current_tracer(self) -> Tracer | None:
         """The tracer of the installed provider; None while none is (spans would be no-ops)."""
         if not self._tracing:
             return None
@@ -232,7 +236,7 @@ class SagaRuntime:
             created_at=now,
             updated_at=now,
         )
-        creating = _Creating(self)
+        creating = Creating()
         run = self._spawn(definition, record, uuid.uuid4().hex, creating=creating)
         run._data = value
         stored, created = await creating.done
@@ -241,7 +245,7 @@ class SagaRuntime:
         return SagaHandle(stored.saga_id, stored.name, created, self)
 
     def _spawn(
-        self, saga: Saga[Any], record: SagaRecord, token: str, *, creating: _Creating | None = None
+        self, saga: Saga[Any], record: SagaRecord, token: str, *, creating: Creating | None = None
     ) -> Run:
         run = Run(self.env, saga, record, token)
         if creating is not None:

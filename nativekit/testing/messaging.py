@@ -26,6 +26,7 @@ from pydantic import BaseModel
 from nativekit.messaging import Message
 from nativekit.messaging.dedup import MemoryDedupStore
 from nativekit.messaging.memory import MemoryBroker
+from nativekit.messaging.metrics import ConsumeOutcome
 from nativekit.messaging.pipeline import Item
 
 if TYPE_CHECKING:
@@ -42,7 +43,8 @@ class Delivery:
     partition: int
     offset: int
     group: str
-    outcome: str  #: processed, duplicate, dead_lettered or skipped (another event type)
+    #: processed, duplicate, dead_lettered or skipped (another event type)
+    outcome: ConsumeOutcome | None
     attempts: int
     error: str | None
 
