@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -43,6 +43,7 @@ H = TypeVar("H", bound=HandlerFunc)
 SERVICE_NAME = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 P = ParamSpec("P")  # -- cache --
 R = TypeVar("R")  # -- cache --
+T = TypeVar("T")  # -- sagas --
 
 
 class Service(Routes):
@@ -290,8 +291,18 @@ class Service(Routes):
 
     # -- sagas --
 
+    @overload
+    def saga(self, name: str) -> Saga[Any]: ...
+    @overload
+    def saga(self, name: str, *, input: type[T]) -> Saga[T]: ...
+    @overload
+    def saga(self, name: str, *, input: Any) -> Saga[Any]: ...
     def saga(self, name: str, *, input: Any = Any) -> Saga[Any]:
-        """Define a saga run by this service; add steps with ``@saga.step()``."""
+        """Define a saga run by this service; add steps with ``@saga.step()``.
+
+        ``svc.saga(name, input=Model)`` is a ``Saga[Model]``: mypy checks that its
+        steps take ``SagaContext[Model]``.
+        """
         saga: Saga[Any] = Saga(name, input=input)
         self.sagas.declare(saga)
         return saga

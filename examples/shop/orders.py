@@ -50,6 +50,7 @@ from nativekit.saga import (
     SagaRecord,
     SagaStatus,
     StepRecord,
+    StepStatus,
     outbox_publish,
 )
 
@@ -140,8 +141,7 @@ async def charge_payment(ctx: SagaContext[PlaceOrder]) -> Payment:
 @charge_payment.compensate
 async def refund_payment(ctx: SagaContext[PlaceOrder]) -> None:
     """Refund by the charge's payment id, known even when the charge's outcome is not."""
-    charge_key = ctx.idempotency_key.removesuffix(":compensate") + ":forward"
-    await peers.payments.refund(payment_id_for(charge_key), ctx.data.order_id)
+    await peers.payments.refund(payment_id_for(ctx.forward_key), ctx.data.order_id)
 
 
 @place_order.step(retries=10, timeout=5)
@@ -166,7 +166,7 @@ def order_reason(record: SagaRecord) -> str | None:
         if (
             step is not None
             and step.error
-            and step.status.value in ("failed", "compensation_failed")
+            and step.status in (StepStatus.FAILED, StepStatus.COMPENSATION_FAILED)
         ):
             return step.error.partition(": ")[2] or step.error
     return record.error
@@ -181,7 +181,8 @@ def order_view(record: SagaRecord) -> OrderView:
         for s in place_order.steps
         for r in [record.steps.get(s.name) or StepRecord()]
     ]
-    reason = order_reason(record) if status == "CANCELLED" or record.status == "FAILED" else None
+    cancelled = status == "CANCELLED" or record.status is SagaStatus.FAILED
+    reason = order_reason(record) if cancelled else None
     return OrderView(order_id=order.order_id, customer_id=order.customer_id, status=status,
                      reason=reason, items=order.items, total=order.total, steps=steps)  # fmt: skip
 

@@ -23,6 +23,7 @@ from nativekit.messaging._consume.deadletters import (
     dedup_states,
     replay,
 )
+from nativekit.messaging._wire.envelope import DLQ_PREFIX
 from nativekit.settings import Settings
 
 #: Most records ``show`` and ``replay`` scan to find the ones asked for.
@@ -175,7 +176,7 @@ def show(topic: str, ref: str, as_json: bool) -> None:
         f"Dead since:   {data['dead_lettered_at']}",
         f"Key:          {data['key'] if data['key'] is not None else '-'}",
         "Headers:",
-        *(f"  {k}: {v}" for k, v in data["headers"].items() if not k.startswith("dlq-")),
+        *(f"  {k}: {v}" for k, v in data["headers"].items() if not k.startswith(DLQ_PREFIX)),
         "Value:",
         json.dumps(data["value"], indent=2, ensure_ascii=False)
         if not isinstance(data["value"], str)

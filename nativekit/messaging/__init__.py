@@ -15,6 +15,7 @@ aiokafka or redis; their modules load when a backend is built.
 from __future__ import annotations
 
 from nativekit.messaging._consume.consumer import Consumer
+from nativekit.messaging._consume.metrics import ConsumeOutcome
 from nativekit.messaging._consume.pipeline import ConsumerOptions
 from nativekit.messaging._dedup import (
     Claim,
@@ -35,6 +36,7 @@ __all__ = [
     "Claim",
     "ClaimStatus",
     "CommitFailed",
+    "ConsumeOutcome",
     "Consumer",
     "ConsumerKwargs",
     "ConsumerOptions",

@@ -12,7 +12,7 @@ from nativekit.saga._define.command_steps import (
     CommandTimeout,
     outbox_publish,
 )
-from nativekit.saga._define.definition import Saga, SagaContext, Step
+from nativekit.saga._define.definition import Direction, Saga, SagaContext, Step, idempotency_key
 from nativekit.saga._define.policy import Backoff, Policy
 from nativekit.saga._errors import LeaseLost, SagaInputError, SagaNotFound, SagaStateError
 from nativekit.saga._run.runner import StepTimeout
@@ -25,6 +25,8 @@ __all__ = [
     "CommandFailed",
     "CommandStep",
     "CommandTimeout",
+    "Direction",
+    "idempotency_key",
     "LeaseLost",
     "MemorySagaStore",
     "outbox_publish",

@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from nativekit._lifecycle import cancel_and_wait
+from nativekit.messaging._commands import handlers as h
 from nativekit.messaging._commands.handlers import CommandRejected
 from nativekit.saga._commands.replies import apply_reply
 from nativekit.saga._run.runtime import SagaRuntime
@@ -61,14 +62,14 @@ class CommandNetwork:
         entries, self.store.outbox_entries[:] = list(self.store.outbox_entries), []
         for raw in entries:
             entry = OutboxEntry.decode(raw)
-            if "idempotency-key" not in entry.headers:
+            if h.IDEMPOTENCY_KEY not in entry.headers:
                 self.events.append(entry)
                 continue
             await self._answer(entry)
         return len(entries)
 
     async def _answer(self, entry: OutboxEntry) -> None:
-        key = entry.headers["idempotency-key"]
+        key = entry.headers[h.IDEMPOTENCY_KEY]
         if key not in self.replies:
             handler = self.participants.get(entry.event_type)
             if handler is None:
@@ -84,16 +85,17 @@ class CommandNetwork:
                 self.replies[key] = (True, body, None)
         ok, body, error = self.replies[key]
         headers = dict(entry.headers)
-        headers["reply-status"] = "ok" if ok else "failed"
+        status: h.ReplyStatus = "ok" if ok else "failed"
+        headers[h.REPLY_STATUS] = status
         if error:
-            headers["reply-error"] = error
+            headers[h.REPLY_ERROR] = error
         runtime = self.runtime
         if runtime is None:
             return
 
         def before(record: Any) -> None:
             if self.on_reply is not None:
-                self.on_reply(record.saga_id, headers["saga-step"], headers["saga-direction"])
+                self.on_reply(record.saga_id, headers[h.SAGA_STEP], headers[h.SAGA_DIRECTION])
 
         await apply_reply(runtime, body, headers.get, before_resume=before)
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from nativekit.messaging import Message
+from nativekit.messaging._consume.metrics import ConsumeOutcome
 from nativekit.messaging._consume.pipeline import Item
 from nativekit.messaging._dedup import MemoryDedupStore
 from nativekit.messaging._wire.memory import MemoryBroker
@@ -42,7 +43,8 @@ class Delivery:
     partition: int
     offset: int
     group: str
-    outcome: str  #: processed, duplicate, dead_lettered or skipped (another event type)
+    #: processed, duplicate, dead_lettered or skipped (another event type)
+    outcome: ConsumeOutcome | None
     attempts: int
     error: str | None
 

@@ -18,12 +18,15 @@ import asyncio
 import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nativekit.saga._define.definition import Direction, Saga
 from nativekit.saga._run.runtime import SagaRuntime
 from nativekit.saga._store.model import SagaRecord, SagaStatus
 from nativekit.saga._store.store import MemorySagaStore
+
+if TYPE_CHECKING:
+    from nativekit.testing._command_network import CommandNetwork
 
 __all__ = ["CrashCase", "CrashMatrixReport", "InjectedFailure", "crash_matrix", "run_saga"]
 
@@ -122,7 +125,7 @@ def _runtime(
     store: MemorySagaStore,
     hooks: _Hooks,
     clock: ManualClock,
-    network: Any,
+    network: CommandNetwork | None,
 ) -> SagaRuntime:
     runtime = SagaRuntime(name, store, lease=_LEASE, tracing=False, hooks=hooks, clock=clock)
     runtime.declare(saga)
@@ -141,11 +144,11 @@ async def _run_case(
     fail_step: str | None,
     timeout: float,  # noqa: ASYNC109
     participants: Mapping[str, Any] | None = None,
-) -> tuple[SagaRecord, _Hooks, Any]:
+) -> tuple[SagaRecord, _Hooks, CommandNetwork | None]:
     clock = ManualClock()
     store = MemorySagaStore(clock=clock)
     hooks = _Hooks(crash_at, fail_step)
-    network: Any = None
+    network: CommandNetwork | None = None
     if participants is not None or _has_commands(saga):
         from nativekit.testing._command_network import CommandNetwork
 

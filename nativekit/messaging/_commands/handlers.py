@@ -27,7 +27,7 @@ import inspect
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -50,8 +50,14 @@ SAGA_ATTEMPT = "saga-attempt"
 SAGA_REPLY_TOKEN = "saga-reply-token"
 CORRELATION = (SAGA_ID, SAGA_STEP, SAGA_DIRECTION, SAGA_ATTEMPT, SAGA_REPLY_TOKEN)
 # Headers of replies.
-REPLY_STATUS = "reply-status"  # "ok" or "failed"
+REPLY_STATUS = "reply-status"  # a ReplyStatus
 REPLY_ERROR = "reply-error"
+
+#: The ``reply-status`` header of a reply.
+ReplyStatus = Literal["ok", "failed"]
+#: What a participant did with a command: the ``outcome`` label of
+#: ``nativekit_commands_handled_total``.
+CommandOutcome = Literal["ok", "rejected", "failed", "duplicate", "undeliverable"]
 
 CommandFunc = Callable[..., Awaitable[Any]]
 C = TypeVar("C", bound=CommandFunc)
@@ -218,7 +224,7 @@ class CommandTopic:
         stored: StoredReply,
         reply_to: str | None,
         msg: Message,
-        outcome: str,
+        outcome: CommandOutcome,
     ) -> None:
         retain = self.settings.consumer.dedup_retention_seconds
         if not await self.store.finish(key, token, stored, retain=retain):
@@ -233,7 +239,8 @@ class CommandTopic:
         headers: dict[str, str | bytes] = {
             name: value for name in CORRELATION if (value := msg.header(name)) is not None
         }
-        headers[REPLY_STATUS] = "ok" if stored.ok else "failed"
+        status: ReplyStatus = "ok" if stored.ok else "failed"
+        headers[REPLY_STATUS] = status
         headers[EVENT_TYPE] = stored.event_type or "bytes"
         headers[CONTENT_TYPE] = JSON
         if stored.error:
@@ -247,7 +254,7 @@ class CommandTopic:
             message_id=f"{msg.message_id}:reply:{attempt}",
         )
 
-    def _count(self, msg: Message, outcome: str) -> None:
+    def _count(self, msg: Message, outcome: CommandOutcome) -> None:
         self.metrics.labels(self.service, self.topic, msg.event_type or "", outcome).inc()
 
 
@@ -315,7 +322,9 @@ class CommandHandlers:
         return decorator
 
 
-def _named(func: Callable[[bytes, Message], Awaitable[None]], name: str) -> Any:
+def _named(
+    func: Callable[[bytes, Message], Awaitable[None]], name: str
+) -> Callable[[bytes, Message], Awaitable[None]]:
     async def handler(payload: bytes, msg: Message) -> None:
         await func(payload, msg)
 

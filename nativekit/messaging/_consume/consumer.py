@@ -12,7 +12,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
 from nativekit._health import CheckResult
 from nativekit._telemetry.logging import get_logger
@@ -20,7 +20,7 @@ from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.handler import HandlerSpec
 from nativekit.messaging._consume.lanes import Lane
 from nativekit.messaging._consume.marks import Marks
-from nativekit.messaging._consume.metrics import MessagingMetrics
+from nativekit.messaging._consume.metrics import ConsumeOutcome, MessagingMetrics
 from nativekit.messaging._consume.offsets import PartitionOffsets
 from nativekit.messaging._consume.pipeline import ConsumerOptions, Item, Runner, dedup_key
 from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore
@@ -28,12 +28,15 @@ from nativekit.messaging._errors import CommitFailed
 from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, TopicPartition
 from nativekit.messaging._wire.envelope import event_type_of
 
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
 Observer = Callable[[Item], None]
 #: Fetched items and the future of their claims (None when not idempotent).
 Batch = tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
 
 
-def active_tracer() -> Any:
+def active_tracer() -> Tracer | None:
     """The nativekit tracer, or None while no tracer provider is installed (spans would be
     no-ops that still cost microseconds per message)."""
     from opentelemetry import trace
@@ -390,7 +393,7 @@ class Consumer:
             if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
                 self._finished[:0] = batch  # given up on stop: left uncommitted
                 return
-            outcomes: dict[tuple[str, str], int] = {}
+            outcomes: dict[tuple[str, ConsumeOutcome | None], int] = {}
             durations: dict[str, list[float]] = {}
             owned = self._owned
             for item in batch:
@@ -405,7 +408,8 @@ class Consumer:
                 item.finish()
             group = self.options.group
             for (topic, outcome), n in outcomes.items():
-                self.metrics.count(topic, group, outcome, n)
+                if outcome is not None:
+                    self.metrics.count(topic, group, outcome, n)
             for topic, seconds in durations.items():
                 self.metrics.observe_many(topic, group, seconds)
             self._in_flight -= len(batch)

@@ -131,7 +131,7 @@ class DeadLetter:
         headers = [
             (k, v)
             for k, v in self.record.headers
-            if not k.startswith("dlq-") and k != env.REPLAY_OF
+            if not k.startswith(env.DLQ_PREFIX) and k != env.REPLAY_OF
         ]
         if self.message_id is None and self.dedup_key is not None:
             headers.append((env.MESSAGE_ID, self.dedup_key.encode()))

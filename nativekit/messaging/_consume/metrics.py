@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nativekit._telemetry.metrics import LATENCY_BUCKETS
 
-#: consume outcomes counted by ``nativekit_messages_consumed_total``
-OUTCOMES = ("processed", "duplicate", "retried", "dead_lettered", "skipped")
+#: What a consumer did with a message: the ``outcome`` label of
+#: ``nativekit_messages_consumed_total`` (a Literal, not an enum: it is set per message).
+ConsumeOutcome = Literal["processed", "duplicate", "retried", "dead_lettered", "skipped"]
 
 
 class MessagingMetrics:
@@ -61,7 +62,7 @@ class MessagingMetrics:
         self._consumed: dict[tuple[str, str, str], Counter] = {}
         self._durations: dict[tuple[str, str], Histogram] = {}
 
-    def count(self, topic: str, group: str, outcome: str, n: int = 1) -> None:
+    def count(self, topic: str, group: str, outcome: ConsumeOutcome, n: int = 1) -> None:
         """Count ``n`` messages with ``outcome``."""
         key = (topic, group, outcome)
         child = self._consumed.get(key)

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.handler import HandlerSpec
-from nativekit.messaging._consume.metrics import MessagingMetrics
+from nativekit.messaging._consume.metrics import ConsumeOutcome, MessagingMetrics
 from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore, FinalState
 from nativekit.messaging._errors import DecodeError
 from nativekit.messaging._wire import envelope as env
@@ -20,6 +20,9 @@ from nativekit.messaging._wire.broker import Broker, Record
 from nativekit.messaging._wire.envelope import Message
 
 if TYPE_CHECKING:
+    from opentelemetry.context import Context
+    from opentelemetry.trace import SpanKind, Tracer
+
     from nativekit.messaging._consume.lanes import Lane
 
 
@@ -73,7 +76,7 @@ class Item:
         self.key = key
         self.lane = lane
         self.claim: Claim | None = None
-        self.outcome = ""
+        self.outcome: ConsumeOutcome | None = None  # set when the item finished
         self.attempts = 0
         self.elapsed: float | None = None  # the successful attempt's duration, observed in bulk
         self.error: str | None = None
@@ -118,7 +121,7 @@ class Runner:
         store: DedupStore | None,
         metrics: MessagingMetrics,
         log: Any,
-        tracer: Any,
+        tracer: Tracer | None,
         owned: dict[str, Item],
         stopping: Callable[[], bool],
         on_finished: Callable[[Item], None],
@@ -191,7 +194,7 @@ class Runner:
         if claim is not None and claim.status is not ClaimStatus.CLAIMED:
             return self._settle_claim(item)
         if self.tracer is not None:
-            return self._traced(item)
+            return self._traced(item, self.tracer)
         return self._handle(item)
 
     async def _settle_claim(self, item: Item) -> FinalState | None:
@@ -205,11 +208,11 @@ class Runner:
                 self.log.debug("message.duplicate", **self._context(item))
             return None
         if self.tracer is not None:
-            return await self._traced(item)
+            return await self._traced(item, self.tracer)
         return await self._handle(item)
 
-    async def _traced(self, item: Item) -> FinalState:
-        with self.tracer.start_as_current_span(
+    async def _traced(self, item: Item, tracer: Tracer) -> FinalState:
+        with tracer.start_as_current_span(
             f"{item.record.topic} process",
             context=_extract(item.record),
             kind=_consumer_kind(),
@@ -224,7 +227,7 @@ class Runner:
             },
         ) as span:
             state = await self._handle(item)
-            span.set_attribute("nativekit.outcome", item.outcome)
+            span.set_attribute("nativekit.outcome", item.outcome or "")
             return state
 
     async def _wait_for_claim(self, item: Item) -> Claim:
@@ -321,7 +324,7 @@ class Runner:
         item.error = f"{type(exc).__name__}: {exc}"
         topic = self.options.dlq_for(record.topic)
         headers = [
-            *(h for h in record.headers if not h[0].startswith("dlq-")),
+            *(h for h in record.headers if not h[0].startswith(env.DLQ_PREFIX)),
             (env.DLQ_TOPIC, record.topic.encode()),
             (env.DLQ_PARTITION, str(record.partition).encode()),
             (env.DLQ_OFFSET, str(record.offset).encode()),
@@ -388,16 +391,14 @@ def _with(msg: Message, attempt: int, token: int) -> Message:
     )
 
 
-def _extract(record: Record) -> Any:
+def _extract(record: Record) -> Context | None:
     from opentelemetry import propagate
 
-    carrier = {
-        k: v.decode("latin-1") for k, v in record.headers if k in ("traceparent", "tracestate")
-    }
+    carrier = {k: v.decode("latin-1") for k, v in record.headers if k in env.TRACE_CONTEXT}
     return propagate.extract(carrier) if carrier else None
 
 
-def _consumer_kind() -> Any:
+def _consumer_kind() -> SpanKind:
     from opentelemetry.trace import SpanKind
 
     return SpanKind.CONSUMER

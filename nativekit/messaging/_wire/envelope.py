@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
 
 from pydantic import BaseModel
 
@@ -19,8 +17,11 @@ CONTENT_TYPE = "content-type"
 PRODUCED_AT = "produced-at"
 JSON = "application/json"
 BINARY = "application/octet-stream"
+#: W3C trace context headers (written by ``inject_trace``, read by consumers and the relay).
+TRACE_CONTEXT = ("traceparent", "tracestate")
 
-# Dead-letter headers.
+# Dead-letter headers: each starts with DLQ_PREFIX (dropped when a letter is republished).
+DLQ_PREFIX = "dlq-"
 DLQ_TOPIC = "dlq-original-topic"
 DLQ_PARTITION = "dlq-original-partition"
 DLQ_OFFSET = "dlq-original-offset"
@@ -128,10 +129,3 @@ class Message:
     def event_type(self) -> str | None:
         """The ``event-type`` header (the model's class name)."""
         return self.header(EVENT_TYPE)
-
-
-def json_loads(value: bytes | None) -> Any:
-    """Parse JSON bytes (raises ValueError)."""
-    if value is None:
-        raise ValueError("message has no value (a tombstone)")
-    return json.loads(value)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
 from nativekit.messaging._consume.metrics import MessagingMetrics
 from nativekit.messaging._wire import envelope as env
 from nativekit.messaging._wire.broker import Broker
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +111,7 @@ class Publisher:
         return Published(sent.topic, sent.partition, sent.offset, message_id)
 
 
-def _tracer() -> Any:
+def _tracer() -> Tracer | None:
     from nativekit.messaging._consume.consumer import active_tracer
 
     return active_tracer()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Literal
 
 from nativekit._health import CheckResult
 from nativekit._telemetry.logging import get_logger
@@ -30,15 +30,20 @@ from nativekit.saga._store.model import SagaRecord, Waiting
 from nativekit.saga._store.outbox import OutboxRelay
 
 if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+
     from nativekit._context import ServiceContext
     from nativekit.messaging._messaging import Messaging
     from nativekit.saga._run.runtime import SagaRuntime
+
+#: What consuming a reply did: the ``outcome`` label of ``nativekit_saga_replies_total``.
+ReplyOutcome = Literal["received", "late", "ignored"]
 
 
 class CommandMetrics:
     """Counters of commands sent and replies received, outbox backlog and relay lag."""
 
-    def __init__(self, registry: Any, service: str) -> None:
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
         from prometheus_client import Counter, Gauge, Histogram
 
         from nativekit._telemetry.metrics import LATENCY_BUCKETS
@@ -211,7 +216,7 @@ async def apply_reply(
     header: Callable[[str], str | None],
     *,
     before_resume: Callable[[SagaRecord], None] | None = None,
-) -> str:
+) -> ReplyOutcome:
     """Resume the saga a reply belongs to; returns ``received``, ``late`` or ``ignored``.
 
     ``header`` reads the reply's headers; ``before_resume`` (the crash-matrix seam)

@@ -23,11 +23,12 @@ import typing
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from pydantic import BaseModel, TypeAdapter
 
 from nativekit.errors import ConfigError
+from nativekit.messaging._commands import handlers as h
 from nativekit.saga._define.definition import (
     _NAME,
     Direction,
@@ -42,9 +43,13 @@ from nativekit.saga._run.runner import Run, StepTimeout, Suspended, current_run
 from nativekit.saga._store.model import Waiting
 from nativekit.saga._store.outbox import OutboxEntry
 
+if TYPE_CHECKING:
+    from nativekit.saga._commands.replies import CommandMetrics
+
 P = ParamSpec("P")
 R = TypeVar("R")
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
+C = TypeVar("C")
+T = TypeVar("T")
 
 
 class CommandTimeout(StepTimeout):
@@ -93,13 +98,13 @@ class CommandStep(Step[P, R]):
         reply_timeout: float = 10.0,
         retries: int = COMPENSATION_DEFAULT.retries,
         backoff: Backoff | None = None,
-    ) -> Callable[[F], F]:
+    ) -> Callable[[Callable[P, Awaitable[C]]], Callable[P, Awaitable[C]]]:
         """Decorator: a compensation that sends the command its function builds to ``topic``.
 
         A timeout is retried per ``retries``; a failure reply parks the saga as FAILED.
         """
 
-        def register(fn: F) -> F:
+        def register(fn: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]:
             self.compensate(retries=retries, backoff=backoff)(fn)
             self.compensation_command = _spec(topic, reply, reply_timeout)
             return fn
@@ -108,7 +113,7 @@ class CommandStep(Step[P, R]):
 
 
 def command_step(
-    saga: Saga[Any],
+    saga: Saga[T],
     *,
     topic: str,
     reply: type[BaseModel] | None = None,
@@ -116,12 +121,14 @@ def command_step(
     retries: int = 0,
     backoff: Backoff | None = None,
     name: str | None = None,
-) -> Callable[[Callable[P, Awaitable[Any]]], CommandStep[P, Any]]:
+) -> Callable[[Callable[[SagaContext[T]], Awaitable[Any]]], CommandStep[[SagaContext[T]], Any]]:
     """Append a command step to ``saga`` (see :meth:`nativekit.Saga.command_step`)."""
     spec = _spec(topic, reply, reply_timeout)
     policy = Policy(retries=retries, backoff=backoff or Backoff())
 
-    def decorator(func: Callable[P, Awaitable[Any]]) -> CommandStep[P, Any]:
+    def decorator(
+        func: Callable[[SagaContext[T]], Awaitable[Any]],
+    ) -> CommandStep[[SagaContext[T]], Any]:
         step_name: str = name or str(getattr(func, "__name__", ""))
         _check_async(func, f"command step {step_name!r} of saga {saga.name!r}")
         if not _NAME.match(step_name):
@@ -134,7 +141,7 @@ def command_step(
                 f"Command step {step_name!r} must be annotated to return the command's "
                 "pydantic model, e.g. '-> ReserveStock'."
             )
-        step: CommandStep[P, Any] = CommandStep(
+        step: CommandStep[[SagaContext[T]], Any] = CommandStep(
             saga, func, name=step_name, policy=policy, readonly=False
         )
         step.command = spec
@@ -202,10 +209,12 @@ class CommandDriver:
         reply_topic: where participants send replies for this service.
         wake: called with the saga id after its outbox entries were written (wakes the
             local relay, which then reads that saga's shard first).
-        metrics: counters (``CommandMetrics``) or None.
+        metrics: counters, or None.
     """
 
-    def __init__(self, reply_topic: str, wake: Callable[[str], None], metrics: Any = None) -> None:
+    def __init__(
+        self, reply_topic: str, wake: Callable[[str], None], metrics: CommandMetrics | None = None
+    ) -> None:
         self.reply_topic = reply_topic
         self._wake = wake
         self.metrics = metrics
@@ -227,7 +236,7 @@ class CommandDriver:
         run.pending.fields["wait"] = ""
         reply, run.reply = run.reply, None
         if reply is not None and reply[0] == wait.token:
-            return typing.cast(Outcome, reply[1])
+            return reply[1]
         return Outcome(
             False,
             timed_out=True,
@@ -270,13 +279,13 @@ class CommandDriver:
         wait = Waiting(step.name, direction, ctx.attempt, token, spec.timeout)
         entry.headers.update(
             {
-                "reply-to": self.reply_topic,
-                "idempotency-key": ctx.idempotency_key,
-                "saga-id": ctx.saga_id,
-                "saga-step": step.name,
-                "saga-direction": direction,
-                "saga-attempt": str(ctx.attempt),
-                "saga-reply-token": token,
+                h.REPLY_TO: self.reply_topic,
+                h.IDEMPOTENCY_KEY: ctx.idempotency_key,
+                h.SAGA_ID: ctx.saga_id,
+                h.SAGA_STEP: step.name,
+                h.SAGA_DIRECTION: direction,
+                h.SAGA_ATTEMPT: str(ctx.attempt),
+                h.SAGA_REPLY_TOKEN: token,
             }
         )
         pending = run.pending

@@ -20,16 +20,26 @@ if TYPE_CHECKING:
     from nativekit.saga._define.command_steps import CommandStep
 
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 R = TypeVar("R")
+C = TypeVar("C")
 P = ParamSpec("P")
-F = TypeVar("F", bound=Callable[..., Awaitable[Any]])
 
 Direction = Literal["forward", "compensate"]
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
+def idempotency_key(saga_id: str, step: str, direction: Direction = "forward") -> str:
+    """The idempotency key of one direction of a step: ``"{saga_id}:{step}:{direction}"``.
+
+    A compensation passes ``idempotency_key(ctx.saga_id, ctx.step)`` to name the
+    forward action it undoes (see also :attr:`SagaContext.forward_key`).
+    """
+    return f"{saga_id}:{step}:{direction}"
+
+
 @dataclass(frozen=True, slots=True)
-class SagaContext(Generic[T]):
+class SagaContext(Generic[T_co]):
     """What a step action or compensation receives.
 
     Attributes:
@@ -50,11 +60,17 @@ class SagaContext(Generic[T]):
     saga: str
     step: str
     direction: Direction
-    data: T
+    data: T_co
     results: Mapping[str, Any]
     idempotency_key: str
     attempt: int
     log: Any
+
+    @property
+    def forward_key(self) -> str:
+        """The idempotency key of this step's forward action, in either direction:
+        what a compensation passes to a participant to name the effect it undoes."""
+        return idempotency_key(self.saga_id, self.step, "forward")
 
 
 class Step(Generic[P, R]):
@@ -97,7 +113,7 @@ class Step(Generic[P, R]):
         return self.compensation is None and not self.readonly
 
     @overload
-    def compensate(self, func: F) -> F: ...
+    def compensate(self, func: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]: ...
 
     @overload
     def compensate(
@@ -107,7 +123,7 @@ class Step(Generic[P, R]):
         timeout: float | None = ...,
         backoff: Backoff | None = ...,
         no_retry: tuple[type[BaseException], ...] = ...,
-    ) -> Callable[[F], F]: ...
+    ) -> Callable[[Callable[P, Awaitable[C]]], Callable[P, Awaitable[C]]]: ...
 
     def compensate(
         self,
@@ -122,10 +138,11 @@ class Step(Generic[P, R]):
 
         Used bare (``@reserve.compensate``) or with its own policy
         (``@reserve.compensate(retries=10, timeout=5)``). Compensations default
-        to 5 retries with backoff: they must not give up easily.
+        to 5 retries with backoff: they must not give up easily. The compensation
+        takes the same context as the step (type-checked).
         """
 
-        def register(fn: F) -> F:
+        def register(fn: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]:
             _check_async(fn, f"compensation of step {self.name!r}")
             if self.readonly:
                 raise ConfigError(
@@ -162,7 +179,16 @@ class Saga(Generic[T]):
         input: type of the saga input (a pydantic model or anything pydantic validates).
     """
 
-    def __init__(self, name: str, *, input: type[T] | Any = Any) -> None:
+    @overload
+    def __init__(self: Saga[Any], name: str) -> None: ...
+
+    @overload
+    def __init__(self, name: str, *, input: type[T]) -> None: ...
+
+    @overload
+    def __init__(self: Saga[Any], name: str, *, input: Any) -> None: ...
+
+    def __init__(self, name: str, *, input: Any = Any) -> None:
         if not _NAME.match(name):
             raise ConfigError(
                 f"Saga name {name!r} is not valid; use 1-100 letters, digits, '.', '_' or '-'."
@@ -185,8 +211,10 @@ class Saga(Generic[T]):
         backoff: Backoff | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
         readonly: bool = False,
-    ) -> Callable[[Callable[P, Awaitable[R]]], Step[P, R]]:
+    ) -> Callable[[Callable[[SagaContext[T]], Awaitable[R]]], Step[[SagaContext[T]], R]]:
         """Decorator: append an ``async def f(ctx: SagaContext[Input]) -> Result`` step.
+
+        mypy checks the step's context against the saga's input type.
 
         Args:
             name: step name (default: the function name); steps are identified by name.
@@ -201,14 +229,14 @@ class Saga(Generic[T]):
             retries=retries, timeout=timeout, backoff=backoff or Backoff(), no_retry=no_retry
         )
 
-        def decorator(func: Callable[P, Awaitable[R]]) -> Step[P, R]:
+        def decorator(func: Callable[[SagaContext[T]], Awaitable[R]]) -> Step[[SagaContext[T]], R]:
             step_name: str = name or str(getattr(func, "__name__", ""))
             _check_async(func, f"step {step_name!r} of saga {self.name!r}")
             if not _NAME.match(step_name):
                 raise ConfigError(f"Step name {step_name!r} of saga {self.name!r} is not valid.")
             if step_name in self._by_name:
                 raise ConfigError(f"Saga {self.name!r} already has a step named {step_name!r}.")
-            step: Step[P, R] = Step(self, func, name=step_name, policy=policy, readonly=readonly)
+            step = Step(self, func, name=step_name, policy=policy, readonly=readonly)
             self.steps.append(step)
             self._by_name[step_name] = step
             return step
@@ -224,7 +252,7 @@ class Saga(Generic[T]):
         retries: int = 0,
         backoff: Backoff | None = None,
         name: str | None = None,
-    ) -> Callable[[Callable[P, Awaitable[Any]]], CommandStep[P, Any]]:
+    ) -> Callable[[Callable[[SagaContext[T]], Awaitable[Any]]], CommandStep[[SagaContext[T]], Any]]:
         """Decorator: append a step that sends the command its function builds to ``topic``
         and completes with the participant's reply (see "Sagas across services").
 

@@ -91,7 +91,7 @@ async def _write(runtime: SagaRuntime, record: SagaRecord, token: str, change: T
 
 async def _resume(
     runtime: SagaRuntime,
-    saga: Any,
+    saga: Saga[Any],
     record: SagaRecord,
     token: str,
     change: Transition,

@@ -9,9 +9,10 @@ An attempt is the unit a step policy counts. An attempt interrupted by a crash
 counts like a failed one whose outcome is unknown (``uncertain``); so does a
 timeout. When the saga compensates, an uncertain step is compensated too.
 
-Step kinds that wait for an external reply (command/reply over Kafka) plug in
-at :meth:`Run._attempt`: the attempt would persist a WAITING step and return;
-the reply handler would claim the saga and resume it. That is not built yet.
+Command steps (:mod:`nativekit.saga._define.command_steps`) plug in through ``RunEnv.commands``:
+the attempt persists the command (an outbox entry) with the reply it waits for, and
+the run ends (:class:`Suspended`); the reply consumer claims the saga and resumes
+it with the reply, or recovery counts the attempt as timed out after the deadline.
 """
 
 from __future__ import annotations
@@ -23,10 +24,10 @@ import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from nativekit._telemetry.logging import get_logger
-from nativekit.saga._define.definition import Direction, Saga, SagaContext, Step
+from nativekit.saga._define.definition import Direction, Saga, SagaContext, Step, idempotency_key
 from nativekit.saga._errors import LeaseLost
 from nativekit.saga._run.telemetry import SagaMetrics
 from nativekit.saga._store.model import (
@@ -38,6 +39,12 @@ from nativekit.saga._store.model import (
     encode_order,
 )
 from nativekit.saga._store.store import SagaStore
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from nativekit.saga._define.command_steps import CommandDriver, Outcome
+    from nativekit.saga._run.runtime import Creating
 
 
 class Hooks(Protocol):
@@ -67,11 +74,11 @@ class RunEnv:
     lease: float
     retention: float
     metrics: SagaMetrics | None
-    tracer: Any
+    tracer: Tracer | None
     hooks: Hooks | None = None
     clock: Callable[[], float] = time.time
-    #: Command/reply steps (``CommandDriver``), None when unused.
-    commands: Any = None
+    #: Command/reply steps, None when unused.
+    commands: CommandDriver | None = None
 
 
 class Suspended(BaseException):
@@ -103,9 +110,9 @@ class Run:
         self._data: Any = None
         self._results: dict[str, Any] | None = None
         #: Set by ``sagas.start``: the first flush creates the instance and resolves it.
-        self.creating: Any = None
-        #: The command reply this run was resumed with (``nativekit.saga._define.command_steps``).
-        self.reply: Any = None
+        self.creating: Creating | None = None
+        #: The command reply this run was resumed with: (reply token, outcome).
+        self.reply: tuple[str, Outcome] | None = None
         #: Outbox entries staged by the executing attempt, written when it completes.
         self.staged: list[str] = []
         #: The run ended because a command step now waits for its reply (state persisted).
@@ -129,7 +136,7 @@ class Run:
         """Persist the pending changes (fenced by the lease token)."""
         change, self.pending = self.pending, Transition()
         if self.creating is not None:
-            await self._create()
+            await self._create(self.creating)
             return
         if not change:
             return
@@ -149,8 +156,7 @@ class Run:
         if change.outbox and self.env.commands is not None:
             self.env.commands.wake(self.record.saga_id)
 
-    async def _create(self) -> None:
-        creating = self.creating
+    async def _create(self, creating: Creating) -> None:
         try:
             stored, created = await self.env.store.create(
                 self.record, token=self.token, lease=self.env.lease
@@ -399,7 +405,7 @@ class Run:
             direction=direction,
             data=self._input(),
             results=self._decoded_results(),
-            idempotency_key=f"{self.record.saga_id}:{step.name}:{direction}",
+            idempotency_key=idempotency_key(self.record.saga_id, step.name, direction),
             attempt=attempt,
             log=_StepLogger(self.log, step.name, direction, attempt),
         )

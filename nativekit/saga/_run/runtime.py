@@ -8,7 +8,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from nativekit._health import CheckResult, Status
 from nativekit._telemetry.logging import get_logger
@@ -20,6 +20,11 @@ from nativekit.saga._run.runner import Hooks, NotCreated, Run, RunEnv
 from nativekit.saga._run.telemetry import SagaMetrics
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus
 from nativekit.saga._store.store import SagaStore, definition_key
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from nativekit.saga._define.command_steps import CommandDriver
 
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
@@ -42,11 +47,10 @@ class SagaHandle:
         return await self.runtime.wait(self.saga_id, timeout)
 
 
-class _Creating:
+class Creating:
     """Turns a run's first flush into the atomic create of the instance."""
 
-    def __init__(self, runtime: SagaRuntime) -> None:
-        self.runtime = runtime
+    def __init__(self) -> None:
         self.done: asyncio.Future[tuple[SagaRecord, bool]] = (
             asyncio.get_running_loop().create_future()
         )
@@ -91,7 +95,7 @@ class SagaRuntime:
         self.backlog_warn = backlog_warn
         self.replica = uuid.uuid4().hex[:8]
         self._tracing = tracing
-        self._tracer: tuple[Any, Any] = (None, None)
+        self._tracer: tuple[object, Tracer | None] = (None, None)  # (provider, its tracer)
         self._env_args: dict[str, Any] = dict(
             service=service,
             lease=lease,
@@ -107,8 +111,8 @@ class SagaRuntime:
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self.started = False
-        #: Command/reply support (``CommandDriver``), set when wired.
-        self.commands: Any = None
+        #: Command/reply support, set when wired.
+        self.commands: CommandDriver | None = None
         self._spawned: dict[str, asyncio.Future[None]] = {}
 
     @property
@@ -137,7 +141,7 @@ class SagaRuntime:
             **self._env_args,
         )
 
-    def _current_tracer(self) -> Any:
+    def _current_tracer(self) -> Tracer | None:
         """The tracer of the installed provider; None while none is (spans would be no-ops)."""
         if not self._tracing:
             return None
@@ -240,7 +244,7 @@ class SagaRuntime:
             created_at=now,
             updated_at=now,
         )
-        creating = _Creating(self)
+        creating = Creating()
         run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)
         run._data = value
         stored, created = await creating.done
@@ -249,7 +253,7 @@ class SagaRuntime:
         return SagaHandle(stored.saga_id, stored.name, created, self)
 
     def spawn(
-        self, saga: Saga[Any], record: SagaRecord, token: str, *, creating: _Creating | None = None
+        self, saga: Saga[Any], record: SagaRecord, token: str, *, creating: Creating | None = None
     ) -> Run:
         """Run ``record`` (leased to ``token``) in the background from where it stands."""
         run = Run(self.env, saga, record, token)

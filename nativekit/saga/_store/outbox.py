@@ -18,12 +18,17 @@ import time
 import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import BaseModel
 
 from nativekit._lifecycle import cancel_and_wait
 from nativekit._telemetry.logging import get_logger
+from nativekit.messaging._wire import envelope as env
+
+if TYPE_CHECKING:
+    from nativekit.messaging._wire.publisher import Publisher
+    from nativekit.saga._commands.replies import CommandMetrics
 
 
 @dataclass
@@ -144,22 +149,22 @@ class OutboxRelay:
 
     Args:
         outbox: where entries wait.
-        publisher: a :class:`nativekit.messaging.Publisher`.
+        publisher: publishes the entries.
         service: service name (logs, metrics).
         poll_interval: seconds between reads when nothing woke the relay.
         batch: entries per read.
-        metrics: :class:`~nativekit.saga._commands.replies.CommandMetrics` or None.
+        metrics: relay lag and backlog metrics, or None.
     """
 
     def __init__(
         self,
         outbox: Outbox,
-        publisher: Any,
+        publisher: Publisher,
         *,
         service: str,
         poll_interval: float = 0.2,
         batch: int = 200,
-        metrics: Any = None,
+        metrics: CommandMetrics | None = None,
     ) -> None:
         self.outbox = outbox
         self.publisher = publisher
@@ -234,11 +239,11 @@ class OutboxRelay:
 
         # the publish span becomes a child of the stored context and sets its own traceparent
         headers: dict[str, str | bytes] = {
-            k: v for k, v in entry.headers.items() if k not in ("traceparent", "tracestate")
+            k: v for k, v in entry.headers.items() if k not in env.TRACE_CONTEXT
         }
-        headers["event-type"] = entry.event_type
-        headers["content-type"] = "application/json"
-        carrier = {k: v for k, v in entry.headers.items() if k in ("traceparent", "tracestate")}
+        headers[env.EVENT_TYPE] = entry.event_type
+        headers[env.CONTENT_TYPE] = env.JSON
+        carrier = {k: v for k, v in entry.headers.items() if k in env.TRACE_CONTEXT}
         token = context.attach(propagate.extract(carrier)) if carrier else None
         try:
             await self.publisher.publish(
