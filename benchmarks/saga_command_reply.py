@@ -78,19 +78,16 @@ class Done(BaseModel):
 
 
 def settings(run: str, **extra: Any) -> nativekit.Settings:
+    fetch_wait = int(os.environ.get("BENCH_FETCH_WAIT_MS", "10")) / 1000
     values: dict[str, Any] = {
-        "kafka_url": KAFKA,
-        "redis_url": REDIS,
-        "kafka_idempotent_producer": False,
-        "saga_key_prefix": f"bench:cmd:{run}",
-        "saga_reply_topic": f"bench.{run}.replies",
-        "log_level": "WARNING",
-        "tracing_enabled": False,
-        "metrics_enabled": True,
-        "consumer_session_timeout": 6.0,
-        "consumer_fetch_max_wait_ms": int(os.environ.get("BENCH_FETCH_WAIT_MS", "10")),
+        "kafka": {"url": KAFKA, "idempotent_producer": False},
+        "redis": {"url": REDIS},
+        "saga": {"key_prefix": f"bench:cmd:{run}", "reply_topic": f"bench.{run}.replies"},
+        "telemetry": {"log_level": "WARNING", "tracing_enabled": False, "metrics_enabled": True},
+        "consumer": {"session_timeout_seconds": 6.0, "fetch_max_wait_seconds": fetch_wait},
     }
-    values.update(extra)
+    for group, options in extra.items():
+        values.setdefault(group, {}).update(options)
     return nativekit.Settings(**values)
 
 

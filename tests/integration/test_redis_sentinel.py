@@ -138,8 +138,8 @@ async def test_sentinels_that_require_a_password(tmp_path: Path) -> None:
         secret = tmp_path / "sentinel-password"
         secret.write_text("s3ntinel\n")
         statuses = []
-        for extra in ({"redis_sentinel_password_file": secret}, {}):
-            settings = Settings(_env_file=None, redis={"url": sentinel.url}, **extra)  # type: ignore[arg-type]
+        for extra in ({"sentinel_password_file": secret}, {}):
+            settings = Settings(_env_file=None, redis={"url": sentinel.url, **extra})
             async with serve(Service("sentinel-auth", settings=settings)) as client:
                 ready = await client.get("/readyz")
             statuses.append(ready.status_code)

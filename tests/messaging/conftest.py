@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 
 from nativekit import Settings
 from nativekit.messaging import GroupConsumer
+from tests.support import grouped
 
 
 def kafka_settings(kafka_url: str, redis_url: str | None = None, **extra: object) -> Settings:
@@ -23,7 +24,7 @@ def kafka_settings(kafka_url: str, redis_url: str | None = None, **extra: object
     if redis_url:
         values["redis_url"] = redis_url
     values.update(extra)
-    return Settings(**values)  # type: ignore[arg-type]
+    return Settings(**grouped(values))
 
 
 async def eventually(

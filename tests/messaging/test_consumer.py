@@ -15,6 +15,7 @@ from nativekit.messaging._dedup import ClaimStatus
 from nativekit.messaging._wire.memory import MemoryBroker
 from nativekit.testing import MessagingHarness, serve
 from tests.messaging.conftest import eventually
+from tests.support import grouped
 
 
 class Paid(BaseModel):
@@ -28,7 +29,7 @@ def service(**settings: object) -> Service:
     """A service on memory backends with fast retries."""
     values: dict[str, object] = {"consumer_retry_backoff": 0.001, "tracing_enabled": False}
     values.update(settings)
-    return Service("shop", settings=Settings(**values))  # type: ignore[arg-type]
+    return Service("shop", settings=Settings(**grouped(values)))
 
 
 async def test_handler_gets_the_model_and_metadata() -> None:

@@ -17,6 +17,7 @@ from nativekit.messaging._dedup import Claim, ClaimStatus
 from nativekit.messaging._wire.memory import MemoryGroupConsumer
 from nativekit.testing import MessagingHarness, serve
 from tests.messaging.conftest import eventually
+from tests.support import grouped
 
 
 class Job(BaseModel):
@@ -29,7 +30,7 @@ def service(**settings: object) -> Service:
     """A memory service with fast retries."""
     values: dict[str, object] = {"consumer_retry_backoff": 0.001, "tracing_enabled": False}
     values.update(settings)
-    return Service("edges", settings=Settings(**values))  # type: ignore[arg-type]
+    return Service("edges", settings=Settings(**grouped(values)))
 
 
 async def test_long_handler_keeps_its_lease() -> None:

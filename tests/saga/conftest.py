@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 from saga_support import Participant
 
 import nativekit
+from tests.support import grouped
 
 
 @pytest.fixture
@@ -34,7 +35,7 @@ async def make_service(
             "log_level": "WARNING",
         }
         options.update(overrides)
-        return nativekit.Service(name, settings=nativekit.Settings(**options))
+        return nativekit.Service(name, settings=nativekit.Settings(**grouped(options)))
 
     yield make
     client = aioredis.Redis.from_url(redis_url)

@@ -11,6 +11,7 @@ import pytest
 import nativekit
 from nativekit.saga import SagaStatus
 from nativekit.testing import memory_broker
+from tests.support import grouped
 
 from .shop import (
     CardCharged,
@@ -33,7 +34,7 @@ def _settings(**extra: object) -> nativekit.Settings:
         "log_level": "WARNING",
     }
     values.update(extra)
-    return nativekit.Settings(**values)  # type: ignore[arg-type]
+    return nativekit.Settings(**grouped(values))
 
 
 @contextlib.asynccontextmanager

@@ -7,10 +7,11 @@ from typing import Any
 
 from nativekit import CheckResult, Service, Settings
 from nativekit.testing import serve
+from tests.support import grouped
 
 
 def make_service(**overrides: Any) -> Service:
-    return Service("probed", settings=Settings(_env_file=None, **overrides))
+    return Service("probed", settings=Settings(_env_file=None, **grouped(overrides)))
 
 
 async def test_probes_pass_when_started() -> None:

@@ -14,6 +14,7 @@ from starlette.routing import Route
 
 from nativekit import ConfigError, Header, HTTPError, Service, Settings
 from nativekit.testing import capture_logs, serve
+from tests.support import grouped
 
 
 class Item(BaseModel):
@@ -22,7 +23,7 @@ class Item(BaseModel):
 
 
 def make_service(**overrides: Any) -> Service:
-    svc = Service("items", settings=Settings(_env_file=None, **overrides))
+    svc = Service("items", settings=Settings(_env_file=None, **grouped(overrides)))
 
     @svc.get("/items/{item_id}")
     async def get_item(
