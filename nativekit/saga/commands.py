@@ -32,7 +32,7 @@ from nativekit.errors import ConfigError
 from nativekit.saga.definition import _NAME, Direction, Saga, SagaContext, Step, _check_async
 from nativekit.saga.errors import SagaStateError
 from nativekit.saga.outbox import OutboxEntry
-from nativekit.saga.policy import COMPENSATION_DEFAULT, Backoff, Policy
+from nativekit.saga.policy import COMPENSATION_DEFAULT, DEFAULT_RETRIES, Backoff, Policy
 from nativekit.saga.runner import Run, StepTimeout, Suspended, current_run
 
 P = ParamSpec("P")
@@ -86,6 +86,7 @@ class CommandStep(Step[P, R]):
         reply_timeout: float = 10.0,
         retries: int = COMPENSATION_DEFAULT.retries,
         backoff: Backoff | None = None,
+        max_interruptions: int | None = None,
     ) -> Callable[[F], F]:
         """Decorator: a compensation that sends the command its function builds to ``topic``.
 
@@ -93,7 +94,9 @@ class CommandStep(Step[P, R]):
         """
 
         def register(fn: F) -> F:
-            self.compensate(retries=retries, backoff=backoff)(fn)
+            self.compensate(retries=retries, backoff=backoff, max_interruptions=max_interruptions)(
+                fn
+            )
             self.compensation_command = _spec(topic, reply, reply_timeout)
             return fn
 
@@ -106,13 +109,16 @@ def command_step(
     topic: str,
     reply: type[BaseModel] | None = None,
     reply_timeout: float = 10.0,
-    retries: int = 0,
+    retries: int = DEFAULT_RETRIES,
     backoff: Backoff | None = None,
     name: str | None = None,
+    max_interruptions: int | None = None,
 ) -> Callable[[Callable[P, Awaitable[Any]]], CommandStep[P, Any]]:
     """Append a command step to ``saga`` (see :meth:`nativekit.Saga.command_step`)."""
     spec = _spec(topic, reply, reply_timeout)
-    policy = Policy(retries=retries, backoff=backoff or Backoff())
+    policy = Policy(
+        retries=retries, backoff=backoff or Backoff(), max_interruptions=max_interruptions
+    )
 
     def decorator(func: Callable[P, Awaitable[Any]]) -> CommandStep[P, Any]:
         step_name: str = name or str(getattr(func, "__name__", ""))
@@ -172,12 +178,18 @@ def outbox_publish(
 
 @dataclass
 class Outcome:
-    """How a waiting command attempt ended: a reply (ok or failed), or its deadline."""
+    """How a waiting command attempt ended: a reply (ok or failed), or its deadline.
+
+    ``interrupted``: the deadline passed while no process of this replica was
+    listening for the reply (it started after the command was sent), so the
+    attempt was interrupted, not timed out: it is re-sent without using a retry.
+    """
 
     ok: bool
     value: Any = None
     error: str | None = None
     timed_out: bool = False
+    interrupted: bool = False
 
     def result(self) -> Any:
         """The reply value, or raise the failure."""
@@ -190,13 +202,18 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Waiting:
-    """What a waiting saga expects: the reply to one attempt of one step direction."""
+    """What a waiting saga expects: the reply to one attempt of one step direction.
+
+    ``at`` is when the command was written (epoch seconds; absent in waits stored
+    by older versions, whose deadline then always counts as a timeout).
+    """
 
     step: str
     direction: str
     attempt: int
     token: str
     timeout: float
+    at: float | None = None
 
     def encode(self) -> str:
         """Stored in the record's ``wait`` field."""
@@ -207,6 +224,7 @@ class Waiting:
                 "a": self.attempt,
                 "t": self.token,
                 "o": self.timeout,
+                "w": self.at,
             },
             separators=(",", ":"),
         )
@@ -217,7 +235,15 @@ class Waiting:
         if not raw:
             return None
         data = json.loads(raw)
-        return cls(data["s"], data["d"], int(data["a"]), data["t"], float(data["o"]))
+        at = data.get("w")
+        return cls(
+            data["s"],
+            data["d"],
+            int(data["a"]),
+            data["t"],
+            float(data["o"]),
+            None if at is None else float(at),
+        )
 
 
 class CommandDriver:
@@ -256,6 +282,7 @@ class CommandDriver:
         return Outcome(
             False,
             timed_out=True,
+            interrupted=wait.at is not None and wait.at < run.env.started,
             error=f"no reply from the participant within {wait.timeout:g}s "
             f"(attempt {wait.attempt})",
         )
@@ -292,7 +319,7 @@ class CommandDriver:
                 )
             entry = OutboxEntry.new(spec.topic, command, key=ctx.saga_id)  # carries the span
         token = uuid.uuid4().hex[:16]
-        wait = Waiting(step.name, direction, ctx.attempt, token, spec.timeout)
+        wait = Waiting(step.name, direction, ctx.attempt, token, spec.timeout, run.env.clock())
         entry.headers.update(
             {
                 "reply-to": self.reply_topic,

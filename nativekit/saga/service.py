@@ -35,6 +35,7 @@ def attach_runtime(svc: Service) -> SagaRuntime:
         retention=settings.saga_retention_seconds,
         recovery_interval=settings.saga_recovery_interval,
         backlog_warn=settings.saga_backlog_warn,
+        max_interruptions=settings.saga_max_interruptions,
         metrics=SagaMetrics(svc.metrics.registry, svc.name),
         tracing=settings.tracing_enabled,
     )
