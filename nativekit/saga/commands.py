@@ -180,16 +180,17 @@ def outbox_publish(
 class Outcome:
     """How a waiting command attempt ended: a reply (ok or failed), or its deadline.
 
-    ``interrupted``: the deadline passed while no process of this replica was
-    listening for the reply (it started after the command was sent), so the
-    attempt was interrupted, not timed out: it is re-sent without using a retry.
+    ``unheard``: the deadline passed but this replica was not listening for
+    replies during the whole wait (it started, or its reply consumer joined, after
+    the command was sent, e.g. after a SIGKILL): the deadline says nothing about
+    the participant, so the same attempt is sent again instead of failing.
     """
 
     ok: bool
     value: Any = None
     error: str | None = None
     timed_out: bool = False
-    interrupted: bool = False
+    unheard: bool = False
 
     def result(self) -> Any:
         """The reply value, or raise the failure."""
@@ -260,6 +261,9 @@ class CommandDriver:
         self.reply_topic = reply_topic
         self._wake = wake
         self.metrics = metrics
+        #: Since when (epoch s) this replica hears replies: a wait written before that
+        #: was not heard in full. The reply consumer sets it once it has partitions.
+        self.listening_since = 0.0
 
     def wake(self, saga_id: str) -> None:
         """Outbox entries of ``saga_id`` were just written."""
@@ -282,7 +286,7 @@ class CommandDriver:
         return Outcome(
             False,
             timed_out=True,
-            interrupted=wait.at is not None and wait.at < run.env.started,
+            unheard=wait.at is not None and wait.at < self.listening_since,
             error=f"no reply from the participant within {wait.timeout:g}s "
             f"(attempt {wait.attempt})",
         )

@@ -76,8 +76,6 @@ class RunEnv:
     clock: Callable[[], float] = time.time
     #: Interruptions of one step direction re-run before it fails (policy may override).
     max_interruptions: int = 3
-    #: When the runtime started (``clock``): a command wait older than this was not heard.
-    started: float = 0.0
     #: Command/reply steps (``nativekit.saga.commands.CommandDriver``), None when unused.
     commands: Any = None
 
@@ -304,20 +302,25 @@ class Run:
         commands = self.env.commands
         # a command step resumed by its reply (or whose reply wait expired)
         outcome = commands.outcome(self, step, direction) if commands is not None else None
-        if outcome is not None and outcome.interrupted:
+        resend = outcome is not None and outcome.unheard
+        if resend:  # nobody here heard the reply: send the same attempt again, no verdict
             outcome = None
-        if (
+            attempt = srec.attempts if forward else srec.compensation_attempts
+            self._interrupted(step, direction, attempt, reason="reply deadline unheard")
+        elif (
             outcome is None
-            and _interrupted(srec, forward)
+            and _was_running(srec, forward)
             and not self._interruption(step, srec, forward, policy)
         ):
             return False
         while True:
             if outcome is None:
-                if srec.failures(forward) >= policy.attempts:  # older records counted crashes
+                if not resend and srec.failures(forward) >= policy.attempts:
+                    # only records of older versions, which counted crashes as attempts
                     srec.uncertain = srec.uncertain or srec.status is StepStatus.RUNNING
                     return self._fail(step, srec, forward, srec.error or "attempts used up")
-                attempt = (srec.attempts if forward else srec.compensation_attempts) + 1
+                done = srec.attempts if forward else srec.compensation_attempts
+                attempt, resend = (done if resend else done + 1), False
                 self._start_attempt(step.name, srec, forward, attempt)
                 if (
                     commands is None
@@ -360,7 +363,6 @@ class Run:
         self, step: Step[Any, Any], srec: StepRecord, forward: bool, policy: Policy
     ) -> bool:
         """Count the interruption of the last attempt; False when past the bound (failed)."""
-        direction = "forward" if forward else "compensate"
         if forward:
             srec.interruptions += 1
             count, attempt = srec.interruptions, srec.attempts
@@ -368,19 +370,10 @@ class Run:
             srec.compensation_interruptions += 1
             count, attempt = srec.compensation_interruptions, srec.compensation_attempts
         limit = policy.max_interruptions or self.env.max_interruptions
-        self.log.warning(
-            "saga.step.interrupted",
-            step=step.name,
-            direction=direction,
-            attempt=attempt,
-            interruptions=count,
-            max_interruptions=limit,
+        direction: Direction = "forward" if forward else "compensate"
+        self._interrupted(
+            step, direction, attempt, reason="process stopped mid-step", count=count, limit=limit
         )
-        metrics = self.env.metrics
-        if metrics is not None:
-            metrics.interruptions.labels(
-                metrics.service, self.saga.name, step.name, direction
-            ).inc()
         if count <= limit:
             self._mark(step.name, srec)  # written with the next attempt's start
             return True
@@ -391,6 +384,19 @@ class Run:
             f"process stopping mid-step (max_interruptions={limit})"
         )
         return self._fail(step, srec, forward, error, attempt=attempt)
+
+    def _interrupted(
+        self, step: Step[Any, Any], direction: Direction, attempt: int, **details: Any
+    ) -> None:
+        """Log and count an interruption (``saga.step.interrupted``): not a failure."""
+        self.log.warning(
+            "saga.step.interrupted", step=step.name, direction=direction, attempt=attempt, **details
+        )
+        metrics = self.env.metrics
+        if metrics is not None:
+            metrics.interruptions.labels(
+                metrics.service, self.saga.name, step.name, direction
+            ).inc()
 
     def _fail(
         self,
@@ -555,7 +561,7 @@ async def _with_timeout(awaitable: Awaitable[Any], limit: float | None) -> Any:
         raise
 
 
-def _interrupted(srec: StepRecord, forward: bool) -> bool:
+def _was_running(srec: StepRecord, forward: bool) -> bool:
     """True when the record shows an attempt of this direction still running: on entering
     the step, that attempt was cut short by its process stopping."""
     if forward:

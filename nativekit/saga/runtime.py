@@ -356,7 +356,6 @@ class SagaRuntime:
         self._check_steps()
         await self.check_definitions()
         self.started = True
-        self._env_args["started"] = self._env_args["clock"]()
         self._stopping = asyncio.Event()
         self._loops = [
             asyncio.create_task(
