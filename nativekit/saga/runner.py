@@ -372,7 +372,12 @@ class Run:
         limit = policy.max_interruptions or self.env.max_interruptions
         direction: Direction = "forward" if forward else "compensate"
         self._interrupted(
-            step, direction, attempt, reason="process stopped mid-step", count=count, limit=limit
+            step,
+            direction,
+            attempt,
+            reason="process stopped mid-step",
+            interruptions=count,
+            max_interruptions=limit,
         )
         if count <= limit:
             self._mark(step.name, srec)  # written with the next attempt's start

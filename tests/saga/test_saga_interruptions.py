@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from nativekit.cli.sagas import describe
 from nativekit.errors import ConfigError
 from nativekit.logging import configure_logging
 from nativekit.saga import Saga, SagaContext, SagaRecord, SagaStatus
@@ -123,6 +124,8 @@ async def test_an_interrupted_step_without_retries_left_is_rerun_not_failed() ->
     assert [(e["step"], e["attempt"], e["interruptions"]) for e in events] == [("confirm", 2, 1)]
     labels = {"service": "orders", "saga": "ordering", "step": "confirm", "direction": "forward"}
     assert registry.get_sample_value("saga_step_interruptions_total", labels) == 1
+    assert record.to_dict()["steps"]["confirm"]["interruptions"] == 1  # the operator API
+    assert "3 (1 interrupted)" in describe(record)  # nativekit sagas show
 
 
 async def test_an_interruption_leaves_the_retries_to_real_failures() -> None:
