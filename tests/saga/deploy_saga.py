@@ -12,7 +12,7 @@ import asyncio
 import random
 import sys
 
-from ledger_saga import Ledger
+from ledger_saga import Ledger, run_all
 from pydantic import BaseModel
 
 import nativekit
@@ -80,18 +80,7 @@ async def work(redis_url: str, prefix: str, count: int) -> None:
         ),
     )
     saga = build_saga(svc, Ledger(svc.redis, prefix))
-    await svc.startup(hook_sigterm=False)
-    print("READY", flush=True)
-    gate = asyncio.Semaphore(20)
-
-    async def one(n: int) -> None:
-        async with gate:
-            handle = await svc.sagas.start(saga, Order(n=n), saga_id=f"deploy-{n}")
-            await handle.wait(60)
-
-    await asyncio.gather(*(one(n) for n in range(count)))
-    print("DONE", flush=True)
-    await svc.shutdown()
+    await run_all(svc, saga, [(f"deploy-{n}", Order(n=n)) for n in range(count)], concurrency=20)
 
 
 if __name__ == "__main__":

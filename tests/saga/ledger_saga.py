@@ -101,21 +101,35 @@ async def work(redis_url: str, prefix: str, count: int) -> None:
             saga_shards=4,
             saga_lease_seconds=0.6,
             saga_recovery_interval=0.05,
+            # the test kills 20 workers within seconds, each may cut the same step short;
+            # the default bound (3) is for kills minutes apart, see test_saga_deploy.py
+            saga_max_interruptions=20,
             log_level="ERROR",
         ),
     )
-    ledger = Ledger(svc.redis, prefix)
-    saga = build_saga(svc, ledger)
+    saga = build_saga(svc, Ledger(svc.redis, prefix))
+    await run_all(svc, saga, [(f"crash-{n}", Job(n=n, fail_at=fail_at(n))) for n in range(count)])
+
+
+async def run_all(
+    svc: nativekit.Service,
+    saga: Saga[Any],
+    sagas: list[tuple[str, BaseModel]],
+    *,
+    concurrency: int = 10,
+) -> None:
+    """Start ``svc`` (``READY``), start each (id, input) not started yet, wait until every
+    saga ended (``DONE``), stop."""
     await svc.startup(hook_sigterm=False)
     print("READY", flush=True)
-    gate = asyncio.Semaphore(10)
+    gate = asyncio.Semaphore(concurrency)
 
-    async def one(n: int) -> None:
+    async def one(saga_id: str, data: BaseModel) -> None:
         async with gate:
-            handle = await svc.sagas.start(saga, Job(n=n, fail_at=fail_at(n)), saga_id=f"crash-{n}")
+            handle = await svc.sagas.start(saga, data, saga_id=saga_id)
             await handle.wait(60)
 
-    await asyncio.gather(*(one(n) for n in range(count)))
+    await asyncio.gather(*(one(saga_id, data) for saga_id, data in sagas))
     print("DONE", flush=True)
     await svc.shutdown()
 

@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import signal
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import redis.asyncio as aioredis
 from deploy_saga import STEPS, refused
 from suicidal_saga import MAX_INTERRUPTIONS
+from workers import read_line, spawn, survivor_finishes
 
 from nativekit.saga import SagaRecord, SagaStatus
 from nativekit.saga.model import StepStatus
@@ -21,30 +19,8 @@ from nativekit.saga.redis_store import RedisSagaStore
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
-HERE = Path(__file__).parent
 SAGAS = 400
 KILLS = 3
-
-
-async def spawn(script: str, *args: str) -> asyncio.subprocess.Process:
-    """Start a worker script of this folder."""
-    env = {**os.environ, "PYTHONPATH": str(HERE)}
-    return await asyncio.create_subprocess_exec(
-        sys.executable, str(HERE / script), *args, stdout=asyncio.subprocess.PIPE, env=env
-    )
-
-
-async def read_line(proc: asyncio.subprocess.Process, prefix: str, deadline: float) -> str | None:
-    """The first output line starting with ``prefix`` (None if it exits or times out first)."""
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(deadline):
-            while line := await proc.stdout.readline():
-                if line.decode().startswith(prefix):
-                    return line.decode().strip()
-    except TimeoutError:
-        return None
-    return None
 
 
 async def cleanup(client: aioredis.Redis, prefix: str) -> None:
@@ -79,13 +55,9 @@ async def test_three_sigkills_under_load_fail_none_of_400_default_sagas(
                 assert proc.returncode is None, "the worker ended before its SIGKILL"
                 proc.send_signal(signal.SIGKILL)
                 await proc.wait()
-        survivor = await spawn("deploy_saga.py", redis_url, prefix, str(SAGAS))
-        try:
-            finished = await read_line(survivor, "DONE", 90)
-        finally:
-            if survivor.returncode is None:
-                survivor.kill()
-            await survivor.wait()
+        finished = await survivor_finishes(
+            "deploy_saga.py", redis_url, prefix, str(SAGAS), within=90
+        )
         assert finished, "the surviving worker did not finish every saga"
         records: dict[int, SagaRecord] = {}
         for n in range(SAGAS):
