@@ -74,7 +74,7 @@ async def work(redis_url: str, prefix: str, count: int) -> None:
             redis_url=redis_url,
             saga_key_prefix=prefix,
             saga_shards=4,
-            saga_lease_seconds=1.0,
+            saga_lease_seconds=2.0,  # a missed renewal under load would be a 4th interruption
             saga_recovery_interval=0.1,
             log_level="ERROR",
         ),
