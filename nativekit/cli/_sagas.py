@@ -286,6 +286,11 @@ def _ordered(record: SagaRecord) -> list[tuple[str, StepRecord]]:
     return [(name, record.steps[name]) for name in done + rest]
 
 
+def _attempts(attempts: int, interrupted: int) -> str:
+    """``3`` or ``3 (2 interrupted)``: attempts cut short by a process stop are not failures."""
+    return f"{attempts} ({interrupted} interrupted)" if interrupted else str(attempts)
+
+
 def describe(record: SagaRecord) -> str:
     """The ``show`` text of a record."""
     now = time.time()
@@ -311,8 +316,8 @@ def describe(record: SagaRecord) -> str:
         (
             name,
             s.status.value + (" (uncertain)" if s.uncertain else ""),
-            str(s.attempts),
-            str(s.compensation_attempts),
+            _attempts(s.attempts, s.interruptions),
+            _attempts(s.compensation_attempts, s.compensation_interruptions),
             when(s.started_at),
             when(s.compensation_ended_at or s.ended_at),
             shorten(s.error, 50),

@@ -141,6 +141,13 @@ class SagaSettings(BaseModel):
     retention_seconds: float = Field(
         604_800.0, gt=0, description="Time COMPLETED, COMPENSATED and ABORTED sagas are kept."
     )
+    max_interruptions: int = Field(
+        3,
+        ge=1,
+        description="Times one step (or compensation) may be interrupted by its process "
+        "stopping mid-attempt and re-run; the next interruption fails it. Interruptions "
+        "do not use up the step's retries.",
+    )
     backlog_warn: int = Field(
         100, ge=0, description="Readiness warns when more sagas than this wait for recovery."
     )

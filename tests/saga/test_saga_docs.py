@@ -8,6 +8,7 @@ from pathlib import Path
 from nativekit.saga import SagaStatus
 
 EXAMPLE = Path(__file__).parents[2] / "docs" / "examples" / "sagas.py"
+CRASHES = EXAMPLE.with_name("saga_crashes.py")
 
 
 async def test_docs_example_completes_one_order_and_compensates_the_declined_one() -> None:
@@ -19,3 +20,15 @@ async def test_docs_example_completes_one_order_and_compensates_the_declined_one
     assert await module.main() == (SagaStatus.COMPLETED, SagaStatus.COMPENSATED)
     assert module.reserved == {"1"}
     assert list(module.payments.charges.values()) == [990]
+
+
+async def test_docs_crash_example_completes_at_every_crash_point() -> None:
+    """The crash example's saga (default options, a pivot last) completes wherever it crashed."""
+    spec = importlib.util.spec_from_file_location("docs_saga_crashes", CRASHES)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    report = await module.main()
+    assert len(report.cases) >= 6  # before and after each of the three steps
+    assert {case.status for case in report.cases} == {SagaStatus.COMPLETED}
+    assert any("confirm" in case.crash_point for case in report.cases)

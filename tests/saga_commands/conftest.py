@@ -96,7 +96,7 @@ class World:
             if all(r is not None and r.status.finished for r in records.values()):
                 return {k: v for k, v in records.items() if v is not None}
             if time.monotonic() > deadline:
-                state = {k: (v.status.value if v else None) for k, v in records.items()}
+                state = {k: (v.status.value, v.error) if v else None for k, v in records.items()}
                 raise AssertionError(f"sagas not finished within {within:g}s: {state}")
             await asyncio.sleep(0.1)
 

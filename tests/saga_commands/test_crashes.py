@@ -3,6 +3,7 @@ participant effect is applied once (a Redis ledger counts them across processes)
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 import pytest
@@ -70,6 +71,24 @@ async def test_orchestrator_killed_while_waiting_for_replies(world: World) -> No
     records = await world.converged(ids, within=60)
     assert {r.status.value for r in records.values()} == {"COMPLETED"}, _errors(records)
     _check(records, await world.ledger())
+
+
+async def test_orchestrator_down_past_the_reply_deadline_fails_no_saga(world: World) -> None:
+    """Reply deadlines that pass while the orchestrator is dead are re-sent, not failures."""
+    await participants(world, TEST_DELAY="1.0")
+    start, ids = _start(world)
+    first = world.spawn("orders", TEST_START=start, TEST_TIMEOUT="3")
+    await world.wait_for(
+        lambda: _count(world, ":reserve:entered", 3), within=30, what="commands in flight"
+    )
+    kill(first)
+    await asyncio.sleep(4)  # every reply deadline passes while nobody listens
+    world.spawn("orders", TEST_TIMEOUT="3")
+    records = await world.converged(ids, within=90)
+    assert {r.status.value for r in records.values()} == {"COMPLETED"}, _errors(records)
+    _check(records, await world.ledger())
+    # a deadline nobody heard re-sends the same attempt: no retry was used up
+    assert {s.attempts for r in records.values() for s in r.steps.values()} == {1}
 
 
 async def test_participant_killed_mid_handler(world: World) -> None:

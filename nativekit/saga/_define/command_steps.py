@@ -45,6 +45,7 @@ from nativekit.saga._store.outbox import OutboxEntry
 
 if TYPE_CHECKING:
     from nativekit.saga._commands.replies import CommandMetrics
+from nativekit.saga._define.policy import DEFAULT_RETRIES
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -98,6 +99,7 @@ class CommandStep(Step[P, R]):
         reply_timeout: float = 10.0,
         retries: int = COMPENSATION_DEFAULT.retries,
         backoff: Backoff | None = None,
+        max_interruptions: int | None = None,
     ) -> Callable[[Callable[P, Awaitable[C]]], Callable[P, Awaitable[C]]]:
         """Decorator: a compensation that sends the command its function builds to ``topic``.
 
@@ -105,7 +107,9 @@ class CommandStep(Step[P, R]):
         """
 
         def register(fn: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]:
-            self.compensate(retries=retries, backoff=backoff)(fn)
+            self.compensate(retries=retries, backoff=backoff, max_interruptions=max_interruptions)(
+                fn
+            )
             self.compensation_command = _spec(topic, reply, reply_timeout)
             return fn
 
@@ -118,13 +122,16 @@ def command_step(
     topic: str,
     reply: type[BaseModel] | None = None,
     reply_timeout: float = 10.0,
-    retries: int = 0,
+    retries: int = DEFAULT_RETRIES,
     backoff: Backoff | None = None,
     name: str | None = None,
+    max_interruptions: int | None = None,
 ) -> Callable[[Callable[[SagaContext[T]], Awaitable[Any]]], CommandStep[[SagaContext[T]], Any]]:
     """Append a command step to ``saga`` (see :meth:`nativekit.Saga.command_step`)."""
     spec = _spec(topic, reply, reply_timeout)
-    policy = Policy(retries=retries, backoff=backoff or Backoff())
+    policy = Policy(
+        retries=retries, backoff=backoff or Backoff(), max_interruptions=max_interruptions
+    )
 
     def decorator(
         func: Callable[[SagaContext[T]], Awaitable[Any]],
@@ -186,12 +193,19 @@ def outbox_publish(
 
 @dataclass
 class Outcome:
-    """How a waiting command attempt ended: a reply (ok or failed), or its deadline."""
+    """How a waiting command attempt ended: a reply (ok or failed), or its deadline.
+
+    ``unheard``: the deadline passed but this replica was not listening for
+    replies during the whole wait (it started, or its reply consumer joined, after
+    the command was sent, e.g. after a SIGKILL): the deadline says nothing about
+    the participant, so the same attempt is sent again instead of failing.
+    """
 
     ok: bool
     value: Any = None
     error: str | None = None
     timed_out: bool = False
+    unheard: bool = False
 
     def result(self) -> Any:
         """The reply value, or raise the failure."""
@@ -218,6 +232,9 @@ class CommandDriver:
         self.reply_topic = reply_topic
         self._wake = wake
         self.metrics = metrics
+        #: Since when (epoch s) this replica hears replies: a wait written before that
+        #: was not heard in full. The reply consumer sets it once it has partitions.
+        self.listening_since = 0.0
 
     def wake(self, saga_id: str) -> None:
         """Outbox entries of ``saga_id`` were just written."""
@@ -240,6 +257,7 @@ class CommandDriver:
         return Outcome(
             False,
             timed_out=True,
+            unheard=wait.at is not None and wait.at < self.listening_since,
             error=f"no reply from the participant within {wait.timeout:g}s "
             f"(attempt {wait.attempt})",
         )
@@ -276,7 +294,7 @@ class CommandDriver:
                 )
             entry = OutboxEntry.new(spec.topic, command, key=ctx.saga_id)  # carries the span
         token = uuid.uuid4().hex[:16]
-        wait = Waiting(step.name, direction, ctx.attempt, token, spec.timeout)
+        wait = Waiting(step.name, direction, ctx.attempt, token, spec.timeout, run.env.clock())
         entry.headers.update(
             {
                 h.REPLY_TO: self.reply_topic,

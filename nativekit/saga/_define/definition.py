@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, ove
 from pydantic import TypeAdapter, ValidationError
 
 from nativekit.errors import ConfigError
-from nativekit.saga._define.policy import COMPENSATION_DEFAULT, Backoff, Policy
+from nativekit.saga._define.policy import COMPENSATION_DEFAULT, DEFAULT_RETRIES, Backoff, Policy
 from nativekit.saga._errors import SagaInputError
 
 if TYPE_CHECKING:
@@ -123,6 +123,7 @@ class Step(Generic[P, R]):
         timeout: float | None = ...,
         backoff: Backoff | None = ...,
         no_retry: tuple[type[BaseException], ...] = ...,
+        max_interruptions: int | None = ...,
     ) -> Callable[[Callable[P, Awaitable[C]]], Callable[P, Awaitable[C]]]: ...
 
     def compensate(
@@ -133,13 +134,16 @@ class Step(Generic[P, R]):
         timeout: float | None = None,
         backoff: Backoff | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
+        max_interruptions: int | None = None,
     ) -> Any:
         """Decorator: the function that undoes this step; returns it unchanged.
 
         Used bare (``@reserve.compensate``) or with its own policy
         (``@reserve.compensate(retries=10, timeout=5)``). Compensations default
-        to 5 retries with backoff: they must not give up easily. The compensation
-        takes the same context as the step (type-checked).
+        to 5 retries with backoff: they must not give up easily. An attempt
+        interrupted by its process stopping is re-run without using up a retry, at
+        most ``max_interruptions`` times (default ``NATIVEKIT_SAGA_MAX_INTERRUPTIONS``).
+        The compensation takes the same context as the step (type-checked).
         """
 
         def register(fn: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]:
@@ -157,6 +161,7 @@ class Step(Generic[P, R]):
                 timeout=timeout,
                 backoff=backoff or COMPENSATION_DEFAULT.backoff,
                 no_retry=no_retry,
+                max_interruptions=max_interruptions,
             )
             return fn
 
@@ -206,11 +211,12 @@ class Saga(Generic[T]):
         self,
         *,
         name: str | None = None,
-        retries: int = 0,
+        retries: int = DEFAULT_RETRIES,
         timeout: float | None = None,
         backoff: Backoff | None = None,
         no_retry: tuple[type[BaseException], ...] = (),
         readonly: bool = False,
+        max_interruptions: int | None = None,
     ) -> Callable[[Callable[[SagaContext[T]], Awaitable[R]]], Step[[SagaContext[T]], R]]:
         """Decorator: append an ``async def f(ctx: SagaContext[Input]) -> Result`` step.
 
@@ -218,15 +224,23 @@ class Saga(Generic[T]):
 
         Args:
             name: step name (default: the function name); steps are identified by name.
-            retries: attempts after the first before the step counts as failed.
+            retries: attempts after a failed one before the step counts as failed
+                (default 3, with backoff; ``retries=0`` fails at the first exception).
             timeout: seconds one attempt may take; a timeout is a failure.
             backoff: waits between attempts (default: 0.1 s doubling, capped at 30 s).
-            no_retry: exception types that fail the step at once.
+            no_retry: exception types that fail the step at once (business refusals).
             readonly: the step changes nothing, so it needs no compensation and
                 does not make the saga forward-only (see "pivot" in the docs).
+            max_interruptions: times an attempt may be cut short by its process
+                stopping (crash, SIGKILL) and re-run, without using up a retry, before
+                the step fails (default ``NATIVEKIT_SAGA_MAX_INTERRUPTIONS``, 3).
         """
         policy = Policy(
-            retries=retries, timeout=timeout, backoff=backoff or Backoff(), no_retry=no_retry
+            retries=retries,
+            timeout=timeout,
+            backoff=backoff or Backoff(),
+            no_retry=no_retry,
+            max_interruptions=max_interruptions,
         )
 
         def decorator(func: Callable[[SagaContext[T]], Awaitable[R]]) -> Step[[SagaContext[T]], R]:
@@ -249,9 +263,10 @@ class Saga(Generic[T]):
         topic: str,
         reply: type[Any] | None = None,
         reply_timeout: float = 10.0,
-        retries: int = 0,
+        retries: int = DEFAULT_RETRIES,
         backoff: Backoff | None = None,
         name: str | None = None,
+        max_interruptions: int | None = None,
     ) -> Callable[[Callable[[SagaContext[T]], Awaitable[Any]]], CommandStep[[SagaContext[T]], Any]]:
         """Decorator: append a step that sends the command its function builds to ``topic``
         and completes with the participant's reply (see "Sagas across services").
@@ -263,6 +278,9 @@ class Saga(Generic[T]):
             retries: attempts after the first (timeouts only; a failure reply is final).
             backoff: waits between attempts.
             name: step name (default: the function name).
+            max_interruptions: times the step may be cut short by its process stopping
+                and re-sent, without using up a retry (default
+                ``NATIVEKIT_SAGA_MAX_INTERRUPTIONS``).
         """
         from nativekit.saga._define.command_steps import command_step
 
@@ -274,6 +292,7 @@ class Saga(Generic[T]):
             retries=retries,
             backoff=backoff,
             name=name,
+            max_interruptions=max_interruptions,
         )
 
     def get_step(self, name: str) -> Step[Any, Any] | None:

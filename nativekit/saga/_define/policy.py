@@ -43,16 +43,25 @@ class Policy:
         timeout: seconds one attempt may take; exceeding it counts as a failure.
         backoff: waits between attempts.
         no_retry: exception types that fail the step at once, without further attempts.
+        max_interruptions: times an attempt may be interrupted by its process stopping
+            (and re-run) before the step fails; None: ``NATIVEKIT_SAGA_MAX_INTERRUPTIONS``.
+            Interrupted attempts do not count against ``retries``.
     """
 
     retries: int = 0
     timeout: float | None = None
     backoff: Backoff = Backoff()
     no_retry: tuple[type[BaseException], ...] = ()
+    max_interruptions: int | None = None
 
     def __post_init__(self) -> None:
         if self.retries < 0:
             raise ConfigError(f"retries must be >= 0, got {self.retries}.")
+        if self.max_interruptions is not None and self.max_interruptions < 1:
+            raise ConfigError(
+                f"max_interruptions must be >= 1 (an interrupted attempt is re-run at least "
+                f"once) or None for NATIVEKIT_SAGA_MAX_INTERRUPTIONS, got {self.max_interruptions}."
+            )
         if self.timeout is not None and self.timeout <= 0:
             raise ConfigError(f"timeout must be > 0 seconds or None, got {self.timeout}.")
         for exc in self.no_retry:
@@ -68,6 +77,10 @@ class Policy:
         """False for exceptions listed in ``no_retry``."""
         return not isinstance(exc, self.no_retry)
 
+
+#: Retries of a step action by default: like Temporal's activities, a step is retried
+#: with exponential backoff unless told otherwise (``no_retry`` for business refusals).
+DEFAULT_RETRIES = 3
 
 #: Default for compensations: they must not give up easily.
 COMPENSATION_DEFAULT = Policy(retries=5, backoff=Backoff(initial=0.2, maximum=30.0))

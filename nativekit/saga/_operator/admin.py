@@ -44,9 +44,10 @@ def check_status(record: SagaRecord, allowed: Collection[SagaStatus]) -> None:
 def retry_change(record: SagaRecord) -> Transition:
     """The change that sends a FAILED or ABORTED saga forward again.
 
-    Every step that did not complete gets a fresh policy (attempts back to 0);
-    steps that never ran have no record and start fresh anyway. Refused once
-    compensation has undone a step: the saga can then only finish rolling back.
+    Every step that did not complete gets a fresh policy (attempts and
+    interruptions back to 0); steps that never ran have no record and start fresh
+    anyway. Refused once compensation has undone a step: the saga can then only
+    finish rolling back.
     """
     steps = record.steps.values()
     if any(s.status in (StepStatus.COMPENSATED, StepStatus.COMPENSATING) for s in steps) or any(
@@ -59,7 +60,7 @@ def retry_change(record: SagaRecord) -> Transition:
     change = Transition(status=SagaStatus.RUNNING, fields={"error": ""})
     for name, srec in record.steps.items():
         if srec.status is not StepStatus.COMPLETED:
-            srec.attempts = 0
+            srec.attempts = srec.interruptions = 0
             srec.status = StepStatus.PENDING
             change.fields[f"step:{name}"] = srec.to_json()
     return change
@@ -80,7 +81,7 @@ def compensate_change(record: SagaRecord) -> Transition:
             srec.uncertain = True
             change.fields[f"step:{name}"] = srec.to_json()
         if srec.status is StepStatus.COMPENSATION_FAILED:
-            srec.compensation_attempts = 0
+            srec.compensation_attempts = srec.compensation_interruptions = 0
             srec.status = StepStatus.COMPENSATING
             change.fields[f"step:{name}"] = srec.to_json()
     return change

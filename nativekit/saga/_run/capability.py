@@ -30,6 +30,7 @@ def build_sagas(
         retention=settings.saga.retention_seconds,
         recovery_interval=settings.saga.recovery_interval_seconds,
         backlog_warn=settings.saga.backlog_warn,
+        max_interruptions=settings.saga.max_interruptions,
         metrics=SagaMetrics(ctx.metrics.registry, ctx.name),
         tracing=settings.telemetry.tracing_enabled,
     )

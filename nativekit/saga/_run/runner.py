@@ -5,9 +5,12 @@ lease token) before the next side effect starts. Changes that fall between two
 side effects are coalesced into one write, so a step costs one round trip:
 "step N completed" and "step N+1 started" are the same write.
 
-An attempt is the unit a step policy counts. An attempt interrupted by a crash
-counts like a failed one whose outcome is unknown (``uncertain``); so does a
-timeout. When the saga compensates, an uncertain step is compensated too.
+An attempt is the unit a step policy counts. A timeout counts like a failure
+whose outcome is unknown (``uncertain``). An attempt interrupted by its process
+stopping (found on recovery: the step is still marked running) is not a
+failure: it is re-run with the same idempotency key without using up a retry,
+at most ``max_interruptions`` times, so a step that kills its process every
+time still ends. When the saga compensates, an uncertain step is compensated too.
 
 Command steps (:mod:`nativekit.saga._define.command_steps`) plug in through ``RunEnv.commands``:
 the attempt persists the command (an outbox entry) with the reply it waits for, and
@@ -45,6 +48,7 @@ if TYPE_CHECKING:
 
     from nativekit.saga._define.command_steps import CommandDriver, Outcome
     from nativekit.saga._run.runtime import Creating
+from nativekit.saga._define.policy import Policy
 
 
 class Hooks(Protocol):
@@ -77,6 +81,8 @@ class RunEnv:
     tracer: Tracer | None
     hooks: Hooks | None = None
     clock: Callable[[], float] = time.time
+    #: Interruptions of one step direction re-run before it fails (policy may override).
+    max_interruptions: int = 3
     #: Command/reply steps, None when unused.
     commands: CommandDriver | None = None
 
@@ -300,19 +306,27 @@ class Run:
         policy = step.policy if forward else step.compensation_policy
         srec = self.record.step(step.name)
         commands = self.env.commands
+        # a command step resumed by its reply (or whose reply wait expired)
+        outcome = commands.outcome(self, step, direction) if commands is not None else None
+        resend = outcome is not None and outcome.unheard
+        if resend:  # nobody here heard the reply: send the same attempt again, no verdict
+            outcome = None
+            attempt = srec.attempts if forward else srec.compensation_attempts
+            self._interrupted(step, direction, attempt, reason="reply deadline unheard")
+        elif (
+            outcome is None
+            and _was_running(srec, forward)
+            and not self._interruption(step, srec, forward, policy)
+        ):
+            return False
         while True:
-            done = srec.attempts if forward else srec.compensation_attempts
-            # a command step resumed by its reply (or whose reply wait expired)
-            outcome = commands.outcome(self, step, direction) if commands is not None else None
             if outcome is None:
-                if done >= policy.attempts:  # interrupted attempts used the budget up
-                    if forward and srec.status is StepStatus.RUNNING:
-                        srec.uncertain = True
-                    srec.status = StepStatus.FAILED if forward else StepStatus.COMPENSATION_FAILED
-                    srec.error = srec.error or "attempt interrupted (process stopped mid-step)"
-                    self._mark(step.name, srec)
-                    return False
-                attempt = done + 1
+                if not resend and srec.failures(forward) >= policy.attempts:
+                    # only records of older versions, which counted crashes as attempts
+                    srec.uncertain = srec.uncertain or srec.status is StepStatus.RUNNING
+                    return self._fail(step, srec, forward, srec.error or "attempts used up")
+                done = srec.attempts if forward else srec.compensation_attempts
+                attempt, resend = (done if resend else done + 1), False
                 self._start_attempt(step.name, srec, forward, attempt)
                 if (
                     commands is None
@@ -321,7 +335,7 @@ class Run:
                 ):
                     await self.flush()  # else a command step writes its start with its command
             else:
-                attempt = done
+                attempt = srec.attempts if forward else srec.compensation_attempts
             self.staged = []
             try:
                 if outcome is not None:
@@ -329,11 +343,13 @@ class Run:
                 else:
                     value = await self._attempt(step, direction, attempt)
             except Exception as exc:
+                outcome = None
                 srec.error = describe(exc)
                 if forward:
                     srec.uncertain = isinstance(exc, StepTimeout)
                 final = getattr(exc, "final", False)  # e.g. a failure reply: never retried
-                if policy.retryable(exc) and not final and attempt < policy.attempts:
+                failures = srec.failures(forward)
+                if policy.retryable(exc) and not final and failures < policy.attempts:
                     self.log.warning(
                         "saga.step.retrying",
                         step=step.name,
@@ -341,26 +357,85 @@ class Run:
                         attempt=attempt,
                         error=srec.error,
                     )
-                    await asyncio.sleep(policy.backoff.delay(attempt))
+                    await asyncio.sleep(policy.backoff.delay(failures))
                     continue
-                self.log.warning(
-                    "saga.step.failed",
-                    step=step.name,
-                    direction=direction,
-                    attempt=attempt,
-                    error=srec.error,
-                )
-                srec.status = StepStatus.FAILED if forward else StepStatus.COMPENSATION_FAILED
-                if forward:
-                    srec.ended_at = self.env.clock()
-                else:
-                    srec.compensation_ended_at = self.env.clock()
-                self._mark(step.name, srec)
-                return False
+                return self._fail(step, srec, forward, srec.error, attempt=attempt)
             self.pending.outbox.extend(self.staged)
             self.staged = []
             self._complete(step, srec, forward, value)
             return True
+
+    def _interruption(
+        self, step: Step[Any, Any], srec: StepRecord, forward: bool, policy: Policy
+    ) -> bool:
+        """Count the interruption of the last attempt; False when past the bound (failed)."""
+        if forward:
+            srec.interruptions += 1
+            count, attempt = srec.interruptions, srec.attempts
+        else:
+            srec.compensation_interruptions += 1
+            count, attempt = srec.compensation_interruptions, srec.compensation_attempts
+        limit = policy.max_interruptions or self.env.max_interruptions
+        direction: Direction = "forward" if forward else "compensate"
+        self._interrupted(
+            step,
+            direction,
+            attempt,
+            reason="process stopped mid-step",
+            interruptions=count,
+            max_interruptions=limit,
+        )
+        if count <= limit:
+            self._mark(step.name, srec)  # written with the next attempt's start
+            return True
+        if forward:
+            srec.uncertain = True
+        error = (
+            f"the step kept killing its process: {count} attempts were interrupted by the "
+            f"process stopping mid-step (max_interruptions={limit})"
+        )
+        return self._fail(step, srec, forward, error, attempt=attempt)
+
+    def _interrupted(
+        self, step: Step[Any, Any], direction: Direction, attempt: int, **details: Any
+    ) -> None:
+        """Log and count an interruption (``saga.step.interrupted``): not a failure."""
+        self.log.warning(
+            "saga.step.interrupted", step=step.name, direction=direction, attempt=attempt, **details
+        )
+        metrics = self.env.metrics
+        if metrics is not None:
+            metrics.interruptions.labels(
+                metrics.service, self.saga.name, step.name, direction
+            ).inc()
+
+    def _fail(
+        self,
+        step: Step[Any, Any],
+        srec: StepRecord,
+        forward: bool,
+        error: str,
+        *,
+        attempt: int | None = None,
+    ) -> bool:
+        """Mark one direction of ``step`` failed with ``error``; returns False."""
+        srec.error = error
+        now = self.env.clock()
+        if forward:
+            srec.status = StepStatus.FAILED
+            srec.ended_at = now
+        else:
+            srec.status = StepStatus.COMPENSATION_FAILED
+            srec.compensation_ended_at = now
+        self.log.warning(
+            "saga.step.failed",
+            step=step.name,
+            direction="forward" if forward else "compensate",
+            attempt=attempt,
+            error=error,
+        )
+        self._mark(step.name, srec)
+        return False
 
     def _start_attempt(self, name: str, srec: StepRecord, forward: bool, attempt: int) -> None:
         now = self.env.clock()
@@ -495,3 +570,11 @@ async def _with_timeout(awaitable: Awaitable[Any], limit: float | None) -> Any:
         if scope.expired():
             raise StepTimeout(f"attempt took longer than {limit:g}s") from exc
         raise
+
+
+def _was_running(srec: StepRecord, forward: bool) -> bool:
+    """True when the record shows an attempt of this direction still running: on entering
+    the step, that attempt was cut short by its process stopping."""
+    if forward:
+        return srec.status is StepStatus.RUNNING and srec.attempts > 0
+    return srec.status is StepStatus.COMPENSATING and srec.compensation_attempts > 0

@@ -70,6 +70,8 @@ class SagaRuntime:
         tracing: create spans per saga and step attempt.
         hooks: test seam called around step attempts.
         clock: time source for step timestamps.
+        max_interruptions: times a step direction interrupted by a process stop is
+            re-run before it fails (a step policy may override it).
     """
 
     def __init__(
@@ -85,6 +87,7 @@ class SagaRuntime:
         tracing: bool = True,
         hooks: Hooks | None = None,
         clock: Callable[[], float] = time.time,
+        max_interruptions: int = 3,
     ) -> None:
         self.service = service
         self._store = store if not callable(store) else None
@@ -103,6 +106,7 @@ class SagaRuntime:
             metrics=metrics,
             hooks=hooks,
             clock=clock,
+            max_interruptions=max_interruptions,
         )
         self.metrics = metrics
         self.sagas: dict[str, Saga[Any]] = {}
@@ -437,8 +441,12 @@ class SagaRuntime:
         )
         definitions = self.definitions
         for record in records:
-            if record.saga_id in self.runs:  # our own run lost its lease; it is fenced now
-                self.runs[record.saga_id][1].cancel()
+            local = self.runs.get(record.saga_id)
+            # our own run lost its lease: it is fenced now. A run still creating the saga
+            # (a start() of an id that exists) finds it stored and ends on its own; a
+            # cancel would fail that start() with "stopped before it was stored".
+            if local is not None and local[0].creating is None:
+                local[1].cancel()
             saga = definitions[definition_key(record.name, record.definition)]
             self.log.info("saga.recovered", saga=record.name, saga_id=record.saga_id)
             if self.metrics is not None:

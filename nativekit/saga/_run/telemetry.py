@@ -8,7 +8,8 @@ from nativekit._telemetry.metrics import LATENCY_BUCKETS
 
 
 class SagaMetrics:
-    """Counters by saga name, step duration histogram, in-flight gauge, recoveries."""
+    """Counters by saga name, step duration histogram, in-flight gauge, recoveries,
+    step interruptions."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.service = service
@@ -42,6 +43,13 @@ class SagaMetrics:
             "Duration of one step attempt, by saga, step, direction and outcome.",
             ["service", "saga", "step", "direction", "outcome"],
             buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.interruptions = Counter(
+            "saga_step_interruptions_total",
+            "Step attempts cut short by their process stopping (crash, SIGKILL), found on "
+            "recovery; they are re-run without using up a retry. Not failures.",
+            ["service", "saga", "step", "direction"],
             registry=registry,
         )
         self.in_flight = Gauge(

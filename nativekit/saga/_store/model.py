@@ -54,6 +54,10 @@ class StepRecord:
     ``uncertain`` marks a step whose last attempt has an unknown outcome (it was
     interrupted by a crash or timed out): if the saga compensates, this step's
     compensation runs too, since its effect may have been applied.
+
+    ``attempts`` counts every attempt started; ``interruptions`` those of them cut
+    short by their process stopping (crash, SIGKILL, a lease lost on shutdown).
+    Only ``attempts - interruptions`` count against the step's ``retries``.
     """
 
     status: StepStatus = StepStatus.PENDING
@@ -65,6 +69,8 @@ class StepRecord:
     compensation_started_at: float | None = None
     compensation_ended_at: float | None = None
     uncertain: bool = False
+    interruptions: int = 0
+    compensation_interruptions: int = 0
 
     def to_json(self) -> str:
         """Compact JSON, dropping empty values."""
@@ -84,10 +90,16 @@ class StepRecord:
 
     @classmethod
     def from_json(cls, raw: str) -> StepRecord:
-        """Inverse of :meth:`to_json`."""
+        """Inverse of :meth:`to_json`; keys it does not know are ignored."""
         data = json.loads(raw)
         data["status"] = StepStatus(data.get("status", "pending"))
-        return cls(**data)
+        return cls(**{k: v for k, v in data.items() if k in _KNOWN})
+
+    def failures(self, forward: bool) -> int:
+        """Attempts of one direction that count against its retries (not the interrupted)."""
+        if forward:
+            return self.attempts - self.interruptions
+        return self.compensation_attempts - self.compensation_interruptions
 
 
 _STEP_FIELDS = (
@@ -99,7 +111,10 @@ _STEP_FIELDS = (
     "compensation_started_at",
     "compensation_ended_at",
     "uncertain",
+    "interruptions",
+    "compensation_interruptions",
 )
+_KNOWN = frozenset(("status", *_STEP_FIELDS))
 _compact = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -259,13 +274,18 @@ class Page:
 
 @dataclass(frozen=True)
 class Waiting:
-    """What a waiting saga expects: the reply to one attempt of one step direction."""
+    """What a waiting saga expects: the reply to one attempt of one step direction.
+
+    ``at`` is when the command was written (epoch seconds; absent in waits stored
+    by older versions, whose deadline then always counts as a timeout).
+    """
 
     step: str
     direction: str
     attempt: int
     token: str
     timeout: float
+    at: float | None = None
 
     def encode(self) -> str:
         """Stored in the record's ``wait`` field."""
@@ -276,6 +296,7 @@ class Waiting:
                 "a": self.attempt,
                 "t": self.token,
                 "o": self.timeout,
+                "w": self.at,
             },
             separators=(",", ":"),
         )
@@ -286,7 +307,15 @@ class Waiting:
         if not raw:
             return None
         data = json.loads(raw)
-        return cls(data["s"], data["d"], int(data["a"]), data["t"], float(data["o"]))
+        at = data.get("w")
+        return cls(
+            data["s"],
+            data["d"],
+            int(data["a"]),
+            data["t"],
+            float(data["o"]),
+            None if at is None else float(at),
+        )
 
     def matches(self, other: Waiting) -> bool:
         """Whether ``other`` is a reply to the same attempt (the timeout is not compared)."""
