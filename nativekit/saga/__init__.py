@@ -6,16 +6,20 @@ Define a saga on a service (``svc.saga(name, input=Model)``) or standalone
 
 from __future__ import annotations
 
-from nativekit.saga._define.command_steps import (
-    CommandFailed,
-    CommandStep,
-    CommandTimeout,
-    outbox_publish,
-)
-from nativekit.saga._define.definition import Direction, Saga, SagaContext, Step, idempotency_key
+from nativekit.saga._define.command_steps import CommandStep
+from nativekit.saga._define.definition import Saga
 from nativekit.saga._define.policy import Backoff, Policy
-from nativekit.saga._errors import LeaseLost, SagaInputError, SagaNotFound, SagaStateError
-from nativekit.saga._run.runner import StepTimeout
+from nativekit.saga._define.step import Direction, SagaContext, Step, idempotency_key
+from nativekit.saga._errors import (
+    CommandFailed,
+    CommandTimeout,
+    LeaseLost,
+    SagaInputError,
+    SagaNotFound,
+    SagaStateError,
+    StepTimeout,
+)
+from nativekit.saga._run.commands import outbox_publish
 from nativekit.saga._run.runtime import SagaHandle, SagaRuntime
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, StepRecord, StepStatus
 from nativekit.saga._store.store import MemorySagaStore, SagaStore

@@ -7,7 +7,10 @@
     ├── SagaNotFound (KeyError)         no saga instance with that id
     ├── SagaStateError                  the operation does not fit the saga's status
     ├── LeaseLost                       another runner owns the saga now (fenced write)
-    └── UnknownSaga                     a reply for a saga (or definition) not kept here
+    ├── UnknownSaga                     a reply for a saga (or definition) not kept here
+    └── CommandFailed (Exception)       the participant refused a command
+    StepTimeout (TimeoutError)          a step attempt ran past its timeout
+    └── CommandTimeout                  no reply before the command step's deadline
 """
 
 from __future__ import annotations
@@ -36,3 +39,17 @@ class LeaseLost(NativekitError):
 
 class UnknownSaga(NativekitError):
     """A reply names a saga this service does not have, or whose definition it lacks."""
+
+
+class StepTimeout(TimeoutError):
+    """A step attempt took longer than its policy's ``timeout``."""
+
+
+class CommandTimeout(StepTimeout):
+    """No reply to a command arrived before the step's ``reply_timeout``."""
+
+
+class CommandFailed(Exception):
+    """The participant answered with a failure reply; the step fails without retries."""
+
+    final = True  # the runner does not retry a business refusal

@@ -20,7 +20,8 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from nativekit.saga._define.definition import Direction, Saga
+from nativekit.saga._define.definition import Saga
+from nativekit.saga._define.step import Direction
 from nativekit.saga._run.runtime import SagaRuntime
 from nativekit.saga._store.model import SagaRecord, SagaStatus
 from nativekit.saga._store.store import MemorySagaStore
@@ -130,7 +131,7 @@ def _runtime(
     runtime = SagaRuntime(name, store, lease=_LEASE, tracing=False, hooks=hooks, clock=clock)
     runtime.declare(saga)
     if network is not None:
-        from nativekit.saga._define.command_steps import CommandDriver
+        from nativekit.saga._run.commands import CommandDriver
 
         runtime.commands = CommandDriver("matrix.replies", lambda _saga_id: None)
     return runtime

@@ -18,13 +18,14 @@ from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.cli._sagas import describe
 from nativekit.errors import ConfigError
 from nativekit.saga import Saga, SagaContext, SagaRecord, SagaStatus
-from nativekit.saga._define.command_steps import CommandDriver, Waiting
 from nativekit.saga._define.policy import Policy
 from nativekit.saga._operator.admin import compensate_change, retry_change
-from nativekit.saga._run.runner import Run, RunEnv
+from nativekit.saga._run.commands import CommandDriver
+from nativekit.saga._run.runner import Run
 from nativekit.saga._run.runtime import SagaRuntime
+from nativekit.saga._run.state import RunEnv
 from nativekit.saga._run.telemetry import SagaMetrics
-from nativekit.saga._store.model import StepRecord, StepStatus
+from nativekit.saga._store.model import StepRecord, StepStatus, Waiting
 from nativekit.saga._store.store import MemorySagaStore, SagaStore
 from nativekit.settings import Settings
 from nativekit.testing import capture_logs

@@ -10,8 +10,9 @@ from pydantic import BaseModel
 from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import Saga, SagaContext, SagaStatus
 from nativekit.saga._commands.replies import apply_reply
-from nativekit.saga._define.command_steps import CommandDriver, Waiting
+from nativekit.saga._run.commands import CommandDriver
 from nativekit.saga._run.runtime import SagaRuntime
+from nativekit.saga._store.model import Waiting
 
 
 class Reserve(BaseModel):

@@ -29,8 +29,9 @@ from nativekit.messaging._consume.consumer import Consumer
 from nativekit.messaging._consume.handler import inspect_handler
 from nativekit.messaging._consume.pipeline import ConsumerOptions
 from nativekit.messaging._wire.envelope import Message
-from nativekit.saga._define.command_steps import CommandDriver, CommandStep, Outcome, spec_of
+from nativekit.saga._define.command_steps import CommandStep, Outcome, spec_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
+from nativekit.saga._run.commands import CommandDriver
 from nativekit.saga._store.model import SagaRecord, Waiting
 from nativekit.saga._store.outbox import OutboxRelay
 

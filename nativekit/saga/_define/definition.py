@@ -1,179 +1,23 @@
-"""Saga definitions: ``Saga``, its steps and their compensations, and the step context."""
+"""``Saga``: a named sequence of steps with compensations, and its definition hash."""
 
 from __future__ import annotations
 
 import hashlib
-import inspect
-import re
-import typing
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, ParamSpec, TypeVar, overload
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
 from nativekit.errors import ConfigError
-from nativekit.saga._define.policy import COMPENSATION_DEFAULT, DEFAULT_RETRIES, Backoff, Policy
+from nativekit.saga._define.command_steps import CommandStep, command_step
+from nativekit.saga._define.policy import DEFAULT_RETRIES, Backoff, Policy
+from nativekit.saga._define.step import _NAME, SagaContext, Step, _check_async
 from nativekit.saga._errors import SagaInputError
 
-if TYPE_CHECKING:
-    from nativekit.saga._define.command_steps import CommandStep
-
 T = TypeVar("T")
-T_co = TypeVar("T_co", covariant=True)
 R = TypeVar("R")
 C = TypeVar("C")
 P = ParamSpec("P")
-
-Direction = Literal["forward", "compensate"]
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-
-def idempotency_key(saga_id: str, step: str, direction: Direction = "forward") -> str:
-    """The idempotency key of one direction of a step: ``"{saga_id}:{step}:{direction}"``.
-
-    A compensation passes ``idempotency_key(ctx.saga_id, ctx.step)`` to name the
-    forward action it undoes (see also :attr:`SagaContext.forward_key`).
-    """
-    return f"{saga_id}:{step}:{direction}"
-
-
-@dataclass(frozen=True, slots=True)
-class SagaContext(Generic[T_co]):
-    """What a step action or compensation receives.
-
-    Attributes:
-        saga_id: id of the saga instance.
-        saga: name of the saga.
-        step: name of the step.
-        direction: ``"forward"`` for the action, ``"compensate"`` for the compensation.
-        data: the validated input of the saga.
-        results: results of the steps completed before this one, by step name.
-        idempotency_key: ``"{saga_id}:{step}:{direction}"``; identical on every attempt,
-            after a crash and on any replica. Pass it to participants so they apply
-            the effect once.
-        attempt: 1 for the first attempt of this direction, 2 for the first retry, ...
-        log: a structlog logger bound with ``saga``, ``saga_id`` and ``step``.
-    """
-
-    saga_id: str
-    saga: str
-    step: str
-    direction: Direction
-    data: T_co
-    results: Mapping[str, Any]
-    idempotency_key: str
-    attempt: int
-    log: Any
-
-    @property
-    def forward_key(self) -> str:
-        """The idempotency key of this step's forward action, in either direction:
-        what a compensation passes to a participant to name the effect it undoes."""
-        return idempotency_key(self.saga_id, self.step, "forward")
-
-
-class Step(Generic[P, R]):
-    """A saga step: the decorated function (still callable as before) and its compensation."""
-
-    def __init__(
-        self,
-        saga: Saga[Any],
-        func: Callable[P, Awaitable[R]],
-        *,
-        name: str,
-        policy: Policy,
-        readonly: bool,
-    ) -> None:
-        self.saga = saga
-        self.func = func
-        self.name = name
-        self.policy = policy
-        self.readonly = readonly
-        self.compensation: Callable[..., Awaitable[Any]] | None = None
-        self.compensation_policy = COMPENSATION_DEFAULT
-        hints = typing.get_type_hints(func)
-        returns = hints.get("return", Any)
-        self.result_type: TypeAdapter[Any] = TypeAdapter(Any if returns is None else returns)
-        self.__doc__ = func.__doc__
-        self.__name__ = getattr(func, "__name__", name)
-        self.__qualname__ = getattr(func, "__qualname__", name)
-        self.__wrapped__ = func
-
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
-        """Call the step function directly (for example in a unit test)."""
-        return self.func(*args, **kwargs)
-
-    def __repr__(self) -> str:
-        return f"<Step {self.saga.name}.{self.name}>"
-
-    @property
-    def pivot(self) -> bool:
-        """True when completing this step means the saga can only go forward."""
-        return self.compensation is None and not self.readonly
-
-    @overload
-    def compensate(self, func: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]: ...
-
-    @overload
-    def compensate(
-        self,
-        *,
-        retries: int = ...,
-        timeout: float | None = ...,
-        backoff: Backoff | None = ...,
-        no_retry: tuple[type[BaseException], ...] = ...,
-        max_interruptions: int | None = ...,
-    ) -> Callable[[Callable[P, Awaitable[C]]], Callable[P, Awaitable[C]]]: ...
-
-    def compensate(
-        self,
-        func: Any = None,
-        *,
-        retries: int = COMPENSATION_DEFAULT.retries,
-        timeout: float | None = None,
-        backoff: Backoff | None = None,
-        no_retry: tuple[type[BaseException], ...] = (),
-        max_interruptions: int | None = None,
-    ) -> Any:
-        """Decorator: the function that undoes this step; returns it unchanged.
-
-        Used bare (``@reserve.compensate``) or with its own policy
-        (``@reserve.compensate(retries=10, timeout=5)``). Compensations default
-        to 5 retries with backoff: they must not give up easily. An attempt
-        interrupted by its process stopping is re-run without using up a retry, at
-        most ``max_interruptions`` times (default ``NATIVEKIT_SAGA_MAX_INTERRUPTIONS``).
-        The compensation takes the same context as the step (type-checked).
-        """
-
-        def register(fn: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]:
-            _check_async(fn, f"compensation of step {self.name!r}")
-            if self.readonly:
-                raise ConfigError(
-                    f"Step {self.saga.name}.{self.name} is readonly=True; a readonly step "
-                    "changes nothing and cannot have a compensation."
-                )
-            if self.compensation is not None:
-                raise ConfigError(f"Step {self.saga.name}.{self.name} already has a compensation.")
-            self.compensation = fn
-            self.compensation_policy = Policy(
-                retries=retries,
-                timeout=timeout,
-                backoff=backoff or COMPENSATION_DEFAULT.backoff,
-                no_retry=no_retry,
-                max_interruptions=max_interruptions,
-            )
-            return fn
-
-        return register(func) if func is not None else register
-
-    def decode_result(self, raw: str) -> Any:
-        """A stored result, validated back into the step's return type."""
-        return self.result_type.validate_json(raw)
-
-    def encode_result(self, value: Any) -> str:
-        """The JSON form of a step's return value."""
-        return self.result_type.dump_json(value).decode()
 
 
 class Saga(Generic[T]):
@@ -246,13 +90,8 @@ class Saga(Generic[T]):
         def decorator(func: Callable[[SagaContext[T]], Awaitable[R]]) -> Step[[SagaContext[T]], R]:
             step_name: str = name or str(getattr(func, "__name__", ""))
             _check_async(func, f"step {step_name!r} of saga {self.name!r}")
-            if not _NAME.match(step_name):
-                raise ConfigError(f"Step name {step_name!r} of saga {self.name!r} is not valid.")
-            if step_name in self._by_name:
-                raise ConfigError(f"Saga {self.name!r} already has a step named {step_name!r}.")
             step = Step(self, func, name=step_name, policy=policy, readonly=readonly)
-            self.steps.append(step)
-            self._by_name[step_name] = step
+            self.add_step(step)
             return step
 
         return decorator
@@ -282,8 +121,6 @@ class Saga(Generic[T]):
                 and re-sent, without using up a retry (default
                 ``NATIVEKIT_SAGA_MAX_INTERRUPTIONS``).
         """
-        from nativekit.saga._define.command_steps import command_step
-
         return command_step(
             self,
             topic=topic,
@@ -294,6 +131,15 @@ class Saga(Generic[T]):
             name=name,
             max_interruptions=max_interruptions,
         )
+
+    def add_step(self, step: Step[Any, Any]) -> None:
+        """Append ``step`` (built by a decorator); its name must be valid and free."""
+        if not _NAME.match(step.name):
+            raise ConfigError(f"Step name {step.name!r} of saga {self.name!r} is not valid.")
+        if step.name in self._by_name:
+            raise ConfigError(f"Saga {self.name!r} already has a step named {step.name!r}.")
+        self.steps.append(step)
+        self._by_name[step.name] = step
 
     def get_step(self, name: str) -> Step[Any, Any] | None:
         """The step called ``name``, if this saga has one."""
@@ -322,8 +168,3 @@ class Saga(Generic[T]):
     def encode_input(self, data: T) -> str:
         """JSON form of validated input."""
         return self._input.dump_json(data).decode()
-
-
-def _check_async(func: Any, where: str) -> None:
-    if not inspect.iscoroutinefunction(func):
-        raise ConfigError(f"The {where} must be an 'async def' function, got {func!r}.")

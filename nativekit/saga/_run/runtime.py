@@ -16,7 +16,8 @@ from nativekit.errors import ConfigError
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError
 from nativekit.saga._operator import actions as operations
-from nativekit.saga._run.runner import Hooks, NotCreated, Run, RunEnv
+from nativekit.saga._run.runner import Run
+from nativekit.saga._run.state import Creating, Hooks, NotCreated, RunEnv
 from nativekit.saga._run.telemetry import SagaMetrics
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus
 from nativekit.saga._store.store import SagaStore, definition_key
@@ -24,7 +25,7 @@ from nativekit.saga._store.store import SagaStore, definition_key
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
-    from nativekit.saga._define.command_steps import CommandDriver
+    from nativekit.saga._run.commands import CommandDriver
 
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
@@ -45,15 +46,6 @@ class SagaHandle:
     async def wait(self, timeout: float | None = None) -> SagaRecord:  # noqa: ASYNC109
         """Wait until the saga is COMPLETED, COMPENSATED, FAILED or ABORTED."""
         return await self.runtime.wait(self.saga_id, timeout)
-
-
-class Creating:
-    """Turns a run's first flush into the atomic create of the instance."""
-
-    def __init__(self) -> None:
-        self.done: asyncio.Future[tuple[SagaRecord, bool]] = (
-            asyncio.get_running_loop().create_future()
-        )
 
 
 class SagaRuntime:

@@ -1,0 +1,187 @@
+"""Steps: a function with its compensation and policies, the context it gets, its key."""
+
+from __future__ import annotations
+
+import inspect
+import re
+import typing
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
+
+from pydantic import TypeAdapter
+
+from nativekit.errors import ConfigError
+from nativekit.saga._define.policy import COMPENSATION_DEFAULT, Backoff, Policy
+
+T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
+R = TypeVar("R")
+C = TypeVar("C")
+P = ParamSpec("P")
+
+Direction = Literal["forward", "compensate"]
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+def idempotency_key(saga_id: str, step: str, direction: Direction = "forward") -> str:
+    """The idempotency key of one direction of a step: ``"{saga_id}:{step}:{direction}"``.
+
+    A compensation passes ``idempotency_key(ctx.saga_id, ctx.step)`` to name the
+    forward action it undoes (see also :attr:`SagaContext.forward_key`).
+    """
+    return f"{saga_id}:{step}:{direction}"
+
+
+@dataclass(frozen=True, slots=True)
+class SagaContext(Generic[T_co]):
+    """What a step action or compensation receives.
+
+    Attributes:
+        saga_id: id of the saga instance.
+        saga: name of the saga.
+        step: name of the step.
+        direction: ``"forward"`` for the action, ``"compensate"`` for the compensation.
+        data: the validated input of the saga.
+        results: results of the steps completed before this one, by step name.
+        idempotency_key: ``"{saga_id}:{step}:{direction}"``; identical on every attempt,
+            after a crash and on any replica. Pass it to participants so they apply
+            the effect once.
+        attempt: 1 for the first attempt of this direction, 2 for the first retry, ...
+        log: a structlog logger bound with ``saga``, ``saga_id`` and ``step``.
+    """
+
+    saga_id: str
+    saga: str
+    step: str
+    direction: Direction
+    data: T_co
+    results: Mapping[str, Any]
+    idempotency_key: str
+    attempt: int
+    log: Any
+
+    @property
+    def forward_key(self) -> str:
+        """The idempotency key of this step's forward action, in either direction:
+        what a compensation passes to a participant to name the effect it undoes."""
+        return idempotency_key(self.saga_id, self.step, "forward")
+
+
+class StepOwner(Protocol):
+    """What a step knows of its saga: the name (for messages) and how to join it."""
+
+    @property
+    def name(self) -> str:
+        """The saga's name."""
+
+    def add_step(self, step: Step[Any, Any]) -> None:
+        """Append ``step``; raises ConfigError for an invalid or taken name."""
+
+
+class Step(Generic[P, R]):
+    """A saga step: the decorated function (still callable as before) and its compensation."""
+
+    def __init__(
+        self,
+        saga: StepOwner,
+        func: Callable[P, Awaitable[R]],
+        *,
+        name: str,
+        policy: Policy,
+        readonly: bool,
+    ) -> None:
+        self.saga = saga
+        self.func = func
+        self.name = name
+        self.policy = policy
+        self.readonly = readonly
+        self.compensation: Callable[..., Awaitable[Any]] | None = None
+        self.compensation_policy = COMPENSATION_DEFAULT
+        hints = typing.get_type_hints(func)
+        returns = hints.get("return", Any)
+        self.result_type: TypeAdapter[Any] = TypeAdapter(Any if returns is None else returns)
+        self.__doc__ = func.__doc__
+        self.__name__ = getattr(func, "__name__", name)
+        self.__qualname__ = getattr(func, "__qualname__", name)
+        self.__wrapped__ = func
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> Awaitable[R]:
+        """Call the step function directly (for example in a unit test)."""
+        return self.func(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<Step {self.saga.name}.{self.name}>"
+
+    @property
+    def pivot(self) -> bool:
+        """True when completing this step means the saga can only go forward."""
+        return self.compensation is None and not self.readonly
+
+    @overload
+    def compensate(self, func: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]: ...
+
+    @overload
+    def compensate(
+        self,
+        *,
+        retries: int = ...,
+        timeout: float | None = ...,
+        backoff: Backoff | None = ...,
+        no_retry: tuple[type[BaseException], ...] = ...,
+        max_interruptions: int | None = ...,
+    ) -> Callable[[Callable[P, Awaitable[C]]], Callable[P, Awaitable[C]]]: ...
+
+    def compensate(
+        self,
+        func: Any = None,
+        *,
+        retries: int = COMPENSATION_DEFAULT.retries,
+        timeout: float | None = None,
+        backoff: Backoff | None = None,
+        no_retry: tuple[type[BaseException], ...] = (),
+        max_interruptions: int | None = None,
+    ) -> Any:
+        """Decorator: the function that undoes this step; returns it unchanged.
+
+        Used bare (``@reserve.compensate``) or with its own policy
+        (``@reserve.compensate(retries=10, timeout=5)``). Compensations default
+        to 5 retries with backoff: they must not give up easily. An attempt
+        interrupted by its process stopping is re-run without using up a retry, at
+        most ``max_interruptions`` times (default ``NATIVEKIT_SAGA_MAX_INTERRUPTIONS``).
+        The compensation takes the same context as the step (type-checked).
+        """
+
+        def register(fn: Callable[P, Awaitable[C]]) -> Callable[P, Awaitable[C]]:
+            _check_async(fn, f"compensation of step {self.name!r}")
+            if self.readonly:
+                raise ConfigError(
+                    f"Step {self.saga.name}.{self.name} is readonly=True; a readonly step "
+                    "changes nothing and cannot have a compensation."
+                )
+            if self.compensation is not None:
+                raise ConfigError(f"Step {self.saga.name}.{self.name} already has a compensation.")
+            self.compensation = fn
+            self.compensation_policy = Policy(
+                retries=retries,
+                timeout=timeout,
+                backoff=backoff or COMPENSATION_DEFAULT.backoff,
+                no_retry=no_retry,
+                max_interruptions=max_interruptions,
+            )
+            return fn
+
+        return register(func) if func is not None else register
+
+    def decode_result(self, raw: str) -> Any:
+        """A stored result, validated back into the step's return type."""
+        return self.result_type.validate_json(raw)
+
+    def encode_result(self, value: Any) -> str:
+        """The JSON form of a step's return value."""
+        return self.result_type.dump_json(value).decode()
+
+
+def _check_async(func: Any, where: str) -> None:
+    if not inspect.iscoroutinefunction(func):
+        raise ConfigError(f"The {where} must be an 'async def' function, got {func!r}.")

@@ -1,0 +1,159 @@
+"""Command steps at run time: the driver the runner calls, and ``outbox_publish``.
+
+The driver writes a command step's start, its command (an outbox entry) and the
+reply it waits for in one atomic write, then ends the run (:class:`Suspended`);
+a reply or the deadline resumes it (:mod:`nativekit.saga._commands.replies`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel
+
+from nativekit.errors import ConfigError
+from nativekit.messaging._commands import handlers as h
+from nativekit.saga._define.command_steps import Outcome, spec_of
+from nativekit.saga._define.step import Direction, SagaContext, Step
+from nativekit.saga._errors import SagaStateError
+from nativekit.saga._run.state import RunState, Suspended, current_run
+from nativekit.saga._store.model import Waiting
+from nativekit.saga._store.outbox import OutboxEntry
+
+if TYPE_CHECKING:
+    from nativekit.saga._commands.replies import CommandMetrics
+
+
+def outbox_publish(
+    ctx: SagaContext[Any],
+    topic: str,
+    event: BaseModel,
+    *,
+    key: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> str:
+    """Publish ``event`` atomically with the completion of the running step.
+
+    The event is written to the outbox in the same write that records the step
+    as completed, and published by the relay after that; if the attempt fails,
+    the event is dropped with it. Call it from inside a step or compensation.
+    Returns the message id the event will carry.
+    """
+    run = current_run.get()
+    if run is None or run.record.saga_id != ctx.saga_id:
+        raise SagaStateError("outbox_publish() must be called from inside a running saga step")
+    entry = OutboxEntry.new(topic, event, key=key if key is not None else ctx.saga_id)
+    entry.headers.update(headers or {})
+    run.staged.append(entry.encode())
+    return entry.id
+
+
+class CommandDriver:
+    """What the runner calls for command steps (``RunEnv.commands``).
+
+    Args:
+        reply_topic: where participants send replies for this service.
+        wake: called with the saga id after its outbox entries were written (wakes the
+            local relay, which then reads that saga's shard first).
+        metrics: counters, or None.
+    """
+
+    def __init__(
+        self, reply_topic: str, wake: Callable[[str], None], metrics: CommandMetrics | None = None
+    ) -> None:
+        self.reply_topic = reply_topic
+        self._wake = wake
+        self.metrics = metrics
+        #: Since when (epoch s) this replica hears replies: a wait written before that
+        #: was not heard in full. The reply consumer sets it once it has partitions.
+        self.listening_since = 0.0
+
+    def wake(self, saga_id: str) -> None:
+        """Outbox entries of ``saga_id`` were just written."""
+        self._wake(saga_id)
+
+    def is_command(self, step: Step[Any, Any], direction: Direction) -> bool:
+        """True when this direction of ``step`` sends a command."""
+        return spec_of(step, direction) is not None
+
+    def outcome(self, run: RunState, step: Step[Any, Any], direction: Direction) -> Outcome | None:
+        """The ended wait of ``step`` in ``direction`` (its reply or its timeout), if any."""
+        wait = Waiting.decode(run.record.wait)
+        if wait is None or wait.step != step.name or wait.direction != direction:
+            return None
+        run.record.wait = None
+        run.pending.fields["wait"] = ""
+        reply, run.reply = run.reply, None
+        if reply is not None and reply[0] == wait.token:
+            return reply[1]
+        return Outcome(
+            False,
+            timed_out=True,
+            unheard=wait.at is not None and wait.at < self.listening_since,
+            error=f"no reply from the participant within {wait.timeout:g}s "
+            f"(attempt {wait.attempt})",
+        )
+
+    async def send(
+        self, run: RunState, step: Step[Any, Any], direction: Direction, ctx: SagaContext[Any]
+    ) -> None:
+        """Build the command, write it with the step's start and the wait, then suspend."""
+        spec = spec_of(step, direction)
+        func = step.func if direction == "forward" else step.compensation
+        if spec is None or func is None:  # pragma: no cover - guarded by is_command
+            raise ConfigError("not a command step")
+        tracer = run.env.tracer
+        span_cm: Any = (
+            tracer.start_as_current_span(
+                f"saga.step {step.name}",
+                attributes={
+                    "saga.name": run.saga.name,
+                    "saga.id": ctx.saga_id,
+                    "saga.step": step.name,
+                    "saga.direction": direction,
+                    "saga.attempt": ctx.attempt,
+                    "messaging.destination.name": spec.topic,
+                },
+            )
+            if tracer is not None
+            else contextlib.nullcontext()
+        )
+        with span_cm:
+            command = await func(ctx)
+            if not isinstance(command, BaseModel):
+                raise TypeError(
+                    f"command step {step.name!r} must return a pydantic model, got {command!r}"
+                )
+            entry = OutboxEntry.new(spec.topic, command, key=ctx.saga_id)  # carries the span
+        token = uuid.uuid4().hex[:16]
+        wait = Waiting(step.name, direction, ctx.attempt, token, spec.timeout, run.env.clock())
+        entry.headers.update(
+            {
+                h.REPLY_TO: self.reply_topic,
+                h.IDEMPOTENCY_KEY: ctx.idempotency_key,
+                h.SAGA_ID: ctx.saga_id,
+                h.SAGA_STEP: step.name,
+                h.SAGA_DIRECTION: direction,
+                h.SAGA_ATTEMPT: str(ctx.attempt),
+                h.SAGA_REPLY_TOKEN: token,
+            }
+        )
+        pending = run.pending
+        run._mark(step.name, run.record.step(step.name))  # the attempt's start, if not written
+        pending.outbox.extend(run.staged)
+        run.staged = []
+        pending.outbox.append(entry.encode())
+        pending.fields["wait"] = wait.encode()
+        pending.lease = spec.timeout
+        await run.flush()
+        run.record.wait = wait.encode()
+        hooks = run.env.hooks
+        if hooks is not None:  # the command is persisted (not yet published)
+            await hooks.after(run.record, step.name, direction)
+        if self.metrics is not None:
+            labels = (self.metrics.service, run.saga.name, step.name, direction)
+            self.metrics.sent.labels(*labels).inc()
+        raise Suspended

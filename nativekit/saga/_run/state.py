@@ -1,0 +1,200 @@
+"""The state of one saga run: its environment, what it persists, how it is created.
+
+The rule that makes crashes harmless: a change is written (fenced by the
+lease token) before the next side effect starts. Changes that fall between two
+side effects are coalesced into one write, so a step costs one round trip:
+"step N completed" and "step N+1 started" are the same write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from nativekit._telemetry.logging import get_logger
+from nativekit.saga._define.definition import Saga
+from nativekit.saga._define.step import Direction, SagaContext, Step
+from nativekit.saga._run.telemetry import SagaMetrics
+from nativekit.saga._store.model import (
+    SagaRecord,
+    StepRecord,
+    Transition,
+)
+from nativekit.saga._store.store import SagaStore
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
+
+    from nativekit.saga._define.command_steps import Outcome
+
+
+class Hooks(Protocol):
+    """Called around every step attempt; the test seam injects crashes and failures here."""
+
+    async def before(self, record: SagaRecord, step: str, direction: Direction) -> None:
+        """After the attempt's start is persisted, before the step function runs."""
+
+    async def after(self, record: SagaRecord, step: str, direction: Direction) -> None:
+        """After the step function returned, before its completion is persisted."""
+
+
+class NotCreated(Exception):
+    """The saga id existed already when this run tried to create it: the run does nothing."""
+
+
+@dataclass
+class RunEnv:
+    """What every run of a runtime shares."""
+
+    store: SagaStore
+    service: str
+    lease: float
+    retention: float
+    metrics: SagaMetrics | None
+    tracer: Tracer | None
+    hooks: Hooks | None = None
+    clock: Callable[[], float] = time.time
+    #: Interruptions of one step direction re-run before it fails (policy may override).
+    max_interruptions: int = 3
+    #: Command/reply steps, None when unused.
+    commands: CommandSteps | None = None
+
+
+class CommandSteps(Protocol):
+    """What a run asks of command/reply support (``nativekit.saga._run.commands``)."""
+
+    def is_command(self, step: Step[Any, Any], direction: Direction) -> bool:
+        """True when this direction of ``step`` sends a command instead of calling code."""
+
+    def outcome(self, run: RunState, step: Step[Any, Any], direction: Direction) -> Outcome | None:
+        """The reply (or deadline) the run was resumed with for this attempt, if any."""
+
+    async def send(
+        self, run: RunState, step: Step[Any, Any], direction: Direction, ctx: SagaContext[Any]
+    ) -> None:
+        """Persist the attempt with its command and the reply it waits for; raise Suspended."""
+
+    def wake(self, saga_id: str) -> None:
+        """Outbox entries of ``saga_id`` were just written."""
+
+
+class Suspended(BaseException):
+    """A command step persisted its command and now waits for the reply: the run ends here."""
+
+
+#: The run whose step is executing (``outbox_publish`` stages there).
+current_run: contextvars.ContextVar[RunState | None] = contextvars.ContextVar(
+    "nativekit_saga_run", default=None
+)
+
+
+def describe(exc: BaseException) -> str:
+    """An error as stored with the step: ``Type: message``."""
+    text = str(exc)
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+class RunState:
+    """One runner's ownership of one saga instance: its record, lease token and pending
+    changes (the runner adds attempts and driving on top)."""
+
+    def __init__(self, env: RunEnv, saga: Saga[Any], record: SagaRecord, token: str) -> None:
+        self.env = env
+        self.saga = saga
+        self.record = record
+        self.token = token
+        self.pending = Transition()
+        self._log: Any = None
+        self._data: Any = None
+        self._results: dict[str, Any] | None = None
+        #: Set by ``sagas.start``: the first flush creates the instance and resolves it.
+        self.creating: Creating | None = None
+        #: The command reply this run was resumed with: (reply token, outcome).
+        self.reply: tuple[str, Outcome] | None = None
+        #: Outbox entries staged by the executing attempt, written when it completes.
+        self.staged: list[str] = []
+        #: The run ended because a command step now waits for its reply (state persisted).
+        self.suspended = False
+
+    @property
+    def log(self) -> Any:
+        """Logger bound with service, saga and saga_id (bound on first use)."""
+        if self._log is None:
+            self._log = get_logger(
+                service=self.env.service,
+                logger="nativekit.saga",
+                saga=self.saga.name,
+                saga_id=self.record.saga_id,
+            )
+        return self._log
+
+    # -- persistence ----------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Persist the pending changes (fenced by the lease token)."""
+        change, self.pending = self.pending, Transition()
+        if self.creating is not None:
+            await self._create(self.creating)
+            return
+        if not change:
+            return
+        record = self.record
+        await self.env.store.write(
+            record.saga_id,
+            self.token,
+            change,
+            current=record.status,
+            name=record.name,
+            definition=record.definition,
+            lease=self.env.lease,
+            retention=self.env.retention,
+        )
+        if change.status is not None:
+            record.status = change.status
+        if change.outbox and self.env.commands is not None:
+            self.env.commands.wake(self.record.saga_id)
+
+    async def _create(self, creating: Creating) -> None:
+        try:
+            stored, created = await self.env.store.create(
+                self.record, token=self.token, lease=self.env.lease
+            )
+        except Exception as exc:
+            self.creating = None
+            creating.done.set_exception(exc)
+            raise NotCreated from exc
+        self.creating = None
+        creating.done.set_result((stored, created))
+        if not created:
+            raise NotCreated
+        self.log.info("saga.started")
+
+    def _mark(self, name: str, step: StepRecord) -> None:
+        self.pending.fields[f"step:{name}"] = step.to_json()
+
+    def _input(self) -> Any:
+        if self._data is None:
+            self._data = self.saga.validate_input(self.record.input)
+        return self._data
+
+    def _decoded_results(self) -> dict[str, Any]:
+        if self._results is None:
+            self._results = {}
+            for name, raw in self.record.results.items():
+                step = self.saga.get_step(name)
+                self._results[name] = step.decode_result(raw) if step else json.loads(raw)
+        return dict(self._results)
+
+
+class Creating:
+    """Turns a run's first flush into the atomic create of the instance."""
+
+    def __init__(self) -> None:
+        self.done: asyncio.Future[tuple[SagaRecord, bool]] = (
+            asyncio.get_running_loop().create_future()
+        )
