@@ -5,6 +5,7 @@ only when a backend or tracing is used.
 """
 
 from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
+from nativekit.garbage import restore_gc, tune_gc
 from nativekit.group import ServiceGroup, combine
 from nativekit.health import CheckResult
 from nativekit.messaging.commands import CommandRejected
@@ -24,9 +25,11 @@ __all__ = [
     "Header",
     "HTTPError",
     "NativekitError",
+    "restore_gc",
     "Saga",
     "SagaContext",
     "Service",
     "ServiceGroup",
     "Settings",
+    "tune_gc",
 ]

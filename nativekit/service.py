@@ -11,7 +11,6 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
-from nativekit import garbage
 from nativekit.asgi import build_starlette, probe_routes, wait_for_requests
 from nativekit.errors import ConfigError
 from nativekit.health import CheckFunc, Health, ProbeEndpoints
@@ -69,7 +68,6 @@ class Service:
         self._app: Starlette | None = None
         self._redis: aioredis.Redis | None = None
         self._backend_checks_added = False
-        self._gc_raised = False
 
     # -- routes -------------------------------------------------------------------
 
@@ -250,8 +248,6 @@ class Service:
             # The lifecycle stopped what started; no shutdown follows a failed startup.
             await self._close_redis()
             raise
-        if not self._gc_raised:
-            self._gc_raised = garbage.raise_threshold(self.settings.gc_young_threshold)
         self.health.draining = False  # a service started again after a shutdown is ready again
         self.health.started = True
         self.log.info("service.started", environment=self.settings.environment)
@@ -266,9 +262,6 @@ class Service:
         self._begin_drain()
         await wait_for_requests([self.metrics], self.settings.shutdown_grace)
         await self.lifecycle.stop()
-        if self._gc_raised:
-            self._gc_raised = False
-            garbage.restore()
         await self._close_redis()
         self.health.started = False
         self.log.info("service.stopped")

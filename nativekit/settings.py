@@ -149,14 +149,6 @@ class Settings(BaseSettings):
         ge=0,
         description="Largest accepted request body in bytes (413 above; 0 disables).",
     )
-    gc_young_threshold: int = Field(
-        10_000,
-        ge=0,
-        description="Allocations between the garbage collector's young-generation passes "
-        "while the service runs (Python's default is 700, which makes the collector run "
-        "thousands of times a second under load); what startup created is also frozen out "
-        "of later passes (gc.freeze). 0 leaves the collector alone.",
-    )
 
     # -- observability ----------------------------------------------------------
     metrics_enabled: bool = Field(True, description="Serve /metrics and record HTTP metrics.")

@@ -70,9 +70,6 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("NATIVEKIT_") and not key.startswith("NATIVEKIT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("NATIVEKIT_ENVIRONMENT", "test")
-    # hundreds of services start in a test process, each start would collect and freeze:
-    # leave the collector alone (tests/unit/test_garbage.py sets it explicitly)
-    monkeypatch.setenv("NATIVEKIT_GC_YOUNG_THRESHOLD", "0")
 
 
 @pytest.fixture(autouse=True)
