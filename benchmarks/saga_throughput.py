@@ -95,6 +95,7 @@ async def nativekit_runner(url: str, prefix: str) -> tuple[Any, Counting, Any]:
         saga.step(name=name)(noop).compensate(noop)
     counter = Counting(svc.redis)
     await svc.startup(hook_sigterm=False)
+    nativekit.tune_gc()  # as a service process under load opts in (docs/performance.md)
     return svc, counter, saga
 
 
@@ -179,6 +180,7 @@ async def measure(url: str, total: dict[int, int]) -> dict[str, Any]:
             results[f"c{concurrency}"] = row
     finally:
         await svc.shutdown()
+        nativekit.restore_gc()
         keys = [k async for k in hand_client.scan_iter(match=f"*{prefix}*", count=5000)]
         for start in range(0, len(keys), 1000):
             await hand_client.delete(*keys[start : start + 1000])
