@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -25,57 +26,64 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class QueuingPool(aioredis.BlockingConnectionPool):
-    """redis-py's blocking pool, with a fast path while a connection is free.
+class QueuingPool(aioredis.ConnectionPool):
+    """A connection pool whose callers wait (up to ``timeout`` seconds) for a free
+    connection instead of failing with "Too many connections" under bursts.
 
-    redis-py 8 spends about a third of a command's client CPU acquiring and
-    releasing the connection (a condition lock, a timeout scope, event
-    dispatch and its own metrics bookkeeping). While a connection is idle, no
-    task queues for one and the pool is not being reconfigured (maintenance,
-    a held pool lock), taking and returning it are plain list operations,
-    atomic on the event loop; otherwise the stock code runs. The fast path
-    skips redis-py's own connection-count metrics (off unless its observability
-    is enabled) and its after-release event, which only streaming credential
-    providers use: nativekit authenticates with a password.
+    redis-py's ``BlockingConnectionPool`` does the same with a condition lock, a
+    timeout scope and its own connection-count bookkeeping on every command. Here
+    a semaphore of ``max_connections`` slots does the waiting, so a caller that
+    finds a slot free neither locks nor starts a timeout; the connection is then
+    taken with the pool's public ``get_available_connection`` and checked with
+    ``ensure_connection``, the two halves of redis-py's own ``get_connection``
+    (whose lock is there for maintenance notifications: with those enabled, the
+    stock method runs). Returning a connection is redis-py's own ``release``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, timeout: float | None = 20, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        # the fast path needs the list-based pool of redis-py >= 5.0.1
-        self._fast = all(
-            hasattr(self, name)
-            for name in ("_available_connections", "_in_use_connections", "_condition")
-        ) and hasattr(self, "ensure_connection")
-
-    def _quiet(self) -> bool:
-        lock = getattr(self, "_lock", None)  # redis-py < 6 has none
-        return self._fast and not (
-            self._condition._waiters
-            or getattr(self, "_in_maintenance", False)
-            or (lock is not None and lock.locked())
-        )
+        #: seconds a caller waits for a free connection (None: without limit)
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(self.max_connections)
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        """A free connection at once, else wait for one (up to the pool's timeout)."""
-        if not (self._quiet() and self._available_connections):
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        connection = self._available_connections.pop()
-        self._in_use_connections.add(connection)
+        """A connected connection; waits for a free one (up to :attr:`timeout`)."""
+        slots = self._slots
+        if slots.locked():
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise redis.exceptions.ConnectionError("No connection available.") from None
+        else:
+            await slots.acquire()
         try:
-            await self.ensure_connection(connection)
+            if not _SPLIT_ACQUIRE or self.maint_notifications_enabled():  # type: ignore[no-untyped-call]
+                return await super().get_connection()  # type: ignore[no-untyped-call]
+            connection = self.get_available_connection()  # type: ignore[no-untyped-call]
+            try:
+                await self.ensure_connection(connection)
+            except BaseException:
+                await super().release(connection)
+                raise
+            return connection
         except BaseException:
-            await self.release(connection)
+            slots.release()
             raise
-        return connection
 
     async def release(self, connection: Any) -> None:
-        """Return ``connection``; the stock path when a task waits or it must reconnect."""
-        should_reconnect = getattr(connection, "should_reconnect", None)
-        if not self._quiet() or (should_reconnect is not None and should_reconnect()):
+        """Return ``connection`` to the pool and its slot to the next waiting caller."""
+        try:
             await super().release(connection)
-            return
-        self._in_use_connections.remove(connection)
-        self._available_connections.append(connection)
+        finally:
+            self._slots.release()
+
+
+#: redis-py >= 7 splits taking a connection from checking it, in public methods
+_SPLIT_ACQUIRE = all(
+    hasattr(aioredis.ConnectionPool, name)
+    for name in ("get_available_connection", "ensure_connection", "maint_notifications_enabled")
+)
 
 
 def create_redis(settings: Settings) -> aioredis.Redis:
