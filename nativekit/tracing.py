@@ -137,9 +137,9 @@ class _LeanTracer(trace.Tracer):
                 name, context, kind, attributes, links, start_time,
                 record_exception, set_status_on_exception,
             )  # fmt: skip
-        return trace.NonRecordingSpan(self._span_context(name, context, kind, attributes, links))
+        return trace.NonRecordingSpan(self.lean_context(name, context, kind, attributes, links))
 
-    def _span_context(
+    def lean_context(
         self,
         name: str,
         context: context_api.Context | None,
@@ -215,7 +215,7 @@ class _LeanScope:
             scope = tracer.sdk.start_as_current_span(*self.args)
             self.exit = scope.__exit__
             return scope.__enter__()  # type: ignore[no-any-return]
-        span = trace.NonRecordingSpan(tracer._span_context(*self.args[:5]))
+        span = trace.NonRecordingSpan(tracer.lean_context(*self.args[:5]))
         self.token = context_api.attach(trace.set_span_in_context(span))
         return span
 
