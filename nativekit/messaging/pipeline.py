@@ -140,61 +140,71 @@ class Runner:
     async def work(self, items: deque[Item]) -> None:
         """Handle a run of items from the head of a lane's queue, in order.
 
-        Each item: wait out a claim another worker holds (or skip a duplicate),
-        then :meth:`handle` it, inside a span when tracing.
+        This is the one handling path of a message: wait out a claim another worker
+        holds (or skip a duplicate), decode, call the handler with retries and
+        backoff, dead-letter, inside a span when tracing. It runs inline: a message
+        whose first attempt succeeds costs no coroutine but the handler's own.
         """
+        spec = self.spec
+        decode = spec.decode
+        bare = spec.msg_param is None  # the handler takes the event alone
+        func = spec.func
         claimed = ClaimStatus.CLAIMED
         for _ in range(64):
             if not items:
                 return
             item = items.popleft()
+            scope: Any = None
             try:
                 claim = item.claim
                 # else a duplicate, settled with nothing to write
                 if claim is None or claim.status is claimed or await self._settle_claim(item):
-                    if self.tracer is None:
-                        item.state = await self.handle(item)
+                    span: Any = None
+                    if self.tracer is not None:
+                        scope = self._span(item)
+                        span = scope.__enter__()
+                    try:
+                        event = decode(item.record)
+                    except DecodeError as exc:
+                        await self._dead_letter(item, exc)
+                        item.state = FinalState.DEAD
                     else:
-                        with self._span(item) as span:
-                            item.state = await self.handle(item)
-                            span.set_attribute("nativekit.outcome", item.outcome)
-            except asyncio.CancelledError:
+                        attempt = 1
+                        while True:
+                            item.attempts = attempt
+                            started = perf_counter()
+                            try:
+                                if bare:
+                                    await func(event)
+                                else:
+                                    await spec.call(event, self._message(item, attempt))
+                            except Exception as exc:
+                                if await self._failed(item, exc, started):
+                                    attempt += 1
+                                    continue
+                                item.state = FinalState.DEAD
+                            else:
+                                item.elapsed = perf_counter() - started
+                                item.outcome = "processed"
+                                item.state = FinalState.DONE
+                                if self.debug:
+                                    self.log.debug(
+                                        "message.handled", **self._context(item), attempt=attempt
+                                    )
+                            break
+                    if scope is not None:
+                        span.set_attribute("nativekit.outcome", item.outcome)
+                        scope, close = None, scope
+                        close.__exit__(None, None, None)
+            except BaseException as exc:
+                if scope is not None:
+                    scope.__exit__(type(exc), exc, exc.__traceback__)
                 self.on_abandoned(item)
-                raise
-            except Exception as exc:
+                if not isinstance(exc, Exception):  # cancelled: the consumer is stopping
+                    raise
                 self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
-                self.on_abandoned(item)
                 continue
             self.on_finished(item)
-
-    async def handle(self, item: Item) -> FinalState:
-        """The one handling path of a claimed message: decode, call the handler with
-        retries and backoff, dead-letter; the final dedup state to write."""
-        try:
-            event = self.spec.decode(item.record)
-        except DecodeError as exc:
-            await self._dead_letter(item, exc)
-            return FinalState.DEAD
-        spec = self.spec
-        attempt = 1
-        while True:
-            item.attempts = attempt
-            started = perf_counter()
-            try:
-                if spec.msg_param is None:
-                    await spec.func(event)
-                else:
-                    await spec.call(event, self._message(item, attempt))
-            except Exception as exc:
-                if not await self._failed(item, exc, started):
-                    return FinalState.DEAD
-                attempt += 1
-                continue
-            item.elapsed = perf_counter() - started
-            item.outcome = "processed"
-            if self.debug:
-                self.log.debug("message.handled", **self._context(item), attempt=attempt)
-            return FinalState.DONE
 
     async def _settle_claim(self, item: Item) -> bool:
         """Not claimed by this batch: wait out a busy claim; False for a duplicate."""
