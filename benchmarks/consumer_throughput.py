@@ -7,9 +7,10 @@ each contender reads all of them in its own consumer group:
 * ``faststream`` a FastStream subscriber with a pydantic model (no dedup, logging off)
 * ``naive``     aiokafka loop + JSON decode + one Redis ``SET NX`` per message + commits
 * ``nativekit`` ``@svc.consumer``: pydantic decode, Redis idempotency (claim/finish per
-  fetched batch), DONE marks and offset commits
-* ``nk-gc-default`` the same with ``gc_young_threshold=0``: the interpreter's own
-  garbage-collector thresholds instead of the ones a service sets while it runs
+  fetched batch), DONE marks and offset commits, with ``nativekit.tune_gc()`` while
+  it runs, as docs/performance.md recommends
+* ``nk-gc-default`` the same without ``tune_gc()``: the interpreter's own
+  garbage-collector thresholds
 
 Throughput is measured from the first handled message to the last (group joins,
 which the broker delays by a fixed time, are excluded for everyone); each contender
@@ -194,12 +195,12 @@ async def bench_naive() -> float:
     return clock.rate()
 
 
-async def bench_nativekit(**extra: object) -> float:
+async def bench_nativekit(*, tune_gc: bool = True) -> float:
     clock = Clock()
-    svc = nativekit.Service("bench", settings=settings(**extra))
+    svc = nativekit.Service("bench", settings=settings())
     handled = 0
 
-    @svc.consumer(TOPIC, group=group("nk" if not extra else "nk-variant"))
+    @svc.consumer(TOPIC, group=group("nk" if tune_gc else "nk-variant"))
     async def handle(event: OrderPlaced) -> None:
         nonlocal handled
         handled += 1
@@ -207,10 +208,13 @@ async def bench_nativekit(**extra: object) -> float:
     consumer = svc.messaging.consumers[0]
     consumer.observers.append(lambda item: clock.tick())  # after DONE and the commit
     await svc.startup(hook_sigterm=False)
+    if tune_gc:
+        nativekit.tune_gc()
     try:
         await asyncio.wait_for(clock.done.wait(), 600)
     finally:
         await svc.shutdown()
+        nativekit.restore_gc()
     assert handled == N, handled
     return clock.rate()
 
@@ -280,8 +284,8 @@ async def main() -> None:
         ("faststream", bench_faststream),
         ("naive", bench_naive),
         ("nativekit", bench_nativekit),
-        # the same with the interpreter's garbage-collector thresholds (see garbage.py)
-        ("nk-gc-default", lambda: bench_nativekit(gc_young_threshold=0)),
+        # the same with the interpreter's garbage-collector thresholds (no tune_gc)
+        ("nk-gc-default", lambda: bench_nativekit(tune_gc=False)),
     )
     samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
     for round_no in range(ROUNDS):

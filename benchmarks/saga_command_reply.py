@@ -214,12 +214,14 @@ async def ready(svc: nativekit.Service) -> None:
 async def serve_participant(role: str, run: str) -> None:
     svc = participant(role, run)
     await svc.startup(hook_sigterm=False)
+    nativekit.tune_gc()  # as a service process under load opts in (docs/performance.md)
     await ready(svc)
     print("ready", flush=True)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
     await stop.wait()
     await svc.shutdown()
+    nativekit.restore_gc()
 
 
 async def cleanup(run: str) -> None:
@@ -262,6 +264,7 @@ async def measure(run: str) -> None:
             if line.strip() != b"ready":
                 raise RuntimeError(f"participant did not start: {line!r}")
         await svc.startup(hook_sigterm=False)
+        nativekit.tune_gc()
         await ready(svc)
         await drive(svc, "remote", 200, "warm-r")
         await drive(svc, "local", 200, "warm-l")

@@ -97,6 +97,7 @@ async def nativekit_runner(url: str, prefix: str) -> tuple[Any, Counting, Any]:
         saga.step(name=name)(noop).compensate(noop)
     counter = Counting(svc.redis)
     await svc.startup(hook_sigterm=False)
+    nativekit.tune_gc()  # as a service process under load opts in (docs/performance.md)
     return svc, counter, saga
 
 
@@ -183,6 +184,7 @@ async def measure(url: str, total: dict[int, int], rounds: int = ROUNDS) -> dict
         try:
             await svc.shutdown()
         finally:  # both contenders' keys (the saga store's and the hand loop's) carry prefix
+            nativekit.restore_gc()
             keys = [k async for k in hand_client.scan_iter(match=f"*{prefix}*", count=5000)]
             for start in range(0, len(keys), 1000):
                 await hand_client.delete(*keys[start : start + 1000])

@@ -4,6 +4,7 @@ Importing nativekit is cheap: Redis, Kafka and OpenTelemetry modules load
 only when a backend or tracing is used.
 """
 
+from nativekit._gc import restore_gc, tune_gc
 from nativekit._group import ServiceGroup, combine
 from nativekit._health import CheckResult
 from nativekit._http.routing import Header
@@ -24,9 +25,11 @@ __all__ = [
     "Header",
     "HTTPError",
     "NativekitError",
+    "restore_gc",
     "Saga",
     "SagaContext",
     "Service",
     "ServiceGroup",
     "Settings",
+    "tune_gc",
 ]

@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from nativekit import _gc as garbage
 from nativekit._context import ServiceContext
 from nativekit._health import CheckFunc, Health, ProbeEndpoints
 from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
@@ -100,7 +99,6 @@ class Service(Routes):
         self._app: Starlette | None = None
         self._checks_added = False
         self._restore_sigterm: Callable[[], None] | None = None
-        self._gc_raised = False
 
     def _add(self, route: BaseRoute) -> None:
         if self._app is not None:
@@ -235,8 +233,6 @@ class Service(Routes):
             await self.backends.aclose()
             self._unhook_sigterm()
             raise
-        if not self._gc_raised:
-            self._gc_raised = garbage.raise_threshold(self.settings.gc_young_threshold)
         self.health.draining = False  # a service started again after a shutdown is ready again
         self.health.started = True
         self.log.info("service.started", environment=self.settings.environment)
@@ -256,9 +252,6 @@ class Service(Routes):
         self._begin_drain()
         await wait_for_requests([self.metrics], self.settings.http.shutdown_grace_seconds)
         await self.lifecycle.stop()
-        if self._gc_raised:
-            self._gc_raised = False
-            garbage.restore()
         self._unhook_sigterm()
         self.health.started = False
         self.log.info("service.stopped")

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+import nativekit
 from nativekit.testing import databases, servers
 
 # One recording provider for the whole run; services reuse an installed provider.
@@ -84,9 +85,15 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("NATIVEKIT_") and not key.startswith("NATIVEKIT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("NATIVEKIT_ENVIRONMENT", "test")
-    # hundreds of services start in a test process, each start would collect and freeze:
-    # leave the collector alone (tests/unit/test_garbage.py sets it explicitly)
-    monkeypatch.setenv("NATIVEKIT_GC_YOUNG_THRESHOLD", "0")
+
+
+@pytest.fixture(autouse=True)
+def _interpreter_gc() -> Iterator[None]:
+    """Tests run on the interpreter's own collector: importing an example shop module tunes
+    it (nativekit.tune_gc), which would delay finalizers into later tests."""
+    nativekit.restore_gc()
+    yield
+    nativekit.restore_gc()
 
 
 @pytest.fixture(autouse=True)

@@ -168,7 +168,9 @@ def _nativekit(*, tracing: bool, access_log: bool) -> ASGIApp:
     async def read_item(item_id: int) -> dict[str, Any]:
         return _item(item_id)
 
-    return svc.app
+    app = svc.app
+    nativekit.tune_gc()  # as a service process under load opts in (docs/performance.md)
+    return app
 
 
 def nativekit_metrics() -> ASGIApp:

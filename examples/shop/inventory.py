@@ -175,3 +175,6 @@ async def on_order_confirmed(event: OrderConfirmed) -> None:
 
 
 app = svc.app
+# The process serves this service under load: fewer collector passes, and what
+# importing built is frozen out of them (docs/performance.md).
+nativekit.tune_gc()

@@ -277,3 +277,6 @@ async def get_order(order_id: str) -> OrderView:
 
 
 app = svc.app
+# The process serves this service under load: fewer collector passes, and what
+# importing built is frozen out of them (docs/performance.md).
+nativekit.tune_gc()

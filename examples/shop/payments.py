@@ -122,3 +122,6 @@ async def refund_payment(payment_id: str, order_id: str) -> Payment:
 
 
 app = svc.app
+# The process serves this service under load: fewer collector passes, and what
+# importing built is frozen out of them (docs/performance.md).
+nativekit.tune_gc()

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Literal, get_args, get_origin
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
-from starlette._utils import get_route_path
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Match, Route, Router
@@ -239,6 +238,23 @@ def _from_pydantic(exc: ValidationError, prefix: tuple[Any, ...]) -> list[dict[s
     ]
 
 
+def route_path(scope: Scope) -> str:
+    """The path the routes match: ``scope["path"]`` without the ASGI ``root_path`` prefix.
+
+    The rule Starlette's router applies (a mounted app sees the part after its
+    mount point), written here because Starlette keeps its own copy private.
+    """
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if not root_path or not path.startswith(root_path):
+        return path
+    if path == root_path:
+        return ""
+    if path[len(root_path)] == "/":
+        return path[len(root_path) :]
+    return path
+
+
 class FastRoute(Route):
     """A Starlette ``Route`` that rejects paths without its literal prefix before the regex.
 
@@ -256,7 +272,7 @@ class FastRoute(Route):
 
     def matches(self, scope: Scope) -> tuple[Match, Scope]:
         """Match as ``Route`` does, skipping the regex when the literal prefix differs."""
-        if scope["type"] == "http" and not get_route_path(scope).startswith(self._literal_prefix):
+        if scope["type"] == "http" and not route_path(scope).startswith(self._literal_prefix):
             return Match.NONE, {}
         return super().matches(scope)
 

@@ -57,6 +57,28 @@ def multiprocess_dir() -> str | None:
     return os.environ.get("PROMETHEUS_MULTIPROC_DIR")
 
 
+class InFlight:
+    """Requests being handled: the ``http_requests_in_flight`` gauge and this process's
+    own count of them (the gauge's value is not readable through public API)."""
+
+    __slots__ = ("count", "gauge")
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.gauge = gauge
+        #: requests being handled now in this process
+        self.count = 0
+
+    def inc(self) -> None:
+        """One more request in flight."""
+        self.count += 1
+        self.gauge.inc()
+
+    def dec(self) -> None:
+        """One request fewer in flight."""
+        self.count -= 1
+        self.gauge.dec()
+
+
 class Metrics:
     """The metrics of one service."""
 
@@ -80,19 +102,21 @@ class Metrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.in_flight = Gauge(
-            "http_requests_in_flight",
-            "HTTP requests being handled now.",
-            ["service"],
-            registry=self.registry,
-            multiprocess_mode="livesum",
-        ).labels(service)
+        self.in_flight = InFlight(
+            Gauge(
+                "http_requests_in_flight",
+                "HTTP requests being handled now.",
+                ["service"],
+                registry=self.registry,
+                multiprocess_mode="livesum",
+            ).labels(service)
+        )
         self._counters: dict[tuple[str, str, int], Counter] = {}
         self._histograms: dict[tuple[str, str], Histogram] = {}
 
     def in_flight_count(self) -> float:
         """Requests being handled now (this process)."""
-        return float(self.in_flight._value.get())
+        return float(self.in_flight.count)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count one answered request and record its duration."""

@@ -18,8 +18,10 @@ This module imports OpenTelemetry; ``import nativekit`` does not.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -135,9 +137,9 @@ class _LeanTracer(trace.Tracer):
                 name, context, kind, attributes, links, start_time,
                 record_exception, set_status_on_exception,
             )  # fmt: skip
-        return trace.NonRecordingSpan(self._span_context(name, context, kind, attributes, links))
+        return trace.NonRecordingSpan(self.lean_context(name, context, kind, attributes, links))
 
-    def _span_context(
+    def lean_context(
         self,
         name: str,
         context: context_api.Context | None,
@@ -187,41 +189,59 @@ class _LeanTracer(trace.Tracer):
             )  # fmt: skip
         # Lean now, but a function decorated now may run after a processor is attached:
         # each entry decides again.
-        return _lean_scope(
-            self, name, context, kind, attributes, links,
-            (start_time, record_exception, set_status_on_exception, end_on_exit),
+        return _LeanScope(
+            self,
+            (name, context, kind, attributes, links, start_time,
+             record_exception, set_status_on_exception, end_on_exit),
         )  # fmt: skip
 
 
-try:  # what the SDK's own start_as_current_span is: a decorator of async functions too
-    from opentelemetry.util._decorator import _agnosticcontextmanager as _span_manager
-except ImportError:  # pragma: no cover - older opentelemetry-api
-    _span_manager = contextmanager  # type: ignore[assignment]
+class _LeanScope:
+    """What ``start_as_current_span`` returns while lean: a context manager making the
+    span current, and a decorator (of plain and async functions) entering a new scope
+    per call, as the SDK's own return value is."""
 
+    __slots__ = ("args", "exit", "token", "tracer")
 
-@_span_manager
-def _lean_scope(
-    tracer: _LeanTracer,
-    name: str,
-    context: context_api.Context | None,
-    kind: trace.SpanKind,
-    attributes: Any,
-    links: Sequence[trace.Link] | None,
-    options: tuple[int | None, bool, bool, bool],
-) -> Iterator[trace.Span]:
-    # the span is made on entry, so a decorated function gets a new one per call
-    if not tracer.provider.lean:
-        with tracer.sdk.start_as_current_span(
-            name, context, kind, attributes, links, *options
-        ) as recorded:
-            yield recorded
-        return
-    span = trace.NonRecordingSpan(tracer._span_context(name, context, kind, attributes, links))
-    token = context_api.attach(trace.set_span_in_context(span))
-    try:
-        yield span
-    finally:
-        context_api.detach(token)
+    def __init__(self, tracer: _LeanTracer, args: tuple[Any, ...]) -> None:
+        self.tracer = tracer
+        self.args = args  # name, context, kind, attributes, links, then the SDK's options
+        self.exit: Any = None  # the SDK scope's __exit__, when a processor was attached since
+        self.token: object = None
+
+    def __enter__(self) -> trace.Span:
+        tracer = self.tracer
+        if not tracer.provider.lean:
+            scope = tracer.sdk.start_as_current_span(*self.args)
+            self.exit = scope.__exit__
+            return scope.__enter__()  # type: ignore[no-any-return]
+        span = trace.NonRecordingSpan(tracer.lean_context(*self.args[:5]))
+        self.token = context_api.attach(trace.set_span_in_context(span))
+        return span
+
+    def __exit__(self, *exc_info: Any) -> bool | None:
+        if self.exit is not None:
+            return self.exit(*exc_info)  # type: ignore[no-any-return]
+        context_api.detach(self.token)  # type: ignore[arg-type]
+        return None
+
+    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
+        tracer, args = self.tracer, self.args
+        if inspect.iscoroutinefunction(func):
+
+            @functools.wraps(func)
+            async def run_async(*a: Any, **kw: Any) -> Any:
+                with _LeanScope(tracer, args):
+                    return await func(*a, **kw)
+
+            return run_async
+
+        @functools.wraps(func)
+        def run(*a: Any, **kw: Any) -> Any:
+            with _LeanScope(tracer, args):
+                return func(*a, **kw)
+
+        return run
 
 
 _tracer: tuple[Any, trace.Tracer | None] = (None, None)

@@ -100,14 +100,6 @@ class Settings(FlatNames, BaseSettings):
     operation_timeout_seconds: float = Field(
         2.0, gt=0, description="Time one backend call may take."
     )
-    gc_young_threshold: int = Field(
-        10_000,
-        ge=0,
-        description="Allocations between the garbage collector's young-generation passes "
-        "while the service runs (Python's default is 700, which makes the collector run "
-        "thousands of times a second under load); what startup created is also frozen out "
-        "of later passes (gc.freeze). 0 leaves the collector alone.",
-    )
     http: HttpSettings = Field(default_factory=HttpSettings)
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)

@@ -46,7 +46,6 @@ RENAMES: tuple[Rename, ...] = (
     Rename("environment", "environment"),
     Rename("connect_timeout", "connect_timeout_seconds"),
     Rename("operation_timeout", "operation_timeout_seconds"),
-    Rename("gc_young_threshold", "gc_young_threshold"),
     # http
     Rename("access_log", "http.access_log"),
     Rename("request_body_limit", "http.max_body_bytes"),

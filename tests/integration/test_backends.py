@@ -129,6 +129,38 @@ async def test_pool_waits_for_a_free_connection(redis_url: str) -> None:
 
 
 @pytest.mark.redis
+async def test_pool_callers_wait_for_a_free_connection_up_to_the_timeout(redis_url: str) -> None:
+    """With every connection taken a call waits: it proceeds on release, fails after timeout."""
+    import asyncio
+
+    import redis.exceptions
+
+    settings = Settings(
+        _env_file=None,
+        operation_timeout_seconds=0.3,
+        redis={"url": redis_url, "max_connections": 1},
+    )
+    client = create_redis(settings)
+    pool = client.connection_pool
+    try:
+        held = await pool.get_connection()
+        waiting = asyncio.create_task(client.ping())
+        await asyncio.sleep(0.1)
+        assert not waiting.done()
+        await pool.release(held)
+        assert await waiting is True
+        held = await pool.get_connection()
+        started = asyncio.get_running_loop().time()
+        with pytest.raises(redis.exceptions.ConnectionError, match="No connection available"):
+            await client.ping()
+        assert 0.25 <= asyncio.get_running_loop().time() - started < 1.0
+        await pool.release(held)
+        assert await client.ping() is True
+    finally:
+        await client.aclose()
+
+
+@pytest.mark.redis
 async def test_pool_reuses_its_connections_and_survives_a_dropped_one(redis_url: str) -> None:
     """Bursts and single calls share at most max_connections; a killed one is reconnected."""
     import asyncio
@@ -143,8 +175,8 @@ async def test_pool_reuses_its_connections_and_survives_a_dropped_one(redis_url:
         for _ in range(3):
             assert await asyncio.gather(*(client.ping() for _ in range(40))) == [True] * 40
             assert [await client.ping() for _ in range(20)] == [True] * 20
-        assert len(pool._in_use_connections) == 0
-        assert 1 <= len(pool._available_connections) <= 3
+        (idle, _), (in_use, _) = pool.get_connection_count()
+        assert 1 <= idle + in_use <= 3  # never more connections than max_connections
         own = await client.client_id()  # the connection the next call takes again (LIFO)
         killer = create_redis(settings)
         try:

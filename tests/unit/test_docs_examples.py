@@ -75,3 +75,24 @@ def test_snippet_includes_point_at_existing_files() -> None:
                 match = include.match(line)
                 assert match, f"{page.name}: malformed include {line!r}"
                 assert (root / match.group(1)).is_file(), f"{page.name}: {line}"
+
+
+async def test_gc_tuning_example() -> None:
+    """Importing the example tunes the collector as the page says; restore_gc undoes it."""
+    import gc
+    import runpy
+    from pathlib import Path
+
+    import nativekit
+
+    nativekit.restore_gc()
+    before = gc.get_threshold()
+    try:
+        example = runpy.run_path(str(Path(__file__).parents[2] / "docs/examples/gc_tuning.py"))
+        assert gc.get_threshold()[0] == max(before[0], 10_000)
+        assert gc.get_freeze_count() > 0
+        async with serve(example["svc"]) as client:
+            assert (await client.get("/orders/o1")).json() == {"order_id": "o1"}
+    finally:
+        nativekit.restore_gc()
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0

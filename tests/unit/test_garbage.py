@@ -1,4 +1,4 @@
-"""The collector's young-generation threshold follows the services running in the process."""
+"""Garbage-collector tuning is an opt-in: tune_gc changes the collector, a Service never does."""
 
 from __future__ import annotations
 
@@ -7,50 +7,24 @@ from collections.abc import Iterator
 
 import pytest
 
+import nativekit
 from nativekit import Service, Settings
 
 
 @pytest.fixture(autouse=True)
 def interpreter_default() -> Iterator[None]:
+    """Each test starts from CPython's default thresholds, untuned, and leaves none behind."""
     before = gc.get_threshold()
+    nativekit.restore_gc()
     gc.set_threshold(700, 10, 10)
     yield
+    nativekit.restore_gc()
     gc.set_threshold(*before)
 
 
-def service(name: str, threshold: int = 10_000) -> Service:
-    return Service(name, settings=Settings(_env_file=None, gc_young_threshold=threshold))
-
-
-def test_the_default_is_ten_thousand(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("NATIVEKIT_GC_YOUNG_THRESHOLD")  # the suite's conftest turns it off
-    assert Settings(_env_file=None).gc_young_threshold == 10_000
-
-
-async def test_raised_and_startup_frozen_while_running_then_restored() -> None:
-    svc = service("gc-one")
-    await svc.startup(hook_sigterm=False)
-    assert gc.get_threshold() == (10_000, 10, 10)
-    assert gc.get_freeze_count() > 1000  # modules, classes, the service itself
-    await svc.shutdown()
-    assert gc.get_threshold() == (700, 10, 10)
-    assert gc.get_freeze_count() == 0
-
-
-async def test_several_services_restore_when_the_last_one_stops() -> None:
-    first, second = service("gc-a"), service("gc-b", 20_000)
-    assert gc.get_freeze_count() == 0
-    await first.startup(hook_sigterm=False)
-    await second.startup(hook_sigterm=False)
-    assert gc.get_threshold() == (10_000, 10, 10)  # the first setting holds
-    await first.shutdown()
-    assert gc.get_threshold() == (10_000, 10, 10)
-    await second.shutdown()
-    assert gc.get_threshold() == (700, 10, 10)
-
-
-async def test_zero_leaves_the_interpreter_alone() -> None:
-    svc = service("gc-off", 0)
+async def test_a_service_leaves_the_collector_alone() -> None:
+    """Starting and stopping a service changes neither the thresholds nor the frozen objects."""
+    svc = Service("gc-untouched", settings=Settings(_env_file=None))
     await svc.startup(hook_sigterm=False)
     assert gc.get_threshold() == (700, 10, 10)
     assert gc.get_freeze_count() == 0
@@ -58,17 +32,46 @@ async def test_zero_leaves_the_interpreter_alone() -> None:
     assert gc.get_threshold() == (700, 10, 10)
 
 
-async def test_never_lowers_a_larger_threshold_and_ignores_a_disabled_collector() -> None:
+def test_tune_raises_the_threshold_and_freezes_then_restore_undoes_it() -> None:
+    """tune_gc sets 10,000 and freezes what exists; restore_gc puts the interpreter's back."""
+    assert nativekit.tune_gc() is True
+    assert gc.get_threshold() == (10_000, 10, 10)
+    assert gc.get_freeze_count() > 1000  # modules, classes, this test's objects
+    nativekit.restore_gc()
+    assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
+
+
+def test_calling_again_freezes_the_newer_objects_and_restores_the_first_thresholds() -> None:
+    """A second call freezes objects made since; restore goes back to before the first."""
+    nativekit.tune_gc()
+    frozen = gc.get_freeze_count()
+    made_since = [[i] for i in range(1000)]
+    nativekit.tune_gc(20_000)
+    assert gc.get_freeze_count() >= frozen + len(made_since)
+    assert gc.get_threshold() == (20_000, 10, 10)
+    nativekit.restore_gc()
+    assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
+
+
+def test_zero_leaves_the_interpreter_alone() -> None:
+    """tune_gc(0) changes nothing and says so."""
+    assert nativekit.tune_gc(0) is False
+    assert gc.get_threshold() == (700, 10, 10)
+    assert gc.get_freeze_count() == 0
+
+
+def test_never_lowers_a_larger_threshold_and_ignores_a_disabled_collector() -> None:
+    """A larger threshold set by the application stays; a disabled collector stays untouched."""
     gc.set_threshold(50_000, 10, 10)
-    svc = service("gc-big")
-    await svc.startup(hook_sigterm=False)
+    assert nativekit.tune_gc() is True
     assert gc.get_threshold() == (50_000, 10, 10)
-    await svc.shutdown()
+    nativekit.restore_gc()
     gc.disable()
     try:
-        await svc.startup(hook_sigterm=False)
+        assert nativekit.tune_gc() is False
         assert gc.get_threshold() == (50_000, 10, 10)
-        await svc.shutdown()
+        assert gc.get_freeze_count() == 0
     finally:
         gc.enable()
-    assert gc.get_threshold() == (50_000, 10, 10)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -83,3 +84,18 @@ async def test_a_function_decorated_while_lean_is_recorded_once_a_processor_is_a
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     assert await work() is True
     assert [(s.name, s.attributes) for s in exporter.get_finished_spans()] == [("work", {"k": "v"})]
+
+
+def test_a_decorated_plain_function_and_a_failing_scope_restore_the_context() -> None:
+    """A decorated plain function gets a new span per call; an exception leaves no span current."""
+    tracer = LeanTracerProvider().get_tracer("t")
+
+    @tracer.start_as_current_span("work")
+    def work() -> trace.SpanContext:
+        return trace.get_current_span().get_span_context()
+
+    first, second = work(), work()
+    assert first.is_valid and second.is_valid and first.span_id != second.span_id
+    with pytest.raises(KeyError, match="boom"), tracer.start_as_current_span("failing"):
+        raise KeyError("boom")
+    assert not trace.get_current_span().get_span_context().is_valid

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
 from typing import Any
 
@@ -12,6 +13,12 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from nativekit._health import CheckFunc, CheckResult
+
+try:  # redis-py >= 7
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # pragma: no cover - older redis-py
+    MaintNotificationsConfig = None  # type: ignore[assignment,misc]
+
 from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.settings import Settings, mask_url, parse_sentinel_url
 
@@ -25,57 +32,90 @@ UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class QueuingPool(aioredis.BlockingConnectionPool):
-    """redis-py's blocking pool, with a fast path while a connection is free.
+class QueuingPool(aioredis.ConnectionPool):
+    """A connection pool whose callers wait (up to ``timeout`` seconds) for a free
+    connection instead of failing with "Too many connections" under bursts.
 
-    redis-py 8 spends about a third of a command's client CPU acquiring and
-    releasing the connection (a condition lock, a timeout scope, event
-    dispatch and its own metrics bookkeeping). While a connection is idle, no
-    task queues for one and the pool is not being reconfigured (maintenance,
-    a held pool lock), taking and returning it are plain list operations,
-    atomic on the event loop; otherwise the stock code runs. The fast path
-    skips redis-py's own connection-count metrics (off unless its observability
-    is enabled) and its after-release event, which only streaming credential
-    providers use: nativekit authenticates with a password.
+    redis-py 8 spends about a third of a command's client CPU taking and returning
+    the connection (a condition lock, a timeout scope, event dispatch, its own
+    connection-count bookkeeping). Here a semaphore of ``max_connections`` slots
+    does the waiting, so a caller that finds a slot free neither locks nor starts
+    a timeout, and a returned connection waits in this pool's own idle list for
+    the next caller: to redis-py it stays taken (``get_connection_count`` counts it
+    in use). New connections come from redis-py's public
+    ``get_available_connection`` and every one handed out is checked with
+    ``ensure_connection``, the two halves of its own ``get_connection``. A
+    connection that must reconnect, and every connection while maintenance
+    notifications are enabled, goes back through redis-py's own ``release``.
     """
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, timeout: float | None = 20, **kwargs: Any) -> None:
+        self._idle: list[Any] = []  # returned by callers, kept for the next one
         super().__init__(*args, **kwargs)
-        # the fast path needs the list-based pool of redis-py >= 5.0.1
-        self._fast = all(
-            hasattr(self, name)
-            for name in ("_available_connections", "_in_use_connections", "_condition")
-        ) and hasattr(self, "ensure_connection")
+        #: seconds a caller waits for a free connection (None: without limit)
+        self.timeout = timeout
+        self._slots = asyncio.Semaphore(self.max_connections)
 
-    def _quiet(self) -> bool:
-        lock = getattr(self, "_lock", None)  # redis-py < 6 has none
-        return self._fast and not (
-            self._condition._waiters
-            or getattr(self, "_in_maintenance", False)
-            or (lock is not None and lock.locked())
-        )
+    def reset(self) -> None:
+        """Forget every connection (redis-py calls it on creation and after a fork)."""
+        super().reset()  # type: ignore[no-untyped-call]
+        self._idle = []
 
     async def get_connection(self, *args: Any, **kwargs: Any) -> Any:
-        """A free connection at once, else wait for one (up to the pool's timeout)."""
-        if not (self._quiet() and self._available_connections):
-            return await super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
-        connection = self._available_connections.pop()
-        self._in_use_connections.add(connection)
+        """A connected connection; waits for a free one (up to :attr:`timeout`)."""
+        slots = self._slots
+        if slots.locked():
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await slots.acquire()
+            except TimeoutError:
+                raise redis.exceptions.ConnectionError("No connection available.") from None
+        else:
+            await slots.acquire()
         try:
-            await self.ensure_connection(connection)
+            if self._idle:
+                connection = self._idle.pop()
+            elif not _SPLIT_ACQUIRE or self.maint_notifications_enabled():  # type: ignore[no-untyped-call]
+                return await super().get_connection()  # type: ignore[no-untyped-call]
+            else:
+                connection = self.get_available_connection()  # type: ignore[no-untyped-call]
+            try:
+                await self.ensure_connection(connection)
+            except BaseException:
+                await super().release(connection)
+                raise
+            return connection
         except BaseException:
-            await self.release(connection)
+            slots.release()
             raise
-        return connection
 
     async def release(self, connection: Any) -> None:
-        """Return ``connection``; the stock path when a task waits or it must reconnect."""
-        should_reconnect = getattr(connection, "should_reconnect", None)
-        if not self._quiet() or (should_reconnect is not None and should_reconnect()):
-            await super().release(connection)
-            return
-        self._in_use_connections.remove(connection)
-        self._available_connections.append(connection)
+        """Keep ``connection`` for the next caller and free its slot."""
+        try:
+            if (
+                _SPLIT_ACQUIRE
+                and not connection.should_reconnect()
+                and not self.maint_notifications_enabled()  # type: ignore[no-untyped-call]
+            ):
+                self._idle.append(connection)
+            else:
+                await super().release(connection)
+        finally:
+            self._slots.release()
+
+    async def disconnect(self, inuse_connections: bool = True) -> None:
+        """Disconnect the pool's connections (the idle ones too: redis-py counts them taken)."""
+        await super().disconnect(inuse_connections)
+        if not inuse_connections:
+            for connection in self._idle:
+                await connection.disconnect()
+
+
+#: redis-py >= 7 splits taking a connection from checking it, in public methods
+_SPLIT_ACQUIRE = all(
+    hasattr(aioredis.ConnectionPool, name)
+    for name in ("get_available_connection", "ensure_connection", "maint_notifications_enabled")
+)
 
 
 def create_redis(settings: Settings) -> aioredis.Redis:
@@ -94,6 +134,10 @@ def create_redis(settings: Settings) -> aioredis.Redis:
     }
     if settings.redis.password is not None:
         options["password"] = settings.redis.password.get_secret_value()
+    if MaintNotificationsConfig is not None:
+        # Maintenance notifications need RESP3; on nativekit's RESP2 redis-py's "auto"
+        # never turns them on. Off, QueuingPool takes connections without the pool's lock.
+        options["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
     if url.startswith("rediss://"):
         options["ssl_cert_reqs"] = ssl.CERT_REQUIRED
         if settings.redis.tls_ca_file:

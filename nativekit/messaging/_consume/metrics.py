@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.metrics_core import HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
-from nativekit._telemetry.metrics import LATENCY_BUCKETS
+from nativekit._telemetry.metrics import LATENCY_BUCKETS, multiprocess_dir
 
 #: What a consumer did with a message: the ``outcome`` label of
 #: ``nativekit_messages_consumed_total`` (a Literal, not an enum: it is set per message).
@@ -27,12 +30,16 @@ class MessagingMetrics:
             ["service", "topic", "group", "outcome"],
             registry=registry,
         )
-        self.duration = Histogram(
+        duration = (
             "nativekit_message_handler_duration_seconds",
             "Time a consumer handler took (one attempt).",
             ["service", "topic", "group"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
+        )
+        # Several workers share values only through prometheus-client's own metrics.
+        self.duration: Histogram | BulkHistogram = (
+            BulkHistogram(*duration, buckets=LATENCY_BUCKETS, registry=registry)
+            if multiprocess_dir() is None
+            else Histogram(*duration, buckets=LATENCY_BUCKETS, registry=registry)
         )
         self.lag = Gauge(
             "nativekit_consumer_lag",
@@ -60,7 +67,7 @@ class MessagingMetrics:
             registry=registry,
         )
         self._consumed: dict[tuple[str, str, str], Counter] = {}
-        self._durations: dict[tuple[str, str], Histogram] = {}
+        self._durations: dict[tuple[str, str], Histogram | Buckets] = {}
 
     def count(self, topic: str, group: str, outcome: ConsumeOutcome, n: int = 1) -> None:
         """Count ``n`` messages with ``outcome``."""
@@ -70,7 +77,7 @@ class MessagingMetrics:
             child = self._consumed[key] = self.consumed.labels(self.service, topic, group, outcome)
         child.inc(n)
 
-    def _duration(self, topic: str, group: str) -> Histogram:
+    def _duration(self, topic: str, group: str) -> Histogram | Buckets:
         key = (topic, group)
         child = self._durations.get(key)
         if child is None:
@@ -82,27 +89,92 @@ class MessagingMetrics:
         self._duration(topic, group).observe(seconds)
 
     def observe_many(self, topic: str, group: str, seconds: Sequence[float]) -> None:
-        """Record many handler runs at once: the same histogram as one ``observe`` each,
-        with one increment per touched bucket instead of two locked ones per run."""
+        """Record many handler runs at once: the same histogram as one ``observe`` each."""
         child = self._duration(topic, group)
-        bounds, buckets, total = _parts(child)
-        if bounds is None:
+        if isinstance(child, Buckets):
+            child.observe_many(seconds)
+        else:
             for value in seconds:
                 child.observe(value)
-            return
-        counts: dict[int, int] = {}
-        for value in seconds:
-            i = bisect_left(bounds, value)  # the first bucket with value <= bound
-            counts[i] = counts.get(i, 0) + 1
-        for i, n in counts.items():
-            buckets[i].inc(n)
-        total.inc(sum(seconds))
 
 
-def _parts(child: Histogram) -> tuple[Any, Any, Any]:
-    """The bounds, bucket values and sum of a histogram child (prometheus_client's
-    internals; (None, None, None) if a future version renames them)."""
-    try:
-        return child._upper_bounds, child._buckets, child._sum
-    except AttributeError:
-        return None, None, None
+class Buckets:
+    """The counts of one labelled series of a :class:`BulkHistogram`."""
+
+    __slots__ = ("bounds", "counts", "sum")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # per bucket, not cumulative; the last is +Inf
+        self.sum = 0.0
+
+    def observe(self, value: float) -> None:
+        """Count one value."""
+        self.counts[bisect_left(self.bounds, value)] += 1  # the first bucket with value <= bound
+        self.sum += value
+
+    def observe_many(self, values: Sequence[float]) -> None:
+        """Count many values: one increment per touched bucket."""
+        bounds, counts = self.bounds, self.counts
+        touched: dict[int, int] = {}
+        for value in values:
+            i = bisect_left(bounds, value)
+            touched[i] = touched.get(i, 0) + 1
+        for i, n in touched.items():
+            counts[i] += n
+        self.sum += sum(values)
+
+
+class BulkHistogram(Collector):
+    """A Prometheus histogram that takes a batch of values in one call.
+
+    prometheus-client's ``Histogram`` takes two locks per value; a consumer
+    observes every handled message, a fetched batch at a time. This keeps plain
+    counts in the event loop and exposes them through prometheus-client's public
+    custom-collector API, with the same samples (``_bucket``, ``_count``,
+    ``_sum``) as ``Histogram`` but no ``_created``. It is not for
+    multiprocess mode (values stay in this process).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        *,
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.bounds = tuple(float(b) for b in buckets if b != float("inf"))
+        # the bucket labels exactly as prometheus-client's Histogram writes them
+        go_string: Callable[[float], str] = floatToGoString
+        self._les = [*(go_string(b) for b in self.bounds), "+Inf"]
+        self._series: dict[tuple[str, ...], Buckets] = {}
+        registry.register(self)
+
+    def labels(self, *values: str) -> Buckets:
+        """The series of these label values (created at zero on first use)."""
+        series = self._series.get(values)
+        if series is None:
+            if len(values) != len(self.labelnames):
+                raise ValueError(f"{self.name} takes labels {self.labelnames}, got {values}")
+            series = self._series[values] = Buckets(self.bounds)
+        return series
+
+    def describe(self) -> Iterator[Metric]:
+        """The family, without samples (for registries that check names)."""
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+
+    def collect(self) -> Iterator[Metric]:
+        """The family with one cumulative bucket list, count and sum per series."""
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        for values, series in list(self._series.items()):
+            running, cumulative = 0, []
+            for le, n in zip(self._les, series.counts, strict=True):
+                running += n
+                cumulative.append((le, float(running)))
+            family.add_metric(list(values), cumulative, series.sum)
+        yield family

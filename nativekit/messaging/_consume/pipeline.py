@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
@@ -143,12 +143,13 @@ class Runner:
     async def work(self, items: deque[Item]) -> None:
         """Handle a run of items from the head of a lane's queue, in order.
 
-        The common case (claimed, decodes, the first attempt succeeds, no tracing) runs
-        inline: the handler's coroutine is the only one per message.
+        This is the one handling path of a message: wait out a claim another worker
+        holds (or skip a duplicate), decode, call the handler with retries and
+        backoff, dead-letter, inside a span when tracing. It runs inline: a message
+        whose first attempt succeeds costs no coroutine but the handler's own.
         """
         spec = self.spec
         decode = spec.decode
-        plain = self.tracer is None and not self.debug  # spans and DEBUG lines: the full path
         bare = spec.msg_param is None  # the handler takes the event alone
         func = spec.func
         claimed = ClaimStatus.CLAIMED
@@ -156,79 +157,88 @@ class Runner:
             if not items:
                 return
             item = items.popleft()
+            scope: Any = None
             try:
                 claim = item.claim
-                if plain and (claim is None or claim.status is claimed):
+                # else a duplicate, settled with nothing to write
+                if claim is None or claim.status is claimed or await self._settle_claim(item):
+                    span: Any = None
+                    if self.tracer is not None:
+                        scope = self._span(item, self.tracer)
+                        span = scope.__enter__()
                     try:
                         event = decode(item.record)
-                    except DecodeError:
-                        item.state = await self._handle(item)
+                    except DecodeError as exc:
+                        await self._dead_letter(item, exc)
+                        item.state = FinalState.DEAD
                     else:
-                        item.attempts = 1
-                        started = perf_counter()
-                        try:
-                            if bare:
-                                await func(event)
+                        attempt = 1
+                        while True:
+                            item.attempts = attempt
+                            started = perf_counter()
+                            try:
+                                if bare:
+                                    await func(event)
+                                else:
+                                    await spec.call(event, self._message(item, attempt))
+                            except Exception as exc:
+                                if await self._failed(item, exc, started):
+                                    attempt += 1
+                                    continue
+                                item.state = FinalState.DEAD
                             else:
-                                await spec.call(event, self._message(item, 1))
-                        except Exception as exc:
-                            item.state = await self._retry(item, event, exc, started)
-                        else:
-                            item.elapsed = perf_counter() - started
-                            item.outcome = "processed"
-                            item.state = FinalState.DONE
-                else:
-                    item.state = await self.run(item)
-            except asyncio.CancelledError:
+                                item.elapsed = perf_counter() - started
+                                item.outcome = "processed"
+                                item.state = FinalState.DONE
+                                if self.debug:
+                                    self.log.debug(
+                                        "message.handled", **self._context(item), attempt=attempt
+                                    )
+                            break
+                    if scope is not None:
+                        span.set_attribute("nativekit.outcome", item.outcome)
+                        scope, close = None, scope
+                        close.__exit__(None, None, None)
+            except BaseException as exc:
+                if scope is not None:
+                    scope.__exit__(type(exc), exc, exc.__traceback__)
                 self.on_abandoned(item)
-                raise
-            except Exception as exc:
+                if not isinstance(exc, Exception):  # cancelled: the consumer is stopping
+                    raise
                 self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
-                self.on_abandoned(item)
                 continue
             self.on_finished(item)
 
-    def run(self, item: Item) -> Awaitable[FinalState | None]:
-        """Handle ``item``; the final dedup state to write (None for a duplicate)."""
-        claim = item.claim
-        if claim is not None and claim.status is not ClaimStatus.CLAIMED:
-            return self._settle_claim(item)
-        if self.tracer is not None:
-            return self._traced(item, self.tracer)
-        return self._handle(item)
-
-    async def _settle_claim(self, item: Item) -> FinalState | None:
-        """Not claimed by this batch: wait out a busy claim, or skip a duplicate."""
+    async def _settle_claim(self, item: Item) -> bool:
+        """Not claimed by this batch: wait out a busy claim; False for a duplicate."""
         claim = item.claim
         if claim is not None and claim.status is ClaimStatus.BUSY:
             claim = item.claim = await self._wait_for_claim(item)
         if claim is not None and claim.status is not ClaimStatus.CLAIMED:
             item.outcome = "duplicate"
+            item.state = None
             if self.debug:
                 self.log.debug("message.duplicate", **self._context(item))
-            return None
-        if self.tracer is not None:
-            return await self._traced(item, self.tracer)
-        return await self._handle(item)
+            return False
+        return True
 
-    async def _traced(self, item: Item, tracer: Tracer) -> FinalState:
-        with tracer.start_as_current_span(
-            f"{item.record.topic} process",
-            context=_extract(item.record),
+    def _span(self, item: Item, tracer: Tracer) -> Any:
+        """The ``<topic> process`` span of ``item`` (not entered), continuing its trace."""
+        record = item.record
+        return tracer.start_as_current_span(
+            f"{record.topic} process",
+            context=_extract(record),
             kind=_consumer_kind(),
             attributes={
                 "messaging.system": "kafka",
                 "messaging.operation.type": "process",
-                "messaging.destination.name": item.record.topic,
-                "messaging.destination.partition.id": str(item.record.partition),
-                "messaging.kafka.offset": item.record.offset,
+                "messaging.destination.name": record.topic,
+                "messaging.destination.partition.id": str(record.partition),
+                "messaging.kafka.offset": record.offset,
                 "messaging.consumer.group.name": self.options.group,
                 "messaging.message.id": item.key,
             },
-        ) as span:
-            state = await self._handle(item)
-            span.set_attribute("nativekit.outcome", item.outcome or "")
-            return state
+        )
 
     async def _wait_for_claim(self, item: Item) -> Claim:
         """Another worker holds the key: wait until it finishes or its lease runs out."""
@@ -263,39 +273,6 @@ class Runner:
                 if claim.status is ClaimStatus.CLAIMED:
                     self.owned[item.key] = item
                 return claim
-
-    async def _handle(self, item: Item) -> FinalState:
-        try:
-            event = self.spec.decode(item.record)
-        except DecodeError as exc:
-            await self._dead_letter(item, exc)
-            return FinalState.DEAD
-        return await self._attempts(item, event, 1)
-
-    async def _attempts(self, item: Item, event: Any, attempt: int) -> FinalState:
-        """Call the handler from ``attempt`` on, with retries and backoff."""
-        while True:
-            item.attempts = attempt
-            started = perf_counter()
-            try:
-                msg = None if self.spec.msg_param is None else self._message(item, attempt)
-                await self.spec.call(event, msg)
-            except Exception as exc:
-                if not await self._failed(item, exc, started):
-                    return FinalState.DEAD
-                attempt += 1
-                continue
-            item.elapsed = perf_counter() - started
-            item.outcome = "processed"
-            if self.debug:
-                self.log.debug("message.handled", **self._context(item), attempt=attempt)
-            return FinalState.DONE
-
-    async def _retry(self, item: Item, event: Any, exc: Exception, started: float) -> FinalState:
-        """After a failed first attempt of the inline path: back off and go on retrying."""
-        if not await self._failed(item, exc, started):
-            return FinalState.DEAD
-        return await self._attempts(item, event, 2)
 
     async def _failed(self, item: Item, exc: Exception, started: float) -> bool:
         """Count a failed attempt; back off and return True to try again, or dead-letter
