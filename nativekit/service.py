@@ -68,6 +68,9 @@ class Service:
         self.log = get_logger(service=self.name)
         self._app: Starlette | None = None
         self._redis: aioredis.Redis | None = None
+        #: Set once a capability uses the shared Redis client (sagas, dedup, command
+        #: replies): Redis is then needed to be correct, not only to cache.
+        self._redis_required = False
         self._backend_checks_added = False
         self._gc_raised = False
 
@@ -172,7 +175,16 @@ class Service:
 
     @property
     def redis(self) -> aioredis.Redis:
-        """The service's shared Redis client (created on first use, closed on shutdown)."""
+        """The service's shared Redis client (created on first use, closed on shutdown).
+
+        Using it makes the ``redis:ping`` readiness check critical (with
+        ``NATIVEKIT_REDIS_READINESS=critical``); a service using Redis only through
+        its cache gets a warning when Redis is down, as the cache falls through.
+        """
+        self._redis_required = True
+        return self._redis_client()
+
+    def _redis_client(self) -> aioredis.Redis:
         if self._redis is None:
             from nativekit.backends.redis import create_redis
 
@@ -189,8 +201,8 @@ class Service:
 
             self.health.add(
                 "redis:ping",
-                redis_check(self.redis, self.settings),
-                critical=redis_mode == "critical",
+                redis_check(self._redis_client(), self.settings),
+                critical=lambda: redis_mode == "critical" and self._redis_required,
                 component_type="datastore",
             )
         if self.uses_kafka and kafka_mode != "off":

@@ -8,6 +8,7 @@ Passwords never appear in ``repr``, logs or error messages.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -69,7 +70,9 @@ class Settings(BaseSettings):
     log_format: LogFormat | None = Field(
         None, description="'json' or 'console'; default console in development, json otherwise."
     )
-    log_level: LogLevel = Field("INFO", description="Minimum level of emitted log lines.")
+    log_level: LogLevel = Field(
+        "INFO", description="Minimum level of emitted log lines (any case: 'warning' too)."
+    )
     access_log: bool = Field(True, description="Write one log line per HTTP request.")
 
     # -- Redis ------------------------------------------------------------------
@@ -301,6 +304,27 @@ class Settings(BaseSettings):
     consumer_auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading a partition."
     )
+    consumer_group_default: Literal["consumer", "service"] = Field(
+        "consumer",
+        description="The group of a consumer declared without group=: 'consumer' gives each "
+        "its own, '<service>.<handler name>' (one consumer's rebalance does not stop the "
+        "others); 'service' keeps the previous default, one group named after the service.",
+    )
+    consumer_group_instance_id: str | None = Field(
+        default_factory=lambda: os.environ.get("HOSTNAME") or None,
+        description="Static group membership (Kafka's group.instance.id, suffixed with the "
+        "handler name): a restarted replica takes its partitions back without a rebalance. "
+        "Default: the HOSTNAME variable (the pod name on Kubernetes) when set; '' turns it off.",
+    )
+    consumer_join_timeout: float = Field(
+        60.0,
+        gt=0,
+        description="Seconds a consumer may take to join its group after startup before "
+        "/readyz and /startupz say it is overdue (it keeps trying; the service serves meanwhile).",
+    )
+    consumer_lag_interval: float = Field(
+        5.0, gt=0, description="Seconds between two measurements of nativekit_consumer_lag."
+    )
     dedup_lease: float = Field(
         30.0,
         gt=0,
@@ -322,6 +346,11 @@ class Settings(BaseSettings):
             super().__init__(**values)
         except ValidationError as exc:
             raise ConfigError(_describe(exc)) from None
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
     @field_validator("redis_url")
     @classmethod

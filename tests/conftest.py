@@ -73,6 +73,8 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
     # hundreds of services start in a test process, each start would collect and freeze:
     # leave the collector alone (tests/unit/test_garbage.py sets it explicitly)
     monkeypatch.setenv("NATIVEKIT_GC_YOUNG_THRESHOLD", "0")
+    # replicas started in one test process would share a static group membership
+    monkeypatch.delenv("HOSTNAME", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -18,6 +18,7 @@ from nativekit.messaging.memory import MemoryBroker
 from nativekit.messaging.metrics import MessagingMetrics
 from nativekit.messaging.pipeline import ConsumerOptions
 from nativekit.messaging.publisher import Published, Publisher
+from nativekit.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from nativekit.service import Service
@@ -29,7 +30,9 @@ class ConsumerKwargs(TypedDict, total=False):
     """Options of ``Service.consumer`` besides the topic.
 
     Attributes:
-        group: consumer group; defaults to the service name.
+        group: consumer group; default ``<service>.<handler name>`` (one group per
+            consumer; ``NATIVEKIT_CONSUMER_GROUP_DEFAULT=service`` names it after the
+            service, as before).
         retries: handler retries before dead-lettering (``NATIVEKIT_CONSUMER_RETRIES``).
         non_retryable: exception types dead-lettered at the first failure.
         concurrency: messages handled at once per partition; order is kept per key.
@@ -53,6 +56,11 @@ class ConsumerKwargs(TypedDict, total=False):
     dead_letter_topic: str | None
     retain: float | None
     event_types: Sequence[type[BaseModel] | str] | None
+
+
+def _short(handler: str) -> str:
+    """A handler's name without the ``<locals>`` path of a function defined in another."""
+    return handler.rpartition("<locals>.")[2]
 
 
 def _type_names(types: Sequence[type[BaseModel] | str] | None) -> frozenset[str] | None:
@@ -102,6 +110,7 @@ class Messaging:
         self.service = service
         self.settings = service.settings
         self.metrics = MessagingMetrics(service.name, service.metrics.registry)
+        self.supervisor = Supervisor(service.name, service.metrics.registry)
         self.consumers: list[Consumer] = []
         self._broker: Broker | None = None
         self._store_factory: Callable[[str], DedupStore] | None = None
@@ -229,7 +238,7 @@ class Messaging:
             spec = inspect_handler(func)
             options = ConsumerOptions(
                 topics=topics,
-                group=group or self.service.name,
+                group=group or self._default_group(spec.name),
                 retries=s.consumer_retries if retries is None else retries,
                 backoff=s.consumer_retry_backoff,
                 backoff_max=s.consumer_retry_backoff_max,
@@ -246,7 +255,9 @@ class Messaging:
                 commit_interval=s.consumer_commit_interval,
                 event_types=event_types,
             )
-            namespace = f"{options.group}:{spec.name}"
+            # DONE marks stay where they were before groups became one per consumer
+            namespace = f"{group or self.service.name}:{spec.name}"
+            instance = s.consumer_group_instance_id
             consumer = Consumer(
                 spec,
                 options,
@@ -255,24 +266,35 @@ class Messaging:
                 metrics=self.metrics,
                 service=self.service.name,
                 tracing=self.settings.tracing_enabled,
+                namespace=namespace,
+                supervisor=self.supervisor,
+                join_timeout=s.consumer_join_timeout,
+                lag_interval=s.consumer_lag_interval,
+                group_instance_id=f"{instance}.{_short(spec.name)}" if instance else None,
             )
             self.consumers.append(consumer)
             self.service.health.add(
                 f"consumer:{namespace}", consumer.check, component_type="component"
             )
+            self.service.health.add_startup(f"consumer:{namespace}", consumer.joining)
             return func
 
         return decorator
 
+    def _default_group(self, handler: str) -> str:
+        if self.settings.consumer_group_default == "service":
+            return self.service.name
+        return f"{self.service.name}.{_short(handler)}"
+
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Connect the broker, then start every consumer.
+        """Start every consumer; they join their groups in the background, and the
+        producer connects on the first publish, so startup never waits for the broker.
 
         On a failure, cancellation included, what started is stopped before the error
         goes on: the lifecycle stops only components whose start returned.
         """
-        await self.broker.start()
         self._started = True
         try:
             for consumer in self.consumers:

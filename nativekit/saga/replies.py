@@ -203,6 +203,7 @@ class SagaCommands:
             poll_interval=s.outbox_poll_interval,
             batch=s.outbox_batch,
             metrics=self.metrics,
+            supervisor=messaging.supervisor,
         )
         try:
             await self.relay.start()
@@ -238,11 +239,14 @@ class SagaCommands:
             metrics=messaging.metrics,
             service=self.svc.name,
             tracing=s.tracing_enabled,
+            supervisor=messaging.supervisor,
+            join_timeout=s.consumer_join_timeout,
+            lag_interval=s.consumer_lag_interval,
+            topics_to_create={self.reply_topic: 1},
         )
-        try:
-            await messaging.broker.create_topics({self.reply_topic: 1})
-        except Exception as exc:  # it may exist, or be created by an operator
-            self.log.debug("saga.reply_topic.create_failed", error=repr(exc))
+        name = f"consumer:{options.group}"
+        self.svc.health.add(name, self.consumer.check, component_type="component")
+        self.svc.health.add_startup(name, self.consumer.joining)
         await self.consumer.start()
 
     async def stop(self) -> None:

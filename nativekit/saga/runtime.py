@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from nativekit.errors import ConfigError
+from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.health import CheckResult, Status
 from nativekit.logging import get_logger
 from nativekit.saga import operations
@@ -20,6 +20,7 @@ from nativekit.saga.model import Page, SagaRecord, SagaStatus
 from nativekit.saga.runner import Hooks, NotCreated, Run, RunEnv
 from nativekit.saga.store import SagaStore, definition_key
 from nativekit.saga.telemetry import SagaMetrics
+from nativekit.supervisor import Supervisor
 
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
@@ -40,6 +41,12 @@ class SagaHandle:
     async def wait(self, timeout: float | None = None) -> SagaRecord:  # noqa: ASYNC109
         """Wait until the saga is COMPLETED, COMPENSATED, FAILED or ABORTED."""
         return await self.runtime.wait(self.saga_id, timeout)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a future nobody awaits any more (no 'never retrieved')."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _Creating:
@@ -66,6 +73,7 @@ class SagaRuntime:
         tracing: create spans per saga and step attempt.
         hooks: test seam called around step attempts.
         clock: time source for step timestamps.
+        supervisor: restarts the recovery and renewal loops after an unexpected error.
     """
 
     def __init__(
@@ -81,8 +89,10 @@ class SagaRuntime:
         tracing: bool = True,
         hooks: Hooks | None = None,
         clock: Callable[[], float] = time.time,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.service = service
+        self.supervisor = supervisor or Supervisor(service)
         self._store = store if not callable(store) else None
         self._store_factory = store if callable(store) else None
         self.lease = lease
@@ -235,7 +245,13 @@ class SagaRuntime:
         creating = _Creating(self)
         run = self._spawn(definition, record, uuid.uuid4().hex, creating=creating)
         run._data = value
-        stored, created = await creating.done
+        try:
+            # shielded: cancelling this call (a client gone) must not cancel the future the
+            # run resolves once the instance is stored; the run goes on and finishes it
+            stored, created = await asyncio.shield(creating.done)
+        except asyncio.CancelledError:
+            creating.done.add_done_callback(_consume)
+            raise
         if created and self.metrics is not None:
             self.metrics.count_started(definition.name)
         return SagaHandle(stored.saga_id, stored.name, created, self)
@@ -265,7 +281,7 @@ class SagaRuntime:
             self.log.error("saga.run.crashed", saga_id=saga_id, error=repr(exc), exc_info=True)
             return None
         finally:
-            if run.creating is not None:
+            if run.creating is not None and not run.creating.done.done():
                 run.creating.done.set_exception(
                     SagaStateError(f"saga {saga_id!r} stopped before it was stored")
                 )
@@ -354,10 +370,8 @@ class SagaRuntime:
         self.started = True
         self._stopping = asyncio.Event()
         self._loops = [
-            asyncio.create_task(
-                self._every(self.recovery_interval, self.recover), name="saga-recovery"
-            ),
-            asyncio.create_task(self._every(self.lease / 3, self.renew), name="saga-renewal"),
+            self._supervise("saga-recovery", self.recovery_interval, self.recover),
+            self._supervise("saga-renewal", self.lease / 3, self.renew),
         ]
         self.log.info("saga.runtime.started", sagas=sorted(self.sagas))
 
@@ -396,11 +410,23 @@ class SagaRuntime:
         except Exception as exc:  # the lease then expires on its own
             self.log.warning("saga.release.failed", saga_id=run.record.saga_id, error=repr(exc))
 
+    def _supervise(
+        self, task: str, interval: float, action: Callable[[], Any]
+    ) -> asyncio.Task[None]:
+        return self.supervisor.spawn(
+            task,
+            lambda: self._every(interval, action),
+            backoff=min(interval, 1.0),
+            backoff_max=interval,
+        )
+
     async def _every(self, interval: float, action: Callable[[], Any]) -> None:
+        """Run ``action`` every ``interval`` seconds until stopping; an error other than
+        an unreachable store ends the loop (its supervisor restarts it)."""
         while not self._stopping.is_set():
             try:
                 await action()
-            except Exception as exc:
+            except BackendUnavailable as exc:
                 self.log.warning("saga.background.failed", action=action.__name__, error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
@@ -475,7 +501,9 @@ class SagaRuntime:
                 )
 
     async def readiness(self) -> CheckResult:
-        """Readiness check: warn when the recovery backlog exceeds ``backlog_warn``."""
+        """Readiness check: warn when the recovery backlog exceeds ``backlog_warn``, fail
+        while the recovery or renewal loop keeps failing."""
+        self.supervisor.check("saga-")
         backlog = await self.store.backlog()
         status: Status = "warn" if backlog > self.backlog_warn else "pass"
         output = (

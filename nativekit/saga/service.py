@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 from nativekit.saga.runtime import SagaRuntime
 from nativekit.saga.store import MemorySagaStore, SagaStore
 from nativekit.saga.telemetry import SagaMetrics
+from nativekit.supervisor import Supervisor
 
 if TYPE_CHECKING:
     from nativekit.service import Service
@@ -37,6 +38,7 @@ def attach_runtime(svc: Service) -> SagaRuntime:
         backlog_warn=settings.saga_backlog_warn,
         metrics=SagaMetrics(svc.metrics.registry, svc.name),
         tracing=settings.tracing_enabled,
+        supervisor=Supervisor(svc.name, svc.metrics.registry),
     )
     svc.lifecycle.add(
         "sagas", start=runtime.startup, stop=partial(runtime.shutdown, settings.shutdown_grace)
