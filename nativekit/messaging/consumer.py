@@ -232,20 +232,22 @@ class Consumer:
             self.running = False
             self.log.info("consumer.stopped")
             return
-        await self._abandon_batches()
-        lanes = list(self._lanes.values())
-        self._lanes = {}
-        await self._drain(lanes)
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks = []
-        gc, self._gc = self._gc, None
-        self.running = False
         try:
-            await gc.stop()
-        finally:
-            self.log.info("consumer.stopped")
+            await self._abandon_batches()
+            lanes = list(self._lanes.values())
+            self._lanes = {}
+            await self._drain(lanes)
+        finally:  # a failed drain must not leave the tasks (and their restarts) running
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+            gc, self._gc = self._gc, None
+            self.running = False
+            try:
+                await gc.stop()
+            finally:
+                self.log.info("consumer.stopped")
 
     async def _on_assigned(self, tps: set[TopicPartition]) -> None:
         # Fetching resumes at the committed offset, so commits from here on only move forward.

@@ -67,7 +67,9 @@ class LagReporter:
             self._reported.add(tp)
 
     def _gauge(self, tp: TopicPartition) -> Any:
-        return self.metrics.lag.labels(self.metrics.service, tp.topic, self.group, str(tp.partition))
+        return self.metrics.lag.labels(
+            self.metrics.service, tp.topic, self.group, str(tp.partition)
+        )
 
     def forget(self, tps: set[TopicPartition]) -> None:
         """Stop reporting ``tps`` (revoked, or the consumer stopped)."""

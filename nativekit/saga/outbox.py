@@ -28,7 +28,6 @@ from nativekit.logging import get_logger
 from nativekit.messaging.errors import MessagingError
 from nativekit.supervisor import Supervisor
 
-
 #: Longest time later entries of a key wait for its failed entry to go out.
 BLOCK_FOR = 30.0
 

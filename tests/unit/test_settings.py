@@ -35,6 +35,13 @@ def test_reads_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert Settings().log_level == "DEBUG"
 
 
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NATIVEKIT_LOG_LEVEL=warning (uvicorn's spelling) is accepted as WARNING."""
+    monkeypatch.setenv("NATIVEKIT_LOG_LEVEL", "warning")
+    assert Settings(_env_file=None).log_level == "WARNING"
+    assert Settings(_env_file=None, log_level="Debug").log_level == "DEBUG"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [
