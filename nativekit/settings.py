@@ -131,8 +131,9 @@ class Settings(BaseSettings):
     )
     redis_readiness: Readiness = Field(
         "critical",
-        description="How the redis:ping check counts in /readyz: critical (fails it), warn "
-        "(for services that use Redis only to cache) or off.",
+        description="How the redis:ping check counts in /readyz: critical (fails it when "
+        "sagas, deduplicating consumers, command handlers or svc.redis need Redis; warns for "
+        "cache-only use), warn (always) or off.",
     )
     kafka_readiness: Readiness = Field(
         "critical",
