@@ -45,7 +45,11 @@ async def redis_client(redis_url: str) -> AsyncIterator[aioredis.Redis]:
 
 
 def consumer_service(
-    broker: MemoryBroker, client: aioredis.Redis, unique: str, fail: str | None = None, **extra: object
+    broker: MemoryBroker,
+    client: aioredis.Redis,
+    unique: str,
+    fail: str | None = None,
+    **extra: object,
 ) -> tuple[Service, list[int]]:
     """A service with one consumer of 'jobs' on ``broker`` and a real Redis dedup store
     (whose ``fail`` method raises once)."""
@@ -98,9 +102,7 @@ async def test_a_failed_task_restarts_and_nothing_is_lost(
     """An unexpected error in one of a consumer's tasks restarts that task (logged with
     the error, counted): the message is handled once and its offset committed."""
     broker = FaultyBroker(broker_method) if broker_method else MemoryBroker()
-    svc, handled = consumer_service(
-        broker, redis_client, unique, store_method, dedup_lease=0.3
-    )
+    svc, handled = consumer_service(broker, redis_client, unique, store_method, dedup_lease=0.3)
     with capture_logs() as logs:
         async with serve(svc):
             await svc.publish("jobs", Job(n=1))
