@@ -50,7 +50,7 @@ async def test_a_failed_saga_loop_restarts(task: str, method: str) -> None:
     runtime = SagaRuntime(
         "t",
         store,
-        lease=0.3,
+        lease=1.5,
         recovery_interval=0.05,
         tracing=False,
         supervisor=Supervisor("t", registry),
