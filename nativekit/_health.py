@@ -36,6 +36,8 @@ class CheckResult:
 
 
 CheckFunc = Callable[[], Awaitable["CheckResult | None"]]
+#: A startup condition: None once met, else a (failing) result saying what is awaited.
+StartupFunc = Callable[[], "CheckResult | None"]
 
 
 @dataclass
@@ -45,9 +47,15 @@ class Check:
     name: str
     func: CheckFunc
     timeout: float
-    critical: bool = True
+    #: Whether a failure fails readiness (else it warns); a callable decides per run.
+    critical: bool | Callable[[], bool] = True
     component_type: str = "component"
     active: Callable[[], bool] | None = None
+
+    @property
+    def is_critical(self) -> bool:
+        """Whether a failure of this check fails readiness now."""
+        return self.critical() if callable(self.critical) else self.critical
 
 
 @dataclass
@@ -72,6 +80,7 @@ class Health:
         self.timeout = timeout
         self.cache_ttl = cache_ttl
         self.checks: dict[str, Check] = {}
+        self.startup: dict[str, StartupFunc] = {}
         self.started = False
         self.draining = False
         self._cached: tuple[float, dict[str, Any], Status] | None = None
@@ -83,7 +92,7 @@ class Health:
         func: CheckFunc,
         *,
         timeout: float | None = None,
-        critical: bool = True,
+        critical: bool | Callable[[], bool] = True,
         component_type: str = "component",
         active: Callable[[], bool] | None = None,
     ) -> None:
@@ -95,6 +104,24 @@ class Health:
         self.checks[name] = Check(
             name, func, timeout or self.timeout, critical, component_type, active
         )
+
+    def add_startup(self, name: str, func: StartupFunc) -> None:
+        """Register something ``/startupz`` waits for after the service started (a consumer
+        joining its group): ``func()`` returns None once it is done."""
+        self.startup[name] = func
+
+    def starting(self) -> dict[str, Any]:
+        """The startup conditions not met yet, as health+json check details."""
+        found: dict[str, Any] = {}
+        for name, func in self.startup.items():
+            result = func()
+            if result is not None:
+                body: dict[str, Any] = {"status": result.status, "output": result.output}
+                if result.observed_value is not None:
+                    body["observedValue"] = result.observed_value
+                    body["observedUnit"] = result.observed_unit
+                found[name] = [body]
+        return found
 
     async def run(self) -> tuple[Status, dict[str, Any]]:
         """Run every check (or reuse a fresh cached run): overall status and details."""
@@ -116,7 +143,8 @@ class Health:
     async def _run_one(self, check: Check) -> _Outcome:
         started = time.perf_counter()
         body: dict[str, Any] = {"componentType": check.component_type}
-        failed: Status = "fail" if check.critical else "warn"
+        critical = check.is_critical
+        failed: Status = "fail" if critical else "warn"
         try:
             result = await asyncio.wait_for(check.func(), check.timeout)
         except TimeoutError:
@@ -124,7 +152,7 @@ class Health:
         except Exception as exc:
             result = CheckResult(failed, f"{type(exc).__name__}: {exc}")
         result = result or CheckResult()
-        if result.status == "fail" and not check.critical:
+        if result.status == "fail" and not critical:
             result.status = "warn"
         body["status"] = result.status
         body["time"] = datetime.now(UTC).isoformat(timespec="milliseconds")
@@ -166,10 +194,17 @@ class ProbeEndpoints:
         return health_response("pass", service=self.service)
 
     async def startupz(self, request: Request) -> Response:
-        """Pass once every service finished its startup."""
-        if all(h.started for h in self.healths):
+        """Pass once every service finished its startup and what it waits for after
+        (consumers joining their groups) is done."""
+        if not all(h.started for h in self.healths):
+            return health_response("fail", service=self.service, output="starting")
+        waiting: dict[str, Any] = {}
+        for h in self.healths:
+            waiting.update(h.starting())
+        if not waiting:
             return health_response("pass", service=self.service)
-        return health_response("fail", service=self.service, output="starting")
+        status = worst([body[0]["status"] for body in waiting.values()])
+        return health_response(status, service=self.service, checks=waiting, output="starting")
 
     async def readyz(self, request: Request) -> Response:
         """Run the readiness checks; fail while starting or draining."""

@@ -152,7 +152,12 @@ class Service(Routes):
 
     @property
     def redis(self) -> aioredis.Redis:
-        """The service's shared Redis client (created on first use, closed on shutdown)."""
+        """The service's shared Redis client (created on first use, closed on shutdown).
+
+        Using it makes the ``redis:ping`` readiness check critical (with
+        ``NATIVEKIT_REDIS_READINESS=critical``); a service using Redis only through
+        its cache gets a warning when Redis is down, as the cache falls through.
+        """
         return self.backends.redis
 
     def _add_checks(self) -> None:
@@ -165,7 +170,7 @@ class Service(Routes):
             self.health.add(
                 "redis:ping",
                 self.backends.redis_check(),
-                critical=redis_mode == "critical",
+                critical=lambda: redis_mode == "critical" and self.backends.redis_required,
                 component_type="datastore",
             )
         if self.uses_kafka and kafka_mode != "off":

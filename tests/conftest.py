@@ -85,6 +85,8 @@ def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> None:
         if key.startswith("NATIVEKIT_") and not key.startswith("NATIVEKIT_TEST_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("NATIVEKIT_ENVIRONMENT", "test")
+    # replicas started in one test process would share a static group membership
+    monkeypatch.delenv("HOSTNAME", raising=False)
 
 
 @pytest.fixture(autouse=True)

@@ -60,6 +60,9 @@ class Backends:
         self.name = name
         self.settings = settings
         self._redis: aioredis.Redis | None = None
+        #: Set once a capability takes the shared client (sagas, dedup, command replies):
+        #: Redis is then needed to be correct, not only to cache.
+        self.redis_required = False
 
     @property
     def uses_redis(self) -> bool:
@@ -73,7 +76,12 @@ class Backends:
 
     @property
     def redis(self) -> aioredis.Redis:
-        """The shared Redis client (created on first use, closed by :meth:`aclose`)."""
+        """The shared Redis client (created on first use, closed by :meth:`aclose`); taking
+        it marks Redis as required (see :attr:`redis_required`)."""
+        self.redis_required = True
+        return self._client()
+
+    def _client(self) -> aioredis.Redis:
         if self._redis is None:
             from nativekit.backends.redis._client import create_redis
 
@@ -84,7 +92,7 @@ class Backends:
         """A readiness check pinging the shared Redis client."""
         from nativekit.backends.redis._client import redis_check
 
-        return redis_check(self.redis, self.settings)
+        return redis_check(self._client(), self.settings)
 
     def broker(self) -> Broker:
         """The broker ``NATIVEKIT_KAFKA_URL`` names: Kafka, or the process-wide memory one."""

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, TypedDict, TypeVar, Unpack
 
 from pydantic import BaseModel
 
+from nativekit._supervisor import Supervisor
 from nativekit.errors import ConfigError
 from nativekit.messaging._consume.consumer import Consumer
 from nativekit.messaging._consume.handler import HandlerFunc, inspect_handler
@@ -28,7 +29,9 @@ class ConsumerKwargs(TypedDict, total=False):
     """Options of ``Service.consumer`` besides the topic.
 
     Attributes:
-        group: consumer group; defaults to the service name.
+        group: consumer group; default ``<service>.<handler name>`` (one group per
+            consumer; ``NATIVEKIT_CONSUMER_GROUP_DEFAULT=service`` names it after the
+            service, as before).
         retries: handler retries before dead-lettering (``NATIVEKIT_CONSUMER_RETRIES``).
         non_retryable: exception types dead-lettered at the first failure.
         concurrency: messages handled at once per partition; order is kept per key.
@@ -52,6 +55,11 @@ class ConsumerKwargs(TypedDict, total=False):
     dead_letter_topic: str | None
     retain: float | None
     event_types: Sequence[type[BaseModel] | str] | None
+
+
+def _short(handler: str) -> str:
+    """A handler's name without the ``<locals>`` path of a function defined in another."""
+    return handler.rpartition("<locals>.")[2]
 
 
 def _type_names(types: Sequence[type[BaseModel] | str] | None) -> frozenset[str] | None:
@@ -97,6 +105,7 @@ class Messaging:
         self.ctx = ctx
         self.settings = ctx.settings
         self.metrics = MessagingMetrics(ctx.name, ctx.metrics.registry)
+        self.supervisor = Supervisor(ctx.name, ctx.metrics.registry)
         self.consumers: list[Consumer] = []
         self._broker_factory = broker
         self._dedup_factory = dedup_store
@@ -204,7 +213,7 @@ class Messaging:
             spec = inspect_handler(func)
             options = ConsumerOptions(
                 topics=topics,
-                group=group or self.ctx.name,
+                group=group or self._default_group(spec.name),
                 retries=s.consumer.retries if retries is None else retries,
                 backoff=s.consumer.retry_backoff_seconds,
                 backoff_max=s.consumer.retry_backoff_max_seconds,
@@ -221,7 +230,9 @@ class Messaging:
                 commit_interval=s.consumer.commit_interval_seconds,
                 event_types=event_types,
             )
-            namespace = f"{options.group}:{spec.name}"
+            # DONE marks stay where they were before groups became one per consumer
+            namespace = f"{group or self.ctx.name}:{spec.name}"
+            instance = s.consumer.group_instance_id
             consumer = Consumer(
                 spec,
                 options,
@@ -230,11 +241,21 @@ class Messaging:
                 metrics=self.metrics,
                 service=self.ctx.name,
                 tracing=self.settings.telemetry.tracing_enabled,
+                namespace=namespace,
+                supervisor=self.supervisor,
+                join_timeout=s.consumer.join_timeout_seconds,
+                lag_interval=s.consumer.lag_interval_seconds,
+                group_instance_id=f"{instance}.{_short(spec.name)}" if instance else None,
             )
             self.add_consumer(consumer, check=f"consumer:{namespace}")
             return func
 
         return decorator
+
+    def _default_group(self, handler: str) -> str:
+        if self.settings.consumer.group_default == "service":
+            return self.ctx.name
+        return f"{self.ctx.name}.{_short(handler)}"
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -244,18 +265,16 @@ class Messaging:
             raise ConfigError("Consumers must be declared before the service starts.")
         self.consumers.append(consumer)
         self.ctx.health.add(check, consumer.check, component_type="component")
+        self.ctx.health.add_startup(check, consumer.joining)
 
     async def start(self) -> None:
-        """Connect the broker and start every consumer (nothing when there is none: the
-        producer then connects on the first publish).
+        """Start every consumer; they join their groups in the background, and the
+        producer connects on the first publish, so startup never waits for the broker.
 
         On a failure, cancellation included, what started is stopped before the error
         goes on: the lifecycle stops only components whose start returned.
         """
         self._started = True
-        if not self.consumers:
-            return
-        await self.broker.start()
         try:
             for consumer in self.consumers:
                 await consumer.start()

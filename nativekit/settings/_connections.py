@@ -45,8 +45,9 @@ class RedisSettings(BaseModel):
     )
     readiness: Readiness = Field(
         "critical",
-        description="How the redis:ping check counts in /readyz: critical (fails it), warn "
-        "(for services that use Redis only to cache) or off.",
+        description="How the redis:ping check counts in /readyz: critical (fails it when "
+        "sagas, deduplicating consumers, command handlers or svc.redis need Redis; warns for "
+        "cache-only use), warn (always) or off.",
     )
 
     @field_validator("url")

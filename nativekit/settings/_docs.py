@@ -55,6 +55,8 @@ def render(page: str) -> str:
 
 
 def _default(field: FieldInfo) -> str:
+    if field.default_factory is not None:
+        return "computed (see meaning)"
     value = field.get_default(call_default_factory=False)
     if value is None:
         return "—"

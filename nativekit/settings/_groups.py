@@ -6,9 +6,10 @@ Units: durations are seconds in fields named ``*_seconds``; sizes in bytes are
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 LogFormat = Literal["json", "console"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
@@ -46,7 +47,10 @@ class TelemetrySettings(BaseModel):
     log_format: LogFormat | None = Field(
         None, description="'json' or 'console'; default console in development, json otherwise."
     )
-    log_level: LogLevel = Field("INFO", description="Minimum level of emitted log lines.")
+    log_level: LogLevel = Field(
+        "INFO", description="Minimum level of emitted log lines (any case: 'warning' too)."
+    )
+
     metrics_enabled: bool = Field(True, description="Serve /metrics and record HTTP metrics.")
     tracing_enabled: bool = Field(True, description="Create OpenTelemetry spans for requests.")
     include_probes: bool = Field(
@@ -59,6 +63,11 @@ class TelemetrySettings(BaseModel):
     health_cache_seconds: float = Field(
         1.0, ge=0, description="Time readiness results are reused, so probe storms stay cheap."
     )
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _upper_log_level(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
 
 
 class ConsumerSettings(BaseModel):
@@ -106,6 +115,27 @@ class ConsumerSettings(BaseModel):
     )
     auto_offset_reset: Literal["earliest", "latest"] = Field(
         "earliest", description="Where a new consumer group starts reading a partition."
+    )
+    group_default: Literal["consumer", "service"] = Field(
+        "consumer",
+        description="The group of a consumer declared without group=: 'consumer' gives each "
+        "its own, '<service>.<handler name>' (one consumer's rebalance does not stop the "
+        "others); 'service' keeps the previous default, one group named after the service.",
+    )
+    group_instance_id: str | None = Field(
+        default_factory=lambda: os.environ.get("HOSTNAME") or None,
+        description="Static group membership (Kafka's group.instance.id, suffixed with the "
+        "handler name): a restarted replica takes its partitions back without a rebalance. "
+        "Default: the HOSTNAME variable (the pod name on Kubernetes) when set; '' turns it off.",
+    )
+    join_timeout_seconds: float = Field(
+        60.0,
+        gt=0,
+        description="Time a consumer may take to join its group after startup before "
+        "/readyz and /startupz say it is overdue (it keeps trying; the service serves meanwhile).",
+    )
+    lag_interval_seconds: float = Field(
+        5.0, gt=0, description="Time between two measurements of nativekit_consumer_lag."
     )
     dedup_lease_seconds: float = Field(
         30.0,

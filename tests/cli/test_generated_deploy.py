@@ -225,3 +225,18 @@ def test_compose_runs_what_env_example_points_at(project: Path) -> None:
     if kafka:
         assert "127.0.0.1:9092:9092" in services["kafka"]["ports"]
         assert "kafka://127.0.0.1:9092" in env_example
+
+
+def test_keda_example_watches_the_generated_consumer(project: Path) -> None:
+    """With Kafka, k8s/autoscale-on-lag/keda.yaml scales the Deployment on the lag of the
+    generated consumer's group and topic; without Kafka there is no such file."""
+    path = project / "k8s/autoscale-on-lag/keda.yaml"
+    app = (project / f"src/{PACKAGE}/app.py").read_text()
+    if "@svc.consumer" not in app:
+        assert not path.exists()
+        return
+    [keda] = yaml.safe_load_all(path.read_text())
+    assert keda["spec"]["scaleTargetRef"]["name"] == NAME
+    [lag] = [t["metadata"] for t in keda["spec"]["triggers"] if t["type"] == "kafka"]
+    assert f'RESTOCKS = "{lag["topic"]}"' in app
+    assert "@svc.consumer(RESTOCKS, group=svc.name)" in app and lag["consumerGroup"] == NAME

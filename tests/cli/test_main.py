@@ -28,6 +28,7 @@ ALL_FILES = [
     "Makefile",
     "README.md",
     "compose.yaml",
+    "k8s/autoscale-on-lag/keda.yaml",
     "k8s/configmap.yaml",
     "k8s/deployment.yaml",
     "k8s/hpa.yaml",

@@ -27,7 +27,8 @@ async def test_ready_with_reachable_redis(redis_url: str) -> None:
 
 @pytest.mark.redis
 async def test_not_ready_when_redis_unreachable() -> None:
-    """An unreachable Redis fails readiness with a message saying what to check."""
+    """An unreachable Redis fails readiness of a service using the shared Redis client,
+    with a message saying what to check."""
     port = servers.free_port()
     settings = Settings(
         _env_file=None,
@@ -35,6 +36,7 @@ async def test_not_ready_when_redis_unreachable() -> None:
         redis={"url": f"redis://:pw@127.0.0.1:{port}/0"},
     )
     svc = Service("redis-down", settings=settings)
+    assert svc.redis is not None  # used by the service's own code
     async with serve(svc) as client:
         r = await client.get("/readyz")
     assert r.status_code == 503
@@ -211,6 +213,36 @@ async def test_redis_readiness_warn_keeps_a_cache_only_service_ready() -> None:
     async with serve(off) as client:
         r = await client.get("/readyz")
     assert r.status_code == 200 and "redis:ping" not in r.json().get("checks", {})
+
+
+@pytest.mark.redis
+async def test_redis_down_only_warns_for_a_cache_only_service() -> None:
+    """With the default readiness, Redis down fails /readyz of a service whose consumers
+    deduplicate in Redis, and only warns for one that uses Redis to cache (it falls
+    through to the function)."""
+    url = f"redis://127.0.0.1:{servers.free_port()}/0"
+    settings = Settings(_env_file=None, redis_url=url, connect_timeout=0.5, operation_timeout=0.5)
+    cache_only = Service("cache-only", settings=settings)
+
+    @cache_only.cached(ttl=5, key="x:{n}")
+    async def square(n: int) -> int:
+        return n * n
+
+    async with serve(cache_only) as client:
+        assert await square(3) == 9
+        r = await client.get("/readyz")
+    assert r.status_code == 200, r.text
+    assert r.json()["checks"]["redis:ping"][0]["status"] == "warn"
+
+    deduplicating = Service("dedup", settings=settings)
+
+    @deduplicating.consumer("jobs", group="g")
+    async def on_job(event: bytes) -> None: ...
+
+    async with serve(deduplicating) as client:
+        r = await client.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["checks"]["redis:ping"][0]["status"] == "fail"
 
 
 @pytest.mark.kafka

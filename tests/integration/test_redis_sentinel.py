@@ -121,6 +121,7 @@ async def test_an_unreachable_sentinel_is_backend_unavailable() -> None:
     """No Sentinel answering: readiness fails naming NATIVEKIT_REDIS_URL, password masked."""
     url = f"redis+sentinel://:secret@127.0.0.1:{servers.free_port()}/mymaster"
     svc = Service("sentinel-down", settings=Settings(_env_file=None, redis={"url": url}))
+    assert svc.redis is not None  # used by the service: Redis is critical
     async with serve(svc) as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 503
@@ -140,7 +141,9 @@ async def test_sentinels_that_require_a_password(tmp_path: Path) -> None:
         statuses = []
         for extra in ({"sentinel_password_file": secret}, {}):
             settings = Settings(_env_file=None, redis={"url": sentinel.url, **extra})
-            async with serve(Service("sentinel-auth", settings=settings)) as client:
+            svc = Service("sentinel-auth", settings=settings)
+            assert svc.redis is not None  # used by the service: Redis is critical
+            async with serve(svc) as client:
                 ready = await client.get("/readyz")
             statuses.append(ready.status_code)
             if ready.status_code != 200:

@@ -89,6 +89,7 @@ async def test_rediss_with_unknown_ca_is_not_ready(tls_redis: tuple[int, Path]) 
         redis={"url": f"rediss://127.0.0.1:{port}/0", "password": "s3cret"},
     )
     svc = Service("tls-untrusted", settings=settings)
+    assert svc.redis is not None  # used by the service: Redis is critical
     async with serve(svc) as client:
         ready = await client.get("/readyz")
     assert ready.status_code == 503

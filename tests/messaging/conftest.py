@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import subprocess
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+
+import pytest
 
 from nativekit import Settings
 from nativekit.messaging import GroupConsumer
 from tests.support import grouped
+
+
+@pytest.fixture
+def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
+    """Worker processes started by a test; killed at the end whatever happened."""
+    started: list[subprocess.Popen[bytes]] = []
+    yield started
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=10)
 
 
 def kafka_settings(kafka_url: str, redis_url: str | None = None, **extra: object) -> Settings:

@@ -213,37 +213,6 @@ async def test_commits_are_spaced_by_the_commit_interval(
     assert all(gap >= 0.19 for gap in spans), spans
 
 
-async def test_a_consumer_failing_to_start_stops_the_consumers_started_before_it(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    """When the second consumer cannot join its group at startup, the first one (already
-    joined and fetching) is stopped with the failed startup instead of left running."""
-    svc = service()
-    broker = MemoryBroker()
-    svc.messaging.use_broker(broker)
-    join = MemoryGroupConsumer.start
-
-    async def refuse_group_b(self: MemoryGroupConsumer) -> None:
-        if self.group_id == "b":
-            raise BackendUnavailable("cannot join group b (test)")
-        await join(self)
-
-    monkeypatch.setattr(MemoryGroupConsumer, "start", refuse_group_b)
-
-    @svc.consumer("jobs", group="a")
-    async def first(event: Job) -> None: ...
-
-    @svc.consumer("jobs", group="b")
-    async def second(event: Job) -> None: ...
-
-    with pytest.raises(BackendUnavailable, match="group b"):
-        await svc.startup(hook_sigterm=False)
-    started = svc.messaging.consumers[0]
-    assert not started.running
-    assert [t for t in started._tasks if not t.done()] == []
-    assert broker.groups["a"].members == []
-
-
 class SlowClaimStore(MemoryDedupStore):
     """A dedup store whose claims hang (a slow Redis) while ``hanging`` is set."""
 

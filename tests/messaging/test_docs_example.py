@@ -61,7 +61,8 @@ async def test_docs_event_types_example_skips_the_other_event() -> None:
         await eventually(lambda: len(harness.deliveries) == 6, what="both groups done")
     outcomes = {(d.group, d.offset): d.outcome for d in harness.deliveries}
     assert outcomes == {
-        ("inventory", 0): "skipped", ("inventory", 1): "processed", ("inventory", 2): "skipped",
+        ("inventory.on_confirmed", 0): "skipped", ("inventory.on_confirmed", 1): "processed",
+        ("inventory.on_confirmed", 2): "skipped",
         ("order-audit", 0): "skipped", ("order-audit", 1): "processed",
         ("order-audit", 2): "processed",
     }  # fmt: skip

@@ -6,9 +6,12 @@ import asyncio
 
 import pytest
 
+from nativekit import Settings
+from nativekit._telemetry.logging import configure_logging
 from nativekit.saga import MemorySagaStore, Saga, SagaContext, SagaRuntime, SagaStatus
 from nativekit.saga._errors import SagaStateError
 from nativekit.saga._store.model import SagaRecord
+from nativekit.testing import capture_logs
 
 
 def blocking_saga(entered: asyncio.Event, release: asyncio.Event) -> Saga[dict[str, int]]:
@@ -120,3 +123,39 @@ async def test_a_cancelled_wait_for_a_saga_run_elsewhere_leaves_nothing_behind()
     assert here._spawned == {}
     release.set()
     assert (await handle.wait(5)).status is SagaStatus.COMPLETED
+
+
+class SlowFirstCreateStore(MemorySagaStore):
+    """A memory store whose first create takes a while (a slow Redis)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.creating = asyncio.Event()
+
+    async def create(
+        self, record: SagaRecord, *, token: str, lease: float
+    ) -> tuple[SagaRecord, bool]:
+        if not self.creating.is_set():
+            self.creating.set()
+            await asyncio.sleep(0.2)
+        return await super().create(record, token=token, lease=lease)
+
+
+async def test_a_start_cancelled_while_creating_leaves_the_saga_running_not_orphaned() -> None:
+    """Cancelling sagas.start() (a client gone) while the instance is being created
+    does not break the run: it is stored and runs to the end, never left leased."""
+    configure_logging(Settings(), "t")
+    store = SlowFirstCreateStore()
+    runtime = SagaRuntime("t", store, tracing=False)
+    release = asyncio.Event()
+    saga = blocking_saga(asyncio.Event(), release)
+    with capture_logs() as logs:
+        start = asyncio.create_task(runtime.start(saga, {"n": 1}, saga_id="s1"))
+        await asyncio.wait_for(store.creating.wait(), 2)
+        start.cancel()
+        await asyncio.gather(start, return_exceptions=True)
+        release.set()
+        record = await runtime.wait("s1", 5)
+    assert start.cancelled()
+    assert record.status is SagaStatus.COMPLETED
+    assert [e for e in logs if e["event"] == "saga.run.crashed"] == []

@@ -410,3 +410,25 @@ def test_disruption_budget_selects_only_its_pods(service: str) -> None:
         assert (selector <= labels) == (other == service)
     min_replicas = get("HorizontalPodAutoscaler", service)["spec"]["minReplicas"]
     assert pdb.get("maxUnavailable", 0) >= 1 or pdb["minAvailable"] < min_replicas
+
+
+def test_keda_example_scales_inventory_on_its_consumer_groups_lag() -> None:
+    """The optional KEDA ScaledObject targets the inventory Deployment and watches the
+    group and topic inventory's order consumer really uses."""
+    from examples.shop import inventory
+
+    [keda] = yaml.safe_load_all((K8S / "autoscale-on-lag/inventory-keda.yaml").read_text())
+    assert keda["kind"] == "ScaledObject"
+    assert keda["spec"]["scaleTargetRef"]["name"] == "inventory"
+    kustomization = yaml.safe_load((K8S / "kustomization.yaml").read_text(encoding="utf-8"))
+    assert keda["metadata"]["namespace"] == kustomization["namespace"]
+    [lag] = [t["metadata"] for t in keda["spec"]["triggers"] if t["type"] == "kafka"]
+    consumers = {
+        (c.options.group, topic)
+        for c in inventory.svc.messaging.consumers
+        for topic in c.options.topics
+    }
+    assert (lag["consumerGroup"], lag["topic"]) in consumers
+    assert lag["bootstrapServers"] == get("ConfigMap", "shop-config")["data"][
+        "NATIVEKIT_KAFKA_URL"
+    ].removeprefix("kafka://")

@@ -55,6 +55,13 @@ def test_groups_are_given_as_dicts_or_models() -> None:
     assert settings.cache.near_size == 9
 
 
+def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
+    """NATIVEKIT_LOG_LEVEL=warning (uvicorn's spelling) is accepted as WARNING."""
+    monkeypatch.setenv("NATIVEKIT_LOG_LEVEL", "warning")
+    assert Settings(_env_file=None).log_level == "WARNING"
+    assert Settings(_env_file=None, log_level="Debug").log_level == "DEBUG"
+
+
 @pytest.mark.parametrize(
     ("variable", "value", "expected"),
     [

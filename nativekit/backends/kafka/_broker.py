@@ -148,9 +148,12 @@ class KafkaBroker:
         group: str,
         on_assigned: RebalanceCallback,
         on_revoked: RebalanceCallback,
+        instance_id: str | None = None,
     ) -> KafkaGroupConsumer:
         """A group member with manual commits, reading from the committed offset."""
-        return KafkaGroupConsumer(self.settings, list(topics), group, on_assigned, on_revoked)
+        return KafkaGroupConsumer(
+            self.settings, list(topics), group, on_assigned, on_revoked, instance_id
+        )
 
     async def ping(self) -> None:
         """Ask the cluster for metadata."""
@@ -191,11 +194,13 @@ class KafkaGroupConsumer:
         group: str,
         on_assigned: RebalanceCallback,
         on_revoked: RebalanceCallback,
+        instance_id: str | None = None,
     ) -> None:
         self.settings = settings
         self.topics = topics
         self.group = group
         self._listener = _Listener(on_assigned, on_revoked)
+        self.instance_id = instance_id
         self._consumer: Any = None
         self._turn = 0
 
@@ -205,6 +210,7 @@ class KafkaGroupConsumer:
         session_ms = int(s.consumer.session_timeout_seconds * 1000)
         consumer = aiokafka.AIOKafkaConsumer(
             group_id=self.group,
+            group_instance_id=self.instance_id,
             enable_auto_commit=False,
             auto_offset_reset=s.consumer.auto_offset_reset,
             session_timeout_ms=session_ms,
@@ -315,6 +321,16 @@ class KafkaGroupConsumer:
         except kerr.KafkaError:
             return None
         return int(value) if value is not None else None
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The partitions' end offsets (a ListOffsets request)."""
+        try:
+            ends = await self._consumer.end_offsets(
+                [aiokafka.TopicPartition(tp.topic, tp.partition) for tp in tps]
+            )
+        except (*UNAVAILABLE_ERRORS, kerr.KafkaError) as exc:
+            raise _unavailable(self.settings, "to read end offsets", exc) from exc
+        return {TopicPartition(tp.topic, tp.partition): int(off) for tp, off in ends.items()}
 
     async def stop(self) -> None:
         """Leave the group."""

@@ -11,8 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from nativekit._health import CheckResult
 from nativekit._telemetry.logging import get_logger
@@ -30,6 +30,10 @@ from nativekit.messaging._wire.envelope import event_type_of
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
+from nativekit._supervisor import Supervisor
+from nativekit.messaging._consume.joining import JoinState
+from nativekit.messaging._consume.lag import LagReporter
+from nativekit.messaging._errors import MessagingError
 
 Observer = Callable[[Item], None]
 #: Fetched items and the future of their claims (None when not idempotent).
@@ -49,7 +53,13 @@ def active_tracer() -> Tracer | None:
 
 
 class Consumer:
-    """One ``@svc.consumer`` handler as a service component (``start``/``stop``)."""
+    """One ``@svc.consumer`` handler as a service component (``start``/``stop``).
+
+    ``start`` returns at once: the group is joined in the background (retried while
+    the broker is unreachable), and :meth:`check` reports the consumer as joining
+    until the group assigned it its partitions. Every background task runs under a
+    :class:`~nativekit._supervisor.Supervisor`.
+    """
 
     def __init__(
         self,
@@ -61,12 +71,26 @@ class Consumer:
         metrics: MessagingMetrics,
         service: str,
         tracing: bool = False,
+        namespace: str | None = None,
+        supervisor: Supervisor | None = None,
+        join_timeout: float = 60.0,
+        lag_interval: float = 5.0,
+        group_instance_id: str | None = None,
+        topics_to_create: Mapping[str, int] | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
         self.broker = broker
         self.metrics = metrics
         self._service_name = service
+        self._namespace = namespace or f"{options.group}:{spec.name}"
+        self.supervisor = supervisor or Supervisor(service)
+        self.join = JoinState(options.group, join_timeout)
+        self.group_instance_id = group_instance_id
+        self._to_create = {
+            **{options.dlq_for(t): 1 for t in options.topics},
+            **(topics_to_create or {}),
+        }
         self.log = get_logger(service=service, group=options.group, handler=spec.name)
         store = store if options.idempotent else None
         self.marks = Marks(store, options, metrics, self.log) if store is not None else None
@@ -95,6 +119,10 @@ class Consumer:
         self._new_run_state()
         self._in_flight = 0
         self._tasks: list[asyncio.Task[None]] = []
+        self._feeders: list[asyncio.Task[None]] = []
+        self._lag = LagReporter(
+            metrics, options.group, lambda: self._lanes, interval=lag_interval, log=self.log
+        )
         #: The batch the dispatcher took from the queue and awaits the claim of.
         self._dispatching: Batch | None = None
         self._stopping = False
@@ -129,18 +157,15 @@ class Consumer:
 
     @property
     def name(self) -> str:
-        """``<group>:<handler>``, the scope of the dedup keys."""
-        return f"{self.options.group}:{self.spec.name}"
+        """The scope of the dedup keys: ``<group>:<handler>``, where the group is the
+        service name for a consumer on the default group (so a changed default group
+        still finds the DONE marks written under the old one)."""
+        return self._namespace
 
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Create the dead-letter topics, join the group, start fetching."""
-        dlqs = {self.options.dlq_for(t): 1 for t in self.options.topics}
-        try:
-            await self.broker.create_topics(dlqs)
-        except Exception as exc:  # the topic may exist or be created by an operator
-            self.log.warning("consumer.dead_letter_topic_unverified", error=repr(exc))
+        """Start joining the group in the background (see :meth:`check`)."""
         self._stopping = False
         self._new_run_state()
         # Bound now: logging is configured at service startup, after decoration time.
@@ -151,48 +176,82 @@ class Consumer:
             self.marks.log = self.log
         self._runner.tracer = active_tracer() if self._tracing else None
         self._runner.debug = logging.getLogger().isEnabledFor(logging.DEBUG)
-        self._gc = self.broker.group_consumer(
-            self.options.topics,
-            group=self.options.group,
-            on_assigned=self._on_assigned,
-            on_revoked=self._on_revoked,
-        )
-        await self._gc.start()
+        self._lag.log = self.log
+        self.join.begin()
         self.running = True
+        self._feeders = [self._spawn("join", self._join)]
+        self.log.info("consumer.joining", topics=list(self.options.topics))
+
+    def _spawn(self, task: str, run: Callable[[], Any]) -> asyncio.Task[None]:
+        return self.supervisor.spawn(f"consumer:{self.name}:{task}", run)
+
+    async def _join(self) -> None:
+        """Create the dead-letter topics and join the group, retried until it works, then
+        start fetching."""
+        try:
+            await self.broker.create_topics(self._to_create)
+        except Exception as exc:  # the topic may exist or be created by an operator
+            self.log.warning("consumer.dead_letter_topic_unverified", error=repr(exc))
+        delay = 0.5
+        while True:
+            gc = self.broker.group_consumer(
+                self.options.topics,
+                group=self.options.group,
+                on_assigned=self._on_assigned,
+                on_revoked=self._on_revoked,
+                instance_id=self.group_instance_id,
+            )
+            try:
+                await gc.start()
+                break
+            except (BackendUnavailable, MessagingError) as exc:
+                self.join.failed(exc)
+                self.log.warning("consumer.join_failed", error=str(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+        self._gc = gc
+        self._feeders.append(self._spawn("fetch", self._fetch_loop))
+        self._feeders.append(self._spawn("dispatch", self._dispatch_loop))
         self._tasks = [
-            asyncio.create_task(self._fetch_loop()),
-            asyncio.create_task(self._dispatch_loop()),
-            asyncio.create_task(self._finish_loop()),
-            asyncio.create_task(self._commit_loop()),
+            self._spawn("finish", self._finish_loop),
+            self._spawn("commit", self._commit_loop),
+            self._spawn("lag", lambda: self._lag.run(gc)),
         ]
         if self.marks is not None:
-            self._tasks.append(asyncio.create_task(self.marks.renew_forever(self._owned)))
+            marks = self.marks
+            self._tasks.append(self._spawn("renew", lambda: marks.renew_forever(self._owned)))
         self.log.info("consumer.started", topics=list(self.options.topics))
 
     async def stop(self) -> None:
         """Stop fetching, finish running handlers, write DONE marks, commit, leave the group."""
-        if self._gc is None:
+        if not self.running:
             return
         self._stopping = True
         self._give_up_at = time.monotonic() + self.options.drain_timeout
-        feeders = self._tasks[:2]
+        feeders, self._feeders = self._feeders, []
         for task in feeders:
             task.cancel()
         await asyncio.gather(*feeders, return_exceptions=True)
-        await self._abandon_batches()
-        lanes = list(self._lanes.values())
-        self._lanes = {}
-        await self._drain(lanes)
-        for task in self._tasks[2:]:
-            task.cancel()
-        await asyncio.gather(*self._tasks[2:], return_exceptions=True)
-        self._tasks = []
-        gc, self._gc = self._gc, None
-        self.running = False
-        try:
-            await gc.stop()
-        finally:
+        if self._gc is None:  # stopped while joining
+            self.running = False
             self.log.info("consumer.stopped")
+            return
+        try:
+            await self._abandon_batches()
+            lanes = list(self._lanes.values())
+            self._lanes = {}
+            await self._drain(lanes)
+        finally:  # a failed drain must not leave the tasks (and their restarts) running
+            for task in self._tasks:
+                task.cancel()
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+            self._tasks = []
+            gc, self._gc = self._gc, None
+            self.running = False
+            try:
+                await gc.stop()
+            finally:
+                self.log.info("consumer.stopped")
 
     async def _on_assigned(self, tps: set[TopicPartition]) -> None:
         # Fetching resumes at the committed offset, so commits from here on only move forward.
@@ -200,6 +259,7 @@ class Consumer:
             self._lanes[tp] = Lane(
                 tp, PartitionOffsets(), self.options.concurrency, self._runner.work
             )
+        self.join.done()
         self.log.info("consumer.assigned", partitions=_names(tps))
 
     async def _on_revoked(self, tps: set[TopicPartition]) -> None:
@@ -245,9 +305,7 @@ class Consumer:
                 self._error = None
                 if records:
                     self._admit(records)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
+            except (BackendUnavailable, MessagingError) as exc:
                 self._error = f"{type(exc).__name__}: {exc}"
                 self.log.error("consumer.fetch_failed", error=self._error)
                 await asyncio.sleep(1.0)
@@ -276,13 +334,14 @@ class Consumer:
         if not items:
             return
         self._in_flight += len(items)
+        self._batches.put_nowait((items, self._claim(items)))
+
+    def _claim(self, items: list[Item]) -> asyncio.Future[list[Claim] | None] | None:
+        """Start claiming ``items`` (None when the consumer is not idempotent)."""
         marks = self.marks
-        claim = (
-            asyncio.ensure_future(marks.claim([i.key for i in items], lambda: self._stopping))
-            if marks is not None
-            else None
-        )
-        self._batches.put_nowait((items, claim))
+        if marks is None:
+            return None
+        return asyncio.ensure_future(marks.claim([i.key for i in items], lambda: self._stopping))
 
     def _skipped(self, items: list[Item]) -> None:
         """Count and report records of event types the handler does not take."""
@@ -301,8 +360,14 @@ class Consumer:
     async def _dispatch_loop(self) -> None:
         """Hand claimed batches to the partition lanes, in fetch order."""
         while True:
-            items, claim = self._dispatching = await self._batches.get()
-            claims = await claim if claim is not None else None
+            if self._dispatching is None:  # else: the batch a failed claim left, again
+                self._dispatching = await self._batches.get()
+            items, claim = self._dispatching
+            try:
+                claims = await claim if claim is not None else None
+            except Exception:
+                self._dispatching = (items, self._claim(items))
+                raise
             self._dispatching = None
             if claim is not None and claims is None:  # stopping while the store was down
                 for item in items:
@@ -368,6 +433,7 @@ class Consumer:
         item.finish()
 
     async def _finish_loop(self) -> None:
+        """Flush finished items whenever some arrived."""
         while True:
             await self._finish_event.wait()
             self._finish_event.clear()
@@ -380,7 +446,11 @@ class Consumer:
             await self._commit_event.wait()
             self._commit_event.clear()
             started = time.monotonic()
-            await self._commit(list(self._lanes.values()))
+            try:
+                await self._commit(list(self._lanes.values()))
+            except Exception:
+                self._commit_event.set()  # the restarted loop commits again
+                raise
             await asyncio.sleep(self.options.commit_interval - (time.monotonic() - started))
 
     async def _flush(self) -> None:
@@ -388,11 +458,17 @@ class Consumer:
             batch, self._finished = self._finished, []
             releases, self._releases = self._releases, []
             marks = self.marks
-            if releases and marks is not None:
-                await marks.release(releases)
-            if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
-                self._finished[:0] = batch  # given up on stop: left uncommitted
-                return
+            try:
+                if releases and marks is not None:
+                    await marks.release(releases)
+                if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
+                    self._finished[:0] = batch  # given up on stop: left uncommitted
+                    return
+            except Exception:
+                self._finished[:0] = batch  # flushed again by the restarted loop
+                self._releases[:0] = releases
+                self._finish_event.set()
+                raise
             outcomes: dict[tuple[str, ConsumeOutcome | None], int] = {}
             durations: dict[str, list[float]] = {}
             owned = self._owned
@@ -437,20 +513,24 @@ class Consumer:
         except (CommitFailed, BackendUnavailable) as exc:
             self.log.warning("consumer.commit_failed", error=str(exc))
             return
-        for tp, (lane, offset) in offsets.items():
+        for lane, offset in offsets.values():
             lane.offsets.committed_at(offset)
-            highwater = self._gc.highwater(tp)
-            if highwater is not None:
-                self.metrics.lag.labels(
-                    self.metrics.service, tp.topic, self.options.group, str(tp.partition)
-                ).set(max(0, highwater - offset))
 
     # -- readiness -------------------------------------------------------------------
 
+    def joining(self) -> CheckResult | None:
+        """For ``/startupz``: None once joined, else how the join stands."""
+        return self.join.report() if self.running else None
+
     async def check(self) -> CheckResult:
-        """Ready when joined, fetching, and the dedup store answers."""
+        """Ready when joined, fetching, its tasks not crash-looping and the dedup store
+        answers."""
         if not self.running:
             raise BackendUnavailable("consumer is not running (not started or stopped)")
+        joining = self.join.report()
+        if joining is not None:
+            return joining
+        self.supervisor.check(f"consumer:{self.name}:")
         if self._error is not None:
             raise BackendUnavailable(f"fetching fails: {self._error}")
         if self.marks is not None:

@@ -19,9 +19,12 @@ class PartitionOffsets:
         self._outstanding: deque[int] = deque()
         self._finished: set[int] = set()
         self._next: int | None = committed
+        self._first: int | None = None
 
     def add(self, offset: int) -> None:
         """Track a fetched offset."""
+        if self._first is None:
+            self._first = offset
         self._outstanding.append(offset)
 
     def finish(self, offset: int) -> None:
@@ -41,6 +44,11 @@ class PartitionOffsets:
     def pending(self) -> int:
         """Tracked offsets not yet finished."""
         return len(self._outstanding)
+
+    def floor(self) -> int | None:
+        """Where the group resumes the partition now: the committed offset, else the
+        first one fetched (None before anything was fetched or committed)."""
+        return self.committed if self.committed is not None else self._first
 
     def committable(self) -> int | None:
         """Offset to commit now, or None when nothing new is finished."""

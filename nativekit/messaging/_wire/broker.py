@@ -76,6 +76,9 @@ class GroupConsumer(Protocol):
     def highwater(self, tp: TopicPartition) -> int | None:
         """Offset after the last record of ``tp`` as last seen (None when unknown)."""
 
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Offset after the last record of each of ``tps``, asked of the broker now."""
+
     async def stop(self) -> None:
         """Leave the group (without committing; the caller commits first)."""
 
@@ -101,8 +104,11 @@ class Broker(Protocol):
         group: str,
         on_assigned: RebalanceCallback,
         on_revoked: RebalanceCallback,
+        instance_id: str | None = None,
     ) -> GroupConsumer:
-        """A new (not yet started) member of ``group`` subscribed to ``topics``."""
+        """A new (not yet started) member of ``group`` subscribed to ``topics``;
+        ``instance_id`` makes it a static member (Kafka's ``group.instance.id``) where
+        the broker supports it."""
 
     async def ping(self) -> None:
         """Raise BackendUnavailable when the broker does not answer."""

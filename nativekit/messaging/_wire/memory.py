@@ -138,8 +138,9 @@ class MemoryBroker:
         group: str,
         on_assigned: RebalanceCallback,
         on_revoked: RebalanceCallback,
+        instance_id: str | None = None,
     ) -> MemoryGroupConsumer:
-        """A new member of ``group`` (joins on ``start()``)."""
+        """A new member of ``group`` (joins on ``start()``; ``instance_id`` is ignored)."""
         return MemoryGroupConsumer(self, list(topics), group, on_assigned, on_revoked)
 
     def committed_offsets(self, group: str) -> dict[TopicPartition, int]:
@@ -291,3 +292,7 @@ class MemoryGroupConsumer:
     def highwater(self, tp: TopicPartition) -> int | None:
         """Length of the partition's log."""
         return len(self.broker._topic(tp.topic)[tp.partition])
+
+    async def end_offsets(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """Lengths of the partitions' logs."""
+        return {tp: len(self.broker._topic(tp.topic)[tp.partition]) for tp in tps}

@@ -146,6 +146,7 @@ class SagaCommands:
             poll_interval=s.saga.outbox_poll_interval_seconds,
             batch=s.saga.outbox_batch,
             metrics=self.metrics,
+            supervisor=self.messaging.supervisor,
         )
         try:
             await self.relay.start()
@@ -177,11 +178,14 @@ class SagaCommands:
             metrics=messaging.metrics,
             service=self.ctx.name,
             tracing=s.telemetry.tracing_enabled,
+            supervisor=messaging.supervisor,
+            join_timeout=s.consumer.join_timeout_seconds,
+            lag_interval=s.consumer.lag_interval_seconds,
+            topics_to_create={self.reply_topic: 1},
         )
-        try:
-            await messaging.broker.create_topics({self.reply_topic: 1})
-        except Exception as exc:  # it may exist, or be created by an operator
-            self.log.debug("saga.reply_topic.create_failed", error=repr(exc))
+        name = f"consumer:{options.group}"  # the same name each start: added once
+        self.ctx.health.add(name, self.consumer.check, component_type="component")
+        self.ctx.health.add_startup(name, self.consumer.joining)
         self.driver.listening_since = math.inf
         await self.consumer.start()
         self._listening = asyncio.create_task(self._note_listening(), name="saga-replies-joined")

@@ -33,6 +33,7 @@ def build_sagas(
         max_interruptions=settings.saga.max_interruptions,
         metrics=SagaMetrics(ctx.metrics.registry, ctx.name),
         tracing=settings.telemetry.tracing_enabled,
+        supervisor=messaging.supervisor,
     )
     ctx.lifecycle.add(
         "sagas",

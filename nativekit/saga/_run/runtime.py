@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from nativekit.saga._run.commands import CommandDriver
+from nativekit._supervisor import Supervisor
+from nativekit.errors import BackendUnavailable
 
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
@@ -48,6 +50,12 @@ class SagaHandle:
         return await self.runtime.wait(self.saga_id, timeout)
 
 
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve the outcome of a future nobody awaits any more (no 'never retrieved')."""
+    if not future.cancelled():
+        future.exception()
+
+
 class SagaRuntime:
     """Runs the sagas of one service on a :class:`SagaStore`, with recovery across replicas.
 
@@ -64,6 +72,7 @@ class SagaRuntime:
         clock: time source for step timestamps.
         max_interruptions: times a step direction interrupted by a process stop is
             re-run before it fails (a step policy may override it).
+        supervisor: restarts the recovery and renewal loops after an unexpected error.
     """
 
     def __init__(
@@ -80,8 +89,10 @@ class SagaRuntime:
         hooks: Hooks | None = None,
         clock: Callable[[], float] = time.time,
         max_interruptions: int = 3,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.service = service
+        self.supervisor = supervisor or Supervisor(service)
         self._store = store if not callable(store) else None
         self._store_factory = store if callable(store) else None
         self.lease = lease
@@ -243,7 +254,13 @@ class SagaRuntime:
         creating = Creating()
         run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)
         run._data = value
-        stored, created = await creating.done
+        try:
+            # shielded: cancelling this call (a client gone) must not cancel the future the
+            # run resolves once the instance is stored; the run goes on and finishes it
+            stored, created = await asyncio.shield(creating.done)
+        except asyncio.CancelledError:
+            creating.done.add_done_callback(_consume)
+            raise
         if created and self.metrics is not None:
             self.metrics.count_started(definition.name)
         return SagaHandle(stored.saga_id, stored.name, created, self)
@@ -274,7 +291,7 @@ class SagaRuntime:
             self.log.error("saga.run.crashed", saga_id=saga_id, error=repr(exc), exc_info=True)
             return None
         finally:
-            if run.creating is not None:
+            if run.creating is not None and not run.creating.done.done():
                 run.creating.done.set_exception(
                     SagaStateError(f"saga {saga_id!r} stopped before it was stored")
                 )
@@ -372,10 +389,8 @@ class SagaRuntime:
 
     def _start_loops(self) -> None:
         self._loops = [
-            asyncio.create_task(
-                self._every(self.recovery_interval, self.recover), name="saga-recovery"
-            ),
-            asyncio.create_task(self._every(self.lease / 3, self.renew), name="saga-renewal"),
+            self._supervise("saga-recovery", self.recovery_interval, self.recover),
+            self._supervise("saga-renewal", self.lease / 3, self.renew),
         ]
         self.log.info("saga.runtime.started", sagas=sorted(self.sagas))
 
@@ -414,11 +429,23 @@ class SagaRuntime:
         except Exception as exc:  # the lease then expires on its own
             self.log.warning("saga.release.failed", saga_id=run.record.saga_id, error=repr(exc))
 
+    def _supervise(
+        self, task: str, interval: float, action: Callable[[], Any]
+    ) -> asyncio.Task[None]:
+        return self.supervisor.spawn(
+            task,
+            lambda: self._every(interval, action),
+            backoff=min(interval, 1.0),
+            backoff_max=interval,
+        )
+
     async def _every(self, interval: float, action: Callable[[], Any]) -> None:
+        """Run ``action`` every ``interval`` seconds until stopping; an error other than
+        an unreachable store ends the loop (its supervisor restarts it)."""
         while not self._stopping.is_set():
             try:
                 await action()
-            except Exception as exc:
+            except BackendUnavailable as exc:
                 self.log.warning("saga.background.failed", action=action.__name__, error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), interval)
@@ -497,7 +524,9 @@ class SagaRuntime:
                 )
 
     async def readiness(self) -> CheckResult:
-        """Readiness check: warn when the recovery backlog exceeds ``backlog_warn``."""
+        """Readiness check: warn when the recovery backlog exceeds ``backlog_warn``, fail
+        while the recovery or renewal loop keeps failing."""
+        self.supervisor.check("saga-")
         backlog = await self.store.backlog()
         status: Status = "warn" if backlog > self.backlog_warn else "pass"
         output = (

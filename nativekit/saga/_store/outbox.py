@@ -23,12 +23,18 @@ from typing import TYPE_CHECKING, Any, Protocol
 from pydantic import BaseModel
 
 from nativekit._lifecycle import cancel_and_wait
+from nativekit._supervisor import Supervisor
 from nativekit._telemetry.logging import get_logger
+from nativekit.errors import BackendUnavailable
+from nativekit.messaging._errors import MessagingError
 from nativekit.messaging._wire import envelope as env
 
 if TYPE_CHECKING:
     from nativekit.messaging._wire.publisher import Publisher
     from nativekit.saga._commands.replies import CommandMetrics
+
+#: Longest time later entries of a key wait for its failed entry to go out.
+BLOCK_FOR = 30.0
 
 
 @dataclass
@@ -154,6 +160,10 @@ class OutboxRelay:
         poll_interval: seconds between reads when nothing woke the relay.
         batch: entries per read.
         metrics: relay lag and backlog metrics, or None.
+        supervisor: restarts the relay loop after an unexpected error.
+
+    Entries with one key (a saga's, by default) go out one after the other, in outbox
+    order: after a failed one the rest of its key waits until it went out.
     """
 
     def __init__(
@@ -165,8 +175,13 @@ class OutboxRelay:
         poll_interval: float = 0.2,
         batch: int = 200,
         metrics: CommandMetrics | None = None,
+        supervisor: Supervisor | None = None,
     ) -> None:
         self.outbox = outbox
+        self.supervisor = supervisor or Supervisor(service)
+        #: key -> (id of its entry that failed, until when): later entries of the key
+        #: wait for it, at most until then (another relay may have taken it over)
+        self._blocked: dict[str, tuple[str, float]] = {}
         self.publisher = publisher
         self.poll_interval = poll_interval
         self.batch = batch
@@ -186,7 +201,7 @@ class OutboxRelay:
     async def start(self) -> None:
         """Start relaying."""
         await self.outbox.start()
-        self._task = asyncio.create_task(self._loop(), name="outbox-relay")
+        self._task = self.supervisor.spawn("outbox-relay", self._loop)
 
     async def stop(self) -> None:
         """Stop relaying (entries not yet published stay in the outbox)."""
@@ -206,7 +221,7 @@ class OutboxRelay:
             try:
                 count = await self.relay_once(None if full else hints)
                 delay = 0.1
-            except Exception as exc:
+            except (BackendUnavailable, MessagingError) as exc:
                 self.log.warning("outbox.relay_failed", error=repr(exc))
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
@@ -222,17 +237,37 @@ class OutboxRelay:
         batch = await self.outbox.read(self.batch, saga_ids)
         if not batch.entries:
             return 0
-        results = await asyncio.gather(
-            *(self._publish(e) for e in batch.entries), return_exceptions=True
-        )
-        done = [h for h, r in zip(batch.handles, results, strict=True) if r is None]
-        failed = [r for r in results if r is not None]
+        chains: dict[str, list[tuple[OutboxEntry, Any]]] = {}
+        for entry, handle in zip(batch.entries, batch.handles, strict=True):
+            chains.setdefault(entry.key or entry.id, []).append((entry, handle))
+        results = await asyncio.gather(*(self._publish_chain(k, c) for k, c in chains.items()))
+        done = [h for published, _ in results for h in published]
+        failed = [exc for _, exc in results if exc is not None]
         if done:
             await self.outbox.ack(done)
             self.published += len(done)
         if failed:  # left pending: read again after the claim timeout (or by another relay)
-            raise failed[0] if isinstance(failed[0], Exception) else RuntimeError(str(failed[0]))
+            raise failed[0]
         return len(done)
+
+    async def _publish_chain(
+        self, key: str, chain: list[tuple[OutboxEntry, Any]]
+    ) -> tuple[list[Any], Exception | None]:
+        """Publish entries of one key in order; stop at the first failure (the rest stays
+        pending, and later entries of the key wait until the failed one went out)."""
+        published: list[Any] = []
+        for entry, handle in chain:
+            blocker = self._blocked.get(key)
+            if blocker is not None and blocker[0] != entry.id and blocker[1] > time.monotonic():
+                break
+            try:
+                await self._publish(entry)
+            except Exception as exc:
+                self._blocked[key] = (entry.id, time.monotonic() + BLOCK_FOR)
+                return published, exc
+            self._blocked.pop(key, None)
+            published.append(handle)
+        return published, None
 
     async def _publish(self, entry: OutboxEntry) -> None:
         from opentelemetry import context, propagate
