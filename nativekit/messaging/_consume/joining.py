@@ -59,9 +59,9 @@ class JoinState:
             return CheckResult(
                 "fail",
                 f"has not joined consumer group {self.group!r} within {self.deadline:g}s "
-                f"(NATIVEKIT_CONSUMER_JOIN_TIMEOUT_SECONDS){last}. Check that the broker is reachable "
-                "and the group is not held by members that died (they leave it after the "
-                "session timeout).",
+                f"(NATIVEKIT_CONSUMER_JOIN_TIMEOUT_SECONDS){last}. Check that the broker is "
+                "reachable and the group is not held by members that died (they leave it "
+                "after the session timeout).",
                 observed_value=round(waited, 1),
                 observed_unit="s",
             )
