@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel
 
 from nativekit.messaging import Message
+from nativekit.messaging._consume.lanes import Item
 from nativekit.messaging._consume.metrics import ConsumeOutcome
-from nativekit.messaging._consume.pipeline import Item
 from nativekit.messaging._dedup import MemoryDedupStore
 from nativekit.messaging._wire.memory import MemoryBroker
 

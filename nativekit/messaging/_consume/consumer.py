@@ -18,11 +18,11 @@ from nativekit._health import CheckResult
 from nativekit._telemetry.logging import get_logger
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.handler import HandlerSpec
-from nativekit.messaging._consume.lanes import Lane
+from nativekit.messaging._consume.lanes import Item, Lane
 from nativekit.messaging._consume.marks import Marks
 from nativekit.messaging._consume.metrics import ConsumeOutcome, MessagingMetrics
 from nativekit.messaging._consume.offsets import PartitionOffsets
-from nativekit.messaging._consume.pipeline import ConsumerOptions, Item, Runner, dedup_key
+from nativekit.messaging._consume.pipeline import ConsumerOptions, Runner, dedup_key
 from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore
 from nativekit.messaging._errors import CommitFailed
 from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, TopicPartition

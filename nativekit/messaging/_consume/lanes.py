@@ -1,4 +1,5 @@
-"""Per-partition work queues: sequential by default, or concurrent with order kept per key."""
+"""Items and the per-partition queues they wait in: sequential by default, or concurrent
+with order kept per key."""
 
 from __future__ import annotations
 
@@ -9,10 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from nativekit.messaging._consume.offsets import PartitionOffsets
-from nativekit.messaging._wire.broker import TopicPartition
+from nativekit.messaging._wire.broker import Record, TopicPartition
 
 if TYPE_CHECKING:
-    from nativekit.messaging._consume.pipeline import Item
+    from nativekit.messaging._consume.metrics import ConsumeOutcome
+    from nativekit.messaging._dedup import Claim, FinalState
 
 #: Handles a run of items from the head of a queue (popping each before it starts).
 Worker = Callable[["deque[Item]"], Awaitable[None]]
@@ -119,3 +121,48 @@ class Lane:
             if pending:
                 await asyncio.gather(*pending, return_exceptions=True)
         return dropped
+
+
+class Item:
+    """A fetched record on its way through the consumer."""
+
+    __slots__ = (
+        "_done",
+        "attempts",
+        "claim",
+        "elapsed",
+        "error",
+        "finished",
+        "key",
+        "lane",
+        "outcome",
+        "record",
+        "state",
+    )
+
+    def __init__(self, record: Record, key: str, lane: Lane) -> None:
+        self.record = record
+        self.key = key
+        self.lane = lane
+        self.claim: Claim | None = None
+        self.outcome: ConsumeOutcome | None = None  # set when the item finished
+        self.attempts = 0
+        self.elapsed: float | None = None  # the successful attempt's duration, observed in bulk
+        self.error: str | None = None
+        self.state: FinalState | None = None  # what to write when it finished (None: nothing)
+        self.finished = False
+        self._done: asyncio.Event | None = None  # created only when another copy waits
+
+    def finish(self) -> None:
+        """Mark the item settled (finished or abandoned) and wake waiting copies."""
+        self.finished = True
+        if self._done is not None:
+            self._done.set()
+
+    async def wait(self) -> None:
+        """Wait until the item is settled."""
+        if self.finished:
+            return
+        if self._done is None:
+            self._done = asyncio.Event()
+        await self._done.wait()

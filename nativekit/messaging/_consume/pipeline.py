@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.handler import HandlerSpec
-from nativekit.messaging._consume.metrics import ConsumeOutcome, MessagingMetrics
+from nativekit.messaging._consume.lanes import Item
+from nativekit.messaging._consume.metrics import MessagingMetrics
 from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore, FinalState
 from nativekit.messaging._errors import DecodeError
 from nativekit.messaging._wire import envelope as env
@@ -22,8 +23,6 @@ from nativekit.messaging._wire.envelope import Message
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import SpanKind, Tracer
-
-    from nativekit.messaging._consume.lanes import Lane
 
 
 @dataclass(frozen=True)
@@ -52,51 +51,6 @@ class ConsumerOptions:
     def dlq_for(self, topic: str) -> str:
         """The dead-letter topic for records of ``topic``."""
         return self.dead_letter_topic or f"{topic}.dlq"
-
-
-class Item:
-    """A fetched record on its way through the consumer."""
-
-    __slots__ = (
-        "_done",
-        "attempts",
-        "claim",
-        "elapsed",
-        "error",
-        "finished",
-        "key",
-        "lane",
-        "outcome",
-        "record",
-        "state",
-    )
-
-    def __init__(self, record: Record, key: str, lane: Lane) -> None:
-        self.record = record
-        self.key = key
-        self.lane = lane
-        self.claim: Claim | None = None
-        self.outcome: ConsumeOutcome | None = None  # set when the item finished
-        self.attempts = 0
-        self.elapsed: float | None = None  # the successful attempt's duration, observed in bulk
-        self.error: str | None = None
-        self.state: FinalState | None = None  # what to write when it finished (None: nothing)
-        self.finished = False
-        self._done: asyncio.Event | None = None  # created only when another copy waits
-
-    def finish(self) -> None:
-        """Mark the item settled (finished or abandoned) and wake waiting copies."""
-        self.finished = True
-        if self._done is not None:
-            self._done.set()
-
-    async def wait(self) -> None:
-        """Wait until the item is settled."""
-        if self.finished:
-            return
-        if self._done is None:
-            self._done = asyncio.Event()
-        await self._done.wait()
 
 
 def dedup_key(record: Record, options: ConsumerOptions) -> str:

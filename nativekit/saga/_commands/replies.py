@@ -32,61 +32,17 @@ from nativekit.messaging._wire.envelope import Message
 from nativekit.saga._define.command_steps import CommandStep, Outcome, spec_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._run.commands import CommandDriver
+from nativekit.saga._run.telemetry import CommandMetrics
 from nativekit.saga._store.model import SagaRecord, Waiting
 from nativekit.saga._store.outbox import OutboxRelay
 
 if TYPE_CHECKING:
-    from prometheus_client import CollectorRegistry
-
     from nativekit._context import ServiceContext
     from nativekit.messaging._messaging import Messaging
     from nativekit.saga._run.runtime import SagaRuntime
 
 #: What consuming a reply did: the ``outcome`` label of ``nativekit_saga_replies_total``.
 ReplyOutcome = Literal["received", "late", "ignored"]
-
-
-class CommandMetrics:
-    """Counters of commands sent and replies received, outbox backlog and relay lag."""
-
-    def __init__(self, registry: CollectorRegistry, service: str) -> None:
-        from prometheus_client import Counter, Gauge, Histogram
-
-        from nativekit._telemetry.metrics import LATENCY_BUCKETS
-
-        self.service = service
-        self.sent = Counter(
-            "nativekit_saga_commands_sent_total",
-            "Commands written to the outbox by saga command steps.",
-            ["service", "saga", "step", "direction"],
-            registry=registry,
-        )
-        self.replies = Counter(
-            "nativekit_saga_replies_total",
-            "Command replies consumed, by outcome: received (resumed a saga), late (the saga "
-            "no longer waits for that attempt), ignored (unknown saga or malformed).",
-            ["service", "outcome"],
-            registry=registry,
-        )
-        self.backlog = Gauge(
-            "nativekit_outbox_backlog",
-            "Outbox entries written but not yet published and deleted.",
-            ["service"],
-            registry=registry,
-        )
-        self.oldest = Gauge(
-            "nativekit_outbox_oldest_age_seconds",
-            "Age of the oldest outbox entry not yet published.",
-            ["service"],
-            registry=registry,
-        )
-        self.relay_lag = Histogram(
-            "nativekit_outbox_relay_lag_seconds",
-            "Time from writing an outbox entry to the broker's acknowledgement of it.",
-            ["service"],
-            buckets=LATENCY_BUCKETS,
-            registry=registry,
-        )
 
 
 class SagaCommands:

@@ -24,7 +24,7 @@ from nativekit.saga._store.model import Waiting
 from nativekit.saga._store.outbox import OutboxEntry
 
 if TYPE_CHECKING:
-    from nativekit.saga._commands.replies import CommandMetrics
+    from nativekit.saga._run.telemetry import CommandMetrics
 
 
 def outbox_publish(

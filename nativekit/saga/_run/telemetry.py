@@ -80,3 +80,42 @@ class SagaMetrics:
                 self.service, saga, step, direction, outcome
             )
         child.observe(seconds)
+
+
+class CommandMetrics:
+    """Counters of commands sent and replies received, outbox backlog and relay lag."""
+
+    def __init__(self, registry: CollectorRegistry, service: str) -> None:
+        self.service = service
+        self.sent = Counter(
+            "nativekit_saga_commands_sent_total",
+            "Commands written to the outbox by saga command steps.",
+            ["service", "saga", "step", "direction"],
+            registry=registry,
+        )
+        self.replies = Counter(
+            "nativekit_saga_replies_total",
+            "Command replies consumed, by outcome: received (resumed a saga), late (the saga "
+            "no longer waits for that attempt), ignored (unknown saga or malformed).",
+            ["service", "outcome"],
+            registry=registry,
+        )
+        self.backlog = Gauge(
+            "nativekit_outbox_backlog",
+            "Outbox entries written but not yet published and deleted.",
+            ["service"],
+            registry=registry,
+        )
+        self.oldest = Gauge(
+            "nativekit_outbox_oldest_age_seconds",
+            "Age of the oldest outbox entry not yet published.",
+            ["service"],
+            registry=registry,
+        )
+        self.relay_lag = Histogram(
+            "nativekit_outbox_relay_lag_seconds",
+            "Time from writing an outbox entry to the broker's acknowledgement of it.",
+            ["service"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )

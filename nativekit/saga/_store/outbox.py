@@ -31,7 +31,7 @@ from nativekit.messaging._wire import envelope as env
 
 if TYPE_CHECKING:
     from nativekit.messaging._wire.publisher import Publisher
-    from nativekit.saga._commands.replies import CommandMetrics
+    from nativekit.saga._run.telemetry import CommandMetrics
 
 #: Longest time later entries of a key wait for its failed entry to go out.
 BLOCK_FOR = 30.0
