@@ -112,6 +112,6 @@ class Publisher:
 
 
 def _tracer() -> Tracer | None:
-    from nativekit.messaging._consume.consumer import active_tracer
+    from nativekit._telemetry.active import active_tracer
 
     return active_tracer()

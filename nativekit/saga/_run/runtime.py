@@ -10,27 +10,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from nativekit._health import CheckResult, Status
 from nativekit._telemetry.logging import get_logger
 from nativekit.errors import ConfigError
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError
 from nativekit.saga._operator import actions as operations
+from nativekit.saga._run.recovery import RecoveryLoops
 from nativekit.saga._run.runner import Run
 from nativekit.saga._run.state import Creating, Hooks, NotCreated, RunEnv
 from nativekit.saga._run.telemetry import SagaMetrics
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus
-from nativekit.saga._store.store import SagaStore, definition_key
+from nativekit.saga._store.store import SagaStore
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
     from nativekit.saga._run.commands import CommandDriver
 from nativekit._supervisor import Supervisor
-from nativekit.errors import BackendUnavailable
 
-#: Sagas one recovery pass claims at most.
-RECOVERY_BATCH = 100
 #: First poll of ``wait`` for a saga whose local run suspended on a command step (its
 #: reply takes a broker round trip through the participant); then doubling up to 1 s.
 SUSPENDED_POLL = 0.1
@@ -56,7 +53,7 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class SagaRuntime:
+class SagaRuntime(RecoveryLoops):
     """Runs the sagas of one service on a :class:`SagaStore`, with recovery across replicas.
 
     Args:
@@ -112,8 +109,7 @@ class SagaRuntime:
             max_interruptions=max_interruptions,
         )
         self.metrics = metrics
-        self.sagas: dict[str, Saga[Any]] = {}
-        self._legacy: list[Saga[Any]] = []
+        RecoveryLoops.__init__(self)
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -162,61 +158,6 @@ class SagaRuntime:
 
             self._tracer = (provider, get_tracer())
         return self._tracer[1]
-
-    def declare(self, saga: Saga[Any], *, legacy: bool = False) -> None:
-        """Register ``saga`` (its steps may still be added); ``legacy=True`` keeps an old
-        definition only to finish the instances started with it."""
-        if legacy:
-            if saga not in self._legacy:
-                self._legacy.append(saga)
-            return
-        current = self.sagas.get(saga.name)
-        if current is not None and current is not saga:
-            raise ConfigError(
-                f"Saga {saga.name!r} is registered twice; register an older definition "
-                "kept for in-flight instances with legacy=True."
-            )
-        self.sagas[saga.name] = saga
-        if self.started and not self._loops:  # the first saga, started after startup
-            self._start_loops()
-
-    @property
-    def legacy(self) -> list[Saga[Any]]:
-        """Old definitions kept only to finish the instances started with them."""
-        return list(self._legacy)
-
-    @property
-    def definitions(self) -> dict[str, Saga[Any]]:
-        """Every registered definition (current and legacy) by ``name:hash``."""
-        found = {definition_key(s.name, s.definition_hash): s for s in self._legacy}
-        found.update({definition_key(s.name, s.definition_hash): s for s in self.sagas.values()})
-        return found
-
-    def _check_steps(self) -> None:
-        for saga in [*self.sagas.values(), *self._legacy]:
-            if not saga.steps:
-                raise ConfigError(f"Saga {saga.name!r} has no steps; add one with @saga.step().")
-
-    def resolve(self, saga: Saga[Any] | str) -> Saga[Any]:
-        """The registered current definition for ``saga`` (an object or a name)."""
-        name = saga if isinstance(saga, str) else saga.name
-        found = self.sagas.get(name)
-        if found is None:
-            if isinstance(saga, Saga):
-                self.declare(saga)
-                return saga
-            raise ConfigError(f"No saga named {name!r} is registered; known: {sorted(self.sagas)}.")
-        return found
-
-    def definition_of(self, record: SagaRecord) -> Saga[Any]:
-        """The registered definition an instance was started with."""
-        saga = self.definitions.get(definition_key(record.name, record.definition))
-        if saga is None:
-            raise SagaStateError(
-                f"saga {record.saga_id!r} was started with definition {record.definition} of "
-                f"{record.name!r}, which this service does not register"
-            )
-        return saga
 
     # -- starting and waiting -----------------------------------------------------------
 
@@ -371,125 +312,6 @@ class SagaRuntime:
             cursor=cursor,
         )
 
-    # -- lifecycle: recovery and lease renewal --------------------------------------------
-
-    @property
-    def in_use(self) -> bool:
-        """True once a saga is registered (a service without sagas runs no saga loops)."""
-        return bool(self.sagas or self._legacy)
-
-    async def startup(self) -> None:
-        """Check definitions against live instances, then start recovery and renewal loops."""
-        self._check_steps()
-        self.started = True
-        self._stopping = asyncio.Event()
-        if self.in_use:
-            await self.check_definitions()
-            self._start_loops()
-
-    def _start_loops(self) -> None:
-        self._loops = [
-            self._supervise("saga-recovery", self.recovery_interval, self.recover),
-            self._supervise("saga-renewal", self.lease / 3, self.renew),
-        ]
-        self.log.info("saga.runtime.started", sagas=sorted(self.sagas))
-
-    async def shutdown(self, grace: float = 10.0) -> None:
-        """Stop the loops, let runs finish for ``grace`` seconds, then hand the rest over."""
-        self.started = False
-        # loops finish their pass: cancelling one mid-call would leak its Redis connection
-        self._stopping.set()
-        if self._loops:
-            _, pending = await asyncio.wait(self._loops, timeout=5)
-            for loop in pending:
-                loop.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops = []
-        tasks = [task for _, task in self.runs.values()]
-        if tasks:
-            await asyncio.wait(tasks, timeout=grace)
-        leftover = list(self.runs.values())
-        for _, task in leftover:
-            task.cancel()
-        await asyncio.gather(*(t for _, t in leftover), return_exceptions=True)
-        for run, _ in leftover:
-            await self._release(run)
-        self.log.info("saga.runtime.stopped", handed_over=len(leftover))
-
-    async def _release(self, run: Run) -> None:
-        from nativekit.saga._store.model import Transition
-
-        if run.creating is not None:
-            # Cancelled before its create returned, and start() was told it was not
-            # stored: a flush now would create it, leased to this stopping runner.
-            return
-        try:
-            run.pending = Transition(release=True)
-            await run.flush()
-        except Exception as exc:  # the lease then expires on its own
-            self.log.warning("saga.release.failed", saga_id=run.record.saga_id, error=repr(exc))
-
-    def _supervise(
-        self, task: str, interval: float, action: Callable[[], Any]
-    ) -> asyncio.Task[None]:
-        return self.supervisor.spawn(
-            task,
-            lambda: self._every(interval, action),
-            backoff=min(interval, 1.0),
-            backoff_max=interval,
-        )
-
-    async def _every(self, interval: float, action: Callable[[], Any]) -> None:
-        """Run ``action`` every ``interval`` seconds until stopping; an error other than
-        an unreachable store ends the loop (its supervisor restarts it)."""
-        while not self._stopping.is_set():
-            try:
-                await action()
-            except BackendUnavailable as exc:
-                self.log.warning("saga.background.failed", action=action.__name__, error=repr(exc))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), interval)
-
-    async def recover(self) -> int:
-        """Claim instances whose lease expired and continue them; returns how many."""
-        records = await self.store.claim_expired(
-            list(self.definitions),
-            lambda: uuid.uuid4().hex,
-            lease=self.lease,
-            limit=RECOVERY_BATCH,
-        )
-        definitions = self.definitions
-        for record in records:
-            local = self.runs.get(record.saga_id)
-            # our own run lost its lease: it is fenced now. A run still creating the saga
-            # (a start() of an id that exists) finds it stored and ends on its own; a
-            # cancel would fail that start() with "stopped before it was stored".
-            if local is not None and local[0].creating is None:
-                local[1].cancel()
-            saga = definitions[definition_key(record.name, record.definition)]
-            self.log.info("saga.recovered", saga=record.name, saga_id=record.saga_id)
-            if self.metrics is not None:
-                self.metrics.recovered.labels(self.service, record.name).inc()
-            self.spawn(saga, record, record.token or "")
-        return len(records)
-
-    async def renew(self) -> None:
-        """Extend the leases of local runs; a run whose saga another runner took is cancelled."""
-        runs = [(run, task) for run, task in self.runs.values() if run.creating is None]
-        if not runs:
-            return
-        renewed = await self.store.renew(
-            [(run.record.saga_id, run.token) for run, _ in runs], lease=self.lease
-        )
-        for (run, task), ok in zip(runs, renewed, strict=True):
-            if ok or task.done():
-                continue
-            # refused: the run may just have finished (its lease released) - check the owner
-            stored = await self.store.get(run.record.saga_id)
-            if stored is not None and stored.status.active and stored.token != run.token:
-                self.log.warning("saga.lease.lost", saga_id=run.record.saga_id)
-                task.cancel()
-
     # -- operator actions ---------------------------------------------------------------
 
     async def retry(self, saga_id: str) -> SagaRecord:
@@ -506,32 +328,3 @@ class SagaRuntime:
     async def abort(self, saga_id: str, reason: str = "aborted by an operator") -> SagaRecord:
         """Stop a saga where it is; nothing runs for it afterwards (no compensation)."""
         return await operations.abort(self, saga_id, reason)
-
-    async def check_definitions(self) -> None:
-        """Refuse to start when live instances use a definition this service lacks."""
-        for name, saga in self.sagas.items():
-            live = await self.store.live_definitions(name)
-            known = {k.rpartition(":")[2] for k in self.definitions if k.startswith(f"{name}:")}
-            stale = {h: n for h, n in live.items() if h not in known}
-            if stale:
-                count = sum(stale.values())
-                raise ConfigError(
-                    f"Saga {name!r} changed (definition {saga.definition_hash}) while {count} "
-                    f"instance(s) of its previous definition ({', '.join(sorted(stale))}) are "
-                    "still running. Keep the previous definition registered with "
-                    "svc.add_saga(previous, legacy=True) until they finish, or abort or "
-                    "compensate them through the operator API of a replica that has it."
-                )
-
-    async def readiness(self) -> CheckResult:
-        """Readiness check: warn when the recovery backlog exceeds ``backlog_warn``, fail
-        while the recovery or renewal loop keeps failing."""
-        self.supervisor.check("saga-")
-        backlog = await self.store.backlog()
-        status: Status = "warn" if backlog > self.backlog_warn else "pass"
-        output = (
-            f"{backlog} saga(s) wait for recovery (more than {self.backlog_warn})"
-            if status == "warn"
-            else None
-        )
-        return CheckResult(status, output, observed_value=backlog, observed_unit="sagas")
