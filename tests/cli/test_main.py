@@ -189,7 +189,7 @@ def test_env_example_names_only_existing_settings(
     assert names <= fields, names - fields
     monkeypatch.delenv("NATIVEKIT_ENVIRONMENT", raising=False)
     loaded = Settings(_env_file=tmp_path / ".env.example")
-    assert loaded.environment == "development" and loaded.redis_url == "memory://"
+    assert loaded.environment == "development" and loaded.redis.url == "memory://"
 
 
 @pytest.mark.parametrize("name", ["Billing", "-billing", "billing-", "bill ing", "a" * 65, ""])

@@ -221,7 +221,12 @@ async def test_redis_down_only_warns_for_a_cache_only_service() -> None:
     deduplicate in Redis, and only warns for one that uses Redis to cache (it falls
     through to the function)."""
     url = f"redis://127.0.0.1:{servers.free_port()}/0"
-    settings = Settings(_env_file=None, redis_url=url, connect_timeout=0.5, operation_timeout=0.5)
+    settings = Settings(
+        _env_file=None,
+        redis={"url": url},
+        connect_timeout_seconds=0.5,
+        operation_timeout_seconds=0.5,
+    )
     cache_only = Service("cache-only", settings=settings)
 
     @cache_only.cached(ttl=5, key="x:{n}")

@@ -71,7 +71,7 @@ async def test_a_consumer_joining_keeps_the_service_live_and_not_ready(
         assert started.json()["output"] == "starting"
         refusing[0] = False
         await eventually(lambda: handled == [1], within=5)
-        await asyncio.sleep(svc.settings.health_cache_ttl)
+        await asyncio.sleep(svc.settings.telemetry.health_cache_seconds)
         assert (await client.get("/readyz")).status_code == 200
         assert (await client.get("/startupz")).status_code == 200
 

@@ -127,7 +127,7 @@ async def test_a_task_that_keeps_failing_fails_readiness(
     svc, _ = consumer_service(FaultyBroker("fetch", times=1000), redis_client, unique)
     async with serve(svc) as client:
         await eventually(lambda: restarts(svc, TASK + "fetch") >= 3, within=5)
-        await asyncio.sleep(svc.settings.health_cache_ttl)
+        await asyncio.sleep(svc.settings.telemetry.health_cache_seconds)
         ready = await client.get("/readyz")
     assert ready.status_code == 503
     [check] = ready.json()["checks"]["consumer:g:consumer_service.<locals>.on_job"]

@@ -297,7 +297,7 @@ def test_a_reply_deadline_missed_while_the_replica_was_down_is_an_interruption()
         record = SagaRecord("s", saga.name, "d", SagaStatus.RUNNING, "{}", 0.0, 0.0)
         record.wait = Waiting("reserve", "forward", 1, "t", 5.0, written).encode()
         driver = CommandDriver("replies", lambda _: None)
-        driver.listening_since = listening
+        driver.listening_since = lambda at=listening: at
         outcome = driver.outcome(Run(env, saga, record, "tok"), step, "forward")
         assert outcome is not None and outcome.timed_out
         assert outcome.unheard is unheard

@@ -39,8 +39,12 @@ def _settings(**extra: object) -> nativekit.Settings:
 
 @contextlib.asynccontextmanager
 async def running(*services: nativekit.Service) -> AsyncIterator[None]:
+    """Start ``services`` and wait until they are ready (their consumers joined), as a
+    load balancer would before sending traffic."""
     for svc in services:
         await svc.startup(hook_sigterm=False)
+    while any(svc.health.starting() for svc in services):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
     try:
         yield
     finally:

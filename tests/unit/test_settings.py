@@ -56,10 +56,11 @@ def test_groups_are_given_as_dicts_or_models() -> None:
 
 
 def test_log_level_in_any_case(monkeypatch: pytest.MonkeyPatch) -> None:
-    """NATIVEKIT_LOG_LEVEL=warning (uvicorn's spelling) is accepted as WARNING."""
-    monkeypatch.setenv("NATIVEKIT_LOG_LEVEL", "warning")
-    assert Settings(_env_file=None).log_level == "WARNING"
-    assert Settings(_env_file=None, log_level="Debug").log_level == "DEBUG"
+    """NATIVEKIT_TELEMETRY_LOG_LEVEL=warning (uvicorn's spelling) is accepted as WARNING."""
+    monkeypatch.setenv("NATIVEKIT_TELEMETRY_LOG_LEVEL", "warning")
+    assert Settings(_env_file=None).telemetry.log_level == "WARNING"
+    debug = Settings(_env_file=None, telemetry={"log_level": "Debug"})
+    assert debug.telemetry.log_level == "DEBUG"
 
 
 @pytest.mark.parametrize(

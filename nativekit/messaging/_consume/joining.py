@@ -27,12 +27,15 @@ class JoinState:
         self.deadline = deadline
         self.since = time.monotonic()
         self.joined = False
+        #: When (epoch seconds) the group first assigned this member its partitions.
+        self.joined_at: float | None = None
         self.error: str | None = None
 
     def begin(self) -> None:
         """A join starts (service startup)."""
         self.since = time.monotonic()
         self.joined = False
+        self.joined_at = None
         self.error = None
 
     def failed(self, exc: BaseException) -> None:
@@ -41,6 +44,8 @@ class JoinState:
 
     def done(self) -> None:
         """The group assigned this member its partitions (possibly none)."""
+        if not self.joined:
+            self.joined_at = time.time()
         self.joined = True
         self.error = None
 

@@ -13,16 +13,12 @@ saga, malformed reply) and dropped.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import math
-import time
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from nativekit._health import CheckResult
-from nativekit._lifecycle import cancel_and_wait
 from nativekit._telemetry.logging import get_logger
 from nativekit.messaging._commands import handlers as h
 from nativekit.messaging._consume.consumer import Consumer
@@ -63,7 +59,6 @@ class SagaCommands:
         self.metrics = CommandMetrics(ctx.metrics.registry, ctx.name)
         self.relay: OutboxRelay | None = None
         self.consumer: Consumer | None = None
-        self._listening: asyncio.Task[None] | None = None
         self.log = get_logger(service=ctx.name, component="saga-replies")
         self.driver = runtime.commands = CommandDriver(self.reply_topic, self._wake, self.metrics)
         ctx.health.add(
@@ -142,25 +137,18 @@ class SagaCommands:
         name = f"consumer:{options.group}"  # the same name each start: added once
         self.ctx.health.add(name, self.consumer.check, component_type="component")
         self.ctx.health.add_startup(name, self.consumer.joining)
-        self.driver.listening_since = math.inf
+        self.driver.listening_since = self._listening_since
         await self.consumer.start()
-        self._listening = asyncio.create_task(self._note_listening(), name="saga-replies-joined")
 
-    async def _note_listening(self) -> None:
-        """Note when the reply consumer first holds partitions: from then on, replies are
-        heard here, and a reply deadline that passes is a real timeout."""
-        while self.consumer is not None:
-            with contextlib.suppress(Exception):  # not running yet or fetching fails: poll on
-                if (await self.consumer.check()).observed_value:
-                    self.driver.listening_since = time.time()
-                    return
-            await asyncio.sleep(0.2)
+    def _listening_since(self) -> float:
+        """When the reply consumer got its partitions: from then on replies are heard
+        here, and a reply deadline that passes is a real timeout (inf before that)."""
+        consumer = self.consumer
+        joined = consumer.join.joined_at if consumer is not None else None
+        return math.inf if joined is None else joined
 
     async def stop(self) -> None:
         """Stop the reply consumer, then the relay (a second call does nothing)."""
-        if self._listening is not None:
-            listening, self._listening = self._listening, None
-            await cancel_and_wait(listening)
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()

@@ -68,8 +68,8 @@ class CommandDriver:
         self._wake = wake
         self.metrics = metrics
         #: Since when (epoch s) this replica hears replies: a wait written before that
-        #: was not heard in full. The reply consumer sets it once it has partitions.
-        self.listening_since = 0.0
+        #: was not heard in full. The reply consumer's join sets it (see SagaCommands).
+        self.listening_since: Callable[[], float] = lambda: 0.0
 
     def wake(self, saga_id: str) -> None:
         """Outbox entries of ``saga_id`` were just written."""
@@ -92,7 +92,7 @@ class CommandDriver:
         return Outcome(
             False,
             timed_out=True,
-            unheard=wait.at is not None and wait.at < self.listening_since,
+            unheard=wait.at is not None and wait.at < self.listening_since(),
             error=f"no reply from the participant within {wait.timeout:g}s "
             f"(attempt {wait.attempt})",
         )
