@@ -111,7 +111,7 @@ class StepAttempts(RunState):
             max_interruptions=limit,
         )
         if count <= limit:
-            self._mark(step.name, srec)  # written with the next attempt's start
+            self.mark(step.name, srec)  # written with the next attempt's start
             return True
         if forward:
             srec.uncertain = True
@@ -159,7 +159,7 @@ class StepAttempts(RunState):
             attempt=attempt,
             error=error,
         )
-        self._mark(step.name, srec)
+        self.mark(step.name, srec)
         return False
 
     def _start_attempt(self, name: str, srec: StepRecord, forward: bool, attempt: int) -> None:
@@ -173,7 +173,7 @@ class StepAttempts(RunState):
             srec.status = StepStatus.COMPENSATING
             srec.compensation_attempts = attempt
             srec.compensation_started_at = srec.compensation_started_at or now
-        self._mark(name, srec)
+        self.mark(name, srec)
 
     def _complete(self, step: Step[Any, Any], srec: StepRecord, forward: bool, value: Any) -> None:
         now = self.env.clock()
@@ -192,7 +192,7 @@ class StepAttempts(RunState):
         else:
             srec.status = StepStatus.COMPENSATED
             srec.compensation_ended_at = now
-        self._mark(step.name, srec)
+        self.mark(step.name, srec)
 
     async def _attempt(self, step: Step[Any, Any], direction: Direction, attempt: int) -> Any:
         func = step.func if direction == "forward" else step.compensation

@@ -142,7 +142,7 @@ class CommandDriver:
             }
         )
         pending = run.pending
-        run._mark(step.name, run.record.step(step.name))  # the attempt's start, if not written
+        run.mark(step.name, run.record.step(step.name))  # the attempt's start, if not written
         pending.outbox.extend(run.staged)
         run.staged = []
         pending.outbox.append(entry.encode())

@@ -194,7 +194,7 @@ class SagaRuntime(RecoveryLoops):
         )
         creating = Creating()
         run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)
-        run._data = value
+        run.data = value
         try:
             # shielded: cancelling this call (a client gone) must not cancel the future the
             # run resolves once the instance is stored; the run goes on and finishes it

@@ -110,7 +110,8 @@ class RunState:
         self.token = token
         self.pending = Transition()
         self._log: Any = None
-        self._data: Any = None
+        #: The validated input (set by ``sagas.start``, else decoded from the record).
+        self.data: Any = None
         self._results: dict[str, Any] | None = None
         #: Set by ``sagas.start``: the first flush creates the instance and resolves it.
         self.creating: Creating | None = None
@@ -174,13 +175,14 @@ class RunState:
             raise NotCreated
         self.log.info("saga.started")
 
-    def _mark(self, name: str, step: StepRecord) -> None:
+    def mark(self, name: str, step: StepRecord) -> None:
+        """Stage ``step``'s record for the next write."""
         self.pending.fields[f"step:{name}"] = step.to_json()
 
     def _input(self) -> Any:
-        if self._data is None:
-            self._data = self.saga.validate_input(self.record.input)
-        return self._data
+        if self.data is None:
+            self.data = self.saga.validate_input(self.record.input)
+        return self.data
 
     def _decoded_results(self) -> dict[str, Any]:
         if self._results is None:
