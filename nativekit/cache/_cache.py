@@ -15,17 +15,8 @@ R = TypeVar("R")
 class Cache(CacheCore):
     """A cache in front of a :class:`CacheBackend`; decorate functions with :meth:`cached`.
 
-    Args:
-        backend: where entries live; a :class:`MemoryCache` when omitted.
-        prefix: prepended to every key and tag (isolates services sharing a Redis).
-        service: value of the ``service`` label on the metrics.
-        registry: Prometheus registry for the ``cache_*`` counters (a private one if None).
-        max_value_bytes: larger values are returned but not stored.
-        breaker_failures: consecutive failures that open the circuit breaker.
-        breaker_reset: seconds the breaker stays open before one trial call.
-        lock_lease: seconds a cross-process computation lease lasts (``lock=True``).
-        near: in-process layer in front of a backend with an invalidation channel
-            (``RedisCache(client, channel=...)``).
+    Built like :class:`CacheCore` (backend, prefix, service, registry, limits, breaker,
+    lock lease, near cache); ``svc.cache`` builds one from the settings.
     """
 
     def cached(
