@@ -5,7 +5,7 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from nativekit.saga import Saga, SagaContext
-from nativekit.testing._sagas import CrashMatrixReport, crash_matrix
+from nativekit.testing import CrashMatrixReport, crash_matrix
 
 
 class PlaceOrder(BaseModel):
