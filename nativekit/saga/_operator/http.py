@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
-from nativekit.errors import HTTPError
+from nativekit.errors import ConfigError, HTTPError
 from nativekit.saga._errors import SagaNotFound, SagaStateError
 from nativekit.saga._store.model import SagaRecord, SagaStatus
 
@@ -28,6 +28,9 @@ class AbortRequest(BaseModel):
 
 
 _NO_BODY = AbortRequest()
+#: The largest ``older_than`` (seconds, 100 years): beyond it the store's millisecond
+#: arithmetic overflows (and NaN or infinity mean nothing).
+_LONGEST = 100 * 365 * 86400.0
 
 
 async def _answer(action: Awaitable[SagaRecord]) -> dict[str, Any]:
@@ -55,9 +58,16 @@ def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
     ) -> dict[str, Any]:
         if not 1 <= limit <= 1000:
             raise HTTPError(422, f"limit must be between 1 and 1000, got {limit}")
-        page = await runtime.list(
-            status=status, name=name, older_than=older_than, limit=limit, cursor=cursor
-        )
+        if older_than is not None and not 0 <= older_than < _LONGEST:
+            raise HTTPError(
+                422, f"older_than must be seconds from 0 to {_LONGEST:g}, got {older_than}"
+            )
+        try:
+            page = await runtime.list(
+                status=status, name=name, older_than=older_than, limit=limit, cursor=cursor
+            )
+        except ConfigError as exc:  # a cursor that no listing returned
+            raise HTTPError(422, str(exc)) from None
         return {"items": [r.to_dict() for r in page.items], "cursor": page.cursor}
 
     async def get_saga(saga_id: str) -> dict[str, Any]:

@@ -8,10 +8,12 @@ lease expired, or an operator took it over) the old runner cannot advance it.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
+from nativekit.errors import ConfigError
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, Transition, Waiting
 from nativekit.saga._store.outbox import MemoryOutbox, Outbox
@@ -152,11 +154,24 @@ def encode_cursor(key: tuple[float, str]) -> str:
 
 
 def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
-    """Inverse of :func:`encode_cursor`."""
+    """Inverse of :func:`encode_cursor`.
+
+    Raises:
+        ConfigError: ``cursor`` is not one a listing returned.
+    """
     if not cursor:
         return None
     score, _, saga_id = cursor.partition("|")
-    return float(score), saga_id
+    try:
+        since = float(score)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        raise ConfigError(
+            f"cursor {cursor!r} is not one a listing returned; pass the 'cursor' of the "
+            "previous page, or none for the first page."
+        )
+    return since, saga_id
 
 
 class MemorySagaStore:
