@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 from hypothesis import event, given
 from hypothesis import strategies as st
 from pydantic import BaseModel
@@ -25,14 +28,17 @@ class Order(BaseModel):
     order_id: str
 
 
-def make_service() -> Service:
-    svc = Service(
-        "fuzzed-sagas",
-        settings=Settings(_env_file=None, saga={"operator_api": True}, tracing={"enabled": False}),
+def make_service(redis: dict[str, str], saga: dict[str, Any]) -> Service:
+    settings = Settings(
+        _env_file=None,
+        redis=redis,
+        saga={"operator_api": True, **saga},
+        tracing={"enabled": False},
     )
-    saga = svc.saga("ship", input=Order)
+    svc = Service("fuzzed-sagas", settings=settings)
+    ship = svc.saga("ship", input=Order)
 
-    @saga.step(retries=0)
+    @ship.step(retries=0)
     async def reserve(ctx: SagaContext[Order]) -> None:
         if ctx.data.order_id.startswith("fail"):
             raise ConnectionError("carrier down")
@@ -41,16 +47,35 @@ def make_service() -> Service:
     async def seed() -> None:
         for n in range(6):
             prefix = "fail" if n % 2 else "ok"
-            handle = await svc.sagas.start(saga, Order(order_id=f"{prefix}-{n}"), saga_id=f"s-{n}")
+            handle = await svc.sagas.start(ship, Order(order_id=f"{prefix}-{n}"), saga_id=f"s-{n}")
             await handle.wait(timeout=5)
 
     return svc
 
 
-@pytest.fixture(scope="module")
-def app() -> Iterator[tuple[Host, httpx.AsyncClient]]:
-    with served(make_service()) as pair:
-        yield pair
+@pytest.fixture(scope="module", params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+def app(request: pytest.FixtureRequest) -> Iterator[tuple[Host, httpx.AsyncClient]]:
+    """The service on the memory store, and on real Redis (where older_than=inf was a 500)."""
+    if request.param == "memory":
+        with served(make_service({}, {})) as pair:
+            yield pair
+        return
+    url: str = request.getfixturevalue("redis_url")
+    prefix = f"test:fuzz:{uuid.uuid4().hex[:12]}"
+    try:
+        with served(make_service({"url": url}, {"key_prefix": prefix, "shards": 2})) as pair:
+            yield pair
+    finally:
+        asyncio.run(delete_keys(url, prefix))
+
+
+async def delete_keys(url: str, prefix: str) -> None:
+    """Remove the keys the Redis-backed service wrote."""
+    client = aioredis.Redis.from_url(url)
+    keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=500)]
+    if keys:
+        await client.delete(*keys)
+    await client.aclose()
 
 
 known_ids = st.sampled_from([f"s-{n}" for n in range(6)])
