@@ -17,6 +17,7 @@ from nativekit._http.routes import Routes
 from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
 from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit._telemetry.metrics import Metrics
+from nativekit.auth._setup import build_authenticator, cors_middleware, secure_routes
 from nativekit.backends._select import Backends
 from nativekit.errors import ConfigError
 from nativekit.messaging._commands.handlers import CommandHandlers
@@ -76,6 +77,10 @@ class Service(Routes):
             self.name, self.settings, self.metrics, self.health, self.lifecycle
         )
         self.backends = Backends(self.name, self.settings)
+        #: Verifies bearer tokens (static token, JWTs) per ``NATIVEKIT_AUTH_*``; None: no auth.
+        self.authenticator = build_authenticator(self.settings.auth)
+        if self.authenticator is not None:
+            self.lifecycle.add_component("auth", self.authenticator, phase=Phase.BACKENDS)
         # Capabilities, in their start phases: backends, then (after the application's own
         # hooks) consumers, saga recovery, the outbox relay; stopped in reverse.
         self.lifecycle.add("backends", stop=self.backends.aclose, phase=Phase.BACKENDS)
@@ -185,7 +190,10 @@ class Service(Routes):
             )
             self.lifecycle.add("kafka-probe", stop=probe.stop, phase=Phase.BACKENDS)
         if self.settings.saga.operator_api and self.sagas.in_use and self._app is None:
+            from nativekit.auth._setup import check_operator_api
             from nativekit.saga._operator.http import operator_routes
+
+            check_operator_api(self.settings.auth, self.log)
 
             prefix = self.settings.saga.operator_prefix
             self.routes[:0] = operator_routes(self.sagas, prefix)
@@ -206,13 +214,24 @@ class Service(Routes):
     def _build_app(self) -> Starlette:
         configure_logging(self.settings, self.name)
         self._add_checks()
-        probes = ProbeEndpoints(self.name, [self.health])
+        probes = probe_routes(
+            ProbeEndpoints(self.name, [self.health]), [self.metrics], self.settings
+        )
+        secure_routes(
+            self.routes,
+            metrics=[r for r in probes if getattr(r, "path", None) == "/metrics"],
+            settings=self.settings.auth,
+            authenticator=self.authenticator,
+            realm=self.name,
+            log=self.log,
+        )
         return build_starlette(
             name=self.name,
             settings=self.settings,
-            routes=[*probe_routes(probes, [self.metrics], self.settings), *self.routes],
+            routes=[*probes, *self.routes],
             metrics=self.metrics,
             lifespan=self._lifespan,
+            middleware=cors_middleware(self.settings.cors),
         )
 
     @asynccontextmanager

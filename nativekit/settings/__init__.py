@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from nativekit.errors import ConfigError
+from nativekit.settings._access import AuthSettings, CorsSettings
 from nativekit.settings._connections import (
     Compression,
     KafkaSettings,
@@ -50,9 +51,11 @@ from nativekit.settings._urls import SentinelURL, mask_url, parse_sentinel_url
 
 __all__ = [
     "ENV_PREFIX",
+    "AuthSettings",
     "CacheSettings",
     "Compression",
     "ConsumerSettings",
+    "CorsSettings",
     "Environment",
     "HttpSettings",
     "KafkaSettings",
@@ -107,6 +110,8 @@ class Settings(FlatNames, BaseSettings):
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     saga: SagaSettings = Field(default_factory=SagaSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
 
     _deprecated: tuple[Rename, ...] = PrivateAttr(default=())
 

@@ -12,6 +12,7 @@ PACKAGES = [
     "nativekit.saga",
     "nativekit.messaging",
     "nativekit.cache",
+    "nativekit.auth",
     "nativekit.testing",
     "nativekit.backends",
     "nativekit.backends.redis",

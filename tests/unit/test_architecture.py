@@ -12,6 +12,7 @@ ROOT = Path(nativekit.__file__).parent
 PUBLIC = {
     "nativekit",
     "nativekit.__main__",
+    "nativekit.auth",
     "nativekit.backends",
     "nativekit.backends.kafka",
     "nativekit.backends.redis",
