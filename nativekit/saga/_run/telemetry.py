@@ -6,10 +6,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nativekit._telemetry.metrics import LATENCY_BUCKETS
 
+#: Seconds between two readings of stored saga counts and of the outbox backlog (gauges
+#: a scrape would otherwise see only as fresh as the last readiness probe).
+CENSUS_INTERVAL = 15.0
+
 
 class SagaMetrics:
     """Counters by saga name, step duration histogram, in-flight gauge, recoveries,
-    step interruptions."""
+    step interruptions, stored instances by status."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.service = service
@@ -59,6 +63,15 @@ class SagaMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         ).labels(service)
+        self.stored = Gauge(
+            "nativekit_sagas_stored",
+            "Unfinished saga instances in the store, by saga and status (RUNNING, "
+            "COMPENSATING, FAILED: parked for an operator), counted every 15 s by each "
+            "replica: aggregate replicas with max, not sum.",
+            ["service", "saga", "status"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
         self._steps: dict[tuple[str, str, str, str], Histogram] = {}
         self._started: dict[str, Counter] = {}
 
