@@ -198,6 +198,14 @@ class Service(Routes):
 
             prefix = self.settings.saga.operator_prefix
             self.routes[:0] = operator_routes(self.sagas, prefix)
+        if self.settings.console.enabled and self._app is None:
+            from nativekit._console import build_console
+
+            self.routes.insert(0, build_console(
+                service=self.name, settings=self.settings, authenticator=self.authenticator,
+                sagas=self.sagas if self.sagas.in_use else None, messaging=self.messaging,
+                health=self.health, backends=self.backends, log=self.log,
+            ))  # fmt: skip
 
     # -- the ASGI app ----------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from nativekit.settings._connections import (
     RedisSettings,
     SaslMechanism,
 )
+from nativekit.settings._console import ConsoleSettings
 from nativekit.settings._flat import FlatNames
 from nativekit.settings._groups import (
     CacheSettings,
@@ -54,6 +55,7 @@ __all__ = [
     "AuthSettings",
     "CacheSettings",
     "Compression",
+    "ConsoleSettings",
     "ConsumerSettings",
     "CorsSettings",
     "Environment",
@@ -112,6 +114,7 @@ class Settings(FlatNames, BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     _deprecated: tuple[Rename, ...] = PrivateAttr(default=())
 

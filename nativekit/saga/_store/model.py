@@ -161,6 +161,8 @@ class SagaRecord:
     lease_until: float | None = None
     #: JSON of the command reply the saga waits for (command steps), or None.
     wait: str | None = None
+    #: The trace the saga was started in (32 hex digits), or None.
+    trace_id: str | None = None
 
     def to_fields(self) -> dict[str, str]:
         """The record as flat string fields (lease fields are the store's business)."""
@@ -176,6 +178,8 @@ class SagaRecord:
             "error": self.error or "",
             "order": encode_order(self.order),
         }
+        if self.trace_id:
+            fields["trace"] = self.trace_id
         for name, step in self.steps.items():
             fields[f"step:{name}"] = step.to_json()
         for name, result in self.results.items():
@@ -200,6 +204,7 @@ class SagaRecord:
             token=fields.get("token") or None,
             lease_until=float(lease) / 1000 if lease else None,
             wait=fields.get("wait") or None,
+            trace_id=fields.get("trace") or None,
         )
         for key, value in fields.items():
             if key.startswith("step:"):
@@ -235,6 +240,7 @@ class SagaRecord:
             },
             "results": {name: json.loads(raw) for name, raw in self.results.items()},
             "lease_until": self.lease_until,
+            "trace_id": self.trace_id,
         }
 
 
