@@ -4,7 +4,7 @@ Served under ``NATIVEKIT_CONSOLE_PATH`` when ``NATIVEKIT_CONSOLE_ENABLED=true``,
 behind the same bearer authentication as the operator API (see docs/console.md).
 """
 
-from nativekit._console._app import ConsoleSources, console_mount
-from nativekit._console._build import build_console
+from nativekit._console._app import ConsoleSources
+from nativekit._console._build import build_console, console_mount
 
 __all__ = ["ConsoleSources", "build_console", "console_mount"]

@@ -12,10 +12,9 @@ import jinja2
 from starlette.datastructures import ImmutableMultiDict
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
-from starlette.routing import Mount, Route
 
 from nativekit._console._session import Gate
-from nativekit.auth import Access, Principal
+from nativekit.auth import Principal
 from nativekit.errors import BackendUnavailable
 from nativekit.settings import ConsoleSettings
 
@@ -177,7 +176,7 @@ def ago(seconds: float) -> str:
     return f"{int(seconds)} s"
 
 
-async def _login(pages: Pages, request: Request) -> Response:
+async def login(pages: Pages, request: Request) -> Response:
     if request.method == "GET":
         return pages.render(request, "login.html", error=None)
     form = await read_form(request)
@@ -192,7 +191,7 @@ async def _login(pages: Pages, request: Request) -> Response:
     return response
 
 
-async def _logout(pages: Pages, request: Request) -> Response:
+async def logout(pages: Pages, request: Request) -> Response:
     form = await read_form(request)
     if not pages.gate.form_is_genuine(request, form):
         return pages.render(
@@ -210,41 +209,5 @@ async def _logout(pages: Pages, request: Request) -> Response:
 _CSS = files("nativekit._console").joinpath("static/console.css").read_bytes()
 
 
-async def _css(request: Request) -> Response:
+async def css(request: Request) -> Response:
     return Response(_CSS, media_type="text/css", headers={"Cache-Control": "max-age=3600"})
-
-
-def console_mount(sources: ConsoleSources) -> Mount:
-    """The console as one mount at ``sources.settings.path``.
-
-    It authenticates its own requests (cookie or bearer header), so the service's
-    route guards leave it alone (``access``: not required).
-    """
-    from nativekit._console import _consumers, _letters, _sagas
-
-    pages = Pages(sources)
-
-    async def home(request: Request) -> Response:
-        return RedirectResponse(pages.url(request, "sagas"), status_code=303)
-
-    async def login(request: Request) -> Response:
-        return await _login(pages, request)
-
-    async def logout(request: Request) -> Response:
-        return await _logout(pages, request)
-
-    routes = [
-        Route("/", home, name="home"),
-        Route("/login", login, methods=["GET", "POST"], name="login"),
-        Route("/logout", logout, methods=["POST"], name="logout"),
-        Route("/console.css", _css, name="css"),
-        *_sagas.routes(pages),
-        *_letters.routes(pages),
-        *_consumers.routes(pages),
-    ]
-    return _ConsoleMount(sources.settings.path, routes=routes, name="console")
-
-
-class _ConsoleMount(Mount):
-    #: The console checks its callers itself (cookie or header): no route guard on it.
-    access = Access(required=False)

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, cast
 
-from nativekit._console._app import ConsoleSources, console_mount
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Mount, Route
+
+from nativekit._console import _app as app
+from nativekit._console import _consumers, _letters, _sagas
+from nativekit._console._app import ConsoleSources
 from nativekit._console._session import Gate
+from nativekit.auth import Access
 from nativekit.errors import ConfigError
 from nativekit.messaging._consume.deadletters import DeadLetter, Replay, Revivable, replay
 
 if TYPE_CHECKING:
-    from starlette.routing import Mount
-
     from nativekit._health import Health
     from nativekit.auth import Authenticator
     from nativekit.backends import Backends
@@ -69,3 +74,37 @@ def build_console(
         log=log,
     )
     return console_mount(sources)
+
+
+def console_mount(sources: ConsoleSources) -> Mount:
+    """The console as one mount at ``sources.settings.path``.
+
+    It authenticates its own requests (cookie or bearer header), so the service's
+    route guards leave it alone (``access``: not required).
+    """
+    pages = app.Pages(sources)
+
+    async def home(request: Request) -> Response:
+        return RedirectResponse(pages.url(request, "sagas"), status_code=303)
+
+    async def login(request: Request) -> Response:
+        return await app.login(pages, request)
+
+    async def logout(request: Request) -> Response:
+        return await app.logout(pages, request)
+
+    routes = [
+        Route("/", home, name="home"),
+        Route("/login", login, methods=["GET", "POST"], name="login"),
+        Route("/logout", logout, methods=["POST"], name="logout"),
+        Route("/console.css", app.css, name="css"),
+        *_sagas.routes(pages),
+        *_letters.routes(pages),
+        *_consumers.routes(pages),
+    ]
+    return _ConsoleMount(sources.settings.path, routes=routes, name="console")
+
+
+class _ConsoleMount(Mount):
+    #: The console checks its callers itself (cookie or header): no route guard on it.
+    access = Access(required=False)
