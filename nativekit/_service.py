@@ -19,6 +19,7 @@ from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit._telemetry.metrics import Metrics
 from nativekit.auth._setup import build_authenticator, cors_middleware, secure_routes
 from nativekit.backends._select import Backends
+from nativekit.client._registry import ClientOptions, HTTPClients
 from nativekit.errors import ConfigError
 from nativekit.messaging._commands.handlers import CommandHandlers
 from nativekit.messaging._consume.handler import HandlerFunc
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
+    from nativekit.client import HTTPClient
     from nativekit.messaging import Published
     from nativekit.messaging._messaging import ConsumerKwargs
     from nativekit.saga import SagaRuntime
@@ -100,6 +102,7 @@ class Service(Routes):
         self.sagas, self._saga_commands = build_sagas(
             self.context, self.backends.saga_store, self.messaging
         )
+        self._http_clients = HTTPClients(self.context)
         self._cache: Cache | None = None
         self._app: Starlette | None = None
         self._checks_added = False
@@ -279,6 +282,15 @@ class Service(Routes):
         self._unhook_sigterm()
         self.health.started = False
         self.log.info("service.stopped")
+
+    def http_client(self, base_url: str, **options: Unpack[ClientOptions]) -> HTTPClient:
+        """A client for another service at ``base_url``, closed when this service stops.
+
+        Pooled, retried (idempotent requests and those with an idempotency key),
+        broken per host, traced and counted in ``http_client_requests_total``; see
+        docs/http-client.md for the options (``peer``, ``timeout``, ``retries``, ...).
+        """
+        return self._http_clients.create(base_url, options)
 
     # -- cache -----------------------------------------------------------------------
 
