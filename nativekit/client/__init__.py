@@ -15,9 +15,10 @@ from nativekit.client._errors import CircuitOpen, PeerError
 from nativekit.client._policy import RetryPolicy
 
 if TYPE_CHECKING:
+    from nativekit.client._aiohttp import AiohttpTransport
     from nativekit.client._client import HTTPClient
 
-__all__ = ["Breaker", "CircuitOpen", "HTTPClient", "PeerError", "RetryPolicy"]
+__all__ = ["AiohttpTransport", "Breaker", "CircuitOpen", "HTTPClient", "PeerError", "RetryPolicy"]
 
 
 def __getattr__(name: str) -> Any:
@@ -25,4 +26,8 @@ def __getattr__(name: str) -> Any:
         from nativekit.client._client import HTTPClient
 
         return HTTPClient
+    if name == "AiohttpTransport":
+        from nativekit.client._aiohttp import AiohttpTransport
+
+        return AiohttpTransport
     raise AttributeError(f"module 'nativekit.client' has no attribute {name!r}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -13,9 +14,27 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from peer_support import Peer, peer_server
 
 import nativekit
-from nativekit.client import CircuitOpen, PeerError
+from nativekit.client import AiohttpTransport, CircuitOpen, HTTPClient, PeerError
 from nativekit.testing import lifespan
 from nativekit.testing.servers import free_port
+
+
+@pytest.fixture(params=["httpx", "aiohttp"], autouse=True)
+def engine(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Every test runs on httpx's own pool and on AiohttpTransport."""
+    ENGINE[0] = request.param
+    yield request.param
+    ENGINE[0] = "httpx"
+
+
+ENGINE = ["httpx"]
+
+
+def http_client(svc: nativekit.Service, url: str, **options: Any) -> HTTPClient:
+    """``svc.http_client`` on the engine under test."""
+    if ENGINE[0] == "aiohttp" and "transport" not in options:
+        options["transport"] = AiohttpTransport()
+    return svc.http_client(url, **options)
 
 
 @pytest.fixture
@@ -44,7 +63,7 @@ def count(
 async def test_get_is_retried_on_503_and_counted_per_attempt(peer: Peer) -> None:
     """A 503 then a 200: the caller sees the 200; both attempts are counted and timed."""
     svc = make_service()
-    client = svc.http_client(peer.url, peer="payments", backoff=0.01)
+    client = http_client(svc, peer.url, peer="payments", backoff=0.01)
     peer.then(503, {"detail": "busy"}).then(200, {"id": "p1"})
     async with lifespan(svc):
         response = await client.get("/payments/p1")
@@ -61,7 +80,7 @@ async def test_get_is_retried_on_503_and_counted_per_attempt(peer: Peer) -> None
 async def test_post_is_not_retried_without_an_idempotency_key(peer: Peer) -> None:
     """A POST that got a 503 is returned as is: sending it again could charge twice."""
     svc = make_service()
-    client = svc.http_client(peer.url, peer="payments", backoff=0.01)
+    client = http_client(svc, peer.url, peer="payments", backoff=0.01)
     peer.then(503).then(200)
     async with lifespan(svc):
         response = await client.post("/payments", json={"amount": 5})
@@ -72,7 +91,7 @@ async def test_post_is_not_retried_without_an_idempotency_key(peer: Peer) -> Non
 async def test_post_with_an_idempotency_key_is_retried_with_the_key(peer: Peer) -> None:
     """With idempotency_key the POST is safe to repeat: retried, the key sent each time."""
     svc = make_service()
-    client = svc.http_client(peer.url, peer="payments", backoff=0.01)
+    client = http_client(svc, peer.url, peer="payments", backoff=0.01)
     peer.then(502).then(429, headers={"Retry-After": "0"}).then(201, {"id": "p1"})
     async with lifespan(svc):
         response = await client.post("/payments", json={"amount": 5}, idempotency_key="o1:charge")
@@ -84,7 +103,7 @@ async def test_post_with_an_idempotency_key_is_retried_with_the_key(peer: Peer) 
 async def test_retries_stop_at_the_budget_and_return_the_last_answer(peer: Peer) -> None:
     """retries=2: three attempts, then the last 503 is the answer."""
     svc = make_service()
-    client = svc.http_client(peer.url, peer="payments", backoff=0.01, retries=2,
+    client = http_client(svc, peer.url, peer="payments", backoff=0.01, retries=2,
                              breaker_failures=10)  # fmt: skip
     peer.default = (503, {}, None, 0.0)
     async with lifespan(svc):
@@ -98,7 +117,7 @@ async def test_nothing_listening_is_a_peer_error_naming_the_peer() -> None:
     """Connection refused (a closed port) ends, after the retries, as PeerError."""
     svc = make_service()
     url = f"http://127.0.0.1:{free_port()}"
-    client = svc.http_client(url, peer="inventory", backoff=0.01, retries=1)
+    client = http_client(svc, url, peer="inventory", backoff=0.01, retries=1)
     async with lifespan(svc):
         with pytest.raises(PeerError) as caught:
             await client.get("/inventory/products/mug")
@@ -114,7 +133,7 @@ async def test_nothing_listening_is_a_peer_error_naming_the_peer() -> None:
 async def test_per_call_timeout(peer: Peer) -> None:
     """timeout= bounds one call: a slow peer is a PeerError (ReadTimeout) in about that time."""
     svc = make_service()
-    client = svc.http_client(peer.url, peer="payments", timeout=30)
+    client = http_client(svc, peer.url, peer="payments", timeout=30)
     peer.then(200, delay=2.0)
     async with lifespan(svc):
         started = time.monotonic()
@@ -127,8 +146,8 @@ async def test_circuit_breaker_opens_fails_fast_and_closes_after_a_good_trial(pe
     """3 failures open the breaker: calls fail at once unsent; after the reset one trial goes
     out, and its success closes the breaker again."""
     svc = make_service()
-    client = svc.http_client(
-        peer.url, peer="payments", retries=0, breaker_failures=3, breaker_reset_seconds=30
+    client = http_client(
+        svc, peer.url, peer="payments", retries=0, breaker_failures=3, breaker_reset_seconds=30
     )
     now = [100.0]
     client.breaker().clock = lambda: now[0]
@@ -154,7 +173,7 @@ async def test_circuit_breaker_opens_fails_fast_and_closes_after_a_good_trial(pe
 async def test_a_failed_trial_reopens_the_breaker(peer: Peer) -> None:
     """Half-open: the trial fails, the breaker opens again for another reset period."""
     svc = make_service()
-    client = svc.http_client(peer.url, retries=0, breaker_failures=1, breaker_reset_seconds=10)
+    client = http_client(svc, peer.url, retries=0, breaker_failures=1, breaker_reset_seconds=10)
     now = [0.0]
     client.breaker().clock = lambda: now[0]
     peer.default = (502, {}, None, 0.0)
@@ -171,7 +190,7 @@ async def test_breakers_are_per_host(peer: Peer) -> None:
     """A dead host's open breaker does not stop calls to another host by absolute URL."""
     svc = make_service()
     dead = f"http://127.0.0.1:{free_port()}"
-    client = svc.http_client(dead, retries=0, breaker_failures=1)
+    client = http_client(svc, dead, retries=0, breaker_failures=1)
     async with lifespan(svc):
         with pytest.raises(PeerError):
             await client.get("/x")
@@ -184,7 +203,7 @@ async def test_trace_context_reaches_the_peer(peer: Peer, spans: InMemorySpanExp
     """Inside a span, the peer receives a traceparent of the same trace; a client span
     records the call."""
     svc = make_service(tracing=True)
-    client = svc.http_client(peer.url, peer="payments")
+    client = http_client(svc, peer.url, peer="payments")
     tracer = trace.get_tracer("test")
     async with lifespan(svc):
         with tracer.start_as_current_span("saga.step") as parent:
@@ -205,7 +224,7 @@ async def test_trace_context_is_sent_with_tracing_spans_off(peer: Peer) -> None:
     """NATIVEKIT_TELEMETRY_TRACING_ENABLED=false: no client span, the caller's context still
     travels."""
     svc = make_service(tracing=False)
-    client = svc.http_client(peer.url)
+    client = http_client(svc, peer.url)
     async with lifespan(svc):
         with trace.get_tracer("test").start_as_current_span("step") as parent:
             await client.get("/x")
@@ -216,7 +235,7 @@ async def test_trace_context_is_sent_with_tracing_spans_off(peer: Peer) -> None:
 async def test_clients_close_on_shutdown_and_reopen_on_the_next_start(peer: Peer) -> None:
     """Stopping the service closes the pool; a service started again calls again."""
     svc = make_service()
-    client = svc.http_client(peer.url, headers={"Authorization": "Bearer t"})
+    client = http_client(svc, peer.url, headers={"Authorization": "Bearer t"})
     async with lifespan(svc):
         await client.get("/x")
         pool = client._client
@@ -236,7 +255,7 @@ async def test_mock_transport_is_the_test_seam() -> None:
         calls.append(request)
         return httpx.Response(200, json={"sku": request.url.path.rsplit("/", 1)[1]})
 
-    client = svc.http_client("http://inventory", transport=httpx.MockTransport(handler))
+    client = http_client(svc, "http://inventory", transport=httpx.MockTransport(handler))
     async with lifespan(svc):
         response = await client.get("/products/mug", params={"fields": "price"})
     assert response.json() == {"sku": "mug"}
@@ -247,7 +266,7 @@ async def test_mock_transport_is_the_test_seam() -> None:
 async def test_concurrent_calls_share_the_pool(peer: Peer) -> None:
     """Many concurrent calls through one client all succeed (pooled connections)."""
     svc = make_service()
-    client = svc.http_client(peer.url, max_connections=4)
+    client = http_client(svc, peer.url, max_connections=4)
     async with lifespan(svc):
         answers = await asyncio.gather(*(client.get(f"/x/{n}") for n in range(20)))
     assert [a.status_code for a in answers] == [200] * 20

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 import nativekit
-from nativekit.client import PeerError
+from nativekit.client import AiohttpTransport, PeerError
 from nativekit.testing import lifespan
 from nativekit.testing.servers import free_port
 
@@ -49,7 +49,10 @@ def start_peer(port: int) -> subprocess.Popen[bytes]:
     raise RuntimeError("the peer did not start within 30 s")
 
 
-async def test_killed_peer_is_a_peer_error_and_a_restarted_one_is_reached_again() -> None:
+@pytest.mark.parametrize("engine", ["httpx", "aiohttp"])
+async def test_killed_peer_is_a_peer_error_and_a_restarted_one_is_reached_again(
+    engine: str,
+) -> None:
     """SIGKILL the peer: pooled connections die, the call is a PeerError naming it; the
     restarted peer on the same port answers the same client."""
     port = free_port()
@@ -63,6 +66,7 @@ async def test_killed_peer_is_a_peer_error_and_a_restarted_one_is_reached_again(
         retries=1,
         backoff=0.01,
         breaker_failures=100,
+        **({"transport": AiohttpTransport()} if engine == "aiohttp" else {}),
     )
     try:
         async with lifespan(svc):
