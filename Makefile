@@ -37,7 +37,22 @@ docs: $(STAMP)
 # most tests wait on brokers, leases and subprocesses, not on the CPU.
 TEST_WORKERS ?= 4
 
-test: lint typecheck docs
+# promtool for the alert rule tests (tests/deploy): the one on PATH, else unpacked from
+# Debian's 'prometheus' package into the venv (apt-get download: no root, no server
+# installed or started; as root, apt-get update first when the package lists are empty).
+# Without apt the tests say how to get promtool and skip.
+PROMTOOL := $(VENV)/bin/promtool
+
+$(PROMTOOL): | $(STAMP)
+	@command -v promtool >/dev/null 2>&1 || { \
+		tmp=$$(mktemp -d) && (cd $$tmp && { apt-get download prometheus >/dev/null 2>&1 \
+			|| { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 \
+				&& apt-get download prometheus >/dev/null 2>&1; }; } \
+			&& dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool $(CURDIR)/$@) \
+		|| echo "promtool unavailable (no apt-get/dpkg-deb): the alert rule tests will skip"; \
+		rm -rf $$tmp; }
+
+test: lint typecheck docs $(PROMTOOL)
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \

@@ -11,7 +11,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from nativekit._context import ServiceContext
-from nativekit._health import CheckFunc, Health, ProbeEndpoints
+from nativekit._health import CheckFunc, Health, HealthCollector, ProbeEndpoints
 from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
 from nativekit._http.routes import Routes
 from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
@@ -73,6 +73,7 @@ class Service(Routes):
             cache_ttl=self.settings.telemetry.health_cache_seconds,
         )
         self.metrics = Metrics(self.name)
+        self.metrics.registry.register(HealthCollector(self.health))
         self.lifecycle = Lifecycle(self.name)
         self.log = get_logger(service=self.name)
         self.context = ServiceContext(

@@ -165,6 +165,8 @@ class Consumer(Finishing):
         self._runner.tracer = active_tracer() if self._tracing else None
         self._runner.debug = logging.getLogger().isEnabledFor(logging.DEBUG)
         self._lag.log = self.log
+        for topic in self.options.topics:  # from 0, so increase() sees the first dead letter
+            self.metrics.count(topic, self.options.group, "dead_lettered", 0)
         self.join.begin()
         self.running = True
         self._feeders = [self._spawn("join", self._join)]

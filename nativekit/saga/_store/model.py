@@ -9,9 +9,12 @@ changes, so a write never grows with the number of steps.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from nativekit.errors import ConfigError
 
 
 class SagaStatus(StrEnum):
@@ -325,3 +328,34 @@ class Waiting:
             other.attempt,
             other.token,
         )
+
+
+def page_key(record: SagaRecord) -> tuple[float, str]:
+    """Sort key of listings: when the saga entered its status, then id."""
+    return (record.since, record.saga_id)
+
+
+def encode_cursor(key: tuple[float, str]) -> str:
+    """An opaque cursor after ``key``."""
+    return f"{key[0]!r}|{key[1]}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """Inverse of :func:`encode_cursor`.
+
+    Raises:
+        ConfigError: ``cursor`` is not one a listing returned.
+    """
+    if not cursor:
+        return None
+    score, _, saga_id = cursor.partition("|")
+    try:
+        since = float(score)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        raise ConfigError(
+            f"cursor {cursor!r} is not one a listing returned; pass the 'cursor' of the "
+            "previous page, or none for the first page."
+        )
+    return since, saga_id
