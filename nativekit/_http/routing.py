@@ -27,6 +27,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from nativekit._http.openapi._declare import OperationDocs
 from nativekit._http.problems import RequestValidationError
 from nativekit.errors import ConfigError, HTTPError
 
@@ -335,6 +336,8 @@ class TypedRoute(FastRoute):
         self, path: str, func: Handler, *, methods: list[str], status_code: int, name: str | None
     ) -> None:
         self.typed = TypedEndpoint(func, path, status_code=status_code)
+        #: What the OpenAPI document says beyond the signature (set by the decorators).
+        self.docs = OperationDocs()
         super().__init__(path, self.typed.handle, methods=methods, name=name or func.__name__)
         # Starlette wraps the endpoint in a second exception-handling layer with two
         # closures per request; the app's ExceptionMiddleware holds the same handlers

@@ -27,6 +27,7 @@ from pydantic_settings import (
 )
 
 from nativekit.errors import ConfigError
+from nativekit.settings._apidocs import DocsSettings
 from nativekit.settings._connections import (
     Compression,
     KafkaSettings,
@@ -53,6 +54,7 @@ __all__ = [
     "CacheSettings",
     "Compression",
     "ConsumerSettings",
+    "DocsSettings",
     "Environment",
     "HttpSettings",
     "KafkaSettings",
@@ -107,6 +109,7 @@ class Settings(FlatNames, BaseSettings):
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     saga: SagaSettings = Field(default_factory=SagaSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    docs: DocsSettings = Field(default_factory=DocsSettings)
 
     _deprecated: tuple[Rename, ...] = PrivateAttr(default=())
 
