@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from nativekit._apidocs import Described, api_docs
 from nativekit._context import ServiceContext
 from nativekit._health import CheckFunc, Health, ProbeEndpoints
 from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
-    from nativekit.messaging import Published
+    from nativekit.messaging import Published, TopicPublisher
     from nativekit.messaging._messaging import ConsumerKwargs
     from nativekit.saga import SagaRuntime
 
@@ -95,6 +96,8 @@ class Service(Routes):
         self.sagas, self._saga_commands = build_sagas(
             self.context, self.backends.saga_store, self.messaging
         )
+        #: The OpenAPI and AsyncAPI documents and the docs page (``NATIVEKIT_DOCS_*``).
+        self.docs = api_docs(self.settings, self.name, lambda: [self.described()])
         self._cache: Cache | None = None
         self._app: Starlette | None = None
         self._checks_added = False
@@ -210,7 +213,11 @@ class Service(Routes):
         return build_starlette(
             name=self.name,
             settings=self.settings,
-            routes=[*probe_routes(probes, [self.metrics], self.settings), *self.routes],
+            routes=[
+                *probe_routes(probes, [self.metrics], self.settings),
+                *self.docs.routes(),
+                *self.routes,
+            ],
             metrics=self.metrics,
             lifespan=self._lifespan,
         )
@@ -231,6 +238,7 @@ class Service(Routes):
             self._restore_sigterm = install_drain_signal(
                 self._begin_drain, self.settings.http.shutdown_delay_seconds
             )
+        self.docs.build_or_log(self.log)
         try:
             await self.lifecycle.start()
         except BaseException:
@@ -260,6 +268,14 @@ class Service(Routes):
         self._unhook_sigterm()
         self.health.started = False
         self.log.info("service.stopped")
+
+    # -- API documents -----------------------------------------------------------------
+
+    def described(self) -> Described:
+        """What this service's documents are built from (``svc.docs.openapi()``)."""
+        _ = self.app  # the operator routes join when the app is built
+        parts = (self.messaging, self._commands, self.sagas, self._saga_commands.reply_topic)
+        return Described(self.name, self.routes, *parts)
 
     # -- cache -----------------------------------------------------------------------
 
@@ -325,6 +341,20 @@ class Service(Routes):
         return await self.messaging.publish(
             topic, event, key=key, headers=headers, message_id=message_id
         )
+
+    def publisher(
+        self,
+        topic: str,
+        *events: type[BaseModel],
+        key: str | None = None,
+        description: str | None = None,
+    ) -> TopicPublisher:
+        """Declare that this service publishes ``events`` (models) to ``topic``.
+
+        Returns a publisher whose ``publish(event)`` refuses other models and takes the
+        message key from the ``key`` field; the AsyncAPI document lists the topic.
+        """
+        return self.messaging.declare_publisher(topic, events, key=key, description=description)
 
     def consumer(
         self, topic: str | Sequence[str], **options: Unpack[ConsumerKwargs]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -111,6 +112,7 @@ def _typed_operation(
 
 
 _ADAPTERS: dict[Any, TypeAdapter[Any]] = {}
+_ANY: TypeAdapter[Any] = TypeAdapter(Any)
 
 
 def _adapter(annotation: Any) -> TypeAdapter[Any]:
@@ -129,10 +131,9 @@ def _parameter(param: _Param, schemas: SchemaSet) -> dict[str, Any]:
         if not param.required:
             schema = drop_null(schema)
             if param.default is not None:
-                try:
-                    schema["default"] = TypeAdapter(Any).dump_python(param.default, mode="json")
-                except Exception:  # a default with no JSON form: leave it out
-                    pass
+                # a default with no JSON form is left out
+                with contextlib.suppress(Exception):
+                    schema["default"] = _ANY.dump_python(param.default, mode="json")
         if param.source == "path" and schema.get("type") == "string":
             schema.setdefault("minLength", 1)  # an empty segment never reaches the route
         return schema
@@ -155,9 +156,7 @@ def _responses(
     body = docs.response_model
     adapter = _adapter(body) if body is not None else endpoint.returns
     if adapter is not None and status != 204:
-        success["content"] = {
-            "application/json": {"schema": schemas.add(adapter, "serialization")}
-        }
+        success["content"] = {"application/json": {"schema": schemas.add(adapter, "serialization")}}
     responses: dict[str, Any] = {str(status): success}
     for code, doc in sorted(docs.responses.items()):
         responses[str(code)] = _declared(code, doc, schemas)
@@ -192,7 +191,7 @@ def _plain(route: Route, prefix: str, service: str) -> Iterator[Found]:
     if not route.include_in_schema:
         return
     for method in _methods(route):
-        endpoint = route.endpoint
+        endpoint: Callable[..., Any] | None = route.endpoint
         if inspect.isclass(endpoint):  # an HTTPEndpoint: one method per verb
             endpoint = getattr(endpoint, method, None)
         declared = _declared_operation(endpoint, method) if endpoint is not None else None
