@@ -92,7 +92,7 @@ async def forget_client() -> None:
 
 
 @svc.post("/payments", status_code=201, responses={
-    402: "The card was declined; the problem carries the payment's fields.",
+    402: "The card was declined; the problem's 'payment' member is the declined payment.",
     503: "The payment provider failed; retry with the same Idempotency-Key.",
 })  # fmt: skip
 async def create_payment(
@@ -107,7 +107,9 @@ async def create_payment(
         raise nativekit.HTTPError(503, str(exc), headers={"Retry-After": "1"}) from exc
     if payment.status != "CAPTURED":
         raise nativekit.HTTPError(
-            402, payment.reason or f"payment {payment.status.lower()}", extra=payment.model_dump()
+            402,
+            payment.reason or f"payment {payment.status.lower()}",
+            extra={"payment": payment.model_dump()},
         )
     return payment
 
