@@ -38,9 +38,11 @@ class Routes:
         if not path.startswith("/"):
             raise ConfigError(f"Route path {path!r} must start with '/'.")
 
+        checked = OperationDocs.of(docs, f"route {path}")
+
         def decorator(func: F) -> F:
             route = TypedRoute(path, func, methods=methods, status_code=status_code, name=name)
-            route.docs = OperationDocs.of(docs, f"route {path} ({func.__qualname__})")
+            route.docs = checked
             self._add(route)
             return func
 
