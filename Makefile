@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean
+.PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean vendor-swagger-ui
 
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
@@ -88,6 +88,23 @@ bench: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py
+
+# The docs page's Swagger UI, shipped inside the package (services often run without
+# internet access): the swagger-ui-dist files it needs, from the npm registry, with their
+# licence. Run to move to another version, then commit the files.
+SWAGGER_UI_VERSION ?= 5.35.0
+SWAGGER_UI_DIR := nativekit/_http/openapi/assets
+vendor-swagger-ui:
+	rm -rf .swagger-ui && mkdir .swagger-ui
+	cd .swagger-ui && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null && tar xzf swagger-ui-dist-*.tgz
+	for f in swagger-ui-bundle.js swagger-ui.css; do \
+		grep -v 'sourceMappingURL=' .swagger-ui/package/$$f > $(SWAGGER_UI_DIR)/$$f; done
+	cp .swagger-ui/package/LICENSE .swagger-ui/package/NOTICE \
+		.swagger-ui/package/swagger-ui-bundle.js.LICENSE.txt .swagger-ui/package/favicon-32x32.png \
+		$(SWAGGER_UI_DIR)/
+	echo "swagger-ui-dist $(SWAGGER_UI_VERSION) from the npm registry (make vendor-swagger-ui)" \
+		> $(SWAGGER_UI_DIR)/SOURCE.txt
+	rm -rf .swagger-ui
 
 clean:
 	rm -rf $(VENV) site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

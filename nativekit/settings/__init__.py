@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from nativekit.errors import ConfigError
 from nativekit.settings._access import AuthSettings, CorsSettings
+from nativekit.settings._apidocs import DocsSettings
 from nativekit.settings._connections import (
     Compression,
     KafkaSettings,
@@ -56,6 +57,7 @@ __all__ = [
     "Compression",
     "ConsumerSettings",
     "CorsSettings",
+    "DocsSettings",
     "Environment",
     "HttpSettings",
     "KafkaSettings",
@@ -112,6 +114,7 @@ class Settings(FlatNames, BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    docs: DocsSettings = Field(default_factory=DocsSettings)
 
     _deprecated: tuple[Rename, ...] = PrivateAttr(default=())
 
