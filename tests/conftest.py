@@ -15,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import nativekit
 from nativekit.testing import databases, servers
+from tests.browser import browser, page  # noqa: F401 - fixtures for tests of web pages
 
 # One recording provider for the whole run; services reuse an installed provider.
 SPANS = InMemorySpanExporter()

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from nativekit.errors import ConfigError
 from nativekit.settings._access import AuthSettings, CorsSettings
+from nativekit.settings._apidocs import DocsSettings
 from nativekit.settings._connections import (
     Compression,
     KafkaSettings,
@@ -58,6 +59,7 @@ __all__ = [
     "ConsoleSettings",
     "ConsumerSettings",
     "CorsSettings",
+    "DocsSettings",
     "Environment",
     "HttpSettings",
     "KafkaSettings",
@@ -115,6 +117,7 @@ class Settings(FlatNames, BaseSettings):
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    docs: DocsSettings = Field(default_factory=DocsSettings)
 
     _deprecated: tuple[Rename, ...] = PrivateAttr(default=())
 

@@ -159,9 +159,7 @@ async def test_metrics_protection_is_optional() -> None:
         assert (await client.get("/metrics", headers=bearer())).status_code == 200
 
 
-@pytest.mark.parametrize(
-    "auth", [{"routes": True}, {"metrics": True}], ids=["routes", "metrics"]
-)
+@pytest.mark.parametrize("auth", [{"routes": True}, {"metrics": True}], ids=["routes", "metrics"])
 def test_asking_for_protection_without_a_way_to_authenticate_is_a_config_error(
     auth: dict[str, Any],
 ) -> None:

@@ -13,6 +13,7 @@ PACKAGES = [
     "nativekit.messaging",
     "nativekit.cache",
     "nativekit.auth",
+    "nativekit.client",
     "nativekit.testing",
     "nativekit.backends",
     "nativekit.backends.redis",

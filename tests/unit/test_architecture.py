@@ -18,6 +18,7 @@ PUBLIC = {
     "nativekit.backends.redis",
     "nativekit.cache",
     "nativekit.cli",
+    "nativekit.client",
     "nativekit.errors",
     "nativekit.messaging",
     "nativekit.saga",

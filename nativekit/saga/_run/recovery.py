@@ -181,9 +181,12 @@ class RecoveryLoops(SagaRegistry):
                 task.cancel()
 
     async def census(self) -> None:
-        """Set ``nativekit_sagas_stored`` from the store's counts of unfinished instances."""
+        """Set ``nativekit_sagas_stored`` from the store's counts of unfinished instances
+        (and create the counters of sagas declared since, at 0)."""
         if self.metrics is None or not self.sagas:
             return
+        for saga in self.sagas.values():
+            self.metrics.declare(saga.name, [step.name for step in saga.steps])
         stored = self.metrics.stored
         for (name, status), count in (await self.store.counts(list(self.sagas))).items():
             stored.labels(self.service, name, status.value).set(count)

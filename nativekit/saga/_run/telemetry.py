@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nativekit._telemetry.metrics import LATENCY_BUCKETS
@@ -74,6 +76,16 @@ class SagaMetrics:
         )
         self._steps: dict[tuple[str, str, str, str], Histogram] = {}
         self._started: dict[str, Counter] = {}
+
+    def declare(self, saga: str, steps: Iterable[str]) -> None:
+        """Create the series of a saga at 0 (an alert's ``increase()`` misses a series
+        that is born at 1, and a dashboard shows 0 rather than no data)."""
+        for counter in (self.started, self.completed, self.compensated, self.failed):
+            counter.labels(self.service, saga)
+        self.recovered.labels(self.service, saga)
+        for step in steps:
+            for direction in ("forward", "compensate"):
+                self.interruptions.labels(self.service, saga, step, direction)
 
     def count_started(self, saga: str) -> None:
         """Count one started instance."""
