@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -64,7 +63,8 @@ def kafka_server() -> Iterator[servers.Server]:
 def kafka_url(kafka_server: servers.Server) -> Iterator[str]:
     """URL (kafka://host:port) of the real broker; this process's topics deleted at the end."""
     yield kafka_server.url
-    asyncio.run(servers.delete_topics(kafka_server.url, ISSUED))
+    # in a thread: a test of web pages leaves Playwright's event loop on this one
+    servers.delete_topics_now(kafka_server.url, ISSUED)
 
 
 # Every unique() of this process: the topics named with one are this process's to delete.

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 #: No inline script or style, nothing from elsewhere, no framing, forms post here only.
 CSP = (
-    "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; "
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
 _HEADERS = {
