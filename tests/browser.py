@@ -49,9 +49,13 @@ def install_chromium() -> str | None:
     return None if CHROMIUM.exists() else f"apt-get installed chromium but {CHROMIUM} is missing"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Playwright ``Browser``), shared by the session's tests."""
+    """A headless Chromium (Playwright ``Browser``), shared by one test module's tests.
+
+    Module-scoped, not session-scoped: Playwright's sync API runs an event loop on
+    this thread until it is stopped, and the async tests of later modules need it gone.
+    """
     why = install_chromium()
     if why is not None:
         pytest.skip(f"no browser for web page tests: {why}")
