@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 
 from starlette.applications import Starlette
@@ -290,18 +291,25 @@ class Service(Routes):
     # -- sagas --
 
     @overload
-    def saga(self, name: str) -> Saga[Any]: ...
+    def saga(self, name: str, *, deadline: float | timedelta | None = None) -> Saga[Any]: ...
     @overload
-    def saga(self, name: str, *, input: type[T]) -> Saga[T]: ...
+    def saga(
+        self, name: str, *, input: type[T], deadline: float | timedelta | None = None
+    ) -> Saga[T]: ...
     @overload
-    def saga(self, name: str, *, input: Any) -> Saga[Any]: ...
-    def saga(self, name: str, *, input: Any = Any) -> Saga[Any]:
+    def saga(
+        self, name: str, *, input: Any, deadline: float | timedelta | None = None
+    ) -> Saga[Any]: ...
+    def saga(
+        self, name: str, *, input: Any = Any, deadline: float | timedelta | None = None
+    ) -> Saga[Any]:
         """Define a saga run by this service; add steps with ``@saga.step()``.
 
         ``svc.saga(name, input=Model)`` is a ``Saga[Model]``: mypy checks that its
-        steps take ``SagaContext[Model]``.
+        steps take ``SagaContext[Model]``. ``deadline`` (seconds or a ``timedelta``):
+        past it, an instance stops moving forward and compensates.
         """
-        saga: Saga[Any] = Saga(name, input=input)
+        saga: Saga[Any] = Saga(name, input=input, deadline=deadline)
         self.sagas.declare(saga)
         return saga
 

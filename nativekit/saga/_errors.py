@@ -10,7 +10,9 @@
     ├── UnknownSaga                     a reply for a saga (or definition) not kept here
     └── CommandFailed (Exception)       the participant refused a command
     StepTimeout (TimeoutError)          a step attempt ran past its timeout
-    └── CommandTimeout                  no reply before the command step's deadline
+    ├── CommandTimeout                  no reply before the command step's deadline
+    ├── EventTimeout                    ctx.wait_for: the event did not come in time
+    └── DeadlinePassed                  the saga's deadline passed during the attempt
 """
 
 from __future__ import annotations
@@ -53,3 +55,15 @@ class CommandFailed(Exception):
     """The participant answered with a failure reply; the step fails without retries."""
 
     final = True  # the runner does not retry a business refusal
+
+
+class EventTimeout(StepTimeout):
+    """``ctx.wait_for``: the event was not delivered before its timeout (not retried)."""
+
+    final = True
+
+
+class DeadlinePassed(StepTimeout):
+    """The saga's deadline passed while a step attempt ran; the saga compensates."""
+
+    final = True

@@ -23,8 +23,8 @@ from typing import TYPE_CHECKING, Any
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._define.step import Direction
 from nativekit.saga._run.runtime import SagaRuntime
+from nativekit.saga._store.memory import MemorySagaStore
 from nativekit.saga._store.model import SagaRecord, SagaStatus
-from nativekit.saga._store.store import MemorySagaStore
 
 if TYPE_CHECKING:
     from nativekit.testing._command_network import CommandNetwork

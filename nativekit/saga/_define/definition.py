@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from typing import Any, Generic, ParamSpec, TypeVar, overload
 
 from pydantic import TypeAdapter, ValidationError
 
 from nativekit.errors import ConfigError
 from nativekit.saga._define.command_steps import CommandStep, command_step
+from nativekit.saga._define.group import OnFailure, ParallelGroup
 from nativekit.saga._define.policy import DEFAULT_RETRIES, Backoff, Policy
 from nativekit.saga._define.step import _NAME, SagaContext, Step, _check_async
 from nativekit.saga._errors import SagaInputError
@@ -20,29 +23,47 @@ C = TypeVar("C")
 P = ParamSpec("P")
 
 
+#: A duration: seconds, a ``timedelta``, or None for none.
+Deadline = float | timedelta | None
+
+
+def seconds_of(value: Deadline, what: str) -> float | None:
+    """``value`` in seconds (None stays None); raises ConfigError unless positive and finite."""
+    if value is None:
+        return None
+    seconds = value.total_seconds() if isinstance(value, timedelta) else float(value)
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise ConfigError(f"The {what} must be a positive duration, got {value!r}.")
+    return seconds
+
+
 class Saga(Generic[T]):
     """A named sequence of steps with compensations, run durably by ``svc.sagas``.
 
     Args:
         name: saga name (letters, digits, ``.``, ``_``, ``-``), stored with each instance.
         input: type of the saga input (a pydantic model or anything pydantic validates).
+        deadline: how long an instance may take (seconds or a ``timedelta``); past it,
+            the saga stops moving forward and compensates (``sagas.start`` may override it).
     """
 
     @overload
-    def __init__(self: Saga[Any], name: str) -> None: ...
+    def __init__(self: Saga[Any], name: str, *, deadline: Deadline = None) -> None: ...
 
     @overload
-    def __init__(self, name: str, *, input: type[T]) -> None: ...
+    def __init__(self, name: str, *, input: type[T], deadline: Deadline = None) -> None: ...
 
     @overload
-    def __init__(self: Saga[Any], name: str, *, input: Any) -> None: ...
+    def __init__(self: Saga[Any], name: str, *, input: Any, deadline: Deadline = None) -> None: ...
 
-    def __init__(self, name: str, *, input: Any = Any) -> None:
+    def __init__(self, name: str, *, input: Any = Any, deadline: Deadline = None) -> None:
         if not _NAME.match(name):
             raise ConfigError(
                 f"Saga name {name!r} is not valid; use 1-100 letters, digits, '.', '_' or '-'."
             )
         self.name = name
+        #: Seconds an instance may take before it stops moving forward and compensates.
+        self.deadline = seconds_of(deadline, f"deadline of saga {name!r}")
         self.input_type: Any = input
         self._input = TypeAdapter(input)
         self.steps: list[Step[Any, Any]] = []
@@ -132,6 +153,18 @@ class Saga(Generic[T]):
             max_interruptions=max_interruptions,
         )
 
+    def parallel(
+        self, name: str | None = None, *, on_failure: OnFailure = "cancel"
+    ) -> ParallelGroup[T]:
+        """A group of steps that run concurrently, joined before the next step starts.
+
+        Add members with ``@group.step(...)``, one after another. When a member fails,
+        ``on_failure="cancel"`` cancels the others (their outcome is then uncertain,
+        so they are compensated too); ``"finish"`` lets them finish their attempt.
+        Every completed member is compensated, latest first.
+        """
+        return ParallelGroup(self, name or f"group-{len(self.steps) + 1}", on_failure)
+
     def add_step(self, step: Step[Any, Any]) -> None:
         """Append ``step`` (built by a decorator); its name must be valid and free."""
         if not _NAME.match(step.name):
@@ -150,6 +183,7 @@ class Saga(Generic[T]):
         """Fingerprint of the step sequence; stored with each instance to detect changes."""
         shape = "|".join(
             f"{s.name}:{'c' if s.compensation else ('r' if s.readonly else 'p')}"
+            + (f"@{s.group.name}" if s.group is not None else "")
             for s in self.steps
         )
         return hashlib.sha256(f"{self.name}|{shape}".encode()).hexdigest()[:16]
