@@ -11,8 +11,8 @@
     └── CommandFailed (Exception)       the participant refused a command
     StepTimeout (TimeoutError)          a step attempt ran past its timeout
     ├── CommandTimeout                  no reply before the command step's deadline
-    ├── EventTimeout                    ctx.wait_for: the event did not come in time
     └── DeadlinePassed                  the saga's deadline passed during the attempt
+    EventTimeout (TimeoutError)         ctx.wait_for: the event did not come in time
 """
 
 from __future__ import annotations
@@ -57,8 +57,11 @@ class CommandFailed(Exception):
     final = True  # the runner does not retry a business refusal
 
 
-class EventTimeout(StepTimeout):
-    """``ctx.wait_for``: the event was not delivered before its timeout (not retried)."""
+class EventTimeout(TimeoutError):
+    """``ctx.wait_for``: the event was not delivered before its timeout (not retried).
+
+    Unlike a :class:`StepTimeout`, nothing is left uncertain: the step fails plainly.
+    """
 
     final = True
 

@@ -23,7 +23,7 @@ from nativekit.saga._define.step import (
     durable_run,
     idempotency_key,
 )
-from nativekit.saga._errors import DeadlinePassed, EventTimeout, LeaseLost, StepTimeout
+from nativekit.saga._errors import DeadlinePassed, LeaseLost, StepTimeout
 from nativekit.saga._run.state import describe
 from nativekit.saga._run.waits import DurableWaits
 from nativekit.saga._store.model import StepRecord, StepStatus, encode_order
@@ -237,7 +237,7 @@ class StepAttempts(DurableWaits):
             value = await self._call(func, ctx, limit, step, direction, attempt)
             outcome = "ok"
         except StepTimeout as exc:
-            if by_deadline and not isinstance(exc, EventTimeout):
+            if by_deadline:
                 raise DeadlinePassed("the saga's deadline passed during the attempt") from exc
             raise
         finally:

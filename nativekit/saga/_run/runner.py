@@ -49,7 +49,8 @@ class Run(GroupRunner):
     async def _loop(self) -> None:
         while (status := self.pending.status or self.record.status).active:
             if status is SagaStatus.RUNNING:
-                if self.past_deadline() and self._stop_at_deadline():
+                if self.past_deadline():
+                    self._stop_at_deadline()
                     continue
                 step = self._next_forward()
                 if step is None:
@@ -80,12 +81,9 @@ class Run(GroupRunner):
                 await self.park()
             raise
 
-    def _stop_at_deadline(self) -> bool:
-        """Past the deadline: compensate (True), unless a pivot step already completed."""
+    def _stop_at_deadline(self) -> None:
+        """Past the deadline (and no pivot completed): stop going forward, compensate."""
         record = self.record
-        pivots = [n for n in record.order if (s := self.saga.get_step(n)) is not None and s.pivot]
-        if pivots:
-            return False  # the saga can only go forward now
         now = self.env.clock()
         for name, srec in record.steps.items():
             if srec.status is StepStatus.RUNNING:  # parked, or cut short by a crash
@@ -98,7 +96,6 @@ class Run(GroupRunner):
         self.pending.status = SagaStatus.COMPENSATING
         self.pending.fields["error"] = error
         record.error = error
-        return True
 
     def _next_forward(self) -> Step[Any, Any] | None:
         for step in self.saga.steps:

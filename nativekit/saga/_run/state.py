@@ -90,6 +90,7 @@ class Wake:
 
     at: float = math.inf
     events: list[str] = field(default_factory=list)
+    direction: Direction = "forward"
 
 
 class Suspended(BaseException):

@@ -59,7 +59,7 @@ class DurableWaits(RunState):
         at = self._stored_time(self._timer_key(ctx), at)
         if at <= now:
             return
-        self.waits[ctx.step] = Wake(at)
+        self.waits[ctx.step] = Wake(at, [], ctx.direction)
         self.log.info("saga.step.sleeping", step=ctx.step, until=at)
         raise Suspended
 
@@ -83,8 +83,8 @@ class DurableWaits(RunState):
             return TypeAdapter(type).validate_json(raw)
         if at <= now:
             raise EventTimeout(f"event {event!r} did not arrive within {seconds:g}s")
-        self.waits[ctx.step] = Wake(at, [event])
-        self.log.info("saga.step.awaiting", step=ctx.step, event=event, until=at)
+        self.waits[ctx.step] = Wake(at, [event], ctx.direction)
+        self.log.info("saga.step.awaiting", step=ctx.step, event_name=event, until=at)
         raise Suspended
 
     # -- parking the run ----------------------------------------------------------------
@@ -93,8 +93,9 @@ class DurableWaits(RunState):
         """Persist the waits of the steps that parked, lease until the first wake-up, end."""
         now = self.env.clock()
         at = min(wake.at for wake in self.waits.values())
-        if self.record.deadline is not None:
-            at = min(at, self.record.deadline)
+        deadline = self.deadline()
+        if deadline is not None:
+            at = min(at, deadline)
         events = sorted({e for wake in self.waits.values() for e in wake.events})
         for name in self.waits:
             srec = self.record.step(name)
@@ -104,10 +105,14 @@ class DurableWaits(RunState):
         self.pending.fields["awaiting"] = json.dumps(events) if events else ""
         self.pending.release_if_any = [f"event:{e}" for e in events]
         self.pending.lease = FOREVER if math.isinf(at) else max(0.0, at - now)
-        self.waits = {}
+        waits, self.waits = self.waits, {}
         await self.flush()
         self.wake_at = at
         self.woken_by_event = bool(events)
+        hooks = self.env.hooks
+        if hooks is not None:  # the park is persisted
+            for name, wake in waits.items():
+                await hooks.after(self.record, name, wake.direction)
         raise Suspended
 
     def unpark(self, name: str, direction: Direction) -> bool:
@@ -124,15 +129,27 @@ class DurableWaits(RunState):
 
     # -- the deadline -------------------------------------------------------------------
 
+    def deadline(self) -> float | None:
+        """The saga's deadline while it still applies: not once a pivot step completed
+        (the saga can then only go forward, so the deadline is waived)."""
+        record = self.record
+        if record.deadline is None:
+            return None
+        for name in record.order:
+            step = self.saga.get_step(name)
+            if step is not None and step.pivot:
+                return None
+        return record.deadline
+
     def past_deadline(self) -> bool:
-        """True once the saga's deadline (if any) has passed."""
-        deadline = self.record.deadline
+        """True once the saga's deadline (if it applies) has passed."""
+        deadline = self.deadline()
         return deadline is not None and self.env.clock() >= deadline
 
     def attempt_limit(self, timeout: float | None) -> tuple[float | None, bool]:
         """Seconds an attempt may take (its policy's timeout capped by the deadline), and
         whether the deadline is what limits it."""
-        deadline = self.record.deadline
+        deadline = self.deadline()
         if deadline is None:
             return timeout, False
         left = max(0.001, deadline - self.env.clock())

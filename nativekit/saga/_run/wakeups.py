@@ -54,7 +54,9 @@ class Wakeups(RecoveryLoops):
         else:
             raw = _ANY.dump_json(payload).decode()
         stored, woken = await self.store.signal(saga_id, event, raw)
-        self.log.info("saga.signalled", saga_id=saga_id, event=event, stored=stored, woken=woken)
+        self.log.info(
+            "saga.signalled", saga_id=saga_id, event_name=event, stored=stored, woken=woken
+        )
         if woken:
             await self.resume(saga_id)
         return stored
