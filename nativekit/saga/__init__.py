@@ -6,12 +6,14 @@ Define a saga on a service (``svc.saga(name, input=Model)``) or standalone
 
 from __future__ import annotations
 
+from nativekit.saga._define.child_steps import ChildStep
 from nativekit.saga._define.command_steps import CommandStep
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._define.group import ParallelGroup
 from nativekit.saga._define.policy import Backoff, Policy
 from nativekit.saga._define.step import Direction, SagaContext, Step, idempotency_key
 from nativekit.saga._errors import (
+    ChildSagaFailed,
     CommandFailed,
     CommandTimeout,
     DeadlinePassed,
@@ -30,6 +32,8 @@ from nativekit.saga._store.store import SagaStore
 
 __all__ = [
     "Backoff",
+    "ChildSagaFailed",
+    "ChildStep",
     "CommandFailed",
     "CommandStep",
     "CommandTimeout",

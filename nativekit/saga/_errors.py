@@ -8,7 +8,8 @@
     ├── SagaStateError                  the operation does not fit the saga's status
     ├── LeaseLost                       another runner owns the saga now (fenced write)
     ├── UnknownSaga                     a reply for a saga (or definition) not kept here
-    └── CommandFailed (Exception)       the participant refused a command
+    ├── CommandFailed (Exception)       the participant refused a command
+    └── ChildSagaFailed (Exception)     a child saga ended COMPENSATED, FAILED or ABORTED
     StepTimeout (TimeoutError)          a step attempt ran past its timeout
     ├── CommandTimeout                  no reply before the command step's deadline
     └── DeadlinePassed                  the saga's deadline passed during the attempt
@@ -68,5 +69,12 @@ class EventTimeout(TimeoutError):
 
 class DeadlinePassed(StepTimeout):
     """The saga's deadline passed while a step attempt ran; the saga compensates."""
+
+    final = True
+
+
+class ChildSagaFailed(Exception):
+    """A child saga did not complete (it ended COMPENSATED, FAILED or ABORTED); the
+    parent's step fails without retries."""
 
     final = True

@@ -1,10 +1,11 @@
 """A saga with every new kind of step, as a worker process of the SIGKILL test.
 
-validate → [reserve, charge] in parallel → review (waits for the "approve" event) →
-ship (sleeps durably first). Every tenth saga has a deadline short enough to pass
-mid-run. Run as a script it starts sagas ``model-0 .. model-N-1`` (ids that exist
-are not started again), signals "approve" to each (a repeat is ignored, a finished
-saga refuses it), recovers crashed ones, prints ``READY`` and ``DONE``.
+validate → [reserve, charge] in parallel → pay (a child saga: capture) → review
+(waits for the "approve" event) → ship (sleeps durably first). Every tenth saga
+has a deadline short enough to pass mid-run. Run as a script it starts sagas
+``model-0 .. model-N-1`` (ids that exist are not started again), signals
+"approve" to each (a repeat is ignored, a finished saga refuses it), recovers
+crashed ones, prints ``READY`` and ``DONE``.
 """
 
 from __future__ import annotations
@@ -67,6 +68,16 @@ def build_saga(svc: nativekit.Service, ledger: Ledger, *, delay: float = 0.02) -
     group = saga.parallel("hold", on_failure="cancel")
     for name in ("reserve", "charge"):
         group.step(name=name, no_retry=(PermissionError,))(action(name)).compensate(undo(name))
+
+    child: Saga[Job] = Saga("modelled-payment", input=Job)
+    child.step(name="capture", no_retry=(PermissionError,))(action("capture")).compensate(
+        undo("capture")
+    )
+    svc.add_saga(child)
+
+    @saga.child(child)
+    async def pay(ctx: SagaContext[Job]) -> Job:
+        return ctx.data
 
     @saga.step(readonly=True)
     async def review(ctx: SagaContext[Job]) -> bool:

@@ -54,3 +54,19 @@ async def test_docs_saga_model_example_runs_as_documented() -> None:
         "order-2:authorize_payment:forward",
         "order-2:reserve_stock:forward",
     ]
+
+
+async def test_docs_child_saga_example_runs_as_documented() -> None:
+    """The first order completes; the second's completed payment child is compensated."""
+    spec = importlib.util.spec_from_file_location(
+        "docs_saga_children", EXAMPLE.with_name("saga_children.py")
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert await module.main() == (
+        SagaStatus.COMPLETED,
+        SagaStatus.COMPENSATED,
+        SagaStatus.COMPENSATED,
+    )
+    assert module.ledger == {"o-1:payment:authorize:forward": 990}

@@ -65,6 +65,17 @@ async def test_sigkilled_workers_leave_every_new_kind_of_step_resumable(
             )
             forward = {s for s in EFFECTS if f"{saga_id}:{s}:forward" in applied}
             undone = {s for s in EFFECTS if f"{saga_id}:{s}:compensate" in applied}
+            child = await store.get(f"{saga_id}:pay")
+            if child is not None:  # the child's effect follows the parent's end, never half
+                paid = f"{saga_id}:pay:capture:forward" in applied
+                refunded = f"{saga_id}:pay:capture:compensate" in applied
+                if record.status is SagaStatus.COMPLETED:
+                    assert child.status is SagaStatus.COMPLETED and paid and not refunded
+                else:
+                    assert child.status is SagaStatus.COMPENSATED, (saga_id, child.status)
+                    assert refunded or not paid, saga_id
+            else:
+                assert record.status is SagaStatus.COMPENSATED, saga_id
             if record.status is SagaStatus.COMPLETED:
                 assert forward == set(EFFECTS) and not undone, (saga_id, forward, undone)
                 assert record.results["review"] == "true"

@@ -11,6 +11,7 @@ from typing import Any, Generic, ParamSpec, TypeVar, overload
 from pydantic import TypeAdapter, ValidationError
 
 from nativekit.errors import ConfigError
+from nativekit.saga._define.child_steps import ChildStep, child_step
 from nativekit.saga._define.command_steps import CommandStep, command_step
 from nativekit.saga._define.group import OnFailure, ParallelGroup
 from nativekit.saga._define.policy import DEFAULT_RETRIES, Backoff, Policy
@@ -150,6 +151,31 @@ class Saga(Generic[T]):
             retries=retries,
             backoff=backoff,
             name=name,
+            max_interruptions=max_interruptions,
+        )
+
+    def child(
+        self,
+        saga: Saga[C],
+        *,
+        name: str | None = None,
+        retries: int = DEFAULT_RETRIES,
+        backoff: Backoff | None = None,
+        max_interruptions: int | None = None,
+    ) -> Callable[[Callable[[SagaContext[T]], Awaitable[C]]], ChildStep]:
+        """Decorator: append a step that runs the child ``saga`` with the input its function
+        builds and completes with the child's results (see "Child sagas" in the docs).
+
+        The child's id is ``"{saga_id}:{step}"``: a retried parent never starts two.
+        If the child does not complete, the step fails (no retries); when the parent
+        compensates, a completed child is compensated.
+        """
+        return child_step(
+            self,
+            saga,
+            name=name,
+            retries=retries,
+            backoff=backoff,
             max_interruptions=max_interruptions,
         )
 

@@ -119,6 +119,12 @@ class Durable(Protocol):
     ) -> Any:
         """The event's payload; park the saga until it arrives or the timeout passes."""
 
+    async def child(self, ctx: SagaContext[Any], saga: Any, data: Any) -> dict[str, Any]:
+        """Start (once) and wait for the child saga; its results, by step name."""
+
+    async def compensate_child(self, ctx: SagaContext[Any]) -> None:
+        """Compensate the child this step started, if it completed; wait for its end."""
+
 
 #: Set by the runner for the duration of a step attempt.
 durable_run: contextvars.ContextVar[Durable | None] = contextvars.ContextVar(

@@ -154,6 +154,9 @@ class Run(GroupRunner):
             self.pending.fields["error"] = error
             self.record.error = error
         await self.flush()
+        if self.record.parent is not None and self.env.children is not None:
+            self.record.status = status
+            await self.env.children.notify_parent(self.record)
         metrics = self.env.metrics
         name = self.saga.name
         if status is SagaStatus.FAILED:

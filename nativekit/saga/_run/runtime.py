@@ -16,10 +16,10 @@ from nativekit.errors import ConfigError
 from nativekit.saga._define.definition import Saga, seconds_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError
 from nativekit.saga._operator import actions as operations
+from nativekit.saga._run.children import ChildRuns
 from nativekit.saga._run.runner import Run
 from nativekit.saga._run.state import Creating, Hooks, NotCreated, RunEnv
 from nativekit.saga._run.telemetry import SagaMetrics
-from nativekit.saga._run.wakeups import Wakeups
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus
 from nativekit.saga._store.store import SagaStore
 
@@ -54,7 +54,7 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class SagaRuntime(Wakeups):
+class SagaRuntime(ChildRuns):
     """Runs the sagas of one service on a :class:`SagaStore`, with recovery across replicas.
 
     Args:
@@ -113,7 +113,7 @@ class SagaRuntime(Wakeups):
             max_interruptions=max_interruptions,
         )
         self.metrics = metrics
-        Wakeups.__init__(self)
+        ChildRuns.__init__(self)
         self._wakers = set()
         self.local_wake = local_wake
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
@@ -147,6 +147,7 @@ class SagaRuntime(Wakeups):
             store=self.store,
             tracer=self._current_tracer(),
             commands=self.commands,
+            children=self,
             **self._env_args,
         )
 
@@ -187,6 +188,23 @@ class SagaRuntime(Wakeups):
         if not definition.steps:
             raise ConfigError(f"Saga {definition.name!r} has no steps; add one with @saga.step().")
         value = definition.validate_input(data)
+        now = self._env_args["clock"]()
+        return await self.launch(
+            definition, value, saga_id=saga_id, deadline=None if limit is None else now + limit
+        )
+
+    async def launch(
+        self,
+        definition: Saga[Any],
+        value: Any,
+        *,
+        saga_id: str | None,
+        deadline: float | None,
+        parent: str | None = None,
+        parent_event: str | None = None,
+    ) -> SagaHandle:
+        """Store and run a new instance of ``definition`` with validated input ``value``
+        (``deadline`` in epoch seconds; ``parent``: the saga of a child step)."""
         if saga_id is not None and saga_id in self.runs:  # running here: it exists
             running = self.runs[saga_id][0]
             creating = running.creating
@@ -204,7 +222,9 @@ class SagaRuntime(Wakeups):
             input=definition.encode_input(value),
             created_at=now,
             updated_at=now,
-            deadline=None if limit is None else now + limit,
+            deadline=deadline,
+            parent=parent,
+            parent_event=parent_event,
         )
         creating = Creating()
         run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)

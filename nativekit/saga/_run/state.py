@@ -64,6 +64,26 @@ class RunEnv:
     max_interruptions: int = 3
     #: Command/reply steps, None when unused.
     commands: CommandSteps | None = None
+    #: Starting and compensating child sagas (the runtime), None when unavailable.
+    children: Children | None = None
+
+
+class Children(Protocol):
+    """What a run asks of the runtime for child steps (``nativekit.saga._run.children``)."""
+
+    async def start_child(
+        self, saga: Any, data: Any, *, saga_id: str, parent: str, event: str, deadline: float | None
+    ) -> None:
+        """Start the child ``saga_id`` (nothing happens if it exists)."""
+
+    async def settle(self, saga_id: str) -> SagaRecord | None:
+        """Wait while the child runs in this process; its record once it ended, else None."""
+
+    async def compensate_child(self, saga_id: str) -> SagaRecord:
+        """Compensate a COMPLETED child (or let a compensating one finish); its end record."""
+
+    async def notify_parent(self, record: SagaRecord) -> None:
+        """A child ended: wake its parent (best effort; the parent also polls)."""
 
 
 class CommandSteps(Protocol):

@@ -19,9 +19,15 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from nativekit.errors import ConfigError
+from nativekit.saga._define.child_steps import child_id
 from nativekit.saga._define.step import _NAME, Direction, SagaContext
-from nativekit.saga._errors import EventTimeout
+from nativekit.saga._errors import ChildSagaFailed, EventTimeout
 from nativekit.saga._run.state import RunState, Suspended, Wake
+from nativekit.saga._store.model import SagaStatus
+
+#: Seconds a parent parked on a child waits before it looks at the child again (the
+#: child's end normally wakes it at once; this covers a child that ended unheard).
+CHILD_POLL = 60.0
 
 #: Lease of a saga parked without any time limit (an event wait with no timeout and no
 #: deadline): ten years, renewed by nobody; a signal releases it.
@@ -86,6 +92,46 @@ class DurableWaits(RunState):
         self.waits[ctx.step] = Wake(at, [event], ctx.direction)
         self.log.info("saga.step.awaiting", step=ctx.step, event_name=event, until=at)
         raise Suspended
+
+    # -- child sagas --------------------------------------------------------------------
+
+    async def child(self, ctx: SagaContext[Any], saga: Any, data: Any) -> dict[str, Any]:
+        """Start (once) and wait for the child saga; its results, by step name."""
+        children = self.env.children
+        if children is None:
+            raise ConfigError("child steps need a saga runtime (svc.sagas) to start the child")
+        saga_id = child_id(ctx.saga_id, ctx.step)
+        if saga_id not in self.record.children:
+            self.record.children[saga_id] = ctx.step
+            self.pending.fields[f"child:{saga_id}"] = ctx.step
+        event = f"child.{ctx.step}"
+        await children.start_child(
+            saga, data, saga_id=saga_id, parent=ctx.saga_id, event=event, deadline=self.deadline()
+        )
+        record = await children.settle(saga_id)
+        if record is None or record.status.active:
+            # the child's end wakes this saga; the poll covers an end that went unheard
+            self.waits[ctx.step] = Wake(self.env.clock() + CHILD_POLL, [event], ctx.direction)
+            self.log.info("saga.step.awaiting_child", step=ctx.step, child=saga_id)
+            raise Suspended
+        if record.status is not SagaStatus.COMPLETED:
+            raise ChildSagaFailed(
+                f"child saga {saga_id!r} ended {record.status.value}: {record.error}"
+            )
+        return {name: json.loads(raw) for name, raw in record.results.items()}
+
+    async def compensate_child(self, ctx: SagaContext[Any]) -> None:
+        """Compensate the child this step started, if it completed; wait for its end."""
+        children = self.env.children
+        saga_id = child_id(ctx.saga_id, ctx.step)
+        if children is None or saga_id not in self.record.children:
+            return  # never started: nothing to undo
+        record = await children.compensate_child(saga_id)
+        if record.status not in (SagaStatus.COMPENSATED, SagaStatus.ABORTED):
+            raise ChildSagaFailed(
+                f"child saga {saga_id!r} could not be compensated: it is "
+                f"{record.status.value} ({record.error})"
+            )
 
     # -- parking the run ----------------------------------------------------------------
 

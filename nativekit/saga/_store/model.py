@@ -169,6 +169,11 @@ class SagaRecord:
     timers: dict[str, float] = field(default_factory=dict)
     #: Payloads (JSON) of the external events delivered, by event name.
     events: dict[str, str] = field(default_factory=dict)
+    #: The saga that started this one as a child step, and the event that wakes it.
+    parent: str | None = None
+    parent_event: str | None = None
+    #: Child sagas this one started: child id -> the step that started it.
+    children: dict[str, str] = field(default_factory=dict)
 
     def to_fields(self) -> dict[str, str]:
         """The record as flat string fields (lease fields are the store's business)."""
@@ -188,6 +193,11 @@ class SagaRecord:
             fields["deadline"] = repr(self.deadline)
         if self.awaiting:
             fields["awaiting"] = json.dumps(self.awaiting)
+        if self.parent is not None:
+            fields["parent"] = self.parent
+            fields["parent_event"] = self.parent_event or ""
+        for child, started_by in self.children.items():
+            fields[f"child:{child}"] = started_by
         for key, at in self.timers.items():
             fields[key] = repr(at)
         for name, payload in self.events.items():
@@ -218,6 +228,8 @@ class SagaRecord:
             wait=fields.get("wait") or None,
             deadline=float(fields["deadline"]) if fields.get("deadline") else None,
             awaiting=json.loads(fields.get("awaiting") or "[]"),
+            parent=fields.get("parent") or None,
+            parent_event=fields.get("parent_event") or None,
         )
         for key, value in fields.items():
             if key.startswith("step:"):
@@ -228,6 +240,8 @@ class SagaRecord:
                 record.timers[key] = float(value)
             elif key.startswith("event:"):
                 record.events[key[6:]] = value
+            elif key.startswith("child:"):
+                record.children[key[6:]] = value
         return record
 
     def step(self, name: str) -> StepRecord:
@@ -260,6 +274,8 @@ class SagaRecord:
             "deadline": self.deadline,
             "awaiting": list(self.awaiting),
             "events": {name: json.loads(raw) for name, raw in self.events.items()},
+            "parent": self.parent,
+            "children": dict(self.children),
         }
 
 
