@@ -23,6 +23,8 @@ class ChildRuns(Wakeups):
     """What a runtime does for child steps (``SagaRuntime`` mixes it in)."""
 
     retention: float
+    #: Children whose local run a parent is waiting for in :meth:`settle`.
+    _settling: set[str]
 
     async def get(self, saga_id: str) -> SagaRecord:
         """The instance (``SagaRuntime.get``)."""
@@ -64,7 +66,11 @@ class ChildRuns(Wakeups):
         local = self.runs.get(saga_id)
         if local is not None:
             run, task = local
-            await asyncio.wait({task})
+            self._settling.add(saga_id)
+            try:
+                await asyncio.wait({task})
+            finally:
+                self._settling.discard(saga_id)
             if run.suspended:
                 return None
             if not run.record.status.active and run.creating is None:
@@ -86,6 +92,8 @@ class ChildRuns(Wakeups):
         """A child ended: wake its parent (best effort; the parent polls its child too)."""
         if record.parent is None or record.parent_event is None:
             return
+        if record.saga_id in self._settling:
+            return  # the parent waits for this very run here: it reads its end directly
         try:
             await self.signal(record.parent, record.parent_event, {"status": record.status.value})
         except (SagaStateError, SagaNotFound, BackendUnavailable) as exc:
