@@ -46,23 +46,43 @@ class Saga(Generic[T]):
         input: type of the saga input (a pydantic model or anything pydantic validates).
         deadline: how long an instance may take (seconds or a ``timedelta``); past it,
             the saga stops moving forward and compensates (``sagas.start`` may override it).
+        version: the definition's version. Register every version that still has
+            instances in flight: new instances run the highest, each instance keeps
+            the version it started with (see "Versions" in the docs).
     """
 
     @overload
-    def __init__(self: Saga[Any], name: str, *, deadline: Deadline = None) -> None: ...
+    def __init__(
+        self: Saga[Any], name: str, *, deadline: Deadline = None, version: int | None = None
+    ) -> None: ...
 
     @overload
-    def __init__(self, name: str, *, input: type[T], deadline: Deadline = None) -> None: ...
+    def __init__(
+        self, name: str, *, input: type[T], deadline: Deadline = None, version: int | None = None
+    ) -> None: ...
 
     @overload
-    def __init__(self: Saga[Any], name: str, *, input: Any, deadline: Deadline = None) -> None: ...
+    def __init__(
+        self: Saga[Any],
+        name: str,
+        *,
+        input: Any,
+        deadline: Deadline = None,
+        version: int | None = None,
+    ) -> None: ...
 
-    def __init__(self, name: str, *, input: Any = Any, deadline: Deadline = None) -> None:
+    def __init__(
+        self, name: str, *, input: Any = Any, deadline: Deadline = None, version: int | None = None
+    ) -> None:
         if not _NAME.match(name):
             raise ConfigError(
                 f"Saga name {name!r} is not valid; use 1-100 letters, digits, '.', '_' or '-'."
             )
+        if version is not None and (isinstance(version, bool) or version < 1):
+            raise ConfigError(f"version of saga {name!r} must be an integer >= 1, got {version!r}.")
         self.name = name
+        #: The definition's version (None: unversioned); kept in its definition hash.
+        self.version = version
         #: Seconds an instance may take before it stops moving forward and compensates.
         self.deadline = seconds_of(deadline, f"deadline of saga {name!r}")
         self.input_type: Any = input
@@ -71,7 +91,8 @@ class Saga(Generic[T]):
         self._by_name: dict[str, Step[Any, Any]] = {}
 
     def __repr__(self) -> str:
-        return f"<Saga {self.name} steps={[s.name for s in self.steps]}>"
+        version = "" if self.version is None else f" v{self.version}"
+        return f"<Saga {self.name}{version} steps={[s.name for s in self.steps]}>"
 
     def step(
         self,
@@ -212,7 +233,8 @@ class Saga(Generic[T]):
             + (f"@{s.group.name}" if s.group is not None else "")
             for s in self.steps
         )
-        return hashlib.sha256(f"{self.name}|{shape}".encode()).hexdigest()[:16]
+        digest = hashlib.sha256(f"{self.name}|{shape}".encode()).hexdigest()[:16]
+        return digest if self.version is None else f"v{self.version}-{digest}"
 
     def validate_input(self, data: Any) -> T:
         """Validate ``data`` against the input type; raises :class:`SagaInputError`."""
