@@ -283,3 +283,21 @@ async def test_the_deadline_is_waived_once_a_pivot_step_completed() -> None:
     assert await runtime.recover() == 1
     done = await runtime.wait("s-1", 5)
     assert done.status is SagaStatus.COMPLETED and done.results["notify"] == '"sent"'
+
+
+async def test_an_operator_compensating_a_parked_saga_runs_each_compensation_once() -> None:
+    """A saga parked on an event is rolled back by an operator: the parked step counts as
+    uncertain, compensations start at attempt 1, a later event is refused."""
+    clock = ManualClock()
+    participant = Participant()
+    saga = review_saga(participant)
+    runtime, _ = runtime_for(saga, clock)
+    await runtime.start("reviewed", {"order_id": "o-1"}, saga_id="s-1")
+    await parked(runtime, "s-1")
+    await runtime.compensate("s-1")
+    done = await runtime.wait("s-1", 5)
+    assert done.status is SagaStatus.COMPENSATED
+    assert done.steps["reserve"].compensation_attempts == 1
+    assert not done.steps["review"].waiting
+    with pytest.raises(SagaStateError, match="takes no more events"):
+        await runtime.signal("s-1", "fraud-review", {"approved": True, "by": "x"})

@@ -23,7 +23,7 @@ from nativekit.saga._define.child_steps import child_id
 from nativekit.saga._define.step import _NAME, Direction, SagaContext
 from nativekit.saga._errors import ChildSagaFailed, EventTimeout
 from nativekit.saga._run.state import RunState, Suspended, Wake
-from nativekit.saga._store.model import SagaStatus
+from nativekit.saga._store.model import SagaStatus, StepStatus
 
 #: Seconds a parent parked on a child waits before it looks at the child again (the
 #: child's end normally wakes it at once; this covers a child that ended unheard).
@@ -162,7 +162,8 @@ class DurableWaits(RunState):
         raise Suspended
 
     def unpark(self, name: str, direction: Direction) -> bool:
-        """True when ``name`` was parked (its attempt resumes; not an interruption)."""
+        """True when ``name`` was parked in ``direction`` (its attempt resumes; this is not
+        an interruption). A stale mark (an operator sent the saga the other way) is cleared."""
         srec = self.record.step(name)
         if not srec.waiting:
             return False
@@ -171,7 +172,9 @@ class DurableWaits(RunState):
         if self.record.awaiting:
             self.record.awaiting = []
             self.pending.fields["awaiting"] = ""
-        return True
+        if direction == "forward":
+            return srec.status is StepStatus.RUNNING and srec.attempts > 0
+        return srec.status is StepStatus.COMPENSATING and srec.compensation_attempts > 0
 
     # -- the deadline -------------------------------------------------------------------
 
