@@ -85,7 +85,8 @@ async def test_an_instance_keeps_its_version_across_a_deploy_and_the_guard_names
         await before.shutdown()
     lacking = make_service()
     lacking.add_saga(v2(ran))
-    with pytest.raises(ConfigError, match=r"version 1 \(v1-[0-9a-f]+\): 1; registered: version 2"):
+    refused = r"1 instance\(s\) .*\(version 1 \(v1-[0-9a-f]+\): 1; registered: version 2"
+    with pytest.raises(ConfigError, match=refused):
         await lacking.startup(hook_sigterm=False)
     after = make_service()
     after.add_saga(v2(ran))

@@ -88,8 +88,8 @@ class SagaRegistry:
                 seen = ", ".join(f"{describe(h)}: {n}" for h, n in sorted(stale.items()))
                 registered = ", ".join(describe(h) for h in sorted(known))
                 raise ConfigError(
-                    f"Saga {name!r} changed while instances of a definition this service does "
-                    f"not register are still running ({count}: {seen}; registered: "
+                    f"Saga {name!r} changed while {count} instance(s) of definitions this "
+                    f"service does not register are still running ({seen}; registered: "
                     f"{registered}). Keep the previous definition in code under its version "
                     "(Saga(name, version=N), registered with svc.add_saga) until they "
                     "finish, or abort or compensate them through the operator API of a "

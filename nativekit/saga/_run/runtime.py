@@ -115,6 +115,7 @@ class SagaRuntime(ChildRuns):
         self.metrics = metrics
         ChildRuns.__init__(self)
         self._wakers = set()
+        self.clock = clock
         self._settling = set()
         self.local_wake = local_wake
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import BaseModel, TypeAdapter
@@ -32,6 +33,7 @@ class Wakeups(RecoveryLoops):
     """``signal`` and the local wake-up of parked runs (``SagaRuntime`` mixes it in)."""
 
     _wakers: set[asyncio.Task[None]]
+    clock: Callable[[], float]
 
     async def signal(self, saga_id: str, event: str, payload: Any = None) -> bool:
         """Deliver the external ``event`` with ``payload`` to saga ``saga_id``.
@@ -67,6 +69,8 @@ class Wakeups(RecoveryLoops):
         record = await self.store.get(saga_id)
         if record is None or not record.status.active:
             return False
+        if record.token and record.lease_until is not None and record.lease_until > self.clock():
+            return False  # still leased (parked until later, or running): not ours to take
         saga = self.definitions.get(definition_key(record.name, record.definition))
         if saga is None or saga_id in self.runs:
             return False
