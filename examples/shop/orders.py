@@ -1,8 +1,11 @@
 """The orders service: takes orders and runs the place-order saga.
 
-reserve stock (inventory) -> charge the payment (payments) -> confirm; a failure
-rolls back what was done: release the stock, refund the charge, cancel the order.
-The saga instance *is* the order: its id is the order id and its input the order.
+reserve stock (inventory) -> fraud review (orders of SHOP_REVIEW_THRESHOLD or more wait
+for an operator's decision, ``POST /orders/{id}/review``) -> charge the payment
+(payments) -> confirm; a failure, a refused review or the order's deadline
+(SHOP_ORDER_DEADLINE) rolls back what was done: release the stock, refund the charge,
+cancel the order. The saga instance *is* the order: its id is the order id and its
+input the order.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from examples.shop.models import (
     ReleaseStock,
     Reservation,
     ReserveStock,
+    ReviewDecision,
+    ReviewDelivered,
     StepView,
     payment_id_for,
 )
@@ -48,6 +53,7 @@ from nativekit.saga import (
     SagaContext,
     SagaNotFound,
     SagaRecord,
+    SagaStateError,
     SagaStatus,
     StepRecord,
     StepStatus,
@@ -92,7 +98,11 @@ order_events = svc.publisher(
 
 # Declared after the hooks above: components start in order, so the peers are connected
 # before saga recovery resumes anything (and disconnected after the sagas stopped).
-place_order = svc.saga("place-order", input=PlaceOrder)
+place_order = svc.saga("place-order", input=PlaceOrder, deadline=config.order_deadline)
+
+
+class OrderRejected(Exception):
+    """The fraud review refused the order."""
 
 
 def announce(
@@ -134,6 +144,20 @@ async def reserve_stock(ctx: SagaContext[PlaceOrder]) -> ReserveStock:
 async def release_stock(ctx: SagaContext[PlaceOrder]) -> ReleaseStock:
     """Give the stock back (inventory accepts a release of nothing)."""
     return ReleaseStock(order_id=ctx.data.order_id)
+
+
+@place_order.step(readonly=True, retries=0)
+async def fraud_review(ctx: SagaContext[PlaceOrder]) -> str:
+    """Orders of SHOP_REVIEW_THRESHOLD or more wait (no task held) for an operator's
+    decision; a refusal, or no decision within SHOP_REVIEW_TIMEOUT, cancels the order."""
+    if ctx.data.total < config.review_threshold:
+        return "not needed"
+    decision = await ctx.wait_for(
+        "fraud-review", timeout=config.review_timeout, type=ReviewDecision
+    )
+    if not decision.approved:
+        raise OrderRejected(f"refused by the fraud review ({decision.reviewer})")
+    return f"approved by {decision.reviewer}"
 
 
 @place_order.step(retries=3, timeout=5, backoff=Backoff(0.05, 2.0, 1.0),
@@ -285,6 +309,19 @@ async def get_order(order_id: str) -> OrderView:
         return order_view(await svc.sagas.get(order_id))
     except SagaNotFound:
         raise nativekit.HTTPError(404, f"no order {order_id!r}") from None
+
+
+@svc.post("/orders/{order_id}/review", status_code=202)
+async def review_order(order_id: str, body: ReviewDecision) -> ReviewDelivered:
+    """An operator's fraud-review decision for an order that waits for one (delivered once:
+    a repeated decision is ignored, ``delivered`` is then false)."""
+    try:
+        delivered = await svc.sagas.signal(order_id, "fraud-review", body)
+    except SagaNotFound:
+        raise nativekit.HTTPError(404, f"no order {order_id!r}") from None
+    except SagaStateError:
+        raise nativekit.HTTPError(409, f"order {order_id!r} is already final") from None
+    return ReviewDelivered(order_id=order_id, delivered=delivered)
 
 
 app = svc.app

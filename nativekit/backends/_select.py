@@ -141,7 +141,7 @@ class Backends:
     def saga_store(self) -> SagaStore:
         """The saga store: Redis per ``NATIVEKIT_REDIS_URL``, else in memory."""
         if not self.uses_redis:
-            from nativekit.saga._store.store import MemorySagaStore
+            from nativekit.saga._store.memory import MemorySagaStore
 
             return MemorySagaStore()
         from nativekit.backends.redis._saga_store import RedisSagaStore

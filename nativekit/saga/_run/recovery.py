@@ -56,6 +56,9 @@ class RecoveryLoops(SagaRegistry):
         """Run ``record`` in the background from where it stands."""
         raise NotImplementedError
 
+    async def stop_wakers(self) -> None:
+        """Cancel pending local wake-ups of parked sagas."""
+
     def declare(self, saga: Saga[Any], *, legacy: bool = False) -> None:
         """Register ``saga`` (see :meth:`SagaRegistry.declare`); the first saga declared
         after startup starts the recovery and renewal loops."""
@@ -96,6 +99,7 @@ class RecoveryLoops(SagaRegistry):
                 loop.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops = []
+        await self.stop_wakers()
         tasks = [task for _, task in self.runs.values()]
         if tasks:
             await asyncio.wait(tasks, timeout=grace)
