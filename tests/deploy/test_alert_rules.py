@@ -5,35 +5,13 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.deploy.conftest import run
 from tests.deploy.files import ALERT_TESTS, DOCS, SHIPPED, alerts, prometheus_rule, rules, shipped
-
-
-@pytest.fixture(scope="module")
-def promtool() -> str:
-    """promtool from PATH or the venv (`make test` unpacks Debian's into .venv/bin)."""
-    venv = str(Path(sys.executable).parent)
-    found = shutil.which("promtool") or shutil.which("promtool", path=venv)
-    if found is None:
-        pytest.skip(
-            "promtool not found: the alert rule tests need it. On Debian/Ubuntu `make test` "
-            "unpacks it from the 'prometheus' package into .venv/bin (apt-get download); "
-            "elsewhere put promtool (from a Prometheus release) on PATH."
-        )
-    return found
-
-
-def run(promtool: str, *args: str | Path) -> subprocess.CompletedProcess[str]:
-    """promtool with ``args``; its output is in the assertion message on failure."""
-    return subprocess.run(
-        [promtool, *map(str, args)], capture_output=True, text=True, timeout=60, check=False
-    )
 
 
 def test_rules_file_passes_promtool_check(promtool: str) -> None:

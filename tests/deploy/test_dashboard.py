@@ -10,11 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.deploy.conftest import run
 from tests.deploy.files import COPIES, SHIPPED, dashboard, expressions, panels, shipped
 from tests.deploy.promql import expand, names
-from tests.deploy.test_alert_rules import promtool, run
-
-__all__ = ["promtool"]  # the fixture, used here too
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 

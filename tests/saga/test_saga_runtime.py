@@ -217,8 +217,10 @@ async def test_parked_sagas_are_counted_by_status_for_alerts(make_service, parti
         assert (await handle.wait(5)).status is SagaStatus.FAILED
         await svc.sagas.census()
         after = stored((await client.get("/metrics")).text)
+        durations = samples((await client.get("/metrics")).text, "saga_duration_seconds_count")
     assert before == {"RUNNING": 0.0, "COMPENSATING": 0.0, "FAILED": 0.0}
     assert after == {"RUNNING": 0.0, "COMPENSATING": 0.0, "FAILED": 1.0}
+    assert {dict(labels)["outcome"]: n for labels, n in durations.items()} == {"failed": 1.0}
 
 async def test_starting_an_existing_id_returns_it_without_running_again(
     make_service, participant

@@ -9,6 +9,7 @@ reply, or recovery counts the attempt as timed out after the deadline.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from nativekit.saga._define.step import Direction, Step
@@ -157,17 +158,12 @@ class Run(GroupRunner):
         if self.record.parent is not None and self.env.children is not None:
             self.record.status = status
             await self.env.children.notify_parent(self.record)
-        metrics = self.env.metrics
-        name = self.saga.name
         if status is SagaStatus.FAILED:
             self.log.error("saga.failed", error=error)
-            if metrics is not None:
-                metrics.failed.labels(metrics.service, name).inc()
         elif status is SagaStatus.COMPLETED:
             self.log.info("saga.completed")
-            if metrics is not None:
-                metrics.completed.labels(metrics.service, name).inc()
         else:
             self.log.info("saga.compensated")
-            if metrics is not None:
-                metrics.compensated.labels(metrics.service, name).inc()
+        metrics = self.env.metrics
+        if metrics is not None:  # from its start, whichever replica started it
+            metrics.finished(self.saga.name, status, time.time() - self.record.created_at)

@@ -7,6 +7,10 @@ from collections.abc import Iterable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nativekit._telemetry.metrics import LATENCY_BUCKETS
+from nativekit.saga._store.model import SagaStatus
+
+#: Buckets of a whole saga's duration: a saga waits on retries and replies, so up to an hour.
+SAGA_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 #: Seconds between two readings of stored saga counts and of the outbox backlog (gauges
 #: a scrape would otherwise see only as fresh as the last readiness probe).
@@ -42,6 +46,14 @@ class SagaMetrics:
             "sagas_recovered_total",
             "Saga instances claimed by this replica after their lease expired.",
             labels,
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "saga_duration_seconds",
+            "Time from a saga's start to its end, by saga and outcome (completed, "
+            "compensated, failed).",
+            ["service", "saga", "outcome"],
+            buckets=SAGA_BUCKETS,
             registry=registry,
         )
         self.step_duration = Histogram(
@@ -86,6 +98,18 @@ class SagaMetrics:
         for step in steps:
             for direction in ("forward", "compensate"):
                 self.interruptions.labels(self.service, saga, step, direction)
+
+    def finished(self, saga: str, status: SagaStatus, seconds: float) -> None:
+        """Count one saga ending in ``status`` (COMPLETED, COMPENSATED or FAILED) after
+        ``seconds`` since it started."""
+        counter = {
+            SagaStatus.COMPLETED: self.completed,
+            SagaStatus.COMPENSATED: self.compensated,
+            SagaStatus.FAILED: self.failed,
+        }[status]
+        counter.labels(self.service, saga).inc()
+        outcome = status.value.lower()
+        self.duration.labels(self.service, saga, outcome).observe(max(0.0, seconds))
 
     def count_started(self, saga: str) -> None:
         """Count one started instance."""
