@@ -11,9 +11,9 @@ import pytest
 
 import nativekit
 from nativekit import ConfigError
-from nativekit.saga import SagaStatus
+from nativekit.saga import SagaContext, SagaStatus
 from nativekit.testing import capture_logs, serve
-from tests.console.console_support import CONSOLE, TOKEN, Paid, csrf_of, log_in, shop
+from tests.console.console_support import CONSOLE, TOKEN, Order, Paid, csrf_of, log_in, shop
 
 
 async def failed_saga(svc: nativekit.Service, saga_id: str = "order-1") -> None:
@@ -167,3 +167,28 @@ async def test_links_keep_the_root_path_behind_an_ingress() -> None:
     assert page.status_code == 200
     assert f'href="/ops{CONSOLE}/sagas/order-1"' in page.text
     assert f'href="/ops{CONSOLE}/console.css"' in page.text
+
+
+async def test_a_child_saga_links_to_its_parent_and_back() -> None:
+    """A parent's page links its child and the child's page links its parent."""
+    svc = shop({}, [])
+    child = svc.saga("take-payment", input=Paid)
+
+    @child.step()
+    async def capture(ctx: SagaContext[Paid]) -> None:
+        return None
+
+    parent = svc.saga("checkout", input=Order)
+
+    @parent.child(child)
+    async def payment(ctx: SagaContext[Order]) -> Paid:
+        return Paid(order_id=ctx.data.order_id, amount=5)
+
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with serve(svc) as client:
+        done = await (await svc.sagas.start(parent, {"order_id": "o-9"}, saga_id="p-9")).wait(5)
+        assert done.status is SagaStatus.COMPLETED
+        up = await client.get(f"{CONSOLE}/sagas/p-9", headers=headers)
+        down = await client.get(f"{CONSOLE}/sagas/p-9:payment", headers=headers)
+    assert f'href="{CONSOLE}/sagas/p-9:payment"' in up.text
+    assert f'href="{CONSOLE}/sagas/p-9"' in down.text
