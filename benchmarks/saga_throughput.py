@@ -28,6 +28,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import harness
 import redis.asyncio as aioredis
 
 import nativekit
@@ -216,7 +217,29 @@ def main() -> None:
             f"{'ratio vs hand loop ' + level:<34}{row['ratio_vs_hand_loop']:>10}x"
             f"   (vs coalesced: {row['ratio_vs_hand_loop_coalesced']}x)"
         )
-    print(json.dumps({"benchmark": "saga_throughput", **results}, separators=(",", ":")))
+    rows = [
+        harness.row(
+            f"saga (3 no-op steps) on Redis, {level}",
+            unit="sagas/s",
+            figure=row["nativekit"]["sagas_per_s"],
+            peer="hand-written redis-py loop",
+            peer_figure=row["hand_loop"]["sagas_per_s"],
+            target=1.0,
+        )
+        for level, row in results.items()
+    ]
+    first = rows[-1]  # c=100, the figure
+    harness.headline(
+        "saga_throughput",
+        what=first["what"],
+        unit=first["unit"],
+        figure=first["figure"],
+        peer=first["peer"],
+        peer_figure=first["peer_figure"],
+        target=first["target"],
+        rows=rows[:-1],
+        details=results,
+    )
 
 
 if __name__ == "__main__":
