@@ -443,7 +443,7 @@ async def main() -> None:
         ("nativekit", bench_nativekit),
         # the same with the interpreter's garbage-collector thresholds (no tune_gc)
         ("nk-gc-default", lambda: bench_nativekit(tune_gc=False)),
-    )
+    )[: 4 if QUICK else None]  # a smoke run: one nativekit variant (each is a group join)
     rates: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
     for round_no in range(ROUNDS):
