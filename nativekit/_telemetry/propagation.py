@@ -53,6 +53,16 @@ def extract_headers(headers: Sequence[tuple[str, bytes]]) -> Context | None:
     return propagate.extract(carrier)
 
 
+def extract_traceparent(traceparent: str) -> Context:
+    """The trace context of an HTTP request's ``traceparent`` header (as
+    ``propagate.extract({"traceparent": traceparent})`` gives it)."""
+    if _w3c_only(propagate.get_global_textmap()):
+        fast = _parse(traceparent.encode("latin-1", "replace"), None)
+        if fast is not None:
+            return fast
+    return propagate.extract({"traceparent": traceparent})
+
+
 #: (the global propagator last seen, whether it reads W3C fields only): a composite
 #: propagator builds its ``fields`` set anew on every read
 _seen: tuple[object, bool] = (None, False)

@@ -10,7 +10,7 @@ from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from nativekit._telemetry.propagation import extract_headers
+from nativekit._telemetry.propagation import extract_headers, extract_traceparent
 
 VALID = b"00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
 CASES = [
@@ -44,6 +44,14 @@ def test_same_span_context_as_the_propagator(headers: list[tuple[str, bytes]]) -
     got = extract_headers(headers)
     assert got is not None
     assert trace.get_current_span(got).get_span_context() == _generic(headers)
+
+
+@pytest.mark.parametrize("headers", [h for h in CASES if len(h) == 1 and h[0][0] == "traceparent"])
+def test_http_traceparent_same_as_the_propagator(headers: list[tuple[str, bytes]]) -> None:
+    """An HTTP request's traceparent header gives the propagator's span context too."""
+    value = headers[0][1].decode("latin-1")
+    got = trace.get_current_span(extract_traceparent(value)).get_span_context()
+    assert got == _generic(headers)
 
 
 def test_no_trace_headers_is_none() -> None:
