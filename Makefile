@@ -79,15 +79,22 @@ shop: $(SHOP_STAMP)
 shop-cluster: $(STAMP)
 	$(PY) -m examples.shop.cluster
 
-# Each script prints a table and, last, one JSON line; see benchmarks/README.md.
+# Each script prints a table and, last, one JSON line (benchmarks/harness.py); the
+# output of each goes to benchmarks/results/<script>.log, and benchmarks/table.py puts
+# the last lines into the table at the top of benchmarks/README.md. Run it alone on
+# the machine: every line records the load average at its end.
+BENCH_LOG = benchmarks/results
+bench: SHELL := /bin/bash
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/http_overhead.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py
+	mkdir -p $(BENCH_LOG)
+	set -o pipefail; $(PY) benchmarks/http_overhead.py | tee $(BENCH_LOG)/http_overhead.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py | tee $(BENCH_LOG)/cache_hit.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py | tee $(BENCH_LOG)/saga_throughput.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py | tee $(BENCH_LOG)/consumer_throughput.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py | tee $(BENCH_LOG)/saga_command_reply.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py | tee $(BENCH_LOG)/shop_load.log
+	$(PY) benchmarks/table.py --write
 
 # The docs page's Swagger UI, shipped inside the package (services often run without
 # internet access): the swagger-ui-dist files it needs, from the npm registry, with their

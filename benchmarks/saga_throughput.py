@@ -33,6 +33,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import harness
 import redis.asyncio as aioredis
 
 import nativekit
@@ -252,7 +253,39 @@ def main() -> None:
             f"   (vs coalesced: {row['ratio_vs_hand_loop_coalesced']}x)"
         )
         print(f"{'model vs 3 steps ' + level:<34}{row['ratio_model_vs_3_steps']:>10}x")
-    print(json.dumps({"benchmark": "saga_throughput", **results}, separators=(",", ":")))
+    rows = [
+        harness.row(
+            f"saga (3 no-op steps) on Redis, {level}",
+            unit="sagas/s",
+            figure=row["nativekit"]["sagas_per_s"],
+            peer="hand-written redis-py loop",
+            peer_figure=row["hand_loop"]["sagas_per_s"],
+            target=1.0,
+        )
+        for level, row in results.items()
+    ]
+    rows += [
+        harness.row(
+            f"saga model (3-way parallel group + child saga) on Redis, {level}",
+            unit="sagas/s",
+            figure=row["nativekit_model"]["sagas_per_s"],
+            peer="the plain 3-step saga, same run",
+            peer_figure=row["nativekit"]["sagas_per_s"],
+        )
+        for level, row in results.items()
+    ]
+    first = rows[len(results) - 1]  # plain saga at c=100, the figure
+    harness.headline(
+        "saga_throughput",
+        what=first["what"],
+        unit=first["unit"],
+        figure=first["figure"],
+        peer=first["peer"],
+        peer_figure=first["peer_figure"],
+        target=first["target"],
+        rows=[r for r in rows if r is not first],
+        details=results,
+    )
 
 
 if __name__ == "__main__":

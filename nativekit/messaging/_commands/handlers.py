@@ -177,22 +177,31 @@ class CommandTopic:
         ``NATIVEKIT_CONSUMER_DEDUP_LEASE_SECONDS`` must not be run again by a copy of the
         command (a saga step retried after its reply timeout sends one)."""
         lease = self.settings.consumer.dedup_lease_seconds
+        keeper: asyncio.Task[None] | None = None
 
         async def keep() -> None:
             while True:
-                await asyncio.sleep(lease / 3)
                 try:
                     if not await self.store.renew(key, token, lease=lease):
                         self.log.warning("command.lease_lost", idempotency_key=key)
                         return
                 except BackendUnavailable as exc:  # try again at the next beat
                     self.log.warning("command.lease_renewal_failed", error=str(exc))
+                await asyncio.sleep(lease / 3)
 
-        keeper = asyncio.create_task(keep())
+        def start_keeping() -> None:
+            nonlocal keeper
+            keeper = asyncio.create_task(keep())
+
+        # A timer, not a task, until the first renewal is due: nearly every handler ends
+        # well before it, and then no task was created, scheduled and cancelled for it.
+        timer = asyncio.get_running_loop().call_later(lease / 3, start_keeping)
         try:
             return await self._run(payload, msg)
         finally:
-            keeper.cancel()
+            timer.cancel()
+            if keeper is not None:
+                keeper.cancel()
 
     async def _run(self, payload: bytes, msg: Message) -> StoredReply:
         handler = self.handlers.get(msg.event_type or "")

@@ -328,10 +328,9 @@ def _with(msg: Message, attempt: int, token: int) -> Message:
 
 
 def _extract(record: Record) -> Context | None:
-    from opentelemetry import propagate
+    from nativekit._telemetry.propagation import extract_headers
 
-    carrier = {k: v.decode("latin-1") for k, v in record.headers if k in env.TRACE_CONTEXT}
-    return propagate.extract(carrier) if carrier else None
+    return extract_headers(record.headers)
 
 
 def _consumer_kind() -> SpanKind:
