@@ -1,14 +1,10 @@
 """A real headless Chromium for tests of web pages (Debian's ``chromium`` + Playwright).
 
-``browser`` (per module) and ``page`` (per test) are pytest fixtures, registered in
-``tests/conftest.py``. Tests using them are plain (sync) functions: Playwright's
-sync API runs its own event loop in the thread while the browser is open, so the
-browser is closed at the end of each module, before other modules' async tests.
-
-The browser is ``/usr/bin/chromium``; on a machine without it, the fixture installs
-Debian's package (``apt-get install chromium``, as root), once for all test workers.
-Playwright's own browser download is never used. A test is skipped, saying why, only
-when no browser can be installed.
+``browser`` (session) and ``page`` (per test) are pytest fixtures, registered in
+``tests/conftest.py``. The browser is ``/usr/bin/chromium``; on a machine without
+it, the fixture installs Debian's package (``apt-get install chromium``, as root),
+once for all test workers. Playwright's own browser download is never used. A test
+is skipped, saying why, only when no browser can be installed.
 """
 
 from __future__ import annotations
@@ -55,7 +51,11 @@ def install_chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    """A headless Chromium (Playwright ``Browser``), shared by one module's tests."""
+    """A headless Chromium (Playwright ``Browser``), shared by one test module's tests.
+
+    Module-scoped, not session-scoped: Playwright's sync API runs an event loop on
+    this thread until it is stopped, and the async tests of later modules need it gone.
+    """
     why = install_chromium()
     if why is not None:
         pytest.skip(f"no browser for web page tests: {why}")
