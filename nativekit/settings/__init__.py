@@ -46,11 +46,18 @@ from nativekit.settings._groups import (
 )
 from nativekit.settings._legacy import USED, LegacyVariables, nest_keywords
 from nativekit.settings._renames import ENV_PREFIX, Rename, env_variable
-from nativekit.settings._urls import SentinelURL, mask_url, parse_sentinel_url
+from nativekit.settings._urls import (
+    ClusterURL,
+    SentinelURL,
+    mask_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 __all__ = [
     "ENV_PREFIX",
     "CacheSettings",
+    "ClusterURL",
     "Compression",
     "ConsumerSettings",
     "Environment",
@@ -67,6 +74,7 @@ __all__ = [
     "TelemetrySettings",
     "groups",
     "mask_url",
+    "parse_cluster_url",
     "parse_sentinel_url",
     "variables",
 ]

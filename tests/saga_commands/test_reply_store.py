@@ -70,3 +70,13 @@ class TestRedisReplyStore(ReplyStoreContract):
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.mark.redis
+class TestClusterReplyStore(ReplyStoreContract):
+    @pytest.fixture
+    async def store(self, cluster_client: Any, unique: str) -> AsyncIterator[RedisReplyStore]:
+        """A Redis store on a real 3-master cluster; keys removed afterwards."""
+        yield RedisReplyStore(cluster_client, prefix=f"test:replies:{unique}")
+        async for key in cluster_client.scan_iter(match=f"test:replies:{unique}:*"):
+            await cluster_client.delete(key)
