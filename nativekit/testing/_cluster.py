@@ -17,6 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 CLUSTER_ENV = "NATIVEKIT_TEST_REDIS_CLUSTER_URL"
 SLOTS = 16384
@@ -26,8 +27,8 @@ class _Reply(Exception):
     """An error reply of the server."""
 
 
-def _read(stream: socket.SocketIO | object) -> object:
-    line = stream.readline()  # type: ignore[attr-defined]
+def _read(stream: IO[bytes]) -> object:
+    line = stream.readline()
     if not line:
         raise ConnectionError("connection closed")
     kind, body = line[:1], line[1:-2]
@@ -41,7 +42,7 @@ def _read(stream: socket.SocketIO | object) -> object:
         size = int(body)
         if size < 0:
             return None
-        data: bytes = stream.read(size + 2)[:-2]  # type: ignore[attr-defined]
+        data = stream.read(size + 2)[:-2]
         return data.decode()
     if kind == b"*":
         return [_read(stream) for _ in range(int(body))]
@@ -102,7 +103,7 @@ class RedisClusterServer:
             reply = _answers(node.port, "CLUSTER", "SLOTS")
             if not isinstance(reply, list):
                 continue
-            for start, end, master, *_ in reply:  # type: ignore[misc]
+            for start, end, master, *_ in reply:
                 if start <= slot <= end:
                     return next(n for n in self.nodes if n.port == int(master[1]))
         raise RuntimeError(f"no live node serves slot {slot}")
@@ -169,7 +170,9 @@ def start_redis_cluster(
                 process = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
             nodes.append(ClusterNode(port, process))
         log = workdir / f"{ports[0]}.log"
-        _wait(lambda: all(_answers(n.port, "PING") == "PONG" for n in nodes), "start", 20, nodes, log)
+        _wait(
+            lambda: all(_answers(n.port, "PING") == "PONG" for n in nodes), "start", 20, nodes, log
+        )
         _form(nodes, masters, log)
     except BaseException:
         cluster.stop()
@@ -187,8 +190,7 @@ def _form(nodes: list[ClusterNode], masters: int, log: Path) -> None:
 
     def everyone_known() -> bool:
         return all(
-            str(_answers(n.port, "CLUSTER", "NODES") or "").count("\n") >= len(nodes)
-            for n in nodes
+            str(_answers(n.port, "CLUSTER", "NODES") or "").count("\n") >= len(nodes) for n in nodes
         )
 
     _wait(everyone_known, "meet", 20, nodes, log)

@@ -32,6 +32,16 @@ class ReplyStoreContract:
         assert await store.finish("k2", token, REPLY, retain=60)
         assert await store.claim("k2", lease=5) == REPLY
 
+    async def test_finishing_again_with_the_same_reply_succeeds(self, store: Any) -> None:
+        """A retried finish whose first call went through is no lost lease; another reply
+        cannot replace the stored one."""
+        token = await store.claim("k5", lease=5)
+        assert await store.finish("k5", token, REPLY, retain=60)
+        assert await store.finish("k5", token, REPLY, retain=60)
+        other = StoredReply(False, "", b"", "rejected")
+        assert not await store.finish("k5", token, other, retain=60)
+        assert await store.claim("k5", lease=5) == REPLY
+
     async def test_a_stale_owner_cannot_overwrite(self, store: Any) -> None:
         """Only the current owner's token (or nobody's) may store the reply."""
         assert isinstance(await store.claim("k3", lease=5), str)

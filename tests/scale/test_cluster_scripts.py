@@ -9,8 +9,16 @@ from typing import Any
 import pytest
 from redis.crc import key_slot
 
-from nativekit.backends.redis import _cache, _dedup, _reply_store, _saga_scripts
-from nativekit.backends.redis import RedisCache, RedisDedupStore, RedisReplyStore, RedisSagaStore
+from nativekit.backends.redis import (
+    RedisCache,
+    RedisDedupStore,
+    RedisReplyStore,
+    RedisSagaStore,
+    _cache,
+    _dedup,
+    _reply_store,
+    _saga_scripts,
+)
 from nativekit.messaging._commands.reply_store import StoredReply
 from nativekit.messaging._dedup import FinalState
 from nativekit.saga import SagaRecord, SagaStatus
@@ -54,8 +62,15 @@ def record_scripts(client: Any) -> list[tuple[str, list[bytes | str]]]:
 
 def record(saga_id: str) -> SagaRecord:
     """A fresh RUNNING saga record."""
-    return SagaRecord(saga_id=saga_id, name="place-order", definition="d1",
-                      status=SagaStatus.RUNNING, input="{}", created_at=0.0, updated_at=0.0)  # fmt: skip
+    return SagaRecord(
+        saga_id=saga_id,
+        name="place-order",
+        definition="d1",
+        status=SagaStatus.RUNNING,
+        input="{}",
+        created_at=0.0,
+        updated_at=0.0,
+    )
 
 
 async def saga_scripts(client: Any, unique: str) -> None:

@@ -221,9 +221,10 @@ class RedisCache:
         """:meth:`listen` on a cluster: every ``ssubscribe`` confirmation is a
         (re)subscription (redis-py re-subscribes after a reconnect or a slot move),
         so announcements may have been missed before it."""
-        pubsub = self.client.pubsub()
+        cluster: Any = self.client  # a RedisCluster: its pubsub() is a ClusterPubSub
+        pubsub = cluster.pubsub()
         try:
-            await self.client.initialize()  # the slot map the subscription is routed by
+            await cluster.initialize()  # the slot map the subscription is routed by
             await pubsub.ssubscribe(channel)
             while True:
                 message = await pubsub.get_sharded_message(timeout=1.0)

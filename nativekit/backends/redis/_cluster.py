@@ -67,7 +67,7 @@ class ShieldedCluster(RedisCluster):
         """A pipeline without transaction (commands of many slots, grouped per node)."""
         if shard_hint:
             raise redis.exceptions.RedisClusterException("shard_hint is not for a cluster")
-        return ShieldedPipeline(self, transaction)
+        return ShieldedPipeline(self, transaction)  # type: ignore[abstract]
 
 
 def is_cluster(client: Any) -> bool:

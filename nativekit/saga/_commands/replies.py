@@ -13,6 +13,7 @@ saga, malformed reply) and dropped.
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Literal
 
 from nativekit._health import CheckResult
 from nativekit._telemetry.logging import get_logger
+from nativekit.errors import BackendUnavailable
 from nativekit.messaging._commands import handlers as h
 from nativekit.messaging._consume.consumer import Consumer
 from nativekit.messaging._consume.handler import inspect_handler
@@ -203,9 +205,7 @@ async def apply_reply(
         return "ignored"
     new = uuid.uuid4().hex
     try:
-        claimed = await runtime.store.claim_reply(
-            saga_id, wait, new, lease=runtime.lease, known=list(runtime.definitions)
-        )
+        claimed = await _claim_reply(runtime, saga_id, wait, new)
     except (UnknownSaga, SagaStateError):
         return "ignored"
     except (LeaseLost, SagaNotFound):
@@ -230,3 +230,17 @@ async def apply_reply(
         return "ignored"
     run.reply = (token, outcome)
     return "received"
+
+
+async def _claim_reply(runtime: SagaRuntime, saga_id: str, wait: Waiting, token: str) -> SagaRecord:
+    """``claim_reply``, retried while the store is down (a Redis failover takes seconds):
+    a reply given up on would only be heard again when its wait times out."""
+    delay = 0.1
+    while True:
+        try:
+            return await runtime.store.claim_reply(
+                saga_id, wait, token, lease=runtime.lease, known=list(runtime.definitions)
+            )
+        except BackendUnavailable:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

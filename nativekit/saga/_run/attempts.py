@@ -17,7 +17,7 @@ from typing import Any
 
 from nativekit.saga._define.policy import Policy
 from nativekit.saga._define.step import Direction, SagaContext, Step, idempotency_key
-from nativekit.saga._errors import LeaseLost, StepTimeout
+from nativekit.saga._errors import LeaseLost, SagaStoreUnavailable, StepTimeout
 from nativekit.saga._run.state import RunState, describe
 from nativekit.saga._store.model import StepRecord, StepStatus, encode_order
 
@@ -67,6 +67,8 @@ class StepAttempts(RunState):
                     value = outcome.result()
                 else:
                     value = await self._attempt(step, direction, attempt)
+            except SagaStoreUnavailable:
+                raise  # this run cannot write: not the step's failure (resumed later)
             except Exception as exc:
                 outcome = None
                 srec.error = describe(exc)
