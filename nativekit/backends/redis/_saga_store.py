@@ -312,19 +312,16 @@ class RedisSagaStore:
 
     async def renew(self, leases: Sequence[tuple[str, str]], *, lease: float) -> list[bool]:
         """Extend the leases ``(saga_id, token)``; False where the token is stale."""
-        if not leases:
-            return []
         ms = int(lease * 1000)
         with _translated("renew"):
-            if self._cluster:
-                # a cluster pipeline refuses scripts: one call per lease, all at once
+            if self._cluster:  # a cluster pipeline refuses scripts: one call each, at once
                 results = await asyncio.gather(*(self._renew_one(i, t, ms) for i, t in leases))
             else:
                 async with self.client.pipeline(transaction=False) as pipe:
                     for saga_id, token in leases:
                         keys = self._lease_keys(saga_id)
                         await self._renew(keys=keys, args=[saga_id, token, ms], client=pipe)
-                    results = await pipe.execute()
+                    results = await pipe.execute() if leases else []
         return [bool(r) for r in results]
 
     # -- queries ----------------------------------------------------------------------
