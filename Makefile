@@ -2,6 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+REPLICAS ?= 1
 STAMP := $(VENV)/.installed-dev
 
 .PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean
@@ -9,6 +10,7 @@ STAMP := $(VENV)/.installed-dev
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
 	@echo "make shop-cluster - the shop as three processes on :8001-8003 with Redis + Kafka"
+	@echo "make shop-cluster REPLICAS=3 - 3 orders, 2 payments, 2 inventory on a Redis Cluster"
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
 	@echo "make docs   - build the documentation site into site/"
 	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"
@@ -62,7 +64,7 @@ shop: $(SHOP_STAMP)
 
 # Three processes on :8001-8003 against Redis + Kafka (started when missing); Ctrl-C stops all.
 shop-cluster: $(STAMP)
-	$(PY) -m examples.shop.cluster
+	$(PY) -m examples.shop.cluster --replicas $(REPLICAS)
 
 # Each script prints a table and, last, one JSON line; see benchmarks/README.md.
 bench: $(STAMP)
