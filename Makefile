@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 REPLICAS ?= 1
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean
+.PHONY: help install lint typecheck docs test test-fast test-scale shop shop-cluster bench clean
 
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
 	@echo "make shop-cluster - the shop as three processes on :8001-8003 with Redis + Kafka"
 	@echo "make shop-cluster REPLICAS=3 - 3 orders, 2 payments, 2 inventory on a Redis Cluster"
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
+	@echo "make test-scale - shop replicas and command/reply processes on a Redis Cluster"
 	@echo "make docs   - build the documentation site into site/"
 	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"
 
@@ -43,8 +44,13 @@ test: lint typecheck docs
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
-		--cov --cov-report= $(PYTEST_ARGS)
+		-m "not scale" --cov --cov-report= $(PYTEST_ARGS)
 	$(PY) -m coverage report
+
+# Replicas of the shop and the command/reply processes on a Redis Cluster (~3 min)
+test-scale: $(STAMP)
+	$(PY) -m nativekit.testing.servers -- \
+		$(PY) -m pytest -q -p no:cacheprovider -m scale $(PYTEST_ARGS) tests/scale
 
 test-fast: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)

@@ -21,7 +21,7 @@ from tests.saga_commands.test_across_services import (
 )
 from tests.saga_commands.test_crashes import test_orchestrator_killed_while_waiting_for_replies
 
-pytestmark = [pytest.mark.redis, pytest.mark.kafka, pytest.mark.slow]
+pytestmark = [pytest.mark.redis, pytest.mark.kafka, pytest.mark.slow, pytest.mark.scale]
 
 __all__ = [
     "test_duplicate_commands_get_identical_replies_and_one_effect",

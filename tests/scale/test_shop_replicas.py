@@ -28,7 +28,13 @@ from examples.shop.models import payment_id_for
 from nativekit.testing import servers
 from tests.shop.conftest import cluster_env
 
-pytestmark = [pytest.mark.redis, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(400)]
+pytestmark = [
+    pytest.mark.redis,
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.scale,
+    pytest.mark.timeout(400),
+]
 STOCK = 1000
 ORDERS = 45
 FINAL = ("CONFIRMED", "CANCELLED")
