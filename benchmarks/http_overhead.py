@@ -39,13 +39,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.apps.http_apps import APPS, EXTRA_APPS  # noqa: E402
+from benchmarks.apps.http_apps import APPS, EXTRA_APPS, HEADERS  # noqa: E402
 
 ALL_APPS = {**APPS, **EXTRA_APPS}
 
 REFERENCE = "starlette"
 HOST = "127.0.0.1"
 TARGETS = {"nativekit-metrics": 0.85, "nativekit-full": 0.6}
+#: Targets relative to another app of the run: (app, reference, minimum req/s ratio).
+PAIRS = [("nativekit-jwt", "nativekit-metrics", 0.8)]
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 
 
@@ -119,7 +121,9 @@ class Server:
 
 
 @contextlib.contextmanager
-def serve(name: str, port: int, cpu: int | None, log: Path) -> Iterator[Server]:
+def serve(
+    name: str, port: int, cpu: int | None, log: Path, headers: dict[str, str]
+) -> Iterator[Server]:
     """Run app ``name`` under uvicorn on ``port``; yield it once it answers."""
     factory = ALL_APPS[name].__name__
     command = [
@@ -149,7 +153,7 @@ def serve(name: str, port: int, cpu: int | None, log: Path) -> Iterator[Server]:
         )
     url = f"http://{HOST}:{port}/items/42"
     try:
-        _wait_until_up(process, url, name, log)
+        _wait_until_up(process, url, name, log, headers)
         yield Server(url, process.pid)
     finally:
         process.send_signal(signal.SIGTERM)
@@ -160,13 +164,16 @@ def serve(name: str, port: int, cpu: int | None, log: Path) -> Iterator[Server]:
             process.wait(timeout=5)
 
 
-def _wait_until_up(process: subprocess.Popen[bytes], url: str, name: str, log: Path) -> None:
+def _wait_until_up(
+    process: subprocess.Popen[bytes], url: str, name: str, log: Path, headers: dict[str, str]
+) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{name} exited with {process.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(url, timeout=1) as response:
+            request = urllib.request.Request(url, headers=headers)
+            with urllib.request.urlopen(request, timeout=1) as response:
                 body = json.loads(response.read())
                 if response.status == 200 and body.get("id") == 42:
                     return
@@ -177,13 +184,21 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str, name: str, log: P
 
 
 def wrk(
-    wrk_bin: str, url: str, *, seconds: float, connections: int, threads: int, cpu: int | None
+    wrk_bin: str,
+    url: str,
+    *,
+    seconds: float,
+    connections: int,
+    threads: int,
+    cpu: int | None,
+    headers: dict[str, str],
 ) -> Run:
     """One bounded wrk run against ``url``."""
     duration = max(1, round(seconds))
     command = [
         *_pin(cpu),
         wrk_bin,
+        *[arg for name, value in headers.items() for arg in ("-H", f"{name}: {value}")],
         f"-t{threads}",
         f"-c{connections}",
         f"-d{duration}s",
@@ -245,8 +260,14 @@ def main(argv: list[str] | None = None) -> int:
     for round_no in range(args.rounds):
         order = names[round_no % len(names) :] + names[: round_no % len(names)]
         for name in order:
-            with serve(name, free_port(), server_cpu, log) as server:
-                load = {"connections": args.connections, "threads": args.threads, "cpu": wrk_cpu}
+            headers = HEADERS[name]() if name in HEADERS else {}
+            with serve(name, free_port(), server_cpu, log, headers) as server:
+                load = {
+                    "connections": args.connections,
+                    "threads": args.threads,
+                    "cpu": wrk_cpu,
+                    "headers": headers,
+                }
                 if args.warmup > 0:
                     wrk(wrk_bin, server.url, seconds=args.warmup, **load)
                 cpu_before = server.cpu_seconds()
@@ -313,6 +334,14 @@ def report(names: list[str], runs: dict[str, list[Run]], args: argparse.Namespac
         for name, minimum in TARGETS.items()
         if name in results
     }
+    for name, reference_name, minimum in PAIRS:
+        if name in results and reference_name in results and median[reference_name]:
+            ratio = median[name] / median[reference_name]
+            targets[f"{name}/{reference_name}"] = {
+                "min_ratio": minimum,
+                "ratio": round(ratio, 3),
+                "met": ratio >= minimum,
+            }
     print()
     summary = {
         "benchmark": "http_overhead",

@@ -11,6 +11,11 @@ entries, in one Lua script per transition boundary ("step N completed" and
 A second reference, "hand loop, coalesced", does what nativekit does with 4
 plain HSETs (no fencing, no indexes, no lease) to show the framework's own cost.
 
+"nativekit_model" is the saga model's case: a 3-way parallel group of no-op
+steps followed by a child saga (one no-op step), everything compensated; its
+peer in the same run is the plain 3-step saga (``ratio_model_vs_3_steps``).
+Target: at least 500 instances/s at concurrency 100.
+
     python benchmarks/saga_throughput.py [--redis redis://127.0.0.1:6379/0] [--quick]
 
 The last line of output is one JSON object with every figure.
@@ -31,7 +36,7 @@ from typing import Any
 import redis.asyncio as aioredis
 
 import nativekit
-from nativekit.saga import SagaContext
+from nativekit.saga import Saga, SagaContext
 
 STEPS = ("reserve", "charge", "ship")
 #: Alternating rounds per concurrency; the best round of each contender is reported
@@ -95,10 +100,29 @@ async def nativekit_runner(url: str, prefix: str) -> tuple[Any, Counting, Any]:
 
     for name in STEPS:
         saga.step(name=name)(noop).compensate(noop)
+    model_saga(svc, noop)
     counter = Counting(svc.redis)
     await svc.startup(hook_sigterm=False)
     nativekit.tune_gc()  # as a service process under load opts in (docs/performance.md)
     return svc, counter, saga
+
+
+def model_saga(svc: Any, noop: Any) -> Saga[dict[str, Any]]:
+    """The saga model's bench: a 3-way parallel group of no-op steps, then a child saga
+    (one no-op step); everything compensated."""
+    child: Saga[dict[str, Any]] = Saga("bench-child", input=dict)
+    child.step(name="pay")(noop).compensate(noop)
+    svc.add_saga(child)
+    model = svc.saga("bench-model", input=dict)
+    group = model.parallel("fan")
+    for name in STEPS:
+        group.step(name=name)(noop).compensate(noop)
+
+    @model.child(child)
+    async def payment(ctx: SagaContext[dict[str, Any]]) -> dict[str, Any]:
+        return {}
+
+    return model
 
 
 async def hand_loop(client: aioredis.Redis, prefix: str, i: int, *, coalesced: bool) -> None:
@@ -149,12 +173,20 @@ async def measure(url: str, total: dict[int, int], rounds: int = ROUNDS) -> dict
             if record.status.value != "COMPLETED":
                 raise RuntimeError(f"saga ended {record.status}")
 
+        async def model(i: int) -> None:
+            handle = await svc.sagas.start("bench-model", {"i": i})
+            record = await handle.wait(30)
+            if record.status.value != "COMPLETED" or "payment" not in record.results:
+                raise RuntimeError(f"saga ended {record.status}: {record.error}")
+
         await drive(framework, 200, 50)  # warm-up: scripts loaded, pool filled
+        await drive(model, 200, 50)
         await drive(lambda i: hand_loop(hand_client, prefix, i, coalesced=False), 200, 50)
         for concurrency, n in total.items():
             row: dict[str, Any] = {}
             contenders: list[tuple[str, Callable[[int], Awaitable[None]], Counting]] = [
                 ("nativekit", framework, counter),
+                ("nativekit_model", model, counter),
                 (
                     "hand_loop",
                     lambda i: hand_loop(hand_client, prefix, i, coalesced=False),
@@ -178,6 +210,9 @@ async def measure(url: str, total: dict[int, int], rounds: int = ROUNDS) -> dict
             )
             row["ratio_vs_hand_loop_coalesced"] = round(
                 row["nativekit"]["sagas_per_s"] / row["hand_loop_coalesced"]["sagas_per_s"], 2
+            )
+            row["ratio_model_vs_3_steps"] = round(
+                row["nativekit_model"]["sagas_per_s"] / row["nativekit"]["sagas_per_s"], 2
             )
             results[f"c{concurrency}"] = row
     finally:
@@ -206,7 +241,7 @@ def main() -> None:
     results = asyncio.run(measure(args.redis, total, 1 if args.quick else ROUNDS))
     print(f"{'run':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'RT/saga':>9}")
     for level, row in results.items():
-        for label in ("nativekit", "hand_loop", "hand_loop_coalesced"):
+        for label in ("nativekit", "nativekit_model", "hand_loop", "hand_loop_coalesced"):
             f = row[label]
             print(
                 f"{label + ' ' + level:<34}{f['sagas_per_s']:>10}{f['p50_ms']:>10}"
@@ -216,6 +251,7 @@ def main() -> None:
             f"{'ratio vs hand loop ' + level:<34}{row['ratio_vs_hand_loop']:>10}x"
             f"   (vs coalesced: {row['ratio_vs_hand_loop_coalesced']}x)"
         )
+        print(f"{'model vs 3 steps ' + level:<34}{row['ratio_model_vs_3_steps']:>10}x")
     print(json.dumps({"benchmark": "saga_throughput", **results}, separators=(",", ":")))
 
 

@@ -5,19 +5,24 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from nativekit._apidocs import Described, api_docs
 from nativekit._context import ServiceContext
-from nativekit._health import CheckFunc, Health, ProbeEndpoints
+from nativekit._health import CheckFunc, Health, HealthCollector, ProbeEndpoints
 from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
 from nativekit._http.routes import Routes
 from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
+from nativekit._messaging_api import MessagingMethods
 from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit._telemetry.metrics import Metrics
+from nativekit.auth._setup import build_authenticator, cors_middleware, secure_routes
 from nativekit.backends._select import Backends
+from nativekit.client._registry import ClientOptions, HTTPClients
 from nativekit.errors import ConfigError
 from nativekit.messaging._commands.handlers import CommandHandlers
 from nativekit.messaging._consume.handler import HandlerFunc
@@ -27,14 +32,10 @@ from nativekit.saga._run.capability import build_sagas
 from nativekit.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
     import redis.asyncio as aioredis
-    from pydantic import BaseModel
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
-    from nativekit.messaging import Published
-    from nativekit.messaging._messaging import ConsumerKwargs
+    from nativekit.client import HTTPClient
     from nativekit.saga import SagaRuntime
 
 H = TypeVar("H", bound=HandlerFunc)
@@ -45,7 +46,7 @@ R = TypeVar("R")  # -- cache --
 T = TypeVar("T")  # -- sagas --
 
 
-class Service(Routes):
+class Service(MessagingMethods, Routes):
     """A nativekit service: decorate handlers on it, serve ``service.app`` with uvicorn.
 
     Args:
@@ -70,12 +71,17 @@ class Service(Routes):
             cache_ttl=self.settings.telemetry.health_cache_seconds,
         )
         self.metrics = Metrics(self.name)
+        self.metrics.registry.register(HealthCollector(self.health))
         self.lifecycle = Lifecycle(self.name)
         self.log = get_logger(service=self.name)
         self.context = ServiceContext(
             self.name, self.settings, self.metrics, self.health, self.lifecycle
         )
         self.backends = Backends(self.name, self.settings)
+        #: Verifies bearer tokens (static token, JWTs) per ``NATIVEKIT_AUTH_*``; None: no auth.
+        self.authenticator = build_authenticator(self.settings.auth)
+        if self.authenticator is not None:
+            self.lifecycle.add_component("auth", self.authenticator, phase=Phase.BACKENDS)
         # Capabilities, in their start phases: backends, then (after the application's own
         # hooks) consumers, saga recovery, the outbox relay; stopped in reverse.
         self.lifecycle.add("backends", stop=self.backends.aclose, phase=Phase.BACKENDS)
@@ -95,6 +101,9 @@ class Service(Routes):
         self.sagas, self._saga_commands = build_sagas(
             self.context, self.backends.saga_store, self.messaging
         )
+        self._http_clients = HTTPClients(self.context)
+        #: The OpenAPI and AsyncAPI documents and the docs page (``NATIVEKIT_DOCS_*``).
+        self.docs = api_docs(self.settings, self.name, lambda: [self.described()])
         self._cache: Cache | None = None
         self._app: Starlette | None = None
         self._checks_added = False
@@ -185,10 +194,21 @@ class Service(Routes):
             )
             self.lifecycle.add("kafka-probe", stop=probe.stop, phase=Phase.BACKENDS)
         if self.settings.saga.operator_api and self.sagas.in_use and self._app is None:
+            from nativekit.auth._setup import check_operator_api
             from nativekit.saga._operator.http import operator_routes
+
+            check_operator_api(self.settings.auth, self.log)
 
             prefix = self.settings.saga.operator_prefix
             self.routes[:0] = operator_routes(self.sagas, prefix)
+        if self.settings.console.enabled and self._app is None:
+            from nativekit._console import build_console
+
+            self.routes.insert(0, build_console(
+                service=self.name, settings=self.settings, authenticator=self.authenticator,
+                sagas=self.sagas if self.sagas.in_use else None, messaging=self.messaging,
+                health=self.health, backends=self.backends, log=self.log,
+            ))  # fmt: skip
 
     # -- the ASGI app ----------------------------------------------------------------
 
@@ -206,13 +226,24 @@ class Service(Routes):
     def _build_app(self) -> Starlette:
         configure_logging(self.settings, self.name)
         self._add_checks()
-        probes = ProbeEndpoints(self.name, [self.health])
+        probes = probe_routes(
+            ProbeEndpoints(self.name, [self.health]), [self.metrics], self.settings
+        )
+        secure_routes(
+            self.routes,
+            metrics=[r for r in probes if getattr(r, "path", None) == "/metrics"],
+            settings=self.settings.auth,
+            authenticator=self.authenticator,
+            realm=self.name,
+            log=self.log,
+        )
         return build_starlette(
             name=self.name,
             settings=self.settings,
-            routes=[*probe_routes(probes, [self.metrics], self.settings), *self.routes],
+            routes=[*probes, *self.docs.routes(), *self.routes],
             metrics=self.metrics,
             lifespan=self._lifespan,
+            middleware=cors_middleware(self.settings.cors),
         )
 
     @asynccontextmanager
@@ -231,6 +262,7 @@ class Service(Routes):
             self._restore_sigterm = install_drain_signal(
                 self._begin_drain, self.settings.http.shutdown_delay_seconds
             )
+        self.docs.build_or_log(self.log)
         try:
             await self.lifecycle.start()
         except BaseException:
@@ -261,6 +293,23 @@ class Service(Routes):
         self.health.started = False
         self.log.info("service.stopped")
 
+    def http_client(self, base_url: str, **options: Unpack[ClientOptions]) -> HTTPClient:
+        """A client for another service at ``base_url``, closed when this service stops.
+
+        Pooled, retried (idempotent requests and those with an idempotency key),
+        broken per host, traced and counted in ``http_client_requests_total``; see
+        docs/http-client.md for the options (``peer``, ``timeout``, ``retries``, ...).
+        """
+        return self._http_clients.create(base_url, options)
+
+    # -- API documents -----------------------------------------------------------------
+
+    def described(self) -> Described:
+        """What this service's documents are built from (``svc.docs.openapi()``)."""
+        _ = self.app  # the operator routes join when the app is built
+        parts = (self.messaging, self._commands, self.sagas, self._saga_commands.reply_topic)
+        return Described(self.name, self.routes, *parts)
+
     # -- cache -----------------------------------------------------------------------
 
     @property
@@ -290,60 +339,48 @@ class Service(Routes):
     # -- sagas --
 
     @overload
-    def saga(self, name: str) -> Saga[Any]: ...
+    def saga(
+        self, name: str, *, deadline: float | timedelta | None = None, version: int | None = None
+    ) -> Saga[Any]: ...
     @overload
-    def saga(self, name: str, *, input: type[T]) -> Saga[T]: ...
+    def saga(
+        self,
+        name: str,
+        *,
+        input: type[T],
+        deadline: float | timedelta | None = None,
+        version: int | None = None,
+    ) -> Saga[T]: ...
     @overload
-    def saga(self, name: str, *, input: Any) -> Saga[Any]: ...
-    def saga(self, name: str, *, input: Any = Any) -> Saga[Any]:
+    def saga(
+        self,
+        name: str,
+        *,
+        input: Any,
+        deadline: float | timedelta | None = None,
+        version: int | None = None,
+    ) -> Saga[Any]: ...
+    def saga(
+        self,
+        name: str,
+        *,
+        input: Any = Any,
+        deadline: float | timedelta | None = None,
+        version: int | None = None,
+    ) -> Saga[Any]:
         """Define a saga run by this service; add steps with ``@saga.step()``.
 
         ``svc.saga(name, input=Model)`` is a ``Saga[Model]``: mypy checks that its
-        steps take ``SagaContext[Model]``.
+        steps take ``SagaContext[Model]``. ``deadline`` (seconds or a ``timedelta``):
+        past it, an instance stops moving forward and compensates. ``version``: see
+        :class:`nativekit.saga.Saga`.
         """
-        saga: Saga[Any] = Saga(name, input=input)
+        saga: Saga[Any] = Saga(name, input=input, deadline=deadline, version=version)
         self.sagas.declare(saga)
         return saga
 
     def add_saga(self, saga: Saga[Any], *, legacy: bool = False) -> None:
         """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
-        finish the instances started with it."""
+        finish the instances started with it. Registering several versions of one saga
+        (``Saga(name, version=N)``) runs new instances on the highest."""
         self.sagas.declare(saga, legacy=legacy)
-
-    # -- messaging ---------------------------------------------------------------------
-
-    async def publish(
-        self,
-        topic: str,
-        event: BaseModel | bytes,
-        *,
-        key: str | bytes | None = None,
-        headers: Mapping[str, str | bytes] | None = None,
-        message_id: str | None = None,
-    ) -> Published:
-        """Publish a pydantic model (as JSON) or bytes; returns once the broker acknowledged."""
-        return await self.messaging.publish(
-            topic, event, key=key, headers=headers, message_id=message_id
-        )
-
-    def consumer(
-        self, topic: str | Sequence[str], **options: Unpack[ConsumerKwargs]
-    ) -> Callable[[H], H]:
-        """Decorator: run ``async def handler(event: Model[, msg: Message])`` for each message
-        of ``topic`` (a name or several); the options are those of ``ConsumerKwargs``:
-        ``group``, ``retries``, ``non_retryable``, ``concurrency``, ``max_in_flight``,
-        ``dedup_key``, ``idempotent``, ``dead_letter_topic``, ``retain``, ``event_types``."""
-        return self.messaging.consumer(topic, **options)
-
-    # -- saga commands --
-
-    def command_handler(
-        self, topic: str, *, concurrency: int = 16
-    ) -> Callable[[Callable[..., Any]], Any]:
-        """Decorator: answer commands of ``topic`` with ``async def h(cmd: Cmd) -> Reply``.
-
-        Runs idempotently per the command's idempotency key (a duplicate gets the
-        stored reply again); raise ``CommandRejected`` for a failure reply. Several
-        handlers may share a topic: the command type picks one.
-        """
-        return self._commands.register(topic, concurrency=concurrency)

@@ -1,8 +1,9 @@
-"""The apps of benchmarks/http_overhead.py: one JSON endpoint, ``GET /items/{id}``, six ways.
+"""The apps of benchmarks/http_overhead.py: one JSON endpoint, ``GET /items/{id}``, many ways.
 
 Each factory returns an ASGI app for ``uvicorn --factory``. Every variant answers
 ``{"id": <id>, "name": "item-<id>", "price": 9.99}`` with status 200; a
-non-integer id is a 4xx in all but the raw ASGI app.
+non-integer id is a 4xx in all but the raw ASGI app. ``nativekit-jwt`` answers
+only requests carrying the RS256 token of :func:`jwt_headers` (see ``HEADERS``).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -178,6 +181,70 @@ def nativekit_metrics() -> ASGIApp:
     return _nativekit(tracing=False, access_log=False)
 
 
+# -- 5b. nativekit with a JWT-protected route ---------------------------------------------
+
+_JWT_AUDIENCE = "bench-api"
+
+
+def _jwt_files() -> tuple[Path, Path]:
+    """(private key PEM, JWKS) of the benchmark's issuer, made once per machine in TMPDIR."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    folder = Path(os.environ.get("TMPDIR", "/tmp")) / "nativekit-bench-jwt"
+    pem, jwks = folder / "key.pem", folder / "jwks.json"
+    if not pem.exists() or not jwks.exists():
+        import jwt
+
+        folder.mkdir(parents=True, exist_ok=True)
+        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        pem.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        public = jwt.get_algorithm_by_name("RS256").to_jwk(key.public_key(), as_dict=True)
+        jwks.write_text(json.dumps({"keys": [{**public, "kid": "bench", "alg": "RS256"}]}))
+    return pem, jwks
+
+
+def jwt_headers() -> dict[str, str]:
+    """The Authorization header of a valid RS256 token (one hour) for ``nativekit-jwt``."""
+    import jwt
+    from cryptography.hazmat.primitives import serialization
+
+    pem, _ = _jwt_files()
+    key = serialization.load_pem_private_key(pem.read_bytes(), password=None)
+    now = int(time.time())
+    claims = {"sub": "bench", "aud": _JWT_AUDIENCE, "exp": now + 3600, "scope": "items:read"}
+    token = jwt.encode(claims, key, algorithm="RS256", headers={"kid": "bench"})  # type: ignore[arg-type]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def nativekit_jwt() -> ASGIApp:
+    """nativekit-metrics with the route requiring an RS256 JWT with a scope (keys cached)."""
+    import nativekit
+
+    _, jwks = _jwt_files()
+    settings = nativekit.Settings(
+        environment="production",
+        telemetry={"log_format": "json", "metrics_enabled": True, "tracing_enabled": False},
+        http={"access_log": False},
+        auth={"jwks_url": jwks.as_uri(), "audience": [_JWT_AUDIENCE]},
+    )
+    svc = nativekit.Service("bench", settings=settings)
+
+    @svc.get("/items/{item_id}", scopes=["items:read"])
+    async def read_item(item_id: int) -> dict[str, Any]:
+        return _item(item_id)
+
+    app = svc.app
+    nativekit.tune_gc()
+    return app
+
+
 def nativekit_full() -> ASGIApp:
     """nativekit full stack: metrics, a recording span per request, JSON access log."""
     os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
@@ -192,6 +259,7 @@ APPS = {
     "fastapi": fastapi_app,
     "starlette+prom+otel": starlette_prometheus_otel,
     "nativekit-metrics": nativekit_metrics,
+    "nativekit-jwt": nativekit_jwt,
     "nativekit-full": nativekit_full,
 }
 
@@ -250,8 +318,11 @@ def nativekit_access_log_only() -> ASGIApp:
 
 APPS["raw-asgi+sdk-span"] = raw_asgi_sdk_span
 
-#: Optional variants, run with ``--apps``: what tracing and the access log each cost.
+#: Optional variants, run with ``--apps``: what tracing, the access log and auth each cost.
 EXTRA_APPS = {
     "nativekit-tracing": nativekit_tracing_only,
     "nativekit-access-log": nativekit_access_log_only,
 }
+
+#: Request headers an app needs (made in the benchmark process, sent by wrk).
+HEADERS: dict[str, Callable[[], dict[str, str]]] = {"nativekit-jwt": jwt_headers}

@@ -1,6 +1,6 @@
 """A service on Redis Cluster: only NATIVEKIT_REDIS_URL changes.
 
-    NATIVEKIT_REDIS_URL=redis+cluster://10.0.0.1:6379,10.0.0.2:6379 uvicorn app:app
+NATIVEKIT_REDIS_URL=redis+cluster://10.0.0.1:6379,10.0.0.2:6379 uvicorn app:app
 """
 
 from __future__ import annotations
@@ -18,10 +18,7 @@ class Refill(BaseModel):
 
 def build(redis_url: str) -> nativekit.Service:
     """The service, on the Redis (or Redis Cluster) that ``redis_url`` names."""
-    settings = nativekit.Settings(
-        redis={"url": redis_url},
-        saga={"shards": 16, "operator_api": True},  # listings read all 16 shards
-    )
+    settings = nativekit.Settings(redis={"url": redis_url}, saga={"shards": 16})
     svc = nativekit.Service("stock", settings=settings)
     refill = svc.saga("refill", input=Refill)
 

@@ -27,6 +27,19 @@ class ShopConfig:
     http_timeout: float = field(default_factory=lambda: float(_env("SHOP_HTTP_TIMEOUT", "5")))
     #: seconds orders reuses a product's catalog entry to price new orders
     quote_ttl: float = field(default_factory=lambda: float(_env("SHOP_QUOTE_TTL", "5")))
+    #: orders of at least this total (cents) wait for a fraud review before the charge
+    review_threshold: int = field(
+        default_factory=lambda: int(_env("SHOP_REVIEW_THRESHOLD", "1000000"))
+    )
+    #: how long a fraud review may take before the order is cancelled
+    review_timeout: float = field(
+        default_factory=lambda: float(_env("SHOP_REVIEW_TIMEOUT", str(2 * 86400)))
+    )
+    #: seconds an order may take from placement to confirmation before it is cancelled
+    #: (stock and payment released); longer than the review: a reviewed order can wait
+    order_deadline: float = field(
+        default_factory=lambda: float(_env("SHOP_ORDER_DEADLINE", str(3 * 86400)))
+    )
 
     def topic(self, name: str) -> str:
         """The Kafka topic of a service's events: ``shop.orders`` by default."""

@@ -194,3 +194,18 @@ class PaymentRefunded(BaseModel):
     payment_id: str
     order_id: str
     amount: int
+
+
+class ReviewDecision(BaseModel):
+    """Body of ``POST /orders/{id}/review``: an operator's fraud-review decision."""
+
+    approved: bool
+    reviewer: str = Field(min_length=1, max_length=100)
+    note: str = Field(default="", max_length=1000)
+
+
+class ReviewDelivered(BaseModel):
+    """Answer of ``POST /orders/{id}/review``."""
+
+    order_id: str
+    delivered: bool

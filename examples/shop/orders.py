@@ -1,8 +1,11 @@
 """The orders service: takes orders and runs the place-order saga.
 
-reserve stock (inventory) -> charge the payment (payments) -> confirm; a failure
-rolls back what was done: release the stock, refund the charge, cancel the order.
-The saga instance *is* the order: its id is the order id and its input the order.
+reserve stock (inventory) -> fraud review (orders of SHOP_REVIEW_THRESHOLD or more wait
+for an operator's decision, ``POST /orders/{id}/review``) -> charge the payment
+(payments) -> confirm; a failure, a refused review or the order's deadline
+(SHOP_ORDER_DEADLINE) rolls back what was done: release the stock, refund the charge,
+cancel the order. The saga instance *is* the order: its id is the order id and its
+input the order.
 """
 
 from __future__ import annotations
@@ -40,6 +43,8 @@ from examples.shop.models import (
     ReleaseStock,
     Reservation,
     ReserveStock,
+    ReviewDecision,
+    ReviewDelivered,
     StepView,
     payment_id_for,
 )
@@ -48,6 +53,7 @@ from nativekit.saga import (
     SagaContext,
     SagaNotFound,
     SagaRecord,
+    SagaStateError,
     SagaStatus,
     StepRecord,
     StepStatus,
@@ -84,9 +90,19 @@ async def disconnect() -> None:
     await peers.payments.aclose()
 
 
+#: Order events, published through the saga's outbox (see announce).
+order_events = svc.publisher(
+    config.topic("orders"), OrderPlaced, OrderConfirmed, OrderCancelled, key="order_id",
+    description="An order's life: placed, then confirmed or cancelled.",
+)  # fmt: skip
+
 # Declared after the hooks above: components start in order, so the peers are connected
 # before saga recovery resumes anything (and disconnected after the sagas stopped).
-place_order = svc.saga("place-order", input=PlaceOrder)
+place_order = svc.saga("place-order", input=PlaceOrder, deadline=config.order_deadline)
+
+
+class OrderRejected(Exception):
+    """The fraud review refused the order."""
 
 
 def announce(
@@ -94,7 +110,8 @@ def announce(
 ) -> None:
     """Publish an order event through the saga's outbox: written with the step's completion,
     sent by the relay after it, so a step that failed or crashed announces nothing."""
-    outbox_publish(ctx, config.topic("orders"), event, key=ctx.data.order_id)
+    order_events.check(event)
+    outbox_publish(ctx, order_events.topic, event, key=ctx.data.order_id)
 
 
 # -- the saga -----------------------------------------------------------------------------
@@ -127,6 +144,20 @@ async def reserve_stock(ctx: SagaContext[PlaceOrder]) -> ReserveStock:
 async def release_stock(ctx: SagaContext[PlaceOrder]) -> ReleaseStock:
     """Give the stock back (inventory accepts a release of nothing)."""
     return ReleaseStock(order_id=ctx.data.order_id)
+
+
+@place_order.step(readonly=True, retries=0)
+async def fraud_review(ctx: SagaContext[PlaceOrder]) -> str:
+    """Orders of SHOP_REVIEW_THRESHOLD or more wait (no task held) for an operator's
+    decision; a refusal, or no decision within SHOP_REVIEW_TIMEOUT, cancels the order."""
+    if ctx.data.total < config.review_threshold:
+        return "not needed"
+    decision = await ctx.wait_for(
+        "fraud-review", timeout=config.review_timeout, type=ReviewDecision
+    )
+    if not decision.approved:
+        raise OrderRejected(f"refused by the fraud review ({decision.reviewer})")
+    return f"approved by {decision.reviewer}"
 
 
 @place_order.step(retries=3, timeout=5, backoff=Backoff(0.05, 2.0, 1.0),
@@ -239,14 +270,18 @@ def wait_seconds(prefer: str | None) -> float:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-@svc.post("/orders", status_code=202)
+@svc.post("/orders", status_code=202, response_model=OrderView, responses={
+    503: "Inventory is unavailable to price the items; nothing was started, retry.",
+})  # fmt: skip
 async def create_order(
     body: OrderRequest,
     idempotency_key: Annotated[str | None, nativekit.Header("Idempotency-Key")] = None,
     prefer: Annotated[str | None, nativekit.Header("Prefer")] = None,
 ) -> JSONResponse:
-    """Place an order; 202 with the order and its Location. ``Prefer: wait=N`` waits up to
-    N seconds for CONFIRMED or CANCELLED. One Idempotency-Key gives one order."""
+    """Place an order: 202 with the order and its Location.
+
+    ``Prefer: wait=N`` waits up to N seconds for CONFIRMED or CANCELLED. One
+    Idempotency-Key gives one order; the same key with another order is a 422."""
     order = PlaceOrder(order_id=order_id_for(idempotency_key), customer_id=body.customer_id,
                        items=await price(body), payment_token=body.payment_token)  # fmt: skip
     handle = await svc.sagas.start(place_order, order, saga_id=order.order_id)
@@ -274,6 +309,19 @@ async def get_order(order_id: str) -> OrderView:
         return order_view(await svc.sagas.get(order_id))
     except SagaNotFound:
         raise nativekit.HTTPError(404, f"no order {order_id!r}") from None
+
+
+@svc.post("/orders/{order_id}/review", status_code=202)
+async def review_order(order_id: str, body: ReviewDecision) -> ReviewDelivered:
+    """An operator's fraud-review decision for an order that waits for one (delivered once:
+    a repeated decision is ignored, ``delivered`` is then false)."""
+    try:
+        delivered = await svc.sagas.signal(order_id, "fraud-review", body)
+    except SagaNotFound:
+        raise nativekit.HTTPError(404, f"no order {order_id!r}") from None
+    except SagaStateError:
+        raise nativekit.HTTPError(409, f"order {order_id!r} is already final") from None
+    return ReviewDelivered(order_id=order_id, delivered=delivered)
 
 
 app = svc.app

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Sequence
 from typing import Any
 
 from starlette.applications import Starlette
@@ -106,13 +107,20 @@ def build_starlette(
     routes: list[BaseRoute],
     metrics: Metrics,
     lifespan: Any,
+    middleware: Sequence[Middleware] = (),
 ) -> Starlette:
-    """The Starlette app with problem+json handlers, body limit and telemetry."""
+    """The Starlette app with problem+json handlers, body limit and telemetry.
+
+    ``middleware`` goes outside the body limit (CORS, so preflights skip the rest).
+    """
     return _Application(
         telemetry={"name": name, "settings": settings, "metrics": metrics},
         routes=routes,
         lifespan=lifespan,
-        middleware=[Middleware(BodyLimitMiddleware, limit=settings.http.max_body_bytes)],
+        middleware=[
+            *middleware,
+            Middleware(BodyLimitMiddleware, limit=settings.http.max_body_bytes),
+        ],
         exception_handlers={
             HTTPError: handle_http_error,
             StarletteHTTPException: handle_starlette_http_error,

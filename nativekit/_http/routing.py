@@ -6,6 +6,8 @@ A handler's parameters are read by where they belong:
 * a pydantic model is the JSON body;
 * ``Annotated[T, Header("X-Name")]`` is a request header;
 * a ``starlette.requests.Request`` receives the request itself;
+* a ``nativekit.auth.Principal`` receives the verified caller (the route then
+  requires a bearer token; ``Principal | None`` makes it optional);
 * anything else is a query parameter (``list[T]`` takes repeated values).
 
 Every value is validated by pydantic; all failures are reported together as one
@@ -27,11 +29,14 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from nativekit._http.openapi._declare import OperationDocs
 from nativekit._http.problems import RequestValidationError
+from nativekit.auth._guard import PRINCIPAL_KEY, Access
+from nativekit.auth._principal import Principal
 from nativekit.errors import ConfigError, HTTPError
 
 Handler = Callable[..., Awaitable[Any]]
-Source = Literal["path", "query", "header", "body", "request"]
+Source = Literal["path", "query", "header", "body", "request", "principal"]
 
 _PATH_PARAM = re.compile(r"{([a-zA-Z_][a-zA-Z0-9_]*)(?::[a-zA-Z_]+)?}")
 _JSON_TYPES = ("application/json",)
@@ -72,6 +77,10 @@ def _describe_param(
             annotation = base
     if annotation is Request:
         return _Param(name, "request", None, name, False, None)
+    if annotation is Principal or (
+        type(None) in get_args(annotation) and Principal in get_args(annotation)
+    ):
+        return _Param(name, "principal", None, name, annotation is Principal, None)
     if header is not None:
         alias = (header.name or name.replace("_", "-")).lower()
         return _Param(name, "header", TypeAdapter(annotation), alias, required, default)
@@ -134,6 +143,8 @@ class TypedEndpoint:
                 kwargs[param.name] = request
             elif param.source == "body":
                 kwargs[param.name] = await self._read_body(request, param, errors)
+            elif param.source == "principal":
+                kwargs[param.name] = request.scope.get(PRINCIPAL_KEY)
             else:
                 self._convert(request, param, kwargs, errors)
         if errors:
@@ -332,9 +343,29 @@ class TypedRoute(FastRoute):
     """A Starlette route whose endpoint is a :class:`TypedEndpoint`."""
 
     def __init__(
-        self, path: str, func: Handler, *, methods: list[str], status_code: int, name: str | None
+        self,
+        path: str,
+        func: Handler,
+        *,
+        methods: list[str],
+        status_code: int,
+        name: str | None,
+        access: Access | None = None,
     ) -> None:
         self.typed = TypedEndpoint(func, path, status_code=status_code)
+        principal = next((p for p in self.typed.params if p.source == "principal"), None)
+        if principal is not None:
+            access = access or Access()
+            access = Access(
+                access.scopes,
+                True if principal.required and access.required is None else access.required,
+                optional_principal=not principal.required,
+                operator=access.operator,
+            )
+        #: What the route asks of its caller (None: as the service's settings say).
+        self.access = access
+        #: What the OpenAPI document says beyond the signature (set by the decorators).
+        self.docs = OperationDocs()
         super().__init__(path, self.typed.handle, methods=methods, name=name or func.__name__)
         # Starlette wraps the endpoint in a second exception-handling layer with two
         # closures per request; the app's ExceptionMiddleware holds the same handlers

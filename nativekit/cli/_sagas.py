@@ -291,6 +291,22 @@ def _attempts(attempts: int, interrupted: int) -> str:
     return f"{attempts} ({interrupted} interrupted)" if interrupted else str(attempts)
 
 
+def _model_lines(record: SagaRecord) -> list[str]:
+    """Deadline, parent and children, and what a parked saga waits for (when present)."""
+    lines = []
+    if record.deadline is not None:
+        lines.append(f"Deadline:    {when(record.deadline)}")
+    if record.parent is not None:
+        lines.append(f"Parent:      {record.parent}")
+    for child, step in sorted(record.children.items()):
+        lines.append(f"Child:       {child} (step {step})")
+    if record.awaiting:
+        lines.append(f"Awaiting:    {', '.join(record.awaiting)}")
+    if record.events:
+        lines.append(f"Events:      {', '.join(sorted(record.events))}")
+    return lines
+
+
 def describe(record: SagaRecord) -> str:
     """The ``show`` text of a record."""
     now = time.time()
@@ -310,12 +326,15 @@ def describe(record: SagaRecord) -> str:
         f"Lease:       {lease}",
         f"Error:       {record.error or '-'}",
         f"Input:       {record.input}",
-        "",
     ]
+    lines += _model_lines(record)
+    lines.append("")
     rows = [
         (
             name,
-            s.status.value + (" (uncertain)" if s.uncertain else ""),
+            s.status.value
+            + (" (uncertain)" if s.uncertain else "")
+            + (" (waiting)" if s.waiting else ""),
             _attempts(s.attempts, s.interruptions),
             _attempts(s.compensation_attempts, s.compensation_interruptions),
             when(s.started_at),

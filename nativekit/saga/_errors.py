@@ -10,9 +10,12 @@
     ├── BackendUnavailable
     │   └── SagaStoreUnavailable        a transition could not be written: the run stops
     ├── UnknownSaga                     a reply for a saga (or definition) not kept here
-    └── CommandFailed (Exception)       the participant refused a command
+    ├── CommandFailed (Exception)       the participant refused a command
+    └── ChildSagaFailed (Exception)     a child saga ended COMPENSATED, FAILED or ABORTED
     StepTimeout (TimeoutError)          a step attempt ran past its timeout
-    └── CommandTimeout                  no reply before the command step's deadline
+    ├── CommandTimeout                  no reply before the command step's deadline
+    └── DeadlinePassed                  the saga's deadline passed during the attempt
+    EventTimeout (TimeoutError)         ctx.wait_for: the event did not come in time
 """
 
 from __future__ import annotations
@@ -60,3 +63,25 @@ class CommandFailed(Exception):
     """The participant answered with a failure reply; the step fails without retries."""
 
     final = True  # the runner does not retry a business refusal
+
+
+class EventTimeout(TimeoutError):
+    """``ctx.wait_for``: the event was not delivered before its timeout (not retried).
+
+    Unlike a :class:`StepTimeout`, nothing is left uncertain: the step fails plainly.
+    """
+
+    final = True
+
+
+class DeadlinePassed(StepTimeout):
+    """The saga's deadline passed while a step attempt ran; the saga compensates."""
+
+    final = True
+
+
+class ChildSagaFailed(Exception):
+    """A child saga did not complete (it ended COMPENSATED, FAILED or ABORTED); the
+    parent's step fails without retries."""
+
+    final = True

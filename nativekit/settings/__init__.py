@@ -27,6 +27,8 @@ from pydantic_settings import (
 )
 
 from nativekit.errors import ConfigError
+from nativekit.settings._access import AuthSettings, CorsSettings
+from nativekit.settings._apidocs import DocsSettings
 from nativekit.settings._connections import (
     Compression,
     KafkaSettings,
@@ -34,6 +36,7 @@ from nativekit.settings._connections import (
     RedisSettings,
     SaslMechanism,
 )
+from nativekit.settings._console import ConsoleSettings
 from nativekit.settings._flat import FlatNames
 from nativekit.settings._groups import (
     CacheSettings,
@@ -56,10 +59,14 @@ from nativekit.settings._urls import (
 
 __all__ = [
     "ENV_PREFIX",
+    "AuthSettings",
     "CacheSettings",
     "ClusterURL",
     "Compression",
+    "ConsoleSettings",
     "ConsumerSettings",
+    "CorsSettings",
+    "DocsSettings",
     "Environment",
     "HttpSettings",
     "KafkaSettings",
@@ -115,6 +122,10 @@ class Settings(FlatNames, BaseSettings):
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     saga: SagaSettings = Field(default_factory=SagaSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    cors: CorsSettings = Field(default_factory=CorsSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    docs: DocsSettings = Field(default_factory=DocsSettings)
 
     _deprecated: tuple[Rename, ...] = PrivateAttr(default=())
 

@@ -192,7 +192,9 @@ class SagaSettings(BaseModel):
         "life of the data: changing it hides existing sagas).",
     )
     operator_api: bool = Field(
-        False, description="Serve the saga operator HTTP API (internal networks only)."
+        False,
+        description="Serve the saga operator HTTP API; it needs a bearer token (NATIVEKIT_AUTH_*, "
+        "see docs/auth.md) and refuses to start without one.",
     )
     operator_prefix: str = Field(
         "/_nativekit/sagas", description="Path prefix of the saga operator HTTP API."

@@ -21,8 +21,8 @@ from nativekit.messaging._commands import handlers as h
 from nativekit.messaging._commands.handlers import CommandRejected
 from nativekit.saga._commands.replies import apply_reply
 from nativekit.saga._run.runtime import SagaRuntime
+from nativekit.saga._store.memory import MemorySagaStore
 from nativekit.saga._store.outbox import OutboxEntry
-from nativekit.saga._store.store import MemorySagaStore
 
 __all__ = ["CommandNetwork", "Participant"]
 

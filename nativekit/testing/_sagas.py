@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Any
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._define.step import Direction
 from nativekit.saga._run.runtime import SagaRuntime
+from nativekit.saga._store.memory import MemorySagaStore
 from nativekit.saga._store.model import SagaRecord, SagaStatus
-from nativekit.saga._store.store import MemorySagaStore
+from nativekit.testing._parking import keep_time
 
 if TYPE_CHECKING:
     from nativekit.testing._command_network import CommandNetwork
@@ -128,8 +129,14 @@ def _runtime(
     clock: ManualClock,
     network: CommandNetwork | None,
 ) -> SagaRuntime:
-    runtime = SagaRuntime(name, store, lease=_LEASE, tracing=False, hooks=hooks, clock=clock)
+    runtime = SagaRuntime(
+        name, store, lease=_LEASE, tracing=False, hooks=hooks, clock=clock, local_wake=False
+    )
     runtime.declare(saga)
+    for step in saga.steps:  # the children a recovering replica must be able to run
+        child = getattr(step, "child", None)
+        if child is not None:
+            runtime.declare(child)
     if network is not None:
         from nativekit.saga._run.commands import CommandDriver
 
@@ -145,6 +152,7 @@ async def _run_case(
     fail_step: str | None,
     timeout: float,  # noqa: ASYNC109
     participants: Mapping[str, Any] | None = None,
+    events: Mapping[str, Any] | None = None,
 ) -> tuple[SagaRecord, _Hooks, CommandNetwork | None]:
     clock = ManualClock()
     store = MemorySagaStore(clock=clock)
@@ -162,7 +170,42 @@ async def _run_case(
     if network is not None:
         network.start(first)
     handle = await first.start(saga, data, saga_id=saga_id)
-    finished = asyncio.ensure_future(handle.wait(timeout))
+    keeper = asyncio.ensure_future(
+        keep_time(first, store, saga_id, clock, events or {}, hooks._point)
+    )
+    try:
+        return await _crash_and_recover(
+            saga,
+            saga_id,
+            handle.wait(timeout),
+            first,
+            store,
+            hooks,
+            clock,
+            network,
+            timeout,
+            keeper,
+            events,
+        )
+    finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
+
+
+async def _crash_and_recover(
+    saga: Saga[Any],
+    saga_id: str,
+    waiting: Awaitable[SagaRecord],
+    first: SagaRuntime,
+    store: MemorySagaStore,
+    hooks: _Hooks,
+    clock: ManualClock,
+    network: CommandNetwork | None,
+    timeout: float,  # noqa: ASYNC109
+    keeper: asyncio.Future[None],
+    events: Mapping[str, Any] | None,
+) -> tuple[SagaRecord, _Hooks, CommandNetwork | None]:
+    finished = asyncio.ensure_future(waiting)
     crashed = asyncio.ensure_future(hooks.crashed.wait())
     await asyncio.wait({finished, crashed}, return_when=asyncio.FIRST_COMPLETED)
     if not hooks.crashed.is_set():
@@ -172,7 +215,8 @@ async def _run_case(
             await network.stop()
         return record, hooks, network
     finished.cancel()
-    await asyncio.gather(finished, return_exceptions=True)
+    keeper.cancel()
+    await asyncio.gather(finished, keeper, return_exceptions=True)
     if network is not None:  # the crashed process's replies are lost with it
         await network.stop()
     for _, task in list(first.runs.values()):
@@ -181,15 +225,22 @@ async def _run_case(
     current = await store.get(saga_id)
     if current is not None and not current.status.active:
         return current, hooks, network  # a reply finished it before the "process" died
-    clock.advance(_LEASE + 1)
     second = _runtime("crash-b", saga, store, hooks, clock, network)
-    if await second.recover() != 1:
-        raise AssertionError(f"saga {saga_id}: recovery did not claim the crashed saga")
+    parked = current is not None and any(s.waiting for s in current.steps.values())
+    if not parked:  # parked sagas are resumed by the second timekeeper (event or timer)
+        clock.advance(_LEASE + 1)
+        if await second.recover() < 1:  # the saga (and its children, if any)
+            raise AssertionError(f"saga {saga_id}: recovery did not claim the crashed saga")
     if network is not None:
         network.start(second)
+    keeper = asyncio.ensure_future(
+        keep_time(second, store, saga_id, clock, events or {}, hooks._point)
+    )
     try:
         return await second.wait(saga_id, timeout), hooks, network
     finally:
+        keeper.cancel()
+        await asyncio.gather(keeper, return_exceptions=True)
         if network is not None:
             await network.stop()
 
@@ -221,6 +272,7 @@ async def crash_matrix(
     fail_steps: bool = True,
     timeout: float = 10.0,  # noqa: ASYNC109
     participants: Mapping[str, Any] | None = None,
+    events: Mapping[str, Any] | None = None,
 ) -> CrashMatrixReport:
     """Crash ``saga`` before and after every step and compensation; check each run converges.
 
@@ -241,6 +293,11 @@ async def crash_matrix(
             is published) and "reply" (after the saga was claimed for a reply,
             before it resumed). Without ``ledger``, the effects are counted from
             the participant calls.
+        events: payloads of the external events steps wait for with ``ctx.wait_for``,
+            by name; each is delivered (through the store, once) when the saga waits
+            for it, with a crash point "signal <name>" right after. A saga parked on
+            ``ctx.sleep`` (or waiting for an event not given here) is resumed by moving
+            the manual clock to its wake-up time.
 
     Raises:
         AssertionError: naming the scenario and crash point of the first violation.
@@ -252,13 +309,13 @@ async def crash_matrix(
     for n, fail_step in enumerate(scenarios):
         label = "success path" if fail_step is None else f"step {fail_step!r} fails"
         _, baseline, _ = await _run_case(
-            saga, data, f"matrix-{n}-base", None, fail_step, timeout, participants
+            saga, data, f"matrix-{n}-base", None, fail_step, timeout, participants, events
         )
         for point_index, point in enumerate(baseline.points):
             saga_id = f"matrix-{n}-{point_index}"
             case = f"{saga.name} ({label}), crash {point}"
             record, _, network = await _run_case(
-                saga, data, saga_id, point_index, fail_step, timeout, participants
+                saga, data, saga_id, point_index, fail_step, timeout, participants, events
             )
             if record.status not in (SagaStatus.COMPLETED, SagaStatus.COMPENSATED):
                 raise AssertionError(

@@ -33,6 +33,7 @@ def make_service(redis: dict[str, str], saga: dict[str, Any]) -> Service:
         _env_file=None,
         redis=redis,
         saga={"operator_api": True, **saga},
+        auth={"insecure_operator_api": True},  # fuzzing the actions; tests/auth covers auth
         tracing={"enabled": False},
     )
     svc = Service("fuzzed-sagas", settings=settings)

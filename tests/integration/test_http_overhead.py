@@ -18,7 +18,10 @@ FAKE_WRK = """\
 #!{python}
 import json, sys, urllib.request
 url = sys.argv[-1]
-with urllib.request.urlopen(url, timeout=5) as response:
+headers = dict(
+    sys.argv[i + 1].split(": ", 1) for i, arg in enumerate(sys.argv) if arg == "-H"
+)
+with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as response:
     assert response.status == 200 and json.loads(response.read())["id"] == 42
 print(f"Running 1s test @ {{url}}")
 print("  Latency Distribution")
@@ -37,7 +40,13 @@ def test_script_serves_every_app_kind_and_ends_with_a_json_line(tmp_path: Path) 
     wrk.chmod(0o755)
     args = ["--rounds", "1", "--duration", "1", "--warmup", "0", "--wrk", str(wrk)]
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), *args, "--apps", "starlette,nativekit-full"],
+        [
+            sys.executable,
+            str(SCRIPT),
+            *args,
+            "--apps",
+            "starlette,nativekit-full,nativekit-metrics,nativekit-jwt",
+        ],
         capture_output=True,
         text=True,
         timeout=90,
@@ -47,10 +56,17 @@ def test_script_serves_every_app_kind_and_ends_with_a_json_line(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.strip().splitlines()
     summary = json.loads(lines[-1])
-    assert set(summary["results"]) == {"starlette", "nativekit-full"}
+    assert set(summary["results"]) == {
+        "starlette",
+        "nativekit-full",
+        "nativekit-metrics",
+        "nativekit-jwt",
+    }
     assert summary["results"]["starlette"]["ratio_to_starlette"] == 1.0
     assert summary["results"]["nativekit-full"]["p99_ms"] == 0.25
     assert summary["targets"]["nativekit-full"]["min_ratio"] == 0.6
+    # the JWT app answered the fake wrk's one request only with the token it was given
+    assert summary["targets"]["nativekit-jwt/nativekit-metrics"]["min_ratio"] == 0.8
     assert any(line.startswith("app ") for line in lines)
 
 

@@ -35,6 +35,9 @@ async def make_service(
             "log_level": "WARNING",
         }
         options.update(overrides)
+        if options.get("saga_operator_api") and "auth" not in options:
+            # these tests are about the operator actions; tests/auth covers its authentication
+            options["auth"] = {"insecure_operator_api": True}
         return nativekit.Service(name, settings=nativekit.Settings(**grouped(options)))
 
     yield make

@@ -32,7 +32,9 @@ BAD = [
 def memory_service() -> nativekit.Service:
     """An operator-enabled service on the memory store."""
     return nativekit.Service(
-        "orders", settings=nativekit.Settings(_env_file=None, saga={"operator_api": True})
+        "orders", settings=nativekit.Settings(
+            _env_file=None, saga={"operator_api": True}, auth={"insecure_operator_api": True}
+        )
     )
 
 

@@ -25,8 +25,9 @@ from nativekit.saga._run.runner import Run
 from nativekit.saga._run.runtime import SagaRuntime
 from nativekit.saga._run.state import RunEnv
 from nativekit.saga._run.telemetry import SagaMetrics
+from nativekit.saga._store.memory import MemorySagaStore
 from nativekit.saga._store.model import StepRecord, StepStatus, Waiting
-from nativekit.saga._store.store import MemorySagaStore, SagaStore
+from nativekit.saga._store.store import SagaStore
 from nativekit.settings import Settings
 from nativekit.testing import capture_logs
 

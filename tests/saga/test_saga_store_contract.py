@@ -11,11 +11,18 @@ import pytest
 import redis.asyncio as aioredis
 
 from nativekit.backends.redis._saga_store import RedisSagaStore
-from nativekit.saga import LeaseLost, MemorySagaStore, SagaNotFound, SagaRecord, SagaStatus
+from nativekit.saga import (
+    LeaseLost,
+    MemorySagaStore,
+    SagaNotFound,
+    SagaRecord,
+    SagaStateError,
+    SagaStatus,
+)
 from nativekit.saga._errors import UnknownSaga
 from nativekit.saga._store.model import Transition, Waiting
 from nativekit.saga._store.outbox import OutboxEntry
-from nativekit.saga._store.store import SagaStore
+from nativekit.saga._store.store import UNFINISHED, SagaStore
 from nativekit.testing import ManualClock
 
 SHORT = 0.05  # seconds: a lease that expires during the test
@@ -191,6 +198,66 @@ class SagaStoreContract:
         claimed = await eventually(claim)
         assert [r.saga_id for r in claimed] == ["a"]
 
+    async def test_release_if_any_releases_only_when_a_named_field_is_held(
+        self, store: SagaStore
+    ) -> None:
+        """``release_if_any`` keeps the lease (long) unless the record holds a named field."""
+
+        async def claim(token: str) -> list[str]:
+            got = await store.claim_expired(["place-order:d1"], lambda: token, lease=30, limit=5)
+            return [r.saga_id for r in got]
+
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        parked = Transition(fields={"awaiting": '["review"]'}, release_if_any=["event:review"])
+        await write(store, saga, "t1", parked, lease=600)
+        assert await claim("t2") == []
+        assert (await store.get("a")).token == "t1"  # type: ignore[union-attr]
+        other = record("b")
+        await store.create(other, token="u1", lease=30)
+        await store.signal("b", "review", '{"ok":true}')  # delivered before it parks
+        await write(store, other, "u1", parked, lease=600)
+        assert await eventually(lambda: claim("u2")) == ["b"]
+
+    async def test_signal_stores_an_event_once_and_wakes_a_saga_awaiting_it(
+        self, store: SagaStore
+    ) -> None:
+        """The first delivery is stored (and releases an awaiting saga); a second is not."""
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        await write(store, saga, "t1", Transition(fields={"awaiting": '["review"]'}), lease=600)
+        assert await store.signal("a", "other", "1") == (True, False)  # not awaited: no wake
+        assert (await store.get("a")).token == "t1"  # type: ignore[union-attr]
+        assert await store.signal("a", "review", '{"ok":true}') == (True, True)
+        assert await store.signal("a", "review", '{"ok":false}') == (False, False)
+        stored = await store.get("a")
+        assert stored is not None and stored.token is None
+        assert stored.events == {"other": "1", "review": '{"ok":true}'}
+        claimed = await store.claim("a", "t2", lease=30)  # released: claimable at once
+        assert claimed.token == "t2"
+
+    async def test_signal_is_refused_for_a_finished_or_unknown_saga(self, store: SagaStore) -> None:
+        """A COMPLETED saga refuses events with SagaStateError naming it; no saga: SagaNotFound."""
+        saga = record("a")
+        await store.create(saga, token="t1", lease=30)
+        await write(store, saga, "t1", Transition(status=SagaStatus.COMPLETED))
+        with pytest.raises(SagaStateError, match=r"saga 'a' is COMPLETED and takes no more events"):
+            await store.signal("a", "review", "1")
+        with pytest.raises(SagaNotFound):
+            await store.signal("nope", "review", "1")
+
+    async def test_deadline_awaiting_timers_and_events_round_trip(self, store: SagaStore) -> None:
+        """The fields of deadlines and durable waits read back into the record."""
+        saga = record("a")
+        saga.deadline = 1_800_000_000.5
+        await store.create(saga, token="t1", lease=30)
+        fields = {"awaiting": '["x"]', "timer:s:forward:1": "1800000001.25"}
+        await write(store, saga, "t1", Transition(fields=fields))
+        stored = await store.get("a")
+        assert stored is not None
+        assert stored.deadline == 1_800_000_000.5
+        assert stored.awaiting == ["x"] and stored.timers == {"timer:s:forward:1": 1800000001.25}
+
     async def test_an_aborted_saga_made_active_again_no_longer_expires(
         self, store: SagaStore
     ) -> None:
@@ -281,6 +348,34 @@ class SagaStoreContract:
         await outbox.ack(batch.handles)
         assert (await outbox.backlog())[0] == 0
         assert (await outbox.read(10)).entries == []
+
+    async def test_counts_follow_instances_through_their_statuses(self, store: SagaStore) -> None:
+        """``counts`` gives every unfinished status of every asked-for saga, moves an
+        instance from one status to the next, and leaves finished ones and other sagas out."""
+        names = ["place-order", "refund"]
+        assert await store.counts(names) == {
+            (name, status): 0 for name in names for status in UNFINISHED
+        }
+        sagas = [record(f"s{i}") for i in range(4)] + [record("r1", name="refund")]
+        for saga in [*sagas, record("x1", name="other")]:
+            await store.create(saga, token="t", lease=30)
+        await write(store, sagas[1], "t", Transition(status=SagaStatus.COMPENSATING))
+        await write(store, sagas[2], "t", Transition(status=SagaStatus.FAILED))
+        await write(store, sagas[3], "t", Transition(status=SagaStatus.COMPLETED))
+        await write(store, sagas[4], "t", Transition(status=SagaStatus.FAILED))
+        counts = await store.counts(names)
+        assert counts == {
+            ("place-order", SagaStatus.RUNNING): 1,
+            ("place-order", SagaStatus.COMPENSATING): 1,
+            ("place-order", SagaStatus.FAILED): 1,
+            ("refund", SagaStatus.RUNNING): 0,
+            ("refund", SagaStatus.COMPENSATING): 0,
+            ("refund", SagaStatus.FAILED): 1,
+        }
+        await write(store, sagas[0], "t", Transition(status=SagaStatus.FAILED))
+        counts = await store.counts(["place-order"])
+        assert counts[("place-order", SagaStatus.RUNNING)] == 0
+        assert counts[("place-order", SagaStatus.FAILED)] == 2
 
     async def test_ping_succeeds(self, store: SagaStore) -> None:
         """A reachable store answers ping."""

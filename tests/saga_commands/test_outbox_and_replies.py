@@ -13,9 +13,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import nativekit
 from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga._commands.replies import apply_reply
+from nativekit.saga._store.memory import MemorySagaStore
 from nativekit.saga._store.model import SagaRecord, SagaStatus, Transition
 from nativekit.saga._store.outbox import MemoryOutbox, OutboxEntry, OutboxRelay
-from nativekit.saga._store.store import MemorySagaStore
 
 from .shop import OrderConfirmed, inventory_service, memory_ledger, orders_service, payments_service
 from .test_commands_memory import _settings, running

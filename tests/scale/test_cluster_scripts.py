@@ -33,6 +33,7 @@ SCRIPTS = {
     "saga CLAIM": _saga_scripts.CLAIM,
     "saga RENEW": _saga_scripts.RENEW,
     "saga CLAIM_REPLY": _saga_scripts.CLAIM_REPLY,
+    "saga SIGNAL": _saga_scripts.SIGNAL,
     "dedup claim": _dedup._CLAIM,
     "dedup finish": _dedup._FINISH,
     "dedup renew": _dedup._RENEW,
@@ -75,7 +76,7 @@ def record(saga_id: str) -> SagaRecord:
 
 async def saga_scripts(client: Any, unique: str) -> None:
     """Each saga transition script: create, write (status change with outbox), claim,
-    renew, claim a reply, claim expired."""
+    renew, claim a reply, claim expired, signal an event."""
     store = RedisSagaStore(client, prefix=f"test:slots:{unique}", shards=8)
     common = {"name": "place-order", "definition": "d1", "lease": 30, "retention": 60}
     for saga_id in ("s1", "s2", "s3"):
@@ -93,6 +94,7 @@ async def saga_scripts(client: Any, unique: str) -> None:
     await store.write("s3", "t3", Transition(release=True), current=SagaStatus.RUNNING, **common)
     [recovered] = await store.claim_expired(["place-order:d1"], lambda: "t4", lease=30, limit=5)
     assert recovered.saga_id == "s3"
+    await store.signal("s2", "paid", "{}")
 
 
 async def dedup_scripts(client: Any, unique: str) -> None:

@@ -332,6 +332,21 @@ def test_redis_password_is_a_mounted_secret_file(service: str) -> None:
     assert plain == []
 
 
+def test_operator_api_of_orders_is_protected_by_a_mounted_token() -> None:
+    """orders serves the operator API with NATIVEKIT_AUTH_TOKEN_FILE in a Secret volume."""
+    env = env_of("orders")
+    assert env["NATIVEKIT_SAGA_OPERATOR_API"] == "true"
+    assert "NATIVEKIT_AUTH_INSECURE_OPERATOR_API" not in env
+    path = Path(env["NATIVEKIT_AUTH_TOKEN_FILE"])
+    mounts = {m["mountPath"]: m for m in container("orders")["volumeMounts"]}
+    mount = mounts[str(path.parent)]
+    volume = next(v for v in pod_spec("orders")["volumes"] if v["name"] == mount["name"])
+    assert mount.get("readOnly") is True
+    assert volume["secret"]["secretName"] == "shop-operator"
+    assert path.name in {item["path"] for item in volume["secret"]["items"]}
+    assert "NATIVEKIT_AUTH_TOKEN" not in env  # never the token itself in plain env
+
+
 @pytest.mark.parametrize("service", SERVICES)
 def test_termination_grace_covers_nativekit_drain(service: str) -> None:
     """Either preStop sleeps or nativekit delays; the kubelet waits for delay + grace + margin."""

@@ -12,6 +12,8 @@ PACKAGES = [
     "nativekit.saga",
     "nativekit.messaging",
     "nativekit.cache",
+    "nativekit.auth",
+    "nativekit.client",
     "nativekit.testing",
     "nativekit.backends",
     "nativekit.backends.redis",

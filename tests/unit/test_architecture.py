@@ -12,11 +12,13 @@ ROOT = Path(nativekit.__file__).parent
 PUBLIC = {
     "nativekit",
     "nativekit.__main__",
+    "nativekit.auth",
     "nativekit.backends",
     "nativekit.backends.kafka",
     "nativekit.backends.redis",
     "nativekit.cache",
     "nativekit.cli",
+    "nativekit.client",
     "nativekit.errors",
     "nativekit.messaging",
     "nativekit.saga",

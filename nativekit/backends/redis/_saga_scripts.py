@@ -25,6 +25,14 @@ local function hset_blob(key, blob)
   for part in string.gmatch(blob, '([^%z]*)%z') do parts[#parts + 1] = part end
   redis.call('HSET', key, unpack(parts))
 end
+-- true when the hash holds any field of the "f\0f\0" blob
+local function has_any(key, blob)
+  if blob == nil or blob == '' then return false end
+  for part in string.gmatch(blob, '([^%z]*)%z') do
+    if redis.call('HEXISTS', key, part) == 1 then return true end
+  end
+  return false
+end
 """
 
 #: KEYS: record, leases, live, status index, status+name index.
@@ -50,7 +58,8 @@ return 1
 #: KEYS: record, leases, live, and when the status changes: old status index,
 #:       old status+name index, new status index, new status+name index.
 #: ARGV: id, token, expected status, new status ('' = unchanged), lease_ms, retention_ms,
-#:       release ('1'/'0'), live field, fields blob[, outbox count, entries...]
+#:       release ('1'/'0'), live field, fields blob, release-if fields blob
+#:       [, outbox count, entries...]
 #:       (with outbox entries, the shard's outbox stream is the last key).
 #: Returns 1 on success, 0 for a stale token, -1 when the status is not the expected one.
 WRITE = (
@@ -79,7 +88,7 @@ end
 if not active(status) then
   redis.call('HDEL', KEYS[1], 'token', 'lease')
   redis.call('ZREM', KEYS[2], ARGV[1])
-elseif ARGV[7] == '1' then
+elseif ARGV[7] == '1' or has_any(KEYS[1], ARGV[10]) then
   redis.call('HDEL', KEYS[1], 'token')
   redis.call('HSET', KEYS[1], 'lease', string.format('%d', now))
   redis.call('ZADD', KEYS[2], now, ARGV[1])
@@ -97,9 +106,9 @@ if finished(status) then
   redis.call('ZREMRANGEBYSCORE', KEYS[6], '-inf', now - retention)
   redis.call('ZREMRANGEBYSCORE', KEYS[7], '-inf', now - retention)
 end
--- outbox entries (ARGV[10] = count) go to the shard's outbox stream, the last key
-for i = 1, tonumber(ARGV[10] or '0') do
-  redis.call('XADD', KEYS[#KEYS], '*', 'e', ARGV[10 + i])
+-- outbox entries (ARGV[11] = count) go to the shard's outbox stream, the last key
+for i = 1, tonumber(ARGV[11] or '0') do
+  redis.call('XADD', KEYS[#KEYS], '*', 'e', ARGV[11 + i])
 end
 return 1
 """
@@ -169,5 +178,33 @@ local lease = now_ms() + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', string.format('%d', lease))
 redis.call('ZADD', KEYS[2], lease, ARGV[1])
 return redis.call('HGETALL', KEYS[1])
+"""
+)
+
+#: KEYS: record, leases. ARGV: id, event field ("event:<name>"), payload, event name.
+#: Stores the event once; releases the lease of an active saga that awaits it.
+#: Returns -1 (no such saga), -2 (finished: the status follows), 0 (delivered before),
+#: 1 (stored) or 2 (stored and the saga woken).
+SIGNAL = (
+    _PRELUDE
+    + """
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local status = redis.call('HGET', KEYS[1], 'status')
+if finished(status) then return {-2, status} end
+if redis.call('HEXISTS', KEYS[1], ARGV[2]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[2], ARGV[3])
+if not active(status) then return 1 end
+local raw = redis.call('HGET', KEYS[1], 'awaiting')
+if not raw or raw == '' then return 1 end
+for _, name in ipairs(cjson.decode(raw)) do
+  if name == ARGV[4] then
+    local now = now_ms()
+    redis.call('HDEL', KEYS[1], 'token')
+    redis.call('HSET', KEYS[1], 'lease', string.format('%d', now))
+    redis.call('ZADD', KEYS[2], now, ARGV[1])
+    return 2
+  end
+end
+return 1
 """
 )

@@ -16,9 +16,9 @@ node. Listing, recovery and the definition check read every shard (pipelined).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import zlib
-from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -29,51 +29,19 @@ from nativekit.backends.redis._client import UNAVAILABLE_ERRORS
 from nativekit.backends.redis._cluster import is_cluster
 from nativekit.backends.redis._cluster import pool_size as redis_pool_size
 from nativekit.backends.redis._outbox import RedisOutbox
-from nativekit.errors import BackendUnavailable, ConfigError
+from nativekit.backends.redis._saga_codec import _blob, _fields, _text, _translated, _unavailable
+from nativekit.errors import ConfigError
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, Transition, Waiting
-from nativekit.saga._store.store import decode_cursor, definition_key, encode_cursor
+from nativekit.saga._store.store import (
+    UNFINISHED,
+    decode_cursor,
+    definition_key,
+    encode_cursor,
+    refused_event,
+)
 
 _ALL = tuple(SagaStatus)
-
-
-def _unavailable(operation: str, exc: BaseException) -> BackendUnavailable:
-    hint = " Is NATIVEKIT_REDIS_URL right and the server up?"
-    return BackendUnavailable(
-        f"Redis saga store failed {operation}: {exc}."
-        + (hint if isinstance(exc, UNAVAILABLE_ERRORS) else "")
-    )
-
-
-@contextmanager
-def _translated(operation: str) -> Iterator[None]:
-    try:
-        yield
-    except UNAVAILABLE_ERRORS as exc:
-        raise _unavailable(operation, exc) from exc
-    except redis.exceptions.RedisError as exc:
-        raise _unavailable(operation, exc) from exc
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _blob(fields: dict[str, str]) -> str:
-    """Fields as one ``k\0v\0…`` argument (JSON and names never hold a NUL)."""
-    if not fields:
-        return ""
-    parts: list[str] = []
-    for key, value in fields.items():
-        parts += (key, value.replace("\0", "\\0"))
-    return "\0".join(parts) + "\0"
-
-
-def _fields(raw: Any) -> dict[str, str]:
-    if isinstance(raw, dict):
-        return {_text(k): _text(v) for k, v in raw.items()}
-    items = [_text(v) for v in raw]
-    return dict(zip(items[::2], items[1::2], strict=True))
 
 
 class RedisSagaStore:
@@ -104,6 +72,7 @@ class RedisSagaStore:
         self._claim = client.register_script(redis_scripts.CLAIM)
         self._renew = client.register_script(redis_scripts.RENEW)
         self._claim_reply = client.register_script(redis_scripts.CLAIM_REPLY)
+        self._signal = client.register_script(redis_scripts.SIGNAL)
 
     # -- keys -------------------------------------------------------------------------
 
@@ -210,6 +179,7 @@ class RedisSagaStore:
             "1" if change.release else "0",
             definition_key(name, definition),
             _blob(change.fields),
+            "".join(f"{field}\0" for field in change.release_if_any),
         ]
         keys = [f"{tag}:r:{saga_id}", f"{tag}:leases", f"{tag}:live"]
         if new is not current:
@@ -271,6 +241,20 @@ class RedisSagaStore:
         if not raw:
             raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
         return SagaRecord.from_fields(_fields(raw))
+
+    async def signal(self, saga_id: str, event: str, payload: str) -> tuple[bool, bool]:
+        """Store ``event`` once; release the lease of an active instance that awaits it."""
+        keys = [self._record_key(saga_id), f"{self._shard(saga_id)}:leases"]
+        with _translated("signal"):
+            async with self._gate:
+                raw = await self._eval(
+                    self._signal, keys, [saga_id, f"event:{event}", payload, event]
+                )
+        if raw == -1:
+            raise SagaNotFound(f"no saga instance with id {saga_id!r}")
+        if isinstance(raw, list):
+            raise SagaStateError(refused_event(saga_id, event, _text(raw[1])))
+        return raw != 0, raw == 2
 
     def outbox(self, *, consumer: str, claim_after: float) -> RedisOutbox:
         """The shards' outbox streams, read by the relay ``consumer`` (see :class:`RedisOutbox`)."""
@@ -387,6 +371,16 @@ class RedisSagaStore:
                 for shard in range(self.shards):
                     pipe.zcount(f"{self._tag(shard)}:leases", "-inf", now_ms)
                 return sum(int(n) for n in await pipe.execute())
+
+    async def counts(self, names: Collection[str]) -> dict[tuple[str, SagaStatus], int]:
+        """Unfinished instances per (saga name, status): a pipelined ``ZCARD`` per index."""
+        keys, n = [(name, status) for name in names for status in UNFINISHED], self.shards
+        with _translated("counts"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for (name, status), shard in itertools.product(keys, range(n)):
+                    pipe.zcard(self._index(self._tag(shard), status, name))
+                sizes = [int(size) for size in await pipe.execute()]
+        return {key: sum(sizes[i * n : (i + 1) * n]) for i, key in enumerate(keys)}
 
     async def ping(self) -> None:
         """Raise :class:`BackendUnavailable` if Redis does not answer."""

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import re
 import typing
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from pydantic import TypeAdapter
@@ -61,11 +63,100 @@ class SagaContext(Generic[T_co]):
     attempt: int
     log: Any
 
+    async def sleep(self, delay: float | timedelta | datetime) -> None:
+        """Sleep durably: ``delay`` seconds (or a ``timedelta``), or until a ``datetime``.
+
+        No task is held while the saga sleeps: its state is persisted and the run
+        ends; any replica's recovery resumes it at the wake-up time, re-running this
+        step from its start (code before the sleep must be idempotent, as for a
+        crash) with this call returning at once. The wake-up time is stored the
+        first time the call is reached, so a re-run does not sleep again.
+        """
+        await _durable(self).sleep(self, delay)
+
+    async def wait_for(
+        self,
+        event: str,
+        *,
+        timeout: float | timedelta | None = None,  # noqa: ASYNC109
+        type: Any = Any,
+    ) -> Any:
+        """Wait durably for the external ``event``, delivered with
+        ``svc.sagas.signal(saga_id, event, payload)``; return its payload.
+
+        Like :meth:`sleep`, the saga is parked without a task and this step re-runs
+        from its start once the event arrives (or was delivered before). An event
+        is delivered once per saga and name. Raises :class:`EventTimeout` (the step
+        fails without retries) when ``timeout`` passes first.
+
+        Args:
+            event: the event's name (letters, digits, ``.``, ``_``, ``-``).
+            timeout: seconds (or a ``timedelta``) to wait; None waits until the
+                saga's deadline, if any, else without limit.
+            type: validate the payload into this type (a pydantic model, ...).
+        """
+        return await _durable(self).wait_for(self, event, timeout, type)
+
     @property
     def forward_key(self) -> str:
         """The idempotency key of this step's forward action, in either direction:
         what a compensation passes to a participant to name the effect it undoes."""
         return idempotency_key(self.saga_id, self.step, "forward")
+
+
+class Durable(Protocol):
+    """What the running saga does for :meth:`SagaContext.sleep` and ``wait_for``."""
+
+    async def sleep(self, ctx: SagaContext[Any], delay: float | timedelta | datetime) -> None:
+        """Park the saga until the wake-up time (persisted), unless it passed."""
+
+    async def wait_for(
+        self,
+        ctx: SagaContext[Any],
+        event: str,
+        timeout: float | timedelta | None,  # noqa: ASYNC109
+        type: Any,
+    ) -> Any:
+        """The event's payload; park the saga until it arrives or the timeout passes."""
+
+    async def child(self, ctx: SagaContext[Any], saga: Any, data: Any) -> dict[str, Any]:
+        """Start (once) and wait for the child saga; its results, by step name."""
+
+    async def compensate_child(self, ctx: SagaContext[Any]) -> None:
+        """Compensate the child this step started, if it completed; wait for its end."""
+
+
+#: Set by the runner for the duration of a step attempt.
+durable_run: contextvars.ContextVar[Durable | None] = contextvars.ContextVar(
+    "nativekit_saga_durable", default=None
+)
+
+
+def _durable(ctx: SagaContext[Any]) -> Durable:
+    run = durable_run.get()
+    if run is None:
+        raise ConfigError(
+            f"ctx.sleep() and ctx.wait_for() work inside a running saga step; step {ctx.step!r} "
+            "was called outside of one (in a unit test, run the saga with "
+            "nativekit.testing.run_saga)."
+        )
+    return run
+
+
+class Grouping(Protocol):
+    """What a step knows of its parallel group (``ParallelGroup``)."""
+
+    @property
+    def name(self) -> str:
+        """The group's name."""
+
+    @property
+    def on_failure(self) -> Literal["cancel", "finish"]:
+        """What the other members do when one fails."""
+
+    @property
+    def members(self) -> list[Step[Any, Any]]:
+        """The member steps, in declaration order."""
 
 
 class StepOwner(Protocol):
@@ -98,6 +189,8 @@ class Step(Generic[P, R]):
         self.readonly = readonly
         self.compensation: Callable[..., Awaitable[Any]] | None = None
         self.compensation_policy = COMPENSATION_DEFAULT
+        #: The parallel group this step belongs to, if any.
+        self.group: Grouping | None = None
         hints = typing.get_type_hints(func)
         returns = hints.get("return", Any)
         self.result_type: TypeAdapter[Any] = TypeAdapter(Any if returns is None else returns)

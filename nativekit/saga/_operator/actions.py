@@ -52,9 +52,12 @@ async def retry(runtime: SagaRuntime, saga_id: str) -> SagaRecord:
     return await _resume(runtime, saga, record, token, admin.retry_change(record), "retry")
 
 
-async def compensate(runtime: SagaRuntime, saga_id: str) -> SagaRecord:
-    """Roll a saga back: from RUNNING (cancel), FAILED (resume compensation) or ABORTED."""
-    record, token = await _take_over(runtime, saga_id, admin.COMPENSABLE)
+async def compensate(
+    runtime: SagaRuntime, saga_id: str, *, also: tuple[SagaStatus, ...] = ()
+) -> SagaRecord:
+    """Roll a saga back: from RUNNING (cancel), FAILED (resume compensation) or ABORTED
+    (``also=(COMPLETED,)``: a completed child saga whose parent compensates)."""
+    record, token = await _take_over(runtime, saga_id, admin.COMPENSABLE + also)
     saga = runtime.definition_of(record)
     change = admin.compensate_change(record)
     return await _resume(runtime, saga, record, token, change, "compensate")

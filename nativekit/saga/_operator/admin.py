@@ -76,9 +76,12 @@ def compensate_change(record: SagaRecord) -> Transition:
     change = Transition(status=SagaStatus.COMPENSATING)
     if record.status is not SagaStatus.COMPENSATING:
         change.fields["error"] = record.error or "compensation requested by an operator"
+    if record.awaiting:  # a parked saga: the events it waited for no longer matter
+        change.fields["awaiting"] = ""
     for name, srec in record.steps.items():
         if srec.status is StepStatus.RUNNING:
             srec.uncertain = True
+            srec.waiting = False
             change.fields[f"step:{name}"] = srec.to_json()
         if srec.status is StepStatus.COMPENSATION_FAILED:
             srec.compensation_attempts = srec.compensation_interruptions = 0

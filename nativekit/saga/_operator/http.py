@@ -1,7 +1,9 @@
 """The saga operator HTTP API: list, inspect, retry, compensate, abort.
 
-Enabled with ``NATIVEKIT_SAGA_OPERATOR_API=true``; serve it on internal
-networks only (it changes saga state and has no authentication of its own).
+Enabled with ``NATIVEKIT_SAGA_OPERATOR_API=true``. It changes saga state, so it
+requires a bearer token with the operator scope (``NATIVEKIT_AUTH_*``, see
+docs/auth.md) and logs every action with its caller; a service refuses to start
+with it and no authentication unless ``NATIVEKIT_AUTH_INSECURE_OPERATOR_API=true``.
 """
 
 from __future__ import annotations
@@ -46,6 +48,7 @@ async def _answer(action: Awaitable[SagaRecord]) -> dict[str, Any]:
 def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
     """The operator endpoints of ``runtime`` under ``prefix``."""
     from nativekit._http.routing import TypedRoute
+    from nativekit.auth._guard import Access
 
     prefix = "/" + prefix.strip("/")
 
@@ -96,6 +99,7 @@ def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
             methods=[method],
             status_code=200,
             name=f"sagas.{handler.__name__}",
+            access=Access(operator=True),
         )
         for method, path, handler in routes
     ]

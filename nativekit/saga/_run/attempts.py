@@ -16,13 +16,20 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from nativekit.saga._define.policy import Policy
-from nativekit.saga._define.step import Direction, SagaContext, Step, idempotency_key
-from nativekit.saga._errors import LeaseLost, SagaStoreUnavailable, StepTimeout
-from nativekit.saga._run.state import RunState, describe
+from nativekit.saga._define.step import (
+    Direction,
+    SagaContext,
+    Step,
+    durable_run,
+    idempotency_key,
+)
+from nativekit.saga._errors import DeadlinePassed, LeaseLost, SagaStoreUnavailable, StepTimeout
+from nativekit.saga._run.state import describe
+from nativekit.saga._run.waits import DurableWaits
 from nativekit.saga._store.model import StepRecord, StepStatus, encode_order
 
 
-class StepAttempts(RunState):
+class StepAttempts(DurableWaits):
     # -- one direction of one step ----------------------------------------------------
 
     async def _run(self, step: Step[Any, Any], direction: Direction) -> bool:
@@ -38,6 +45,8 @@ class StepAttempts(RunState):
             outcome = None
             attempt = srec.attempts if forward else srec.compensation_attempts
             self._interrupted(step, direction, attempt, reason="reply deadline unheard")
+        elif outcome is None and self.unpark(step.name, direction):
+            resend = True  # woken from a durable wait: the same attempt goes on
         elif (
             outcome is None
             and _was_running(srec, forward)
@@ -61,7 +70,7 @@ class StepAttempts(RunState):
                     await self.flush()  # else a command step writes its start with its command
             else:
                 attempt = srec.attempts if forward else srec.compensation_attempts
-            self.staged = []
+            self.staged[step.name] = []
             try:
                 if outcome is not None:
                     value = outcome.result()
@@ -87,8 +96,7 @@ class StepAttempts(RunState):
                     await asyncio.sleep(policy.backoff.delay(failures))
                     continue
                 return self._fail(step, srec, forward, srec.error, attempt=attempt)
-            self.pending.outbox.extend(self.staged)
-            self.staged = []
+            self.pending.outbox.extend(self.staged.pop(step.name, []))
             self._complete(step, srec, forward, value)
             return True
 
@@ -218,12 +226,24 @@ class StepAttempts(RunState):
         if commands is not None and commands.is_command(step, direction):
             await commands.send(self, step, direction, ctx)  # persists, then raises Suspended
         policy = step.policy if direction == "forward" else step.compensation_policy
+        limit, by_deadline = (
+            self.attempt_limit(policy.timeout)
+            if direction == "forward"
+            else (policy.timeout, False)
+        )
         started = time.perf_counter()
         outcome = "error"
+        self.ordinals.pop((step.name, direction), None)
+        context = durable_run.set(self)
         try:
-            value = await self._call(func, ctx, policy.timeout, step, direction, attempt)
+            value = await self._call(func, ctx, limit, step, direction, attempt)
             outcome = "ok"
+        except StepTimeout as exc:
+            if by_deadline:
+                raise DeadlinePassed("the saga's deadline passed during the attempt") from exc
+            raise
         finally:
+            durable_run.reset(context)
             metrics = self.env.metrics
             if metrics is not None:
                 elapsed = time.perf_counter() - started

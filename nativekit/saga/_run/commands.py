@@ -47,7 +47,7 @@ def outbox_publish(
         raise SagaStateError("outbox_publish() must be called from inside a running saga step")
     entry = OutboxEntry.new(topic, event, key=key if key is not None else ctx.saga_id)
     entry.headers.update(headers or {})
-    run.staged.append(entry.encode())
+    run.staged.setdefault(ctx.step, []).append(entry.encode())
     return entry.id
 
 
@@ -143,8 +143,7 @@ class CommandDriver:
         )
         pending = run.pending
         run.mark(step.name, run.record.step(step.name))  # the attempt's start, if not written
-        pending.outbox.extend(run.staged)
-        run.staged = []
+        pending.outbox.extend(run.staged.pop(step.name, []))
         pending.outbox.append(entry.encode())
         pending.fields["wait"] = wait.encode()
         pending.lease = spec.timeout

@@ -27,10 +27,16 @@ class SagaRegistry:
             return
         current = self.sagas.get(saga.name)
         if current is not None and current is not saga:
-            raise ConfigError(
-                f"Saga {saga.name!r} is registered twice; register an older definition "
-                "kept for in-flight instances with legacy=True."
-            )
+            if current.version is None or saga.version is None or current.version == saga.version:
+                raise ConfigError(
+                    f"Saga {saga.name!r} is registered twice ({version_label(current)} and "
+                    f"{version_label(saga)}); give each definition its own version "
+                    "(Saga(name, version=2)), or register an older one kept for in-flight "
+                    "instances with legacy=True."
+                )
+            older, saga = sorted((current, saga), key=lambda s: s.version or 0)
+            if older not in self._legacy:
+                self._legacy.append(older)  # keeps running the instances started with it
         self.sagas[saga.name] = saga
 
     @property
@@ -73,16 +79,32 @@ class SagaRegistry:
 
     async def check_definitions(self, store: SagaStore) -> None:
         """Refuse to start when live instances use a definition this service lacks."""
-        for name, saga in self.sagas.items():
+        for name in self.sagas:
             live = await store.live_definitions(name)
             known = {k.rpartition(":")[2] for k in self.definitions if k.startswith(f"{name}:")}
             stale = {h: n for h, n in live.items() if h not in known}
             if stale:
                 count = sum(stale.values())
+                seen = ", ".join(f"{describe(h)}: {n}" for h, n in sorted(stale.items()))
+                registered = ", ".join(describe(h) for h in sorted(known))
                 raise ConfigError(
-                    f"Saga {name!r} changed (definition {saga.definition_hash}) while {count} "
-                    f"instance(s) of its previous definition ({', '.join(sorted(stale))}) are "
-                    "still running. Keep the previous definition registered with "
-                    "svc.add_saga(previous, legacy=True) until they finish, or abort or "
-                    "compensate them through the operator API of a replica that has it."
+                    f"Saga {name!r} changed while {count} instance(s) of definitions this "
+                    f"service does not register are still running ({seen}; registered: "
+                    f"{registered}). Keep the previous definition in code under its version "
+                    "(Saga(name, version=N), registered with svc.add_saga) until they "
+                    "finish, or abort or compensate them through the operator API of a "
+                    "replica that has it."
                 )
+
+
+def version_label(saga: Saga[Any]) -> str:
+    """``version 2 (v2-ab12…)`` or ``unversioned (ab12…)`` for messages."""
+    return describe(saga.definition_hash)
+
+
+def describe(definition: str) -> str:
+    """A definition hash as operators read it: its version, if it has one, and the hash."""
+    version, dash, _ = definition.partition("-")
+    if dash and version.startswith("v") and version[1:].isdigit():
+        return f"version {version[1:]} ({definition})"
+    return f"unversioned ({definition})"

@@ -9,16 +9,17 @@ reply, or recovery counts the attempt as timed out after the deadline.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
-from nativekit.saga._define.step import Step
+from nativekit.saga._define.step import Direction, Step
 from nativekit.saga._errors import LeaseLost
-from nativekit.saga._run.attempts import StepAttempts
+from nativekit.saga._run.parallel import GroupRunner
 from nativekit.saga._run.state import Suspended, current_run
 from nativekit.saga._store.model import SagaRecord, SagaStatus, StepStatus
 
 
-class Run(StepAttempts):
+class Run(GroupRunner):
     # -- driving --------------------------------------------------------------------
 
     async def drive(self) -> SagaRecord:
@@ -49,21 +50,53 @@ class Run(StepAttempts):
     async def _loop(self) -> None:
         while (status := self.pending.status or self.record.status).active:
             if status is SagaStatus.RUNNING:
+                if self.past_deadline():
+                    self._stop_at_deadline()
+                    continue
                 step = self._next_forward()
                 if step is None:
                     await self._finish(SagaStatus.COMPLETED)
-                elif not await self._run(step, "forward"):
+                elif step.group is not None:
+                    failed = await self._run_group(step.group)
+                    if failed is not None:
+                        await self._after_forward_failure(failed)
+                elif not await self._alone(step, "forward"):
                     await self._after_forward_failure(step)
             else:
                 step = self._next_compensation()
                 if step is None:
                     await self._finish(SagaStatus.COMPENSATED)
-                elif not await self._run(step, "compensate"):
+                elif not await self._alone(step, "compensate"):
                     await self._finish(
                         SagaStatus.FAILED,
                         error=f"compensation of step {step.name!r} exhausted its policy: "
                         f"{self.record.step(step.name).error}",
                     )
+
+    async def _alone(self, step: Step[Any, Any], direction: Direction) -> bool:
+        """Run one step that is not in a group; park the saga if the step parked."""
+        try:
+            return await self._run(step, direction)
+        except Suspended:
+            if self.waits:
+                await self.park()
+            raise
+
+    def _stop_at_deadline(self) -> None:
+        """Past the deadline (and no pivot completed): stop going forward, compensate."""
+        record = self.record
+        now = self.env.clock()
+        for name, srec in record.steps.items():
+            if srec.status is StepStatus.RUNNING:  # parked, or cut short by a crash
+                srec.status, srec.uncertain, srec.waiting = StepStatus.FAILED, True, False
+                srec.ended_at = now
+                srec.error = "DeadlinePassed: the saga's deadline passed"
+                self.mark(name, srec)
+        error = f"the saga's deadline passed (at {record.deadline!r}, epoch s)"
+        self.log.warning("saga.deadline.passed", deadline=record.deadline)
+        self.pending.status = SagaStatus.COMPENSATING
+        self.pending.fields["error"] = error
+        record.error = error
 
     def _next_forward(self) -> Step[Any, Any] | None:
         for step in self.saga.steps:
@@ -122,17 +155,15 @@ class Run(StepAttempts):
             self.pending.fields["error"] = error
             self.record.error = error
         await self.flush()
-        metrics = self.env.metrics
-        name = self.saga.name
+        if self.record.parent is not None and self.env.children is not None:
+            self.record.status = status
+            await self.env.children.notify_parent(self.record)
         if status is SagaStatus.FAILED:
             self.log.error("saga.failed", error=error)
-            if metrics is not None:
-                metrics.failed.labels(metrics.service, name).inc()
         elif status is SagaStatus.COMPLETED:
             self.log.info("saga.completed")
-            if metrics is not None:
-                metrics.completed.labels(metrics.service, name).inc()
         else:
             self.log.info("saga.compensated")
-            if metrics is not None:
-                metrics.compensated.labels(metrics.service, name).inc()
+        metrics = self.env.metrics
+        if metrics is not None:  # from its start, whichever replica started it
+            metrics.finished(self.saga.name, status, time.time() - self.record.created_at)

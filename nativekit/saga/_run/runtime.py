@@ -8,14 +8,16 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from nativekit._telemetry.active import current_trace_id
 from nativekit._telemetry.logging import get_logger
 from nativekit.errors import ConfigError
-from nativekit.saga._define.definition import Saga
+from nativekit.saga._define.definition import Saga, seconds_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError
 from nativekit.saga._operator import actions as operations
-from nativekit.saga._run.recovery import RecoveryLoops
+from nativekit.saga._run.children import ChildRuns
 from nativekit.saga._run.runner import Run
 from nativekit.saga._run.state import Creating, Hooks, NotCreated, RunEnv
 from nativekit.saga._run.telemetry import SagaMetrics
@@ -53,7 +55,7 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class SagaRuntime(RecoveryLoops):
+class SagaRuntime(ChildRuns):
     """Runs the sagas of one service on a :class:`SagaStore`, with recovery across replicas.
 
     Args:
@@ -70,6 +72,8 @@ class SagaRuntime(RecoveryLoops):
         max_interruptions: times a step direction interrupted by a process stop is
             re-run before it fails (a step policy may override it).
         supervisor: restarts the recovery and renewal loops after an unexpected error.
+        local_wake: resume sagas parked here on a timer due within minutes from this
+            replica when it is due (recovery of any replica resumes them otherwise).
     """
 
     def __init__(
@@ -87,6 +91,7 @@ class SagaRuntime(RecoveryLoops):
         clock: Callable[[], float] = time.time,
         max_interruptions: int = 3,
         supervisor: Supervisor | None = None,
+        local_wake: bool = True,
     ) -> None:
         self.service = service
         self.supervisor = supervisor or Supervisor(service)
@@ -109,7 +114,11 @@ class SagaRuntime(RecoveryLoops):
             max_interruptions=max_interruptions,
         )
         self.metrics = metrics
-        RecoveryLoops.__init__(self)
+        ChildRuns.__init__(self)
+        self._wakers = set()
+        self.clock = clock
+        self._settling = set()
+        self.local_wake = local_wake
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -141,6 +150,7 @@ class SagaRuntime(RecoveryLoops):
             store=self.store,
             tracer=self._current_tracer(),
             commands=self.commands,
+            children=self,
             **self._env_args,
         )
 
@@ -162,18 +172,42 @@ class SagaRuntime(RecoveryLoops):
     # -- starting and waiting -----------------------------------------------------------
 
     async def start(
-        self, saga: Saga[Any] | str, data: Any, *, saga_id: str | None = None
+        self,
+        saga: Saga[Any] | str,
+        data: Any,
+        *,
+        saga_id: str | None = None,
+        deadline: float | timedelta | None = None,
     ) -> SagaHandle:
         """Validate ``data``, persist a new instance and run it in the background.
 
         If ``saga_id`` exists already, nothing runs: the handle refers to the
         existing instance (``created`` is False). Raises :class:`SagaInputError`
-        for invalid input, before anything is stored.
+        for invalid input, before anything is stored. ``deadline`` (seconds or a
+        ``timedelta``) overrides the saga's own for this instance.
         """
         definition = self.resolve(saga)
+        limit = seconds_of(deadline, "deadline of sagas.start()") or definition.deadline
         if not definition.steps:
             raise ConfigError(f"Saga {definition.name!r} has no steps; add one with @saga.step().")
         value = definition.validate_input(data)
+        now = self._env_args["clock"]()
+        return await self.launch(
+            definition, value, saga_id=saga_id, deadline=None if limit is None else now + limit
+        )
+
+    async def launch(
+        self,
+        definition: Saga[Any],
+        value: Any,
+        *,
+        saga_id: str | None,
+        deadline: float | None,
+        parent: str | None = None,
+        parent_event: str | None = None,
+    ) -> SagaHandle:
+        """Store and run a new instance of ``definition`` with validated input ``value``
+        (``deadline`` in epoch seconds; ``parent``: the saga of a child step)."""
         if saga_id is not None and saga_id in self.runs:  # running here: it exists
             running = self.runs[saga_id][0]
             creating = running.creating
@@ -191,6 +225,10 @@ class SagaRuntime(RecoveryLoops):
             input=definition.encode_input(value),
             created_at=now,
             updated_at=now,
+            trace_id=current_trace_id(),
+            deadline=deadline,
+            parent=parent,
+            parent_event=parent_event,
         )
         creating = Creating()
         run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)
@@ -225,7 +263,10 @@ class SagaRuntime(RecoveryLoops):
         if self.metrics is not None:
             self.metrics.in_flight.inc()
         try:
-            return await run.drive()
+            record = await run.drive()
+            if run.suspended and self.local_wake:
+                self.after_park(run)
+            return record
         except (NotCreated, LeaseLost):
             return None
         except Exception as exc:

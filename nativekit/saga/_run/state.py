@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nativekit._telemetry.logging import get_logger
@@ -65,6 +66,26 @@ class RunEnv:
     max_interruptions: int = 3
     #: Command/reply steps, None when unused.
     commands: CommandSteps | None = None
+    #: Starting and compensating child sagas (the runtime), None when unavailable.
+    children: Children | None = None
+
+
+class Children(Protocol):
+    """What a run asks of the runtime for child steps (``nativekit.saga._run.children``)."""
+
+    async def start_child(
+        self, saga: Any, data: Any, *, saga_id: str, parent: str, event: str, deadline: float | None
+    ) -> None:
+        """Start the child ``saga_id`` (nothing happens if it exists)."""
+
+    async def settle(self, saga_id: str) -> SagaRecord | None:
+        """Wait while the child runs in this process; its record once it ended, else None."""
+
+    async def compensate_child(self, saga_id: str) -> SagaRecord:
+        """Compensate a COMPLETED child (or let a compensating one finish); its end record."""
+
+    async def notify_parent(self, record: SagaRecord) -> None:
+        """A child ended: wake its parent (best effort; the parent also polls)."""
 
 
 class CommandSteps(Protocol):
@@ -85,8 +106,18 @@ class CommandSteps(Protocol):
         """Outbox entries of ``saga_id`` were just written."""
 
 
+@dataclass
+class Wake:
+    """Why one step of a run is parked: until when, and for which events."""
+
+    at: float = math.inf
+    events: list[str] = field(default_factory=list)
+    direction: Direction = "forward"
+
+
 class Suspended(BaseException):
-    """A command step persisted its command and now waits for the reply: the run ends here."""
+    """The run ends here: a command step waits for its reply, or a step sleeps or waits for
+    an event (its state persisted)."""
 
 
 #: The run whose step is executing (``outbox_publish`` stages there).
@@ -119,10 +150,20 @@ class RunState:
         self.creating: Creating | None = None
         #: The command reply this run was resumed with: (reply token, outcome).
         self.reply: tuple[str, Outcome] | None = None
-        #: Outbox entries staged by the executing attempt, written when it completes.
-        self.staged: list[str] = []
+        #: Outbox entries staged by the executing attempt of each step, written when it
+        #: completes (by step name: members of a parallel group run at once).
+        self.staged: dict[str, list[str]] = {}
         #: The run ended because a command step now waits for its reply (state persisted).
         self.suspended = False
+        #: Steps parked by ``ctx.sleep``/``ctx.wait_for`` during this run, not yet written.
+        self.waits: dict[str, Wake] = {}
+        #: Count of durable waits reached per (step, direction) in the current attempt.
+        self.ordinals: dict[tuple[str, str], int] = {}
+        #: When the parked run wakes (epoch s), and whether an event may wake it sooner.
+        self.wake_at: float | None = None
+        self.woken_by_event = False
+        #: Writes of one run never overlap (members of a group flush concurrently).
+        self._writing = asyncio.Lock()
 
     @property
     def log(self) -> Any:
@@ -140,6 +181,10 @@ class RunState:
 
     async def flush(self) -> None:
         """Persist the pending changes (fenced by the lease token)."""
+        async with self._writing:
+            await self._flush()
+
+    async def _flush(self) -> None:
         change, self.pending = self.pending, Transition()
         if self.creating is not None:
             await self._create(self.creating)

@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nativekit._telemetry.metrics import LATENCY_BUCKETS
+from nativekit.saga._store.model import SagaStatus
+
+#: Buckets of a whole saga's duration: a saga waits on retries and replies, so up to an hour.
+SAGA_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+#: Seconds between two readings of stored saga counts and of the outbox backlog (gauges
+#: a scrape would otherwise see only as fresh as the last readiness probe).
+CENSUS_INTERVAL = 15.0
 
 
 class SagaMetrics:
     """Counters by saga name, step duration histogram, in-flight gauge, recoveries,
-    step interruptions."""
+    step interruptions, stored instances by status."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.service = service
@@ -38,6 +48,14 @@ class SagaMetrics:
             labels,
             registry=registry,
         )
+        self.duration = Histogram(
+            "saga_duration_seconds",
+            "Time from a saga's start to its end, by saga and outcome (completed, "
+            "compensated, failed).",
+            ["service", "saga", "outcome"],
+            buckets=SAGA_BUCKETS,
+            registry=registry,
+        )
         self.step_duration = Histogram(
             "saga_step_duration_seconds",
             "Duration of one step attempt, by saga, step, direction and outcome.",
@@ -59,8 +77,39 @@ class SagaMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         ).labels(service)
+        self.stored = Gauge(
+            "nativekit_sagas_stored",
+            "Unfinished saga instances in the store, by saga and status (RUNNING, "
+            "COMPENSATING, FAILED: parked for an operator), counted every 15 s by each "
+            "replica: aggregate replicas with max, not sum.",
+            ["service", "saga", "status"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
         self._steps: dict[tuple[str, str, str, str], Histogram] = {}
         self._started: dict[str, Counter] = {}
+
+    def declare(self, saga: str, steps: Iterable[str]) -> None:
+        """Create the series of a saga at 0 (an alert's ``increase()`` misses a series
+        that is born at 1, and a dashboard shows 0 rather than no data)."""
+        for counter in (self.started, self.completed, self.compensated, self.failed):
+            counter.labels(self.service, saga)
+        self.recovered.labels(self.service, saga)
+        for step in steps:
+            for direction in ("forward", "compensate"):
+                self.interruptions.labels(self.service, saga, step, direction)
+
+    def finished(self, saga: str, status: SagaStatus, seconds: float) -> None:
+        """Count one saga ending in ``status`` (COMPLETED, COMPENSATED or FAILED) after
+        ``seconds`` since it started."""
+        counter = {
+            SagaStatus.COMPLETED: self.completed,
+            SagaStatus.COMPENSATED: self.compensated,
+            SagaStatus.FAILED: self.failed,
+        }[status]
+        counter.labels(self.service, saga).inc()
+        outcome = status.value.lower()
+        self.duration.labels(self.service, saga, outcome).observe(max(0.0, seconds))
 
     def count_started(self, saga: str) -> None:
         """Count one started instance."""

@@ -71,6 +71,8 @@ class StepRecord:
     uncertain: bool = False
     interruptions: int = 0
     compensation_interruptions: int = 0
+    #: The attempt is parked on a durable timer or an external event (not interrupted).
+    waiting: bool = False
 
     def to_json(self) -> str:
         """Compact JSON, dropping empty values."""
@@ -113,6 +115,7 @@ _STEP_FIELDS = (
     "uncertain",
     "interruptions",
     "compensation_interruptions",
+    "waiting",
 )
 _KNOWN = frozenset(("status", *_STEP_FIELDS))
 _compact = json.JSONEncoder(separators=(",", ":")).encode
@@ -158,6 +161,21 @@ class SagaRecord:
     lease_until: float | None = None
     #: JSON of the command reply the saga waits for (command steps), or None.
     wait: str | None = None
+    #: The trace the saga was started in (32 hex digits), or None.
+    trace_id: str | None = None
+    #: When the saga stops moving forward and compensates (epoch s), or None.
+    deadline: float | None = None
+    #: Events a parked saga waits for (a signal of one of them wakes it).
+    awaiting: list[str] = field(default_factory=list)
+    #: Wake-up times of durable timers and event waits (``timer:<step>:<direction>:<n>``).
+    timers: dict[str, float] = field(default_factory=dict)
+    #: Payloads (JSON) of the external events delivered, by event name.
+    events: dict[str, str] = field(default_factory=dict)
+    #: The saga that started this one as a child step, and the event that wakes it.
+    parent: str | None = None
+    parent_event: str | None = None
+    #: Child sagas this one started: child id -> the step that started it.
+    children: dict[str, str] = field(default_factory=dict)
 
     def to_fields(self) -> dict[str, str]:
         """The record as flat string fields (lease fields are the store's business)."""
@@ -173,6 +191,21 @@ class SagaRecord:
             "error": self.error or "",
             "order": encode_order(self.order),
         }
+        if self.trace_id:
+            fields["trace"] = self.trace_id
+        if self.deadline is not None:
+            fields["deadline"] = repr(self.deadline)
+        if self.awaiting:
+            fields["awaiting"] = json.dumps(self.awaiting)
+        if self.parent is not None:
+            fields["parent"] = self.parent
+            fields["parent_event"] = self.parent_event or ""
+        for child, started_by in self.children.items():
+            fields[f"child:{child}"] = started_by
+        for key, at in self.timers.items():
+            fields[key] = repr(at)
+        for name, payload in self.events.items():
+            fields[f"event:{name}"] = payload
         for name, step in self.steps.items():
             fields[f"step:{name}"] = step.to_json()
         for name, result in self.results.items():
@@ -197,12 +230,23 @@ class SagaRecord:
             token=fields.get("token") or None,
             lease_until=float(lease) / 1000 if lease else None,
             wait=fields.get("wait") or None,
+            trace_id=fields.get("trace") or None,
+            deadline=float(fields["deadline"]) if fields.get("deadline") else None,
+            awaiting=json.loads(fields.get("awaiting") or "[]"),
+            parent=fields.get("parent") or None,
+            parent_event=fields.get("parent_event") or None,
         )
         for key, value in fields.items():
             if key.startswith("step:"):
                 record.steps[key[5:]] = StepRecord.from_json(value)
             elif key.startswith("result:"):
                 record.results[key[7:]] = value
+            elif key.startswith("timer:"):
+                record.timers[key] = float(value)
+            elif key.startswith("event:"):
+                record.events[key[6:]] = value
+            elif key.startswith("child:"):
+                record.children[key[6:]] = value
         return record
 
     def step(self, name: str) -> StepRecord:
@@ -232,6 +276,12 @@ class SagaRecord:
             },
             "results": {name: json.loads(raw) for name, raw in self.results.items()},
             "lease_until": self.lease_until,
+            "trace_id": self.trace_id,
+            "deadline": self.deadline,
+            "awaiting": list(self.awaiting),
+            "events": {name: json.loads(raw) for name, raw in self.events.items()},
+            "parent": self.parent,
+            "children": dict(self.children),
         }
 
 
@@ -242,6 +292,10 @@ class Transition:
     ``outbox`` holds encoded outbox entries written in the same atomic write
     (``nativekit.saga._store.outbox``); ``lease`` overrides the lease length of this write
     (a saga waiting for a command reply is leased until the reply deadline).
+    ``release_if_any``: field names; when the record holds any of them once the change
+    is applied, the write releases the lease (as ``release``) instead of extending it. A
+    saga parking on an external event names ``event:<name>`` here, so an event delivered
+    just before it parked wakes it at once.
     """
 
     status: SagaStatus | None = None
@@ -249,6 +303,7 @@ class Transition:
     release: bool = False
     outbox: list[str] = field(default_factory=list)
     lease: float | None = None
+    release_if_any: list[str] = field(default_factory=list)
 
     def merge(self, other: Transition) -> None:
         """Fold ``other`` (a later change) into this one."""
@@ -259,6 +314,7 @@ class Transition:
         self.outbox.extend(other.outbox)
         if other.lease is not None:
             self.lease = other.lease
+        self.release_if_any.extend(other.release_if_any)
 
     def __bool__(self) -> bool:
         return self.status is not None or bool(self.fields) or self.release or bool(self.outbox)

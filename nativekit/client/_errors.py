@@ -1,0 +1,26 @@
+"""The one error a peer call raises when no response came back."""
+
+from __future__ import annotations
+
+from nativekit.errors import NativekitError
+
+
+class PeerError(NativekitError, ConnectionError):
+    """A call to another service got no response: connection refused, timeout, reset,
+    or the peer's circuit breaker is open. Its message names the peer and the request.
+
+    Attributes:
+        peer: the peer's name (``svc.http_client(..., peer=)``, default its host).
+        method: the request method.
+        url: the request URL.
+    """
+
+    def __init__(self, message: str, *, peer: str, method: str, url: str) -> None:
+        super().__init__(message)
+        self.peer = peer
+        self.method = method
+        self.url = url
+
+
+class CircuitOpen(PeerError):
+    """The peer failed repeatedly; calls fail at once until its breaker lets a trial through."""
