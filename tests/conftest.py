@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import trace
@@ -49,6 +50,25 @@ def redis_url(redis_server: servers.Server) -> Iterator[str]:
     database = databases.claim_database(redis_server.url)
     yield database.url
     database.release()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[servers.RedisClusterServer]:
+    """A real Redis Cluster (3 masters, 3 replicas): NATIVEKIT_TEST_REDIS_CLUSTER_URL or one
+    started for this run (in about 2 s, on first use)."""
+    cluster = servers.start_redis_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster: servers.RedisClusterServer) -> AsyncIterator[Any]:
+    """A client of the cluster as a service builds it (``redis+cluster://``)."""
+    from nativekit.backends.redis import create_redis
+
+    client = create_redis(nativekit.Settings(_env_file=None, redis={"url": redis_cluster.url}))
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

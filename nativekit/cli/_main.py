@@ -43,8 +43,10 @@ def _commands() -> None:
     from nativekit.cli._dlq import dlq
     from nativekit.cli._docs import docs
     from nativekit.cli._project import new, update
+    from nativekit.cli._reshard import reshard
     from nativekit.cli._sagas import sagas
 
+    sagas.add_command(reshard)
     cli.add_command(new)
     cli.add_command(update)
     cli.add_command(sagas)

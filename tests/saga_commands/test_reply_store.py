@@ -32,6 +32,16 @@ class ReplyStoreContract:
         assert await store.finish("k2", token, REPLY, retain=60)
         assert await store.claim("k2", lease=5) == REPLY
 
+    async def test_finishing_again_with_the_same_reply_succeeds(self, store: Any) -> None:
+        """A retried finish whose first call went through is no lost lease; another reply
+        cannot replace the stored one."""
+        token = await store.claim("k5", lease=5)
+        assert await store.finish("k5", token, REPLY, retain=60)
+        assert await store.finish("k5", token, REPLY, retain=60)
+        other = StoredReply(False, "", b"", "rejected")
+        assert not await store.finish("k5", token, other, retain=60)
+        assert await store.claim("k5", lease=5) == REPLY
+
     async def test_a_stale_owner_cannot_overwrite(self, store: Any) -> None:
         """Only the current owner's token (or nobody's) may store the reply."""
         assert isinstance(await store.claim("k3", lease=5), str)
@@ -70,3 +80,13 @@ class TestRedisReplyStore(ReplyStoreContract):
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.mark.redis
+class TestClusterReplyStore(ReplyStoreContract):
+    @pytest.fixture
+    async def store(self, cluster_client: Any, unique: str) -> AsyncIterator[RedisReplyStore]:
+        """A Redis store on a real 3-master cluster; keys removed afterwards."""
+        yield RedisReplyStore(cluster_client, prefix=f"test:replies:{unique}")
+        async for key in cluster_client.scan_iter(match=f"test:replies:{unique}:*"):
+            await cluster_client.delete(key)

@@ -166,7 +166,15 @@ class CommandTopic:
         """A token when this worker owns the key, the stored reply when it was answered."""
         delay = 0.02
         while True:
-            claim = await self.store.claim(key, lease=self.settings.consumer.dedup_lease_seconds)
+            try:
+                claim = await self.store.claim(
+                    key, lease=self.settings.consumer.dedup_lease_seconds
+                )
+            except BackendUnavailable as exc:  # a store outage is no failure of the command
+                self.log.warning("command.claim_failed", idempotency_key=key, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             if claim is not None:
                 return claim
             await asyncio.sleep(delay)  # another worker holds the key: wait for it or its lease
@@ -235,12 +243,24 @@ class CommandTopic:
         msg: Message,
         outcome: CommandOutcome,
     ) -> None:
-        retain = self.settings.consumer.dedup_retention_seconds
-        if not await self.store.finish(key, token, stored, retain=retain):
+        if not await self._finish(key, token, stored):
             self.log.warning("command.lease_lost", idempotency_key=key)
             return  # another worker took the key over and answers it
         self._count(msg, outcome)
         await self._send(reply_to, msg, stored)
+
+    async def _finish(self, key: str, token: str, stored: StoredReply) -> bool:
+        """Store the reply, retried while the store is down: the handler already ran, and
+        giving up would run it again on redelivery (a Redis failover takes seconds)."""
+        retain = self.settings.consumer.dedup_retention_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.finish(key, token, stored, retain=retain)
+            except BackendUnavailable as exc:
+                self.log.warning("command.finish_failed", idempotency_key=key, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _send(self, reply_to: str | None, msg: Message, stored: StoredReply) -> None:
         if not reply_to:

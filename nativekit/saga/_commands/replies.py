@@ -224,9 +224,7 @@ async def apply_reply(
         return "ignored"
     new = uuid.uuid4().hex
     try:
-        claimed = await runtime.store.claim_reply(
-            saga_id, wait, new, lease=runtime.lease, known=list(runtime.definitions)
-        )
+        claimed = await _claim_reply(runtime, saga_id, wait, new)
     except (UnknownSaga, SagaStateError):
         return "ignored"
     except (LeaseLost, SagaNotFound):
@@ -251,3 +249,17 @@ async def apply_reply(
         return "ignored"
     run.reply = (token, outcome)
     return "received"
+
+
+async def _claim_reply(runtime: SagaRuntime, saga_id: str, wait: Waiting, token: str) -> SagaRecord:
+    """``claim_reply``, retried while the store is down (a Redis failover takes seconds):
+    a reply given up on would only be heard again when its wait times out."""
+    delay = 0.1
+    while True:
+        try:
+            return await runtime.store.claim_reply(
+                saga_id, wait, token, lease=runtime.lease, known=list(runtime.definitions)
+            )
+        except BackendUnavailable:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

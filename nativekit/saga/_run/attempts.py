@@ -23,7 +23,7 @@ from nativekit.saga._define.step import (
     durable_run,
     idempotency_key,
 )
-from nativekit.saga._errors import DeadlinePassed, LeaseLost, StepTimeout
+from nativekit.saga._errors import DeadlinePassed, LeaseLost, SagaStoreUnavailable, StepTimeout
 from nativekit.saga._run.state import describe
 from nativekit.saga._run.waits import DurableWaits
 from nativekit.saga._store.model import StepRecord, StepStatus, encode_order
@@ -76,6 +76,8 @@ class StepAttempts(DurableWaits):
                     value = outcome.result()
                 else:
                     value = await self._attempt(step, direction, attempt)
+            except SagaStoreUnavailable:
+                raise  # this run cannot write: not the step's failure (resumed later)
             except Exception as exc:
                 outcome = None
                 srec.error = describe(exc)

@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nativekit._telemetry.logging import get_logger
+from nativekit.errors import BackendUnavailable
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._define.step import Direction, SagaContext, Step
+from nativekit.saga._errors import SagaStoreUnavailable
 from nativekit.saga._run.telemetry import SagaMetrics
 from nativekit.saga._store.model import (
     SagaRecord,
@@ -190,16 +192,19 @@ class RunState:
         if not change:
             return
         record = self.record
-        await self.env.store.write(
-            record.saga_id,
-            self.token,
-            change,
-            current=record.status,
-            name=record.name,
-            definition=record.definition,
-            lease=self.env.lease,
-            retention=self.env.retention,
-        )
+        try:
+            await self.env.store.write(
+                record.saga_id,
+                self.token,
+                change,
+                current=record.status,
+                name=record.name,
+                definition=record.definition,
+                lease=self.env.lease,
+                retention=self.env.retention,
+            )
+        except BackendUnavailable as exc:  # e.g. a Redis failover: resumed after the lease
+            raise SagaStoreUnavailable(str(exc)) from exc
         if change.status is not None:
             record.status = change.status
         if change.outbox and self.env.commands is not None:
