@@ -88,6 +88,8 @@ def build_authenticator(settings: AuthSettings) -> Chain | None:
             issuer=settings.issuer,
             leeway=settings.leeway_seconds,
             scope_claim=settings.scope_claim,
+            cache_seconds=settings.token_cache_seconds,
+            cache_size=settings.token_cache_size,
         )
     return Chain(static, jwt)
 
