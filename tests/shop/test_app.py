@@ -182,18 +182,20 @@ async def test_order_priced_while_inventory_is_unreachable_is_a_503(
     """A line that cannot be priced because inventory is down answers 503 problem+json with
     Retry-After and starts nothing; the same request succeeds once inventory is back."""
     from examples.shop import orders
-    from examples.shop.clients import HttpInventory
+    from examples.shop.clients import http_clients
     from nativekit.testing.servers import free_port
 
     sku = await new_product(client, 3, price=120)
-    down = HttpInventory(f"http://127.0.0.1:{free_port()}", 2.0)  # nothing listens there
+    # nothing listens there
+    down, _ = http_clients(orders.svc, f"http://127.0.0.1:{free_port()}", "", 2.0)
+    assert down is not None
     monkeypatch.setattr(orders.peers, "inventory", down)
     body = {"customer_id": "c", "items": [{"sku": sku, "quantity": 1}], "payment_token": "t"}
     key = {"Idempotency-Key": uuid.uuid4().hex}
     try:
         reply = await client.post("/orders", json=body, headers=key)
     finally:
-        await down.aclose()
+        await down.client.aclose()
     assert reply.status_code == 503, reply.text
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.headers["retry-after"] == "1"
