@@ -14,6 +14,7 @@ from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
 from nativekit._lifecycle import install_drain_signal
 from nativekit._service import Service
 from nativekit._telemetry.logging import configure_logging
+from nativekit.auth._setup import secure_routes
 from nativekit.errors import ConfigError
 
 
@@ -37,10 +38,19 @@ class ServiceGroup:
         first = self.services[0]
         self.settings = first.settings
         probes = ProbeEndpoints(self.name, [s.health for s in self.services])
+        routes = probe_routes(probes, [s.metrics for s in self.services], self.settings)
+        secure_routes(  # /metrics of the group, with the first service's authentication
+            [],
+            metrics=[r for r in routes if getattr(r, "path", None) == "/metrics"],
+            settings=self.settings.auth,
+            authenticator=first.authenticator,
+            realm=self.name,
+            log=first.log,
+        )
         self._probe_app = build_starlette(
             name=self.name,
             settings=self.settings,
-            routes=probe_routes(probes, [s.metrics for s in self.services], self.settings),
+            routes=routes,
             metrics=first.metrics,
             lifespan=None,
         )
