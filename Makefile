@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean
+.PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean vendor-swagger-ui
 
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
@@ -37,7 +37,22 @@ docs: $(STAMP)
 # most tests wait on brokers, leases and subprocesses, not on the CPU.
 TEST_WORKERS ?= 4
 
-test: lint typecheck docs
+# promtool for the alert rule tests (tests/deploy): the one on PATH, else unpacked from
+# Debian's 'prometheus' package into the venv (apt-get download: no root, no server
+# installed or started; as root, apt-get update first when the package lists are empty).
+# Without apt the tests say how to get promtool and skip.
+PROMTOOL := $(VENV)/bin/promtool
+
+$(PROMTOOL): | $(STAMP)
+	@command -v promtool >/dev/null 2>&1 || { \
+		tmp=$$(mktemp -d) && (cd $$tmp && { apt-get download prometheus >/dev/null 2>&1 \
+			|| { [ "$$(id -u)" = 0 ] && apt-get update -qq >/dev/null 2>&1 \
+				&& apt-get download prometheus >/dev/null 2>&1; }; } \
+			&& dpkg-deb -x prometheus_*.deb root && cp root/usr/bin/promtool $(CURDIR)/$@) \
+		|| echo "promtool unavailable (no apt-get/dpkg-deb): the alert rule tests will skip"; \
+		rm -rf $$tmp; }
+
+test: lint typecheck docs $(PROMTOOL)
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
@@ -73,6 +88,23 @@ bench: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py
+
+# The docs page's Swagger UI, shipped inside the package (services often run without
+# internet access): the swagger-ui-dist files it needs, from the npm registry, with their
+# licence. Run to move to another version, then commit the files.
+SWAGGER_UI_VERSION ?= 5.35.0
+SWAGGER_UI_DIR := nativekit/_http/openapi/assets
+vendor-swagger-ui:
+	rm -rf .swagger-ui && mkdir .swagger-ui
+	cd .swagger-ui && npm pack --silent swagger-ui-dist@$(SWAGGER_UI_VERSION) >/dev/null && tar xzf swagger-ui-dist-*.tgz
+	for f in swagger-ui-bundle.js swagger-ui.css; do \
+		grep -v 'sourceMappingURL=' .swagger-ui/package/$$f > $(SWAGGER_UI_DIR)/$$f; done
+	cp .swagger-ui/package/LICENSE .swagger-ui/package/NOTICE \
+		.swagger-ui/package/swagger-ui-bundle.js.LICENSE.txt .swagger-ui/package/favicon-32x32.png \
+		$(SWAGGER_UI_DIR)/
+	echo "swagger-ui-dist $(SWAGGER_UI_VERSION) from the npm registry (make vendor-swagger-ui)" \
+		> $(SWAGGER_UI_DIR)/SOURCE.txt
+	rm -rf .swagger-ui
 
 clean:
 	rm -rf $(VENV) site .coverage .coverage.* .mypy_cache .ruff_cache .pytest_cache

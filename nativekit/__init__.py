@@ -7,6 +7,7 @@ only when a backend or tracing is used.
 from nativekit._gc import restore_gc, tune_gc
 from nativekit._group import ServiceGroup, combine
 from nativekit._health import CheckResult
+from nativekit._http.openapi._declare import RouteDocs, operation_schema
 from nativekit._http.routing import Header
 from nativekit._service import Service
 from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
@@ -25,7 +26,9 @@ __all__ = [
     "Header",
     "HTTPError",
     "NativekitError",
+    "operation_schema",
     "restore_gc",
+    "RouteDocs",
     "Saga",
     "SagaContext",
     "Service",

@@ -9,11 +9,12 @@ from typing import Any
 from starlette.routing import BaseRoute, Match
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from nativekit._apidocs import api_docs
 from nativekit._health import ProbeEndpoints
 from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
 from nativekit._lifecycle import install_drain_signal
 from nativekit._service import Service
-from nativekit._telemetry.logging import configure_logging
+from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit.auth._setup import secure_routes
 from nativekit.errors import ConfigError
 
@@ -38,10 +39,14 @@ class ServiceGroup:
         first = self.services[0]
         self.settings = first.settings
         probes = ProbeEndpoints(self.name, [s.health for s in self.services])
-        routes = probe_routes(probes, [s.metrics for s in self.services], self.settings)
+        #: One OpenAPI and one AsyncAPI document for every service, and the docs page.
+        self.docs = api_docs(
+            self.settings, self.name, lambda: [s.described() for s in self.services]
+        )
+        probe = probe_routes(probes, [s.metrics for s in self.services], self.settings)
         secure_routes(  # /metrics of the group, with the first service's authentication
             [],
-            metrics=[r for r in routes if getattr(r, "path", None) == "/metrics"],
+            metrics=[r for r in probe if getattr(r, "path", None) == "/metrics"],
             settings=self.settings.auth,
             authenticator=first.authenticator,
             realm=self.name,
@@ -50,7 +55,7 @@ class ServiceGroup:
         self._probe_app = build_starlette(
             name=self.name,
             settings=self.settings,
-            routes=routes,
+            routes=[*probe, *self.docs.routes()],
             metrics=first.metrics,
             lifespan=None,
         )
@@ -86,6 +91,7 @@ class ServiceGroup:
                 _ = service.app  # builds routes and checks before serving
                 await service.startup(hook_sigterm=False)
                 started.append(service)
+            self.docs.build_or_log(get_logger(service=self.name))
             restore_sigterm = install_drain_signal(
                 self._drain, self.settings.http.shutdown_delay_seconds
             )

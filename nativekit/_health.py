@@ -12,11 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -85,6 +88,19 @@ class Health:
         self.draining = False
         self._cached: tuple[float, dict[str, Any], Status] | None = None
         self._lock = asyncio.Lock()
+        #: what the last /readyz answered for this service (None before the first probe)
+        self.last_ready: bool | None = None
+        #: times the /readyz answer changed between ready and not ready
+        self.ready_changes = 0
+        #: whether each check passed (or warned) at its last run
+        self.check_up: dict[str, bool] = {}
+
+    def answered(self, status: Status) -> None:
+        """Record what /readyz answered: ``fail`` is not ready, ``pass`` or ``warn`` ready."""
+        ready = status != "fail"
+        if self.last_ready is not None and ready != self.last_ready:
+            self.ready_changes += 1
+        self.last_ready = ready
 
     def add(
         self,
@@ -137,6 +153,8 @@ class Health:
             outcomes = await asyncio.gather(*(self._run_one(c) for c in checks))
             details = {c.name: [o.body] for c, o in zip(checks, outcomes, strict=True)}
             status = worst([o.status for o in outcomes])
+            for c, o in zip(checks, outcomes, strict=True):
+                self.check_up[c.name] = o.status != "fail"
             self._cached = (time.monotonic(), details, status)
             return status, details
 
@@ -209,11 +227,52 @@ class ProbeEndpoints:
     async def readyz(self, request: Request) -> Response:
         """Run the readiness checks; fail while starting or draining."""
         if any(h.draining for h in self.healths):
-            return health_response("fail", service=self.service, output="draining")
+            return self._not_ready("draining")
         if not all(h.started for h in self.healths):
-            return health_response("fail", service=self.service, output="starting")
+            return self._not_ready("starting")
         results = await asyncio.gather(*(h.run() for h in self.healths))
+        for health, (status, _) in zip(self.healths, results, strict=True):
+            health.answered(status)
         checks: dict[str, Any] = {}
         for _, details in results:
             checks.update(details)
         return health_response(worst([s for s, _ in results]), service=self.service, checks=checks)
+
+    def _not_ready(self, why: str) -> Response:
+        for health in self.healths:
+            health.answered("fail")
+        return health_response("fail", service=self.service, output=why)
+
+
+class HealthCollector(Collector):
+    """Readiness as Prometheus metrics, read from a :class:`Health` at scrape time."""
+
+    def __init__(self, health: Health) -> None:
+        self.health = health
+
+    def collect(self) -> Iterator[Metric]:
+        """``nativekit_ready``, ``nativekit_readiness_changes_total`` and
+        ``nativekit_readiness_check_up`` of the service."""
+        health, service = self.health, self.health.service
+        ready = GaugeMetricFamily(
+            "nativekit_ready",
+            "1 when the last /readyz answer was ready (pass or warn), 0 when it failed "
+            "(a dependency, starting or draining).",
+            labels=["service"],
+        )
+        if health.last_ready is not None:
+            ready.add_metric([service], float(health.last_ready))
+        changes = CounterMetricFamily(
+            "nativekit_readiness_changes",
+            "Times the /readyz answer changed between ready and not ready.",
+            labels=["service"],
+        )
+        changes.add_metric([service], float(health.ready_changes))
+        checks = GaugeMetricFamily(
+            "nativekit_readiness_check_up",
+            "1 when the readiness check passed or warned at its last run, 0 when it failed.",
+            labels=["service", "check"],
+        )
+        for name, up in list(health.check_up.items()):
+            checks.add_metric([service, name], float(up))
+        yield from (ready, changes, checks)

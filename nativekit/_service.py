@@ -10,11 +10,13 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
+from nativekit._apidocs import Described, api_docs
 from nativekit._context import ServiceContext
-from nativekit._health import CheckFunc, Health, ProbeEndpoints
+from nativekit._health import CheckFunc, Health, HealthCollector, ProbeEndpoints
 from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
 from nativekit._http.routes import Routes
 from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
+from nativekit._messaging_api import MessagingMethods
 from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit._telemetry.metrics import Metrics
 from nativekit.auth._setup import build_authenticator, cors_middleware, secure_routes
@@ -29,15 +31,10 @@ from nativekit.saga._run.capability import build_sagas
 from nativekit.settings import Settings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
-
     import redis.asyncio as aioredis
-    from pydantic import BaseModel
 
     from nativekit.cache import Cache, CachedFunction, CacheOptions  # -- cache --
     from nativekit.client import HTTPClient
-    from nativekit.messaging import Published
-    from nativekit.messaging._messaging import ConsumerKwargs
     from nativekit.saga import SagaRuntime
 
 H = TypeVar("H", bound=HandlerFunc)
@@ -48,7 +45,7 @@ R = TypeVar("R")  # -- cache --
 T = TypeVar("T")  # -- sagas --
 
 
-class Service(Routes):
+class Service(MessagingMethods, Routes):
     """A nativekit service: decorate handlers on it, serve ``service.app`` with uvicorn.
 
     Args:
@@ -73,6 +70,7 @@ class Service(Routes):
             cache_ttl=self.settings.telemetry.health_cache_seconds,
         )
         self.metrics = Metrics(self.name)
+        self.metrics.registry.register(HealthCollector(self.health))
         self.lifecycle = Lifecycle(self.name)
         self.log = get_logger(service=self.name)
         self.context = ServiceContext(
@@ -103,6 +101,8 @@ class Service(Routes):
             self.context, self.backends.saga_store, self.messaging
         )
         self._http_clients = HTTPClients(self.context)
+        #: The OpenAPI and AsyncAPI documents and the docs page (``NATIVEKIT_DOCS_*``).
+        self.docs = api_docs(self.settings, self.name, lambda: [self.described()])
         self._cache: Cache | None = None
         self._app: Starlette | None = None
         self._checks_added = False
@@ -200,6 +200,14 @@ class Service(Routes):
 
             prefix = self.settings.saga.operator_prefix
             self.routes[:0] = operator_routes(self.sagas, prefix)
+        if self.settings.console.enabled and self._app is None:
+            from nativekit._console import build_console
+
+            self.routes.insert(0, build_console(
+                service=self.name, settings=self.settings, authenticator=self.authenticator,
+                sagas=self.sagas if self.sagas.in_use else None, messaging=self.messaging,
+                health=self.health, backends=self.backends, log=self.log,
+            ))  # fmt: skip
 
     # -- the ASGI app ----------------------------------------------------------------
 
@@ -231,7 +239,7 @@ class Service(Routes):
         return build_starlette(
             name=self.name,
             settings=self.settings,
-            routes=[*probes, *self.routes],
+            routes=[*probes, *self.docs.routes(), *self.routes],
             metrics=self.metrics,
             lifespan=self._lifespan,
             middleware=cors_middleware(self.settings.cors),
@@ -253,6 +261,7 @@ class Service(Routes):
             self._restore_sigterm = install_drain_signal(
                 self._begin_drain, self.settings.http.shutdown_delay_seconds
             )
+        self.docs.build_or_log(self.log)
         try:
             await self.lifecycle.start()
         except BaseException:
@@ -291,6 +300,14 @@ class Service(Routes):
         docs/http-client.md for the options (``peer``, ``timeout``, ``retries``, ...).
         """
         return self._http_clients.create(base_url, options)
+
+    # -- API documents -----------------------------------------------------------------
+
+    def described(self) -> Described:
+        """What this service's documents are built from (``svc.docs.openapi()``)."""
+        _ = self.app  # the operator routes join when the app is built
+        parts = (self.messaging, self._commands, self.sagas, self._saga_commands.reply_topic)
+        return Described(self.name, self.routes, *parts)
 
     # -- cache -----------------------------------------------------------------------
 
@@ -340,41 +357,3 @@ class Service(Routes):
         """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
         finish the instances started with it."""
         self.sagas.declare(saga, legacy=legacy)
-
-    # -- messaging ---------------------------------------------------------------------
-
-    async def publish(
-        self,
-        topic: str,
-        event: BaseModel | bytes,
-        *,
-        key: str | bytes | None = None,
-        headers: Mapping[str, str | bytes] | None = None,
-        message_id: str | None = None,
-    ) -> Published:
-        """Publish a pydantic model (as JSON) or bytes; returns once the broker acknowledged."""
-        return await self.messaging.publish(
-            topic, event, key=key, headers=headers, message_id=message_id
-        )
-
-    def consumer(
-        self, topic: str | Sequence[str], **options: Unpack[ConsumerKwargs]
-    ) -> Callable[[H], H]:
-        """Decorator: run ``async def handler(event: Model[, msg: Message])`` for each message
-        of ``topic`` (a name or several); the options are those of ``ConsumerKwargs``:
-        ``group``, ``retries``, ``non_retryable``, ``concurrency``, ``max_in_flight``,
-        ``dedup_key``, ``idempotent``, ``dead_letter_topic``, ``retain``, ``event_types``."""
-        return self.messaging.consumer(topic, **options)
-
-    # -- saga commands --
-
-    def command_handler(
-        self, topic: str, *, concurrency: int = 16
-    ) -> Callable[[Callable[..., Any]], Any]:
-        """Decorator: answer commands of ``topic`` with ``async def h(cmd: Cmd) -> Reply``.
-
-        Runs idempotently per the command's idempotency key (a duplicate gets the
-        stored reply again); raise ``CommandRejected`` for a failure reply. Several
-        handlers may share a topic: the command type picks one.
-        """
-        return self._commands.register(topic, concurrency=concurrency)

@@ -77,6 +77,8 @@ class Supervisor:
     ) -> asyncio.Task[None]:
         """Run ``run()`` as the background task named ``task``; start it again (after
         ``backoff`` seconds, doubling up to ``backoff_max``) whenever it raises."""
+        if self._counter is not None:  # from 0, so increase() sees the first restart
+            self._counter.labels(self.service, task)
         return asyncio.create_task(self._supervise(task, run, backoff, backoff_max), name=task)
 
     async def _supervise(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 import uuid
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import nativekit
 from nativekit.testing import databases, servers
+from tests.browser import browser, page  # noqa: F401 - fixtures for tests of web pages
 
 # One recording provider for the whole run; services reuse an installed provider.
 SPANS = InMemorySpanExporter()
@@ -63,7 +63,8 @@ def kafka_server() -> Iterator[servers.Server]:
 def kafka_url(kafka_server: servers.Server) -> Iterator[str]:
     """URL (kafka://host:port) of the real broker; this process's topics deleted at the end."""
     yield kafka_server.url
-    asyncio.run(servers.delete_topics(kafka_server.url, ISSUED))
+    # in a thread: a test of web pages leaves Playwright's event loop on this one
+    servers.delete_topics_now(kafka_server.url, ISSUED)
 
 
 # Every unique() of this process: the topics named with one are this process's to delete.

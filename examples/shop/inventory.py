@@ -26,6 +26,11 @@ from examples.shop.models import (
 )
 
 svc = nativekit.Service("inventory")
+#: Stock changes, announced for other services (the AsyncAPI document lists them).
+stock_events = svc.publisher(
+    config.topic("inventory"), StockReserved, StockReleased, StockSold, key="order_id",
+    description="Stock held, released or sold for an order.",
+)  # fmt: skip
 
 CATALOG = [
     ("Kettle", 3900), ("Teapot", 2450), ("Mug", 890), ("Grinder", 5900), ("Scale", 2990),
@@ -98,10 +103,7 @@ class Inventory:
 
     async def _announce(self, event: StockReserved | StockReleased | StockSold, what: str) -> None:
         # A retried call announces again with the same message id: consumers skip the copy.
-        await svc.publish(
-            config.topic("inventory"), event, key=event.order_id,
-            message_id=f"{event.order_id}:{what}",
-        )  # fmt: skip
+        await stock_events.publish(event, message_id=f"{event.order_id}:{what}")
 
 
 stock = Inventory()

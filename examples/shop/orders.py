@@ -76,6 +76,13 @@ if _inventory is not None:
 if _payments is not None:
     peers.payments = _payments
 
+
+#: Order events, published through the saga's outbox (see announce).
+order_events = svc.publisher(
+    config.topic("orders"), OrderPlaced, OrderConfirmed, OrderCancelled, key="order_id",
+    description="An order's life: placed, then confirmed or cancelled.",
+)  # fmt: skip
+
 place_order = svc.saga("place-order", input=PlaceOrder)
 
 
@@ -84,7 +91,8 @@ def announce(
 ) -> None:
     """Publish an order event through the saga's outbox: written with the step's completion,
     sent by the relay after it, so a step that failed or crashed announces nothing."""
-    outbox_publish(ctx, config.topic("orders"), event, key=ctx.data.order_id)
+    order_events.check(event)
+    outbox_publish(ctx, order_events.topic, event, key=ctx.data.order_id)
 
 
 # -- the saga -----------------------------------------------------------------------------
@@ -229,14 +237,18 @@ def wait_seconds(prefer: str | None) -> float:
 # -- HTTP -------------------------------------------------------------------------------------
 
 
-@svc.post("/orders", status_code=202)
+@svc.post("/orders", status_code=202, response_model=OrderView, responses={
+    503: "Inventory is unavailable to price the items; nothing was started, retry.",
+})  # fmt: skip
 async def create_order(
     body: OrderRequest,
     idempotency_key: Annotated[str | None, nativekit.Header("Idempotency-Key")] = None,
     prefer: Annotated[str | None, nativekit.Header("Prefer")] = None,
 ) -> JSONResponse:
-    """Place an order; 202 with the order and its Location. ``Prefer: wait=N`` waits up to
-    N seconds for CONFIRMED or CANCELLED. One Idempotency-Key gives one order."""
+    """Place an order: 202 with the order and its Location.
+
+    ``Prefer: wait=N`` waits up to N seconds for CONFIRMED or CANCELLED. One
+    Idempotency-Key gives one order; the same key with another order is a 422."""
     order = PlaceOrder(order_id=order_id_for(idempotency_key), customer_id=body.customer_id,
                        items=await price(body), payment_token=body.payment_token)  # fmt: skip
     handle = await svc.sagas.start(place_order, order, saga_id=order.order_id)

@@ -20,6 +20,11 @@ from examples.shop.models import (
 from examples.shop.payments_store import MemoryPaymentStore, PaymentStore, RedisPaymentStore
 
 svc = nativekit.Service("payments")
+#: Money captured and refunded, announced for other services.
+payment_events = svc.publisher(
+    config.topic("payments"), PaymentCharged, PaymentRefunded, key="order_id",
+    description="Captures and refunds.",
+)  # fmt: skip
 
 
 class PaymentUnavailable(Exception):
@@ -63,9 +68,7 @@ class Payments:
             event = PaymentCharged(
                 payment_id=payment_id, order_id=payment.order_id, amount=payment.amount
             )
-            await svc.publish(
-                config.topic("payments"), event, key=payment.order_id, message_id=f"{payment_id}:c"
-            )
+            await payment_events.publish(event, message_id=f"{payment_id}:c")
         return payment
 
     async def refund(self, payment_id: str, order_id: str) -> Payment:
@@ -75,9 +78,7 @@ class Payments:
             event = PaymentRefunded(
                 payment_id=payment_id, order_id=payment.order_id, amount=payment.amount
             )
-            await svc.publish(
-                config.topic("payments"), event, key=payment.order_id, message_id=f"{payment_id}:r"
-            )
+            await payment_events.publish(event, message_id=f"{payment_id}:r")
         return payment
 
 
@@ -90,18 +91,25 @@ async def forget_client() -> None:
     payments.redis = None
 
 
-@svc.post("/payments", status_code=201)
+@svc.post("/payments", status_code=201, responses={
+    402: "The card was declined; the problem's 'payment' member is the declined payment.",
+    503: "The payment provider failed; retry with the same Idempotency-Key.",
+})  # fmt: skip
 async def create_payment(
     body: PaymentRequest, idempotency_key: Annotated[str, nativekit.Header("Idempotency-Key")]
 ) -> Payment:
-    """Charge; 402 when declined, 503 (retry with the same key) when the provider failed."""
+    """Charge a payment once per Idempotency-Key.
+
+    402 when declined, 503 (retry with the same key) when the provider failed."""
     try:
         payment = await payments.charge(idempotency_key, body)
     except PaymentUnavailable as exc:
         raise nativekit.HTTPError(503, str(exc), headers={"Retry-After": "1"}) from exc
     if payment.status != "CAPTURED":
         raise nativekit.HTTPError(
-            402, payment.reason or f"payment {payment.status.lower()}", extra=payment.model_dump()
+            402,
+            payment.reason or f"payment {payment.status.lower()}",
+            extra={"payment": payment.model_dump()},
         )
     return payment
 

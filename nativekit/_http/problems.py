@@ -27,17 +27,13 @@ def problem_response(
     headers: Mapping[str, str] | None = None,
 ) -> Response:
     """Build a problem+json response."""
-    body: dict[str, Any] = {
-        "type": type,
-        "title": title or HTTPStatus(status).phrase,
-        "status": status,
-    }
+    # extra members never replace the standard ones: a client reads ``status`` as the status
+    body: dict[str, Any] = dict(extra) if extra else {}
+    body.update(type=type, title=title or HTTPStatus(status).phrase, status=status)
     if detail:
         body["detail"] = detail
     if instance:
         body["instance"] = instance
-    if extra:
-        body.update(extra)
     return Response(
         json.dumps(body, separators=(",", ":"), default=str).encode(),
         status_code=status,

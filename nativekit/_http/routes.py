@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import TypeVar, Unpack
 
 from starlette.routing import BaseRoute, Mount
 from starlette.types import ASGIApp
 
+from nativekit._http.openapi._declare import OperationDocs, RouteDocs
 from nativekit._http.routing import Handler, TypedRoute
 from nativekit.auth._guard import Access
 from nativekit.errors import ConfigError
@@ -16,7 +17,11 @@ F = TypeVar("F", bound=Handler)
 
 
 class Routes:
-    """Typed route registration; the class using it stores the routes in ``_add``."""
+    """Typed route registration; the class using it stores the routes in ``_add``.
+
+    The keyword options of every decorator (``summary``, ``tags``, ``responses``,
+    ``deprecated``, ...) document the route in the OpenAPI document: see ``RouteDocs``.
+    """
 
     def _add(self, route: BaseRoute) -> None:
         raise NotImplementedError
@@ -30,6 +35,7 @@ class Routes:
         name: str | None = None,
         scopes: Sequence[str] = (),
         auth: bool | None = None,
+        **docs: Unpack[RouteDocs],
     ) -> Callable[[F], F]:
         """Register a typed handler for ``path`` and ``methods``; returns it unchanged.
 
@@ -45,10 +51,13 @@ class Routes:
             raise ConfigError(f"Route {path}: scopes= needs a token; it cannot be auth=False.")
         access = Access(tuple(scopes), auth) if scopes or auth is not None else None
 
+        checked = OperationDocs.of(docs, f"route {path}")
+
         def decorator(func: F) -> F:
             route = TypedRoute(
                 path, func, methods=methods, status_code=status_code, name=name, access=access
             )
+            route.docs = checked
             self._add(route)
             return func
 
@@ -62,10 +71,17 @@ class Routes:
         name: str | None = None,
         scopes: Sequence[str] = (),
         auth: bool | None = None,
+        **docs: Unpack[RouteDocs],
     ) -> Callable[[F], F]:
         """Register a GET handler (HEAD is answered too)."""
         return self.route(
-            path, methods=["GET"], status_code=status_code, name=name, scopes=scopes, auth=auth
+            path,
+            methods=["GET"],
+            status_code=status_code,
+            name=name,
+            scopes=scopes,
+            auth=auth,
+            **docs,
         )
 
     def post(
@@ -76,10 +92,17 @@ class Routes:
         name: str | None = None,
         scopes: Sequence[str] = (),
         auth: bool | None = None,
+        **docs: Unpack[RouteDocs],
     ) -> Callable[[F], F]:
         """Register a POST handler."""
         return self.route(
-            path, methods=["POST"], status_code=status_code, name=name, scopes=scopes, auth=auth
+            path,
+            methods=["POST"],
+            status_code=status_code,
+            name=name,
+            scopes=scopes,
+            auth=auth,
+            **docs,
         )
 
     def put(
@@ -90,10 +113,17 @@ class Routes:
         name: str | None = None,
         scopes: Sequence[str] = (),
         auth: bool | None = None,
+        **docs: Unpack[RouteDocs],
     ) -> Callable[[F], F]:
         """Register a PUT handler."""
         return self.route(
-            path, methods=["PUT"], status_code=status_code, name=name, scopes=scopes, auth=auth
+            path,
+            methods=["PUT"],
+            status_code=status_code,
+            name=name,
+            scopes=scopes,
+            auth=auth,
+            **docs,
         )
 
     def patch(
@@ -104,10 +134,17 @@ class Routes:
         name: str | None = None,
         scopes: Sequence[str] = (),
         auth: bool | None = None,
+        **docs: Unpack[RouteDocs],
     ) -> Callable[[F], F]:
         """Register a PATCH handler."""
         return self.route(
-            path, methods=["PATCH"], status_code=status_code, name=name, scopes=scopes, auth=auth
+            path,
+            methods=["PATCH"],
+            status_code=status_code,
+            name=name,
+            scopes=scopes,
+            auth=auth,
+            **docs,
         )
 
     def delete(
@@ -118,14 +155,25 @@ class Routes:
         name: str | None = None,
         scopes: Sequence[str] = (),
         auth: bool | None = None,
+        **docs: Unpack[RouteDocs],
     ) -> Callable[[F], F]:
         """Register a DELETE handler."""
         return self.route(
-            path, methods=["DELETE"], status_code=status_code, name=name, scopes=scopes, auth=auth
+            path,
+            methods=["DELETE"],
+            status_code=status_code,
+            name=name,
+            scopes=scopes,
+            auth=auth,
+            **docs,
         )
 
     def add_route(self, route: BaseRoute) -> None:
-        """Add a plain Starlette route (``Route``, ``Mount``, ``WebSocketRoute``)."""
+        """Add a plain Starlette route (``Route``, ``Mount``, ``WebSocketRoute``).
+
+        It appears in the OpenAPI document only when its endpoint declares its
+        operation (``nativekit.operation_schema``).
+        """
         self._add(route)
 
     def mount(self, path: str, app: ASGIApp, *, name: str | None = None) -> None:

@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Match, Route, Router
 from starlette.types import Receive, Scope, Send
 
+from nativekit._http.openapi._declare import OperationDocs
 from nativekit._http.problems import RequestValidationError
 from nativekit.auth._guard import PRINCIPAL_KEY, Access
 from nativekit.auth._principal import Principal
@@ -363,6 +364,8 @@ class TypedRoute(FastRoute):
             )
         #: What the route asks of its caller (None: as the service's settings say).
         self.access = access
+        #: What the OpenAPI document says beyond the signature (set by the decorators).
+        self.docs = OperationDocs()
         super().__init__(path, self.typed.handle, methods=methods, name=name or func.__name__)
         # Starlette wraps the endpoint in a second exception-handling layer with two
         # closures per request; the app's ExceptionMiddleware holds the same handlers

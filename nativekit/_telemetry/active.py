@@ -18,3 +18,14 @@ def active_tracer() -> Tracer | None:
     if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
         return None
     return get_tracer()
+
+
+def current_trace_id() -> str | None:
+    """The id of the trace the caller runs in (32 hex digits), or None outside a trace."""
+    import sys
+
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:  # nothing traced yet: no trace to be in
+        return None
+    context = trace.get_current_span().get_span_context()
+    return format(context.trace_id, "032x") if context.is_valid else None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from nativekit.cache import Cache
     from nativekit.messaging._commands.reply_store import ReplyStore
     from nativekit.messaging._dedup import DedupStore
-    from nativekit.messaging._wire.broker import Broker
+    from nativekit.messaging._wire.broker import Broker, Record
     from nativekit.messaging._wire.memory import MemoryBroker
     from nativekit.saga._store.store import SagaStore
 
@@ -101,6 +101,19 @@ class Backends:
 
             return KafkaBroker(self.settings)
         return shared_memory_broker()
+
+    async def read_topic(self, topic: str, *, limit: int) -> tuple[list[Record], int]:
+        """Up to ``limit`` records of ``topic`` from its start (oldest first) and how many
+        it holds; a topic that does not exist yet holds none. For operators' reads."""
+        if not self.uses_kafka:
+            records = shared_memory_broker().records(topic)
+            return records[:limit], len(records)
+        from nativekit.backends.kafka._admin import KafkaAdmin, TopicNotFound
+
+        try:
+            return await KafkaAdmin(self.settings).read(topic, limit=limit)
+        except TopicNotFound:
+            return [], 0
 
     def dedup_store(self, namespace: str, retain: float) -> DedupStore:
         """The consumer dedup store of ``namespace`` (DONE marks kept ``retain`` seconds)."""

@@ -27,6 +27,7 @@ from nativekit.messaging._dedup import (
 from nativekit.messaging._errors import CommitFailed, DecodeError, MessagingError, PublishError
 from nativekit.messaging._messaging import ConsumerKwargs, Messaging
 from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, Sent, TopicPartition
+from nativekit.messaging._wire.declared import TopicPublisher
 from nativekit.messaging._wire.envelope import Message
 from nativekit.messaging._wire.memory import MemoryBroker
 from nativekit.messaging._wire.publisher import Published, Publisher
@@ -55,4 +56,5 @@ __all__ = [
     "Record",
     "Sent",
     "TopicPartition",
+    "TopicPublisher",
 ]

@@ -16,6 +16,7 @@ from nativekit.messaging._consume.metrics import MessagingMetrics
 from nativekit.messaging._consume.pipeline import ConsumerOptions
 from nativekit.messaging._dedup import DedupStore
 from nativekit.messaging._wire.broker import Broker
+from nativekit.messaging._wire.declared import TopicPublisher
 from nativekit.messaging._wire.envelope import Message
 from nativekit.messaging._wire.publisher import Published, Publisher
 
@@ -107,6 +108,8 @@ class Messaging:
         self.metrics = MessagingMetrics(ctx.name, ctx.metrics.registry)
         self.supervisor = Supervisor(ctx.name, ctx.metrics.registry)
         self.consumers: list[Consumer] = []
+        #: Topics declared with ``publisher()``, for the AsyncAPI document.
+        self.publishers: list[TopicPublisher] = []
         self._broker_factory = broker
         self._dedup_factory = dedup_store
         self._broker: Broker | None = None
@@ -170,6 +173,25 @@ class Messaging:
         return await self.publisher.publish(
             topic, event, key=key, headers=headers, message_id=message_id
         )
+
+    def declare_publisher(
+        self,
+        topic: str,
+        events: Sequence[type[BaseModel]],
+        *,
+        key: str | None = None,
+        description: str | None = None,
+    ) -> TopicPublisher:
+        """A publisher of ``events`` to ``topic`` (see ``Service.publisher``)."""
+        if not _TOPIC.match(topic):
+            raise ConfigError(
+                f"{topic!r} is not a valid topic name; use 1-249 letters, digits, '.', '_', '-'."
+            )
+        declared = TopicPublisher(
+            topic, events, publish=self.publish, key=key, description=description
+        )
+        self.publishers.append(declared)
+        return declared
 
     def consumer(
         self, topic: str | Sequence[str], **kwargs: Unpack[ConsumerKwargs]

@@ -28,6 +28,7 @@ from pydantic_settings import (
 
 from nativekit.errors import ConfigError
 from nativekit.settings._access import AuthSettings, CorsSettings
+from nativekit.settings._apidocs import DocsSettings
 from nativekit.settings._connections import (
     Compression,
     KafkaSettings,
@@ -35,6 +36,7 @@ from nativekit.settings._connections import (
     RedisSettings,
     SaslMechanism,
 )
+from nativekit.settings._console import ConsoleSettings
 from nativekit.settings._flat import FlatNames
 from nativekit.settings._groups import (
     CacheSettings,
@@ -54,8 +56,10 @@ __all__ = [
     "AuthSettings",
     "CacheSettings",
     "Compression",
+    "ConsoleSettings",
     "ConsumerSettings",
     "CorsSettings",
+    "DocsSettings",
     "Environment",
     "HttpSettings",
     "KafkaSettings",
@@ -112,6 +116,8 @@ class Settings(FlatNames, BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cors: CorsSettings = Field(default_factory=CorsSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    docs: DocsSettings = Field(default_factory=DocsSettings)
 
     _deprecated: tuple[Rename, ...] = PrivateAttr(default=())
 

@@ -18,6 +18,7 @@ import pytest
 import nativekit
 from nativekit.cli._main import main
 from nativekit.cli._scaffold import template_versions
+from tests.deploy.files import SHIPPED
 
 pytestmark = pytest.mark.slow
 NAME = "probe-svc"
@@ -141,6 +142,11 @@ def test_wheel_ships_the_templates(tmp_path: Path) -> None:
     made = tmp_path / "billing"
     assert (made / "src/billing/app.py").is_file() and (made / "k8s/deployment.yaml").is_file()
     assert (made / ".github/workflows/ci.yml").is_file() and (made / ".dockerignore").is_file()
+    assert (made / "deploy/grafana/nativekit-dashboard.json").is_file()
+    shipped = "from importlib.resources import files; print(sorted(p.name for d in ('grafana', "
+    shipped += "'prometheus') for p in files('nativekit').joinpath('deploy', d).iterdir()))"
+    listed = run([python, "-c", shipped], tmp_path)
+    assert listed.stdout.strip() == str(sorted(Path(name).name for name in SHIPPED)), listed
     newest = template_versions()[-1]
     assert f"_commit: '{newest}'" in (made / ".copier-answers.yml").read_text()
     tests = run([python, "-m", "pytest", "-q", "-p", "no:cacheprovider"], made)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
@@ -132,6 +133,37 @@ class TestMemoryBroker(BrokerContract):
         await other.gc.start()
         assert [r.value for r in await other.gc.fetch(wait=0, max_records=10)] == [b"x"]
 
+
+    async def test_member_cancelled_while_joining_leaves_the_group(
+        self, broker: MemoryBroker
+    ) -> None:
+        """A join cancelled mid-rebalance (its consumer stopped while joining) leaves no
+        member behind: the partition goes back to the member that was there."""
+        await broker.create_topics({"t": 1})
+        assigned: set[TopicPartition] = set()
+        release, revoking = asyncio.Event(), asyncio.Event()
+
+        async def on_assigned(tps: set[TopicPartition]) -> None:
+            assigned.update(tps)
+
+        async def on_revoked(tps: set[TopicPartition]) -> None:
+            revoking.set()
+            await release.wait()
+            assigned.clear()
+
+        first = broker.group_consumer(
+            ["t"], group="g", on_assigned=on_assigned, on_revoked=on_revoked
+        )
+        await first.start()
+        second = _Member(broker, "t", "g", [])
+        joining = asyncio.create_task(second.gc.start())
+        await asyncio.wait_for(revoking.wait(), 5)
+        joining.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await asyncio.wait_for(joining, 5)
+        assert broker.groups["g"].members == [first]
+        assert assigned == {TopicPartition("t", 0)} and not second.assigned
 
 @pytest.mark.kafka
 class TestKafkaBroker(BrokerContract):

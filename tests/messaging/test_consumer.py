@@ -175,6 +175,24 @@ async def test_transient_failure_recovers_within_retries() -> None:
     assert delivery.outcome == "processed" and delivery.attempts == 2
 
 
+
+async def test_dead_letters_are_counted_from_zero_once_the_consumer_runs() -> None:
+    """A running consumer exposes ``outcome="dead_lettered"`` at 0 before any dead letter,
+    so ``increase()`` in an alert sees the first one (a series born at 1 shows no increase)."""
+    svc = service()
+
+    @svc.consumer("payments", group="orders")
+    async def on_paid(event: Paid) -> None:
+        raise RuntimeError("never")
+
+    labels = {"service": "shop", "topic": "payments", "group": "orders"}
+    sample = svc.metrics.registry.get_sample_value
+    name = "nativekit_messages_consumed_total"
+    assert sample(name, {**labels, "outcome": "dead_lettered"}) is None
+    async with serve(svc):
+        assert sample(name, {**labels, "outcome": "dead_lettered"}) == 0.0
+        assert sample(name, {**labels, "outcome": "processed"}) is None
+
 async def test_non_retryable_error_is_dead_lettered_at_once() -> None:
     """Exceptions listed as non-retryable skip the retries."""
     svc = service()

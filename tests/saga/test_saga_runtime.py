@@ -197,6 +197,29 @@ async def test_compensation_exhausted_parks_failed_for_operators(make_service, p
     assert 'sagas_failed_total{saga="place-order",service="orders"} 1.0' in metrics
 
 
+
+async def test_parked_sagas_are_counted_by_status_for_alerts(make_service, participant) -> None:
+    """``nativekit_sagas_stored`` counts unfinished instances per status from the store:
+    0 FAILED before, 1 FAILED once a saga is parked, whichever replica parked it."""
+    from tests.unit.test_metrics import samples
+
+    svc = make_service()
+    saga = three_steps(svc, participant, compensation_failures={"reserve": 99}, comp_retries=1)
+
+    def stored(text: str) -> dict[str, float]:
+        found = samples(text, "nativekit_sagas_stored")
+        return {dict(labels)["status"]: value for labels, value in found.items()}
+
+    async with serve(svc) as client:
+        await svc.sagas.census()
+        before = stored((await client.get("/metrics")).text)
+        handle = await svc.sagas.start(saga, {"order_id": "o", "fail_at": "charge"}, saga_id="x")
+        assert (await handle.wait(5)).status is SagaStatus.FAILED
+        await svc.sagas.census()
+        after = stored((await client.get("/metrics")).text)
+    assert before == {"RUNNING": 0.0, "COMPENSATING": 0.0, "FAILED": 0.0}
+    assert after == {"RUNNING": 0.0, "COMPENSATING": 0.0, "FAILED": 1.0}
+
 async def test_starting_an_existing_id_returns_it_without_running_again(
     make_service, participant
 ) -> None:

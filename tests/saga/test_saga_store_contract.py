@@ -15,7 +15,7 @@ from nativekit.saga import LeaseLost, MemorySagaStore, SagaNotFound, SagaRecord,
 from nativekit.saga._errors import UnknownSaga
 from nativekit.saga._store.model import Transition, Waiting
 from nativekit.saga._store.outbox import OutboxEntry
-from nativekit.saga._store.store import SagaStore
+from nativekit.saga._store.store import UNFINISHED, SagaStore
 from nativekit.testing import ManualClock
 
 SHORT = 0.05  # seconds: a lease that expires during the test
@@ -283,6 +283,34 @@ class SagaStoreContract:
         await outbox.ack(batch.handles)
         assert (await outbox.backlog())[0] == 0
         assert (await outbox.read(10)).entries == []
+
+    async def test_counts_follow_instances_through_their_statuses(self, store: SagaStore) -> None:
+        """``counts`` gives every unfinished status of every asked-for saga, moves an
+        instance from one status to the next, and leaves finished ones and other sagas out."""
+        names = ["place-order", "refund"]
+        assert await store.counts(names) == {
+            (name, status): 0 for name in names for status in UNFINISHED
+        }
+        sagas = [record(f"s{i}") for i in range(4)] + [record("r1", name="refund")]
+        for saga in [*sagas, record("x1", name="other")]:
+            await store.create(saga, token="t", lease=30)
+        await write(store, sagas[1], "t", Transition(status=SagaStatus.COMPENSATING))
+        await write(store, sagas[2], "t", Transition(status=SagaStatus.FAILED))
+        await write(store, sagas[3], "t", Transition(status=SagaStatus.COMPLETED))
+        await write(store, sagas[4], "t", Transition(status=SagaStatus.FAILED))
+        counts = await store.counts(names)
+        assert counts == {
+            ("place-order", SagaStatus.RUNNING): 1,
+            ("place-order", SagaStatus.COMPENSATING): 1,
+            ("place-order", SagaStatus.FAILED): 1,
+            ("refund", SagaStatus.RUNNING): 0,
+            ("refund", SagaStatus.COMPENSATING): 0,
+            ("refund", SagaStatus.FAILED): 1,
+        }
+        await write(store, sagas[0], "t", Transition(status=SagaStatus.FAILED))
+        counts = await store.counts(["place-order"])
+        assert counts[("place-order", SagaStatus.RUNNING)] == 0
+        assert counts[("place-order", SagaStatus.FAILED)] == 2
 
     async def test_ping_succeeds(self, store: SagaStore) -> None:
         """A reachable store answers ping."""

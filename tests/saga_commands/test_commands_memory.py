@@ -264,3 +264,18 @@ async def test_a_command_handler_slower_than_the_lease_is_not_run_again_by_a_cop
     finally:
         await payments.shutdown()
     assert charged == ["c1"]
+
+
+async def test_outbox_gauges_are_read_without_a_readiness_probe(names: dict[str, str]) -> None:
+    """The outbox backlog gauges are read by the relay's own census, not only by /readyz
+    (outside Kubernetes nothing may probe it): they appear with no probe made."""
+    orders = orders_service(_settings(saga_reply_topic=names["replies"]), names)
+    sample = orders.metrics.registry.get_sample_value
+    labels = {"service": orders.name}
+    async with running(orders):
+        for _ in range(500):
+            if sample("nativekit_outbox_backlog", labels) is not None:
+                break
+            await asyncio.sleep(0.01)
+        assert sample("nativekit_outbox_backlog", labels) == 0.0
+        assert sample("nativekit_outbox_oldest_age_seconds", labels) == 0.0

@@ -137,6 +137,7 @@ async def test_payments_api_charges_once_per_key(client: httpx.AsyncClient) -> N
     declined = await client.post("/payments", json={**body, "token": "tok_decline"},
                                  headers={"Idempotency-Key": uuid.uuid4().hex})  # fmt: skip
     assert declined.status_code == 402
+    assert declined.json()["status"] == 402 and declined.json()["payment"]["status"] == "DECLINED"
     flaky = {"Idempotency-Key": uuid.uuid4().hex}
     fail = {**body, "token": "tok_fail"}
     statuses = [(await client.post("/payments", json=fail, headers=flaky)).status_code

@@ -96,3 +96,32 @@ async def test_gc_tuning_example() -> None:
     finally:
         nativekit.restore_gc()
     assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+
+
+async def test_api_docs_example() -> None:
+    """The page's service serves both documents as the page describes them."""
+    from openapi_spec_validator import validate
+
+    from docs.examples.api_docs import svc
+    from tests.apidocs.test_asyncapi import check
+
+    async with serve(svc) as client:
+        opened = await client.post("/tickets", json={"title": "Printer on fire"},
+                                   headers={"Idempotency-Key": "k1"})  # fmt: skip
+        openapi = (await client.get("/openapi.json")).json()
+        asyncapi = (await client.get("/asyncapi.json")).json()
+        page = await client.get("/docs")
+    assert opened.status_code == 201 and opened.json()["priority"] == 3
+    validate(openapi)
+    post = openapi["paths"]["/tickets"]["post"]
+    assert post["summary"] == "Open a ticket." and post["tags"] == ["tickets"]
+    assert sorted(post["responses"]) == ["201", "400", "409", "413", "415", "422", "500"]
+    assert openapi["paths"]["/v0/tickets"]["get"]["deprecated"] is True
+    limit = openapi["paths"]["/tickets"]["get"]["parameters"][0]["schema"]
+    assert limit == {"type": "integer", "minimum": 1, "maximum": 5, "default": 1}
+    check(asyncapi)
+    assert set(asyncapi["operations"]) == {
+        "support.send.support.tickets", "support.on_escalation",
+        "support.on_escalation.dead-letter",
+    }  # fmt: skip
+    assert page.status_code == 200 and "swagger-ui-bundle.js" in page.text

@@ -127,3 +127,53 @@ async def test_service_started_again_after_shutdown_is_ready() -> None:
         async with serve(svc) as client:
             r = await client.get("/readyz")
         assert r.status_code == 200, r.text
+
+
+async def test_readiness_is_exposed_as_metrics_with_its_changes() -> None:
+    """``nativekit_ready`` follows what /readyz answered (starting, a failing check, ready,
+    draining), ``nativekit_readiness_changes_total`` counts each ready/not-ready switch, and
+    ``nativekit_readiness_check_up`` says which check failed."""
+    from tests.unit.test_metrics import samples
+
+    svc = make_service(telemetry={"health_cache_seconds": 0})
+    broken = True
+
+    @svc.readiness_check("db:ping")
+    async def db() -> None:
+        if broken:
+            raise ConnectionError("db is down")
+
+    @svc.readiness_check("search:ping", critical=False)
+    async def search() -> CheckResult:
+        return CheckResult(status="warn", output="slow")
+
+    async def scrape(client: Any) -> tuple[dict[Any, float], float, dict[str, float]]:
+        text = (await client.get("/metrics")).text
+        changes = samples(text, "nativekit_readiness_changes_total")
+        checks = samples(text, "nativekit_readiness_check_up")
+        return (
+            samples(text, "nativekit_ready"),
+            changes[(("service", "probed"),)],
+            {dict(labels)["check"]: value for labels, value in checks.items()},
+        )
+
+    async with serve(svc) as client:
+        assert (await scrape(client))[:2] == ({}, 0.0)  # no probe yet: no answer to report
+        svc.health.started = False
+        assert (await client.get("/readyz")).status_code == 503
+        svc.health.started = True
+        assert (await client.get("/readyz")).status_code == 503  # db is down
+        ready, changes, checks = await scrape(client)
+        assert ready == {(("service", "probed"),): 0.0} and changes == 0.0
+        assert checks == {"db:ping": 0.0, "search:ping": 1.0}
+        broken = False
+        for expected in (1.0, 1.0):  # two ready answers in a row are one change
+            assert (await client.get("/readyz")).status_code == 200
+            ready, changes, checks = await scrape(client)
+            assert ready == {(("service", "probed"),): expected} and changes == 1.0
+        assert checks == {"db:ping": 1.0, "search:ping": 1.0}
+        svc.health.draining = True
+        assert (await client.get("/readyz")).status_code == 503
+        ready, changes, _ = await scrape(client)
+        assert ready == {(("service", "probed"),): 0.0} and changes == 2.0
+        svc.health.draining = False

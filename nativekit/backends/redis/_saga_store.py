@@ -16,6 +16,7 @@ node. Listing, recovery and the definition check read every shard (pipelined).
 from __future__ import annotations
 
 import asyncio
+import itertools
 import zlib
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
@@ -30,7 +31,7 @@ from nativekit.backends.redis._outbox import RedisOutbox
 from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, Transition, Waiting
-from nativekit.saga._store.store import decode_cursor, definition_key, encode_cursor
+from nativekit.saga._store.store import UNFINISHED, decode_cursor, definition_key, encode_cursor
 
 _ALL = tuple(SagaStatus)
 
@@ -377,6 +378,16 @@ class RedisSagaStore:
                 for shard in range(self.shards):
                     pipe.zcount(f"{self._tag(shard)}:leases", "-inf", now_ms)
                 return sum(int(n) for n in await pipe.execute())
+
+    async def counts(self, names: Collection[str]) -> dict[tuple[str, SagaStatus], int]:
+        """Unfinished instances per (saga name, status): a pipelined ``ZCARD`` per index."""
+        keys, n = [(name, status) for name in names for status in UNFINISHED], self.shards
+        with _translated("counts"):
+            async with self.client.pipeline(transaction=False) as pipe:
+                for (name, status), shard in itertools.product(keys, range(n)):
+                    pipe.zcard(self._index(self._tag(shard), status, name))
+                sizes = [int(size) for size in await pipe.execute()]
+        return {key: sum(sizes[i * n : (i + 1) * n]) for i, key in enumerate(keys)}
 
     async def ping(self) -> None:
         """Raise :class:`BackendUnavailable` if Redis does not answer."""

@@ -24,9 +24,10 @@ from nativekit.messaging._consume.marks import Marks
 from nativekit.messaging._consume.metrics import MessagingMetrics
 from nativekit.messaging._consume.offsets import PartitionOffsets
 from nativekit.messaging._consume.pipeline import ConsumerOptions, Runner, dedup_key
+from nativekit.messaging._consume.status import ConsumerStatus, describe
 from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore
 from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, TopicPartition
-from nativekit.messaging._wire.envelope import event_type_of
+from nativekit.messaging._wire.envelope import other_type
 
 if TYPE_CHECKING:
     pass
@@ -96,6 +97,7 @@ class Consumer(Finishing):
             stopping=lambda: self._stopping,
             on_finished=self._finish,
             on_abandoned=self._abandon,
+            namespace=self._namespace,
         )
         self._tracing = tracing
         types = options.event_types
@@ -150,6 +152,11 @@ class Consumer(Finishing):
         still finds the DONE marks written under the old one)."""
         return self._namespace
 
+    def status(self) -> ConsumerStatus:
+        """Partitions with their positions and lag, in-flight count and last error."""
+        parts = (self._lanes, self._lag.readings, self._in_flight, self._error)
+        return describe(self.options, self.spec.name, self.join, self.running, *parts)
+
     # -- lifecycle -------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -165,6 +172,8 @@ class Consumer(Finishing):
         self._runner.tracer = active_tracer() if self._tracing else None
         self._runner.debug = logging.getLogger().isEnabledFor(logging.DEBUG)
         self._lag.log = self.log
+        for topic in self.options.topics:  # from 0, so increase() sees the first dead letter
+            self.metrics.count(topic, self.options.group, "dead_lettered", 0)
         self.join.begin()
         self.running = True
         self._feeders = [self._spawn("join", self._join)]
@@ -312,7 +321,7 @@ class Consumer(Finishing):
                 lane = lanes.get(TopicPartition(topic, partition))
             if lane is not None and not lane.closed:
                 lane.offsets.add(record.offset)
-                if wanted is not None and _other_type(record, wanted):
+                if wanted is not None and other_type(record, wanted):
                     lane.offsets.finish(record.offset)  # neither claimed nor handled
                     skipped.append(Item(record, "", lane))
                     continue
@@ -382,13 +391,6 @@ class Consumer(Finishing):
                         self._abandon(item)
                 else:
                     lane.put_many(run)
-
-
-def _other_type(record: Record, wanted: frozenset[bytes]) -> bool:
-    """Whether the record names an event type the handler does not take (a record
-    without an ``event-type`` header is handled)."""
-    found = event_type_of(record)
-    return found is not None and found not in wanted
 
 
 def _names(tps: set[TopicPartition]) -> list[str]:

@@ -76,7 +76,11 @@ class DeadLetter:
 
     @property
     def namespace(self) -> str | None:
-        """``<group>:<handler>``, the scope of the consumer's idempotency keys."""
+        """The scope of the consumer's idempotency keys: the ``dlq-dedup-namespace`` header,
+        else ``<group>:<handler>`` (letters of nativekit before that header)."""
+        written = self.header(env.DLQ_DEDUP_NAMESPACE)
+        if written:
+            return written
         group, handler = self.header(env.DLQ_GROUP), self.header(env.DLQ_HANDLER)
         return f"{group}:{handler}" if group and handler else None
 

@@ -36,6 +36,8 @@ class LagReporter:
         self.interval = interval
         self.log = log
         self._reported: set[TopicPartition] = set()
+        #: The last reading of each reported partition: (position, end offset).
+        self.readings: dict[TopicPartition, tuple[int, int]] = {}
 
     async def run(self, gc: GroupConsumer) -> None:
         """Report until cancelled (a broker that does not answer skips a round)."""
@@ -65,6 +67,7 @@ class LagReporter:
                 continue
             self._gauge(tp).set(max(0, end - position))
             self._reported.add(tp)
+            self.readings[tp] = (position, end)
 
     def _gauge(self, tp: TopicPartition) -> Any:
         return self.metrics.lag.labels(
@@ -76,3 +79,4 @@ class LagReporter:
         for tp in tps:
             self.metrics.lag.remove(self.metrics.service, tp.topic, self.group, str(tp.partition))
             self._reported.discard(tp)
+            self.readings.pop(tp, None)

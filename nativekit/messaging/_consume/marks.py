@@ -35,6 +35,10 @@ class Marks:
         self.metrics = metrics
         self.log = log
         self.error: str | None = None
+        # every series from 0, so an alert's increase() sees the first error
+        for operation in ("claim", "release", "finish", "renew"):
+            metrics.dedup_errors.labels(metrics.service, options.group, operation)
+        metrics.lease_lost.labels(metrics.service, options.group)
 
     def failed(self, operation: str, exc: BaseException) -> None:
         """Count and log a failed store operation, and remember it for readiness."""

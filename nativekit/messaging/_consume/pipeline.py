@@ -80,8 +80,12 @@ class Runner:
         stopping: Callable[[], bool],
         on_finished: Callable[[Item], None],
         on_abandoned: Callable[[Item], None],
+        namespace: str | None = None,
     ) -> None:
         self.spec = spec
+        #: The scope of the dedup keys (``<group>:<handler>``, or the service name for the
+        #: default group): written on dead letters so a replay clears the right mark.
+        self.namespace = namespace or f"{options.group}:{spec.name}"
         self.options = options
         self.broker = broker
         self.store = store
@@ -269,6 +273,7 @@ class Runner:
         if self.store is not None:  # where replay clears the DEAD mark
             headers.append((env.DLQ_DEDUP_KEY, item.key.encode("utf-8", "replace")))
             headers.append((env.DLQ_DEDUP_RETENTION, f"{self.options.retain:g}".encode()))
+            headers.append((env.DLQ_DEDUP_NAMESPACE, self.namespace.encode()))
         delay = 0.1
         while True:
             try:

@@ -33,6 +33,7 @@ DLQ_TIME = "dlq-time"
 DLQ_HANDLER = "dlq-handler"  # the handler that gave up: with the group, its dedup namespace
 DLQ_DEDUP_KEY = "dlq-dedup-key"  # the key marked DEAD (absent for non-idempotent consumers)
 DLQ_DEDUP_RETENTION = "dlq-dedup-retention"  # the consumer's retain (s): its store's buckets
+DLQ_DEDUP_NAMESPACE = "dlq-dedup-namespace"  # the scope of the key (group:handler or older)
 # Set on a dead letter replayed by ``nativekit dlq replay``: "<dlq topic>:<partition>:<offset>".
 REPLAY_OF = "replay-of"
 
@@ -77,6 +78,13 @@ def event_type_of(record: Record) -> bytes | None:
         if name == EVENT_TYPE:
             found = value
     return found
+
+
+def other_type(record: Record, wanted: frozenset[bytes]) -> bool:
+    """Whether the record names an event type not in ``wanted`` (a record without an
+    ``event-type`` header is wanted)."""
+    found = event_type_of(record)
+    return found is not None and found not in wanted
 
 
 def inject_trace(carrier: dict[str, str | bytes]) -> None:

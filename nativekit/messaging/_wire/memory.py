@@ -214,7 +214,13 @@ class MemoryGroupConsumer:
                 self.broker._topic(topic)
             group.members.append(self)
             self.joined = True
-            await self.broker._rebalance(group)
+            try:
+                await self.broker._rebalance(group)
+            except BaseException:  # cancelled while joining: leave, as aiokafka closes
+                group.members.remove(self)
+                self.joined, self.assigned, self.positions = False, set(), {}
+                await self.broker._rebalance(group)
+                raise
 
     async def stop(self) -> None:
         """Leave the group; the remaining members rebalance."""

@@ -13,13 +13,17 @@ saga, malformed reply) and dropped.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import math
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from nativekit._health import CheckResult
+from nativekit._lifecycle import cancel_and_wait
 from nativekit._telemetry.logging import get_logger
+from nativekit.errors import BackendUnavailable
 from nativekit.messaging._commands import handlers as h
 from nativekit.messaging._consume.consumer import Consumer
 from nativekit.messaging._consume.handler import inspect_handler
@@ -28,7 +32,7 @@ from nativekit.messaging._wire.envelope import Message
 from nativekit.saga._define.command_steps import CommandStep, Outcome, spec_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._run.commands import CommandDriver
-from nativekit.saga._run.telemetry import CommandMetrics
+from nativekit.saga._run.telemetry import CENSUS_INTERVAL, CommandMetrics
 from nativekit.saga._store.model import SagaRecord, Waiting
 from nativekit.saga._store.outbox import OutboxRelay
 
@@ -58,6 +62,7 @@ class SagaCommands:
         self.reply_topic = s.saga.reply_topic or f"{ctx.name}.replies"
         self.metrics = CommandMetrics(ctx.metrics.registry, ctx.name)
         self.relay: OutboxRelay | None = None
+        self._census: asyncio.Task[None] | None = None
         self.consumer: Consumer | None = None
         self.log = get_logger(service=ctx.name, component="saga-replies")
         self.driver = runtime.commands = CommandDriver(self.reply_topic, self._wake, self.metrics)
@@ -101,6 +106,7 @@ class SagaCommands:
         )
         try:
             await self.relay.start()
+            self._census = self.messaging.supervisor.spawn("outbox-census", self._count_backlog)
             if needed:
                 await self._start_consumer()
         except BaseException:  # cancelled too: the lifecycle stops only what started
@@ -152,6 +158,9 @@ class SagaCommands:
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()
+        if self._census is not None:
+            census, self._census = self._census, None
+            await cancel_and_wait(census)
         if self.relay is not None:
             relay, self.relay = self.relay, None
             await relay.stop()
@@ -161,13 +170,25 @@ class SagaCommands:
         outcome = await apply_reply(self.runtime, payload, msg.header)
         self.metrics.replies.labels(self.ctx.name, outcome).inc()
 
+    async def _count_backlog(self) -> None:
+        """Keep the outbox gauges current between readiness probes (none outside Kubernetes)."""
+        while self.relay is not None:
+            with contextlib.suppress(BackendUnavailable):
+                await self.sample_backlog(self.relay)
+            await asyncio.sleep(CENSUS_INTERVAL)
+
+    async def sample_backlog(self, relay: OutboxRelay) -> tuple[int, float]:
+        """The outbox backlog and its oldest entry's age, also set on their gauges."""
+        count, age = await relay.outbox.backlog()
+        self.metrics.backlog.labels(self.ctx.name).set(count)
+        self.metrics.oldest.labels(self.ctx.name).set(age)
+        return count, age
+
     async def readiness(self) -> CheckResult | None:
         """Warn when the outbox backlog exceeds ``NATIVEKIT_SAGA_OUTBOX_BACKLOG_WARN``."""
         if self.relay is None:
             return None
-        count, age = await self.relay.outbox.backlog()
-        self.metrics.backlog.labels(self.ctx.name).set(count)
-        self.metrics.oldest.labels(self.ctx.name).set(age)
+        count, age = await self.sample_backlog(self.relay)
         limit = self.ctx.settings.saga.outbox_backlog_warn
         if count > limit:
             return CheckResult(

@@ -20,7 +20,7 @@ from nativekit.errors import BackendUnavailable
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._run.registry import SagaRegistry
 from nativekit.saga._run.runner import Run
-from nativekit.saga._run.telemetry import SagaMetrics
+from nativekit.saga._run.telemetry import CENSUS_INTERVAL, SagaMetrics
 from nativekit.saga._store.model import SagaRecord, Transition
 from nativekit.saga._store.store import SagaStore, definition_key
 
@@ -81,6 +81,7 @@ class RecoveryLoops(SagaRegistry):
         self._loops = [
             self._supervise("saga-recovery", self.recovery_interval, self.recover),
             self._supervise("saga-renewal", self.lease / 3, self.renew),
+            self._supervise("saga-census", CENSUS_INTERVAL, self.census),
         ]
         self.log.info("saga.runtime.started", sagas=sorted(self.sagas))
 
@@ -178,6 +179,17 @@ class RecoveryLoops(SagaRegistry):
             if stored is not None and stored.status.active and stored.token != run.token:
                 self.log.warning("saga.lease.lost", saga_id=run.record.saga_id)
                 task.cancel()
+
+    async def census(self) -> None:
+        """Set ``nativekit_sagas_stored`` from the store's counts of unfinished instances
+        (and create the counters of sagas declared since, at 0)."""
+        if self.metrics is None or not self.sagas:
+            return
+        for saga in self.sagas.values():
+            self.metrics.declare(saga.name, [step.name for step in saga.steps])
+        stored = self.metrics.stored
+        for (name, status), count in (await self.store.counts(list(self.sagas))).items():
+            stored.labels(self.service, name, status.value).set(count)
 
     async def readiness(self) -> CheckResult:
         """Readiness check: warn when the recovery backlog exceeds ``backlog_warn``, fail

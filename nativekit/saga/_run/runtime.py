@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from nativekit._telemetry.active import current_trace_id
 from nativekit._telemetry.logging import get_logger
 from nativekit.errors import ConfigError
 from nativekit.saga._define.definition import Saga
@@ -191,6 +192,7 @@ class SagaRuntime(RecoveryLoops):
             input=definition.encode_input(value),
             created_at=now,
             updated_at=now,
+            trace_id=current_trace_id(),
         )
         creating = Creating()
         run = self.spawn(definition, record, uuid.uuid4().hex, creating=creating)

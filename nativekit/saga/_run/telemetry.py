@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from nativekit._telemetry.metrics import LATENCY_BUCKETS
 
+#: Seconds between two readings of stored saga counts and of the outbox backlog (gauges
+#: a scrape would otherwise see only as fresh as the last readiness probe).
+CENSUS_INTERVAL = 15.0
+
 
 class SagaMetrics:
     """Counters by saga name, step duration histogram, in-flight gauge, recoveries,
-    step interruptions."""
+    step interruptions, stored instances by status."""
 
     def __init__(self, registry: CollectorRegistry, service: str) -> None:
         self.service = service
@@ -59,8 +65,27 @@ class SagaMetrics:
             registry=registry,
             multiprocess_mode="livesum",
         ).labels(service)
+        self.stored = Gauge(
+            "nativekit_sagas_stored",
+            "Unfinished saga instances in the store, by saga and status (RUNNING, "
+            "COMPENSATING, FAILED: parked for an operator), counted every 15 s by each "
+            "replica: aggregate replicas with max, not sum.",
+            ["service", "saga", "status"],
+            registry=registry,
+            multiprocess_mode="max",
+        )
         self._steps: dict[tuple[str, str, str, str], Histogram] = {}
         self._started: dict[str, Counter] = {}
+
+    def declare(self, saga: str, steps: Iterable[str]) -> None:
+        """Create the series of a saga at 0 (an alert's ``increase()`` misses a series
+        that is born at 1, and a dashboard shows 0 rather than no data)."""
+        for counter in (self.started, self.completed, self.compensated, self.failed):
+            counter.labels(self.service, saga)
+        self.recovered.labels(self.service, saga)
+        for step in steps:
+            for direction in ("forward", "compensate"):
+                self.interruptions.labels(self.service, saga, step, direction)
 
     def count_started(self, saga: str) -> None:
         """Count one started instance."""

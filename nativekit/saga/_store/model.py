@@ -9,9 +9,12 @@ changes, so a write never grows with the number of steps.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
+
+from nativekit.errors import ConfigError
 
 
 class SagaStatus(StrEnum):
@@ -158,6 +161,8 @@ class SagaRecord:
     lease_until: float | None = None
     #: JSON of the command reply the saga waits for (command steps), or None.
     wait: str | None = None
+    #: The trace the saga was started in (32 hex digits), or None.
+    trace_id: str | None = None
 
     def to_fields(self) -> dict[str, str]:
         """The record as flat string fields (lease fields are the store's business)."""
@@ -173,6 +178,8 @@ class SagaRecord:
             "error": self.error or "",
             "order": encode_order(self.order),
         }
+        if self.trace_id:
+            fields["trace"] = self.trace_id
         for name, step in self.steps.items():
             fields[f"step:{name}"] = step.to_json()
         for name, result in self.results.items():
@@ -197,6 +204,7 @@ class SagaRecord:
             token=fields.get("token") or None,
             lease_until=float(lease) / 1000 if lease else None,
             wait=fields.get("wait") or None,
+            trace_id=fields.get("trace") or None,
         )
         for key, value in fields.items():
             if key.startswith("step:"):
@@ -232,6 +240,7 @@ class SagaRecord:
             },
             "results": {name: json.loads(raw) for name, raw in self.results.items()},
             "lease_until": self.lease_until,
+            "trace_id": self.trace_id,
         }
 
 
@@ -325,3 +334,34 @@ class Waiting:
             other.attempt,
             other.token,
         )
+
+
+def page_key(record: SagaRecord) -> tuple[float, str]:
+    """Sort key of listings: when the saga entered its status, then id."""
+    return (record.since, record.saga_id)
+
+
+def encode_cursor(key: tuple[float, str]) -> str:
+    """An opaque cursor after ``key``."""
+    return f"{key[0]!r}|{key[1]}"
+
+
+def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
+    """Inverse of :func:`encode_cursor`.
+
+    Raises:
+        ConfigError: ``cursor`` is not one a listing returned.
+    """
+    if not cursor:
+        return None
+    score, _, saga_id = cursor.partition("|")
+    try:
+        since = float(score)
+    except ValueError:
+        since = math.nan
+    if not math.isfinite(since):
+        raise ConfigError(
+            f"cursor {cursor!r} is not one a listing returned; pass the 'cursor' of the "
+            "previous page, or none for the first page."
+        )
+    return since, saga_id

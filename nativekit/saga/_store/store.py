@@ -8,15 +8,29 @@ lease expired, or an operator took it over) the old runner cannot advance it.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
-from nativekit.errors import ConfigError
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
-from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, Transition, Waiting
+from nativekit.saga._store.model import (
+    Page,
+    SagaRecord,
+    SagaStatus,
+    Transition,
+    Waiting,
+    page_key,
+)
+from nativekit.saga._store.model import (
+    decode_cursor as decode_cursor,
+)
+from nativekit.saga._store.model import (
+    encode_cursor as encode_cursor,
+)
 from nativekit.saga._store.outbox import MemoryOutbox, Outbox
+
+#: The statuses :meth:`SagaStore.counts` reports: the finished ones expire after retention.
+UNFINISHED = tuple(status for status in SagaStatus if not status.finished)
 
 
 def definition_key(name: str, definition: str) -> str:
@@ -134,6 +148,12 @@ class SagaStore(Protocol):
         """Active instances whose lease expired and nobody has claimed yet."""
         ...
 
+    async def counts(self, names: Collection[str]) -> dict[tuple[str, SagaStatus], int]:
+        """Instances per (saga name, status) for the sagas ``names`` and every status an
+        instance stays in until something moves it (RUNNING, COMPENSATING, FAILED; 0 when
+        none); read from indexes, not by loading the instances."""
+        ...
+
     async def ping(self) -> None:
         """Raise :class:`nativekit.BackendUnavailable` if the store cannot be reached."""
         ...
@@ -141,37 +161,6 @@ class SagaStore(Protocol):
     async def aclose(self) -> None:
         """Release connections owned by the store."""
         ...
-
-
-def page_key(record: SagaRecord) -> tuple[float, str]:
-    """Sort key of listings: when the saga entered its status, then id."""
-    return (record.since, record.saga_id)
-
-
-def encode_cursor(key: tuple[float, str]) -> str:
-    """An opaque cursor after ``key``."""
-    return f"{key[0]!r}|{key[1]}"
-
-
-def decode_cursor(cursor: str | None) -> tuple[float, str] | None:
-    """Inverse of :func:`encode_cursor`.
-
-    Raises:
-        ConfigError: ``cursor`` is not one a listing returned.
-    """
-    if not cursor:
-        return None
-    score, _, saga_id = cursor.partition("|")
-    try:
-        since = float(score)
-    except ValueError:
-        since = math.nan
-    if not math.isfinite(since):
-        raise ConfigError(
-            f"cursor {cursor!r} is not one a listing returned; pass the 'cursor' of the "
-            "previous page, or none for the first page."
-        )
-    return since, saga_id
 
 
 class MemorySagaStore:
@@ -382,6 +371,16 @@ class MemorySagaStore:
             and (fields := self._load(saga_id)) is not None
             and SagaStatus(fields["status"]).active
         )
+
+    async def counts(self, names: Collection[str]) -> dict[tuple[str, SagaStatus], int]:
+        """Instances per (saga name, status) for ``names``."""
+        found = {(name, status): 0 for name in names for status in UNFINISHED}
+        for saga_id in list(self._records):
+            if (fields := self._load(saga_id)) is not None:
+                key = (fields["name"], SagaStatus(fields["status"]))
+                if key in found:
+                    found[key] += 1
+        return found
 
     async def ping(self) -> None:
         """Always reachable."""
