@@ -7,6 +7,7 @@ other services' domain objects directly (they run in the same process).
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import nativekit
 from examples.shop.models import Payment, PaymentRequest, Product
@@ -129,7 +130,8 @@ class HttpInventory:
         self.client = client
 
     async def product(self, sku: str) -> Product | None:
-        response = await self.client.get(f"/inventory/products/{sku}")
+        # quoted: a SKU is user input ('/' or a newline must stay inside the path segment)
+        response = await self.client.get(f"/inventory/products/{quote(sku, safe='')}")
         if response.status_code == 404:
             return None
         return Product.model_validate(_ok(response, self.client))
@@ -154,7 +156,7 @@ class HttpPayments:
 
     async def refund(self, payment_id: str, order_id: str) -> Payment:
         response = await self.client.post(
-            f"/payments/{payment_id}/refund", params={"order_id": order_id}
+            f"/payments/{quote(payment_id, safe='')}/refund", params={"order_id": order_id}
         )
         return Payment.model_validate(_ok(response, self.client))
 
