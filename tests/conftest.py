@@ -1,4 +1,4 @@
-"""Shared fixtures: real Redis and Kafka-protocol servers, captured spans."""
+"""Shared fixtures: real Redis, Kafka-protocol and PostgreSQL servers, captured spans."""
 
 from __future__ import annotations
 
@@ -64,6 +64,25 @@ def kafka_url(kafka_server: servers.Server) -> Iterator[str]:
     """URL (kafka://host:port) of the real broker; this process's topics deleted at the end."""
     yield kafka_server.url
     asyncio.run(servers.delete_topics(kafka_server.url, ISSUED))
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.Server]:
+    """A real PostgreSQL: NATIVEKIT_TEST_DATABASE_URL, the local one, or one started here."""
+    server = servers.start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: servers.Server) -> Iterator[str]:
+    """URL of a database of this test process's own on the real PostgreSQL, dropped at the
+    end: runs sharing a server (and xdist workers) never see each other's tables."""
+    from nativekit.testing._postgres import create_test_database
+
+    database = create_test_database(postgres_server.url)
+    yield database.url
+    database.release()
 
 
 # Every unique() of this process: the topics named with one are this process's to delete.

@@ -25,7 +25,7 @@ PUBLIC = {
     "nativekit.testing.databases",
     "nativekit.testing.servers",
 }
-DRIVERS = ("redis", "aiokafka")
+DRIVERS = ("redis", "aiokafka", "asyncpg", "psycopg")
 
 
 def _modules() -> dict[str, Path]:
