@@ -78,7 +78,9 @@ class Service(Routes):
         self.backends = Backends(self.name, self.settings)
         # Capabilities, in their start phases: backends, then (after the application's own
         # hooks) consumers, saga recovery, the outbox relay; stopped in reverse.
-        self.lifecycle.add("backends", stop=self.backends.aclose, phase=Phase.BACKENDS)
+        self.lifecycle.add(
+            "backends", start=self.backends.start, stop=self.backends.aclose, phase=Phase.BACKENDS
+        )
         self.lifecycle.add(
             "cache", start=self._start_cache, stop=self._stop_cache, phase=Phase.BACKENDS
         )
@@ -171,6 +173,14 @@ class Service(Routes):
                 "redis:ping",
                 self.backends.redis_check(),
                 critical=lambda: redis_mode == "critical" and self.backends.redis_required,
+                component_type="datastore",
+            )
+        database_mode = self.settings.database.readiness
+        if self.backends.uses_postgres and database_mode != "off":
+            self.health.add(
+                "postgres:ping",
+                self.backends.postgres_check(),
+                critical=database_mode == "critical",
                 component_type="datastore",
             )
         if self.uses_kafka and kafka_mode != "off":

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 from opentelemetry import trace
@@ -15,6 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import nativekit
 from nativekit.testing import databases, servers
+
+if TYPE_CHECKING:
+    from nativekit.backends.postgres import Database
 
 # One recording provider for the whole run; services reuse an installed provider.
 SPANS = InMemorySpanExporter()
@@ -83,6 +87,23 @@ def postgres_url(postgres_server: servers.Server) -> Iterator[str]:
     database = create_test_database(postgres_server.url)
     yield database.url
     database.release()
+
+
+@pytest.fixture
+async def pg_database(postgres_url: str, unique: str) -> AsyncIterator[Database]:
+    """A migrated nativekit schema of this test's own in the process's database; dropped
+    afterwards."""
+    from nativekit.backends.postgres import Database, upgrade
+    from nativekit.settings import Settings
+
+    database = Database(
+        Settings(database={"url": postgres_url, "schema_name": f"t_{unique}", "pool_size": 5})
+    )
+    await upgrade(database)
+    yield database
+    async with database.connection("drop the test schema") as connection:
+        await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
+    await database.aclose()
 
 
 # Every unique() of this process: the topics named with one are this process's to delete.
