@@ -40,6 +40,7 @@ def version() -> None:
 
 def _commands() -> None:
     from nativekit.cli._check import check
+    from nativekit.cli._db import db
     from nativekit.cli._dlq import dlq
     from nativekit.cli._project import new, update
     from nativekit.cli._sagas import sagas
@@ -49,6 +50,7 @@ def _commands() -> None:
     cli.add_command(sagas)
     cli.add_command(dlq)
     cli.add_command(check)
+    cli.add_command(db)
 
 
 _commands()
