@@ -95,7 +95,7 @@ class Service(Routes):
         #: The saga runtime: start, wait for, list and operate saga instances.
         self.sagas: SagaRuntime
         self.sagas, self._saga_commands = build_sagas(
-            self.context, self.backends.saga_store, self.messaging
+            self.context, self.backends.saga_store, self.messaging, self.backends.transactions
         )
         self._cache: Cache | None = None
         self._app: Starlette | None = None

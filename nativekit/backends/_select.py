@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from nativekit._health import CheckFunc
+    from nativekit._transaction import TransactionFactory
     from nativekit.backends.postgres._client import Database
     from nativekit.backends.postgres._retention import Retention
     from nativekit.cache import Cache
@@ -87,6 +88,11 @@ class Backends:
 
             self._database = Database(self.settings)
         return self._database
+
+    def transactions(self) -> TransactionFactory | None:
+        """Makes the transactions handlers are handed (``ctx.db``, ``Transaction``
+        parameters); None without a database backend."""
+        return self.database.transaction_factory() if self.uses_postgres else None
 
     def postgres_check(self) -> CheckFunc:
         """A readiness check running ``SELECT 1`` on the shared pool."""

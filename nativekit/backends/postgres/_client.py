@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import contextvars
 import ssl
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import Any
+from typing import TYPE_CHECKING
 
 import asyncpg
 
 from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.settings import DatabaseSettings, Settings, mask_url
+
+if TYPE_CHECKING:
+    from nativekit.backends.postgres._transaction import PostgresTransaction
 
 #: asyncpg/OS errors that mean "the server is not reachable or did not answer".
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -142,6 +145,21 @@ class Database:
             self._current.reset(token)
             await pool.release(connection)
 
+    @contextmanager
+    def joined(self, connection: asyncpg.Connection) -> Iterator[None]:
+        """Run the stores' statements on ``connection`` (a handler's open transaction)."""
+        token = self._current.set(connection)
+        try:
+            yield
+        finally:
+            self._current.reset(token)
+
+    def transaction_factory(self) -> Callable[[], PostgresTransaction]:
+        """Makes the lazily begun transactions handlers are handed."""
+        from nativekit.backends.postgres._transaction import PostgresTransaction
+
+        return lambda: PostgresTransaction(self)
+
     @property
     def in_transaction(self) -> bool:
         """True inside :meth:`transaction` in this task."""
@@ -161,8 +179,3 @@ class Database:
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()
-
-
-def rows_to_dicts(rows: list[Any]) -> list[dict[str, Any]]:
-    """asyncpg records as plain dicts."""
-    return [dict(row) for row in rows]

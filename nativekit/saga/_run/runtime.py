@@ -25,6 +25,7 @@ from nativekit.saga._store.store import SagaStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from nativekit._transaction import TransactionFactory
     from nativekit.saga._run.commands import CommandDriver
 from nativekit._supervisor import Supervisor
 
@@ -70,6 +71,8 @@ class SagaRuntime(RecoveryLoops):
         max_interruptions: times a step direction interrupted by a process stop is
             re-run before it fails (a step policy may override it).
         supervisor: restarts the recovery and renewal loops after an unexpected error.
+        transactions: gives the factory of the transactions steps get as ``ctx.db`` (None
+            without a database backend); called once, when the first run needs it.
     """
 
     def __init__(
@@ -87,6 +90,7 @@ class SagaRuntime(RecoveryLoops):
         clock: Callable[[], float] = time.time,
         max_interruptions: int = 3,
         supervisor: Supervisor | None = None,
+        transactions: Callable[[], TransactionFactory | None] | None = None,
     ) -> None:
         self.service = service
         self.supervisor = supervisor or Supervisor(service)
@@ -109,6 +113,7 @@ class SagaRuntime(RecoveryLoops):
             max_interruptions=max_interruptions,
         )
         self.metrics = metrics
+        self._transactions = transactions
         RecoveryLoops.__init__(self)
         self.runs: dict[str, tuple[Run, asyncio.Task[SagaRecord | None]]] = {}
         self._loops: list[asyncio.Task[None]] = []
@@ -141,8 +146,16 @@ class SagaRuntime(RecoveryLoops):
             store=self.store,
             tracer=self._current_tracer(),
             commands=self.commands,
+            transactions=self._transaction_factory(),
             **self._env_args,
         )
+
+    def _transaction_factory(self) -> TransactionFactory | None:
+        if self._transactions is None:
+            return None
+        factory = self._transactions()
+        self._transactions = lambda: factory
+        return factory
 
     def _current_tracer(self) -> Tracer | None:
         """The tracer of the installed provider; None while none is (spans would be no-ops)."""

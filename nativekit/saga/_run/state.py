@@ -30,6 +30,7 @@ from nativekit.saga._store.store import SagaStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from nativekit._transaction import TransactionFactory
     from nativekit.saga._define.command_steps import Outcome
 
 
@@ -63,6 +64,8 @@ class RunEnv:
     max_interruptions: int = 3
     #: Command/reply steps, None when unused.
     commands: CommandSteps | None = None
+    #: Makes the transaction a step gets as ``ctx.db`` (None without a database backend).
+    transactions: TransactionFactory | None = None
 
 
 class CommandSteps(Protocol):
