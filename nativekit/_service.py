@@ -86,7 +86,10 @@ class Service(Routes):
         )
         #: Broker, publisher and consumers of this service.
         self.messaging = Messaging(
-            self.context, broker=self.backends.broker, dedup_store=self.backends.dedup_store
+            self.context,
+            broker=self.backends.broker,
+            dedup_store=self.backends.dedup_store,
+            transactions=self.backends.transactions,
         )
         self.lifecycle.add_component("messaging", self.messaging, phase=Phase.CONSUMERS)
         self._commands = CommandHandlers(

@@ -92,7 +92,12 @@ class Backends:
     def transactions(self) -> TransactionFactory | None:
         """Makes the transactions handlers are handed (``ctx.db``, ``Transaction``
         parameters); None without a database backend."""
-        return self.database.transaction_factory() if self.uses_postgres else None
+        if not self.uses_postgres:
+            return None
+        from nativekit.backends.postgres._transaction import PostgresTransaction
+
+        database = self.database
+        return lambda: PostgresTransaction(database)
 
     def postgres_check(self) -> CheckFunc:
         """A readiness check running ``SELECT 1`` on the shared pool."""

@@ -14,6 +14,7 @@ PUBLIC = {
     "nativekit.__main__",
     "nativekit.backends",
     "nativekit.backends.kafka",
+    "nativekit.backends.postgres",
     "nativekit.backends.redis",
     "nativekit.cache",
     "nativekit.cli",

@@ -10,17 +10,13 @@ from __future__ import annotations
 
 import contextvars
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
-from typing import TYPE_CHECKING
 
 import asyncpg
 
 from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.settings import DatabaseSettings, Settings, mask_url
-
-if TYPE_CHECKING:
-    from nativekit.backends.postgres._transaction import PostgresTransaction
 
 #: asyncpg/OS errors that mean "the server is not reachable or did not answer".
 UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
@@ -74,11 +70,11 @@ class Database:
             f"nativekit-pg-{id(self)}", default=None
         )
 
-    async def pool(self) -> asyncpg.Pool:
-        """The pool (created on first use)."""
+    async def pool(self, operation: str = "connect") -> asyncpg.Pool:
+        """The pool (created on first use, for ``operation``: named in errors)."""
         if self._pool is None:
             s = self.settings.database
-            with self.translated("connect"):
+            with self.translated(f"to connect ({operation})"):
                 self._pool = await asyncpg.create_pool(
                     self.url,
                     min_size=1,
@@ -119,7 +115,7 @@ class Database:
             with self.translated(operation):
                 yield current
             return
-        pool = await self.pool()
+        pool = await self.pool(operation)
         with self.translated(operation):
             async with pool.acquire() as connection:
                 yield connection
@@ -153,12 +149,6 @@ class Database:
             yield
         finally:
             self._current.reset(token)
-
-    def transaction_factory(self) -> Callable[[], PostgresTransaction]:
-        """Makes the lazily begun transactions handlers are handed."""
-        from nativekit.backends.postgres._transaction import PostgresTransaction
-
-        return lambda: PostgresTransaction(self)
 
     @property
     def in_transaction(self) -> bool:

@@ -29,7 +29,7 @@ from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, Topi
 from nativekit.messaging._wire.envelope import event_type_of
 
 if TYPE_CHECKING:
-    pass
+    from nativekit._transaction import TransactionFactory
 from nativekit._supervisor import Supervisor
 from nativekit.messaging._consume.joining import JoinState
 from nativekit.messaging._consume.lag import LagReporter
@@ -65,6 +65,7 @@ class Consumer(Finishing):
         lag_interval: float = 5.0,
         group_instance_id: str | None = None,
         topics_to_create: Mapping[str, int] | None = None,
+        transactions: Callable[[], TransactionFactory | None] | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
@@ -96,6 +97,7 @@ class Consumer(Finishing):
             stopping=lambda: self._stopping,
             on_finished=self._finish,
             on_abandoned=self._abandon,
+            transactions=transactions,
         )
         self._tracing = tracing
         types = options.event_types
