@@ -17,6 +17,7 @@ from nativekit._http.routes import Routes
 from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
 from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit._telemetry.metrics import Metrics
+from nativekit._transaction import Transaction
 from nativekit.backends._select import Backends
 from nativekit.errors import ConfigError
 from nativekit.messaging._commands.handlers import CommandHandlers
@@ -144,6 +145,27 @@ class Service(Routes):
         return decorator
 
     # -- shared backends -----------------------------------------------------------
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A transaction on the service's PostgreSQL (``NATIVEKIT_DATABASE_URL``) for code
+        outside steps and handlers (routes, startup hooks): committed when the block
+        ends, rolled back when it raises.
+
+        Raises:
+            ConfigError: no database is configured.
+        """
+        factory = self.backends.transactions()
+        if factory is None:
+            raise ConfigError(
+                "svc.transaction() needs a database: set NATIVEKIT_DATABASE_URL=postgresql://..."
+            )
+        scope = factory()
+        try:
+            yield scope
+            await scope.commit()
+        finally:
+            await scope.close()
 
     @property
     def uses_redis(self) -> bool:

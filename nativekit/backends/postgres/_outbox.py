@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from nativekit.backends.postgres._client import NOW, Database
+from nativekit.errors import BackendUnavailable
 from nativekit.saga._store.outbox import Batch, OutboxEntry
 
 
@@ -58,11 +59,19 @@ class PostgresOutbox:
 
     async def listen(self, wake: Callable[[], None]) -> None:
         """Call ``wake`` whenever a transaction that wrote entries commits (any replica)."""
-        pool = await self.db.pool()
-        with self.db.translated("LISTEN for outbox entries"):
-            self._listener = await pool.acquire()
-            self._callback = lambda *_: wake()
-            await self._listener.add_listener(self.channel, self._callback)
+        self._callback = lambda *_: wake()
+        try:
+            pool = await self.db.pool()
+            with self.db.translated("LISTEN for outbox entries"):
+                listener = await pool.acquire()
+                try:
+                    await listener.add_listener(self.channel, self._callback)
+                except BaseException:
+                    await pool.release(listener)
+                    raise
+        except BackendUnavailable:
+            return  # the relay polls; the next start listens again
+        self._listener = listener
 
     async def unlisten(self) -> None:
         """Stop listening."""
@@ -83,8 +92,7 @@ class PostgresOutbox:
             UPDATE {self.table} SET taken_by = $1, taken_until = {NOW} + $2
             WHERE seq IN (
                 SELECT o.seq FROM {self.table} o
-                WHERE (o.taken_until IS NULL OR o.taken_until <= {NOW}
-                       OR o.taken_by = $1) {only}
+                WHERE (o.taken_until IS NULL OR o.taken_until <= {NOW}) {only}
                   AND NOT EXISTS (
                       SELECT 1 FROM {self.table} e
                       WHERE e.saga_id = o.saga_id AND e.seq < o.seq
