@@ -9,6 +9,7 @@ STAMP := $(VENV)/.installed-dev
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
 	@echo "make shop-cluster - the shop as three processes on :8001-8003 with Redis + Kafka"
+	@echo "                    (SHOP_DATABASE_URL=postgresql://...: inventory on PostgreSQL)"
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
 	@echo "make docs   - build the documentation site into site/"
 	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"

@@ -131,6 +131,8 @@ def main() -> int:
             cluster.start(service)
         cluster.wait_ready()
         print(f"redis={env['NATIVEKIT_REDIS_URL']} kafka={env['NATIVEKIT_KAFKA_URL']}")
+        if env.get("SHOP_DATABASE_URL"):  # inventory: stock and nativekit state in PostgreSQL
+            print("inventory on PostgreSQL (SHOP_DATABASE_URL)")
         for service in PORTS:
             print(f"{service:9} {cluster.url(service)}")
         print("Ctrl-C stops the shop.", flush=True)
