@@ -14,7 +14,7 @@ plain HSETs (no fencing, no indexes, no lease) to show the framework's own cost.
     python benchmarks/saga_throughput.py [--redis redis://127.0.0.1:6379/0] [--quick]
                                          [--postgres postgresql://host/db]
 
-With ``--postgres`` (default: ``NATIVEKIT_TEST_DATABASE_URL`` when set) two more
+With ``--postgres URL`` two more
 contenders run in the same process: nativekit on PostgreSQL, whose steps each insert
 one row through ``ctx.db`` (committed with the step's completion), against a
 hand-written asyncpg loop doing the same writes (the saga row inserted; per step one
@@ -291,8 +291,9 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="one round of few sagas (smoke run)")
     parser.add_argument(
         "--postgres",
-        default=os.environ.get("NATIVEKIT_TEST_DATABASE_URL"),
-        help="also measure nativekit on this PostgreSQL against a hand-written asyncpg loop",
+        default=None,
+        help="also measure nativekit on this PostgreSQL against a hand-written asyncpg loop "
+        "(make bench passes NATIVEKIT_TEST_DATABASE_URL)",
     )
     parser.add_argument("--only-postgres", action="store_true", help="skip the Redis runs")
     args = parser.parse_args()
