@@ -71,7 +71,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/http_overhead.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py
 	$(PY) -m nativekit.testing.servers -- sh -c '$(PY) benchmarks/saga_throughput.py --postgres "$$NATIVEKIT_TEST_DATABASE_URL"'
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
+	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py --postgres
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py
 	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py
 

@@ -11,6 +11,8 @@ each contender reads all of them in its own consumer group:
   it runs, as docs/performance.md recommends
 * ``nk-gc-default`` the same without ``tune_gc()``: the interpreter's own
   garbage-collector thresholds
+* ``nativekit-pg`` (with ``--postgres``) ``nativekit`` with its dedup store on PostgreSQL
+  (``NATIVEKIT_TEST_DATABASE_URL``, a schema of the run's own, dropped at the end)
 
 Throughput is measured from the first handled message to the last (group joins,
 which the broker delays by a fixed time, are excluded for everyone); each contender
@@ -52,6 +54,12 @@ ROUNDS = 1 if QUICK else int(os.environ.get("BENCH_ROUNDS", "3"))
 PARTITIONS = 4
 KAFKA = os.environ.get("NATIVEKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
 REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: ``--postgres``: also the idempotent consumer with its DONE marks in PostgreSQL
+POSTGRES = (
+    os.environ.get("NATIVEKIT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    if "--postgres" in sys.argv[1:]
+    else None
+)
 SERVERS = KAFKA.partition("://")[2]
 RUN = uuid.uuid4().hex[:8]
 TOPIC = f"bench-{RUN}"
@@ -219,6 +227,43 @@ async def bench_nativekit(*, tune_gc: bool = True) -> float:
     return clock.rate()
 
 
+async def bench_nativekit_pg() -> float:
+    """nativekit's idempotent consumer with its dedup store on PostgreSQL."""
+    clock = Clock()
+    database = {"url": POSTGRES, "schema_name": f"bench_{RUN}", "migrate_on_start": True}
+    svc = nativekit.Service("bench", settings=settings(database=database))
+    handled = 0
+
+    @svc.consumer(TOPIC, group=group("nk-pg"))
+    async def handle(event: OrderPlaced) -> None:
+        nonlocal handled
+        handled += 1
+
+    svc.messaging.consumers[0].observers.append(lambda item: clock.tick())
+    await svc.startup(hook_sigterm=False)
+    nativekit.tune_gc()
+    try:
+        await asyncio.wait_for(clock.done.wait(), 600)
+    finally:
+        await svc.shutdown()
+        nativekit.restore_gc()
+    assert handled == N, handled
+    return clock.rate()
+
+
+async def drop_schema() -> None:
+    """Drop the PostgreSQL contender's schema (its DONE marks)."""
+    if POSTGRES is None:
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        await connection.execute(f"DROP SCHEMA IF EXISTS bench_{RUN} CASCADE")
+    finally:
+        await connection.close()
+
+
 async def cleanup() -> None:
     """Delete this run's Redis keys: the naive loop's and nativekit's dedup records."""
     redis = aioredis.Redis.from_url(REDIS)
@@ -237,6 +282,7 @@ async def run() -> None:
         await main()
     finally:
         await cleanup()
+        await drop_schema()
         await delete_topics(KAFKA, [TOPIC, PUBLISH_TOPIC])
 
 
@@ -287,6 +333,8 @@ async def main() -> None:
         # the same with the interpreter's garbage-collector thresholds (no tune_gc)
         ("nk-gc-default", lambda: bench_nativekit(tune_gc=False)),
     )
+    if POSTGRES is not None:
+        contenders += (("nativekit-pg", bench_nativekit_pg),)
     samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
     for round_no in range(ROUNDS):
         ROUND[0] = round_no
@@ -317,6 +365,10 @@ async def main() -> None:
         **{k: round(v, 3) for k, v in latency.items()},
         "publish_p50_vs_raw": round(latency["nk_p50_ms"] / latency["raw_p50_ms"], 2),
     }
+    if "nativekit-pg" in results:
+        summary["nativekit_pg_vs_faststream"] = round(
+            results["nativekit-pg"] / results["faststream"], 2
+        )
     print(json.dumps(summary))
 
 
