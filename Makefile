@@ -11,6 +11,7 @@ help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
 	@echo "make shop-cluster - the shop as three processes on :8001-8003 with Redis + Kafka"
 	@echo "make shop-cluster REPLICAS=3 - 3 orders, 2 payments, 2 inventory on a Redis Cluster"
+	@echo "                    (SHOP_DATABASE_URL=postgresql://...: inventory on PostgreSQL)"
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
 	@echo "make test-scale - shop replicas and command/reply processes on a Redis Cluster"
 	@echo "make docs   - build the documentation site into site/"
@@ -98,8 +99,8 @@ bench: $(STAMP)
 	mkdir -p $(BENCH_LOG)
 	set -o pipefail; $(PY) benchmarks/http_overhead.py | tee $(BENCH_LOG)/http_overhead.log
 	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py | tee $(BENCH_LOG)/cache_hit.log
-	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py | tee $(BENCH_LOG)/saga_throughput.log
-	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py | tee $(BENCH_LOG)/consumer_throughput.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- sh -c '$(PY) benchmarks/saga_throughput.py --postgres "$$NATIVEKIT_TEST_DATABASE_URL"' | tee $(BENCH_LOG)/saga_throughput.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py --postgres | tee $(BENCH_LOG)/consumer_throughput.log
 	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py | tee $(BENCH_LOG)/saga_command_reply.log
 	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py | tee $(BENCH_LOG)/shop_load.log
 	$(PY) benchmarks/table.py --write

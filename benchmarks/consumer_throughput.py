@@ -22,6 +22,8 @@ Then, in one run, each contender reads every topic kind in its own consumer grou
   it runs, as docs/performance.md recommends
 * ``nk-gc-default`` the same without ``tune_gc()``: the interpreter's own
   garbage-collector thresholds
+* ``nativekit-pg`` (with ``--postgres``) ``nativekit`` with its dedup store on PostgreSQL
+  (``NATIVEKIT_TEST_DATABASE_URL``, a schema of the run's own, dropped at the end)
 
 Throughput is measured from the first handled message to the last (group joins,
 which the broker delays by a fixed time, are excluded for everyone); each contender
@@ -69,6 +71,12 @@ ROUNDS = 1 if QUICK else int(os.environ.get("BENCH_ROUNDS", "3"))
 PARTITIONS = 4
 KAFKA = os.environ.get("NATIVEKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
 REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: ``--postgres``: also the idempotent consumer with its DONE marks in PostgreSQL
+POSTGRES = (
+    os.environ.get("NATIVEKIT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    if "--postgres" in sys.argv[1:]
+    else None
+)
 SERVERS = KAFKA.partition("://")[2]
 RUN = uuid.uuid4().hex[:8]
 KINDS = ("aiokafka", "plain", "publish", "relay")
@@ -373,6 +381,43 @@ async def bench_nativekit(*, tune_gc: bool = True) -> float:
     return clock.rate()
 
 
+async def bench_nativekit_pg() -> float:
+    """nativekit's idempotent consumer with its dedup store on PostgreSQL."""
+    clock = Clock()
+    database = {"url": POSTGRES, "schema_name": f"bench_{RUN}", "migrate_on_start": True}
+    svc = nativekit.Service("bench", settings=settings(database=database))
+    handled = 0
+
+    @svc.consumer(TOPIC[0], group=group("nk-pg"))
+    async def handle(event: OrderPlaced) -> None:
+        nonlocal handled
+        handled += 1
+
+    svc.messaging.consumers[0].observers.append(lambda item: clock.tick())
+    await svc.startup(hook_sigterm=False)
+    nativekit.tune_gc()
+    try:
+        await asyncio.wait_for(clock.done.wait(), 600)
+    finally:
+        await svc.shutdown()
+        nativekit.restore_gc()
+    assert handled == N, handled
+    return clock.rate()
+
+
+async def drop_schema() -> None:
+    """Drop the PostgreSQL contender's schema (its DONE marks)."""
+    if POSTGRES is None:
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        await connection.execute(f"DROP SCHEMA IF EXISTS bench_{RUN} CASCADE")
+    finally:
+        await connection.close()
+
+
 async def cleanup() -> None:
     """Delete this run's Redis keys: the naive loop's and nativekit's dedup records."""
     redis = aioredis.Redis.from_url(REDIS)
@@ -391,6 +436,7 @@ async def run() -> None:
         await main()
     finally:
         await cleanup()
+        await drop_schema()
         await delete_topics(KAFKA, [*TOPICS.values(), PUBLISH_TOPIC])
 
 
@@ -444,6 +490,8 @@ async def main() -> None:
         # the same with the interpreter's garbage-collector thresholds (no tune_gc)
         ("nk-gc-default", lambda: bench_nativekit(tune_gc=False)),
     )[: 4 if QUICK else None]  # a smoke run: one nativekit variant (each is a group join)
+    if POSTGRES is not None:
+        contenders += (("nativekit-pg", bench_nativekit_pg),)
     rates: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
     for round_no in range(ROUNDS):
@@ -487,6 +535,18 @@ async def main() -> None:
         )
         for kind in KINDS
         if kind != worst
+    ]
+    rows += [
+        harness.row(
+            f"idempotent consumer, dedup on PostgreSQL, topic written by {kind}",
+            unit="msg/s",
+            figure=rate[kind, "nativekit-pg"],
+            peer="FastStream",
+            peer_figure=rate[kind, "faststream"],
+            target=3.0,
+        )
+        for kind in KINDS
+        if (kind, "nativekit-pg") in rate
     ]
     harness.headline(
         "consumer_throughput",

@@ -210,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         start_replicas(cluster)
         cluster.wait_ready(120)
         print(f"redis={env['NATIVEKIT_REDIS_URL']} kafka={env['NATIVEKIT_KAFKA_URL']}")
+        if env.get("SHOP_DATABASE_URL"):  # inventory: stock and nativekit state in PostgreSQL
+            print("inventory on PostgreSQL (SHOP_DATABASE_URL)")
         for instance in cluster.ports:
             print(f"{instance:12} {cluster.url(instance)}")
         print("Ctrl-C stops the shop.", flush=True)

@@ -40,6 +40,7 @@ def version() -> None:
 
 def _commands() -> None:
     from nativekit.cli._check import check
+    from nativekit.cli._db import db
     from nativekit.cli._dlq import dlq
     from nativekit.cli._docs import docs
     from nativekit.cli._project import new, update
@@ -53,6 +54,7 @@ def _commands() -> None:
     cli.add_command(dlq)
     cli.add_command(check)
     cli.add_command(docs)
+    cli.add_command(db)
 
 
 _commands()

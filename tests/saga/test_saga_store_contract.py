@@ -1,4 +1,5 @@
-"""The SagaStore contract, run against MemorySagaStore and RedisSagaStore (real Redis)."""
+"""The SagaStore contract, run against MemorySagaStore, RedisSagaStore (real Redis) and
+PostgresSagaStore (real PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from nativekit.backends.postgres import Database, PostgresSagaStore
 from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import (
     LeaseLost,
@@ -394,6 +396,20 @@ class TestMemorySagaStore(SagaStoreContract):
     async def expire(self, store: SagaStore) -> None:
         """Move the manual clock past SHORT."""
         self.clock.advance(SHORT * 4)
+
+
+@pytest.mark.postgres
+class TestPostgresSagaStore(SagaStoreContract):
+    """The PostgreSQL implementation on a real server."""
+
+    @pytest.fixture
+    def store(self, pg_database: Database) -> SagaStore:
+        """A store in a schema of this test's own."""
+        return PostgresSagaStore(pg_database)
+
+    async def expire(self, store: SagaStore) -> None:
+        """Wait (real time) until SHORT leases have run out on the server clock."""
+        await asyncio.sleep(SHORT * 4)
 
 
 @pytest.mark.redis

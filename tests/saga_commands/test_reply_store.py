@@ -1,4 +1,5 @@
-"""Reply store contract, on memory and on real Redis: claim, busy, answered, lost lease."""
+"""Reply store contract, on memory, real Redis and real PostgreSQL: claim, busy, answered,
+lost lease."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from nativekit.backends.postgres import Database, PostgresReplyStore
 from nativekit.backends.redis._reply_store import RedisReplyStore
 from nativekit.messaging._commands.reply_store import MemoryReplyStore, StoredReply
 
@@ -90,3 +92,9 @@ class TestClusterReplyStore(ReplyStoreContract):
         yield RedisReplyStore(cluster_client, prefix=f"test:replies:{unique}")
         async for key in cluster_client.scan_iter(match=f"test:replies:{unique}:*"):
             await cluster_client.delete(key)
+@pytest.mark.postgres
+class TestPostgresReplyStore(ReplyStoreContract):
+    @pytest.fixture
+    def store(self, pg_database: Database) -> PostgresReplyStore:
+        """A store in a schema of this test's own."""
+        return PostgresReplyStore(pg_database, namespace="svc")

@@ -33,6 +33,7 @@ from nativekit.saga._store.store import SagaStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from nativekit._transaction import TransactionFactory
     from nativekit.saga._define.command_steps import Outcome
 
 
@@ -68,6 +69,8 @@ class RunEnv:
     commands: CommandSteps | None = None
     #: Starting and compensating child sagas (the runtime), None when unavailable.
     children: Children | None = None
+    #: Makes the transaction a step gets as ``ctx.db`` (None without a database backend).
+    transactions: TransactionFactory | None = None
 
 
 class Children(Protocol):
