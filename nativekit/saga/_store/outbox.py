@@ -199,8 +199,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def start(self) -> None:
-        """Start relaying."""
-        await self.outbox.start()
+        """Start relaying (in the background: preparing the outbox waits for its store)."""
         self._task = self.supervisor.spawn("outbox-relay", self._loop)
 
     async def stop(self) -> None:
@@ -209,7 +208,20 @@ class OutboxRelay:
             await cancel_and_wait(self._task)
             self._task = None
 
+    async def _prepare(self) -> None:
+        """Prepare the outbox (its consumer group), retrying while the store is down."""
+        delay = 0.1
+        while True:
+            try:
+                await self.outbox.start()
+                return
+            except BackendUnavailable as exc:
+                self.log.warning("outbox.start_failed", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def _loop(self) -> None:
+        await self._prepare()
         delay = 0.1
         loop = asyncio.get_running_loop()
         full_at = 0.0  # read every shard at least every poll interval; else the hinted ones
