@@ -32,7 +32,7 @@ from nativekit.saga._store.store import SagaStore, definition_key
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
 #: Seconds startup waits for the store to check definitions before going on without it.
-DEFINITIONS_TIMEOUT = 1.0
+DEFINITIONS_TIMEOUT = 0.5
 
 
 class RecoveryLoops(SagaRegistry):
