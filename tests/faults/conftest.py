@@ -9,8 +9,8 @@ import pytest
 
 from tests.faults.shop import FaultShop
 
-#: ``NATIVEKIT_FAULTS=long`` (``make test-faults``): more load for longer around each fault.
-LONG = os.environ.get("NATIVEKIT_FAULTS", "quick") == "long"
+#: ``NATIVEKIT_TEST_FAULTS=long`` (``make test-faults``): more load for longer around each fault.
+LONG = os.environ.get("NATIVEKIT_TEST_FAULTS", "quick") == "long"
 
 
 @pytest.fixture(scope="module")

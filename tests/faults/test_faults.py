@@ -5,7 +5,7 @@ rolled with SIGTERM, Redis restarted, the broker away, network trouble between o
 service and Redis or Kafka), and after the fault checks every invariant: each accepted
 order final within 60 s, no stock reserved at rest, ``available`` down by exactly the
 confirmed quantities, no oversell, one capture of its total per confirmed order and none
-per cancelled one, the outbox drained, no dead letter. ``NATIVEKIT_FAULTS_RESULTS``
+per cancelled one, the outbox drained, no dead letter. ``NATIVEKIT_TEST_FAULTS_RESULTS``
 names a JSON-lines file each run appends its figures to (docs/reliability.md).
 """
 
@@ -93,7 +93,7 @@ async def test_fault(fault_shop: FaultShop, name: str) -> None:
         "server_errors": result.server_errors,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results = os.environ.get("NATIVEKIT_FAULTS_RESULTS")
+    results = os.environ.get("NATIVEKIT_TEST_FAULTS_RESULTS")
     if results:
         with Path(results).open("a") as out:  # noqa: ASYNC230 - one short line
             out.write(json.dumps(record) + "\n")
