@@ -103,7 +103,8 @@ class _Http:
                 body = await response.read()
                 return response.status, json.loads(body) if body else None
         except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerError(f"{method} {self.base_url}{path} failed: {exc!r}") from exc
+            message = f"{method} {self.base_url}{path} failed: {exc!r}"
+            raise PeerError(message, uncertain=True) from exc
 
     async def aclose(self) -> None:
         await self.session.close()
@@ -111,13 +112,20 @@ class _Http:
 
 class PeerError(Exception):
     """The other service could not be reached or answered with an unexpected status; a saga
-    step retries, an HTTP request answers 503."""
+    step retries, an HTTP request answers 503.
+
+    ``uncertain``: the peer may have applied the request (no answer, or a 5xx): a saga
+    step that fails with it is compensated (nativekit reads the attribute)."""
+
+    def __init__(self, message: str, *, uncertain: bool = False) -> None:
+        super().__init__(message)
+        self.uncertain = uncertain
 
 
 def _ok(status: int, body: Any, what: str) -> Any:
     if status >= 300:
         detail = body.get("detail") if isinstance(body, dict) else body
-        raise PeerError(f"{what} answered {status}: {detail}")
+        raise PeerError(f"{what} answered {status}: {detail}", uncertain=status >= 500)
     return body
 
 

@@ -75,7 +75,9 @@ class FaultShop:
 
     def start(self, service: str) -> None:
         """Start one service (HOSTNAME as a pod name: its static group membership)."""
-        instance = {"HOSTNAME": f"{service}-0"} if STATIC else {"NATIVEKIT_CONSUMER_GROUP_INSTANCE_ID": ""}
+        instance = {"HOSTNAME": f"{service}-0"}
+        if not STATIC:
+            instance = {"NATIVEKIT_CONSUMER_GROUP_INSTANCE_ID": ""}
         self.cluster.start(service, instance)
         self.started_at[service] = time.monotonic()
         pid = self.cluster.processes[service].pid
