@@ -11,11 +11,14 @@ from dataclasses import dataclass, field
 
 import httpx
 
+from tests.faults.conftest import LONG
 from tests.faults.infra import Trouble
 from tests.faults.shop import SERVICES, FaultShop
 
-#: Seconds a blackhole lasts, and the broker stays away.
-OUTAGE = 10.0
+#: Seconds a blackhole lasts, and the broker stays away (3 s in the quick version).
+OUTAGE = 10.0 if LONG else 3.0
+#: Seconds of added latency before the connections are dropped.
+SLOW = 3.0 if LONG else 1.0
 
 
 @dataclass
@@ -121,7 +124,7 @@ def network(target: str, service: str) -> Callable[[FaultShop, FaultRun], Awaita
     async def fault(shop: FaultShop, run: FaultRun) -> None:
         proxy = shop.redis_proxy if target == "redis" else shop.kafka_proxy
         proxy.set(service, Trouble(latency=0.2))
-        await asyncio.sleep(3.0)
+        await asyncio.sleep(SLOW)
         proxy.set(service, Trouble())
         proxy.drop(service)
         await asyncio.sleep(1.0)
