@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import tempfile
@@ -17,6 +18,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from nativekit.testing.servers import free_port, port_open, redis_answers, redis_binary, wait_until
 
@@ -49,6 +51,11 @@ class RedisProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.kill()
             self.process.wait(10)
+
+    def remove(self) -> None:
+        """Stop the server and delete its data."""
+        self.kill()
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class TansuProcess:
@@ -86,6 +93,7 @@ class TansuProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(10)
+        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def socket_inodes(port: int) -> set[str]:
@@ -128,9 +136,86 @@ class _Conn:
 
 
 class FaultProxy:
-    """A TCP proxy on its own thread and event loop. ``set(owner, Trouble(...))`` changes
+    """A TCP proxy in a process of its own (the test process's load would starve a
+    thread of it, adding latency nobody asked for). ``set(owner, Trouble(...))`` changes
     what happens to the connections of the process named ``owner`` (``"*"``: everyone);
     ``drop(owner)`` closes them. Owners are named by :attr:`pids` (pid -> name)."""
+
+    def __init__(self, upstream_port: int, port: int | None = None) -> None:
+        import multiprocessing
+
+        self.upstream_port = upstream_port
+        self.port = port or free_port()
+        self._pids: dict[int, str] = {}
+        context = multiprocessing.get_context("spawn")
+        self._conn, child = context.Pipe()
+        self.process = context.Process(
+            target=_proxy_main, args=(child, upstream_port, self.port), daemon=True
+        )
+        self.process.start()
+        assert self._conn.poll(30) and self._conn.recv() == "ready"
+
+    def _send(self, *command: object) -> None:
+        self._conn.send(command)
+        assert self._conn.poll(10), f"proxy {self.port} did not answer {command[0]}"
+        self._conn.recv()
+
+    @property
+    def pids(self) -> dict[int, str]:
+        return dict(self._pids)
+
+    @pids.setter
+    def pids(self, pids: dict[int, str]) -> None:
+        self._pids = dict(pids)
+        self._send("pids", self._pids)
+
+    def set(self, owner: str, trouble: Trouble) -> None:
+        """Apply ``trouble`` to ``owner``'s connections (new and existing)."""
+        self._send("set", owner, trouble)
+
+    def heal(self) -> None:
+        """No trouble for anyone any more."""
+        self._send("heal")
+
+    def drop(self, owner: str) -> None:
+        """Close every current connection of ``owner``, as a network reset would."""
+        self._send("drop", owner)
+
+    def close(self) -> None:
+        if self.process.is_alive():
+            with contextlib.suppress(OSError, AssertionError):
+                self._send("close")
+            self.process.join(10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join(10)
+
+
+def _proxy_main(conn: Any, upstream_port: int, port: int) -> None:
+    """The proxy process: serve until told to close (or the test process is gone)."""
+    proxy = ThreadProxy(upstream_port, port)
+    conn.send("ready")
+    try:
+        while True:
+            try:
+                command = conn.recv()
+            except EOFError:
+                return
+            name, args = command[0], command[1:]
+            if name == "close":
+                conn.send("ok")
+                return
+            if name == "pids":
+                proxy.pids = args[0]
+            else:
+                getattr(proxy, name)(*args)
+            conn.send("ok")
+    finally:
+        proxy.close()
+
+
+class ThreadProxy:
+    """The proxy itself, on its own thread and event loop (see :class:`FaultProxy`)."""
 
     def __init__(self, upstream_port: int, port: int | None = None) -> None:
         self.upstream_port = upstream_port

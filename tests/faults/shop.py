@@ -116,4 +116,4 @@ class FaultShop:
         self.kafka_proxy.close()
         self.redis_proxy.close()
         self.kafka.stop()
-        self.redis.kill()
+        self.redis.remove()
