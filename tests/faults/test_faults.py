@@ -24,7 +24,7 @@ import pytest
 
 from tests.faults.checks import check_invariants, dead_letters
 from tests.faults.conftest import LONG
-from tests.faults.faults import FAULTS, FaultRun, all_ready
+from tests.faults.faults import FAULTS, FaultRun, all_ready, cpu_seconds
 from tests.faults.load import Load
 from tests.faults.shop import SERVICES, SESSION_TIMEOUT, FaultShop
 
@@ -112,4 +112,49 @@ async def test_fault(fault_shop: FaultShop, name: str) -> None:
         # CPU time, not wall time: on a loaded machine a starved interpreter's imports
         # alone take seconds of waiting for a core
         assert restart.live_cpu < 2.0, restart
-        assert restart.ready_after < SESSION_TIMEOUT + 5, restart
+        # After a SIGTERM the old member left (or, static, is replaced): ready within the
+        # session timeout + 5 s. After a SIGKILL, Tansu lets the new member in only once
+        # the dead one's session expired and a rebalance (rebalance timeout = session
+        # timeout) ended: plain aiokafka takes 12-13 s there (tests/faults/tansu_probe.py)
+        bound = SESSION_TIMEOUT + 5 if name.startswith("rolling") else 2 * SESSION_TIMEOUT + 5
+        assert restart.ready_after < bound, restart
+
+
+async def test_orders_starts_while_its_redis_is_blackholed(fault_shop: FaultShop) -> None:
+    """orders restarted while its link to Redis is a blackhole: live at once, not ready
+    (``sagas:definitions`` and ``redis:ping`` fail, saying why), ready once Redis answers."""
+    import httpx
+
+    from tests.faults.faults import wait_ready
+    from tests.faults.infra import Trouble
+
+    shop = fault_shop
+    await all_ready(shop)
+    shop.terminate("orders")
+    shop.redis_proxy.set("orders", Trouble(blackhole=True))
+    try:
+        shop.start("orders")
+        async with httpx.AsyncClient(base_url=shop.url("orders"), timeout=5) as client:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    if (await client.get("/livez")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, shop.log("orders")[-2000:]
+                await asyncio.sleep(0.02)
+            live_cpu = cpu_seconds(shop.cluster.processes["orders"].pid)
+            await asyncio.sleep(1.0)
+            ready = await client.get("/readyz")
+            startup = await client.get("/startupz")
+    finally:
+        shop.redis_proxy.heal()
+    assert live_cpu < 2.0, live_cpu
+    assert ready.status_code == 503, ready.text
+    [definitions] = ready.json()["checks"]["sagas:definitions"]
+    assert definitions["status"] == "fail"
+    assert definitions["output"].startswith("waiting for the saga store to check definitions")
+    assert startup.status_code == 503 and "sagas:definitions" in startup.json()["checks"]
+    restart = await wait_ready(shop, "orders", timeout=60)
+    assert restart.ready_after < 60
