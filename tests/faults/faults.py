@@ -51,7 +51,8 @@ def cpu_seconds(pid: int) -> float:
 
 
 async def wait_ready(shop: FaultShop, service: str, timeout: float = 120) -> Restart:  # noqa: ASYNC109
-    """Poll a service just started until /livez, then /readyz, pass."""
+    """Poll a service just started until /livez, then /readyz, pass; once live it must
+    stay live while it is not ready (a consumer joining a group the broker holds up)."""
     started = shop.started_at[service]
     process = shop.cluster.processes[service]
     live_after = live_cpu = None
@@ -62,10 +63,12 @@ async def wait_ready(shop: FaultShop, service: str, timeout: float = 120) -> Res
                 if live_after is None and (await client.get("/livez")).status_code == 200:
                     live_after = time.monotonic() - started
                     live_cpu = cpu_seconds(process.pid)
-                if live_after is not None and (await client.get("/readyz")).status_code == 200:
-                    ready_after = time.monotonic() - started
-                    assert live_cpu is not None
-                    return Restart(service, live_after, live_cpu, ready_after)
+                if live_after is not None:
+                    if (await client.get("/readyz")).status_code == 200:
+                        ready_after = time.monotonic() - started
+                        assert live_cpu is not None
+                        return Restart(service, live_after, live_cpu, ready_after)
+                    assert (await client.get("/livez")).status_code == 200, "live, then not"
             if time.monotonic() - started > timeout:
                 reply = await client.get("/readyz")
                 raise AssertionError(f"{service} not ready after {timeout}s: {reply.text}")
@@ -107,7 +110,7 @@ def rolling(service: str) -> Callable[[FaultShop, FaultRun], Awaitable[None]]:
 
 
 async def redis_restart(shop: FaultShop, run: FaultRun) -> None:
-    shop.redis.kill()
+    await asyncio.to_thread(shop.redis.stop)
     await asyncio.sleep(2.0)
     await asyncio.to_thread(shop.redis.start)
     await all_ready(shop)

@@ -58,8 +58,18 @@ class Load:
     async def stop(self) -> LoadResult:
         """Stop placing new orders; wait for the ones being placed to be accepted."""
         self._stopping.set()
-        await asyncio.gather(*self._tasks)
+        try:
+            await asyncio.gather(*self._tasks)
+        except BaseException:  # cancelled (the run is interrupted): leave nothing running
+            self.cancel()
+            raise
         return self.result
+
+    def cancel(self) -> None:
+        """Stop at once (a failed or interrupted run)."""
+        self._stopping.set()
+        for task in self._tasks:
+            task.cancel()
 
     async def wait_accepted(self, count: int, timeout: float = 60) -> None:  # noqa: ASYNC109
         """Until at least ``count`` orders were accepted in this run."""

@@ -63,8 +63,10 @@ async def test_fault(fault_shop: FaultShop, name: str) -> None:
             await FAULTS[name](shop, run)
             fault_over = time.monotonic()
             await asyncio.sleep(AFTER)
-        finally:
-            result = await load.stop()
+        except BaseException:
+            load.cancel()
+            raise
+        result = await load.stop()
         outcome = await check_invariants(
             clients, skus, result.accepted, fault_over, RECOVERY_BUDGET
         )
