@@ -33,6 +33,10 @@ def table(rows: list[dict[str, Any]]) -> str:
     ]
     for fault, runs in by_fault.items():
         for n, row in enumerate(runs, 1):
+            if "error" in row:
+                error = row["error"].replace("|", "/").replace("\n", " ")[:160]
+                lines.append(f"| {fault} | {n} | | | | | | | **broke off**: {error} |")
+                continue
             lines.append(
                 f"| {fault} | {n} | {row['orders']} | {row['confirmed']} / {row['cancelled']} "
                 f"| {row['final_after']} | {row['settled_after']} "

@@ -39,7 +39,30 @@ RECOVERY_BUDGET = 60.0
 
 @pytest.mark.parametrize("name", list(FAULTS))
 async def test_fault(fault_shop: FaultShop, name: str) -> None:
-    shop = fault_shop
+    try:
+        await run_fault(fault_shop, name)
+    except Exception as exc:  # the table shows a run that broke off, with why
+        if name not in WRITTEN:
+            write_result({"fault": name, "mode": "long" if LONG else "quick",
+                          "error": f"{type(exc).__name__}: {exc}"[:400],
+                          "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})  # fmt: skip
+        raise
+
+
+WRITTEN: set[str] = set()
+
+
+def write_result(record: dict[str, object]) -> None:
+    """Append one run's figures to ``NATIVEKIT_TEST_FAULTS_RESULTS`` when it is set."""
+    WRITTEN.add(str(record["fault"]))
+    results = os.environ.get("NATIVEKIT_TEST_FAULTS_RESULTS")
+    if results:
+        with Path(results).open("a") as out:
+            out.write(json.dumps(record) + "\n")
+
+
+async def run_fault(shop: FaultShop, name: str) -> None:
+    """Load, the fault, the checks; the figures written before any assertion."""
     for service in SERVICES:  # a previous fault that failed may have left one down
         if service not in shop.cluster.processes:
             shop.start(service)
@@ -96,10 +119,7 @@ async def test_fault(fault_shop: FaultShop, name: str) -> None:
         "server_errors": result.server_errors,
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    results = os.environ.get("NATIVEKIT_TEST_FAULTS_RESULTS")
-    if results:
-        with Path(results).open("a") as out:  # noqa: ASYNC230 - one short line
-            out.write(json.dumps(record) + "\n")
+    write_result(record)
     assert not result.unaccepted, f"orders never accepted: {len(result.unaccepted)}"
     assert not result.server_errors, (result.server_errors, result.failures[:5])
     assert not result.failures, result.failures[:5]
