@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from examples.shop.models import Payment
+from examples.shop.unavailable import redis_outage_is_unavailable
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -85,6 +86,7 @@ return {cur, 1}
 """
 
 
+@redis_outage_is_unavailable
 class RedisPaymentStore:
     """Redis store; all keys share the hash tag ``{<prefix>:pay}`` (one Cluster slot)."""
 

@@ -52,7 +52,10 @@ class FaultShop:
             NATIVEKIT_HTTP_SHUTDOWN_GRACE_SECONDS="10",
             NATIVEKIT_CONSUMER_SESSION_TIMEOUT_SECONDS=str(SESSION_TIMEOUT),
             NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS="0.01",
-            NATIVEKIT_SAGA_LEASE_SECONDS="3",
+            # every Redis call passes a Python proxy: on a shared 2-core machine at a load
+            # of 20+ it alone can take seconds to get a core (2 s is the default)
+            NATIVEKIT_OPERATION_TIMEOUT_SECONDS="5",
+            NATIVEKIT_SAGA_LEASE_SECONDS="10",
             NATIVEKIT_SAGA_RECOVERY_INTERVAL_SECONDS="0.5",
             NATIVEKIT_TELEMETRY_HEALTH_CACHE_SECONDS="0",
             NATIVEKIT_TELEMETRY_TRACING_ENABLED="false",
