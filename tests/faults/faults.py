@@ -112,7 +112,7 @@ def rolling(service: str) -> Callable[[FaultShop, FaultRun], Awaitable[None]]:
 async def redis_restart(shop: FaultShop, run: FaultRun) -> None:
     await asyncio.to_thread(shop.redis.stop)
     await asyncio.sleep(2.0)
-    await asyncio.to_thread(shop.redis.start)
+    shop.redis.start()  # from the main thread (see DIE_WITH_PARENT)
     await all_ready(shop)
 
 

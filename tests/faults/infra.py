@@ -22,6 +22,10 @@ from typing import Any
 
 from nativekit.testing.servers import free_port, port_open, redis_answers, redis_binary, wait_until
 
+#: Children die with the test process even when it is SIGKILLed (Linux parent-death
+#: signal; a child must be started from the main thread: the signal follows the thread).
+DIE_WITH_PARENT = ["setpriv", "--pdeathsig", "KILL", "--"]
+
 
 class RedisProcess:
     """A private ``redis-server`` (append-only file, fsync every second) that can be
@@ -40,7 +44,7 @@ class RedisProcess:
 
     def start(self) -> None:
         command = [
-            redis_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
+            *DIE_WITH_PARENT, redis_binary(), "--bind", "127.0.0.1", "--port", str(self.port),
             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
             "--dir", str(self.workdir),
         ]  # fmt: skip
@@ -84,7 +88,7 @@ class TansuProcess:
 
     def start(self) -> None:
         command = [
-            self.binary, "broker",
+            *DIE_WITH_PARENT, self.binary, "broker",
             "--listener-url", f"tcp://127.0.0.1:{self.port}",
             "--advertised-listener-url", f"tcp://127.0.0.1:{self.advertised_port}",
             "--storage-engine", "memory://tansu/",

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import httpx
 
-from examples.shop.cluster import Cluster
+from examples.shop.cluster import Cluster, uvicorn_command
 from nativekit.testing.servers import free_port
-from tests.faults.infra import FaultProxy, RedisProcess, TansuProcess
+from tests.faults.infra import DIE_WITH_PARENT, FaultProxy, RedisProcess, TansuProcess
 
 ROOT = Path(__file__).parents[2]
 SERVICES = ("orders", "payments", "inventory")
@@ -66,7 +66,11 @@ class FaultShop:
             SHOP_HTTP_TIMEOUT="3",
             PYTHONPATH=str(ROOT),
         )
-        self.cluster = Cluster(env, ports=self.ports, log_dir=workdir)
+
+        def command(service: str, port: int) -> list[str]:
+            return [*DIE_WITH_PARENT, *uvicorn_command(service, port)]
+
+        self.cluster = Cluster(env, ports=self.ports, command=command, log_dir=workdir)
         self.started_at: dict[str, float] = {}
 
     def url(self, service: str) -> str:

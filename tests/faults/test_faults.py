@@ -41,6 +41,8 @@ RECOVERY_BUDGET = 60.0
 async def test_fault(fault_shop: FaultShop, name: str) -> None:
     try:
         await run_fault(fault_shop, name)
+    except asyncio.CancelledError:  # Ctrl-C: stop the session (and everything started)
+        pytest.exit("interrupted", returncode=2)
     except Exception as exc:  # the table shows a run that broke off, with why
         if name not in WRITTEN:
             write_result({"fault": name, "mode": "long" if LONG else "quick",
