@@ -208,6 +208,9 @@ class FaultProxy:
 
 def _proxy_main(conn: Any, upstream_port: int, port: int) -> None:
     """The proxy process: serve until told to close (or the test process is gone)."""
+    import ctypes
+
+    ctypes.CDLL(None).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG: die with the test process
     proxy = ThreadProxy(upstream_port, port)
     conn.send("ready")
     try:
