@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REPLICAS ?= 1
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install lint typecheck docs test test-fast test-scale shop shop-cluster bench clean vendor-swagger-ui
+.PHONY: help install lint typecheck docs test test-fast test-scale test-faults shop shop-cluster bench clean vendor-swagger-ui
 
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
@@ -14,6 +14,7 @@ help:
 	@echo "                    (SHOP_DATABASE_URL=postgresql://...: inventory on PostgreSQL)"
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
 	@echo "make test-scale - shop replicas and command/reply processes on a Redis Cluster"
+	@echo "make test-faults - the shop under production faults, long version (docs/reliability.md)"
 	@echo "make docs   - build the documentation site into site/"
 	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"
 
@@ -70,6 +71,15 @@ test-scale: $(STAMP)
 
 test-fast: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
+
+# The fault suite with more load around each fault (make test runs the quick version).
+# It starts its own Redis, Tansu and proxies on 127.0.0.1 and stops them at the end;
+# FAULTS_RESULTS names a JSON-lines file for the figures (tests/faults/report.py).
+FAULTS_RESULTS ?= faults-results.jsonl
+
+test-faults: $(STAMP)
+	NATIVEKIT_TEST_FAULTS=long NATIVEKIT_TEST_FAULTS_RESULTS=$(abspath $(FAULTS_RESULTS)) \
+		$(PY) -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
 
 SHOP_STAMP := $(VENV)/.installed-shop
 

@@ -119,6 +119,7 @@ def _ok(response: httpx.Response, client: HTTPClient) -> Any:
         raise PeerError(
             f"{client.peer} answered {response.status_code}: {detail}",
             peer=client.peer, method=request.method, url=str(request.url),
+            uncertain=response.status_code >= 500,  # a 5xx may have been applied
         )  # fmt: skip
     return body
 

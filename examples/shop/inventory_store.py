@@ -15,6 +15,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Protocol
 
 from examples.shop.models import Item, Product, Reservation
+from examples.shop.unavailable import redis_outage_is_unavailable
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -171,6 +172,7 @@ return rec
 """
 
 
+@redis_outage_is_unavailable
 class RedisInventoryStore:
     """Redis store. Every key shares the hash tag ``{<prefix>:inv}``, so each script
     touches one Redis Cluster slot and runs atomically."""

@@ -160,7 +160,9 @@ async def charge_payment(ctx: SagaContext[PlaceOrder]) -> Payment:
     return await peers.payments.charge(ctx.idempotency_key, request)
 
 
-@charge_payment.compensate
+# Retried for about 40 s: long enough for payments to come back from a restart (a
+# compensation that gives up parks the order FAILED, for an operator).
+@charge_payment.compensate(retries=12, timeout=5, backoff=Backoff(0.2, 2.0, 5.0))
 async def refund_payment(ctx: SagaContext[PlaceOrder]) -> None:
     """Refund by the charge's payment id, known even when the charge's outcome is not."""
     await peers.payments.refund(payment_id_for(ctx.forward_key), ctx.data.order_id)

@@ -114,6 +114,12 @@ async def create_payment(
     return payment
 
 
+@svc.get("/payments")
+async def list_payments(order_id: str) -> list[Payment]:
+    """Every payment (charge, refund, void) of one order, for reconciliation."""
+    return sorted(await payments.store.of_order(order_id), key=lambda p: p.payment_id)
+
+
 @svc.get("/payments/{payment_id}")
 async def get_payment(payment_id: str) -> Payment:
     """One payment."""

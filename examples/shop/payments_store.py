@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 from examples.shop.models import Payment
+from examples.shop.unavailable import redis_outage_is_unavailable
 
 if TYPE_CHECKING:
     import redis.asyncio as aioredis
@@ -20,6 +21,7 @@ class PaymentStore(Protocol):
     async def first_attempt(self, payment_id: str) -> bool: ...
     async def get(self, payment_id: str) -> Payment | None: ...
     async def all(self) -> list[Payment]: ...
+    async def of_order(self, order_id: str) -> list[Payment]: ...
 
 
 class MemoryPaymentStore:
@@ -53,12 +55,16 @@ class MemoryPaymentStore:
     async def all(self) -> list[Payment]:
         return list(self.payments.values())
 
+    async def of_order(self, order_id: str) -> list[Payment]:
+        return [p for p in self.payments.values() if p.order_id == order_id]
+
 
 _ADD = """
 local cur = redis.call('GET', KEYS[1])
 if cur then return cur end
 redis.call('SET', KEYS[1], ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[2])
+redis.call('SADD', KEYS[3], ARGV[2])
 return ARGV[1]
 """
 
@@ -68,6 +74,7 @@ local cur = redis.call('GET', KEYS[1])
 if not cur then
   redis.call('SET', KEYS[1], ARGV[1])
   redis.call('SADD', KEYS[2], ARGV[2])
+  redis.call('SADD', KEYS[3], ARGV[2])
   return {ARGV[1], 0}
 end
 local rec = cjson.decode(cur)
@@ -79,6 +86,7 @@ return {cur, 1}
 """
 
 
+@redis_outage_is_unavailable
 class RedisPaymentStore:
     """Redis store; all keys share the hash tag ``{<prefix>:pay}`` (one Cluster slot)."""
 
@@ -88,12 +96,12 @@ class RedisPaymentStore:
         self._add = redis.register_script(_ADD)
         self._refund = redis.register_script(_REFUND)
 
-    def _keys(self, payment_id: str) -> list[str]:
-        return [f"{self.tag}:p:{payment_id}", f"{self.tag}:all"]
+    def _keys(self, payment_id: str, order_id: str = "") -> list[str]:
+        return [f"{self.tag}:p:{payment_id}", f"{self.tag}:all", f"{self.tag}:o:{order_id}"]
 
     async def add_if_missing(self, payment: Payment) -> Payment:
         raw = await self._add(
-            keys=self._keys(payment.payment_id),
+            keys=self._keys(payment.payment_id, payment.order_id),
             args=[payment.model_dump_json(), payment.payment_id],
         )
         return Payment.model_validate_json(raw)
@@ -101,7 +109,7 @@ class RedisPaymentStore:
     async def refund(self, payment_id: str, order_id: str) -> tuple[Payment, bool]:
         void = Payment(payment_id=payment_id, order_id=order_id, amount=0, status="VOIDED")
         raw, refunded = await self._refund(
-            keys=self._keys(payment_id), args=[void.model_dump_json(), payment_id]
+            keys=self._keys(payment_id, order_id), args=[void.model_dump_json(), payment_id]
         )
         return Payment.model_validate_json(raw), bool(refunded)
 
@@ -118,9 +126,12 @@ class RedisPaymentStore:
         return None if raw is None else Payment.model_validate_json(raw)
 
     async def all(self) -> list[Payment]:
-        ids = [
-            i.decode() if isinstance(i, bytes) else i
-            for i in await self.redis.smembers(f"{self.tag}:all")
-        ]
+        return await self._load(f"{self.tag}:all")
+
+    async def of_order(self, order_id: str) -> list[Payment]:
+        return await self._load(self._keys("", order_id)[2])
+
+    async def _load(self, index: str) -> list[Payment]:
+        ids = [i.decode() if isinstance(i, bytes) else i for i in await self.redis.smembers(index)]
         raws = await self.redis.mget([self._keys(i)[0] for i in ids]) if ids else []
         return [Payment.model_validate_json(r) for r in raws if r is not None]

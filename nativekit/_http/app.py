@@ -20,13 +20,14 @@ from starlette.types import ASGIApp
 from nativekit._health import ProbeEndpoints
 from nativekit._http.limits import BodyLimitMiddleware
 from nativekit._http.problems import (
+    handle_backend_unavailable,
     handle_http_error,
     handle_starlette_http_error,
     handle_unexpected_error,
 )
 from nativekit._http.routing import FastRoute, LeadingStaticDispatch
 from nativekit._telemetry.metrics import Metrics, metrics_endpoint
-from nativekit.errors import HTTPError
+from nativekit.errors import BackendUnavailable, HTTPError
 from nativekit.settings import Settings
 
 
@@ -123,6 +124,7 @@ def build_starlette(
         ],
         exception_handlers={
             HTTPError: handle_http_error,
+            BackendUnavailable: handle_backend_unavailable,
             StarletteHTTPException: handle_starlette_http_error,
             Exception: handle_unexpected_error,
         },

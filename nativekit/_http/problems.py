@@ -11,7 +11,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 
-from nativekit.errors import HTTPError
+from nativekit._telemetry.logging import get_logger
+from nativekit.errors import BackendUnavailable, HTTPError
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -83,6 +84,21 @@ async def handle_starlette_http_error(request: Request, exc: Exception) -> Respo
     detail = exc.detail if exc.detail != HTTPStatus(exc.status_code).phrase else None
     return problem_response(
         exc.status_code, detail=detail, instance=request.url.path, headers=exc.headers
+    )
+
+
+async def handle_backend_unavailable(request: Request, exc: Exception) -> Response:
+    """A backend (Redis, Kafka) a route needed did not answer: 503 with ``Retry-After``
+    (the client may retry; with an idempotency key, safely), the error in the log only."""
+    error = cast(BackendUnavailable, exc)
+    get_logger(logger="nativekit.http").warning(
+        "http.backend_unavailable", path=request.url.path, error=str(error)
+    )
+    return problem_response(
+        503,
+        detail="A backend this request needs is unavailable; retry later.",
+        instance=request.url.path,
+        headers={"Retry-After": "1"},
     )
 
 

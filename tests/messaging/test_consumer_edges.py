@@ -12,7 +12,7 @@ from pydantic import BaseModel
 from nativekit import Service, Settings
 from nativekit.backends.kafka._broker import KafkaBroker
 from nativekit.errors import BackendUnavailable
-from nativekit.messaging import MemoryBroker, MemoryDedupStore
+from nativekit.messaging import MemoryBroker, MemoryDedupStore, Message
 from nativekit.messaging._dedup import Claim, ClaimStatus
 from nativekit.messaging._wire.memory import MemoryGroupConsumer
 from nativekit.testing import MessagingHarness, serve
@@ -252,3 +252,31 @@ async def test_a_consumer_stopped_while_claiming_a_batch_has_room_again_after_a_
         await eventually(lambda: handled == [1], within=3, what="the message handled")
     finally:
         await svc.shutdown()
+
+
+async def test_a_backend_outage_is_waited_out_not_dead_lettered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A handler that finds Redis or Kafka unavailable more often than its retries is
+    tried again until the backend is back: the message is handled, not dead-lettered,
+    and a plain error afterwards still gets the full retries."""
+    from nativekit.messaging._consume import pipeline
+
+    monkeypatch.setattr(pipeline, "OUTAGE_RETRY", 0.01)
+    svc = service(consumer_retries=2)
+    calls: list[int] = []
+
+    @svc.consumer("jobs", group="g")
+    async def needs_redis(event: Job, msg: Message) -> None:
+        calls.append(msg.attempt)
+        if len(calls) <= 6:
+            raise BackendUnavailable("Redis did not answer (test)")
+        if len(calls) <= 8:
+            raise RuntimeError("a plain failure")
+
+    async with MessagingHarness(svc) as harness:
+        delivery = await harness.deliver("jobs", Job(n=1))
+        dead = harness.dead_letters("jobs")
+    assert delivery.outcome == "processed"
+    assert dead == []
+    assert calls == [1, 1, 1, 1, 1, 1, 1, 2, 3]

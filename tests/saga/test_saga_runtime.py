@@ -12,6 +12,7 @@ from saga_support import FAST, Participant
 
 import nativekit
 from nativekit.saga import (
+    Backoff,
     Saga,
     SagaContext,
     SagaInputError,
@@ -378,3 +379,36 @@ async def test_metrics_count_sagas_and_time_steps(make_service, participant) -> 
         'saga_step_duration_seconds_count{direction="forward",outcome="ok",'
         'saga="place-order",service="orders",step="reserve"} 2.0'
     ) in text
+
+
+class PeerDown(Exception):
+    """A participant that did not answer: it may have applied the request."""
+
+    uncertain = True
+
+
+@pytest.mark.parametrize(("first", "compensated"), [(PeerDown, True), (ValueError, False)])
+async def test_an_unknown_outcome_stays_uncertain_after_a_plain_failure(
+    make_service: Callable[..., nativekit.Service], first: type[Exception], compensated: bool
+) -> None:
+    """A step whose first attempt raised an exception marked ``uncertain`` and whose last
+    raised a plain error is compensated (the first may have taken effect); two plain
+    failures are not."""
+    svc = make_service()
+    saga = svc.saga("sticky")
+    calls: list[str] = []
+
+    @saga.step(retries=1, backoff=Backoff(0.01, 1.0, 0.01, jitter=False))
+    async def charge(ctx: SagaContext[Any]) -> None:
+        calls.append(f"forward:{ctx.attempt}")
+        raise (first if len(calls) == 1 else RuntimeError)("no")
+
+    @charge.compensate
+    async def refund(ctx: SagaContext[Any]) -> None:
+        calls.append("compensate")
+
+    async with serve(svc):
+        record = await (await svc.sagas.start(saga, {}, saga_id="u")).wait(5)
+    assert record.status is SagaStatus.COMPENSATED
+    assert record.steps["charge"].uncertain is compensated
+    assert calls == ["forward:1", "forward:2", *(["compensate"] if compensated else [])]

@@ -13,6 +13,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from nativekit import ConfigError, Header, HTTPError, Service, Settings
+from nativekit.errors import BackendUnavailable
 from nativekit.testing import capture_logs, serve
 from tests.support import grouped
 
@@ -52,6 +53,10 @@ def make_service(**overrides: Any) -> Service:
     @svc.get("/teapot")
     async def teapot() -> None:
         raise HTTPError(418, "short and stout", extra={"hint": "try coffee"})
+
+    @svc.get("/redis-down")
+    async def redis_down() -> None:
+        raise BackendUnavailable("Redis at redis://:hunter2@10.0.0.9:6379/0 did not answer")
 
     @svc.get("/boom")
     async def boom() -> None:
@@ -191,6 +196,20 @@ async def test_unhandled_exception_is_generic_500_and_logged(client: httpx.Async
     failures = [e for e in logs if e["event"] == "http.request.failed"]
     assert len(failures) == 1
     assert len(failures[0]["trace_id"]) == 32
+
+
+async def test_backend_unavailable_is_503_with_retry_after(client: httpx.AsyncClient) -> None:
+    """A backend a route needs being down is a 503 the client may retry, not a 500; the
+    error (which names the backend) goes to the log only."""
+    with capture_logs() as logs:
+        r = await client.get("/redis-down")
+    assert r.status_code == 503
+    assert r.headers["retry-after"] == "1"
+    assert r.headers["content-type"] == "application/problem+json"
+    assert r.json()["detail"] == "A backend this request needs is unavailable; retry later."
+    assert "hunter2" not in r.text and "10.0.0.9" not in r.text
+    [logged] = [e for e in logs if e["event"] == "http.backend_unavailable"]
+    assert "10.0.0.9" in logged["error"]
 
 
 async def test_starlette_routes_and_mounts() -> None:

@@ -86,6 +86,10 @@ class RedisOutbox:
             if saga_ids is None and not batch.entries and time.monotonic() >= self._next_claim:
                 self._next_claim = time.monotonic() + self.claim_after_ms / 4000
                 await self._claim_abandoned(batch, limit)
+        except redis.exceptions.ResponseError as exc:
+            if "NOGROUP" in str(exc):  # a Redis restarted without its data: make it again
+                await self.start()
+            raise BackendUnavailable(f"Redis outbox read failed: {exc}") from exc
         except _ERRORS as exc:
             raise BackendUnavailable(f"Redis outbox read failed: {exc}") from exc
         return batch

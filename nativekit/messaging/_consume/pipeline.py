@@ -27,6 +27,9 @@ if TYPE_CHECKING:
 
     from nativekit._transaction import TransactionFactory
 
+#: Seconds between attempts of a message whose handler found a backend unavailable.
+OUTAGE_RETRY = 1.0
+
 
 @dataclass(frozen=True)
 class ConsumerOptions:
@@ -149,7 +152,8 @@ class Runner:
                                     how = await self._transactional(item, event, attempt)
                             except Exception as exc:
                                 if await self._failed(item, exc, started):
-                                    attempt += 1
+                                    # an outage of Redis or Kafka is not the message's fault
+                                    attempt += not isinstance(exc, BackendUnavailable)
                                     continue
                                 item.state = FinalState.DEAD
                             else:
@@ -278,6 +282,19 @@ class Runner:
         the message and return False."""
         record = item.record
         self.metrics.observe(record.topic, self.options.group, perf_counter() - started)
+        if isinstance(exc, BackendUnavailable) and not isinstance(exc, self.options.non_retryable):
+            # A backend the handler needs is down: the message is not at fault and is not
+            # dead-lettered for it; it waits (uncommitted) until the backend is back, or is
+            # left for the next run of the group when the consumer stops meanwhile.
+            if self.stopping():
+                raise exc
+            self.metrics.count(record.topic, self.options.group, "retried")
+            self.log.warning(
+                "message.backend_unavailable", **self._context(item), attempt=item.attempts,
+                delay_s=OUTAGE_RETRY, error=f"{type(exc).__name__}: {exc}",
+            )  # fmt: skip
+            await asyncio.sleep(OUTAGE_RETRY)
+            return True
         if isinstance(exc, self.options.non_retryable) or item.attempts > self.options.retries:
             await self._dead_letter(item, exc)
             return False

@@ -1,11 +1,14 @@
 """One direction of one step: attempts per its policy, timeouts, interruptions, failures.
 
 An attempt is the unit a step policy counts. A timeout counts like a failure
-whose outcome is unknown (``uncertain``). An attempt interrupted by its process
-stopping (found on recovery: the step is still marked running) is not a
-failure: it is re-run with the same idempotency key without using up a retry,
-at most ``max_interruptions`` times, so a step that kills its process every
-time still ends. When the saga compensates, an uncertain step is compensated too.
+whose outcome is unknown (``uncertain``), as does an exception whose ``uncertain``
+attribute is true; once one attempt's outcome was unknown the step stays uncertain
+when a later attempt fails plainly (the earlier one may have taken effect). An
+attempt interrupted by its process stopping (found on recovery: the step is still
+marked running) is not a failure: it is re-run with the same idempotency key
+without using up a retry, at most ``max_interruptions`` times, so a step that
+kills its process every time still ends. When the saga compensates, an uncertain
+step is compensated too.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class StepAttempts(DurableWaits):
             and not self._interruption(step, srec, forward, policy)
         ):
             return False
+        self.unknown[(step.name, direction)] = False
         while True:
             if outcome is None:
                 if not resend and srec.failures(forward) >= policy.attempts:
@@ -108,8 +112,10 @@ class StepAttempts(DurableWaits):
             if scope is not None:
                 await scope.close()  # not held through the backoff
             srec.error = describe(exc)
-            if forward:
-                srec.uncertain = isinstance(exc, StepTimeout)
+            if forward:  # once an attempt of this run may have applied, the step may have
+                key = (step.name, direction)
+                self.unknown[key] = self.unknown.get(key, False) or outcome_unknown(exc)
+                srec.uncertain = self.unknown[key]
             final = getattr(exc, "final", False)  # e.g. a failure reply: never retried
             failures = srec.failures(forward)
             if policy.retryable(exc) and not final and failures < policy.attempts:
@@ -350,3 +356,10 @@ def _was_running(srec: StepRecord, forward: bool) -> bool:
     if forward:
         return srec.status is StepStatus.RUNNING and srec.attempts > 0
     return srec.status is StepStatus.COMPENSATING and srec.compensation_attempts > 0
+
+
+def outcome_unknown(exc: BaseException) -> bool:
+    """Whether a step attempt that raised ``exc`` may still have taken effect: it timed
+    out, or the exception says so with a true ``uncertain`` attribute (a peer that did
+    not answer, or answered 5xx, may have applied the request)."""
+    return isinstance(exc, StepTimeout) or bool(getattr(exc, "uncertain", False))

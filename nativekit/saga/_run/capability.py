@@ -49,6 +49,10 @@ def build_sagas(
     ctx.health.add(
         "sagas:recovery", runtime.readiness, critical=False, active=lambda: runtime.in_use
     )
+    ctx.health.add(
+        "sagas:definitions", runtime.definitions_readiness, active=lambda: runtime.in_use
+    )
+    ctx.health.add_startup("sagas:definitions", runtime.definitions_check)
     commands = SagaCommands(ctx, runtime, messaging)
     ctx.lifecycle.add("saga-commands", start=commands.start, stop=commands.stop, phase=Phase.RELAY)
     return runtime, commands

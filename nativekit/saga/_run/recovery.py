@@ -4,6 +4,11 @@ Every replica claims sagas whose lease expired (their runner died or handed them
 over) and continues them; it renews the leases of its own runs, and cancels a run
 whose saga another runner took. Both loops are supervised: an unexpected error is
 logged, counted and the loop restarted.
+
+Startup never waits on an unreachable store: when the definitions cannot be checked
+within ``DEFINITIONS_TIMEOUT`` the check goes on in the background, the loops start
+once it passed, and ``sagas:definitions`` fails ``/readyz`` and ``/startupz`` until
+then (or for good, with the reason, when live instances need a missing definition).
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from typing import Any
 
 from nativekit._health import CheckResult, Status
 from nativekit._supervisor import Supervisor
-from nativekit.errors import BackendUnavailable
+from nativekit.errors import BackendUnavailable, ConfigError
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._run.registry import SagaRegistry
 from nativekit.saga._run.runner import Run
@@ -26,6 +31,8 @@ from nativekit.saga._store.store import SagaStore, definition_key
 
 #: Sagas one recovery pass claims at most.
 RECOVERY_BATCH = 100
+#: Seconds startup waits for the store to check definitions before going on without it.
+DEFINITIONS_TIMEOUT = 0.5
 
 
 class RecoveryLoops(SagaRegistry):
@@ -41,6 +48,9 @@ class RecoveryLoops(SagaRegistry):
     started: bool
     _loops: list[asyncio.Task[None]]
     _stopping: asyncio.Event
+    #: None once the definitions were checked, else why they were not (yet)
+    _unchecked: str | None = None
+    _checking: asyncio.Task[None] | None = None
 
     @property
     def store(self) -> SagaStore:
@@ -63,7 +73,7 @@ class RecoveryLoops(SagaRegistry):
         """Register ``saga`` (see :meth:`SagaRegistry.declare`); the first saga declared
         after startup starts the recovery and renewal loops."""
         super().declare(saga, legacy=legacy)
-        if not legacy and self.started and not self._loops:
+        if not legacy and self.started and not self._loops and self._checking is None:
             self._start_loops()
 
     @property
@@ -72,13 +82,52 @@ class RecoveryLoops(SagaRegistry):
         return bool(self.sagas or self._legacy)
 
     async def startup(self) -> None:
-        """Check definitions against live instances, then start recovery and renewal loops."""
+        """Check definitions against live instances, then start recovery and renewal loops;
+        with the store unreachable, both happen in the background (see the module doc)."""
         self._check_steps()
         self.started = True
         self._stopping = asyncio.Event()
-        if self.in_use:
-            await self.check_definitions(self.store)
+        self._unchecked = None
+        if not self.in_use:
+            return
+        try:
+            await asyncio.wait_for(self.check_definitions(self.store), DEFINITIONS_TIMEOUT)
+        except (BackendUnavailable, TimeoutError) as exc:
+            self._unchecked = f"waiting for the saga store to check definitions ({exc!r})"
+            self.log.warning("saga.definitions.deferred", error=repr(exc))
+            self._checking = self.supervisor.spawn("saga-definitions", self._check_later)
+            return
+        self._start_loops()
+
+    async def _check_later(self) -> None:
+        delay = 0.1
+        while not self._stopping.is_set():
+            try:
+                await self.check_definitions(self.store)
+            except BackendUnavailable as exc:
+                self._unchecked = f"waiting for the saga store to check definitions ({exc!r})"
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            except ConfigError as exc:  # the process is serving: it stays unready, saying why
+                self._unchecked = str(exc)
+                self.log.error("saga.definitions.refused", error=str(exc))
+                return
+            self._unchecked = None
+            self.log.info("saga.definitions.checked")
             self._start_loops()
+            return
+
+    def definitions_check(self) -> CheckResult | None:
+        """For ``/startupz``: None once the definitions were checked, else why not."""
+        if self._unchecked is None:
+            return None
+        return CheckResult("fail", self._unchecked)
+
+    async def definitions_readiness(self) -> CheckResult:
+        """Readiness check: fails until the definitions were checked against the store."""
+        return self.definitions_check() or CheckResult()
 
     def _start_loops(self) -> None:
         self._loops = [
@@ -93,6 +142,10 @@ class RecoveryLoops(SagaRegistry):
         self.started = False
         # loops finish their pass: cancelling one mid-call would leak its Redis connection
         self._stopping.set()
+        if self._checking is not None:
+            checking, self._checking = self._checking, None
+            checking.cancel()
+            await asyncio.gather(checking, return_exceptions=True)
         if self._loops:
             _, pending = await asyncio.wait(self._loops, timeout=5)
             for loop in pending:

@@ -156,6 +156,9 @@ class RunState:
         #: Outbox entries staged by the executing attempt of each step, written when it
         #: completes (by step name: members of a parallel group run at once).
         self.staged: dict[str, list[str]] = {}
+        #: Per (step, direction): an attempt of this run may have taken effect (it timed
+        #: out, or raised an exception marked ``uncertain``), so the step stays uncertain.
+        self.unknown: dict[tuple[str, str], bool] = {}
         #: The run ended because a command step now waits for its reply (state persisted).
         self.suspended = False
         #: Steps parked by ``ctx.sleep``/``ctx.wait_for`` during this run, not yet written.

@@ -212,9 +212,7 @@ class OutboxRelay:
         self._wake.set()
 
     async def start(self) -> None:
-        """Start relaying."""
-        await self.outbox.start()
-        await self.outbox.listen(self.wake)
+        """Start relaying (in the background: preparing the outbox waits for its store)."""
         self._task = self.supervisor.spawn("outbox-relay", self._loop)
 
     async def stop(self) -> None:
@@ -224,7 +222,22 @@ class OutboxRelay:
             self._task = None
         await self.outbox.unlisten()
 
+    async def _prepare(self) -> None:
+        """Prepare the outbox (its consumer group) and listen for writes of other
+        processes, retrying while the store is down."""
+        delay = 0.1
+        while True:
+            try:
+                await self.outbox.start()
+                await self.outbox.listen(self.wake)
+                return
+            except BackendUnavailable as exc:
+                self.log.warning("outbox.start_failed", error=repr(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
     async def _loop(self) -> None:
+        await self._prepare()
         delay = 0.1
         loop = asyncio.get_running_loop()
         full_at = 0.0  # read every shard at least every poll interval; else the hinted ones
