@@ -37,7 +37,7 @@ def _record(row: Any) -> SagaRecord:
     fields["since"] = repr(row["since"])
     if row["token"]:
         fields["token"] = row["token"]
-    if row["lease_until"] is not None and row["token"]:
+    if row["lease_until"] is not None:  # also a released lease (no token), as on Redis
         fields["lease"] = repr(row["lease_until"] * 1000)
     return SagaRecord.from_fields(fields)
 
