@@ -18,7 +18,13 @@ from nativekit.backends.postgres._client import NOW, Database
 from nativekit.backends.postgres._outbox import PostgresOutbox, insert_outbox
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, Transition, Waiting
-from nativekit.saga._store.store import decode_cursor, definition_key, encode_cursor
+from nativekit.saga._store.store import (
+    UNFINISHED,
+    decode_cursor,
+    definition_key,
+    encode_cursor,
+    refused_event,
+)
 
 _ACTIVE = "status IN ('RUNNING', 'COMPENSATING')"
 _LIVE = f"(expires IS NULL OR expires > {NOW})"
@@ -31,7 +37,7 @@ def _record(row: Any) -> SagaRecord:
     fields["since"] = repr(row["since"])
     if row["token"]:
         fields["token"] = row["token"]
-    if row["lease_until"] is not None and row["token"]:
+    if row["lease_until"] is not None:  # also a released lease (no token), as on Redis
         fields["lease"] = repr(row["lease_until"] * 1000)
     return SagaRecord.from_fields(fields)
 
@@ -46,13 +52,16 @@ class PostgresSagaStore:
     def __init__(self, database: Database) -> None:
         self.db = database
         self.table = database.table("saga")
+        # released: ``change.release``, or the merged fields hold a ``release_if_any`` key
+        released = "($8 OR (fields || $4::jsonb) ?| $11::text[])"
         self._write_sql = f"""
             UPDATE {self.table} SET
                 fields = fields || $4::jsonb || jsonb_build_object('updated', ({NOW})::text),
                 status = $7,
                 since = CASE WHEN status = $7 THEN since ELSE {NOW} END,
-                token = CASE WHEN $8 THEN token END,
-                lease_until = CASE WHEN $8 THEN {NOW} + $5 WHEN $9 THEN {NOW} END,
+                token = CASE WHEN $9 AND NOT {released} THEN token END,
+                lease_until = CASE WHEN NOT $9 THEN NULL WHEN {released} THEN {NOW}
+                    ELSE {NOW} + $5 END,
                 expires = CASE WHEN $10 THEN {NOW} + $6 END
             WHERE id = $1 AND token = $2 AND status = $3 AND {_LIVE}"""
 
@@ -122,7 +131,6 @@ class PostgresSagaStore:
     ) -> None:
         """Apply ``change`` if ``token`` holds the lease; extend the lease or release it."""
         new = change.status or current
-        keep = new.active and not change.release
         args = (
             saga_id,
             token,
@@ -131,9 +139,10 @@ class PostgresSagaStore:
             change.lease if change.lease is not None else lease,
             retention,
             new.value,
-            keep,
-            new.active and change.release,
+            change.release,
+            new.active,
             new.finished,
+            list(change.release_if_any),
         )
         async with self.db.connection("write a saga transition") as connection:
             if self.db.in_transaction or not change.outbox:
@@ -250,6 +259,40 @@ class PostgresSagaStore:
             raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
         return _record(claimed)
 
+    async def signal(self, saga_id: str, event: str, payload: str) -> tuple[bool, bool]:
+        """Store ``event`` once; release the lease of an active instance that awaits it
+        (one transaction, the row locked, so a concurrent write or signal waits)."""
+        field = f"event:{event}"
+        async with (
+            self.db.connection("signal a saga") as connection,
+            connection.transaction(),
+        ):
+            row = await connection.fetchrow(
+                f"SELECT status, fields ? $2 AS seen, fields->>'awaiting' AS awaiting "
+                f"FROM {self.table} WHERE id = $1 AND {_LIVE} FOR UPDATE",
+                saga_id,
+                field,
+            )
+            if row is None:
+                raise SagaNotFound(f"no saga instance with id {saga_id!r}")
+            status = SagaStatus(row["status"])
+            if status.finished:
+                raise SagaStateError(refused_event(saga_id, event, status))
+            if row["seen"]:
+                return False, False
+            wake = status.active and event in (json.loads(row["awaiting"] or "[]") or [])
+            await connection.execute(
+                f"UPDATE {self.table} SET"
+                " fields = fields || jsonb_build_object($2::text, $3::text),"
+                f" token = CASE WHEN $4 THEN NULL ELSE token END,"
+                f" lease_until = CASE WHEN $4 THEN {NOW} ELSE lease_until END WHERE id = $1",
+                saga_id,
+                field,
+                payload,
+                wake,
+            )
+        return True, wake
+
     def outbox(self, *, consumer: str, claim_after: float) -> PostgresOutbox:
         """The outbox table, read by the relay ``consumer`` (see :class:`PostgresOutbox`)."""
         return PostgresOutbox(self.db, consumer=consumer, claim_after=claim_after)
@@ -315,6 +358,25 @@ class PostgresSagaStore:
                 batch,
             )
         return int(done.rpartition(" ")[2])
+
+    async def counts(self, names: Collection[str]) -> dict[tuple[str, SagaStatus], int]:
+        """Unfinished instances per (saga name, status), from the (name, status, ...) index.
+
+        Unfinished rows never carry an expiry, so no retention filter is needed.
+        """
+        found = {(name, status): 0 for name in names for status in UNFINISHED}
+        if not found:
+            return found
+        async with self.db.connection("count sagas per status") as connection:
+            rows = await connection.fetch(
+                f"SELECT name, status, count(*) AS n FROM {self.table} "
+                "WHERE name = ANY($1::text[]) AND status = ANY($2::text[]) GROUP BY name, status",
+                list(names),
+                [status.value for status in UNFINISHED],
+            )
+        for row in rows:
+            found[(row["name"], SagaStatus(row["status"]))] = int(row["n"])
+        return found
 
     async def ping(self) -> None:
         """Raise :class:`nativekit.BackendUnavailable` if PostgreSQL does not answer."""
