@@ -50,14 +50,16 @@ class PostgresReplyStore:
         return StoredReply.decode(reply) if reply is not None else None
 
     async def finish(self, key: str, token: str, reply: StoredReply, *, retain: float) -> bool:
-        """Store ``reply`` for ``key`` if ``token`` still owns it (or nobody does)."""
+        """Store ``reply`` for ``key`` if ``token`` still owns it (or nobody does); True
+        also when the same reply is stored already (a retried finish that went through)."""
         async with self.db.connection("store a command reply") as connection:
             row = await connection.fetchrow(
                 f"INSERT INTO {self.table} AS r (namespace, key, token, reply, expires) "
                 f"VALUES ($1, $2, NULL, $4, {NOW} + $5) "
                 "ON CONFLICT (namespace, key) DO UPDATE SET token = NULL, "
                 "reply = excluded.reply, expires = excluded.expires "
-                f"WHERE r.expires <= {NOW} OR r.token = $3 RETURNING 1",
+                f"WHERE r.expires <= {NOW} OR r.token = $3 "
+                "OR (r.token IS NULL AND r.reply = excluded.reply) RETURNING 1",
                 self.namespace,
                 key,
                 token,
