@@ -12,7 +12,7 @@ from nativekit._http.routing import Header
 from nativekit._service import Service
 from nativekit._transaction import Transaction
 from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
-from nativekit.messaging._commands.handlers import CommandRejected
+from nativekit.messaging._commands.declared import CommandRejected
 from nativekit.saga import Saga, SagaContext
 from nativekit.settings import Settings
 

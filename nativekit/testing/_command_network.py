@@ -18,7 +18,7 @@ from pydantic import BaseModel
 
 from nativekit._lifecycle import cancel_and_wait
 from nativekit.messaging._commands import handlers as h
-from nativekit.messaging._commands.handlers import CommandRejected
+from nativekit.messaging._commands.declared import CommandRejected
 from nativekit.saga._commands.replies import apply_reply
 from nativekit.saga._run.runtime import SagaRuntime
 from nativekit.saga._store.memory import MemorySagaStore
@@ -118,6 +118,6 @@ class CommandNetwork:
 
 
 def _command_type(handler: Participant) -> type[BaseModel]:
-    from nativekit.messaging._commands.handlers import inspect_command_handler
+    from nativekit.messaging._commands.declared import inspect_command_handler
 
     return inspect_command_handler(handler).command

@@ -241,7 +241,9 @@ def test_the_operator_api_is_documented_when_served() -> None:
     """With the operator API on, its routes are in the document with their 409s."""
     from tests.support import settings
 
-    svc = nativekit.Service("ops", settings=settings(saga={"operator_api": True}))
+    svc = nativekit.Service(
+        "ops", settings=settings(saga={"operator_api": True}, auth={"token": "t" * 32})
+    )
     saga = svc.saga("s")
 
     @saga.step()

@@ -127,6 +127,7 @@ async def test_nothing_listening_is_a_peer_error_naming_the_peer() -> None:
     assert str(error).startswith(f"inventory did not answer GET {url}/inventory/products/mug")
     assert "after 2 attempts" in str(error)
     assert isinstance(error, ConnectionError)
+    assert error.uncertain  # no answer: a saga step failing with it is compensated
     assert count(svc, "error", peer="inventory") == 2
 
 
@@ -155,9 +156,12 @@ async def test_circuit_breaker_opens_fails_fast_and_closes_after_a_good_trial(pe
     async with lifespan(svc):
         for _ in range(3):
             assert (await client.get("/x")).status_code == 503
-        with pytest.raises(CircuitOpen, match="payments is failing: its circuit breaker is open"):
+        with pytest.raises(
+            CircuitOpen, match="payments is failing: its circuit breaker is open"
+        ) as open_:
             await client.get("/x")
         assert len(peer.seen) == 3  # the refused call was not sent
+        assert not open_.value.uncertain  # nothing sent: certainly not applied
         assert count(svc, "circuit_open") == 1
         opened = {"service": "orders", "peer": "payments"}
         assert (

@@ -64,7 +64,7 @@ def test_script_serves_every_app_kind_and_ends_with_a_json_line(tmp_path: Path) 
     }
     assert summary["results"]["starlette"]["ratio_to_starlette"] == 1.0
     assert summary["results"]["nativekit-full"]["p99_ms"] == 0.25
-    assert summary["targets"]["nativekit-full"]["min_ratio"] == 0.6
+    assert summary["targets"]["nativekit-full"]["min_ratio"] == 0.7  # issue 21's targets
     # the JWT app answered the fake wrk's one request only with the token it was given
     assert summary["targets"]["nativekit-jwt/nativekit-metrics"]["min_ratio"] == 0.8
     assert any(line.startswith("app ") for line in lines)

@@ -48,7 +48,7 @@ async def test_happy_path_confirms_charges_and_sells(shop: Shop) -> None:
     order = await place(shop, [(sku, 2)])
     assert order["status"] == "CONFIRMED" and order["total"] == 2000
     assert [s["name"] for s in order["steps"]] == [
-        "accept_order", "reserve_stock", "charge_payment", "confirm_order"]  # fmt: skip
+        "accept_order", "reserve_stock", "fraud_review", "charge_payment", "confirm_order"]  # fmt: skip
     async with shop.client("payments") as payments:
         payment = (await payments.get(f"/payments/{charge_payment_id(order['order_id'])}")).json()
     assert (payment["status"], payment["amount"]) == ("CAPTURED", 2000)
@@ -62,6 +62,7 @@ async def test_declined_card_releases_stock_and_cancels(shop: Shop) -> None:
     assert (order["status"], order["reason"]) == ("CANCELLED", "card declined")
     steps = {s["name"]: s["status"] for s in order["steps"]}
     assert steps == {"accept_order": "compensated", "reserve_stock": "compensated",
+                     "fraud_review": "completed",
                      "charge_payment": "failed", "confirm_order": "pending"}  # fmt: skip
     await check_invariants(shop, {sku: 5}, [order])
 
