@@ -1,8 +1,8 @@
 """The console's saga list with 10,000 sagas stored, against the operator JSON API.
 
 10,000 instances of a one-step saga are parked FAILED (plus 1,000 COMPLETED) on
-Redis, then the first page (50) of each is fetched, alternating, in process over
-ASGI (no sockets):
+Redis (or on PostgreSQL with ``--postgres URL``), then the first page (50) of each
+is fetched, alternating, in process over ASGI (no sockets):
 
 - ``console``: ``GET /_nativekit/console/sagas?status=FAILED``: the HTML page, with
   the counts per status for the header and the page of sagas from the index;
@@ -13,7 +13,8 @@ The figure is the server time per page (the ``http_request_duration_seconds`` th
 service records), median and p95 over the requests; the target is a first page under
 200 ms with 10,000 sagas stored.
 
-    python benchmarks/console_list.py [--redis redis://127.0.0.1:6379/0] [--quick]
+    python benchmarks/console_list.py [--redis redis://127.0.0.1:6379/0]
+        [--postgres postgresql://127.0.0.1:5432/postgres] [--quick]
 
 The last line of output is one JSON object with every figure.
 """
@@ -96,12 +97,17 @@ async def timed(client: httpx.AsyncClient, url: str, params: dict[str, str]) -> 
     return took
 
 
-async def main(redis_url: str, quick: bool) -> dict[str, object]:
+async def main(redis_url: str, postgres: str | None, quick: bool) -> dict[str, object]:
     failed, completed, requests = (1_000, 100, 20) if quick else (10_000, 1_000, 60)
     prefix = f"bench:console:{uuid.uuid4().hex[:8]}"
+    schema = f"bench_console_{uuid.uuid4().hex[:8]}"
+    database = (
+        {"url": postgres, "schema_name": schema, "migrate_on_start": True} if postgres else {}
+    )
     settings = nativekit.Settings(
         _env_file=None,
         redis={"url": redis_url},
+        database=database,
         saga={"key_prefix": prefix, "operator_api": True},
         console={"enabled": True},
         auth={"token": TOKEN},
@@ -130,6 +136,12 @@ async def main(redis_url: str, quick: bool) -> dict[str, object]:
         async for key in cleanup.scan_iter(f"{prefix}*", count=1000):
             await cleanup.delete(key)
         await cleanup.aclose()
+        if postgres:
+            import asyncpg
+
+            connection = await asyncpg.connect(postgres)
+            await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+            await connection.close()
 
     def summary(values: list[float]) -> dict[str, float]:
         ordered = sorted(values)
@@ -146,6 +158,7 @@ async def main(redis_url: str, quick: bool) -> dict[str, object]:
     ratio = figures["console"]["median_ms"] / figures["operator API"]["median_ms"]
     return {
         "benchmark": "console_list",
+        "store": "postgresql" if postgres else "redis",
         "reference_loop_s": round(reference_loop(), 3),
         "stored": failed + completed,
         "console": figures["console"],
@@ -160,6 +173,7 @@ if __name__ == "__main__":
     parser.add_argument(
         "--redis", default=os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
     )
+    parser.add_argument("--postgres", default=None, help="store the sagas in PostgreSQL")
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.redis, args.quick))))
+    print(json.dumps(asyncio.run(main(args.redis, args.postgres, args.quick))))

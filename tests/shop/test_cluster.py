@@ -48,7 +48,8 @@ async def test_happy_path_confirms_charges_and_sells(shop: Shop) -> None:
     order = await place(shop, [(sku, 2)])
     assert order["status"] == "CONFIRMED" and order["total"] == 2000
     assert [s["name"] for s in order["steps"]] == [
-        "accept_order", "reserve_stock", "fraud_review", "charge_payment", "confirm_order"]  # fmt: skip
+        "accept_order", "reserve_stock", "fraud_review", "charge_payment", "confirm_order",
+    ]  # fmt: skip
     async with shop.client("payments") as payments:
         payment = (await payments.get(f"/payments/{charge_payment_id(order['order_id'])}")).json()
     assert (payment["status"], payment["amount"]) == ("CAPTURED", 2000)
