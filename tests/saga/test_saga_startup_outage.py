@@ -71,7 +71,9 @@ async def test_old_instances_found_later_keep_the_service_unready() -> None:
         await wait_for(lambda: "changed" in ((runtime.definitions_check() or _pass).output or ""))
         result = await runtime.definitions_readiness()
         assert result.status == "fail"
-        assert "2 instance(s) of its previous definition (0ldhash)" in (result.output or "")
+        assert "2 instance(s) of definitions this service does not register" in (
+            result.output or ""
+        )
         assert not runtime._loops
     finally:
         await runtime.shutdown(grace=1)
