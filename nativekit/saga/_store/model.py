@@ -176,6 +176,10 @@ class SagaRecord:
     parent_event: str | None = None
     #: Child sagas this one started: child id -> the step that started it.
     children: dict[str, str] = field(default_factory=dict)
+    #: Replies awaited by command members of a parallel group (``wait:<step>``, JSON of
+    #: :class:`Waiting`) and the replies stored for them (``reply:<step>``), by step.
+    waits: dict[str, str] = field(default_factory=dict)
+    replies: dict[str, str] = field(default_factory=dict)
 
     def to_fields(self) -> dict[str, str]:
         """The record as flat string fields (lease fields are the store's business)."""
@@ -210,6 +214,10 @@ class SagaRecord:
             fields[f"step:{name}"] = step.to_json()
         for name, result in self.results.items():
             fields[f"result:{name}"] = result
+        for name, raw in self.waits.items():
+            fields[f"wait:{name}"] = raw
+        for name, raw in self.replies.items():
+            fields[f"reply:{name}"] = raw
         return fields
 
     @classmethod
@@ -247,6 +255,10 @@ class SagaRecord:
                 record.events[key[6:]] = value
             elif key.startswith("child:"):
                 record.children[key[6:]] = value
+            elif key.startswith("wait:") and value:  # "" once the wait ended
+                record.waits[key[5:]] = value
+            elif key.startswith("reply:") and value:
+                record.replies[key[6:]] = value
         return record
 
     def step(self, name: str) -> StepRecord:
