@@ -180,7 +180,7 @@ async def _parked(
 async def _idle(runtime: SagaRuntime) -> None:
     """Until no run of ``runtime`` is in progress (the saga parked or ended)."""
     async with asyncio.timeout(5):
-        while runtime.runs:
+        while runtime.runs:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
 
 
@@ -245,11 +245,11 @@ async def test_a_failure_reply_compensates_the_other_members_in_reverse() -> Non
 
 
 async def test_cancel_policy_compensates_a_member_still_waiting_and_fences_its_reply() -> None:
-    """With on_failure="cancel", a failure reply (the last outstanding... here the first)
-    stored while reserve still waits resumes nothing until reserve's deadline; then the
-    group fails, reserve (outcome unknown) is compensated, and its late reply is refused."""
+    """With on_failure="cancel", a failure reply stored while reserve still waits resumes
+    nothing before reserve's deadline; then the group fails, reserve (outcome unknown) is
+    compensated, and its forward reply, arriving after that, is refused as late."""
     saga, clock = build("cancel"), ManualClock()
-    store, runtime, wire = _setup(saga, clock)
+    _, runtime, wire = _setup(saga, clock)
     await _parked(runtime, saga, {"order_id": "o3", "amount": 500}, "g-3")
     sent = _by_step(wire.take())
     assert await wire.answer(sent["charge"]) == "received"
