@@ -379,7 +379,15 @@ class SagaStoreContract:
         await write(store, saga, "t1", Transition(fields=fields, lease=30))
         known = ["place-order:d1"]
         assert await store.claim_reply("r", b, "t2", lease=30, known=known, reply="rb") is None
-        park = Transition(fields={"x": "1"}, lease=30, release_if_any=["reply:pay"])
+        park = Transition(fields={"x": "1"}, lease=30, release_if_any=["reply:stock"])
+        await write(store, saga, "t1", park)  # no reply for stock: the lease is kept
+        with pytest.raises(LeaseLost):
+            await store.claim("r", "t3", lease=30)
+        park = Transition(fields={"reply:old": ""}, lease=30, release_if_any=["reply:old"])
+        await write(store, saga, "t1", park)  # a field emptied ("") counts as absent
+        with pytest.raises(LeaseLost):
+            await store.claim("r", "t3", lease=30)
+        park = Transition(fields={"x": "2"}, lease=30, release_if_any=["reply:pay"])
         await write(store, saga, "t1", park)
         assert (await store.claim("r", "t3", lease=30)).replies == {"pay": "rb"}
 

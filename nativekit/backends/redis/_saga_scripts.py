@@ -25,11 +25,12 @@ local function hset_blob(key, blob)
   for part in string.gmatch(blob, '([^%z]*)%z') do parts[#parts + 1] = part end
   redis.call('HSET', key, unpack(parts))
 end
--- true when the hash holds any field of the "f\0f\0" blob
+-- true when the hash holds any field of the "f\0f\0" blob with a non-empty value
 local function has_any(key, blob)
   if blob == nil or blob == '' then return false end
   for part in string.gmatch(blob, '([^%z]*)%z') do
-    if redis.call('HEXISTS', key, part) == 1 then return true end
+    local value = redis.call('HGET', key, part)
+    if value and value ~= '' then return true end
   end
   return false
 end

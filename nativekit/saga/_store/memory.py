@@ -105,7 +105,7 @@ class MemorySagaStore:
         status = SagaStatus(fields["status"])
         if not status.active:
             del self._leases[saga_id]
-        elif change.release or any(f in fields for f in change.release_if_any):
+        elif change.release or any(fields.get(f) for f in change.release_if_any):
             self._leases[saga_id] = ("", self.clock())
         else:
             self._leases[saga_id] = (token, self.clock() + lease)

@@ -304,10 +304,11 @@ class Transition:
     ``outbox`` holds encoded outbox entries written in the same atomic write
     (``nativekit.saga._store.outbox``); ``lease`` overrides the lease length of this write
     (a saga waiting for a command reply is leased until the reply deadline).
-    ``release_if_any``: field names; when the record holds any of them once the change
-    is applied, the write releases the lease (as ``release``) instead of extending it. A
-    saga parking on an external event names ``event:<name>`` here, so an event delivered
-    just before it parked wakes it at once.
+    ``release_if_any``: field names; when the record holds any of them (non-empty) once
+    the change is applied, the write releases the lease (as ``release``) instead of
+    extending it. A saga parking on an external event names ``event:<name>`` here, so an
+    event delivered just before it parked wakes it at once; a group parking again names
+    ``reply:<step>`` of its members still waiting.
     """
 
     status: SagaStatus | None = None

@@ -55,7 +55,8 @@ class SagaStore(Protocol):
         retention: float,
     ) -> None:
         """Apply ``change`` if ``token`` holds the lease; extend the lease or release it
-        (``change.release``, or ``change.release_if_any`` names a field the record holds).
+        (``change.release``, or ``change.release_if_any`` names a field the record holds
+        with a non-empty value: a field set to "" counts as absent).
 
         The store sets ``updated`` to its own clock. ``current``, ``name`` and
         ``definition`` are what the lease holder knows of the instance (they
