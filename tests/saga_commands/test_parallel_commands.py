@@ -17,6 +17,7 @@ from nativekit.saga._define.group import OnFailure
 from nativekit.saga._run.commands import CommandDriver
 from nativekit.saga._run.runtime import SagaRuntime
 from nativekit.saga._store.memory import MemorySagaStore
+from nativekit.saga._store.model import Waiting
 from nativekit.saga._store.outbox import OutboxEntry
 from nativekit.testing import ManualClock, crash_matrix
 
@@ -51,7 +52,13 @@ class Refund(BaseModel):
     order_id: str
 
 
-def build(on_failure: OnFailure = "cancel", *, effects: list[str] | None = None) -> Saga[Order]:
+def build(
+    on_failure: OnFailure = "cancel",
+    *,
+    effects: list[str] | None = None,
+    reserve_retries: int = 0,
+    charge_timeout: float = 5,
+) -> Saga[Order]:
     """check (local), then a group of reserve and charge (commands) and note (local),
     then confirm (local, reads both replies)."""
     saga: Saga[Order] = Saga(f"group-order-{on_failure}", input=Order)
@@ -63,7 +70,9 @@ def build(on_failure: OnFailure = "cancel", *, effects: list[str] | None = None)
 
     group = saga.parallel("reserve-and-pay", on_failure=on_failure)
 
-    @group.command_step(topic="inventory.commands", reply=Reserved, reply_timeout=5, retries=0)
+    @group.command_step(
+        topic="inventory.commands", reply=Reserved, reply_timeout=5, retries=reserve_retries
+    )
     async def reserve(ctx: SagaContext[Order]) -> Reserve:
         return Reserve(order_id=ctx.data.order_id)
 
@@ -71,7 +80,9 @@ def build(on_failure: OnFailure = "cancel", *, effects: list[str] | None = None)
     async def release(ctx: SagaContext[Order]) -> Release:
         return Release(order_id=ctx.data.order_id)
 
-    @group.command_step(topic="payments.commands", reply=Charged, reply_timeout=5, retries=0)
+    @group.command_step(
+        topic="payments.commands", reply=Charged, reply_timeout=charge_timeout, retries=0
+    )
     async def charge(ctx: SagaContext[Order]) -> Charge:
         return Charge(order_id=ctx.data.order_id, amount=ctx.data.amount)
 
@@ -264,6 +275,35 @@ async def test_cancel_policy_compensates_a_member_still_waiting_and_fences_its_r
     final = await runtime.wait("g-3", 5)
     assert final.status is SagaStatus.COMPENSATED, final.error
     assert await wire.answer(sent["reserve"]) == "late"  # the forward reply, too late
+
+
+async def test_a_member_timing_out_is_retried_while_the_other_keeps_waiting() -> None:
+    """reserve's deadline passes first: the saga resumes, sends reserve again (attempt 2)
+    and parks again with charge's wait untouched; charge's reply then resumes nothing
+    until the new reserve reply is in; the first reserve reply is late."""
+    saga, clock = build(reserve_retries=1, charge_timeout=60), ManualClock()
+    store, runtime, wire = _setup(saga, clock)
+    await _parked(runtime, saga, {"order_id": "o5"}, "g-5")
+    first = _by_step(wire.take())
+    clock.advance(6)
+    assert await runtime.recover() == 1
+    await wire.settle()
+    again = _by_step(wire.take())
+    assert set(again) == {"reserve"} and again["reserve"].headers[h.SAGA_ATTEMPT] == "2"
+    parked = await store.get("g-5")
+    assert parked is not None and set(parked.waits) == {"reserve", "charge"}
+    charge_wait = Waiting.decode(parked.waits["charge"])
+    assert (
+        charge_wait is not None and charge_wait.token == first["charge"].headers[h.SAGA_REPLY_TOKEN]
+    )
+    assert await wire.answer(first["charge"]) == "received"
+    await wire.settle()
+    assert not runtime.runs and (await store.get("g-5")).status is SagaStatus.RUNNING  # type: ignore[union-attr]
+    assert await wire.answer(first["reserve"]) == "late"  # attempt 1: no longer awaited
+    assert await wire.answer(again["reserve"]) == "received"
+    final = await runtime.wait("g-5", 5)
+    assert final.status is SagaStatus.COMPLETED, final.error
+    assert final.steps["reserve"].attempts == 2 and final.steps["charge"].attempts == 1
 
 
 async def test_duplicate_and_late_replies_are_fenced() -> None:
