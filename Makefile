@@ -2,14 +2,18 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
+REPLICAS ?= 1
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install lint typecheck docs test test-fast shop shop-cluster bench clean vendor-swagger-ui
+.PHONY: help install lint typecheck docs test test-fast test-scale shop shop-cluster bench clean vendor-swagger-ui
 
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
 	@echo "make shop-cluster - the shop as three processes on :8001-8003 with Redis + Kafka"
+	@echo "make shop-cluster REPLICAS=3 - 3 orders, 2 payments, 2 inventory on a Redis Cluster"
+	@echo "                    (SHOP_DATABASE_URL=postgresql://...: inventory on PostgreSQL)"
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
+	@echo "make test-scale - shop replicas and command/reply processes on a Redis Cluster"
 	@echo "make docs   - build the documentation site into site/"
 	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"
 
@@ -56,8 +60,13 @@ test: lint typecheck docs $(PROMTOOL)
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
-		--cov --cov-report= $(PYTEST_ARGS)
+		-m "not scale" --cov --cov-report= $(PYTEST_ARGS)
 	$(PY) -m coverage report
+
+# Replicas of the shop and the command/reply processes on a Redis Cluster (~3 min)
+test-scale: $(STAMP)
+	$(PY) -m nativekit.testing.servers -- \
+		$(PY) -m pytest -q -p no:cacheprovider -m scale $(PYTEST_ARGS) tests/scale
 
 test-fast: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
@@ -77,17 +86,24 @@ shop: $(SHOP_STAMP)
 
 # Three processes on :8001-8003 against Redis + Kafka (started when missing); Ctrl-C stops all.
 shop-cluster: $(STAMP)
-	$(PY) -m examples.shop.cluster
+	$(PY) -m examples.shop.cluster --replicas $(REPLICAS)
 
-# Each script prints a table and, last, one JSON line; see benchmarks/README.md.
+# Each script prints a table and, last, one JSON line (benchmarks/harness.py); the
+# output of each goes to benchmarks/results/<script>.log, and benchmarks/table.py puts
+# the last lines into the table at the top of benchmarks/README.md. Run it alone on
+# the machine: every line records the load average at its end.
+BENCH_LOG = benchmarks/results
+bench: SHELL := /bin/bash
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[bench]'
-	$(PY) benchmarks/http_overhead.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_throughput.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py
-	$(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py
+	mkdir -p $(BENCH_LOG)
+	set -o pipefail; $(PY) benchmarks/http_overhead.py | tee $(BENCH_LOG)/http_overhead.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/cache_hit.py | tee $(BENCH_LOG)/cache_hit.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- sh -c '$(PY) benchmarks/saga_throughput.py --postgres "$$NATIVEKIT_TEST_DATABASE_URL"' | tee $(BENCH_LOG)/saga_throughput.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/consumer_throughput.py --postgres | tee $(BENCH_LOG)/consumer_throughput.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/saga_command_reply.py | tee $(BENCH_LOG)/saga_command_reply.log
+	set -o pipefail; $(PY) -m nativekit.testing.servers -- $(PY) benchmarks/shop_load.py | tee $(BENCH_LOG)/shop_load.log
+	$(PY) benchmarks/table.py --write
 
 # The docs page's Swagger UI, shipped inside the package (services often run without
 # internet access): the swagger-ui-dist files it needs, from the npm registry, with their

@@ -93,6 +93,7 @@ def _instructions(name: str, requests: int, nativekit_root: Path | None) -> int:
             "--drive",
             name,
             str(requests),
+            *(["--nativekit-root", str(nativekit_root)] if nativekit_root else []),
         ]
         subprocess.run(command, check=True, capture_output=True, env=env, cwd=ROOT)
         summary = re.search(r"^(?:summary|totals): (\d+)", out.read_text(), re.MULTILINE)

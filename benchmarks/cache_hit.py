@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import harness
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
@@ -232,13 +233,41 @@ def main() -> None:
     args = parser.parse_args()
     results = asyncio.run(run(args.redis, args.quick))
     print_table(results)
-    summary = {
-        "benchmark": "cache_hit",
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "results": results,
-    }
-    print(json.dumps(summary, separators=(",", ":")))
+    rows = []
+    for kind, r in results.items():
+        hits = r["hit_ops_per_s"]
+        rows.append(
+            harness.row(
+                f"Redis cache hits, {kind} value",
+                unit="hits/s",
+                figure=hits["nativekit"],
+                peer="raw redis-py GET + decode",
+                peer_figure=hits["raw"],
+                target=0.9,
+            )
+        )
+        rows.append(
+            harness.row(
+                f"near-cache hits, {kind} value",
+                unit="hits/s",
+                figure=hits["nativekit_near"],
+                peer="raw redis-py GET + decode",
+                peer_figure=hits["raw"],
+                target=50.0,
+            )
+        )
+    first = rows[0]
+    harness.headline(
+        "cache_hit",
+        what=first["what"],
+        unit=first["unit"],
+        figure=first["figure"],
+        peer=first["peer"],
+        peer_figure=first["peer_figure"],
+        target=first["target"],
+        rows=rows[1:],
+        details={"python": platform.python_version(), "cpus": os.cpu_count(), "results": results},
+    )
 
 
 if __name__ == "__main__":

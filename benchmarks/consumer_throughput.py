@@ -1,7 +1,18 @@
 """Consumer throughput and publish latency on a real Kafka-protocol broker (and Redis).
 
-50,000 JSON messages are produced once to a 4-partition topic; then, in one run,
-each contender reads all of them in its own consumer group:
+50,000 JSON messages are produced once to each of four 4-partition topics, one per
+way a user's topic gets written (the *topic kinds*):
+
+* ``aiokafka``  aiokafka ``send`` in batches (``linger_ms=20``, acks=1) with nativekit's
+  headers from ``build_headers`` (message id, event type, content type, time)
+* ``plain``     aiokafka ``send`` (``linger_ms=5``), no headers at all: the dedup key is
+  the record's position
+* ``publish``   ``svc.publish`` with every event in flight at once (``asyncio.gather``),
+  the service's default producer settings
+* ``relay``     the outbox relay: 100 sagas at a time, each one step that calls
+  ``outbox_publish``, published by the relay with the service's defaults
+
+Then, in one run, each contender reads every topic kind in its own consumer group:
 
 * ``raw``       aiokafka ``getmany`` loop, no processing (the ceiling)
 * ``faststream`` a FastStream subscriber with a pydantic model (no dedup, logging off)
@@ -11,10 +22,15 @@ each contender reads all of them in its own consumer group:
   it runs, as docs/performance.md recommends
 * ``nk-gc-default`` the same without ``tune_gc()``: the interpreter's own
   garbage-collector thresholds
+* ``nativekit-pg`` (with ``--postgres``) ``nativekit`` with its dedup store on PostgreSQL
+  (``NATIVEKIT_TEST_DATABASE_URL``, a schema of the run's own, dropped at the end)
 
 Throughput is measured from the first handled message to the last (group joins,
 which the broker delays by a fixed time, are excluded for everyone); each contender
-runs BENCH_ROUNDS times (default 3, order rotated) and the median is reported. Publish latency:
+runs BENCH_ROUNDS times (default 3, order rotated) and the median is reported, with
+the process's CPU time per message over the same window (less sensitive to other
+work on the machine than the rate). The record batches of each topic kind are
+counted (records per batch, bytes per record). Publish latency:
 one message in flight, nativekit ``svc.publish`` vs aiokafka ``send_and_wait``.
 
 Usage: python -m nativekit.testing.servers -- python benchmarks/consumer_throughput.py [--quick]
@@ -26,7 +42,6 @@ are deleted at the end, also when it fails (the servers may be shared).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
 import statistics
@@ -34,16 +49,20 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiokafka
+import harness
 import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 import nativekit
+from nativekit import SagaContext
 from nativekit.backends.kafka import KafkaBroker as NkKafka
 from nativekit.messaging._wire.envelope import build_headers
+from nativekit.saga import outbox_publish
 from nativekit.testing.servers import delete_topics
 
 QUICK = "--quick" in sys.argv[1:]
@@ -52,15 +71,24 @@ ROUNDS = 1 if QUICK else int(os.environ.get("BENCH_ROUNDS", "3"))
 PARTITIONS = 4
 KAFKA = os.environ.get("NATIVEKIT_TEST_KAFKA_URL", "kafka://127.0.0.1:9092")
 REDIS = os.environ.get("NATIVEKIT_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+#: ``--postgres``: also the idempotent consumer with its DONE marks in PostgreSQL
+POSTGRES = (
+    os.environ.get("NATIVEKIT_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+    if "--postgres" in sys.argv[1:]
+    else None
+)
 SERVERS = KAFKA.partition("://")[2]
 RUN = uuid.uuid4().hex[:8]
-TOPIC = f"bench-{RUN}"
+KINDS = ("aiokafka", "plain", "publish", "relay")
+TOPICS = {kind: f"bench-{kind}-{RUN}" for kind in KINDS}
 PUBLISH_TOPIC = f"bench-pub-{RUN}"
-ROUND = [0]  # each round reads the topic again with fresh consumer groups
+ROUND = [0]  # each round reads the topics again with fresh consumer groups
+TOPIC = [TOPICS["aiokafka"]]  # the topic kind being read
 
 
 def group(name: str) -> str:
-    return f"{name}-{RUN}-{ROUND[0]}"
+    kind = TOPIC[0].split("-")[1]
+    return f"{name}-{kind}-{RUN}-{ROUND[0]}"
 
 
 class OrderPlaced(BaseModel):
@@ -78,26 +106,27 @@ def settings(**extra: object) -> nativekit.Settings:
         kafka={"url": KAFKA, "idempotent_producer": False},
         redis={"url": REDIS},
         telemetry={"log_level": "WARNING"},
+        saga={"key_prefix": f"bench:{RUN}:saga", "outbox_relay": True},
         **extra,
     )
 
 
-async def produce() -> None:
-    broker = NkKafka(settings())
-    await broker.create_topics({TOPIC: PARTITIONS})
-    await broker.aclose()
-    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=SERVERS, linger_ms=20, acks=1)
+def event(i: int) -> OrderPlaced:
+    return OrderPlaced(order_id=f"o-{i}", customer=f"c-{i % 97}", amount_cents=i, items=["a", "b"])
+
+
+async def produce_aiokafka(topic: str, *, headers: bool, linger_ms: int) -> None:
+    producer = aiokafka.AIOKafkaProducer(bootstrap_servers=SERVERS, linger_ms=linger_ms, acks=1)
     await producer.start()
     try:
         pending = []
         for i in range(N):
-            event = OrderPlaced(
-                order_id=f"o-{i}", customer=f"c-{i % 97}", amount_cents=i, items=["a", "b"]
-            )
-            _, headers = build_headers(content_type="application/json", event_type="OrderPlaced")
+            extra = None
+            if headers:
+                _, extra = build_headers(content_type="application/json", event_type="OrderPlaced")
             pending.append(
                 await producer.send(
-                    TOPIC, event.model_dump_json().encode(), key=f"o-{i}".encode(), headers=headers
+                    topic, event(i).model_dump_json().encode(), key=f"o-{i}".encode(), headers=extra
                 )
             )
         await asyncio.gather(*pending)
@@ -105,31 +134,159 @@ async def produce() -> None:
         await producer.stop()
 
 
+async def produce_publish(topic: str) -> None:
+    svc = nativekit.Service("bench-publisher", settings=settings())
+    await svc.startup(hook_sigterm=False)
+    try:
+        await asyncio.gather(*(svc.publish(topic, event(i), key=f"o-{i}") for i in range(N)))
+    finally:
+        await svc.shutdown()
+
+
+async def produce_relay(topic: str) -> None:
+    svc = nativekit.Service("bench-relay", settings=settings())
+    emit = svc.saga("emit")
+
+    @emit.step()
+    async def write(ctx: SagaContext[Any]) -> None:
+        i = ctx.data["i"]
+        outbox_publish(ctx, topic, event(i), key=f"o-{i}")
+
+    await svc.startup(hook_sigterm=False)
+    try:
+        next_i = 0
+
+        async def worker() -> None:
+            nonlocal next_i
+            while next_i < N:
+                i, next_i = next_i, next_i + 1
+                await (await svc.sagas.start("emit", {"i": i})).wait(120)
+
+        await asyncio.gather(*(worker() for _ in range(100)))
+        # the relay publishes after the step's write: wait for the last entries to go out
+        # (Tansu's end offsets lag the records it holds, so the relay's count is read)
+        relay = svc._saga_commands.relay
+        assert relay is not None
+        while relay.published < N:  # noqa: ASYNC110 - the relay has no event for it
+            await asyncio.sleep(0.05)
+    finally:
+        await svc.shutdown()
+
+
+async def produce() -> None:
+    broker = NkKafka(settings())
+    await broker.create_topics({topic: PARTITIONS for topic in TOPICS.values()})
+    await broker.aclose()
+    for kind, produce_kind in (
+        ("aiokafka", lambda t: produce_aiokafka(t, headers=True, linger_ms=20)),
+        ("plain", lambda t: produce_aiokafka(t, headers=False, linger_ms=5)),
+        ("publish", produce_publish),
+        ("relay", produce_relay),
+    ):
+        started = time.perf_counter()
+        await produce_kind(TOPICS[kind])
+        print(f"produced {kind} in {time.perf_counter() - started:.1f} s", flush=True)
+
+
+async def batch_shape(topic: str) -> dict[str, float]:
+    """Records per record batch and bytes per record of ``topic``, read from the log.
+
+    A diagnostic: it counts the batches aiokafka's fetcher parses by wrapping the
+    ``MemoryRecords`` name its module reads, for this read only.
+    """
+    import aiokafka.consumer.fetcher as fetcher
+
+    counts = {"batches": 0, "bytes": 0}
+    original = fetcher.MemoryRecords
+
+    class Counting:
+        def __init__(self, data: bytes) -> None:
+            self.inner = original(data)
+            counts["bytes"] += len(data)
+
+        def next_batch(self) -> Any:
+            batch = self.inner.next_batch()
+            counts["batches"] += batch is not None
+            return batch
+
+        def has_next(self) -> bool:
+            return bool(self.inner.has_next())
+
+        def size_in_bytes(self) -> int:
+            return int(self.inner.size_in_bytes())
+
+    fetcher.MemoryRecords = Counting
+    consumer = aiokafka.AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=SERVERS,
+        group_id=f"shape-{topic}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+    )
+    records = 0
+    try:
+        await consumer.start()
+        while records < N:
+            got = await consumer.getmany(timeout_ms=2000, max_records=10_000)
+            if not got:
+                break
+            records += sum(len(v) for v in got.values())
+    finally:
+        await consumer.stop()
+        fetcher.MemoryRecords = original
+    return {
+        "records_per_batch": round(records / max(counts["batches"], 1), 1),
+        "bytes_per_record": round(counts["bytes"] / max(records, 1)),
+    }
+
+
 class Clock:
     """From the first handled message to the N-th."""
 
     def __init__(self) -> None:
         self.count = 0
-        self.first = 0.0
-        self.last = 0.0
+        self.first = self.first_cpu = 0.0
+        self.last = self.last_cpu = 0.0
         self.done = asyncio.Event()
+        LAST_CLOCK[:] = [self]
 
     def tick(self, n: int = 1) -> None:
         if self.count == 0:
             self.first = time.perf_counter()
+            self.first_cpu = time.process_time()
         self.count += n
         if self.count >= N and not self.done.is_set():
             self.last = time.perf_counter()
+            self.last_cpu = time.process_time()
             self.done.set()
 
     def rate(self) -> float:
         return N / (self.last - self.first)
 
+    def cpu_us(self) -> float:
+        """Process CPU time per message over the measured window."""
+        return (self.last_cpu - self.first_cpu) / N * 1e6
+
+
+LAST_CLOCK: list[Clock] = []
+
+
+async def wait_for_clock(clock: Clock, state: Any, limit: float = 600) -> None:
+    """Wait for the N-th message, saying every 30 s how far the contender got."""
+    deadline = time.monotonic() + limit
+    while not clock.done.is_set():
+        try:
+            await asyncio.wait_for(clock.done.wait(), 30)
+        except TimeoutError:
+            print(f"  still waiting: {clock.count} of {N} ({state()})", flush=True)
+            if time.monotonic() > deadline:
+                raise
+
 
 async def bench_raw() -> float:
     clock = Clock()
     consumer = aiokafka.AIOKafkaConsumer(
-        TOPIC,
+        TOPIC[0],
         bootstrap_servers=SERVERS,
         group_id=group("raw"),
         enable_auto_commit=False,
@@ -154,7 +311,7 @@ async def bench_faststream() -> float:
     clock = Clock()
     broker = KafkaBroker(SERVERS, logger=None)
 
-    @broker.subscriber(TOPIC, group_id=group("fs"), auto_offset_reset="earliest")
+    @broker.subscriber(TOPIC[0], group_id=group("fs"), auto_offset_reset="earliest")
     async def handle(event: OrderPlaced) -> None:
         clock.tick()
 
@@ -170,7 +327,7 @@ async def bench_naive() -> float:
     clock = Clock()
     redis = aioredis.Redis.from_url(REDIS)
     consumer = aiokafka.AIOKafkaConsumer(
-        TOPIC,
+        TOPIC[0],
         bootstrap_servers=SERVERS,
         group_id=group("naive"),
         enable_auto_commit=False,
@@ -183,7 +340,12 @@ async def bench_naive() -> float:
             for records in batches.values():
                 for record in records:
                     event = OrderPlaced.model_validate_json(record.value)
-                    message_id = dict(record.headers)["message-id"].decode()
+                    found = dict(record.headers).get("message-id")
+                    message_id = (
+                        found.decode()
+                        if found is not None
+                        else f"{record.topic}:{record.partition}:{record.offset}"
+                    )
                     if await redis.set(f"bench:{RUN}:naive:{message_id}", 1, nx=True, ex=3600):
                         _ = event.amount_cents
                     clock.tick()
@@ -200,7 +362,7 @@ async def bench_nativekit(*, tune_gc: bool = True) -> float:
     svc = nativekit.Service("bench", settings=settings())
     handled = 0
 
-    @svc.consumer(TOPIC, group=group("nk" if tune_gc else "nk-variant"))
+    @svc.consumer(TOPIC[0], group=group("nk" if tune_gc else "nk-variant"))
     async def handle(event: OrderPlaced) -> None:
         nonlocal handled
         handled += 1
@@ -211,6 +373,30 @@ async def bench_nativekit(*, tune_gc: bool = True) -> float:
     if tune_gc:
         nativekit.tune_gc()
     try:
+        await wait_for_clock(clock, lambda: f"handled {handled}")
+    finally:
+        await svc.shutdown()
+        nativekit.restore_gc()
+    assert handled == N, handled
+    return clock.rate()
+
+
+async def bench_nativekit_pg() -> float:
+    """nativekit's idempotent consumer with its dedup store on PostgreSQL."""
+    clock = Clock()
+    database = {"url": POSTGRES, "schema_name": f"bench_{RUN}", "migrate_on_start": True}
+    svc = nativekit.Service("bench", settings=settings(database=database))
+    handled = 0
+
+    @svc.consumer(TOPIC[0], group=group("nk-pg"))
+    async def handle(event: OrderPlaced) -> None:
+        nonlocal handled
+        handled += 1
+
+    svc.messaging.consumers[0].observers.append(lambda item: clock.tick())
+    await svc.startup(hook_sigterm=False)
+    nativekit.tune_gc()
+    try:
         await asyncio.wait_for(clock.done.wait(), 600)
     finally:
         await svc.shutdown()
@@ -219,11 +405,24 @@ async def bench_nativekit(*, tune_gc: bool = True) -> float:
     return clock.rate()
 
 
+async def drop_schema() -> None:
+    """Drop the PostgreSQL contender's schema (its DONE marks)."""
+    if POSTGRES is None:
+        return
+    import asyncpg
+
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        await connection.execute(f"DROP SCHEMA IF EXISTS bench_{RUN} CASCADE")
+    finally:
+        await connection.close()
+
+
 async def cleanup() -> None:
     """Delete this run's Redis keys: the naive loop's and nativekit's dedup records."""
     redis = aioredis.Redis.from_url(REDIS)
     try:
-        for pattern in (f"bench:{RUN}:*", f"nk:dedup:{{nk*-{RUN}-*"):
+        for pattern in (f"bench:{RUN}:*", f"{{bench:{RUN}:*", f"nk:dedup:{{nk*-{RUN}-*"):
             batch = [k async for k in redis.scan_iter(match=pattern, count=10_000)]
             for i in range(0, len(batch), 1000):
                 await redis.delete(*batch[i : i + 1000])
@@ -237,7 +436,8 @@ async def run() -> None:
         await main()
     finally:
         await cleanup()
-        await delete_topics(KAFKA, [TOPIC, PUBLISH_TOPIC])
+        await drop_schema()
+        await delete_topics(KAFKA, [*TOPICS.values(), PUBLISH_TOPIC])
 
 
 def percentiles(samples: list[float]) -> tuple[float, float]:
@@ -277,8 +477,11 @@ async def bench_publish(count: int = 200 if QUICK else 2000) -> dict[str, float]
 
 async def main() -> None:
     logging.disable(logging.WARNING)
-    print(f"producing {N} messages to {TOPIC} ({PARTITIONS} partitions) at {KAFKA}", flush=True)
+    print(f"producing {N} messages to each of {list(TOPICS.values())} at {KAFKA}", flush=True)
     await produce()
+    shapes = {kind: await batch_shape(topic) for kind, topic in TOPICS.items()}
+    for kind, shape in shapes.items():
+        print(f"topic kind {kind:>9}: {shape}", flush=True)
     contenders = (
         ("raw", bench_raw),
         ("faststream", bench_faststream),
@@ -286,38 +489,85 @@ async def main() -> None:
         ("nativekit", bench_nativekit),
         # the same with the interpreter's garbage-collector thresholds (no tune_gc)
         ("nk-gc-default", lambda: bench_nativekit(tune_gc=False)),
-    )
-    samples: dict[str, list[float]] = {name: [] for name, _ in contenders}
+    )[: 4 if QUICK else None]  # a smoke run: one nativekit variant (each is a group join)
+    if POSTGRES is not None:
+        contenders += (("nativekit-pg", bench_nativekit_pg),)
+    rates: dict[tuple[str, str], list[float]] = {}
+    cpus: dict[tuple[str, str], list[float]] = {}
     for round_no in range(ROUNDS):
         ROUND[0] = round_no
         # rotate the order so no contender always runs first (warm caches, broker state)
         turn = round_no % len(contenders)
-        for name, bench in contenders[turn:] + contenders[:turn]:
-            samples[name].append(await bench())
-            print(f"round {round_no + 1} {name:>11}: {samples[name][-1]:>10,.0f} msg/s", flush=True)
-        await cleanup()
-    results = {name: statistics.median(values) for name, values in samples.items()}
-    for name, value in results.items():
-        print(f"median {name:>11}: {value:>10,.0f} msg/s", flush=True)
+        for kind, topic in TOPICS.items():
+            TOPIC[0] = topic
+            for name, bench in contenders[turn:] + contenders[:turn]:
+                rates.setdefault((kind, name), []).append(await bench())
+                cpus.setdefault((kind, name), []).append(LAST_CLOCK[0].cpu_us())
+                print(
+                    f"round {round_no + 1} {kind:>9} {name:>13}: "
+                    f"{rates[kind, name][-1]:>10,.0f} msg/s "
+                    f"{cpus[kind, name][-1]:>7.1f} us CPU/msg",
+                    flush=True,
+                )
+            await cleanup()
+    rate = {k: statistics.median(v) for k, v in rates.items()}
+    cpu = {k: statistics.median(v) for k, v in cpus.items()}
+    print()
+    print(f"{'kind':<10} {'contender':<14} {'msg/s':>10} {'us CPU/msg':>11} {'x FastStream':>13}")
+    for (kind, name), value in rate.items():
+        ratio = value / rate[kind, "faststream"]
+        print(f"{kind:<10} {name:<14} {value:>10,.0f} {cpu[kind, name]:>11.1f} {ratio:>12.2f}x")
     latency = await bench_publish()
     print(
         f"publish latency (1 in flight): nativekit p50 {latency['nk_p50_ms']:.2f} ms, "
         f"p99 {latency['nk_p99_ms']:.2f} ms; aiokafka send_and_wait p50 "
         f"{latency['raw_p50_ms']:.2f} ms, p99 {latency['raw_p99_ms']:.2f} ms"
     )
-    summary = {
-        "messages": N,
-        "rounds": ROUNDS,
-        "partitions": PARTITIONS,
-        **{f"{k}_msgs_per_s": round(v) for k, v in results.items()},
-        "nativekit_vs_faststream": round(results["nativekit"] / results["faststream"], 2),
-        "nativekit_vs_naive_dedup": round(results["nativekit"] / results["naive"], 2),
-        "nativekit_vs_raw": round(results["nativekit"] / results["raw"], 3),
-        "nk_gc_default_vs_faststream": round(results["nk-gc-default"] / results["faststream"], 2),
-        **{k: round(v, 3) for k, v in latency.items()},
-        "publish_p50_vs_raw": round(latency["nk_p50_ms"] / latency["raw_p50_ms"], 2),
-    }
-    print(json.dumps(summary))
+    worst = min(KINDS, key=lambda k: rate[k, "nativekit"] / rate[k, "faststream"])
+    rows = [
+        harness.row(
+            f"idempotent consumer, topic written by {kind}",
+            unit="msg/s",
+            figure=rate[kind, "nativekit"],
+            peer="FastStream",
+            peer_figure=rate[kind, "faststream"],
+            target=5.0,
+        )
+        for kind in KINDS
+        if kind != worst
+    ]
+    rows += [
+        harness.row(
+            f"idempotent consumer, dedup on PostgreSQL, topic written by {kind}",
+            unit="msg/s",
+            figure=rate[kind, "nativekit-pg"],
+            peer="FastStream",
+            peer_figure=rate[kind, "faststream"],
+            target=3.0,
+        )
+        for kind in KINDS
+        if (kind, "nativekit-pg") in rate
+    ]
+    harness.headline(
+        "consumer_throughput",
+        what=f"idempotent consumer, topic written by {worst} (the lowest ratio)",
+        unit="msg/s",
+        figure=rate[worst, "nativekit"],
+        peer="FastStream",
+        peer_figure=rate[worst, "faststream"],
+        target=5.0,
+        rows=rows,
+        details={
+            "messages": N,
+            "rounds": ROUNDS,
+            "partitions": PARTITIONS,
+            "topic_kinds": shapes,
+            "msgs_per_s": {f"{k}/{n}": round(v) for (k, n), v in rate.items()},
+            "cpu_us_per_msg": {f"{k}/{n}": round(v, 1) for (k, n), v in cpu.items()},
+            **{k: round(v, 3) for k, v in latency.items()},
+            "publish_p50_vs_raw": round(latency["nk_p50_ms"] / latency["raw_p50_ms"], 2),
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
+import http.server
 import json
 import os
-import platform
 import re
 import shutil
 import signal
@@ -30,6 +29,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -39,13 +39,20 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import harness  # noqa: E402
 from benchmarks.apps.http_apps import APPS, EXTRA_APPS, HEADERS  # noqa: E402
 
 ALL_APPS = {**APPS, **EXTRA_APPS}
 
 REFERENCE = "starlette"
 HOST = "127.0.0.1"
-TARGETS = {"nativekit-metrics": 0.85, "nativekit-full": 0.6}
+#: issue 21's "must reach" (ratio of req/s to bare Starlette in the same run)
+TARGETS = {
+    "nativekit-metrics": 0.90,
+    "nativekit-full": 0.70,
+    "nativekit-full-sampled": 0.70,
+    "nativekit-full-exporting": 0.45,
+}
 #: Targets relative to another app of the run: (app, reference, minimum req/s ratio).
 PAIRS = [("nativekit-jwt", "nativekit-metrics", 0.8)]
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
@@ -213,15 +220,31 @@ def wrk(
     return parse_wrk(done.stdout)
 
 
-def machine() -> dict[str, object]:
-    """CPU count and model of this machine."""
-    model = platform.processor() or platform.machine()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    return {"nproc": os.cpu_count(), "cpu": model, "python": platform.python_version()}
+class _Receiver(http.server.BaseHTTPRequestHandler):
+    """An OTLP/HTTP trace receiver that accepts every export and discards it."""
+
+    requests = 0
+    received = 0
+
+    def do_POST(self) -> None:
+        size = int(self.headers.get("content-length") or 0)
+        self.rfile.read(size)
+        type(self).requests += 1
+        type(self).received += size
+        self.send_response(200)
+        self.send_header("content-type", "application/x-protobuf")
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+def start_receiver() -> str:
+    """Start the discarding OTLP receiver in a thread; its traces endpoint URL."""
+    server = http.server.ThreadingHTTPServer((HOST, 0), _Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True, name="otlp").start()
+    return f"http://{HOST}:{server.server_address[1]}/v1/traces"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -254,6 +277,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--rounds must be >= 1 and --duration > 0")
 
     server_cpu, wrk_cpu = (None, None) if args.no_pin else _cpus()
+    if any(n.startswith("nativekit-full-") for n in names):
+        # the receiver (a thread of this process) shares wrk's CPU, not the server's
+        if wrk_cpu is not None and hasattr(os, "sched_setaffinity"):
+            os.sched_setaffinity(0, {wrk_cpu})
+        os.environ["BENCH_OTLP_ENDPOINT"] = start_receiver()
     log = Path(os.environ.get("TMPDIR", "/tmp")) / "nativekit-http-overhead.log"
     log.write_bytes(b"")
     runs: dict[str, list[Run]] = {n: [] for n in names}
@@ -276,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
             if cpu_before is not None and cpu_after is not None and run.requests:
                 run.cpu_us = (cpu_after - cpu_before) / run.requests * 1e6
             runs[name].append(run)
+            if name.startswith("nativekit-full-"):
+                print(
+                    f"  OTLP receiver so far: {_Receiver.requests} exports, "
+                    f"{_Receiver.received:,} bytes",
+                    flush=True,
+                )
             cpu_us = f"{run.cpu_us:6.1f}" if run.cpu_us is not None else "     -"
             print(
                 f"round {round_no + 1}/{args.rounds} {name:<22} {run.rps:>10.0f} req/s "
@@ -343,18 +377,43 @@ def report(names: list[str], runs: dict[str, list[Run]], args: argparse.Namespac
                 "met": ratio >= minimum,
             }
     print()
-    summary = {
-        "benchmark": "http_overhead",
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "machine": machine(),
+    rows = [
+        harness.row(
+            f"{name} (req/s)",
+            unit="req/s",
+            figure=float(str(results[name]["rps"])),
+            peer="Starlette",
+            peer_figure=reference or 0.0,
+            target=minimum,
+        )
+        for name, minimum in TARGETS.items()
+        if name in results and reference
+    ]
+    details = {
         "rounds": args.rounds,
         "duration_s": args.duration,
         "connections": args.connections,
         "reference": REFERENCE,
+        "otlp_exports": _Receiver.requests,
+        "otlp_bytes": _Receiver.received,
         "results": results,
         "targets": targets,
     }
-    print(json.dumps(summary, separators=(",", ":")))
+    if rows:
+        first = rows[0]
+        harness.headline(
+            "http_overhead",
+            what=first["what"],
+            unit="req/s",
+            figure=first["figure"],
+            peer="Starlette",
+            peer_figure=first["peer_figure"],
+            target=first["target"],
+            rows=rows[1:],
+            details=details,
+        )
+    else:
+        print(json.dumps({"benchmark": "http_overhead", **details}, separators=(",", ":")))
 
 
 def _fmt(value: float | None, digits: int) -> str:

@@ -17,6 +17,14 @@ peer in the same run is the plain 3-step saga (``ratio_model_vs_3_steps``).
 Target: at least 500 instances/s at concurrency 100.
 
     python benchmarks/saga_throughput.py [--redis redis://127.0.0.1:6379/0] [--quick]
+                                         [--postgres postgresql://host/db]
+
+With ``--postgres URL`` two more
+contenders run in the same process: nativekit on PostgreSQL, whose steps each insert
+one row through ``ctx.db`` (committed with the step's completion), against a
+hand-written asyncpg loop doing the same writes (the saga row inserted; per step one
+row update for "started", then in one transaction the step's insert and the row update
+for "completed"; a final row update), through a pool of the same size (20).
 
 The last line of output is one JSON object with every figure.
 """
@@ -33,6 +41,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import harness
 import redis.asyncio as aioredis
 
 import nativekit
@@ -227,6 +236,86 @@ async def measure(url: str, total: dict[int, int], rounds: int = ROUNDS) -> dict
     return results
 
 
+PG_POOL = 20
+
+
+async def measure_postgres(url: str, total: dict[int, int], rounds: int) -> dict[str, Any]:
+    """nativekit on PostgreSQL vs a hand-written asyncpg loop (schema dropped at the end)."""
+    import asyncpg
+
+    schema = f"bench_{uuid.uuid4().hex[:8]}"
+    svc = nativekit.Service(
+        "bench-pg",
+        settings=nativekit.Settings(
+            database={"url": url, "schema_name": schema, "migrate_on_start": True,
+                      "pool_size": PG_POOL},
+            telemetry={"log_level": "WARNING"},
+        ),
+    )  # fmt: skip
+    saga = svc.saga("bench", input=dict)
+    insert = f"INSERT INTO {schema}.effects (saga_id, step) VALUES ($1, $2)"
+
+    async def effect(ctx: SagaContext[dict[str, Any]]) -> None:
+        await ctx.db.execute(insert, ctx.saga_id, ctx.step)
+
+    async def noop(ctx: SagaContext[dict[str, Any]]) -> None:
+        return None
+
+    for name in STEPS:
+        saga.step(name=name)(effect).compensate(noop)
+    await svc.startup(hook_sigterm=False)
+    pool = await asyncpg.create_pool(url, min_size=PG_POOL, max_size=PG_POOL)
+    await pool.execute(
+        f"CREATE TABLE {schema}.effects (saga_id text, step text);"
+        f"CREATE TABLE {schema}.hand (id text PRIMARY KEY, status text, doc jsonb)"
+    )
+    update = f"UPDATE {schema}.hand SET doc = doc || $2::jsonb WHERE id = $1"
+
+    async def hand(i: int) -> None:
+        saga_id = uuid.uuid4().hex
+        await pool.execute(
+            f"INSERT INTO {schema}.hand (id, status, doc) VALUES ($1, 'RUNNING', $2::jsonb)",
+            saga_id, json.dumps({"input": "{}", "created": time.time()}),
+        )  # fmt: skip
+        for name in STEPS:
+            await pool.execute(update, saga_id, json.dumps({f"step:{name}": "running"}))
+            async with pool.acquire() as connection, connection.transaction():
+                await connection.execute(insert, saga_id, name)
+                done = {f"step:{name}": "completed", f"result:{name}": "null"}
+                await connection.execute(update, saga_id, json.dumps(done))
+        await pool.execute(f"UPDATE {schema}.hand SET status = 'COMPLETED' WHERE id = $1", saga_id)
+
+    async def framework(i: int) -> None:
+        record = await (await svc.sagas.start(saga, {"i": i})).wait(60)
+        if record.status.value != "COMPLETED":
+            raise RuntimeError(f"saga ended {record.status}")
+
+    results: dict[str, Any] = {}
+    try:
+        await drive(framework, 100, 20)  # warm-up: statements prepared, pools filled
+        await drive(hand, 100, 20)
+        for concurrency, n in total.items():
+            row: dict[str, Any] = {}
+            for _round in range(rounds):
+                for label, one in (("nativekit_pg", framework), ("asyncpg_loop", hand)):
+                    figures = await drive(one, n, concurrency)
+                    if label not in row or figures["sagas_per_s"] > row[label]["sagas_per_s"]:
+                        row[label] = figures
+            row["ratio_vs_asyncpg_loop"] = round(
+                row["nativekit_pg"]["sagas_per_s"] / row["asyncpg_loop"]["sagas_per_s"], 2
+            )
+            results[f"c{concurrency}"] = row
+        effects = await pool.fetchval(f"SELECT count(*) FROM {schema}.effects")
+        results["effect_rows"] = int(effects)
+    finally:
+        try:
+            await svc.shutdown()
+        finally:
+            await pool.execute(f"DROP SCHEMA {schema} CASCADE")
+            await pool.close()
+    return results
+
+
 def main() -> None:
     """Parse arguments, measure, print a table and the JSON line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -236,9 +325,34 @@ def main() -> None:
     )
     parser.add_argument("--sagas", type=int, default=5000, help="sagas per run at c=100")
     parser.add_argument("--quick", action="store_true", help="one round of few sagas (smoke run)")
+    parser.add_argument(
+        "--postgres",
+        default=None,
+        help="also measure nativekit on this PostgreSQL against a hand-written asyncpg loop "
+        "(make bench passes NATIVEKIT_TEST_DATABASE_URL)",
+    )
+    parser.add_argument("--only-postgres", action="store_true", help="skip the Redis runs")
     args = parser.parse_args()
     total = {1: 50, 100: 300} if args.quick else {1: max(300, args.sagas // 10), 100: args.sagas}
-    results = asyncio.run(measure(args.redis, total, 1 if args.quick else ROUNDS))
+    rounds = 1 if args.quick else ROUNDS
+    if args.postgres:
+        postgres = asyncio.run(measure_postgres(args.postgres, total, rounds))
+        print(f"{'run (PostgreSQL)':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        for level, row in postgres.items():
+            if not isinstance(row, dict):
+                continue
+            for label in ("nativekit_pg", "asyncpg_loop"):
+                f = row[label]
+                print(
+                    f"{label + ' ' + level:<34}{f['sagas_per_s']:>10}{f['p50_ms']:>10}"
+                    f"{f['p99_ms']:>10}"
+                )
+            print(f"{'ratio vs asyncpg loop ' + level:<34}{row['ratio_vs_asyncpg_loop']:>10}x")
+        print(json.dumps({"benchmark": "saga_throughput_postgres", **postgres},
+                         separators=(",", ":")))  # fmt: skip
+        if args.only_postgres:
+            return
+    results = asyncio.run(measure(args.redis, total, rounds))
     print(f"{'run':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'RT/saga':>9}")
     for level, row in results.items():
         for label in ("nativekit", "nativekit_model", "hand_loop", "hand_loop_coalesced"):
@@ -252,7 +366,39 @@ def main() -> None:
             f"   (vs coalesced: {row['ratio_vs_hand_loop_coalesced']}x)"
         )
         print(f"{'model vs 3 steps ' + level:<34}{row['ratio_model_vs_3_steps']:>10}x")
-    print(json.dumps({"benchmark": "saga_throughput", **results}, separators=(",", ":")))
+    rows = [
+        harness.row(
+            f"saga (3 no-op steps) on Redis, {level}",
+            unit="sagas/s",
+            figure=row["nativekit"]["sagas_per_s"],
+            peer="hand-written redis-py loop",
+            peer_figure=row["hand_loop"]["sagas_per_s"],
+            target=1.0,
+        )
+        for level, row in results.items()
+    ]
+    rows += [
+        harness.row(
+            f"saga model (3-way parallel group + child saga) on Redis, {level}",
+            unit="sagas/s",
+            figure=row["nativekit_model"]["sagas_per_s"],
+            peer="the plain 3-step saga, same run",
+            peer_figure=row["nativekit"]["sagas_per_s"],
+        )
+        for level, row in results.items()
+    ]
+    first = rows[len(results) - 1]  # plain saga at c=100, the issue's figure
+    harness.headline(
+        "saga_throughput",
+        what=first["what"],
+        unit=first["unit"],
+        figure=first["figure"],
+        peer=first["peer"],
+        peer_figure=first["peer_figure"],
+        target=first["target"],
+        rows=[r for r in rows if r is not first],
+        details=results,
+    )
 
 
 if __name__ == "__main__":

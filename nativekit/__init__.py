@@ -10,6 +10,7 @@ from nativekit._health import CheckResult
 from nativekit._http.openapi._declare import RouteDocs, operation_schema
 from nativekit._http.routing import Header
 from nativekit._service import Service
+from nativekit._transaction import Transaction
 from nativekit.errors import BackendUnavailable, ConfigError, HTTPError, NativekitError
 from nativekit.messaging._commands.handlers import CommandRejected
 from nativekit.saga import Saga, SagaContext
@@ -34,5 +35,6 @@ __all__ = [
     "Service",
     "ServiceGroup",
     "Settings",
+    "Transaction",
     "tune_gc",
 ]

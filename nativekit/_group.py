@@ -15,6 +15,7 @@ from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
 from nativekit._lifecycle import install_drain_signal
 from nativekit._service import Service
 from nativekit._telemetry.logging import configure_logging, get_logger
+from nativekit.auth._setup import secure_routes
 from nativekit.errors import ConfigError
 
 
@@ -42,13 +43,19 @@ class ServiceGroup:
         self.docs = api_docs(
             self.settings, self.name, lambda: [s.described() for s in self.services]
         )
+        probe = probe_routes(probes, [s.metrics for s in self.services], self.settings)
+        secure_routes(  # /metrics of the group, with the first service's authentication
+            [],
+            metrics=[r for r in probe if getattr(r, "path", None) == "/metrics"],
+            settings=self.settings.auth,
+            authenticator=first.authenticator,
+            realm=self.name,
+            log=first.log,
+        )
         self._probe_app = build_starlette(
             name=self.name,
             settings=self.settings,
-            routes=[
-                *probe_routes(probes, [s.metrics for s in self.services], self.settings),
-                *self.docs.routes(),
-            ],
+            routes=[*probe, *self.docs.routes()],
             metrics=first.metrics,
             lifespan=None,
         )

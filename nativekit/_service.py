@@ -5,8 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
-from datetime import timedelta
-from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack, overload
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, Unpack
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
@@ -18,8 +17,10 @@ from nativekit._http.app import build_starlette, probe_routes, wait_for_requests
 from nativekit._http.routes import Routes
 from nativekit._lifecycle import Component, Hook, Lifecycle, Phase, install_drain_signal
 from nativekit._messaging_api import MessagingMethods
+from nativekit._saga_api import SagaMethods
 from nativekit._telemetry.logging import configure_logging, get_logger
 from nativekit._telemetry.metrics import Metrics
+from nativekit._transaction import Transaction
 from nativekit.auth._setup import build_authenticator, cors_middleware, secure_routes
 from nativekit.backends._select import Backends
 from nativekit.client._registry import ClientOptions, HTTPClients
@@ -27,7 +28,6 @@ from nativekit.errors import ConfigError
 from nativekit.messaging._commands.handlers import CommandHandlers
 from nativekit.messaging._consume.handler import HandlerFunc
 from nativekit.messaging._messaging import Messaging
-from nativekit.saga._define.definition import Saga
 from nativekit.saga._run.capability import build_sagas
 from nativekit.settings import Settings
 
@@ -46,7 +46,7 @@ R = TypeVar("R")  # -- cache --
 T = TypeVar("T")  # -- sagas --
 
 
-class Service(MessagingMethods, Routes):
+class Service(SagaMethods, MessagingMethods, Routes):
     """A nativekit service: decorate handlers on it, serve ``service.app`` with uvicorn.
 
     Args:
@@ -84,13 +84,18 @@ class Service(MessagingMethods, Routes):
             self.lifecycle.add_component("auth", self.authenticator, phase=Phase.BACKENDS)
         # Capabilities, in their start phases: backends, then (after the application's own
         # hooks) consumers, saga recovery, the outbox relay; stopped in reverse.
-        self.lifecycle.add("backends", stop=self.backends.aclose, phase=Phase.BACKENDS)
+        self.lifecycle.add(
+            "backends", start=self.backends.start, stop=self.backends.aclose, phase=Phase.BACKENDS
+        )
         self.lifecycle.add(
             "cache", start=self._start_cache, stop=self._stop_cache, phase=Phase.BACKENDS
         )
         #: Broker, publisher and consumers of this service.
         self.messaging = Messaging(
-            self.context, broker=self.backends.broker, dedup_store=self.backends.dedup_store
+            self.context,
+            broker=self.backends.broker,
+            dedup_store=self.backends.dedup_store,
+            transactions=self.backends.transactions,
         )
         self.lifecycle.add_component("messaging", self.messaging, phase=Phase.CONSUMERS)
         self._commands = CommandHandlers(
@@ -99,7 +104,7 @@ class Service(MessagingMethods, Routes):
         #: The saga runtime: start, wait for, list and operate saga instances.
         self.sagas: SagaRuntime
         self.sagas, self._saga_commands = build_sagas(
-            self.context, self.backends.saga_store, self.messaging
+            self.context, self.backends.saga_store, self.messaging, self.backends.transactions
         )
         self._http_clients = HTTPClients(self.context)
         #: The OpenAPI and AsyncAPI documents and the docs page (``NATIVEKIT_DOCS_*``).
@@ -149,6 +154,27 @@ class Service(MessagingMethods, Routes):
 
     # -- shared backends -----------------------------------------------------------
 
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[Transaction]:
+        """A transaction on the service's PostgreSQL (``NATIVEKIT_DATABASE_URL``) for code
+        outside steps and handlers (routes, startup hooks): committed when the block
+        ends, rolled back when it raises.
+
+        Raises:
+            ConfigError: no database is configured.
+        """
+        factory = self.backends.transactions()
+        if factory is None:
+            raise ConfigError(
+                "svc.transaction() needs a database: set NATIVEKIT_DATABASE_URL=postgresql://..."
+            )
+        scope = factory()
+        try:
+            yield scope
+            await scope.commit()
+        finally:
+            await scope.close()
+
     @property
     def uses_redis(self) -> bool:
         """True when ``NATIVEKIT_REDIS_URL`` points at a Redis server."""
@@ -180,6 +206,14 @@ class Service(MessagingMethods, Routes):
                 "redis:ping",
                 self.backends.redis_check(),
                 critical=lambda: redis_mode == "critical" and self.backends.redis_required,
+                component_type="datastore",
+            )
+        database_mode = self.settings.database.readiness
+        if self.backends.uses_postgres and database_mode != "off":
+            self.health.add(
+                "postgres:ping",
+                self.backends.postgres_check(),
+                critical=database_mode == "critical",
                 component_type="datastore",
             )
         if self.uses_kafka and kafka_mode != "off":
@@ -335,52 +369,3 @@ class Service(MessagingMethods, Routes):
     ) -> Callable[[Callable[P, Coroutine[Any, Any, R]]], CachedFunction[P, R]]:
         """Decorator: cache an ``async def``'s typed result for ``ttl`` seconds (see docs)."""
         return self.cache.cached(ttl=ttl, **options)
-
-    # -- sagas --
-
-    @overload
-    def saga(
-        self, name: str, *, deadline: float | timedelta | None = None, version: int | None = None
-    ) -> Saga[Any]: ...
-    @overload
-    def saga(
-        self,
-        name: str,
-        *,
-        input: type[T],
-        deadline: float | timedelta | None = None,
-        version: int | None = None,
-    ) -> Saga[T]: ...
-    @overload
-    def saga(
-        self,
-        name: str,
-        *,
-        input: Any,
-        deadline: float | timedelta | None = None,
-        version: int | None = None,
-    ) -> Saga[Any]: ...
-    def saga(
-        self,
-        name: str,
-        *,
-        input: Any = Any,
-        deadline: float | timedelta | None = None,
-        version: int | None = None,
-    ) -> Saga[Any]:
-        """Define a saga run by this service; add steps with ``@saga.step()``.
-
-        ``svc.saga(name, input=Model)`` is a ``Saga[Model]``: mypy checks that its
-        steps take ``SagaContext[Model]``. ``deadline`` (seconds or a ``timedelta``):
-        past it, an instance stops moving forward and compensates. ``version``: see
-        :class:`nativekit.saga.Saga`.
-        """
-        saga: Saga[Any] = Saga(name, input=input, deadline=deadline, version=version)
-        self.sagas.declare(saga)
-        return saga
-
-    def add_saga(self, saga: Saga[Any], *, legacy: bool = False) -> None:
-        """Register a standalone ``Saga``; ``legacy=True`` keeps an old definition only to
-        finish the instances started with it. Registering several versions of one saga
-        (``Saga(name, version=N)``) runs new instances on the highest."""
-        self.sagas.declare(saga, legacy=legacy)

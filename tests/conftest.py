@@ -1,10 +1,11 @@
-"""Shared fixtures: real Redis and Kafka-protocol servers, captured spans."""
+"""Shared fixtures: real Redis, Kafka-protocol and PostgreSQL servers, captured spans."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from opentelemetry import trace
@@ -15,6 +16,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import nativekit
 from nativekit.testing import databases, servers
 from tests.browser import browser, page  # noqa: F401 - fixtures for tests of web pages
+
+if TYPE_CHECKING:
+    from nativekit.backends.postgres import Database
 
 # One recording provider for the whole run; services reuse an installed provider.
 SPANS = InMemorySpanExporter()
@@ -52,6 +56,25 @@ def redis_url(redis_server: servers.Server) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[servers.RedisClusterServer]:
+    """A real Redis Cluster (3 masters, 3 replicas): NATIVEKIT_TEST_REDIS_CLUSTER_URL or one
+    started for this run (in about 2 s, on first use)."""
+    cluster = servers.start_redis_cluster()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+async def cluster_client(redis_cluster: servers.RedisClusterServer) -> AsyncIterator[Any]:
+    """A client of the cluster as a service builds it (``redis+cluster://``)."""
+    from nativekit.backends.redis import create_redis
+
+    client = create_redis(nativekit.Settings(_env_file=None, redis={"url": redis_cluster.url}))
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(scope="session")
 def kafka_server() -> Iterator[servers.Server]:
     """A real Kafka-protocol broker: NATIVEKIT_TEST_KAFKA_URL or Tansu started for this run."""
     server = servers.start_kafka()
@@ -65,6 +88,42 @@ def kafka_url(kafka_server: servers.Server) -> Iterator[str]:
     yield kafka_server.url
     # in a thread: a test of web pages leaves Playwright's event loop on this one
     servers.delete_topics_now(kafka_server.url, ISSUED)
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[servers.Server]:
+    """A real PostgreSQL: NATIVEKIT_TEST_DATABASE_URL, the local one, or one started here."""
+    server = servers.start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_url(postgres_server: servers.Server) -> Iterator[str]:
+    """URL of a database of this test process's own on the real PostgreSQL, dropped at the
+    end: runs sharing a server (and xdist workers) never see each other's tables."""
+    from nativekit.testing._postgres import create_test_database
+
+    database = create_test_database(postgres_server.url)
+    yield database.url
+    database.release()
+
+
+@pytest.fixture
+async def pg_database(postgres_url: str, unique: str) -> AsyncIterator[Database]:
+    """A migrated nativekit schema of this test's own in the process's database; dropped
+    afterwards."""
+    from nativekit.backends.postgres import Database, upgrade
+    from nativekit.settings import Settings
+
+    database = Database(
+        Settings(database={"url": postgres_url, "schema_name": f"t_{unique}", "pool_size": 5})
+    )
+    await upgrade(database)
+    yield database
+    async with database.connection("drop the test schema") as connection:
+        await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
+    await database.aclose()
 
 
 # Every unique() of this process: the topics named with one are this process's to delete.

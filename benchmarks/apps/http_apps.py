@@ -144,7 +144,8 @@ class PrometheusMiddleware:
 
 
 def starlette_prometheus_otel() -> ASGIApp:
-    """Starlette with prometheus-client and the stock OTel ASGI middleware, recording spans."""
+    """Starlette with prometheus-client and the stock OTel ASGI middleware: recorded SDK
+    spans (``ALWAYS_ON``: the server span plus its receive/send spans), no exporter."""
     from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.sampling import ALWAYS_ON
@@ -246,10 +247,40 @@ def nativekit_jwt() -> ASGIApp:
 
 
 def nativekit_full() -> ASGIApp:
-    """nativekit full stack: metrics, a recording span per request, JSON access log."""
+    """nativekit full stack with the default ``none`` exporter: metrics, a *non-recording*
+    span per request (trace and span ids, the trace context made current and sent on;
+    no attributes kept, nothing exported), and the JSON access log line."""
     os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
     os.environ.setdefault("OTEL_TRACES_SAMPLER", "always_on")
     return _nativekit(tracing=True, access_log=True)
+
+
+def _exporting(sampler: str, ratio: str | None) -> ASGIApp:
+    endpoint = os.environ.get("BENCH_OTLP_ENDPOINT")
+    if not endpoint:
+        raise RuntimeError(
+            "BENCH_OTLP_ENDPOINT is not set: http_overhead.py runs the OTLP receiver and sets it"
+        )
+    os.environ["OTEL_TRACES_EXPORTER"] = "otlp"
+    os.environ["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"] = endpoint
+    os.environ["OTEL_TRACES_SAMPLER"] = sampler
+    if ratio is not None:
+        os.environ["OTEL_TRACES_SAMPLER_ARG"] = ratio
+    return _nativekit(tracing=True, access_log=True)
+
+
+def nativekit_full_exporting() -> ASGIApp:
+    """nativekit full stack exporting every span: metrics, a *recorded* SDK span per request
+    (``always_on``; SERVER kind, method, path, scheme, route and status attributes) sent by
+    the SDK's batch span processor over OTLP/HTTP (protobuf) to the benchmark's local
+    receiver, and the JSON access log line."""
+    return _exporting("always_on", None)
+
+
+def nativekit_full_sampled() -> ASGIApp:
+    """As ``nativekit-full-exporting`` at ``parentbased_traceidratio`` 0.1: about one request
+    in ten gets a recorded, exported span; the others a non-recording one (ids only)."""
+    return _exporting("parentbased_traceidratio", "0.1")
 
 
 #: Benchmark name -> factory, in the order of the report.
@@ -261,6 +292,8 @@ APPS = {
     "nativekit-metrics": nativekit_metrics,
     "nativekit-jwt": nativekit_jwt,
     "nativekit-full": nativekit_full,
+    "nativekit-full-sampled": nativekit_full_sampled,
+    "nativekit-full-exporting": nativekit_full_exporting,
 }
 
 

@@ -6,11 +6,19 @@ other services' domain objects directly (they run in the same process).
 
 from __future__ import annotations
 
-import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote
 
 import nativekit
 from examples.shop.models import Payment, PaymentRequest, Product
+from nativekit.client import PeerError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from nativekit.client import HTTPClient
+
+__all__ = ["PeerError"]  # re-exported: what orders catches when a peer cannot answer
 
 
 class PaymentDeclined(Exception):
@@ -76,77 +84,81 @@ class LocalPayments:
         pass
 
 
-class _Http:
-    """A JSON client that carries the current trace context to the other service."""
+def http_clients(service: nativekit.Service, inventory_url: str, payments_url: str,
+                 timeout: float) -> tuple[HttpInventory | None, HttpPayments | None]:  # fmt: skip
+    """The HTTP clients of the configured peers (None where the URL is empty).
 
-    def __init__(self, base_url: str, timeout: float) -> None:
-        import aiohttp  # the 'shop' extra; only separate deployments need it
+    ``svc.http_client`` pools connections, sends the trace context, counts
+    ``http_client_requests_total{peer=...}``, opens a circuit breaker on a failing
+    host and closes with the service. aiohttp moves the bytes (the 'shop' extra):
+    httpx's own pool is slow at the shop's concurrency. Payments calls are not
+    retried by the client: the saga step that makes them owns the retries.
+    """
+    from nativekit.client import AiohttpTransport
 
-        self.base_url = base_url
-        self.session = aiohttp.ClientSession(
-            base_url=base_url,
-            timeout=aiohttp.ClientTimeout(total=timeout),
-            connector=aiohttp.TCPConnector(limit=200),
-        )
-
-    async def call(
-        self, method: str, path: str, *, headers: dict[str, str] | None = None, **kwargs: Any
-    ) -> tuple[int, Any]:
-        """Send a request; returns the status and the decoded JSON body (None if empty)."""
-        import aiohttp
-        from opentelemetry import propagate
-
-        carrier = dict(headers or {})
-        propagate.inject(carrier)
-        try:
-            async with self.session.request(method, path, headers=carrier, **kwargs) as response:
-                body = await response.read()
-                return response.status, json.loads(body) if body else None
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise PeerError(f"{method} {self.base_url}{path} failed: {exc!r}") from exc
-
-    async def aclose(self) -> None:
-        await self.session.close()
+    inventory = payments = None
+    if inventory_url:
+        inventory = HttpInventory(service.http_client(
+            inventory_url, peer="inventory", timeout=timeout,
+            transport=AiohttpTransport(limit=200), backoff=0.05,
+        ))  # fmt: skip
+    if payments_url:
+        payments = HttpPayments(service.http_client(
+            payments_url, peer="payments", timeout=timeout,
+            transport=AiohttpTransport(limit=200), retries=0,
+        ))  # fmt: skip
+    return inventory, payments
 
 
-class PeerError(Exception):
-    """The other service could not be reached or answered with an unexpected status; a saga
-    step retries, an HTTP request answers 503."""
-
-
-def _ok(status: int, body: Any, what: str) -> Any:
-    if status >= 300:
+def _ok(response: httpx.Response, client: HTTPClient) -> Any:
+    """The JSON body of a 2xx answer; any other status is a PeerError (a step retries it)."""
+    body = response.json() if response.content else None
+    if response.status_code >= 300:
         detail = body.get("detail") if isinstance(body, dict) else body
-        raise PeerError(f"{what} answered {status}: {detail}")
+        request = response.request
+        raise PeerError(
+            f"{client.peer} answered {response.status_code}: {detail}",
+            peer=client.peer, method=request.method, url=str(request.url),
+        )  # fmt: skip
     return body
 
 
-class HttpInventory(_Http):
+class HttpInventory:
     """Inventory at ``SHOP_INVENTORY_URL``."""
 
+    def __init__(self, client: HTTPClient) -> None:
+        self.client = client
+
     async def product(self, sku: str) -> Product | None:
-        status, body = await self.call("GET", f"/inventory/products/{sku}")
-        if status == 404:
+        # quoted: a SKU is user input ('/' or a newline must stay inside the path segment)
+        response = await self.client.get(f"/inventory/products/{quote(sku, safe='')}")
+        if response.status_code == 404:
             return None
-        return Product.model_validate(_ok(status, body, "inventory"))
+        return Product.model_validate(_ok(response, self.client))
+
+    async def aclose(self) -> None:
+        """Nothing to do: the service closes its clients when it stops."""
 
 
-class HttpPayments(_Http):
+class HttpPayments:
     """Payments at ``SHOP_PAYMENTS_URL``; the saga step's key is the Idempotency-Key."""
 
+    def __init__(self, client: HTTPClient) -> None:
+        self.client = client
+
     async def charge(self, idempotency_key: str, request: PaymentRequest) -> Payment:
-        status, body = await self.call(
-            "POST",
-            "/payments",
-            json=request.model_dump(),
-            headers={"Idempotency-Key": idempotency_key},
+        response = await self.client.post(
+            "/payments", json=request.model_dump(), idempotency_key=idempotency_key
         )
-        if status == 402:
-            raise PaymentDeclined(body.get("detail"))
-        return Payment.model_validate(_ok(status, body, "payments"))  # 503: the step retries
+        if response.status_code == 402:
+            raise PaymentDeclined(response.json().get("detail"))
+        return Payment.model_validate(_ok(response, self.client))  # 503: the step retries
 
     async def refund(self, payment_id: str, order_id: str) -> Payment:
-        status, body = await self.call(
-            "POST", f"/payments/{payment_id}/refund", params={"order_id": order_id}
+        response = await self.client.post(
+            f"/payments/{quote(payment_id, safe='')}/refund", params={"order_id": order_id}
         )
-        return Payment.model_validate(_ok(status, body, "payments"))
+        return Payment.model_validate(_ok(response, self.client))
+
+    async def aclose(self) -> None:
+        """Nothing to do: the service closes its clients when it stops."""

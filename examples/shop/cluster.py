@@ -1,6 +1,9 @@
-"""Run the shop as three processes against real Redis and Kafka (``make shop-cluster``).
+"""Run the shop as processes against real Redis and Kafka (``make shop-cluster``).
 
     python -m examples.shop.cluster          # orders :8001, payments :8002, inventory :8003
+    python -m examples.shop.cluster --replicas 3
+        # orders-1..3, payments-1..2, inventory-1..2 on free ports, on a Redis Cluster
+        # (started unless NATIVEKIT_REDIS_URL is set) and topics of 6 partitions
 
 Uses NATIVEKIT_REDIS_URL / NATIVEKIT_KAFKA_URL when set, else a Redis on
 127.0.0.1:6379, else starts Redis and a Tansu broker (and stops them at the end).
@@ -18,15 +21,36 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 PORTS = {"orders": 8001, "payments": 8002, "inventory": 8003}
+SERVICES = tuple(PORTS)
+
+
+def service_of(instance: str) -> str:
+    """The service an instance runs: ``orders-2`` runs ``orders``."""
+    base, _, number = instance.rpartition("-")
+    return base if base in SERVICES and number.isdigit() else instance
+
+
+def replica_ports(orders: int, participants: int) -> dict[str, int]:
+    """Free ports for ``orders`` replicas of orders and ``participants`` replicas each of
+    payments and inventory, named ``<service>-<n>``."""
+    from nativekit.testing.servers import free_port
+
+    counts = {"orders": orders, "payments": participants, "inventory": participants}
+    return {f"{s}-{n}": free_port() for s, count in counts.items() for n in range(1, count + 1)}
 
 
 def uvicorn_command(service: str, port: int) -> list[str]:
     """The command that serves one shop service."""
     return [sys.executable, "-m", "uvicorn", f"examples.shop.{service}:app",
             "--host", "127.0.0.1", "--port", str(port), "--no-access-log"]  # fmt: skip
+
+
+def _number(instance: str) -> int:
+    number = instance.rpartition("-")[2]
+    return int(number) if number.isdigit() else 1
 
 
 class Cluster:
@@ -43,11 +67,7 @@ class Cluster:
         self.ports = dict(ports)
         self.command = command
         self.log_dir = log_dir
-        self.env = {
-            **env,
-            "SHOP_PAYMENTS_URL": self.url("payments"),
-            "SHOP_INVENTORY_URL": self.url("inventory"),
-        }
+        self.env = dict(env)
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self._logs: list[IO[bytes]] = []
 
@@ -55,15 +75,27 @@ class Cluster:
         """Base URL of a service."""
         return f"http://127.0.0.1:{self.ports[service]}"
 
+    def peer(self, instance: str, service: str) -> str:
+        """Base URL of the ``service`` replica that ``instance`` calls: the only one, or the
+        one of the same number modulo their count (orders-3 calls payments-1 of two)."""
+        if service in self.ports:
+            return self.url(service)
+        peers = sorted((n for n in self.ports if service_of(n) == service), key=_number)
+        return self.url(peers[(_number(instance) - 1) % len(peers)])
+
     def start(self, service: str, extra_env: Mapping[str, str] | None = None) -> None:
-        """Start one service (not waiting for it)."""
+        """Start one service or replica (``orders-2``), not waiting for it."""
         out: IO[bytes] | None = None
         if self.log_dir is not None:
             out = (self.log_dir / f"{service}.log").open("ab")
             self._logs.append(out)
+        peers = {
+            "SHOP_PAYMENTS_URL": self.peer(service, "payments"),
+            "SHOP_INVENTORY_URL": self.peer(service, "inventory"),
+        }
         self.processes[service] = subprocess.Popen(
-            self.command(service, self.ports[service]),
-            env={**self.env, **(extra_env or {})},
+            self.command(service_of(service), self.ports[service]),
+            env={**self.env, **peers, **(extra_env or {})},
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
         )
@@ -108,16 +140,59 @@ class Cluster:
             log.close()
 
 
-def main() -> int:
-    """Start what is missing, run the three services until Ctrl-C, stop everything."""
+def create_topics(kafka_url: str, topics: list[str], partitions: int) -> None:
+    """Create the shop's topics with ``partitions`` partitions (a replica each at most)."""
+    import asyncio
+
+    from nativekit import Settings
+    from nativekit.backends.kafka import KafkaBroker
+
+    async def create() -> None:
+        broker = KafkaBroker(Settings(kafka={"url": kafka_url, "idempotent_producer": False}))
+        try:
+            await broker.create_topics(dict.fromkeys(topics, partitions))
+        finally:
+            await broker.aclose()
+
+    asyncio.run(create())
+
+
+def shop_topics(env: Mapping[str, str], orders_service: str = "orders") -> list[str]:
+    """Every topic the shop uses: events, inventory commands, orders' replies."""
+    prefix = env.get("SHOP_TOPIC_PREFIX", "shop.")
+    names = ("orders", "payments", "inventory", "inventory.commands")
+    return [f"{prefix}{name}" for name in names] + [f"{orders_service}.replies"]
+
+
+def start_replicas(cluster: Cluster, suffix: str = "") -> None:
+    """Start every instance of ``cluster``: replicas of one service share its name (saga
+    keys, consumer groups), each has its own host name (static group membership)."""
+    for instance in cluster.ports:
+        cluster.start(
+            instance,
+            {
+                "NATIVEKIT_SERVICE_NAME": service_of(instance) + suffix,
+                "HOSTNAME": instance + suffix,
+            },
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start what is missing, run the services until Ctrl-C, stop everything."""
+    import argparse
+
     from nativekit.testing import servers
 
+    parser = argparse.ArgumentParser(description="The shop as processes on Redis and Kafka.")
+    parser.add_argument("--replicas", type=int, default=1, help="orders replicas (default 1)")
+    args = parser.parse_args(argv)
+    replicated = args.replicas > 1
     with ExitStack() as stack:
         env = dict(os.environ)
         # prompt command replies
         env.setdefault("NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS", "0.01")
         if not env.get("NATIVEKIT_REDIS_URL"):
-            redis = servers.start_redis()
+            redis: Any = servers.start_redis_cluster() if replicated else servers.start_redis()
             stack.callback(redis.stop)
             env["NATIVEKIT_REDIS_URL"] = redis.url
         if not env.get("NATIVEKIT_KAFKA_URL"):
@@ -125,14 +200,20 @@ def main() -> int:
             stack.callback(kafka.stop)
             env["NATIVEKIT_KAFKA_URL"] = kafka.url
             env["NATIVEKIT_KAFKA_IDEMPOTENT_PRODUCER"] = "false"  # Tansu lacks InitProducerId
-        cluster = Cluster(env)
+        if replicated:
+            partitions = max(6, 2 * args.replicas)
+            create_topics(env["NATIVEKIT_KAFKA_URL"], shop_topics(env), partitions)
+            cluster = Cluster(env, ports=replica_ports(args.replicas, 2))
+        else:
+            cluster = Cluster(env)
         stack.callback(cluster.stop)
-        for service in PORTS:
-            cluster.start(service)
-        cluster.wait_ready()
+        start_replicas(cluster)
+        cluster.wait_ready(120)
         print(f"redis={env['NATIVEKIT_REDIS_URL']} kafka={env['NATIVEKIT_KAFKA_URL']}")
-        for service in PORTS:
-            print(f"{service:9} {cluster.url(service)}")
+        if env.get("SHOP_DATABASE_URL"):  # inventory: stock and nativekit state in PostgreSQL
+            print("inventory on PostgreSQL (SHOP_DATABASE_URL)")
+        for instance in cluster.ports:
+            print(f"{instance:12} {cluster.url(instance)}")
         print("Ctrl-C stops the shop.", flush=True)
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         try:

@@ -21,6 +21,9 @@ class ShopConfig:
     payments_url: str = field(default_factory=lambda: _env("SHOP_PAYMENTS_URL", ""))
     inventory_url: str = field(default_factory=lambda: _env("SHOP_INVENTORY_URL", ""))
     key_prefix: str = field(default_factory=lambda: _env("SHOP_KEY_PREFIX", "shop"))
+    #: PostgreSQL of inventory (products, reservations, and nativekit's own tables); unset:
+    #: Redis when the service has one, else memory
+    database_url: str = field(default_factory=lambda: _env("SHOP_DATABASE_URL", ""))
     topic_prefix: str = field(default_factory=lambda: _env("SHOP_TOPIC_PREFIX", "shop."))
     seed_products: int = field(default_factory=lambda: int(_env("SHOP_SEED_PRODUCTS", "10")))
     seed_stock: int = field(default_factory=lambda: int(_env("SHOP_SEED_STOCK", "100")))

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 
 import nativekit
 from examples.shop.config import config
+from examples.shop.inventory_pg import PostgresInventoryStore
 from examples.shop.inventory_store import (
     InventoryStore,
     MemoryInventoryStore,
@@ -24,8 +25,21 @@ from examples.shop.models import (
     StockReserved,
     StockSold,
 )
+from nativekit import Transaction
 
-svc = nativekit.Service("inventory")
+
+def _settings() -> nativekit.Settings | None:
+    """With SHOP_DATABASE_URL, nativekit keeps inventory's sagas' replies and DONE marks in
+    the same PostgreSQL as the stock (migrating its schema at startup)."""
+    if not config.database_url:
+        return None
+    return nativekit.Settings(
+        database={"url": config.database_url, "schema_name": "nativekit_inventory",
+                  "migrate_on_start": True},
+    )  # fmt: skip
+
+
+svc = nativekit.Service("inventory", settings=_settings())
 #: Stock changes, announced for other services (the AsyncAPI document lists them).
 stock_events = svc.publisher(
     config.topic("inventory"), StockReserved, StockReleased, StockSold, key="order_id",
@@ -44,19 +58,29 @@ class Inventory:
     def __init__(self) -> None:
         self.memory = MemoryInventoryStore()
         self.redis: RedisInventoryStore | None = None
+        self.postgres = PostgresInventoryStore(svc) if config.database_url else None
 
     @property
     def store(self) -> InventoryStore:
-        """Redis when the service has one (so any process sees the same stock), else memory."""
+        """PostgreSQL with SHOP_DATABASE_URL; else Redis when the service has one (so any
+        process sees the same stock), else memory."""
+        if self.postgres is not None:
+            return self.postgres
         if not svc.uses_redis:
             return self.memory
         if self.redis is None:
             self.redis = RedisInventoryStore(svc.redis, config.key_prefix)
         return self.redis
 
-    async def reserve(self, order_id: str, items: Sequence[Item]) -> Reservation:
-        """Hold every line for ``order_id`` or none (REJECTED, with the reason); idempotent."""
-        reservation = await self.store.reserve(order_id, items)
+    async def reserve(
+        self, order_id: str, items: Sequence[Item], tx: Transaction | None = None
+    ) -> Reservation:
+        """Hold every line for ``order_id`` or none (REJECTED, with the reason); idempotent.
+        On PostgreSQL the rows are written in ``tx`` (the command handler's transaction)."""
+        if self.postgres is not None:
+            reservation = await self.postgres.reserve(order_id, items, tx)
+        else:
+            reservation = await self.store.reserve(order_id, items)
         if reservation.state == "RESERVED":
             wanted = merge(items)
             await self._changed(wanted)
@@ -64,17 +88,23 @@ class Inventory:
             await self._announce(StockReserved(order_id=order_id, items=lines), "reserved")
         return reservation
 
-    async def release(self, order_id: str) -> Reservation:
+    async def release(self, order_id: str, tx: Transaction | None = None) -> Reservation:
         """Return held stock to available; idempotent, and refuses a later reservation."""
-        reservation, moved = await self.store.release(order_id)
+        if self.postgres is not None:
+            reservation, moved = await self.postgres.release(order_id, tx)
+        else:
+            reservation, moved = await self.store.release(order_id)
         if reservation.state == "RELEASED" and reservation.reason is None:
             await self._changed(moved)
             await self._announce(StockReleased(order_id=order_id), "released")
         return reservation
 
-    async def sell(self, order_id: str) -> Reservation:
+    async def sell(self, order_id: str, tx: Transaction | None = None) -> Reservation:
         """Turn held stock into a sale; idempotent."""
-        reservation, moved = await self.store.sell(order_id)
+        if self.postgres is not None:
+            reservation, moved = await self.postgres.sell(order_id, tx)
+        else:
+            reservation, moved = await self.store.sell(order_id)
         if reservation.state == "SOLD":
             await self._changed(moved)
             await self._announce(StockSold(order_id=order_id), "sold")
@@ -124,6 +154,8 @@ async def load_products() -> list[Product]:
 @svc.on_startup
 async def seed() -> None:
     """Add the demo catalog (products that exist keep their stock)."""
+    if stock.postgres is not None:
+        await stock.postgres.create_tables()
     await stock.seed(config.seed_products, config.seed_stock)
 
 
@@ -155,25 +187,32 @@ async def put_product(sku: str, body: ProductUpdate) -> Product:
 
 
 @svc.command_handler(config.topic("inventory.commands"))
-async def on_reserve(cmd: ReserveStock) -> Reservation:
-    """Hold stock for an order (idempotent by order id); refuse when there is not enough."""
-    reservation = await stock.reserve(cmd.order_id, cmd.items)
+async def on_reserve(cmd: ReserveStock, tx: Transaction) -> Reservation:
+    """Hold stock for an order (idempotent by order id); refuse when there is not enough.
+    On PostgreSQL the reservation commits with the stored reply (``tx``)."""
+    reservation = await stock.reserve(cmd.order_id, cmd.items, _db(tx))
     if reservation.state != "RESERVED":
         raise nativekit.CommandRejected(reservation.reason or f"reservation {reservation.state}")
     return reservation
 
 
 @svc.command_handler(config.topic("inventory.commands"))
-async def on_release(cmd: ReleaseStock) -> Reservation:
+async def on_release(cmd: ReleaseStock, tx: Transaction) -> Reservation:
     """Give held stock back (idempotent; never refused, so compensation always ends)."""
-    return await stock.release(cmd.order_id)
+    return await stock.release(cmd.order_id, _db(tx))
 
 
 # The orders topic also carries OrderPlaced and OrderCancelled: skipped unclaimed.
 @svc.consumer(config.topic("orders"), concurrency=8, event_types=[OrderConfirmed])
-async def on_order_confirmed(event: OrderConfirmed) -> None:
-    """A confirmed order's reservation becomes a sale (once per message id)."""
-    await stock.sell(event.order_id)
+async def on_order_confirmed(event: OrderConfirmed, tx: Transaction) -> None:
+    """A confirmed order's reservation becomes a sale (once per message id; on PostgreSQL
+    the sale commits with the message's DONE mark)."""
+    await stock.sell(event.order_id, _db(tx))
+
+
+def _db(tx: Transaction) -> Transaction | None:
+    """The handler's transaction where inventory keeps stock in PostgreSQL."""
+    return tx if stock.postgres is not None else None
 
 
 app = svc.app

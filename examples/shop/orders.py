@@ -19,14 +19,13 @@ from starlette.responses import JSONResponse
 
 import nativekit
 from examples.shop.clients import (
-    HttpInventory,
-    HttpPayments,
     InventoryClient,
     LocalInventory,
     LocalPayments,
     PaymentDeclined,
     PaymentsClient,
     PeerError,
+    http_clients,
 )
 from examples.shop.config import config
 from examples.shop.models import (
@@ -74,20 +73,14 @@ class Peers:
 peers = Peers()
 
 
-@svc.on_startup
-async def connect() -> None:
-    """Reach inventory and payments over HTTP when their URLs are configured."""
-    if config.inventory_url:
-        peers.inventory = HttpInventory(config.inventory_url, config.http_timeout)
-    if config.payments_url:
-        peers.payments = HttpPayments(config.payments_url, config.http_timeout)
-
-
-@svc.on_shutdown
-async def disconnect() -> None:
-    """Close the HTTP clients."""
-    await peers.inventory.aclose()
-    await peers.payments.aclose()
+# The HTTP clients exist from import on and close with the service (after its sagas stop).
+_inventory, _payments = http_clients(
+    svc, config.inventory_url, config.payments_url, config.http_timeout
+)
+if _inventory is not None:
+    peers.inventory = _inventory
+if _payments is not None:
+    peers.payments = _payments
 
 
 #: Order events, published through the saga's outbox (see announce).
@@ -96,8 +89,6 @@ order_events = svc.publisher(
     description="An order's life: placed, then confirmed or cancelled.",
 )  # fmt: skip
 
-# Declared after the hooks above: components start in order, so the peers are connected
-# before saga recovery resumes anything (and disconnected after the sagas stopped).
 place_order = svc.saga("place-order", input=PlaceOrder, deadline=config.order_deadline)
 
 

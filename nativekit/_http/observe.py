@@ -57,10 +57,12 @@ class TelemetryMiddleware:
         self.log = get_logger(component="http")
         self._bound_log: Any = None  # self.log resolved at the first request, after configuration
         if tracer is not None:
-            from opentelemetry import context, propagate, trace
+            from opentelemetry import context, trace
+
+            from nativekit._telemetry.propagation import extract_traceparent
 
             self._context = context
-            self._propagate = propagate
+            self._extract = extract_traceparent
             self._trace = trace
             self._server_kind = trace.SpanKind.SERVER
             self._error_status = trace.Status(trace.StatusCode.ERROR)
@@ -134,11 +136,7 @@ class TelemetryMiddleware:
             log_context.reset(log_token)
 
     def _start_span(self, scope: Scope, traceparent: str | None) -> tuple[Any, Any]:
-        parent = (
-            self._propagate.extract({"traceparent": traceparent})
-            if traceparent is not None
-            else None
-        )
+        parent = self._extract(traceparent) if traceparent is not None else None
         tracer: Tracer = self.tracer  # type: ignore[assignment]  # only called with a tracer
         span = tracer.start_span(
             scope["method"],

@@ -1,7 +1,15 @@
-"""JWTs from an identity provider, verified against its published keys (PyJWT)."""
+"""JWTs from an identity provider, verified against its published keys (PyJWT).
+
+A verified token is remembered (by its exact text, signature included) for at
+most ``cache_seconds`` and never past its ``exp``: a client sends the same
+token with every request until it expires, and checking its RS256 signature
+again each time would cost several times the rest of the request. Only
+successes are remembered; a token that fails is checked in full every time.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -23,6 +31,9 @@ class JWTAuthenticator:
         issuer: the required ``iss``, or None to accept any issuer.
         leeway: seconds of clock skew allowed on ``exp`` and ``nbf``.
         scope_claim: the claim holding the granted scopes.
+        cache_seconds: how long a verified token is remembered (0: verify every time);
+            a key withdrawn from the key set stops working after at most this long.
+        cache_size: tokens remembered at most (the oldest are forgotten first).
     """
 
     def __init__(
@@ -34,8 +45,16 @@ class JWTAuthenticator:
         issuer: str | None = None,
         leeway: float = 30.0,
         scope_claim: str = "scope",
+        cache_seconds: float = 60.0,
+        cache_size: int = 10_000,
     ) -> None:
         self.keys = keys
+        #: wall-clock seconds (tests pass a fake one)
+        self.clock = time.time
+        self.cache_seconds = cache_seconds
+        self.cache_size = cache_size
+        #: token -> (principal, time until which it is taken without checking again)
+        self._verified: dict[str, tuple[Principal, float]] = {}
         self.algorithms = tuple(algorithms)
         self.audience = list(audience)
         self.issuer = issuer
@@ -52,6 +71,28 @@ class JWTAuthenticator:
 
     async def authenticate(self, token: str) -> Principal:
         """The principal of a valid token; raises :class:`InvalidToken` saying what is wrong."""
+        cached = self._verified.get(token)
+        if cached is not None:
+            if self.clock() < cached[1]:
+                return cached[0]
+            del self._verified[token]
+        principal = await self._verify(token)
+        if self.cache_seconds > 0:
+            self._remember(token, principal)
+        return principal
+
+    def _remember(self, token: str, principal: Principal) -> None:
+        expires = principal.claims.get("exp")
+        until = self.clock() + self.cache_seconds
+        if isinstance(expires, int | float):
+            until = min(until, expires + self.leeway)
+        if len(self._verified) >= self.cache_size:
+            # dicts keep insertion order: the first entries are the oldest
+            for stale in list(self._verified)[: max(1, self.cache_size // 10)]:
+                del self._verified[stale]
+        self._verified[token] = (principal, until)
+
+    async def _verify(self, token: str) -> Principal:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

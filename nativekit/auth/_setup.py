@@ -88,6 +88,8 @@ def build_authenticator(settings: AuthSettings) -> Chain | None:
             issuer=settings.issuer,
             leeway=settings.leeway_seconds,
             scope_claim=settings.scope_claim,
+            cache_seconds=settings.token_cache_seconds,
+            cache_size=settings.token_cache_size,
         )
     return Chain(static, jwt)
 
@@ -139,8 +141,9 @@ def secure_routes(
             )
             continue
         required, scopes = _needs(access, settings.routes)
-        if not required and not (access is not None and access.optional_principal):
-            continue
+        optional = access is not None and access.optional_principal
+        if not required and (not optional or authenticator is None):
+            continue  # an optional principal without authentication configured is None
         if authenticator is None:
             raise ConfigError(
                 f"route {getattr(route, 'path', route)!r} requires a bearer token"

@@ -1,8 +1,8 @@
 """The backends of one service, chosen by URL: shared clients and the stores built on them.
 
-This is the only place that decides between ``memory://``, Redis and Kafka;
+This is the only place that decides between ``memory://``, Redis, PostgreSQL and Kafka;
 capabilities receive the factories below and see only their protocols.
-Importing it loads neither redis-py nor aiokafka: each is imported when a
+Importing it loads neither redis-py, asyncpg nor aiokafka: each is imported when a
 backend that needs it is first built.
 """
 
@@ -17,6 +17,9 @@ if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
 
     from nativekit._health import CheckFunc
+    from nativekit._transaction import TransactionFactory
+    from nativekit.backends.postgres._client import Database
+    from nativekit.backends.postgres._retention import Retention
     from nativekit.cache import Cache
     from nativekit.messaging._commands.reply_store import ReplyStore
     from nativekit.messaging._dedup import DedupStore
@@ -60,6 +63,8 @@ class Backends:
         self.name = name
         self.settings = settings
         self._redis: aioredis.Redis | None = None
+        self._database: Database | None = None
+        self._retention: Retention | None = None
         #: Set once a capability takes the shared client (sagas, dedup, command replies):
         #: Redis is then needed to be correct, not only to cache.
         self.redis_required = False
@@ -68,6 +73,55 @@ class Backends:
     def uses_redis(self) -> bool:
         """True when ``NATIVEKIT_REDIS_URL`` points at a Redis server."""
         return not self.settings.redis.url.startswith("memory://")
+
+    @property
+    def uses_postgres(self) -> bool:
+        """True when ``NATIVEKIT_DATABASE_URL`` names a PostgreSQL database: sagas, their
+        outbox, consumer dedup and command replies live there instead of Redis."""
+        return bool(self.settings.database.url)
+
+    @property
+    def database(self) -> Database:
+        """The shared PostgreSQL pool (created on first use, closed by :meth:`aclose`)."""
+        if self._database is None:
+            from nativekit.backends.postgres._client import Database
+
+            self._database = Database(self.settings)
+        return self._database
+
+    def transactions(self) -> TransactionFactory | None:
+        """Makes the transactions handlers are handed (``ctx.db``, ``Transaction``
+        parameters); None without a database backend."""
+        if not self.uses_postgres:
+            return None
+        from nativekit.backends.postgres._transaction import PostgresTransaction
+
+        database = self.database
+        return lambda: PostgresTransaction(database)
+
+    def postgres_check(self) -> CheckFunc:
+        """A readiness check running ``SELECT 1`` on the shared pool."""
+        from nativekit.backends.postgres._health import postgres_check
+
+        return postgres_check(self.database)
+
+    async def start(self) -> None:
+        """With PostgreSQL: check (or, when allowed, apply) the schema migrations, and
+        start the retention passes."""
+        if not self.uses_postgres:
+            return
+        from nativekit.backends.postgres._health import prepare_schema
+        from nativekit.backends.postgres._retention import Retention
+
+        await prepare_schema(self.database, self.name)
+        s = self.settings.database
+        self._retention = Retention(
+            self.database,
+            service=self.name,
+            interval=s.retention_interval_seconds,
+            batch=s.retention_batch,
+        )
+        await self._retention.start()
 
     @property
     def uses_kafka(self) -> bool:
@@ -117,6 +171,10 @@ class Backends:
 
     def dedup_store(self, namespace: str, retain: float) -> DedupStore:
         """The consumer dedup store of ``namespace`` (DONE marks kept ``retain`` seconds)."""
+        if self.uses_postgres:
+            from nativekit.backends.postgres._dedup import PostgresDedupStore
+
+            return PostgresDedupStore(self.database, namespace=namespace)
         if not self.uses_redis:
             return shared_memory_dedup(namespace)
         from nativekit.backends.redis._dedup import RedisDedupStore
@@ -130,6 +188,10 @@ class Backends:
 
     def reply_store(self) -> ReplyStore:
         """Where a participant remembers the commands it answered."""
+        if self.uses_postgres:
+            from nativekit.backends.postgres._reply_store import PostgresReplyStore
+
+            return PostgresReplyStore(self.database, namespace=self.name)
         if not self.uses_redis:
             from nativekit.messaging._commands.reply_store import MemoryReplyStore
 
@@ -139,7 +201,12 @@ class Backends:
         return RedisReplyStore(self.redis, prefix=f"nk:cmd:{self.name}")
 
     def saga_store(self) -> SagaStore:
-        """The saga store: Redis per ``NATIVEKIT_REDIS_URL``, else in memory."""
+        """The saga store: PostgreSQL per ``NATIVEKIT_DATABASE_URL``, else Redis per
+        ``NATIVEKIT_REDIS_URL``, else in memory."""
+        if self.uses_postgres:
+            from nativekit.backends.postgres._saga_store import PostgresSagaStore
+
+            return PostgresSagaStore(self.database)
         if not self.uses_redis:
             from nativekit.saga._store.memory import MemorySagaStore
 
@@ -186,7 +253,13 @@ class Backends:
         )
 
     async def aclose(self) -> None:
-        """Close the shared Redis client (a later use creates a new one)."""
+        """Close the shared Redis client and PostgreSQL pool (a later use creates new ones)."""
+        if self._retention is not None:
+            retention, self._retention = self._retention, None
+            await retention.stop()
+        if self._database is not None:
+            database, self._database = self._database, None
+            await database.aclose()
         if self._redis is not None:
             redis, self._redis = self._redis, None
             await redis.aclose()

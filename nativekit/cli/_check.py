@@ -1,4 +1,5 @@
-"""``nativekit check``: reach Redis and Kafka, print versions and what is misconfigured."""
+"""``nativekit check``: reach Redis, Kafka and PostgreSQL, print versions and what is
+misconfigured."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from nativekit.cli._checks import (
 )
 from nativekit.cli._common import EXIT_FAILED, EXIT_OK, EXIT_UNREACHABLE
 from nativekit.cli._connect import load_settings, run
+from nativekit.cli._db import postgres_findings
 from nativekit.cli._output import duration_option, emit_json, json_option, table
 
 
@@ -49,9 +51,11 @@ def check(
 
     async def go() -> list[Finding]:
         reached = await asyncio.gather(
-            redis_findings(settings), kafka_findings(settings, list(topics) or None)
+            redis_findings(settings),
+            kafka_findings(settings, list(topics) or None),
+            postgres_findings(settings),
         )
-        return [*reached[0], *reached[1], *settings_findings(settings, probes)]
+        return [*reached[0], *reached[1], *reached[2], *settings_findings(settings, probes)]
 
     found = run(go())
     statuses = {f.status for f in found}

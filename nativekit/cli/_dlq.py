@@ -42,7 +42,17 @@ def dlq() -> None:
 
 @asynccontextmanager
 async def _stores(settings: Settings) -> AsyncIterator[StoreFactory | None]:
-    """Dedup stores of the services' Redis (None for memory://: marks are in-process)."""
+    """Dedup stores of the services' PostgreSQL or Redis (None for memory://: marks are
+    in-process)."""
+    if settings.database.url:
+        from nativekit.backends.postgres import Database, PostgresDedupStore
+
+        database = Database(settings)
+        try:
+            yield lambda namespace, _: PostgresDedupStore(database, namespace=namespace)
+        finally:
+            await database.aclose()
+        return
     if settings.redis.url.startswith("memory://"):
         yield None
         return

@@ -40,17 +40,21 @@ def version() -> None:
 
 def _commands() -> None:
     from nativekit.cli._check import check
+    from nativekit.cli._db import db
     from nativekit.cli._dlq import dlq
     from nativekit.cli._docs import docs
     from nativekit.cli._project import new, update
+    from nativekit.cli._reshard import reshard
     from nativekit.cli._sagas import sagas
 
+    sagas.add_command(reshard)
     cli.add_command(new)
     cli.add_command(update)
     cli.add_command(sagas)
     cli.add_command(dlq)
     cli.add_command(check)
     cli.add_command(docs)
+    cli.add_command(db)
 
 
 _commands()

@@ -61,6 +61,8 @@ def _prefix(settings: Settings, service: str | None) -> str:
 def _operate(service: str | None, action: Callable[[SagaAdmin], Awaitable[Any]]) -> Any:
     """Run ``action`` with an admin on the services' saga store."""
     settings = load_settings()
+    if settings.database.url:  # NATIVEKIT_DATABASE_URL: saga state is in PostgreSQL
+        return run(_operate_postgres(settings, action))
     require_redis(settings, "saga state")
     prefix = _prefix(settings, service)
 
@@ -77,6 +79,23 @@ def _operate(service: str | None, action: Callable[[SagaAdmin], Awaitable[Any]])
             return await action(admin)
 
     return run(go())
+
+
+async def _operate_postgres(
+    settings: Settings, action: Callable[[SagaAdmin], Awaitable[Any]]
+) -> Any:
+    from nativekit.backends.postgres import Database, PostgresSagaStore
+
+    database = Database(settings)
+    try:
+        admin = SagaAdmin(
+            PostgresSagaStore(database),
+            lease=settings.saga.lease_seconds,
+            retention=settings.saga.retention_seconds,
+        )
+        return await action(admin)
+    finally:
+        await database.aclose()
 
 
 @click.group()

@@ -94,6 +94,17 @@ class HTTPClient:
         if client is not None:
             await client.aclose()
 
+    def use_transport(self, transport: httpx.AsyncBaseTransport | None) -> None:
+        """Send through ``transport`` from now on (None: a real connection pool).
+
+        The test seam for a client made at import time: point it at
+        ``httpx.MockTransport(handler)`` or ``httpx.ASGITransport(app)`` in a test.
+        Connections of the previous transport are dropped, not closed: use it
+        before the client is called, or between tests.
+        """
+        self._transport = transport
+        self._client = None
+
     def breaker(self, url: str = "") -> Breaker:
         """The circuit breaker of the host ``url`` (a path: the base URL's host)."""
         parts = urlsplit(url if "://" in url else self.base_url)

@@ -22,6 +22,7 @@ from nativekit.messaging._wire.publisher import Published, Publisher
 
 if TYPE_CHECKING:
     from nativekit._context import ServiceContext
+    from nativekit._transaction import TransactionFactory
 
 H = TypeVar("H", bound=HandlerFunc)
 
@@ -94,6 +95,7 @@ class Messaging:
         ctx: the service's context (settings, metrics, health).
         broker: builds the broker the settings choose (called on first use).
         dedup_store: builds the dedup store of a consumer: ``(namespace, retain)``.
+        transactions: gives the factory of handlers' transactions (None without a database).
     """
 
     def __init__(
@@ -102,6 +104,7 @@ class Messaging:
         *,
         broker: Callable[[], Broker],
         dedup_store: Callable[[str, float], DedupStore],
+        transactions: Callable[[], TransactionFactory | None] | None = None,
     ) -> None:
         self.ctx = ctx
         self.settings = ctx.settings
@@ -112,6 +115,7 @@ class Messaging:
         self.publishers: list[TopicPublisher] = []
         self._broker_factory = broker
         self._dedup_factory = dedup_store
+        self.transactions = transactions
         self._broker: Broker | None = None
         self._store_factory: Callable[[str], DedupStore] | None = None
         self._publisher: Publisher | None = None
@@ -268,6 +272,7 @@ class Messaging:
                 join_timeout=s.consumer.join_timeout_seconds,
                 lag_interval=s.consumer.lag_interval_seconds,
                 group_instance_id=f"{instance}.{_short(spec.name)}" if instance else None,
+                transactions=self.transactions,
             )
             self.add_consumer(consumer, check=f"consumer:{namespace}")
             return func

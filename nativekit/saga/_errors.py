@@ -7,6 +7,8 @@
     ├── SagaNotFound (KeyError)         no saga instance with that id
     ├── SagaStateError                  the operation does not fit the saga's status
     ├── LeaseLost                       another runner owns the saga now (fenced write)
+    ├── BackendUnavailable
+    │   └── SagaStoreUnavailable        a transition could not be written: the run stops
     ├── UnknownSaga                     a reply for a saga (or definition) not kept here
     ├── CommandFailed (Exception)       the participant refused a command
     └── ChildSagaFailed (Exception)     a child saga ended COMPENSATED, FAILED or ABORTED
@@ -18,7 +20,7 @@
 
 from __future__ import annotations
 
-from nativekit.errors import NativekitError
+from nativekit.errors import BackendUnavailable, NativekitError
 
 
 class SagaInputError(NativekitError, ValueError):
@@ -38,6 +40,11 @@ class SagaStateError(NativekitError):
 
 class LeaseLost(NativekitError):
     """A write was refused: its lease token is stale because another runner claimed the saga."""
+
+
+class SagaStoreUnavailable(BackendUnavailable):
+    """A transition could not be written: the run stops, the saga stays as last stored
+    and is resumed once its lease expires (not a failure of the step)."""
 
 
 class UnknownSaga(NativekitError):

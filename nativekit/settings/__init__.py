@@ -37,6 +37,7 @@ from nativekit.settings._connections import (
     SaslMechanism,
 )
 from nativekit.settings._console import ConsoleSettings
+from nativekit.settings._database import DatabaseSettings, TlsMode
 from nativekit.settings._flat import FlatNames
 from nativekit.settings._groups import (
     CacheSettings,
@@ -49,17 +50,25 @@ from nativekit.settings._groups import (
 )
 from nativekit.settings._legacy import USED, LegacyVariables, nest_keywords
 from nativekit.settings._renames import ENV_PREFIX, Rename, env_variable
-from nativekit.settings._urls import SentinelURL, mask_url, parse_sentinel_url
+from nativekit.settings._urls import (
+    ClusterURL,
+    SentinelURL,
+    mask_url,
+    parse_cluster_url,
+    parse_sentinel_url,
+)
 
 __all__ = [
     "ENV_PREFIX",
     "AuthSettings",
     "CacheSettings",
+    "ClusterURL",
     "Compression",
     "ConsoleSettings",
     "ConsumerSettings",
     "CorsSettings",
     "DocsSettings",
+    "DatabaseSettings",
     "Environment",
     "HttpSettings",
     "KafkaSettings",
@@ -72,8 +81,10 @@ __all__ = [
     "SentinelURL",
     "Settings",
     "TelemetrySettings",
+    "TlsMode",
     "groups",
     "mask_url",
+    "parse_cluster_url",
     "parse_sentinel_url",
     "variables",
 ]
@@ -111,6 +122,7 @@ class Settings(FlatNames, BaseSettings):
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     consumer: ConsumerSettings = Field(default_factory=ConsumerSettings)
     saga: SagaSettings = Field(default_factory=SagaSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
@@ -177,8 +189,9 @@ class Settings(FlatNames, BaseSettings):
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
-            if isinstance(value, RedisSettings | KafkaSettings):
-                value = value.model_copy(update={"url": mask_url(value.url)})
+            url = getattr(value, "url", None)
+            if isinstance(value, RedisSettings | KafkaSettings | DatabaseSettings) and url:
+                value = value.model_copy(update={"url": mask_url(url)})
             yield name, value
 
 

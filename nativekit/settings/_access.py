@@ -74,6 +74,14 @@ class AuthSettings(BaseModel):
         "key id (limits what forged tokens can make the service fetch).",
     )
     jwks_timeout_seconds: float = Field(5.0, gt=0, description="Time one key set fetch may take.")
+    token_cache_seconds: float = Field(
+        60.0,
+        ge=0,
+        description="Time a verified JWT is taken again without checking its signature "
+        "(never past its 'exp'); 0 verifies every request. A key withdrawn from the key set "
+        "stops working after at most this long.",
+    )
+    token_cache_size: int = Field(10_000, ge=1, description="Verified JWTs remembered at most.")
     routes: bool = Field(
         False,
         description="Require a valid token on every user route (routes opt out with "

@@ -23,8 +23,9 @@ class RedisSettings(BaseModel):
     url: str = Field(
         "memory://",
         description="'memory://' (in-process), 'redis://host:port/db', 'rediss://…' (TLS), "
-        "'unix:///path/to/socket' or 'redis+sentinel://host:port[,host:port]/master[/db]' "
-        "(the master that Redis Sentinel names, followed through failovers).",
+        "'unix:///path/to/socket', 'redis+sentinel://host:port[,host:port]/master[/db]' "
+        "(the master that Redis Sentinel names, followed through failovers) or "
+        "'redis+cluster://host:port[,host:port]' (Redis Cluster; 'rediss+cluster://' for TLS).",
     )
     password: SecretStr | None = Field(None, description="Redis password (ACL or AUTH).")
     password_file: Path | None = Field(None, description="File holding the Redis password.")

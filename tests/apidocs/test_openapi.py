@@ -235,3 +235,23 @@ async def test_a_broken_document_is_a_500_not_a_failed_start() -> None:
         failed = await client.get("/openapi.json")
     assert failed.status_code == 500
     assert failed.headers["content-type"] == "application/problem+json"
+
+
+def test_the_operator_api_is_documented_when_served() -> None:
+    """With the operator API on, its routes are in the document with their 409s."""
+    from tests.support import settings
+
+    svc = nativekit.Service("ops", settings=settings(saga={"operator_api": True}))
+    saga = svc.saga("s")
+
+    @saga.step()
+    async def only(ctx: nativekit.SagaContext[Any]) -> None: ...
+
+    document = svc.docs.openapi()
+    validate(document)
+    retry = document["paths"]["/_nativekit/sagas/{saga_id}/retry"]["post"]
+    assert retry["tags"] == ["saga operator"] and retry["operationId"] == "sagas.retry_saga"
+    assert sorted(retry["responses"]) == ["200", "404", "409", "422", "500"]
+    status = document["paths"]["/_nativekit/sagas"]["get"]["parameters"][0]
+    assert status["schema"] == {"$ref": "#/components/schemas/SagaStatus"}
+    assert "COMPLETED" in document["components"]["schemas"]["SagaStatus"]["enum"]

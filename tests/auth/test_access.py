@@ -228,3 +228,29 @@ def test_cors_credentials_with_any_origin_is_refused() -> None:
     """credentials with '*' is a config error (browsers refuse it anyway)."""
     with pytest.raises(nativekit.ConfigError, match="NATIVEKIT_CORS"):
         nativekit.Settings(_env_file=None, cors={"origins": "*", "credentials": True})
+
+
+async def test_combined_services_protect_their_shared_metrics() -> None:
+    """combine(): the group's /metrics follows NATIVEKIT_AUTH_METRICS of the first service."""
+    settings = nativekit.Settings(_env_file=None, auth={"token": TOKEN, "metrics": True})
+    group = nativekit.combine(
+        nativekit.Service("orders", settings=settings),
+        nativekit.Service("payments", settings=settings),
+    )
+    async with serve(group) as client:
+        assert (await client.get("/metrics")).status_code == 401
+        assert (await client.get("/metrics", headers=bearer())).status_code == 200
+        assert (await client.get("/livez")).status_code == 200
+
+
+async def test_an_optional_principal_is_none_when_no_authentication_is_configured() -> None:
+    """``Principal | None`` on a service without auth: the handler runs and gets None."""
+    svc = nativekit.Service("orders", settings=nativekit.Settings(_env_file=None))
+
+    @svc.get("/hello")
+    async def hello(caller: Principal | None) -> dict[str, Any]:
+        return {"caller": caller.subject if caller else None}
+
+    async with serve(svc) as client:
+        response = await client.get("/hello", headers=bearer("anything"))
+    assert response.json() == {"caller": None}

@@ -300,7 +300,8 @@ async def test_stale_keys_are_refetched_in_the_background(
     async with serve(svc) as client:
         assert (await client.get("/me", headers=bearer(key.sign()))).status_code == 200
         now[0] += 301
-        assert (await client.get("/me", headers=bearer(key.sign()))).status_code == 200
+        fresh = key.sign({"jti": "another"})  # not in the verified-token cache
+        assert (await client.get("/me", headers=bearer(fresh))).status_code == 200
         deadline = time.monotonic() + 10
         # the fetch runs in a task against a server thread: nothing to await but the count
         while jwks.hits < 2 and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -363,3 +364,52 @@ def test_symmetric_algorithms_cannot_be_configured() -> None:
     for bad in (["none"], ["HS256"], ["RS256", "HS512"]):
         with pytest.raises(nativekit.ConfigError, match="NATIVEKIT_AUTH_ALGORITHMS"):
             nativekit.Settings(_env_file=None, auth={"algorithms": bad})
+
+
+async def test_a_verified_token_is_remembered_but_never_past_its_expiry(key: SigningKey) -> None:
+    """The same token again is taken from the cache; once its exp passed it is refused."""
+    with jwks_server(key) as server:
+        svc = make_service(server.url, leeway_seconds=0)
+        async with serve(svc) as client:
+            token = key.sign({"exp": int(time.time()) + 2})
+            assert (await client.get("/me", headers=bearer(token))).status_code == 200
+            verified = svc.authenticator.jwt._verified  # type: ignore[union-attr]
+            assert token in verified
+            assert verified[token][1] <= int(time.time()) + 2  # remembered until exp at most
+            assert (await client.get("/me", headers=bearer(token))).status_code == 200
+            await asyncio.sleep(max(0.0, verified[token][1] - time.time()) + 0.1)
+            refused = await client.get("/me", headers=bearer(token))
+            assert_refused(refused, 401, "invalid_token", "expired")
+            assert token not in verified
+
+
+async def test_the_cache_lifetime_bounds_a_withdrawn_key(key: SigningKey) -> None:
+    """A cached token outlives its key's withdrawal only until token_cache_seconds ran out."""
+    with jwks_server(key) as server:
+        svc = make_service(server.url, token_cache_seconds=30, jwks_min_refresh_seconds=0)
+        jwt_auth = svc.authenticator.jwt  # type: ignore[union-attr]
+        now = [time.time()]
+        jwt_auth.clock = lambda: now[0]
+        async with serve(svc) as client:
+            old = key.sign()
+            assert (await client.get("/me", headers=bearer(old))).status_code == 200
+            new = rsa_key("rsa-2")
+            server.keys = [new.jwk]  # rsa-1 withdrawn
+            assert (await client.get("/me", headers=bearer(new.sign()))).status_code == 200
+            assert (await client.get("/me", headers=bearer(old))).status_code == 200  # cached
+            now[0] += 31
+            refused = await client.get("/me", headers=bearer(old))
+            assert_refused(refused, 401, "invalid_token", "not in the issuer's key set")
+
+
+async def test_without_the_cache_every_request_is_verified(key: SigningKey) -> None:
+    """token_cache_seconds=0: a withdrawn key's tokens fail as soon as the set is refetched."""
+    with jwks_server(key) as server:
+        svc = make_service(server.url, token_cache_seconds=0, jwks_min_refresh_seconds=0)
+        async with serve(svc) as client:
+            old = key.sign()
+            assert (await client.get("/me", headers=bearer(old))).status_code == 200
+            new = rsa_key("rsa-2")
+            server.keys = [new.jwk]
+            assert (await client.get("/me", headers=bearer(new.sign()))).status_code == 200
+            assert (await client.get("/me", headers=bearer(old))).status_code == 401

@@ -14,13 +14,19 @@ from pathlib import Path
 
 import redis.asyncio as aioredis
 
-from nativekit.backends.redis import RedisCache
+from nativekit import Settings
+from nativekit.backends.redis import RedisCache, create_redis
 from nativekit.cache import Cache, NearCache
 
 
 def replica_cache(url: str, prefix: str) -> Cache:
     """The cache both replicas build: Redis plus a near cache with a long max age."""
-    backend = RedisCache(aioredis.Redis.from_url(url), channel=f"{prefix}:inv", owns_client=True)
+    client = (
+        create_redis(Settings(_env_file=None, redis={"url": url}))
+        if "+cluster://" in url  # sharded pub/sub
+        else aioredis.Redis.from_url(url)
+    )
+    backend = RedisCache(client, channel=f"{prefix}:inv", owns_client=True)
     return Cache(backend, prefix=prefix, near=NearCache(max_entries=100, max_age=60))
 
 

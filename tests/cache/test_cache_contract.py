@@ -193,3 +193,14 @@ class TestRedisCache(CacheBackendContract):
             with pytest.raises(BackendUnavailable, match="Redis at test"):
                 await call
         await backend.aclose()
+
+
+@pytest.mark.redis
+class TestClusterCache(CacheBackendContract):
+    """RedisCache passes the contract on a real 3-master Redis Cluster (keys and tags of a
+    call on different nodes)."""
+
+    @pytest.fixture
+    async def backend(self, cluster_client: Any) -> AsyncIterator[RedisCache]:
+        """A RedisCache on the cluster client."""
+        yield RedisCache(cluster_client)

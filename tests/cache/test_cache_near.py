@@ -65,11 +65,20 @@ class Replica:
                 self.proc.stdout.close()
 
 
+@pytest.fixture(params=["single", "cluster"])
+def any_redis_url(request: pytest.FixtureRequest) -> str:
+    """The URL of the test Redis, then of the test Redis Cluster (sharded pub/sub)."""
+    if request.param == "cluster":
+        return str(request.getfixturevalue("redis_cluster").url)
+    return str(request.getfixturevalue("redis_url"))
+
+
 @pytest.mark.slow
 async def test_write_in_one_replica_invalidates_the_other(
-    redis_url: str, unique: str, tmp_path: Path
+    any_redis_url: str, unique: str, tmp_path: Path
 ) -> None:
     """A replica's near-cached value is dropped within a bounded delay of another's write."""
+    redis_url = any_redis_url
     truth = tmp_path / "price"
     truth.write_text("100")
     prefix = f"near{unique}"

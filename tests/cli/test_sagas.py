@@ -1,4 +1,5 @@
-"""`nativekit sagas` against real Redis, with a service that registers the sagas running."""
+"""`nativekit sagas` against real Redis and real PostgreSQL, with a service that registers
+the sagas running."""
 
 from __future__ import annotations
 
@@ -12,12 +13,14 @@ import redis.asyncio as aioredis
 from pydantic import BaseModel
 
 import nativekit
+from nativekit.backends.postgres import Database, PostgresSagaStore, upgrade
 from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import Backoff, SagaContext, SagaStatus, StepStatus
+from nativekit.saga._store.store import SagaStore
 from nativekit.testing import serve
 from tests.cli.conftest import Cli
 
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.redis, pytest.mark.postgres]
 
 FAST = Backoff(initial=0.01, maximum=0.02)
 
@@ -108,7 +111,7 @@ class World:
     svc: nativekit.Service
     knobs: Knobs
     cli: Cli
-    store: RedisSagaStore
+    store: SagaStore
 
     def replica(self) -> nativekit.Service:
         """Another replica of the service (same settings and sagas)."""
@@ -125,12 +128,22 @@ class World:
         return record.status
 
 
-@pytest.fixture
-async def world(redis_url: str, unique: str, cli: Cli) -> AsyncIterator[World]:
-    """The service (not started) and the command, sharing a unique saga key prefix."""
+@pytest.fixture(params=["redis"])
+async def world(
+    request: pytest.FixtureRequest, redis_url: str, postgres_url: str, unique: str, cli: Cli
+) -> AsyncIterator[World]:
+    """The service (not started) and the command, sharing a unique saga key prefix (Redis)
+    or schema (PostgreSQL: tests that list it in their parameters)."""
     prefix = f"test:cli:{unique}"
+    database: dict[str, Any] = {}
+    if request.param == "postgres":
+        database = {"url": postgres_url, "schema_name": f"cli_{unique}", "migrate_on_start": True}
+        cli.env.update(
+            NATIVEKIT_DATABASE_URL=postgres_url, NATIVEKIT_DATABASE_SCHEMA_NAME=f"cli_{unique}"
+        )
     settings = nativekit.Settings(
         redis={"url": redis_url},
+        database=database,
         saga={"key_prefix": prefix, "shards": 4, "recovery_interval_seconds": 0.1},
         telemetry={"log_level": "CRITICAL", "tracing_enabled": False},
     )
@@ -143,7 +156,19 @@ async def world(redis_url: str, unique: str, cli: Cli) -> AsyncIterator[World]:
         NATIVEKIT_SAGA_SHARDS="4",
     )
     client = aioredis.Redis.from_url(redis_url)
-    yield World(svc, knobs, cli, RedisSagaStore(client, prefix=prefix, shards=4))
+    pg: Database | None = None
+    store: SagaStore
+    if request.param == "postgres":
+        pg = Database(settings)
+        await upgrade(pg)
+        store = PostgresSagaStore(pg)
+    else:
+        store = RedisSagaStore(client, prefix=prefix, shards=4)
+    yield World(svc, knobs, cli, store)
+    if pg is not None:
+        async with pg.connection("drop the test schema") as connection:
+            await connection.execute(f"DROP SCHEMA {pg.schema} CASCADE")
+        await pg.aclose()
     keys = [k async for k in client.scan_iter(match=f"*{prefix}*", count=500)]
     if keys:
         await client.delete(*keys)
@@ -173,6 +198,7 @@ def rows(table: str) -> dict[str, list[str]]:
     return {line.split()[0]: line.split() for line in table.splitlines()[1:]}
 
 
+@pytest.mark.parametrize("world", ["redis", "postgres"], indirect=True)
 async def test_list_shows_sagas_in_each_state_and_filters(world: World) -> None:
     """list prints one row per saga with its status; --status, --name, --older-than filter."""
     async with serve(world.svc):
@@ -201,6 +227,7 @@ async def test_list_shows_sagas_in_each_state_and_filters(world: World) -> None:
     assert old.code == 0 and old.out == "" and "No saga matches" in old.err
 
 
+@pytest.mark.parametrize("world", ["redis", "postgres"], indirect=True)
 async def test_list_pages_with_a_cursor(world: World) -> None:
     """--limit pages; the hint's cursor continues where the page ended."""
     async with serve(world.svc):
@@ -217,6 +244,7 @@ async def test_list_pages_with_a_cursor(world: World) -> None:
     assert sorted(ids) == ["p0", "p1", "p2"] and "--cursor" not in rest.err
 
 
+@pytest.mark.parametrize("world", ["redis", "postgres"], indirect=True)
 async def test_show_prints_the_step_history(world: World) -> None:
     """show prints status, error and each step's status and attempts; --json the record."""
     async with serve(world.svc):
@@ -237,6 +265,7 @@ async def test_show_prints_the_step_history(world: World) -> None:
     assert record["steps"]["hold_stock"]["status"] == "compensation_failed"
 
 
+@pytest.mark.parametrize("world", ["redis", "postgres"], indirect=True)
 async def test_retry_sends_a_failed_saga_forward_on_the_replica_with_its_code(
     world: World,
 ) -> None:
@@ -255,6 +284,7 @@ async def test_retry_sends_a_failed_saga_forward_on_the_replica_with_its_code(
     assert record is not None and record.steps["send"].attempts == 1 and record.error is None
 
 
+@pytest.mark.parametrize("world", ["redis", "postgres"], indirect=True)
 async def test_compensate_stops_a_running_saga_and_undoes_its_step(world: World) -> None:
     """compensate on a RUNNING saga fences its runner; recovery compensates the caught step."""
     async with serve(world.svc):
@@ -285,6 +315,7 @@ async def test_compensate_finishes_a_saga_whose_compensation_was_fixed(world: Wo
     assert "Reason: compensation of step 'hold_stock' exhausted" in done.out  # why it undid
 
 
+@pytest.mark.parametrize("world", ["redis", "postgres"], indirect=True)
 async def test_abort_stops_a_running_saga_where_it_is(world: World) -> None:
     """abort writes ABORTED with the reason; the runner is fenced and no later step runs."""
     async with serve(world.svc):

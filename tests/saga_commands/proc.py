@@ -3,7 +3,8 @@
 Usage: python tests/saga_commands/proc.py ROLE   (ROLE: orders | inventory | payments)
 
 Settings come from NATIVEKIT_* variables; test parameters from TEST_*:
-TEST_PREFIX (topic prefix), TEST_LEDGER (Redis hash counting effects), TEST_START
+TEST_PREFIX (topic prefix), TEST_LEDGER (Redis hash counting effects; on the server of
+TEST_LEDGER_URL if set, else of NATIVEKIT_REDIS_URL), TEST_START
 (orders: JSON list of saga inputs to start, id ``order-<order_id>``), TEST_TIMEOUT
 (reply timeout), TEST_DELAY (inventory: seconds before the reserve effect),
 TEST_SLOW (payments: seconds a "slow" charge takes), TEST_CRASH=relay_read (orders:
@@ -55,7 +56,8 @@ async def assigned(svc: nativekit.Service, within: float = 30.0) -> None:
 
 async def main(role: str) -> None:
     names = topics(os.environ["TEST_PREFIX"])
-    ledger = redis_ledger(os.environ["NATIVEKIT_REDIS_URL"], os.environ["TEST_LEDGER"])
+    ledger_url = os.environ.get("TEST_LEDGER_URL") or os.environ["NATIVEKIT_REDIS_URL"]
+    ledger = redis_ledger(ledger_url, os.environ["TEST_LEDGER"])
     settings = nativekit.Settings()
     if role == "orders":
         if os.environ.get("TEST_CRASH") == "relay_read":

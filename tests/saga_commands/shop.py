@@ -206,7 +206,14 @@ def redis_ledger(url: str, key: str) -> Ledger:
     """A ledger in a Redis hash (shared by processes)."""
     import redis.asyncio as aioredis
 
-    client = aioredis.Redis.from_url(url)
+    from nativekit import Settings
+    from nativekit.backends.redis import create_redis
+
+    client = (
+        create_redis(Settings(_env_file=None, redis={"url": url}))
+        if "+cluster://" in url
+        else aioredis.Redis.from_url(url)
+    )
 
     async def count(field: str) -> None:
         await client.hincrby(key, field, 1)

@@ -1,4 +1,5 @@
-"""Reply store contract, on memory and on real Redis: claim, busy, answered, lost lease."""
+"""Reply store contract, on memory, real Redis and real PostgreSQL: claim, busy, answered,
+lost lease."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 
+from nativekit.backends.postgres import Database, PostgresReplyStore
 from nativekit.backends.redis._reply_store import RedisReplyStore
 from nativekit.messaging._commands.reply_store import MemoryReplyStore, StoredReply
 
@@ -31,6 +33,16 @@ class ReplyStoreContract:
         token = await store.claim("k2", lease=5)
         assert await store.finish("k2", token, REPLY, retain=60)
         assert await store.claim("k2", lease=5) == REPLY
+
+    async def test_finishing_again_with_the_same_reply_succeeds(self, store: Any) -> None:
+        """A retried finish whose first call went through is no lost lease; another reply
+        cannot replace the stored one."""
+        token = await store.claim("k5", lease=5)
+        assert await store.finish("k5", token, REPLY, retain=60)
+        assert await store.finish("k5", token, REPLY, retain=60)
+        other = StoredReply(False, "", b"", "rejected")
+        assert not await store.finish("k5", token, other, retain=60)
+        assert await store.claim("k5", lease=5) == REPLY
 
     async def test_a_stale_owner_cannot_overwrite(self, store: Any) -> None:
         """Only the current owner's token (or nobody's) may store the reply."""
@@ -70,3 +82,19 @@ class TestRedisReplyStore(ReplyStoreContract):
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.mark.redis
+class TestClusterReplyStore(ReplyStoreContract):
+    @pytest.fixture
+    async def store(self, cluster_client: Any, unique: str) -> AsyncIterator[RedisReplyStore]:
+        """A Redis store on a real 3-master cluster; keys removed afterwards."""
+        yield RedisReplyStore(cluster_client, prefix=f"test:replies:{unique}")
+        async for key in cluster_client.scan_iter(match=f"test:replies:{unique}:*"):
+            await cluster_client.delete(key)
+@pytest.mark.postgres
+class TestPostgresReplyStore(ReplyStoreContract):
+    @pytest.fixture
+    def store(self, pg_database: Database) -> PostgresReplyStore:
+        """A store in a schema of this test's own."""
+        return PostgresReplyStore(pg_database, namespace="svc")

@@ -183,18 +183,20 @@ async def test_order_priced_while_inventory_is_unreachable_is_a_503(
     """A line that cannot be priced because inventory is down answers 503 problem+json with
     Retry-After and starts nothing; the same request succeeds once inventory is back."""
     from examples.shop import orders
-    from examples.shop.clients import HttpInventory
+    from examples.shop.clients import http_clients
     from nativekit.testing.servers import free_port
 
     sku = await new_product(client, 3, price=120)
-    down = HttpInventory(f"http://127.0.0.1:{free_port()}", 2.0)  # nothing listens there
+    # nothing listens there
+    down, _ = http_clients(orders.svc, f"http://127.0.0.1:{free_port()}", "", 2.0)
+    assert down is not None
     monkeypatch.setattr(orders.peers, "inventory", down)
     body = {"customer_id": "c", "items": [{"sku": sku, "quantity": 1}], "payment_token": "t"}
     key = {"Idempotency-Key": uuid.uuid4().hex}
     try:
         reply = await client.post("/orders", json=body, headers=key)
     finally:
-        await down.aclose()
+        await down.client.aclose()
     assert reply.status_code == 503, reply.text
     assert reply.headers["content-type"] == "application/problem+json"
     assert reply.headers["retry-after"] == "1"
@@ -203,3 +205,22 @@ async def test_order_priced_while_inventory_is_unreachable_is_a_503(
     again = await client.post("/orders", json=body, headers={**key, "Prefer": "wait=5"})
     assert again.status_code == 202 and again.json()["status"] == "CONFIRMED"
     assert again.json()["total"] == 120
+
+
+@pytest.mark.parametrize("sku", ["a/b", "line\nbreak", "../payments"])
+async def test_a_sku_stays_one_path_segment_over_http(
+    client: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, sku: str
+) -> None:
+    """Orders asks inventory over HTTP with the SKU quoted: an odd SKU is a 422 naming the
+    line, never a 500 (an unquoted newline made httpx refuse the URL)."""
+    from examples.shop import inventory, orders
+    from examples.shop.clients import http_clients
+
+    over_http, _ = http_clients(orders.svc, "http://inventory.test", "", 2.0)
+    assert over_http is not None
+    over_http.client.use_transport(httpx.ASGITransport(app=inventory.svc.app))
+    monkeypatch.setattr(orders.peers, "inventory", over_http)
+    body = {"customer_id": "c", "items": [{"sku": sku, "quantity": 1}], "payment_token": "t"}
+    reply = await client.post("/orders", json=body, headers={"Idempotency-Key": uuid.uuid4().hex})
+    assert reply.status_code == 422, reply.text
+    assert "items[0].sku" in reply.json()["detail"]

@@ -1,4 +1,5 @@
-"""Contract of the shop's stores, run against the memory reference and real Redis."""
+"""Contract of the shop's stores, run against the memory reference, real Redis and (inventory)
+real PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 import pytest
 
+import nativekit
+from examples.shop.inventory_pg import PostgresInventoryStore
 from examples.shop.inventory_store import MemoryInventoryStore, RedisInventoryStore
 from examples.shop.models import Item, Payment
 from examples.shop.payments_store import MemoryPaymentStore, RedisPaymentStore
@@ -122,6 +125,24 @@ class TestMemoryStores(InventoryContract, PaymentContract):
 
 
 @pytest.mark.redis
+@pytest.mark.postgres
+class TestPostgresInventory(InventoryContract):
+    """Inventory in PostgreSQL (SHOP_DATABASE_URL), through svc.transaction()."""
+
+    @pytest.fixture
+    async def inventory(self, postgres_url: str, unique: str) -> AsyncIterator[Any]:
+        """A store in a schema of this test's own, dropped afterwards."""
+        svc = nativekit.Service(
+            "inventory", settings=nativekit.Settings(database={"url": postgres_url})
+        )
+        store = PostgresInventoryStore(svc, schema=f"inv_{unique}")
+        await store.create_tables()
+        yield store
+        async with svc.transaction() as tx:
+            await tx.execute(f"DROP SCHEMA {store.schema} CASCADE")
+        await svc.backends.aclose()
+
+
 class TestRedisStores(InventoryContract, PaymentContract):
     """Real Redis, keys under a unique prefix."""
 

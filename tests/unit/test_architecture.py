@@ -15,6 +15,7 @@ PUBLIC = {
     "nativekit.auth",
     "nativekit.backends",
     "nativekit.backends.kafka",
+    "nativekit.backends.postgres",
     "nativekit.backends.redis",
     "nativekit.cache",
     "nativekit.cli",
@@ -27,7 +28,7 @@ PUBLIC = {
     "nativekit.testing.databases",
     "nativekit.testing.servers",
 }
-DRIVERS = ("redis", "aiokafka")
+DRIVERS = ("redis", "aiokafka", "asyncpg", "psycopg")
 
 
 def _modules() -> dict[str, Path]:

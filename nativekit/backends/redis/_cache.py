@@ -7,7 +7,9 @@
   entries. Invalidation reads the members and unlinks them: no ``KEYS``/``SCAN``.
 * Every command touches one key (pipelines, no multi-key scripts), so the
   layout works on Redis Cluster.
-* Deletions are published on a channel for near caches in other replicas.
+* Deletions are published on a channel for near caches in other replicas; on
+  Redis Cluster a sharded channel (``SPUBLISH``/``SSUBSCRIBE``), served by the
+  channel's shard alone.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic_core import from_json, to_json
 from redis.asyncio.client import PubSub
 
 from nativekit.backends.redis._client import create_redis
+from nativekit.backends.redis._cluster import is_cluster
 from nativekit.errors import BackendUnavailable
 from nativekit.settings import Settings, mask_url
 
@@ -56,6 +59,7 @@ class RedisCache:
         self.channel = channel
         self.owns_client = owns_client
         self.where = where
+        self._sharded = is_cluster(client)
         self._release = client.register_script(_RELEASE)
 
     @classmethod
@@ -138,10 +142,13 @@ class RedisCache:
             return []
         pipe = self.client.pipeline(transaction=False)
         for key in keys:
-            pipe.unlink(key)
+            # queued as a plain command: a cluster pipeline's own unlink() is a coroutine
+            pipe.execute_command("UNLINK", key)
         for tag, found in cleanup:
             pipe.zrem(tag, *found)
-        if self.channel:
+        if self.channel and self._sharded:
+            pipe.spublish(self.channel, to_json(list(keys)))
+        elif self.channel:
             pipe.publish(self.channel, to_json(list(keys)))
         results = await pipe.execute()
         return [key for key, removed in zip(keys, results, strict=False) if removed]
@@ -187,6 +194,9 @@ class RedisCache:
         """
         if self.channel is None:
             raise ValueError("RedisCache.listen needs a channel")
+        if self._sharded:
+            await self._listen_sharded(self.channel, on_keys, on_connected)
+            return
         pubsub = _PubSub(self.client.connection_pool, ignore_subscribe_messages=True)
         pubsub.on_connected = on_connected
         try:
@@ -201,6 +211,36 @@ class RedisCache:
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _listen_sharded(
+        self,
+        channel: str,
+        on_keys: Callable[[list[str]], None],
+        on_connected: Callable[[], None],
+    ) -> None:
+        """:meth:`listen` on a cluster: every ``ssubscribe`` confirmation is a
+        (re)subscription (redis-py re-subscribes after a reconnect or a slot move),
+        so announcements may have been missed before it."""
+        cluster: Any = self.client  # a RedisCluster: its pubsub() is a ClusterPubSub
+        pubsub = cluster.pubsub()
+        try:
+            await cluster.initialize()  # the slot map the subscription is routed by
+            await pubsub.ssubscribe(channel)
+            while True:
+                message = await pubsub.get_sharded_message(timeout=1.0)
+                if message is None:
+                    continue
+                kind = message.get("type")
+                kind = kind.decode() if isinstance(kind, bytes) else kind
+                if kind == "ssubscribe":
+                    on_connected()
+                elif kind == "smessage":
+                    on_keys([str(k) for k in from_json(message["data"])])
+        except _ERRORS as exc:
+            raise self._unavailable("SSUBSCRIBE", exc) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await pubsub.aclose()
 
 
 class _PubSub(PubSub):

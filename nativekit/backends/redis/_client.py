@@ -148,6 +148,10 @@ def create_redis(settings: Settings) -> aioredis.Redis:
             options["ssl_keyfile"] = str(settings.redis.tls_key_file)
     if url.startswith("redis+sentinel://"):
         return _sentinel_client(settings, options)
+    if "+cluster://" in url:
+        from nativekit.backends.redis._cluster import create_cluster
+
+        return create_cluster(settings, options)
     # A blocking pool makes callers wait for a free connection (up to the operation
     # timeout) instead of failing with "Too many connections" under bursts.
     pool = QueuingPool.from_url(url, timeout=settings.operation_timeout_seconds, **options)

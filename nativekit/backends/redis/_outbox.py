@@ -60,6 +60,12 @@ class RedisOutbox:
             except UNAVAILABLE_ERRORS as exc:
                 raise BackendUnavailable(f"Redis outbox unavailable: {exc}") from exc
 
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Nothing to listen to: the relay polls (and local writers wake it)."""
+
+    async def unlisten(self) -> None:
+        """Nothing to stop."""
+
     async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
         """New entries of every shard, or of the shards of ``saga_ids`` (one pipelined round
         trip), plus abandoned ones on full reads."""

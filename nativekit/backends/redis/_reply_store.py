@@ -21,8 +21,11 @@ if not v then
 end
 return v
 """
+# Finishing again with the same reply answers 1: a retried call whose first run went
+# through (its answer lost with the connection) must not look like a lost lease.
 _FINISH = """
 local v = redis.call('GET', KEYS[1])
+if v == 'D:' .. ARGV[2] then return 1 end
 if v and v ~= 'P:' .. ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], 'D:' .. ARGV[2], 'PX', ARGV[3])
 return 1

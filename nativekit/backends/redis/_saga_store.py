@@ -26,6 +26,8 @@ import redis.exceptions
 
 from nativekit.backends.redis import _saga_scripts as redis_scripts
 from nativekit.backends.redis._client import UNAVAILABLE_ERRORS
+from nativekit.backends.redis._cluster import is_cluster
+from nativekit.backends.redis._cluster import pool_size as redis_pool_size
 from nativekit.backends.redis._outbox import RedisOutbox
 from nativekit.backends.redis._saga_codec import _blob, _fields, _text, _translated, _unavailable
 from nativekit.errors import ConfigError
@@ -59,10 +61,11 @@ class RedisSagaStore:
         self.client = client
         # redis-py's default pool raises instead of waiting when every connection is busy;
         # queue here instead, so a burst of sagas waits for a connection rather than failing.
-        pool_size = getattr(client.connection_pool, "max_connections", None) or 64
+        pool_size = redis_pool_size(client)
         self._gate = asyncio.Semaphore(max(1, min(pool_size - 4, pool_size)))
         self.prefix = prefix
         self.shards = shards
+        self._cluster = is_cluster(client)
         self._tags = [f"{{{prefix}:{shard:02d}}}" for shard in range(shards)]
         self._create = client.register_script(redis_scripts.CREATE)
         self._write = client.register_script(redis_scripts.WRITE)
@@ -78,6 +81,9 @@ class RedisSagaStore:
 
     def _shard(self, saga_id: str) -> str:
         return self._tag(zlib.crc32(saga_id.encode()) % self.shards)
+
+    def _lease_keys(self, saga_id: str) -> list[str]:
+        return [self._record_key(saga_id), f"{self._shard(saga_id)}:leases"]
 
     def _record_key(self, saga_id: str) -> str:
         return f"{self._shard(saga_id)}:r:{saga_id}"
@@ -294,18 +300,22 @@ class RedisSagaStore:
                 continue
         return claimed
 
+    async def _renew_one(self, saga_id: str, token: str, ms: int) -> Any:
+        async with self._gate:  # bounded like every other call (the pool would refuse)
+            return await self._renew(keys=self._lease_keys(saga_id), args=[saga_id, token, ms])
+
     async def renew(self, leases: Sequence[tuple[str, str]], *, lease: float) -> list[bool]:
         """Extend the leases ``(saga_id, token)``; False where the token is stale."""
-        if not leases:
-            return []
+        ms = int(lease * 1000)
         with _translated("renew"):
-            async with self.client.pipeline(transaction=False) as pipe:
-                for saga_id, token in leases:
-                    keys = [self._record_key(saga_id), f"{self._shard(saga_id)}:leases"]
-                    await self._renew(
-                        keys=keys, args=[saga_id, token, int(lease * 1000)], client=pipe
-                    )
-                results = await pipe.execute()
+            if self._cluster:  # a cluster pipeline refuses scripts: one call each, at once
+                results = await asyncio.gather(*(self._renew_one(i, t, ms) for i, t in leases))
+            else:
+                async with self.client.pipeline(transaction=False) as pipe:
+                    for saga_id, token in leases:
+                        keys = self._lease_keys(saga_id)
+                        await self._renew(keys=keys, args=[saga_id, token, ms], client=pipe)
+                    results = await pipe.execute() if leases else []
         return [bool(r) for r in results]
 
     # -- queries ----------------------------------------------------------------------

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from nativekit._telemetry.logging import get_logger
+from nativekit._transaction import NO_TRANSACTION, Transaction, TransactionScope
 from nativekit.errors import BackendUnavailable, ConfigError, NativekitError
 from nativekit.messaging._commands.reply_store import ReplyStore, StoredReply
 from nativekit.messaging._wire.envelope import CONTENT_TYPE, EVENT_TYPE, JSON, Message
@@ -82,6 +83,8 @@ class CommandHandler:
     func: CommandFunc
     command: type[BaseModel]
     reply: type[BaseModel] | None
+    #: takes a second parameter annotated ``Transaction`` (the handler's transaction)
+    transactional: bool = False
 
 
 def inspect_command_handler(func: CommandFunc) -> CommandHandler:
@@ -91,18 +94,20 @@ def inspect_command_handler(func: CommandFunc) -> CommandHandler:
         raise ConfigError(f"Command handler {name} must be 'async def'.")
     hints = typing.get_type_hints(func)
     params = list(inspect.signature(func).parameters)
-    command = hints.get(params[0]) if len(params) == 1 else None
+    transactional = len(params) == 2 and hints.get(params[1]) is Transaction
+    command = hints.get(params[0]) if len(params) == 1 or transactional else None
     if not (isinstance(command, type) and issubclass(command, BaseModel)):
         raise ConfigError(
-            f"Command handler {name} must take exactly one parameter annotated with the "
-            "command's pydantic model, e.g. 'async def on_reserve(cmd: ReserveStock) -> Reply'."
+            f"Command handler {name} must take one parameter annotated with the command's "
+            "pydantic model (and optionally a second annotated Transaction), e.g. "
+            "'async def on_reserve(cmd: ReserveStock) -> Reply'."
         )
     reply = hints.get("return")
     if reply is type(None):
         reply = None
     if reply is not None and not (isinstance(reply, type) and issubclass(reply, BaseModel)):
         raise ConfigError(f"Command handler {name} must return a pydantic model (the reply).")
-    return CommandHandler(func, command, reply)
+    return CommandHandler(func, command, reply, transactional)
 
 
 class CommandTopic:
@@ -142,8 +147,20 @@ class CommandTopic:
             self._count(msg, "duplicate")
             await self._send(reply_to, msg, claim)
             return
+        factory = self.messaging.transactions() if self.messaging.transactions else None
+        scope = factory() if factory is not None else None
         try:
-            stored = await self._run_holding(key, claim, payload, msg)
+            await self._answer(key, claim, payload, msg, scope)
+        finally:
+            if scope is not None:
+                await scope.close()  # rolls back unless the reply committed with it
+
+    async def _answer(
+        self, key: str, claim: str, payload: bytes, msg: Message, scope: TransactionScope | None
+    ) -> None:
+        reply_to = msg.header(REPLY_TO)
+        try:
+            stored = await self._run_holding(key, claim, payload, msg, scope)
         except asyncio.CancelledError:
             # stopped mid-handler (drain timeout): the command is redelivered, and must
             # not wait for this claim's lease to run again
@@ -154,47 +171,78 @@ class CommandTopic:
             await self._settle(key, claim, stored, reply_to, msg, "undeliverable")
             raise
         except Exception as exc:
+            if scope is not None:
+                await scope.close()  # the handler's writes go with its failure
             if msg.attempt <= self.retries:
                 await self.store.release(key, claim)
                 raise
             stored = StoredReply(False, "", b"", f"{type(exc).__name__}: {exc}")
             await self._settle(key, claim, stored, reply_to, msg, "failed")
             raise  # dead-lettered by the consumer, with the error in its headers
-        await self._settle(key, claim, stored, reply_to, msg, "ok" if stored.ok else "rejected")
+        if scope is not None and not stored.ok:
+            await scope.close()  # a rejection applies nothing of what the handler wrote
+        outcome: CommandOutcome = "ok" if stored.ok else "rejected"
+        await self._settle(key, claim, stored, reply_to, msg, outcome, scope)
 
     async def _claim(self, key: str) -> str | StoredReply:
         """A token when this worker owns the key, the stored reply when it was answered."""
         delay = 0.02
         while True:
-            claim = await self.store.claim(key, lease=self.settings.consumer.dedup_lease_seconds)
+            try:
+                claim = await self.store.claim(
+                    key, lease=self.settings.consumer.dedup_lease_seconds
+                )
+            except BackendUnavailable as exc:  # a store outage is no failure of the command
+                self.log.warning("command.claim_failed", idempotency_key=key, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+                continue
             if claim is not None:
                 return claim
             await asyncio.sleep(delay)  # another worker holds the key: wait for it or its lease
             delay = min(delay * 2, 0.5)
 
-    async def _run_holding(self, key: str, token: str, payload: bytes, msg: Message) -> StoredReply:
+    async def _run_holding(
+        self,
+        key: str,
+        token: str,
+        payload: bytes,
+        msg: Message,
+        scope: TransactionScope | None = None,
+    ) -> StoredReply:
         """:meth:`_run`, renewing the key's lease meanwhile: a handler slower than
         ``NATIVEKIT_CONSUMER_DEDUP_LEASE_SECONDS`` must not be run again by a copy of the
         command (a saga step retried after its reply timeout sends one)."""
         lease = self.settings.consumer.dedup_lease_seconds
+        keeper: asyncio.Task[None] | None = None
 
         async def keep() -> None:
             while True:
-                await asyncio.sleep(lease / 3)
                 try:
                     if not await self.store.renew(key, token, lease=lease):
                         self.log.warning("command.lease_lost", idempotency_key=key)
                         return
                 except BackendUnavailable as exc:  # try again at the next beat
                     self.log.warning("command.lease_renewal_failed", error=str(exc))
+                await asyncio.sleep(lease / 3)
 
-        keeper = asyncio.create_task(keep())
+        def start_keeping() -> None:
+            nonlocal keeper
+            keeper = asyncio.create_task(keep())
+
+        # A timer, not a task, until the first renewal is due: nearly every handler ends
+        # well before it, and then no task was created, scheduled and cancelled for it.
+        timer = asyncio.get_running_loop().call_later(lease / 3, start_keeping)
         try:
-            return await self._run(payload, msg)
+            return await self._run(payload, msg, scope)
         finally:
-            keeper.cancel()
+            timer.cancel()
+            if keeper is not None:
+                keeper.cancel()
 
-    async def _run(self, payload: bytes, msg: Message) -> StoredReply:
+    async def _run(
+        self, payload: bytes, msg: Message, scope: TransactionScope | None = None
+    ) -> StoredReply:
         handler = self.handlers.get(msg.event_type or "")
         if handler is None:
             raise UndeliverableCommand(
@@ -208,7 +256,10 @@ class CommandTopic:
                 f"payload does not fit {handler.command.__name__}: {exc}"
             ) from exc
         try:
-            reply = await handler.func(command)
+            if handler.transactional:
+                reply = await handler.func(command, scope or NO_TRANSACTION)
+            else:
+                reply = await handler.func(command)
         except CommandRejected as exc:
             return StoredReply(False, "", b"", str(exc))
         if reply is None:
@@ -225,13 +276,36 @@ class CommandTopic:
         reply_to: str | None,
         msg: Message,
         outcome: CommandOutcome,
+        scope: TransactionScope | None = None,
     ) -> None:
-        retain = self.settings.consumer.dedup_retention_seconds
-        if not await self.store.finish(key, token, stored, retain=retain):
+        """Store the reply (in the handler's transaction when it used one, then commit
+        both) and send it."""
+        if scope is not None and scope.begun:
+            retain = self.settings.consumer.dedup_retention_seconds
+            with scope.joined():
+                held = await self.store.finish(key, token, stored, retain=retain)
+            if held:
+                await scope.commit()
+        else:
+            held = await self._finish(key, token, stored)
+        if not held:
             self.log.warning("command.lease_lost", idempotency_key=key)
-            return  # another worker took the key over and answers it
+            return  # another worker took the key over and answers it (ours is rolled back)
         self._count(msg, outcome)
         await self._send(reply_to, msg, stored)
+
+    async def _finish(self, key: str, token: str, stored: StoredReply) -> bool:
+        """Store the reply, retried while the store is down: the handler already ran, and
+        giving up would run it again on redelivery (a Redis failover takes seconds)."""
+        retain = self.settings.consumer.dedup_retention_seconds
+        delay = 0.1
+        while True:
+            try:
+                return await self.store.finish(key, token, stored, retain=retain)
+            except BackendUnavailable as exc:
+                self.log.warning("command.finish_failed", idempotency_key=key, error=str(exc))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
 
     async def _send(self, reply_to: str | None, msg: Message, stored: StoredReply) -> None:
         if not reply_to:

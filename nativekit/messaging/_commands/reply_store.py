@@ -45,7 +45,8 @@ class ReplyStore(Protocol):
         ...
 
     async def finish(self, key: str, token: str, reply: StoredReply, *, retain: float) -> bool:
-        """Store ``reply`` for ``key`` if ``token`` still owns it (or nobody does)."""
+        """Store ``reply`` for ``key`` if ``token`` still owns it (or nobody does); True
+        also when ``key`` already holds this very reply (a retried call that went through)."""
         ...
 
     async def release(self, key: str, token: str) -> None:
@@ -85,6 +86,8 @@ class MemoryReplyStore:
     async def finish(self, key: str, token: str, reply: StoredReply, *, retain: float) -> bool:
         """Store the reply unless another worker took the key over."""
         current = self._live(key)
+        if current == reply:
+            return True
         if current is not None and current != token:
             return False
         self._entries[key] = (reply, time.monotonic() + retain)

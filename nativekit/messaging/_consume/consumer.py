@@ -30,7 +30,7 @@ from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, Topi
 from nativekit.messaging._wire.envelope import other_type
 
 if TYPE_CHECKING:
-    pass
+    from nativekit._transaction import TransactionFactory
 from nativekit._supervisor import Supervisor
 from nativekit.messaging._consume.joining import JoinState
 from nativekit.messaging._consume.lag import LagReporter
@@ -66,6 +66,7 @@ class Consumer(Finishing):
         lag_interval: float = 5.0,
         group_instance_id: str | None = None,
         topics_to_create: Mapping[str, int] | None = None,
+        transactions: Callable[[], TransactionFactory | None] | None = None,
     ) -> None:
         self.spec = spec
         self.options = options
@@ -98,6 +99,7 @@ class Consumer(Finishing):
             on_finished=self._finish,
             on_abandoned=self._abandon,
             namespace=self._namespace,
+            transactions=transactions,
         )
         self._tracing = tracing
         types = options.event_types

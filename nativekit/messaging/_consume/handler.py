@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
+from nativekit._transaction import Transaction
 from nativekit.errors import ConfigError
 from nativekit.messaging._errors import DecodeError
 from nativekit.messaging._wire.broker import Record
@@ -35,6 +36,8 @@ class HandlerSpec:
     models: Mapping[str, type[BaseModel]]
     event_param: str
     msg_param: str | None
+    #: the parameter annotated ``Transaction`` (the handler's database transaction), if any
+    tx_param: str | None = None
 
     _validate: Callable[[bytes], Any] = field(init=False, repr=False, compare=False)
     _by_type: Mapping[str, type[BaseModel]] | None = field(init=False, repr=False, compare=False)
@@ -71,11 +74,18 @@ class HandlerSpec:
                 f"{exc.error_count()} error(s): {_first_error(exc)}"
             ) from exc
 
-    def call(self, event: Any, msg: Message | None) -> Awaitable[Any]:
+    def call(
+        self, event: Any, msg: Message | None, tx: Transaction | None = None
+    ) -> Awaitable[Any]:
         """The handler's coroutine, to await."""
-        if self.msg_param is None:
+        if self.msg_param is None and self.tx_param is None:
             return self.func(event)
-        return self.func(**{self.event_param: event, self.msg_param: msg})
+        kwargs = {self.event_param: event}
+        if self.msg_param is not None:
+            kwargs[self.msg_param] = msg
+        if self.tx_param is not None:
+            kwargs[self.tx_param] = tx
+        return self.func(**kwargs)
 
 
 def _models(annotation: Any) -> dict[str, type[BaseModel]] | None:
@@ -96,7 +106,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def inspect_handler(func: HandlerFunc) -> HandlerSpec:
-    """The spec of ``async def handler(event: Model[, msg: Message])``.
+    """The spec of ``async def handler(event: Model[, msg: Message][, tx: Transaction])``.
 
     Raises:
         ConfigError: the function is not async or its parameters are not annotated
@@ -110,12 +120,14 @@ def inspect_handler(func: HandlerFunc) -> HandlerSpec:
     except Exception as exc:
         raise ConfigError(f"Cannot resolve the annotations of consumer {name}: {exc}") from exc
     models: dict[str, type[BaseModel]] = {}
-    event_param = msg_param = None
+    event_param = msg_param = tx_param = None
     for param in inspect.signature(func).parameters.values():
         annotation = hints.get(param.name)
         found = _models(annotation) if event_param is None else None
         if annotation is Message:
             msg_param = param.name
+        elif annotation is Transaction:
+            tx_param = param.name
         elif event_param is None and annotation is bytes:
             event_param = param.name
         elif found is not None:
@@ -128,12 +140,12 @@ def inspect_handler(func: HandlerFunc) -> HandlerSpec:
         else:
             raise ConfigError(
                 f"Consumer {name}: parameter {param.name!r} must be annotated with a pydantic "
-                f"model, a union of models or bytes (the event) or Message (the metadata), "
-                f"got {annotation!r}."
+                f"model, a union of models or bytes (the event), Message (the metadata) or "
+                f"Transaction (its database transaction), got {annotation!r}."
             )
     if event_param is None:
         raise ConfigError(
             f"Consumer {name} needs an event parameter annotated with a pydantic model, "
             "e.g. 'async def on_paid(event: PaymentReceived) -> None'."
         )
-    return HandlerSpec(func, name, models, event_param, msg_param)
+    return HandlerSpec(func, name, models, event_param, msg_param, tx_param)

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
+from nativekit._transaction import NO_TRANSACTION
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.handler import HandlerSpec
 from nativekit.messaging._consume.lanes import Item
@@ -23,6 +24,8 @@ from nativekit.messaging._wire.envelope import Message
 if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import SpanKind, Tracer
+
+    from nativekit._transaction import TransactionFactory
 
 
 @dataclass(frozen=True)
@@ -81,11 +84,13 @@ class Runner:
         on_finished: Callable[[Item], None],
         on_abandoned: Callable[[Item], None],
         namespace: str | None = None,
+        transactions: Callable[[], TransactionFactory | None] | None = None,
     ) -> None:
         self.spec = spec
         #: The scope of the dedup keys (``<group>:<handler>``, or the service name for the
         #: default group): written on dead letters so a replay clears the right mark.
         self.namespace = namespace or f"{options.group}:{spec.name}"
+        self.transactions = transactions
         self.options = options
         self.broker = broker
         self.store = store
@@ -108,7 +113,7 @@ class Runner:
         """
         spec = self.spec
         decode = spec.decode
-        bare = spec.msg_param is None  # the handler takes the event alone
+        bare = spec.msg_param is None and spec.tx_param is None  # the event alone
         func = spec.func
         claimed = ClaimStatus.CLAIMED
         for _ in range(64):
@@ -135,10 +140,13 @@ class Runner:
                             item.attempts = attempt
                             started = perf_counter()
                             try:
+                                how = "plain"
                                 if bare:
                                     await func(event)
-                                else:
+                                elif spec.tx_param is None:
                                     await spec.call(event, self._message(item, attempt))
+                                else:
+                                    how = await self._transactional(item, event, attempt)
                             except Exception as exc:
                                 if await self._failed(item, exc, started):
                                     attempt += 1
@@ -146,8 +154,10 @@ class Runner:
                                 item.state = FinalState.DEAD
                             else:
                                 item.elapsed = perf_counter() - started
-                                item.outcome = "processed"
-                                item.state = FinalState.DONE
+                                item.outcome = "duplicate" if how == "lost" else "processed"
+                                # else DONE committed with the handler's transaction, or
+                                # the message's lease was lost (its new owner marks it)
+                                item.state = FinalState.DONE if how == "plain" else None
                                 if self.debug:
                                     self.log.debug(
                                         "message.handled", **self._context(item), attempt=attempt
@@ -166,6 +176,37 @@ class Runner:
                 self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
                 continue
             self.on_finished(item)
+
+    async def _transactional(self, item: Item, event: Any, attempt: int) -> str:
+        """Call a handler taking a ``Transaction``; if it used it, write the DONE mark in
+        that transaction and commit. Returns ``"marked"`` when the mark went out with the
+        commit, ``"lost"`` when another worker owns the message now (rolled back), else
+        ``"plain"`` (the DONE mark is written with the batch, as for other handlers)."""
+        factory = self.transactions() if self.transactions is not None else None
+        msg = self._message(item, attempt) if self.spec.msg_param is not None else None
+        if factory is None:
+            await self.spec.call(event, msg, NO_TRANSACTION)
+            return "plain"
+        scope = factory()
+        try:
+            await self.spec.call(event, msg, scope)
+            if not scope.begun:
+                return "plain"
+            claim, store = item.claim, self.store
+            if claim is not None and claim.status is ClaimStatus.CLAIMED and store is not None:
+                with scope.joined():
+                    [held] = await store.finish_many(
+                        [claim], retain=self.options.retain, state=FinalState.DONE
+                    )
+                if not held:  # another worker took the message over: its run counts
+                    self.log.warning("consumer.lease_lost", keys=[item.key], count=1)
+                    return "lost"
+                await scope.commit()
+                return "marked"
+            await scope.commit()
+            return "plain"
+        finally:
+            await scope.close()
 
     async def _settle_claim(self, item: Item) -> bool:
         """Not claimed by this batch: wait out a busy claim; False for a duplicate."""
@@ -328,10 +369,9 @@ def _with(msg: Message, attempt: int, token: int) -> Message:
 
 
 def _extract(record: Record) -> Context | None:
-    from opentelemetry import propagate
+    from nativekit._telemetry.propagation import extract_headers
 
-    carrier = {k: v.decode("latin-1") for k, v in record.headers if k in env.TRACE_CONTEXT}
-    return propagate.extract(carrier) if carrier else None
+    return extract_headers(record.headers)
 
 
 def _consumer_kind() -> SpanKind:

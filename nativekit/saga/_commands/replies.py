@@ -226,9 +226,7 @@ async def apply_reply(
     reply = encode_reply(token, status == "ok", payload or b"null", error)
     new = uuid.uuid4().hex
     try:
-        claimed = await runtime.store.claim_reply(
-            saga_id, wait, new, lease=runtime.lease, known=list(runtime.definitions), reply=reply
-        )
+        claimed = await _claim_reply(runtime, saga_id, wait, new, reply)
     except (UnknownSaga, SagaStateError):
         return "ignored"
     except (LeaseLost, SagaNotFound):
@@ -260,3 +258,24 @@ async def apply_reply(
     elif not member:  # cannot happen for a matching wait; the run treats it as timed out
         return "ignored"
     return "received"
+
+
+async def _claim_reply(
+    runtime: SagaRuntime, saga_id: str, wait: Waiting, token: str, reply: str
+) -> SagaRecord | None:
+    """``claim_reply``, retried while the store is down (a Redis failover takes seconds):
+    a reply given up on would only be heard again when its wait times out."""
+    delay = 0.1
+    while True:
+        try:
+            return await runtime.store.claim_reply(
+                saga_id,
+                wait,
+                token,
+                lease=runtime.lease,
+                known=list(runtime.definitions),
+                reply=reply,
+            )
+        except BackendUnavailable:
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)

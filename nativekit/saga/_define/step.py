@@ -13,6 +13,7 @@ from typing import Any, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
 
 from pydantic import TypeAdapter
 
+from nativekit._transaction import NO_TRANSACTION, Transaction
 from nativekit.errors import ConfigError
 from nativekit.saga._define.policy import COMPENSATION_DEFAULT, Backoff, Policy
 
@@ -51,6 +52,9 @@ class SagaContext(Generic[T_co]):
             the effect once.
         attempt: 1 for the first attempt of this direction, 2 for the first retry, ...
         log: a structlog logger bound with ``saga``, ``saga_id`` and ``step``.
+        db: the step's database transaction (``NATIVEKIT_DATABASE_URL``): what the step
+            writes there commits together with the step's completion, or not at all.
+            Begun on the first statement; without a database every use raises ConfigError.
     """
 
     saga_id: str
@@ -62,6 +66,7 @@ class SagaContext(Generic[T_co]):
     idempotency_key: str
     attempt: int
     log: Any
+    db: Transaction = NO_TRANSACTION
 
     async def sleep(self, delay: float | timedelta | datetime) -> None:
         """Sleep durably: ``delay`` seconds (or a ``timedelta``), or until a ``datetime``.

@@ -30,6 +30,8 @@ class AbortRequest(BaseModel):
 
 
 _NO_BODY = AbortRequest()
+#: What the POST actions answer when the saga's status does not allow them.
+_CONFLICT = {409: "The saga's status does not allow this action."}
 #: The largest ``older_than`` (seconds, 100 years): beyond it the store's millisecond
 #: arithmetic overflows (and NaN or infinity mean nothing).
 _LONGEST = 100 * 365 * 86400.0
@@ -47,6 +49,7 @@ async def _answer(action: Awaitable[SagaRecord]) -> dict[str, Any]:
 
 def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
     """The operator endpoints of ``runtime`` under ``prefix``."""
+    from nativekit._http.openapi._declare import OperationDocs
     from nativekit._http.routing import TypedRoute
     from nativekit.auth._guard import Access
 
@@ -59,6 +62,7 @@ def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
         limit: int = 50,
         cursor: str | None = None,
     ) -> dict[str, Any]:
+        """List saga instances by status, name and age, a page at a time (``cursor``)."""
         if not 1 <= limit <= 1000:
             raise HTTPError(422, f"limit must be between 1 and 1000, got {limit}")
         if older_than is not None and not 0 <= older_than < _LONGEST:
@@ -74,15 +78,19 @@ def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
         return {"items": [r.to_dict() for r in page.items], "cursor": page.cursor}
 
     async def get_saga(saga_id: str) -> dict[str, Any]:
+        """One saga instance with its steps."""
         return await _answer(runtime.get(saga_id))
 
     async def retry_saga(saga_id: str) -> dict[str, Any]:
+        """Resume a FAILED or ABORTED saga forward, from its failed step."""
         return await _answer(runtime.retry(saga_id))
 
     async def compensate_saga(saga_id: str) -> dict[str, Any]:
+        """Roll a saga back: cancel a RUNNING one, resume a FAILED or ABORTED one backward."""
         return await _answer(runtime.compensate(saga_id))
 
     async def abort_saga(saga_id: str, body: AbortRequest = _NO_BODY) -> dict[str, Any]:
+        """Stop a saga where it is, with a reason; nothing runs for it afterwards."""
         return await _answer(runtime.abort(saga_id, body.reason))
 
     routes: list[tuple[str, str, Callable[..., Awaitable[Any]]]] = [
@@ -92,8 +100,9 @@ def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
         ("POST", "/{saga_id}/compensate", compensate_saga),
         ("POST", "/{saga_id}/abort", abort_saga),
     ]
-    return [
-        TypedRoute(
+    made: list[BaseRoute] = []
+    for method, path, handler in routes:
+        route = TypedRoute(
             prefix + path,
             handler,
             methods=[method],
@@ -101,5 +110,8 @@ def operator_routes(runtime: SagaRuntime, prefix: str) -> list[BaseRoute]:
             name=f"sagas.{handler.__name__}",
             access=Access(operator=True),
         )
-        for method, path, handler in routes
-    ]
+        route.docs = OperationDocs(
+            tags=("saga operator",), responses=_CONFLICT if method == "POST" else {}
+        )
+        made.append(route)
+    return made

@@ -15,6 +15,8 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from nativekit._transaction import NO_TRANSACTION, TransactionScope
+from nativekit.saga._define.command_steps import Outcome
 from nativekit.saga._define.policy import Policy
 from nativekit.saga._define.step import (
     Direction,
@@ -23,7 +25,7 @@ from nativekit.saga._define.step import (
     durable_run,
     idempotency_key,
 )
-from nativekit.saga._errors import DeadlinePassed, LeaseLost, StepTimeout
+from nativekit.saga._errors import DeadlinePassed, LeaseLost, SagaStoreUnavailable, StepTimeout
 from nativekit.saga._run.state import describe
 from nativekit.saga._run.waits import DurableWaits
 from nativekit.saga._store.model import StepRecord, StepStatus, encode_order
@@ -71,32 +73,63 @@ class StepAttempts(DurableWaits):
             else:
                 attempt = srec.attempts if forward else srec.compensation_attempts
             self.staged[step.name] = []
+            transactions = self.env.transactions
+            scope = transactions() if transactions is not None and outcome is None else None
             try:
-                if outcome is not None:
-                    value = outcome.result()
-                else:
-                    value = await self._attempt(step, direction, attempt)
-            except Exception as exc:
-                outcome = None
-                srec.error = describe(exc)
-                if forward:
-                    srec.uncertain = isinstance(exc, StepTimeout)
-                final = getattr(exc, "final", False)  # e.g. a failure reply: never retried
-                failures = srec.failures(forward)
-                if policy.retryable(exc) and not final and failures < policy.attempts:
-                    self.log.warning(
-                        "saga.step.retrying",
-                        step=step.name,
-                        direction=direction,
-                        attempt=attempt,
-                        error=srec.error,
-                    )
-                    await asyncio.sleep(policy.backoff.delay(failures))
-                    continue
-                return self._fail(step, srec, forward, srec.error, attempt=attempt)
-            self.pending.outbox.extend(self.staged.pop(step.name, []))
-            self._complete(step, srec, forward, value)
-            return True
+                result = await self._attempt_in(scope, step, srec, direction, attempt, outcome)
+            finally:
+                if scope is not None:
+                    await scope.close()  # rolls back unless the completion committed with it
+            if result is not None:
+                return result
+            outcome = None
+
+    async def _attempt_in(
+        self,
+        scope: TransactionScope | None,
+        step: Step[Any, Any],
+        srec: StepRecord,
+        direction: Direction,
+        attempt: int,
+        outcome: Outcome | None,
+    ) -> bool | None:
+        """One attempt; None when it failed and is retried. With ``scope`` (the step's
+        transaction, begun if the step used ``ctx.db``) the completion is written in it."""
+        forward = direction == "forward"
+        policy = step.policy if forward else step.compensation_policy
+        try:
+            if outcome is not None:
+                value = outcome.result()
+            else:
+                value = await self._attempt(step, direction, attempt, scope)
+        except SagaStoreUnavailable:
+            raise  # this run cannot write: not the step's failure (resumed later)
+        except Exception as exc:
+            if scope is not None:
+                await scope.close()  # not held through the backoff
+            srec.error = describe(exc)
+            if forward:
+                srec.uncertain = isinstance(exc, StepTimeout)
+            final = getattr(exc, "final", False)  # e.g. a failure reply: never retried
+            failures = srec.failures(forward)
+            if policy.retryable(exc) and not final and failures < policy.attempts:
+                self.log.warning(
+                    "saga.step.retrying",
+                    step=step.name,
+                    direction=direction,
+                    attempt=attempt,
+                    error=srec.error,
+                )
+                await asyncio.sleep(policy.backoff.delay(failures))
+                return None
+            return self._fail(step, srec, forward, srec.error, attempt=attempt)
+        self.pending.outbox.extend(self.staged.pop(step.name, []))
+        self._complete(step, srec, forward, value)
+        if scope is not None and scope.begun:
+            with scope.joined():  # the step's writes commit with its completion
+                await self.flush()
+            await scope.commit()
+        return True
 
     def _interruption(
         self, step: Step[Any, Any], srec: StepRecord, forward: bool, policy: Policy
@@ -202,7 +235,13 @@ class StepAttempts(DurableWaits):
             srec.compensation_ended_at = now
         self.mark(step.name, srec)
 
-    async def _attempt(self, step: Step[Any, Any], direction: Direction, attempt: int) -> Any:
+    async def _attempt(
+        self,
+        step: Step[Any, Any],
+        direction: Direction,
+        attempt: int,
+        scope: TransactionScope | None = None,
+    ) -> Any:
         func = step.func if direction == "forward" else step.compensation
         if func is None:  # pragma: no cover - plans only hold steps with compensations
             raise LeaseLost("no function for this direction")
@@ -216,6 +255,7 @@ class StepAttempts(DurableWaits):
             idempotency_key=idempotency_key(self.record.saga_id, step.name, direction),
             attempt=attempt,
             log=_StepLogger(self.log, step.name, direction, attempt),
+            db=scope if scope is not None else NO_TRANSACTION,
         )
         hooks = self.env.hooks
         if hooks is not None:

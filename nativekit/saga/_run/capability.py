@@ -13,12 +13,16 @@ from nativekit.saga._run.telemetry import SagaMetrics
 
 if TYPE_CHECKING:
     from nativekit._context import ServiceContext
+    from nativekit._transaction import TransactionFactory
     from nativekit.messaging._messaging import Messaging
     from nativekit.saga._store.store import SagaStore
 
 
 def build_sagas(
-    ctx: ServiceContext, store: Callable[[], SagaStore], messaging: Messaging
+    ctx: ServiceContext,
+    store: Callable[[], SagaStore],
+    messaging: Messaging,
+    transactions: Callable[[], TransactionFactory | None] | None = None,
 ) -> tuple[SagaRuntime, SagaCommands]:
     """The saga runtime of a service (recovery in the SAGAS phase) and its command support
     (relay and reply consumer in the RELAY phase), with their readiness checks."""
@@ -34,6 +38,7 @@ def build_sagas(
         metrics=SagaMetrics(ctx.metrics.registry, ctx.name),
         tracing=settings.telemetry.tracing_enabled,
         supervisor=messaging.supervisor,
+        transactions=transactions,
     )
     ctx.lifecycle.add(
         "sagas",

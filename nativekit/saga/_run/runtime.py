@@ -27,6 +27,7 @@ from nativekit.saga._store.store import SagaStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from nativekit._transaction import TransactionFactory
     from nativekit.saga._run.commands import CommandDriver
 from nativekit._supervisor import Supervisor
 
@@ -74,6 +75,8 @@ class SagaRuntime(ChildRuns):
         supervisor: restarts the recovery and renewal loops after an unexpected error.
         local_wake: resume sagas parked here on a timer due within minutes from this
             replica when it is due (recovery of any replica resumes them otherwise).
+        transactions: gives the factory of the transactions steps get as ``ctx.db`` (None
+            without a database backend); called once, when the first run needs it.
     """
 
     def __init__(
@@ -92,6 +95,7 @@ class SagaRuntime(ChildRuns):
         max_interruptions: int = 3,
         supervisor: Supervisor | None = None,
         local_wake: bool = True,
+        transactions: Callable[[], TransactionFactory | None] | None = None,
     ) -> None:
         self.service = service
         self.supervisor = supervisor or Supervisor(service)
@@ -114,6 +118,7 @@ class SagaRuntime(ChildRuns):
             max_interruptions=max_interruptions,
         )
         self.metrics = metrics
+        self._transactions = transactions
         ChildRuns.__init__(self)
         self._wakers = set()
         self.clock = clock
@@ -151,8 +156,16 @@ class SagaRuntime(ChildRuns):
             tracer=self._current_tracer(),
             commands=self.commands,
             children=self,
+            transactions=self._transaction_factory(),
             **self._env_args,
         )
+
+    def _transaction_factory(self) -> TransactionFactory | None:
+        if self._transactions is None:
+            return None
+        factory = self._transactions()
+        self._transactions = lambda: factory
+        return factory
 
     def _current_tracer(self) -> Tracer | None:
         """The tracer of the installed provider; None while none is (spans would be no-ops)."""

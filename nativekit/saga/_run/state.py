@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from nativekit._telemetry.logging import get_logger
+from nativekit.errors import BackendUnavailable
 from nativekit.saga._define.definition import Saga
 from nativekit.saga._define.step import Direction, SagaContext, Step
+from nativekit.saga._errors import SagaStoreUnavailable
 from nativekit.saga._run.telemetry import SagaMetrics
 from nativekit.saga._store.model import (
     SagaRecord,
@@ -32,6 +34,7 @@ from nativekit.saga._store.store import SagaStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
+    from nativekit._transaction import TransactionFactory
     from nativekit.saga._define.command_steps import Outcome
 
 
@@ -67,6 +70,8 @@ class RunEnv:
     commands: CommandSteps | None = None
     #: Starting and compensating child sagas (the runtime), None when unavailable.
     children: Children | None = None
+    #: Makes the transaction a step gets as ``ctx.db`` (None without a database backend).
+    transactions: TransactionFactory | None = None
 
 
 class Children(Protocol):
@@ -199,16 +204,19 @@ class RunState:
         if not change:
             return
         record = self.record
-        await self.env.store.write(
-            record.saga_id,
-            self.token,
-            change,
-            current=record.status,
-            name=record.name,
-            definition=record.definition,
-            lease=self.env.lease,
-            retention=self.env.retention,
-        )
+        try:
+            await self.env.store.write(
+                record.saga_id,
+                self.token,
+                change,
+                current=record.status,
+                name=record.name,
+                definition=record.definition,
+                lease=self.env.lease,
+                retention=self.env.retention,
+            )
+        except BackendUnavailable as exc:  # e.g. a Redis failover: resumed after the lease
+            raise SagaStoreUnavailable(str(exc)) from exc
         if change.status is not None:
             record.status = change.status
         if change.outbox and self.env.commands is not None:

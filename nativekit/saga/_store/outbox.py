@@ -16,7 +16,7 @@ import contextlib
 import json
 import time
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -102,6 +102,13 @@ class Outbox(Protocol):
     async def start(self) -> None:
         """Prepare (create consumer groups)."""
 
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Call ``wake`` when entries written by any process become readable (PostgreSQL:
+        ``LISTEN``); a no-op where the store cannot tell (the relay polls)."""
+
+    async def unlisten(self) -> None:
+        """Stop calling ``wake``."""
+
     async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
         """Up to ``limit`` entries no live relay is publishing (entries of dead relays too);
         with ``saga_ids``, only from where those sagas' entries are (a hint, may read more)."""
@@ -122,6 +129,12 @@ class MemoryOutbox:
 
     async def start(self) -> None:
         """Nothing to prepare."""
+
+    async def listen(self, wake: Callable[[], None]) -> None:
+        """Writers of this process wake the relay themselves."""
+
+    async def unlisten(self) -> None:
+        """Nothing to stop."""
 
     async def read(self, limit: int, saga_ids: Collection[str] | None = None) -> Batch:
         """Entries not handed out yet."""
@@ -201,6 +214,7 @@ class OutboxRelay:
     async def start(self) -> None:
         """Start relaying."""
         await self.outbox.start()
+        await self.outbox.listen(self.wake)
         self._task = self.supervisor.spawn("outbox-relay", self._loop)
 
     async def stop(self) -> None:
@@ -208,6 +222,7 @@ class OutboxRelay:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        await self.outbox.unlisten()
 
     async def _loop(self) -> None:
         delay = 0.1

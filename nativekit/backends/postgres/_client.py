@@ -1,0 +1,171 @@
+"""The PostgreSQL connection pool of a service (asyncpg) and its error translation.
+
+Every store of this package runs its statements through :meth:`Database.connection`:
+inside :meth:`Database.transaction` that is the transaction's own connection, so a
+saga transition, a DONE mark or an outbox row written there commits with whatever
+the handler wrote in the same transaction, or not at all.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ssl
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import asyncpg
+
+from nativekit.errors import BackendUnavailable, ConfigError
+from nativekit.settings import DatabaseSettings, Settings, mask_url
+
+#: asyncpg/OS errors that mean "the server is not reachable or did not answer".
+UNAVAILABLE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.QueryCanceledError,
+)
+
+#: SQL text of the server's clock in epoch seconds (leases are judged by it).
+NOW = "extract(epoch from clock_timestamp())::double precision"
+
+
+def _ssl(settings: DatabaseSettings) -> ssl.SSLContext | str | None:
+    if settings.tls_ca_file is None and settings.tls_cert_file is None:
+        return settings.tls  # asyncpg takes libpq's sslmode names
+    mode = settings.tls or "verify-full"
+    context = ssl.create_default_context(
+        cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None
+    )
+    if settings.tls_cert_file is not None:
+        context.load_cert_chain(
+            str(settings.tls_cert_file),
+            str(settings.tls_key_file) if settings.tls_key_file else None,
+        )
+    if mode in ("prefer", "require", "verify-ca"):
+        context.check_hostname = False
+    if mode in ("prefer", "require"):
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+class Database:
+    """A lazily created asyncpg pool plus the transaction of the running task.
+
+    Args:
+        settings: the service settings (``database`` group, connect timeout).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.database.url:
+            raise ConfigError("NATIVEKIT_DATABASE_URL is not set; PostgreSQL is not configured.")
+        self.settings = settings
+        self.url: str = settings.database.url
+        self.url_safe = mask_url(self.url)
+        self.schema = settings.database.schema_name
+        self._pool: asyncpg.Pool | None = None
+        self._current: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
+            f"nativekit-pg-{id(self)}", default=None
+        )
+
+    async def pool(self, operation: str = "connect") -> asyncpg.Pool:
+        """The pool (created on first use, for ``operation``: named in errors)."""
+        if self._pool is None:
+            s = self.settings.database
+            with self.translated(f"to connect ({operation})"):
+                self._pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=1,
+                    max_size=s.pool_size,
+                    password=s.password.get_secret_value() if s.password else None,
+                    ssl=_ssl(s),
+                    timeout=self.settings.connect_timeout_seconds,
+                    command_timeout=s.command_timeout_seconds,
+                )
+        return self._pool
+
+    @contextmanager
+    def translated(self, operation: str) -> Iterator[None]:
+        """Turn asyncpg errors into :class:`BackendUnavailable` saying what to check."""
+        try:
+            yield
+        except asyncpg.UndefinedTableError as exc:
+            raise BackendUnavailable(
+                f"PostgreSQL at {self.url_safe}: {operation} found no nativekit tables in "
+                f"schema {self.schema!r} ({exc}); run 'nativekit db upgrade' or set "
+                "NATIVEKIT_DATABASE_MIGRATE_ON_START=true."
+            ) from exc
+        except UNAVAILABLE_ERRORS as exc:
+            raise BackendUnavailable(
+                f"PostgreSQL at {self.url_safe} failed {operation}: {exc!r}. "
+                "Is NATIVEKIT_DATABASE_URL right and the server up?"
+            ) from exc
+        except asyncpg.PostgresError as exc:
+            raise BackendUnavailable(
+                f"PostgreSQL at {self.url_safe} refused {operation}: {exc}"
+            ) from exc
+
+    @asynccontextmanager
+    async def connection(self, operation: str) -> AsyncIterator[asyncpg.Connection]:
+        """The running transaction's connection, else one from the pool (errors translated)."""
+        current = self._current.get()
+        if current is not None:
+            with self.translated(operation):
+                yield current
+            return
+        pool = await self.pool(operation)
+        with self.translated(operation):
+            async with pool.acquire() as connection:
+                yield connection
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        """A transaction that the stores of this database join while it is open.
+
+        Nested use joins the outer transaction (one commit at the end of the outer one).
+        """
+        if self._current.get() is not None:
+            yield self._current.get()
+            return
+        pool = await self.pool()
+        with self.translated("begin"):
+            connection = await pool.acquire()
+        token = self._current.set(connection)
+        try:
+            with self.translated("transaction"):
+                async with connection.transaction():
+                    yield connection
+        finally:
+            self._current.reset(token)
+            await pool.release(connection)
+
+    @contextmanager
+    def joined(self, connection: asyncpg.Connection) -> Iterator[None]:
+        """Run the stores' statements on ``connection`` (a handler's open transaction)."""
+        token = self._current.set(connection)
+        try:
+            yield
+        finally:
+            self._current.reset(token)
+
+    @property
+    def in_transaction(self) -> bool:
+        """True inside :meth:`transaction` in this task."""
+        return self._current.get() is not None
+
+    def table(self, name: str) -> str:
+        """``schema.name``: the qualified name of one of nativekit's tables."""
+        return f"{self.schema}.{name}"
+
+    async def ping(self) -> None:
+        """Raise :class:`BackendUnavailable` if PostgreSQL does not answer."""
+        async with self.connection("ping") as connection:
+            await connection.fetchval("SELECT 1")
+
+    async def aclose(self) -> None:
+        """Close the pool (a later use creates a new one)."""
+        if self._pool is not None:
+            pool, self._pool = self._pool, None
+            await pool.close()

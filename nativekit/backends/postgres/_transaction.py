@@ -1,0 +1,102 @@
+"""``PostgresTransaction``: a handler's transaction, begun on its first statement."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import asyncpg
+from asyncpg.transaction import Transaction as DriverTransaction
+
+from nativekit.backends.postgres._client import Database
+
+
+class PostgresTransaction:
+    """One transaction on a connection of ``database``'s pool (see ``nativekit.Transaction``).
+
+    Statements run through :meth:`Database.translated`, so driver errors arrive as
+    :class:`~nativekit.BackendUnavailable`, except errors of the handler's own SQL
+    (constraint violations, syntax), which stay asyncpg's so the handler can catch them.
+    """
+
+    def __init__(self, database: Database) -> None:
+        self.db = database
+        self._connection: asyncpg.Connection | None = None
+        self._transaction: DriverTransaction | None = None
+        self._done = False
+
+    @property
+    def begun(self) -> bool:
+        """True once a statement ran."""
+        return self._connection is not None
+
+    async def connection(self) -> asyncpg.Connection:
+        """The connection, beginning the transaction on first use."""
+        if self._connection is None:
+            if self._done:
+                raise RuntimeError("this transaction has ended; use the one of the next call")
+            pool = await self.db.pool()
+            with self.db.translated("begin a transaction"):
+                connection = await pool.acquire()
+                try:
+                    transaction = connection.transaction()
+                    await transaction.start()
+                except BaseException:
+                    await pool.release(connection)
+                    raise
+            self._connection, self._transaction = connection, transaction
+        return self._connection
+
+    async def execute(self, query: str, *args: Any) -> str:
+        """Run a statement; returns its status."""
+        return str(await (await self.connection()).execute(query, *args))
+
+    async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
+        """Run a statement once per argument tuple."""
+        await (await self.connection()).executemany(query, args)
+
+    async def fetch(self, query: str, *args: Any) -> list[Any]:
+        """Rows of a query."""
+        return list(await (await self.connection()).fetch(query, *args))
+
+    async def fetchrow(self, query: str, *args: Any) -> Any:
+        """The first row, or None."""
+        return await (await self.connection()).fetchrow(query, *args)
+
+    async def fetchval(self, query: str, *args: Any) -> Any:
+        """The first value, or None."""
+        return await (await self.connection()).fetchval(query, *args)
+
+    @contextmanager
+    def joined(self) -> Iterator[None]:
+        """The stores of ``database`` write in this transaction while entered."""
+        if self._connection is None:
+            yield
+            return
+        with self.db.joined(self._connection):
+            yield
+
+    async def commit(self) -> None:
+        """Commit, then give the connection back."""
+        if self._transaction is not None:
+            with self.db.translated("commit"):
+                await self._transaction.commit()
+            self._transaction = None
+        await self.close()
+
+    async def close(self) -> None:
+        """Roll back unless committed; give the connection back."""
+        self._done = True
+        connection, self._connection = self._connection, None
+        transaction, self._transaction = self._transaction, None
+        if connection is None:
+            return
+        pool = await self.db.pool()
+        try:
+            if transaction is not None and not connection.is_closed():
+                await transaction.rollback()
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            connection.terminate()  # the server rolls back what a dead connection held
+        finally:
+            await pool.release(connection)

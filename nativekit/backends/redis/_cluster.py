@@ -1,0 +1,113 @@
+"""The Redis Cluster client (redis-py's asyncio ``RedisCluster``) behind ``redis+cluster://``.
+
+Every store keeps the keys of one Lua script or ``MULTI`` under one hash tag,
+so each runs on one slot; pipelines without a transaction may span slots (the
+cluster client splits them per node). Near-cache invalidations use sharded
+pub/sub (``SPUBLISH``/``SSUBSCRIBE``), which stays on the channel's shard instead
+of being broadcast over the whole cluster bus.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.cluster import ClusterNode, ClusterPipeline, RedisCluster
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
+
+from nativekit.settings import Settings, parse_cluster_url
+
+__all__ = ["create_cluster", "is_cluster", "pool_size"]
+
+
+async def _whole(call: Any, what: str) -> Any:
+    """Run ``call`` to its end even if the caller is cancelled meanwhile.
+
+    redis-py 8.1's cluster client hands a connection whose command was cancelled
+    mid-flight back to its free list while the cancellation still tears it down; the
+    next command on it fails with ``AttributeError: 'NoneType' object has no attribute
+    'writelines'`` (seen when a lease-renewal task was cancelled as its handler ended).
+    A shielded command finishes and returns its connection intact; the caller still
+    sees its own cancellation at once. A driver fault that slips through is reported
+    as a connection error, which the stores translate and their callers retry.
+    """
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieve)  # a cancelled caller no longer awaits its outcome
+    try:
+        return await asyncio.shield(task)
+    except AttributeError as exc:
+        raise redis.exceptions.ConnectionError(f"{what} lost its connection: {exc}") from exc
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class ShieldedPipeline(ClusterPipeline):
+    """A cluster pipeline whose execution is not cut short by a cancelled caller."""
+
+    async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
+        """Send the queued commands (see :func:`_whole`)."""
+        return await _whole(super().execute(raise_on_error, allow_redirections), "pipeline")
+
+
+class ShieldedCluster(RedisCluster):
+    """redis-py's asyncio cluster client whose commands run to their end (see
+    :func:`_whole`)."""
+
+    async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
+        """Send one command to the node serving its slot."""
+        return await _whole(super().execute_command(*args, **kwargs), str(args[0]))
+
+    def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
+        """A pipeline without transaction (commands of many slots, grouped per node)."""
+        if shard_hint:
+            raise redis.exceptions.RedisClusterException("shard_hint is not for a cluster")
+        return ShieldedPipeline(self, transaction)  # type: ignore[abstract]
+
+
+def is_cluster(client: Any) -> bool:
+    """True when ``client`` is a Redis Cluster client."""
+    return isinstance(client, RedisCluster)
+
+
+def pool_size(client: Any) -> int:
+    """Connections a caller may use at once: the pool's size, per node on a cluster."""
+    pool = getattr(client, "connection_pool", None)
+    size = getattr(pool, "max_connections", None) or getattr(client, "max_connections", None)
+    return int(size or 64)
+
+
+def create_cluster(settings: Settings, options: dict[str, Any]) -> aioredis.Redis:
+    """A cluster client from the nodes of ``redis+cluster://`` with the shared ``options``
+    (timeouts, password, TLS files); its pool holds ``max_connections`` per node."""
+    parsed = parse_cluster_url(settings.redis.url)
+    options = {k: v for k, v in options.items() if k != "maint_notifications_config"}
+    if parsed.username:
+        options["username"] = parsed.username
+    if parsed.password is not None and "password" not in options:
+        options["password"] = parsed.password
+    if parsed.tls:
+        options["ssl"] = True
+        options.setdefault("ssl_cert_reqs", "required")
+        for name, value in (
+            ("ssl_ca_certs", settings.redis.tls_ca_file),
+            ("ssl_certfile", settings.redis.tls_cert_file),
+            ("ssl_keyfile", settings.redis.tls_key_file),
+        ):
+            if value:
+                options[name] = str(value)
+    client = ShieldedCluster(
+        startup_nodes=[ClusterNode(host, port) for host, port in parsed.nodes],
+        # a killed master's slots move to its replica within a few node timeouts:
+        # a command keeps asking the refreshed layout for that long, not only 3 times
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), 8),
+        **options,
+    )
+    # RedisCluster has the command API of Redis (what the stores call) but is no
+    # subclass of it; the stores take either.
+    return client  # type: ignore[return-value]
