@@ -236,8 +236,7 @@ class RedisSagaStore:
         known: Collection[str],
         reply: str = "",
     ) -> SagaRecord | None:
-        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply
-        (a group member's reply is stored; None while other members still wait)."""
+        """Lease the instance to ``token`` only while it waits for ``wait`` (see SagaStore)."""
         keys = [self._record_key(saga_id), f"{self._shard(saga_id)}:leases"]
         args: list[str | int] = [saga_id, token, int(lease * 1000)]
         args += [wait.step, wait.direction, str(wait.attempt), wait.token, reply, *known]
@@ -246,11 +245,9 @@ class RedisSagaStore:
                 raw = await self._eval(self._claim_reply, keys, args)
         if raw == -1 or raw == -2:
             raise UnknownSaga(saga_id)
-        if raw == 1:
-            return None
         if not raw:
             raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
-        return SagaRecord.from_fields(_fields(raw))
+        return None if raw == 1 else SagaRecord.from_fields(_fields(raw))  # 1: stored
 
     async def signal(self, saga_id: str, event: str, payload: str) -> tuple[bool, bool]:
         """Store ``event`` once; release the lease of an active instance that awaits it."""
