@@ -335,6 +335,62 @@ class SagaStoreContract:
         with pytest.raises(LeaseLost):  # the old runner is fenced out
             await write(store, saga, "t1", Transition(fields={"x": "1"}))
 
+    async def test_claim_reply_of_a_group_member_stores_it_until_every_member_replied(
+        self, store: SagaStore
+    ) -> None:
+        """A reply to a ``wait:<step>`` (a command member of a parallel group) is stored as
+        ``reply:<step>``; the saga is leased only when no other member's wait is left, and
+        a second copy of a stored reply is late."""
+        saga = record("g")
+        await store.create(saga, token="t1", lease=30)
+        a = Waiting("stock", "forward", 1, "tok-a", 5.0)
+        b = Waiting("pay", "forward", 1, "tok-b", 5.0)
+        fields = {"wait:stock": a.encode(), "wait:pay": b.encode()}
+        await write(store, saga, "t1", Transition(fields=fields, lease=30))
+        known = ["place-order:d1"]
+        with pytest.raises(LeaseLost):  # another attempt of the member: late
+            await store.claim_reply(
+                "g", Waiting("stock", "forward", 2, "tok-a", 5.0), "t2", lease=30, known=known
+            )
+        with pytest.raises(UnknownSaga):  # nothing stored for an unknown definition
+            await store.claim_reply("g", a, "t2", lease=30, known=["place-order:d0"], reply="x")
+        assert await store.claim_reply("g", a, "t2", lease=30, known=known, reply="ra") is None
+        stored = await store.get("g")
+        assert stored is not None and stored.token == "t1"  # the lease is left alone
+        assert stored.replies == {"stock": "ra"} and stored.waits == {"pay": b.encode()}
+        with pytest.raises(LeaseLost):  # the same reply again: the wait is gone
+            await store.claim_reply("g", a, "t2", lease=30, known=known, reply="again")
+        claimed = await store.claim_reply("g", b, "t3", lease=30, known=known, reply="rb")
+        assert claimed is not None and claimed.token == "t3"
+        assert claimed.replies == {"stock": "ra", "pay": "rb"} and claimed.waits == {}
+        with pytest.raises(LeaseLost):  # the runner that parked the group is fenced out
+            await write(store, saga, "t1", Transition(fields={"x": "1"}))
+
+    async def test_a_member_reply_stored_while_its_runner_parks_releases_the_lease(
+        self, store: SagaStore
+    ) -> None:
+        """A runner that re-parks a group names ``reply:<step>`` of the members it still
+        waits for in ``release_if_any``: a reply stored meanwhile releases the lease."""
+        saga = record("r")
+        await store.create(saga, token="t1", lease=30)
+        a = Waiting("stock", "forward", 1, "tok-a", 5.0)
+        b = Waiting("pay", "forward", 1, "tok-b", 5.0)
+        fields = {"wait:stock": a.encode(), "wait:pay": b.encode()}
+        await write(store, saga, "t1", Transition(fields=fields, lease=30))
+        known = ["place-order:d1"]
+        assert await store.claim_reply("r", b, "t2", lease=30, known=known, reply="rb") is None
+        park = Transition(fields={"x": "1"}, lease=30, release_if_any=["reply:stock"])
+        await write(store, saga, "t1", park)  # no reply for stock: the lease is kept
+        with pytest.raises(LeaseLost):
+            await store.claim("r", "t3", lease=30)
+        park = Transition(fields={"reply:old": ""}, lease=30, release_if_any=["reply:old"])
+        await write(store, saga, "t1", park)  # a field emptied ("") counts as absent
+        with pytest.raises(LeaseLost):
+            await store.claim("r", "t3", lease=30)
+        park = Transition(fields={"x": "2"}, lease=30, release_if_any=["reply:pay"])
+        await write(store, saga, "t1", park)
+        assert (await store.claim("r", "t3", lease=30)).replies == {"pay": "rb"}
+
     async def test_outbox_entries_are_written_with_the_transition_and_read_once(
         self, store: SagaStore
     ) -> None:

@@ -8,7 +8,8 @@ TEST_LEDGER_URL if set, else of NATIVEKIT_REDIS_URL), TEST_START
 (orders: JSON list of saga inputs to start, id ``order-<order_id>``), TEST_TIMEOUT
 (reply timeout), TEST_DELAY (inventory: seconds before the reserve effect),
 TEST_SLOW (payments: seconds a "slow" charge takes), TEST_CRASH=relay_read (orders:
-SIGKILL itself once the relay has read outbox entries, before publishing them).
+SIGKILL itself once the relay has read outbox entries, before publishing them),
+TEST_PARALLEL=1 (orders: reserve and charge are members of one parallel group).
 """
 
 from __future__ import annotations
@@ -69,7 +70,12 @@ async def main(role: str) -> None:
                 return await original(self, saga_ids)
 
             OutboxRelay.relay_once = read_then_die  # type: ignore[method-assign]
-        svc = orders_service(settings, names, timeout=float(os.environ.get("TEST_TIMEOUT", "5")))
+        svc = orders_service(
+            settings,
+            names,
+            timeout=float(os.environ.get("TEST_TIMEOUT", "5")),
+            parallel=os.environ.get("TEST_PARALLEL") == "1",
+        )
     elif role == "inventory":
         svc = inventory_service(
             settings, names, ledger, delay=float(os.environ.get("TEST_DELAY", "0"))

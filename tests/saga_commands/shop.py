@@ -77,11 +77,20 @@ def topics(prefix: str) -> dict[str, str]:
 
 
 def orders_service(
-    settings: nativekit.Settings, names: dict[str, str], *, timeout: float = 5.0
+    settings: nativekit.Settings,
+    names: dict[str, str],
+    *,
+    timeout: float = 5.0,
+    parallel: bool = False,
 ) -> nativekit.Service:
-    """The orchestrator: validate (local), reserve_stock and charge_card (commands)."""
+    """The orchestrator: validate (local), reserve_stock and charge_card (commands).
+
+    ``parallel``: reserve_stock and charge_card are members of one parallel group, with a
+    local member ``note`` (both commands in flight at once).
+    """
     svc = nativekit.Service("orders", settings=settings)
     place_order = svc.saga("place-order", input=PlaceOrder)
+    owner: Any = place_order.parallel("reserve-and-charge") if parallel else place_order
 
     @place_order.step(readonly=True)
     async def validate(ctx: SagaContext[PlaceOrder]) -> int:
@@ -89,7 +98,7 @@ def orders_service(
             raise ValueError("qty must be positive")
         return ctx.data.qty
 
-    @place_order.command_step(
+    @owner.command_step(
         topic=names["inventory"], reply=StockReserved, reply_timeout=timeout, retries=2
     )
     async def reserve_stock(ctx: SagaContext[PlaceOrder]) -> ReserveStock:
@@ -99,7 +108,7 @@ def orders_service(
     async def release_stock(ctx: SagaContext[PlaceOrder]) -> ReleaseStock:
         return ReleaseStock(order_id=ctx.data.order_id)
 
-    @place_order.command_step(
+    @owner.command_step(
         topic=names["payments"], reply=CardCharged, reply_timeout=timeout, retries=0
     )
     async def charge_card(ctx: SagaContext[PlaceOrder]) -> ChargeCard:
@@ -112,6 +121,16 @@ def orders_service(
     @charge_card.compensate_command(topic=names["payments"], reply=CardRefunded)
     async def refund_card(ctx: SagaContext[PlaceOrder]) -> RefundCard:
         return RefundCard(order_id=ctx.data.order_id)
+
+    if parallel:
+
+        @owner.step()
+        async def note(ctx: SagaContext[PlaceOrder]) -> str:
+            return f"noted {ctx.data.order_id}"
+
+        @note.compensate  # a local member with nothing to undo (else it would be a pivot)
+        async def unnote(ctx: SagaContext[PlaceOrder]) -> None:
+            return None
 
     @place_order.step()
     async def confirm(ctx: SagaContext[PlaceOrder]) -> str:

@@ -12,37 +12,19 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
 
 from nativekit.backends.postgres._client import NOW, Database
 from nativekit.backends.postgres._outbox import PostgresOutbox, insert_outbox
+from nativekit.backends.postgres._saga_queries import ACTIVE, COLUMNS, LIVE, SagaQueries, record_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
-from nativekit.saga._store.model import Page, SagaRecord, SagaStatus, Transition, Waiting
+from nativekit.saga._store.model import SagaRecord, SagaStatus, Transition, Waiting
 from nativekit.saga._store.store import (
-    UNFINISHED,
-    decode_cursor,
     definition_key,
-    encode_cursor,
     refused_event,
 )
 
-_ACTIVE = "status IN ('RUNNING', 'COMPENSATING')"
-_LIVE = f"(expires IS NULL OR expires > {NOW})"
-_COLUMNS = "fields::text AS fields, status, since, token, lease_until"
 
-
-def _record(row: Any) -> SagaRecord:
-    fields: dict[str, str] = json.loads(row["fields"])
-    fields["status"] = row["status"]  # the column is the truth; the JSON copy is not updated
-    fields["since"] = repr(row["since"])
-    if row["token"]:
-        fields["token"] = row["token"]
-    if row["lease_until"] is not None:  # also a released lease (no token), as on Redis
-        fields["lease"] = repr(row["lease_until"] * 1000)
-    return SagaRecord.from_fields(fields)
-
-
-class PostgresSagaStore:
+class PostgresSagaStore(SagaQueries):
     """Saga store on PostgreSQL.
 
     Args:
@@ -53,7 +35,11 @@ class PostgresSagaStore:
         self.db = database
         self.table = database.table("saga")
         # released: ``change.release``, or the merged fields hold a ``release_if_any`` key
-        released = "($8 OR (fields || $4::jsonb) ?| $11::text[])"
+        # with a non-empty value (an emptied ``reply:<step>`` does not count)
+        released = (
+            "($8 OR EXISTS (SELECT 1 FROM jsonb_each_text(fields || $4::jsonb) AS f "
+            "WHERE f.key = ANY($11::text[]) AND f.value <> ''))"
+        )
         self._write_sql = f"""
             UPDATE {self.table} SET
                 fields = fields || $4::jsonb || jsonb_build_object('updated', ({NOW})::text),
@@ -63,7 +49,7 @@ class PostgresSagaStore:
                 lease_until = CASE WHEN NOT $9 THEN NULL WHEN {released} THEN {NOW}
                     ELSE {NOW} + $5 END,
                 expires = CASE WHEN $10 THEN {NOW} + $6 END
-            WHERE id = $1 AND token = $2 AND status = $3 AND {_LIVE}"""
+            WHERE id = $1 AND token = $2 AND status = $3 AND {LIVE}"""
 
     async def create(
         self, record: SagaRecord, *, token: str, lease: float
@@ -80,7 +66,7 @@ class PostgresSagaStore:
                 since = excluded.since, token = excluded.token,
                 lease_until = excluded.lease_until, expires = NULL, fields = excluded.fields
             WHERE s.expires IS NOT NULL AND s.expires <= {NOW}
-            RETURNING {_COLUMNS}"""
+            RETURNING {COLUMNS}"""
         async with self.db.connection("create a saga") as connection:
             row = await connection.fetchrow(
                 sql,
@@ -93,27 +79,27 @@ class PostgresSagaStore:
                 json.dumps(fields),
             )
             if row is not None:
-                return _record(row), True
+                return record_of(row), True
             existing = await connection.fetchrow(
-                f"SELECT {_COLUMNS} FROM {self.table} WHERE id = $1", record.saga_id
+                f"SELECT {COLUMNS} FROM {self.table} WHERE id = $1", record.saga_id
             )
         if existing is None:  # deleted by retention between the two statements
             raise SagaStateError(f"saga {record.saga_id!r} expired while being started; retry")
-        return _record(existing), False
+        return record_of(existing), False
 
     async def get(self, saga_id: str) -> SagaRecord | None:
         """The instance, or None."""
         async with self.db.connection("read a saga") as connection:
             row = await connection.fetchrow(
-                f"SELECT {_COLUMNS} FROM {self.table} WHERE id = $1 AND {_LIVE}", saga_id
+                f"SELECT {COLUMNS} FROM {self.table} WHERE id = $1 AND {LIVE}", saga_id
             )
-        return _record(row) if row is not None else None
+        return record_of(row) if row is not None else None
 
     async def status(self, saga_id: str) -> SagaStatus | None:
         """Only the instance's status, or None."""
         async with self.db.connection("read a saga's status") as connection:
             value = await connection.fetchval(
-                f"SELECT status FROM {self.table} WHERE id = $1 AND {_LIVE}", saga_id
+                f"SELECT status FROM {self.table} WHERE id = $1 AND {LIVE}", saga_id
             )
         return SagaStatus(value) if value is not None else None
 
@@ -157,7 +143,7 @@ class PostgresSagaStore:
             if done == "UPDATE 1":
                 return
             row = await connection.fetchrow(
-                f"SELECT token, status FROM {self.table} WHERE id = $1 AND {_LIVE}", saga_id
+                f"SELECT token, status FROM {self.table} WHERE id = $1 AND {LIVE}", saga_id
             )
         if row is not None and row["token"] == token and row["status"] != current.value:
             raise SagaStateError(f"saga {saga_id!r} is no longer {current.value}")
@@ -167,19 +153,19 @@ class PostgresSagaStore:
         self, saga_id: str, token: str, *, lease: float, force: bool = False
     ) -> SagaRecord:
         """Lease the instance to ``token`` if its lease expired (always with ``force``)."""
-        guard = "" if force else f" AND {_ACTIVE} AND (lease_until IS NULL OR lease_until <= {NOW})"
+        guard = "" if force else f" AND {ACTIVE} AND (lease_until IS NULL OR lease_until <= {NOW})"
         async with self.db.connection("claim a saga") as connection:
             row = await connection.fetchrow(
                 f"UPDATE {self.table} SET token = $2, lease_until = {NOW} + $3 "
-                f"WHERE id = $1 AND {_LIVE}{guard} RETURNING {_COLUMNS}",
+                f"WHERE id = $1 AND {LIVE}{guard} RETURNING {COLUMNS}",
                 saga_id,
                 token,
                 lease,
             )
             if row is not None:
-                return _record(row)
+                return record_of(row)
             exists = await connection.fetchval(
-                f"SELECT 1 FROM {self.table} WHERE id = $1 AND {_LIVE}", saga_id
+                f"SELECT 1 FROM {self.table} WHERE id = $1 AND {LIVE}", saga_id
             )
         if exists is None:
             raise SagaNotFound(f"no saga instance with id {saga_id!r}")
@@ -196,7 +182,7 @@ class PostgresSagaStore:
         names, definitions = [p[0] for p in pairs], [p[2] for p in pairs]
         pick = f"""
             SELECT id FROM {self.table}
-            WHERE {_ACTIVE} AND lease_until <= {NOW}
+            WHERE {ACTIVE} AND lease_until <= {NOW}
               AND (name, definition) IN (SELECT * FROM unnest($1::text[], $2::text[]))
             ORDER BY lease_until LIMIT $3 FOR UPDATE SKIP LOCKED"""
         take = f"""
@@ -211,7 +197,7 @@ class PostgresSagaStore:
             if not ids:
                 return []
             rows = await connection.fetch(take, ids, [tokens() for _ in ids], lease)
-        return [_record(row) for row in rows]
+        return [record_of(row) for row in rows]
 
     async def renew(self, leases: Sequence[tuple[str, str]], *, lease: float) -> list[bool]:
         """Extend the leases ``(saga_id, token)``; False where the token is stale."""
@@ -222,7 +208,7 @@ class PostgresSagaStore:
             rows = await connection.fetch(
                 f"UPDATE {self.table} AS s SET lease_until = {NOW} + $3 "
                 "FROM unnest($1::text[], $2::text[]) AS l(id, token) "
-                f"WHERE s.id = l.id AND s.token = l.token AND s.{_ACTIVE} RETURNING s.id",
+                f"WHERE s.id = l.id AND s.token = l.token AND s.{ACTIVE} RETURNING s.id",
                 ids,
                 tokens,
                 lease,
@@ -231,33 +217,59 @@ class PostgresSagaStore:
         return [saga_id in renewed for saga_id in ids]
 
     async def claim_reply(
-        self, saga_id: str, wait: Waiting, token: str, *, lease: float, known: Collection[str]
-    ) -> SagaRecord:
-        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply."""
-        async with self.db.connection("claim a saga for a reply") as connection:
+        self,
+        saga_id: str,
+        wait: Waiting,
+        token: str,
+        *,
+        lease: float,
+        known: Collection[str],
+        reply: str = "",
+    ) -> SagaRecord | None:
+        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply
+        (a group member's reply is stored; None while other members still wait)."""
+        member = f"wait:{wait.step}"
+        async with (
+            self.db.connection("claim a saga for a reply") as connection,
+            connection.transaction(),
+        ):
             row = await connection.fetchrow(
-                f"SELECT name, definition, status, fields->>'wait' AS wait FROM {self.table} "
-                f"WHERE id = $1 AND {_LIVE} FOR UPDATE",
+                f"SELECT name, definition, status, fields->>'wait' AS wait, "
+                f"fields->>$2 AS member FROM {self.table} WHERE id = $1 AND {LIVE} FOR UPDATE",
                 saga_id,
+                member,
             )
             if row is None:
                 raise UnknownSaga(saga_id)
             stored = Waiting.decode(row["wait"])
+            alone = stored is not None and stored.matches(wait)
+            if not alone:
+                stored = Waiting.decode(row["member"])
             if not SagaStatus(row["status"]).active or stored is None or not stored.matches(wait):
                 raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
             if definition_key(row["name"], row["definition"]) not in known:
                 raise UnknownSaga(saga_id)
+            if not alone:
+                waiting = await connection.fetchval(
+                    f"UPDATE {self.table} SET fields = fields || jsonb_build_object("
+                    "$2::text, '', $3::text, $4::text) WHERE id = $1 RETURNING ("
+                    "SELECT count(*) FROM jsonb_each_text(fields) AS f "
+                    "WHERE f.key LIKE 'wait:%' AND f.value <> '')",
+                    saga_id,
+                    member,
+                    f"reply:{wait.step}",
+                    reply,
+                )
+                if waiting:
+                    return None
             claimed = await connection.fetchrow(
                 f"UPDATE {self.table} SET token = $2, lease_until = {NOW} + $3 "
-                f"WHERE id = $1 AND {_ACTIVE} AND fields->>'wait' = $4 RETURNING {_COLUMNS}",
+                f"WHERE id = $1 RETURNING {COLUMNS}",
                 saga_id,
                 token,
                 lease,
-                row["wait"],
             )
-        if claimed is None:  # changed between the two statements (outside a transaction)
-            raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
-        return _record(claimed)
+        return record_of(claimed)
 
     async def signal(self, saga_id: str, event: str, payload: str) -> tuple[bool, bool]:
         """Store ``event`` once; release the lease of an active instance that awaits it
@@ -269,7 +281,7 @@ class PostgresSagaStore:
         ):
             row = await connection.fetchrow(
                 f"SELECT status, fields ? $2 AS seen, fields->>'awaiting' AS awaiting "
-                f"FROM {self.table} WHERE id = $1 AND {_LIVE} FOR UPDATE",
+                f"FROM {self.table} WHERE id = $1 AND {LIVE} FOR UPDATE",
                 saga_id,
                 field,
             )
@@ -296,87 +308,6 @@ class PostgresSagaStore:
     def outbox(self, *, consumer: str, claim_after: float) -> PostgresOutbox:
         """The outbox table, read by the relay ``consumer`` (see :class:`PostgresOutbox`)."""
         return PostgresOutbox(self.db, consumer=consumer, claim_after=claim_after)
-
-    async def list(
-        self,
-        *,
-        status: SagaStatus | None = None,
-        name: str | None = None,
-        older_than: float | None = None,
-        limit: int = 50,
-        cursor: str | None = None,
-    ) -> Page:
-        """Instances by time in their status, oldest first (indexed on status/name, since)."""
-        after = decode_cursor(cursor)
-        where: list[str] = [_LIVE]
-        args: list[object] = []
-        for column, value in (("status", status.value if status else None), ("name", name)):
-            if value is not None:
-                args.append(value)
-                where.append(f"{column} = ${len(args)}")
-        if older_than is not None:
-            args.append(older_than)
-            where.append(f"since <= {NOW} - ${len(args)}")
-        if after is not None:
-            args += [after[0], after[1]]
-            where.append(f"(since, id) > (${len(args) - 1}, ${len(args)})")
-        args.append(limit + 1)
-        sql = (
-            f"SELECT {_COLUMNS} FROM {self.table} WHERE {' AND '.join(where)} "
-            f"ORDER BY since, id LIMIT ${len(args)}"
-        )
-        async with self.db.connection("list sagas") as connection:
-            rows = await connection.fetch(sql, *args)
-        items = [_record(row) for row in rows[:limit]]
-        more = len(rows) > limit
-        return Page(items, encode_cursor((items[-1].since, items[-1].saga_id)) if more else None)
-
-    async def live_definitions(self, name: str) -> dict[str, int]:
-        """Count of RUNNING/COMPENSATING instances of saga ``name`` per definition hash."""
-        async with self.db.connection("count live definitions") as connection:
-            rows = await connection.fetch(
-                f"SELECT definition, count(*) AS n FROM {self.table} "
-                f"WHERE name = $1 AND {_ACTIVE} GROUP BY definition",
-                name,
-            )
-        return {row["definition"]: int(row["n"]) for row in rows}
-
-    async def backlog(self) -> int:
-        """Active instances whose lease expired and nobody has claimed yet."""
-        async with self.db.connection("count the saga backlog") as connection:
-            value = await connection.fetchval(
-                f"SELECT count(*) FROM {self.table} WHERE {_ACTIVE} AND lease_until <= {NOW}"
-            )
-        return int(value)
-
-    async def delete_expired(self, batch: int) -> int:
-        """Delete up to ``batch`` finished sagas past their retention; returns how many."""
-        async with self.db.connection("delete expired sagas") as connection:
-            done = await connection.execute(
-                f"DELETE FROM {self.table} WHERE id IN (SELECT id FROM {self.table} "
-                f"WHERE expires <= {NOW} LIMIT $1 FOR UPDATE SKIP LOCKED)",
-                batch,
-            )
-        return int(done.rpartition(" ")[2])
-
-    async def counts(self, names: Collection[str]) -> dict[tuple[str, SagaStatus], int]:
-        """Unfinished instances per (saga name, status), from the (name, status, ...) index.
-
-        Unfinished rows never carry an expiry, so no retention filter is needed.
-        """
-        found = {(name, status): 0 for name in names for status in UNFINISHED}
-        if not found:
-            return found
-        async with self.db.connection("count sagas per status") as connection:
-            rows = await connection.fetch(
-                f"SELECT name, status, count(*) AS n FROM {self.table} "
-                "WHERE name = ANY($1::text[]) AND status = ANY($2::text[]) GROUP BY name, status",
-                list(names),
-                [status.value for status in UNFINISHED],
-            )
-        for row in rows:
-            found[(row["name"], SagaStatus(row["status"]))] = int(row["n"])
-        return found
 
     async def ping(self) -> None:
         """Raise :class:`nativekit.BackendUnavailable` if PostgreSQL does not answer."""

@@ -25,11 +25,12 @@ local function hset_blob(key, blob)
   for part in string.gmatch(blob, '([^%z]*)%z') do parts[#parts + 1] = part end
   redis.call('HSET', key, unpack(parts))
 end
--- true when the hash holds any field of the "f\0f\0" blob
+-- true when the hash holds any field of the "f\0f\0" blob with a non-empty value
 local function has_any(key, blob)
   if blob == nil or blob == '' then return false end
   for part in string.gmatch(blob, '([^%z]*)%z') do
-    if redis.call('HEXISTS', key, part) == 1 then return true end
+    local value = redis.call('HGET', key, part)
+    if value and value ~= '' then return true end
   end
   return false
 end
@@ -156,24 +157,36 @@ return 1
 )
 
 #: KEYS: record, leases. ARGV: id, new token, lease_ms, step, direction, attempt, reply
-#: token, known definitions... Leases the saga only while it still waits for exactly that
-#: attempt's reply; returns its fields, -1 (no such saga), 0 (it does not wait for this
+#: token, reply, known definitions... Leases the saga only while it still waits for exactly
+#: that attempt's reply, in its ``wait`` field (a step alone) or ``wait:<step>`` (a command
+#: member of a parallel group: the reply is stored as ``reply:<step>``, the wait emptied,
+#: and the saga leased only when no other ``wait:*`` field is left). Returns its fields,
+#: 1 (stored; other members still wait), -1 (no such saga), 0 (it does not wait for this
 #: reply: late) or -2 (a definition this service does not know).
 CLAIM_REPLY = (
     _PRELUDE
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 if not active(redis.call('HGET', KEYS[1], 'status')) then return 0 end
-local raw = redis.call('HGET', KEYS[1], 'wait')
-if not raw or raw == '' then return 0 end
-local w = cjson.decode(raw)
-if w.s ~= ARGV[4] or w.d ~= ARGV[5] or tostring(w.a) ~= ARGV[6] or w.t ~= ARGV[7] then
-  return 0
+local function matches(raw)
+  if not raw or raw == '' then return false end
+  local w = cjson.decode(raw)
+  return w.s == ARGV[4] and w.d == ARGV[5] and tostring(w.a) == ARGV[6] and w.t == ARGV[7]
 end
+local member = 'wait:' .. ARGV[4]
+local alone = matches(redis.call('HGET', KEYS[1], 'wait'))
+if not alone and not matches(redis.call('HGET', KEYS[1], member)) then return 0 end
 local def = redis.call('HGET', KEYS[1], 'name') .. ':' .. redis.call('HGET', KEYS[1], 'def')
 local known = false
-for i = 8, #ARGV do if ARGV[i] == def then known = true end end
+for i = 9, #ARGV do if ARGV[i] == def then known = true end end
 if not known then return -2 end
+if not alone then
+  redis.call('HSET', KEYS[1], member, '', 'reply:' .. ARGV[4], ARGV[8])
+  local all = redis.call('HGETALL', KEYS[1])
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 5) == 'wait:' and all[i + 1] ~= '' then return 1 end
+  end
+end
 local lease = now_ms() + tonumber(ARGV[3])
 redis.call('HSET', KEYS[1], 'token', ARGV[2], 'lease', string.format('%d', lease))
 redis.call('ZADD', KEYS[2], lease, ARGV[1])

@@ -227,12 +227,19 @@ class RedisSagaStore:
         return SagaRecord.from_fields(_fields(raw))
 
     async def claim_reply(
-        self, saga_id: str, wait: Waiting, token: str, *, lease: float, known: Collection[str]
-    ) -> SagaRecord:
-        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply."""
+        self,
+        saga_id: str,
+        wait: Waiting,
+        token: str,
+        *,
+        lease: float,
+        known: Collection[str],
+        reply: str = "",
+    ) -> SagaRecord | None:
+        """Lease the instance to ``token`` only while it waits for ``wait`` (see SagaStore)."""
         keys = [self._record_key(saga_id), f"{self._shard(saga_id)}:leases"]
         args: list[str | int] = [saga_id, token, int(lease * 1000)]
-        args += [wait.step, wait.direction, str(wait.attempt), wait.token, *known]
+        args += [wait.step, wait.direction, str(wait.attempt), wait.token, reply, *known]
         with _translated("claim_reply"):
             async with self._gate:
                 raw = await self._eval(self._claim_reply, keys, args)
@@ -240,7 +247,7 @@ class RedisSagaStore:
             raise UnknownSaga(saga_id)
         if not raw:
             raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
-        return SagaRecord.from_fields(_fields(raw))
+        return None if raw == 1 else SagaRecord.from_fields(_fields(raw))  # 1: stored
 
     async def signal(self, saga_id: str, event: str, payload: str) -> tuple[bool, bool]:
         """Store ``event`` once; release the lease of an active instance that awaits it."""

@@ -31,7 +31,7 @@ from nativekit.messaging._consume.pipeline import ConsumerOptions
 from nativekit.messaging._wire.envelope import Message
 from nativekit.saga._define.command_steps import CommandStep, Outcome, spec_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
-from nativekit.saga._run.commands import CommandDriver
+from nativekit.saga._run.commands import CommandDriver, encode_reply
 from nativekit.saga._run.telemetry import CENSUS_INTERVAL, CommandMetrics
 from nativekit.saga._store.model import SagaRecord, Waiting
 from nativekit.saga._store.outbox import OutboxRelay
@@ -222,43 +222,59 @@ async def apply_reply(
         wait = Waiting(step_name, direction, int(attempt), token, 0.0)  # timeout not compared
     except ValueError:
         return "ignored"
+    status, error = header(h.REPLY_STATUS), header(h.REPLY_ERROR)
+    reply = encode_reply(token, status == "ok", payload or b"null", error)
     new = uuid.uuid4().hex
     try:
-        claimed = await _claim_reply(runtime, saga_id, wait, new)
+        claimed = await _claim_reply(runtime, saga_id, wait, new, reply)
     except (UnknownSaga, SagaStateError):
         return "ignored"
     except (LeaseLost, SagaNotFound):
         return "late"
+    if claimed is None:  # a group member's reply, stored: other members still wait
+        return "received"
     saga = runtime.definition_of(claimed)
     step = saga.get_step(step_name)
     spec = spec_of(step, direction) if step is not None else None  # type: ignore[arg-type]
     outcome: Outcome | None = None
-    if spec is not None and header(h.REPLY_STATUS) == "ok":
+    # a group member's reply is stored with the saga (``reply:<step>``): the run reads it
+    member = step is not None and step.group is not None and direction == "forward"
+    if member:
+        pass
+    elif spec is not None and status == "ok":
         try:
             outcome = Outcome(True, spec.adapter.validate_json(payload or b"null"))
         except ValueError as exc:
             outcome = Outcome(False, error=f"reply does not fit {spec.reply}: {exc}")
     elif spec is not None:
-        outcome = Outcome(False, error=header(h.REPLY_ERROR) or "failure reply")
+        outcome = Outcome(False, error=error or "failure reply")
     if saga_id in runtime.runs:  # a local run of the old lease: fenced now anyway
         runtime.runs[saga_id][1].cancel()
     if before_resume is not None:
         before_resume(claimed)
     run = runtime.spawn(saga, claimed, new)
-    if outcome is None:  # cannot happen for a matching wait; the run treats it as timed out
+    if outcome is not None:
+        run.reply = (token, outcome)
+    elif not member:  # cannot happen for a matching wait; the run treats it as timed out
         return "ignored"
-    run.reply = (token, outcome)
     return "received"
 
 
-async def _claim_reply(runtime: SagaRuntime, saga_id: str, wait: Waiting, token: str) -> SagaRecord:
+async def _claim_reply(
+    runtime: SagaRuntime, saga_id: str, wait: Waiting, token: str, reply: str
+) -> SagaRecord | None:
     """``claim_reply``, retried while the store is down (a Redis failover takes seconds):
     a reply given up on would only be heard again when its wait times out."""
     delay = 0.1
     while True:
         try:
             return await runtime.store.claim_reply(
-                saga_id, wait, token, lease=runtime.lease, known=list(runtime.definitions)
+                saga_id,
+                wait,
+                token,
+                lease=runtime.lease,
+                known=list(runtime.definitions),
+                reply=reply,
             )
         except BackendUnavailable:
             await asyncio.sleep(delay)

@@ -12,7 +12,9 @@
 
 Members are ordinary steps (each with its own policy and compensation), kept
 next to each other in the saga's step list; the runner starts every member
-not yet completed at once and goes on once all completed.
+not yet completed at once and goes on once all completed. A member can be a
+command step (``@group.command_step(...)``): its command is sent with the other
+members' and the saga parks, holding no task, until every reply or deadline is in.
 """
 
 from __future__ import annotations
@@ -21,11 +23,13 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from nativekit.errors import ConfigError
+from nativekit.saga._define.command_steps import CommandStep
 from nativekit.saga._define.policy import DEFAULT_RETRIES, Backoff
 from nativekit.saga._define.step import _NAME, SagaContext, Step
 
 T = TypeVar("T")
 R = TypeVar("R")
+S = TypeVar("S", bound=Step[Any, Any])
 
 #: What the other members of a group do when one fails: be cancelled (their outcome is then
 #: uncertain, so they are compensated too) or finish their attempt first.
@@ -55,6 +59,19 @@ class GroupOwner(Protocol[T]):
         max_interruptions: int | None = None,
     ) -> Callable[[Callable[[SagaContext[T]], Awaitable[R]]], Step[[SagaContext[T]], R]]:
         """Decorator appending a step."""
+
+    def command_step(
+        self,
+        *,
+        topic: str,
+        reply: type[Any] | None = None,
+        reply_timeout: float = 10.0,
+        retries: int = DEFAULT_RETRIES,
+        backoff: Backoff | None = None,
+        name: str | None = None,
+        max_interruptions: int | None = None,
+    ) -> Callable[[Callable[[SagaContext[T]], Awaitable[Any]]], CommandStep[[SagaContext[T]], Any]]:
+        """Decorator appending a command step."""
 
 
 class ParallelGroup(Generic[T]):
@@ -110,15 +127,61 @@ class ParallelGroup(Generic[T]):
         )
 
         def decorator(func: Callable[[SagaContext[T]], Awaitable[R]]) -> Step[[SagaContext[T]], R]:
-            if self.members and self.saga.steps[-1] is not self.members[-1]:
-                raise ConfigError(
-                    f"Step {name or getattr(func, '__name__', '?')!r} of parallel group "
-                    f"{self.name!r} comes after step {self.saga.steps[-1].name!r}, which is not "
-                    "in the group; declare the members of a group one after another."
-                )
+            self._check_next(str(name or getattr(func, "__name__", "?")))
+            return self._join(register(func))
+
+        return decorator
+
+    def command_step(
+        self,
+        *,
+        topic: str,
+        reply: type[Any] | None = None,
+        reply_timeout: float = 10.0,
+        retries: int = DEFAULT_RETRIES,
+        backoff: Backoff | None = None,
+        name: str | None = None,
+        max_interruptions: int | None = None,
+    ) -> Callable[[Callable[[SagaContext[T]], Awaitable[Any]]], CommandStep[[SagaContext[T]], Any]]:
+        """Decorator: add a member that sends the command its function builds to ``topic``
+        (same options as :meth:`Saga.command_step`).
+
+        The commands of the group's command members are written together when the
+        group parks; each reply is fenced to its member's attempt and stored with the
+        saga, which resumes once every member has its reply or its deadline passed.
+        A failure reply or a timeout (after its retries) fails the member, and the
+        group follows ``on_failure``; a compensation command
+        (``@member.compensate_command``) undoes a completed member.
+        """
+        register = self.saga.command_step(
+            topic=topic,
+            reply=reply,
+            reply_timeout=reply_timeout,
+            retries=retries,
+            backoff=backoff,
+            name=name,
+            max_interruptions=max_interruptions,
+        )
+
+        def decorator(
+            func: Callable[[SagaContext[T]], Awaitable[Any]],
+        ) -> CommandStep[[SagaContext[T]], Any]:
+            self._check_next(str(name or getattr(func, "__name__", "?")))
             step = register(func)
-            step.group = self
-            self.members.append(step)
+            self._join(step)
             return step
 
         return decorator
+
+    def _check_next(self, name: str) -> None:
+        if self.members and self.saga.steps[-1] is not self.members[-1]:
+            raise ConfigError(
+                f"Step {name!r} of parallel group {self.name!r} comes after step "
+                f"{self.saga.steps[-1].name!r}, which is not in the group; declare the "
+                "members of a group one after another."
+            )
+
+    def _join(self, step: S) -> S:
+        step.group = self
+        self.members.append(step)
+        return step

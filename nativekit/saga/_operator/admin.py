@@ -63,7 +63,17 @@ def retry_change(record: SagaRecord) -> Transition:
             srec.attempts = srec.interruptions = 0
             srec.status = StepStatus.PENDING
             change.fields[f"step:{name}"] = srec.to_json()
+    _end_member_waits(record, change)
     return change
+
+
+def _end_member_waits(record: SagaRecord, change: Transition) -> None:
+    """Replies awaited or stored for command members of a parallel group no longer
+    count: a reply to them from now on is late."""
+    for name in record.waits:
+        change.fields[f"wait:{name}"] = ""
+    for name in record.replies:
+        change.fields[f"reply:{name}"] = ""
 
 
 def compensate_change(record: SagaRecord) -> Transition:
@@ -87,6 +97,7 @@ def compensate_change(record: SagaRecord) -> Transition:
             srec.compensation_attempts = srec.compensation_interruptions = 0
             srec.status = StepStatus.COMPENSATING
             change.fields[f"step:{name}"] = srec.to_json()
+    _end_member_waits(record, change)
     return change
 
 

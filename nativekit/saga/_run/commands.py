@@ -3,11 +3,17 @@
 The driver writes a command step's start, its command (an outbox entry) and the
 reply it waits for in one atomic write, then ends the run (:class:`Suspended`);
 a reply or the deadline resumes it (:mod:`nativekit.saga._commands.replies`).
+
+A command member of a parallel group waits in its own field ``wait:<step>``: the
+group's commands are written together when the group parks
+(``DurableWaits.park``), the store keeps each member's reply (``reply:<step>``)
+and resumes the saga once no member waits any more, or at the first deadline.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import uuid
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -16,7 +22,7 @@ from pydantic import BaseModel
 
 from nativekit.errors import ConfigError
 from nativekit.messaging._commands import handlers as h
-from nativekit.saga._define.command_steps import Outcome, spec_of
+from nativekit.saga._define.command_steps import CommandSpec, Outcome, spec_of
 from nativekit.saga._define.step import Direction, SagaContext, Step
 from nativekit.saga._errors import SagaStateError
 from nativekit.saga._run.state import RunState, Suspended, current_run
@@ -80,7 +86,13 @@ class CommandDriver:
         return spec_of(step, direction) is not None
 
     def outcome(self, run: RunState, step: Step[Any, Any], direction: Direction) -> Outcome | None:
-        """The ended wait of ``step`` in ``direction`` (its reply or its timeout), if any."""
+        """The ended wait of ``step`` in ``direction`` (its reply or its timeout), if any.
+
+        Raises :class:`Suspended` for a group member whose reply has not come and whose
+        deadline has not passed (it goes on waiting; ``run.held``).
+        """
+        if step.group is not None and direction == "forward":
+            return self._member_outcome(run, step)
         wait = Waiting.decode(run.record.wait)
         if wait is None or wait.step != step.name or wait.direction != direction:
             return None
@@ -89,6 +101,9 @@ class CommandDriver:
         reply, run.reply = run.reply, None
         if reply is not None and reply[0] == wait.token:
             return reply[1]
+        return self._timed_out(wait)
+
+    def _timed_out(self, wait: Waiting) -> Outcome:
         return Outcome(
             False,
             timed_out=True,
@@ -96,6 +111,30 @@ class CommandDriver:
             error=f"no reply from the participant within {wait.timeout:g}s "
             f"(attempt {wait.attempt})",
         )
+
+    def _member_outcome(self, run: RunState, step: Step[Any, Any]) -> Outcome | None:
+        name, record = step.name, run.record
+        raw = record.replies.pop(name, None)
+        if raw is not None:  # the store emptied the wait when it stored the reply
+            run.pending.fields[f"reply:{name}"] = ""
+            record.waits.pop(name, None)
+            spec = spec_of(step, "forward")
+            return decode_reply(raw, spec) if spec is not None else None
+        wait = Waiting.decode(record.waits.get(name))
+        if wait is None:
+            return None
+        if wait.at is not None and wait.at + wait.timeout > run.env.clock():
+            run.held[name] = wait
+            raise Suspended
+        del record.waits[name]
+        run.pending.fields[f"wait:{name}"] = ""
+        return self._timed_out(wait)
+
+    def count_sent(self, run: RunState, step: str, direction: Direction) -> None:
+        """A command of ``step`` was persisted."""
+        if self.metrics is not None:
+            labels = (self.metrics.service, run.saga.name, step, direction)
+            self.metrics.sent.labels(*labels).inc()
 
     async def send(
         self, run: RunState, step: Step[Any, Any], direction: Direction, ctx: SagaContext[Any]
@@ -143,6 +182,11 @@ class CommandDriver:
         )
         pending = run.pending
         run.mark(step.name, run.record.step(step.name))  # the attempt's start, if not written
+        if step.group is not None and direction == "forward":
+            # written with the other members' commands when the group parks: no reply can
+            # come before every member's wait is stored
+            run.sent[step.name] = ([*run.staged.pop(step.name, []), entry.encode()], wait)
+            raise Suspended
         pending.outbox.extend(run.staged.pop(step.name, []))
         pending.outbox.append(entry.encode())
         pending.fields["wait"] = wait.encode()
@@ -152,7 +196,25 @@ class CommandDriver:
         hooks = run.env.hooks
         if hooks is not None:  # the command is persisted (not yet published)
             await hooks.after(run.record, step.name, direction)
-        if self.metrics is not None:
-            labels = (self.metrics.service, run.saga.name, step.name, direction)
-            self.metrics.sent.labels(*labels).inc()
+        self.count_sent(run, step.name, direction)
         raise Suspended
+
+
+def encode_reply(token: str, ok: bool, payload: bytes, error: str | None) -> str:
+    """A reply to a group member as the store keeps it (``reply:<step>``)."""
+    if ok:
+        body = {"t": token, "ok": True, "p": payload.decode("utf-8", "replace")}
+    else:
+        body = {"t": token, "ok": False, "e": error or "failure reply"}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def decode_reply(raw: str, spec: CommandSpec) -> Outcome:
+    """The outcome of a stored member reply (validated against the step's reply model)."""
+    body = json.loads(raw)
+    if not body.get("ok"):
+        return Outcome(False, error=body.get("e") or "failure reply")
+    try:
+        return Outcome(True, spec.adapter.validate_json(body.get("p") or "null"))
+    except ValueError as exc:
+        return Outcome(False, error=f"reply does not fit {spec.reply}: {exc}")

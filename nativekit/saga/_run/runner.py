@@ -92,6 +92,10 @@ class Run(GroupRunner):
                 srec.ended_at = now
                 srec.error = "DeadlinePassed: the saga's deadline passed"
                 self.mark(name, srec)
+        for field in [f"wait:{n}" for n in record.waits] + [f"reply:{n}" for n in record.replies]:
+            self.pending.fields[field] = ""  # replies to group members from now on are late
+        record.waits.clear()
+        record.replies.clear()
         error = f"the saga's deadline passed (at {record.deadline!r}, epoch s)"
         self.log.warning("saga.deadline.passed", deadline=record.deadline)
         self.pending.status = SagaStatus.COMPENSATING

@@ -27,6 +27,7 @@ from nativekit.saga._store.model import (
     SagaRecord,
     StepRecord,
     Transition,
+    Waiting,
 )
 from nativekit.saga._store.store import SagaStore
 
@@ -108,6 +109,9 @@ class CommandSteps(Protocol):
     def wake(self, saga_id: str) -> None:
         """Outbox entries of ``saga_id`` were just written."""
 
+    def count_sent(self, run: RunState, step: str, direction: Direction) -> None:
+        """A command of ``step`` was persisted (metrics)."""
+
 
 @dataclass
 class Wake:
@@ -163,6 +167,11 @@ class RunState:
         self.suspended = False
         #: Steps parked by ``ctx.sleep``/``ctx.wait_for`` during this run, not yet written.
         self.waits: dict[str, Wake] = {}
+        #: Command members of a parallel group: commands built in this run (outbox entries
+        #: and the reply wait, written when the group parks), and waits already stored
+        #: that go on (no reply yet, deadline not passed).
+        self.sent: dict[str, tuple[list[str], Waiting]] = {}
+        self.held: dict[str, Waiting] = {}
         #: Count of durable waits reached per (step, direction) in the current attempt.
         self.ordinals: dict[tuple[str, str], int] = {}
         #: When the parked run wakes (epoch s), and whether an event may wake it sooner.

@@ -136,9 +136,26 @@ class DurableWaits(RunState):
     # -- parking the run ----------------------------------------------------------------
 
     async def park(self) -> None:
-        """Persist the waits of the steps that parked, lease until the first wake-up, end."""
+        """Persist the waits of the steps that parked, lease until the first wake-up, end.
+
+        Command members of a parallel group park here too: the commands built in this
+        run are written with their reply waits, and a member still waiting names its
+        ``reply:<step>`` among the fields that release the lease (a reply stored while
+        this run went on resumes the saga at once).
+        """
         now = self.env.clock()
-        at = min(wake.at for wake in self.waits.values())
+        times = [wake.at for wake in self.waits.values()]
+        release = []
+        for name, (entries, wait) in self.sent.items():
+            raw = wait.encode()
+            self.record.waits[name] = raw
+            self.pending.fields[f"wait:{name}"] = raw
+            self.pending.outbox.extend(entries)
+            times.append((wait.at or now) + wait.timeout)
+        for name, wait in self.held.items():
+            times.append((wait.at or now) + wait.timeout)
+            release.append(f"reply:{name}")
+        at = min(times)
         deadline = self.deadline()
         if deadline is not None:
             at = min(at, deadline)
@@ -149,13 +166,20 @@ class DurableWaits(RunState):
             self.mark(name, srec)
         self.record.awaiting = events
         self.pending.fields["awaiting"] = json.dumps(events) if events else ""
-        self.pending.release_if_any = [f"event:{e}" for e in events]
+        self.pending.release_if_any = [f"event:{e}" for e in events] + release
         self.pending.lease = FOREVER if math.isinf(at) else max(0.0, at - now)
         waits, self.waits = self.waits, {}
+        sent, self.sent, self.held = self.sent, {}, {}
         await self.flush()
         self.wake_at = at
         self.woken_by_event = bool(events)
         hooks = self.env.hooks
+        commands = self.env.commands
+        for name in sent:
+            if hooks is not None:  # the command is persisted (not yet published)
+                await hooks.after(self.record, name, "forward")
+            if commands is not None:
+                commands.count_sent(self, name, "forward")
         if hooks is not None:  # the park is persisted
             for name, wake in waits.items():
                 await hooks.after(self.record, name, wake.direction)

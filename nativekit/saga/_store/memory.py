@@ -105,7 +105,7 @@ class MemorySagaStore:
         status = SagaStatus(fields["status"])
         if not status.active:
             del self._leases[saga_id]
-        elif change.release or any(f in fields for f in change.release_if_any):
+        elif change.release or any(fields.get(f) for f in change.release_if_any):
             self._leases[saga_id] = ("", self.clock())
         else:
             self._leases[saga_id] = (token, self.clock() + lease)
@@ -148,17 +148,34 @@ class MemorySagaStore:
         return claimed
 
     async def claim_reply(
-        self, saga_id: str, wait: Waiting, token: str, *, lease: float, known: Collection[str]
-    ) -> SagaRecord:
-        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply."""
+        self,
+        saga_id: str,
+        wait: Waiting,
+        token: str,
+        *,
+        lease: float,
+        known: Collection[str],
+        reply: str = "",
+    ) -> SagaRecord | None:
+        """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply
+        (a group member's reply is stored; None while other members still wait)."""
         fields = self._load(saga_id)
         if fields is None:
             raise UnknownSaga(saga_id)
+        member = f"wait:{wait.step}"
         stored = Waiting.decode(fields.get("wait"))
+        alone = stored is not None and stored.matches(wait)
+        if not alone:
+            stored = Waiting.decode(fields.get(member))
         if not SagaStatus(fields["status"]).active or stored is None or not stored.matches(wait):
             raise LeaseLost(f"saga {saga_id!r} no longer waits for that reply")
         if definition_key(fields["name"], fields["def"]) not in known:
             raise UnknownSaga(saga_id)
+        if not alone:
+            fields[member] = ""
+            fields[f"reply:{wait.step}"] = reply
+            if any(k.startswith("wait:") and v for k, v in fields.items()):
+                return None
         self._leases[saga_id] = (token, self.clock() + lease)
         return self._record(saga_id)
 

@@ -176,6 +176,10 @@ class SagaRecord:
     parent_event: str | None = None
     #: Child sagas this one started: child id -> the step that started it.
     children: dict[str, str] = field(default_factory=dict)
+    #: Replies awaited by command members of a parallel group (``wait:<step>``, JSON of
+    #: :class:`Waiting`) and the replies stored for them (``reply:<step>``), by step.
+    waits: dict[str, str] = field(default_factory=dict)
+    replies: dict[str, str] = field(default_factory=dict)
 
     def to_fields(self) -> dict[str, str]:
         """The record as flat string fields (lease fields are the store's business)."""
@@ -210,6 +214,10 @@ class SagaRecord:
             fields[f"step:{name}"] = step.to_json()
         for name, result in self.results.items():
             fields[f"result:{name}"] = result
+        for name, raw in self.waits.items():
+            fields[f"wait:{name}"] = raw
+        for name, raw in self.replies.items():
+            fields[f"reply:{name}"] = raw
         return fields
 
     @classmethod
@@ -247,6 +255,10 @@ class SagaRecord:
                 record.events[key[6:]] = value
             elif key.startswith("child:"):
                 record.children[key[6:]] = value
+            elif key.startswith("wait:") and value:  # "" once the wait ended
+                record.waits[key[5:]] = value
+            elif key.startswith("reply:") and value:
+                record.replies[key[6:]] = value
         return record
 
     def step(self, name: str) -> StepRecord:
@@ -292,10 +304,11 @@ class Transition:
     ``outbox`` holds encoded outbox entries written in the same atomic write
     (``nativekit.saga._store.outbox``); ``lease`` overrides the lease length of this write
     (a saga waiting for a command reply is leased until the reply deadline).
-    ``release_if_any``: field names; when the record holds any of them once the change
-    is applied, the write releases the lease (as ``release``) instead of extending it. A
-    saga parking on an external event names ``event:<name>`` here, so an event delivered
-    just before it parked wakes it at once.
+    ``release_if_any``: field names; when the record holds any of them (non-empty) once
+    the change is applied, the write releases the lease (as ``release``) instead of
+    extending it. A saga parking on an external event names ``event:<name>`` here, so an
+    event delivered just before it parked wakes it at once; a group parking again names
+    ``reply:<step>`` of its members still waiting.
     """
 
     status: SagaStatus | None = None

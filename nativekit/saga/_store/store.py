@@ -55,7 +55,8 @@ class SagaStore(Protocol):
         retention: float,
     ) -> None:
         """Apply ``change`` if ``token`` holds the lease; extend the lease or release it
-        (``change.release``, or ``change.release_if_any`` names a field the record holds).
+        (``change.release``, or ``change.release_if_any`` names a field the record holds
+        with a non-empty value: a field set to "" counts as absent).
 
         The store sets ``updated`` to its own clock. ``current``, ``name`` and
         ``definition`` are what the lease holder knows of the instance (they
@@ -89,12 +90,24 @@ class SagaStore(Protocol):
         ...
 
     async def claim_reply(
-        self, saga_id: str, wait: Waiting, token: str, *, lease: float, known: Collection[str]
-    ) -> SagaRecord:
+        self,
+        saga_id: str,
+        wait: Waiting,
+        token: str,
+        *,
+        lease: float,
+        known: Collection[str],
+        reply: str = "",
+    ) -> SagaRecord | None:
         """Lease the instance to ``token`` only while it waits for exactly ``wait``'s reply.
 
         One atomic step: the instance must be active, wait for the same step,
         direction, attempt and reply token, and have a definition in ``known``.
+        The wait is either the record's ``wait`` field (a step alone), or the field
+        ``wait:<step>`` (a command member of a parallel group). For the latter, the
+        reply (opaque ``reply``) is stored as ``reply:<step>`` and ``wait:<step>`` is
+        emptied; while another ``wait:*`` field is still non-empty, the lease is left
+        as it is and None returned (stored, the saga still waits for other members).
         Raises :class:`UnknownSaga` when there is no such instance or its definition
         is not in ``known``, :class:`LeaseLost` when it no longer waits for that reply.
         """
