@@ -28,7 +28,13 @@ from tests.faults.faults import FAULTS, FaultRun, all_ready, cpu_seconds
 from tests.faults.load import Load
 from tests.faults.shop import SERVICES, SESSION_TIMEOUT, FaultShop
 
-pytestmark = [pytest.mark.redis, pytest.mark.kafka, pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [
+    pytest.mark.faults,
+    pytest.mark.redis,
+    pytest.mark.kafka,
+    pytest.mark.slow,
+    pytest.mark.timeout(600),
+]
 
 WORKERS = 16 if LONG else 6
 WARMUP = 60 if LONG else 8  # orders accepted before the fault
