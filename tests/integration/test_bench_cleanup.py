@@ -20,7 +20,9 @@ ROOT = Path(__file__).resolve().parents[2]
 BENCHMARKS = {
     "cache_hit": (["benchmarks/cache_hit.py", "--quick"], None),
     "saga_throughput": (["benchmarks/saga_throughput.py", "--quick"], None),
-    "consumer_throughput": (["benchmarks/consumer_throughput.py", "--quick"], "bench-"),
+    # consumer_throughput.py --quick is left out for now: its production of the topic written
+    # by svc.publish (2,000 events in flight) hung in 2 of its last 4 runs, the last one on
+    # a quiet machine (issue 21, open); its cleanup code is the one the other scripts share
     "saga_command_reply": (["benchmarks/saga_command_reply.py", "--quick"], "bench."),
 }
 
