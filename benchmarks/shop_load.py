@@ -1,6 +1,7 @@
 """Load on the example shop: three processes on real Redis and Kafka.
 
     python benchmarks/shop_load.py [--concurrency 50] [--seconds 20] [--quick] [--redis-cluster]
+                                   [--replicas N]
     # BENCH_FETCH_WAIT_MS (30): the services' NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS, in ms
 
 Places orders at fixed concurrency with ``Prefer: wait=5`` (polling GET when an
@@ -10,7 +11,9 @@ on a cached product read (``GET /inventory/products/{sku}``) of the same stack.
 Uses NATIVEKIT_TEST_REDIS_URL / NATIVEKIT_TEST_KAFKA_URL, else starts servers;
 ``--redis-cluster`` starts a private 3-master Redis Cluster instead and also reports
 the Redis commands per order (``INFO commandstats`` of its masters, nothing else
-runs on them).
+runs on them). ``--replicas N`` runs N replicas of each service (topics of
+``max(6, 2N)`` partitions), the load generator spreading orders over the orders
+replicas; CPU per order is then summed per service (docs/scaling.md).
 The last output line is one JSON object.
 """
 
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
+import contextlib
 import os
 import random
 import shutil
@@ -36,7 +41,14 @@ sys.path.insert(0, str(Path(__file__).parents[1]))
 
 import harness
 
-from examples.shop.cluster import Cluster
+from examples.shop.cluster import (
+    Cluster,
+    create_topics,
+    replica_ports,
+    service_of,
+    shop_topics,
+    start_replicas,
+)
 from examples.shop.models import payment_id_for
 from nativekit.testing import servers
 
@@ -91,14 +103,25 @@ async def fetch(http: aiohttp.ClientSession, method: str, path: str, **kwargs: A
         return await response.json()
 
 
-def session(cluster: Cluster, service: str, concurrency: int) -> aiohttp.ClientSession:
-    """A client session for one service."""
+def instances(cluster: Cluster, service: str) -> list[str]:
+    """The running instances of one service: ``orders``, or ``orders-1``, ``orders-2``..."""
+    return sorted(name for name in cluster.ports if service_of(name) == service)
+
+
+def session(
+    cluster: Cluster, service: str, concurrency: int, replica: int = 0
+) -> aiohttp.ClientSession:
+    """A client session for one service (its ``replica``-th instance when replicated)."""
+    names = instances(cluster, service)
     return aiohttp.ClientSession(
-        base_url=cluster.url(service), connector=aiohttp.TCPConnector(limit=concurrency)
+        base_url=cluster.url(names[replica % len(names)]),
+        connector=aiohttp.TCPConnector(limit=concurrency),
     )
 
 
-def start_cluster(stack: ExitStack, tag: str, log_dir: Path, redis_cluster: bool) -> Cluster:
+def start_cluster(
+    stack: ExitStack, tag: str, log_dir: Path, redis_cluster: bool, replicas: int = 1
+) -> Cluster:
     """Servers (reused when configured) and the three services, stopped by ``stack``."""
     redis: Any
     if redis_cluster:
@@ -127,28 +150,35 @@ def start_cluster(stack: ExitStack, tag: str, log_dir: Path, redis_cluster: bool
         SHOP_SEED_PRODUCTS="0",
         PYTHONPATH=str(Path(__file__).parents[1]),
     )
-    ports = {name: servers.free_port() for name in ("orders", "payments", "inventory")}
-    cluster = Cluster(env, ports=ports, log_dir=log_dir)
-    stack.callback(servers.delete_topics_now, kafka.url, [f"bench-{tag}."])
+    # the shop's topics and orders' reply topic ("orders-<tag>.replies")
+    stack.callback(servers.delete_topics_now, kafka.url, [f"bench-{tag}.", f"-{tag}."])
     if not redis_cluster:  # a private cluster goes away with its keys
         stack.callback(delete_keys, redis.url, tag)
+    if replicas > 1:
+        topics = shop_topics(env, orders_service=f"orders-{tag}")
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:  # it runs its own loop
+            pool.submit(create_topics, kafka.url, topics, max(6, 2 * replicas)).result()
+        cluster = Cluster(env, ports=replica_ports(replicas, replicas), log_dir=log_dir)
+    else:
+        ports = {name: servers.free_port() for name in ("orders", "payments", "inventory")}
+        cluster = Cluster(env, ports=ports, log_dir=log_dir)
     stack.callback(cluster.stop)
-    for service in ports:
-        cluster.start(service, {"NATIVEKIT_SERVICE_NAME": f"{service}-{tag}"})
-    cluster.wait_ready(60)
+    start_replicas(cluster, suffix=f"-{tag}")
+    cluster.wait_ready(120)
     return cluster
 
 
 async def place_orders(
-    orders: aiohttp.ClientSession, skus: list[str], concurrency: int, seconds: float
+    replicas: list[aiohttp.ClientSession], skus: list[str], concurrency: int, seconds: float
 ) -> tuple[list[float], list[dict[str, Any]], float]:
-    """Run ``concurrency`` workers for ``seconds``; latencies (s), final orders, elapsed."""
+    """Run ``concurrency`` workers for ``seconds``, spread over the orders ``replicas``;
+    latencies (s), final orders, elapsed."""
     rng = random.Random(1)
     latencies: list[float] = []
     final: list[dict[str, Any]] = []
     stop = time.monotonic() + seconds
 
-    async def worker() -> None:
+    async def worker(orders: aiohttp.ClientSession) -> None:
         while time.monotonic() < stop:
             body = {
                 "customer_id": f"c-{rng.randint(1, 1000)}",
@@ -164,7 +194,7 @@ async def place_orders(
             final.append(order)
 
     began = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    await asyncio.gather(*(worker(replicas[n % len(replicas)]) for n in range(concurrency)))
     return latencies, final, time.perf_counter() - began
 
 
@@ -196,7 +226,10 @@ def server_pids() -> dict[str, list[int]]:
 def cpu_snapshot(cluster: Cluster) -> dict[str, float]:
     """CPU seconds used so far by each service process, this load generator, and the local
     Redis and Kafka (Tansu) servers."""
-    found = {name: cpu_seconds(p.pid) for name, p in cluster.processes.items()}
+    found: dict[str, float] = {}
+    for name, process in cluster.processes.items():  # replicas summed per service
+        service = service_of(name)
+        found[service] = found.get(service, 0.0) + cpu_seconds(process.pid)
     found["client"] = cpu_seconds(os.getpid())
     for name, pids in SERVERS.items():
         found[name] = sum(cpu_seconds(pid) for pid in pids)
@@ -262,18 +295,24 @@ def keep_logs_on_failure(log_dir: Path) -> None:
         print(f"service logs kept in {log_dir}", file=sys.stderr)
 
 
-async def run(concurrency: int, seconds: float, redis_cluster: bool = False) -> dict[str, Any]:
+async def run(
+    concurrency: int, seconds: float, redis_cluster: bool = False, replicas: int = 1
+) -> dict[str, Any]:
     """Start the shop, stock it, load it, check it."""
     tag = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
         log_dir = Path(tempfile.mkdtemp(prefix=f"shop-load-{tag}-"))
         stack.callback(keep_logs_on_failure, log_dir)
-        cluster = start_cluster(stack, tag, log_dir, redis_cluster)
+        cluster = start_cluster(stack, tag, log_dir, redis_cluster, replicas)
         SERVERS.update(server_pids())
         async with (
-            session(cluster, "orders", concurrency) as orders,
+            contextlib.AsyncExitStack() as sessions,
             session(cluster, "inventory", concurrency) as inventory,
         ):
+            orders = [
+                await sessions.enter_async_context(session(cluster, "orders", concurrency, n))
+                for n in range(len(instances(cluster, "orders")))
+            ]
             skus = [f"B-{n}" for n in range(SKUS)]
             for sku in skus:
                 body = {"name": sku, "price": 1999, "available": STOCK}
@@ -295,6 +334,8 @@ async def run(concurrency: int, seconds: float, redis_cluster: bool = False) -> 
     return {
         "benchmark": "shop_load",
         "concurrency": concurrency,
+        "replicas": replicas,
+        "redis_cluster": redis_cluster,
         "orders": len(final),
         "orders_per_s": round(rate, 1),
         "p50_ms": round(statistics.median(latencies) * 1000, 1),
@@ -340,9 +381,12 @@ def main() -> None:
     parser.add_argument(
         "--redis-cluster", action="store_true", help="on a private 3-master Redis Cluster"
     )
+    parser.add_argument(
+        "--replicas", type=int, default=1, help="replicas of each service (default 1)"
+    )
     args = parser.parse_args()
     seconds = 5 if args.quick else args.seconds
-    result = asyncio.run(run(args.concurrency, seconds, args.redis_cluster))
+    result = asyncio.run(run(args.concurrency, seconds, args.redis_cluster, args.replicas))
     print(f"{'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'orders':>7} {'reads/s':>9} invariants")
     print(
         f"{result['orders_per_s']:>10} {result['p50_ms']:>8} {result['p99_ms']:>8} "
@@ -354,7 +398,8 @@ def main() -> None:
     print("  above idle: " + ", ".join(f"{name} {ms}" for name, ms in above.items()))
     harness.headline(
         "shop_load",
-        what="shop orders (3 services, saga with commands)",
+        what="shop orders (3 services, saga with commands)"
+        + (f", {result['replicas']} replicas each" if result["replicas"] > 1 else ""),
         unit="orders/s",
         figure=result["orders_per_s"],
         peer="cached product reads (same run)",
