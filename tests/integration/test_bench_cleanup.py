@@ -24,6 +24,7 @@ BENCHMARKS = {
     # by svc.publish (2,000 events in flight) hung in 2 of its last 4 runs, the last one on
     # a quiet machine (issue 21, open); its cleanup code is the one the other scripts share
     "saga_command_reply": (["benchmarks/saga_command_reply.py", "--quick"], "bench."),
+    "engine_limits": (["benchmarks/engine_limits.py", "--quick"], "bench-limits-"),
 }
 
 
