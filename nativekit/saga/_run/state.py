@@ -34,7 +34,7 @@ from nativekit.saga._store.store import SagaStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
-    from nativekit._transaction import TransactionFactory
+    from nativekit._transaction import TransactionFactory, TransactionScope
     from nativekit.saga._define.command_steps import Outcome
 
 
@@ -210,6 +210,20 @@ class RunState:
                 await self._flush()
             elif self._broken is not None:
                 raise self._broken
+
+    async def commit_with(self, scope: TransactionScope, stage: Callable[[], None]) -> None:
+        """Stage a step's completion (``stage``) and write it in the step's transaction
+        ``scope``, committed before another write of the run starts: a member of a group
+        whose start that write took goes on only once it is committed."""
+        async with self._writing:
+            stage()
+            try:
+                with scope.joined():
+                    await self._flush()
+                await scope.commit()
+            except BaseException as exc:
+                self._broken = exc
+                raise
 
     async def _flush(self) -> None:
         change, self.pending = self.pending, Transition()
