@@ -14,7 +14,10 @@ plain HSETs (no fencing, no indexes, no lease) to show the framework's own cost.
 "nativekit_model" is the saga model's case: a 3-way parallel group of no-op
 steps followed by a child saga (one no-op step), everything compensated; its
 peer in the same run is the plain 3-step saga (``ratio_model_vs_3_steps``).
-Target: at least 500 instances/s at concurrency 100.
+Target: at least 500 instances/s at concurrency 100. It costs 5 round trips per
+instance: the create with the three members' starts, the group's completions with
+the child step's start, the child's create and end, the parent's end (see "What
+each kind of step costs" in docs/saga-model.md).
 
     python benchmarks/saga_throughput.py [--redis redis://127.0.0.1:6379/0] [--quick]
                                          [--postgres postgresql://host/db]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from pydantic import BaseModel
 from saga_support import Participant
@@ -172,3 +174,50 @@ async def test_crash_matrix_over_child_failures(fail: str) -> None:
         fail_steps=False,
     )
     assert {case.status for case in report.cases} == {SagaStatus.COMPENSATED}
+
+
+class _CrashAfterChild:
+    """Hooks: the parent's process dies once its child step returned (the child is stored
+    COMPLETED), before the parent writes anything more."""
+
+    def __init__(self) -> None:
+        self.crashed = False
+
+    async def before(self, record: object, step: str, direction: str) -> None:
+        return None
+
+    async def after(self, record: object, step: str, direction: str) -> None:
+        if step == "payment" and direction == "forward" and not self.crashed:
+            self.crashed = True
+            raise asyncio.CancelledError
+
+
+async def test_a_child_started_by_an_attempt_that_then_died_is_compensated() -> None:
+    """The parent dies after its child completed but before it recorded the child; the
+    recovered parent gives the step up (no interruption left), compensates, and the child
+    found under its derived id is compensated too."""
+    participant = Participant()
+    parent, child = sagas(participant)
+    clock = ManualClock()
+    store = MemorySagaStore(clock=clock)
+    hooks = _CrashAfterChild()
+    first = SagaRuntime("a", store, tracing=False, clock=clock, hooks=hooks, lease=5)
+    first.declare(parent)
+    first.declare(child)
+    await first.start(parent, {"order_id": "o-1"}, saga_id="p-9")
+    async with asyncio.timeout(5):
+        while first.runs:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
+    stored = await store.get("p-9")
+    assert stored is not None and "p-9:payment" not in stored.children
+    assert (await store.get("p-9:payment")).status is SagaStatus.COMPLETED  # type: ignore[union-attr]
+    second = SagaRuntime("b", store, tracing=False, clock=clock, lease=5, max_interruptions=0)
+    second.declare(parent)
+    second.declare(child)
+    clock.advance(6)
+    assert await second.recover() >= 1
+    done = await second.wait("p-9", 5)
+    assert done.status is SagaStatus.COMPENSATED
+    assert done.steps["payment"].uncertain
+    assert (await second.get("p-9:payment")).status is SagaStatus.COMPENSATED
+    assert participant.applied["p-9:payment:authorize:compensate"] == 1

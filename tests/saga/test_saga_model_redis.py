@@ -105,3 +105,52 @@ async def test_the_deadline_of_a_parked_saga_is_enforced_by_recovery(
         assert sorted(undone) == ["m-2:payment:compensate", "m-2:stock:compensate"]
     finally:
         await svc.shutdown()
+
+
+async def test_a_group_and_a_child_saga_cost_five_round_trips(
+    make_service: Callable[..., nativekit.Service],
+) -> None:
+    """The saga model's benchmark saga (three no-op members, then a child of one step)
+    sends 5 commands to Redis per instance, the plain 3-step saga 4 (docs/saga-model.md,
+    "What each kind of step costs")."""
+    svc = make_service("counted", saga_recovery_interval=3600)  # no recovery passes between
+    child: Saga[Order] = Saga("counted-child", input=Order)
+
+    async def noop(ctx: SagaContext[Order]) -> None:
+        return None
+
+    child.step(name="pay")(noop).compensate(noop)
+    svc.add_saga(child)
+    model = svc.saga("counted-model", input=Order)
+    group = model.parallel("fan")
+    plain = svc.saga("counted-plain", input=Order)
+    for name in ("reserve", "charge", "ship"):
+        group.step(name=name)(noop).compensate(noop)
+        plain.step(name=name)(noop).compensate(noop)
+
+    @model.child(child)
+    async def payment(ctx: SagaContext[Order]) -> Order:
+        return ctx.data
+
+    sent: list[tuple[str, str]] = []
+    original = svc.redis.execute_command
+
+    async def counted(*args: object, **kwargs: object) -> object:
+        sent.append((str(args[0]), " ".join(map(str, args[1:]))))
+        return await original(*args, **kwargs)
+
+    await svc.startup(hook_sigterm=False)
+    svc.redis.execute_command = counted  # type: ignore[method-assign]
+    try:
+        costs = {}
+        for saga in ("counted-model", "counted-plain"):
+            for n in range(2):  # the first run of each may load its scripts
+                sent.clear()
+                handle = await svc.sagas.start(saga, {"order_id": "o"}, saga_id=f"{saga}-{n}")
+                record = await handle.wait(10)
+                assert record.status is SagaStatus.COMPLETED, record.error
+            # the saga's own commands (its child's id starts with its id)
+            costs[saga] = [name for name, args in sent if f"{saga}-1" in args]
+    finally:
+        await svc.shutdown()
+    assert costs == {"counted-model": ["EVALSHA"] * 5, "counted-plain": ["EVALSHA"] * 4}

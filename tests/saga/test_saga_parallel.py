@@ -165,3 +165,47 @@ async def test_crash_matrix_over_a_parallel_group() -> None:
     scenarios = {case.scenario for case in report.cases}
     assert "step 'payment' fails" in scenarios
     assert {case.status for case in report.cases} == {SagaStatus.COMPLETED, SagaStatus.COMPENSATED}
+
+
+class CountingStore(MemorySagaStore):
+    """Counts the writes (round trips on a real store) of sagas."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[dict[str, str]] = []
+
+    async def write(self, saga_id: str, token: str, change, **kwargs):  # type: ignore[no-untyped-def, override]
+        self.writes.append(dict(change.fields))
+        return await super().write(saga_id, token, change, **kwargs)
+
+
+async def test_the_members_starts_are_one_write_and_stored_before_any_member_runs() -> None:
+    """A group after a step costs one write to start (the step's completion and every
+    member's start) and none per member completion; each member finds its start stored
+    when its function runs."""
+    store = CountingStore()
+    saga: Saga[Order] = Saga("counted", input=Order)
+    seen: dict[str, str] = {}
+
+    @saga.step(readonly=True)
+    async def validate(ctx: SagaContext[Order]) -> None:
+        return None
+
+    group = saga.parallel("fan")
+    for name in ("stock", "payment", "shipping"):
+
+        @group.step(name=name)
+        async def member(ctx: SagaContext[Order]) -> None:
+            stored = await store.get(ctx.saga_id)
+            assert stored is not None
+            seen[ctx.step] = stored.step(ctx.step).status.value
+
+    runtime = SagaRuntime("test", store, tracing=False)
+    runtime.declare(saga)
+    record = await (await runtime.start(saga, {"order_id": "o-1"}, saga_id="c-1")).wait(10)
+    assert record.status is SagaStatus.COMPLETED
+    assert seen == {"stock": "running", "payment": "running", "shipping": "running"}
+    starts = [f"step:{n}" for n in ("stock", "payment", "shipping")]
+    assert len(store.writes) == 2  # the group's start, then its completions with the end
+    assert set(starts) | {"result:validate"} <= set(store.writes[0])
+    assert {f"result:{n}" for n in ("stock", "payment", "shipping")} <= set(store.writes[1])

@@ -7,13 +7,16 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httpx
 from pydantic import BaseModel
+from starlette.applications import Starlette
 
 from nativekit import CommandRejected, Saga, SagaContext
 from nativekit.messaging._commands import handlers as h
 from nativekit.saga import SagaRecord, SagaStatus
 from nativekit.saga._commands.replies import apply_reply
 from nativekit.saga._define.group import OnFailure
+from nativekit.saga._operator.http import operator_routes
 from nativekit.saga._run.commands import CommandDriver
 from nativekit.saga._run.runtime import SagaRuntime
 from nativekit.saga._store.memory import MemorySagaStore
@@ -347,3 +350,30 @@ async def test_matrix_with_a_refused_member_compensates_at_every_point() -> None
         )
         assert report.cases
         assert {case.status for case in report.cases} == {SagaStatus.COMPENSATED}
+
+
+async def test_operator_api_shows_which_members_are_still_awaited() -> None:
+    """GET /<saga_id> of the operator API lists the replies the saga still waits for, by
+    member (attempt, when sent, when due; no reply token), and the members whose reply is
+    stored but not yet applied."""
+    saga, clock = build(), ManualClock()
+    _store, runtime, wire = _setup(saga, clock)
+    await _parked(runtime, saga, {"order_id": "o9"}, "g-ops")
+    sent = _by_step(wire.take())
+    app = Starlette(routes=operator_routes(runtime, "/ops"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://ops") as client:
+        before = (await client.get("/ops/g-ops")).json()
+        assert await wire.answer(sent["reserve"]) == "received"
+        await wire.settle()
+        after = (await client.get("/ops/g-ops")).json()
+    now = clock()
+    due = {"direction": "forward", "attempt": 1, "sent_at": now}
+    assert before["waits"] == {
+        "reserve": due | {"reply_due": now + 5},
+        "charge": due | {"reply_due": now + 5},
+    }
+    assert before["replies"] == []
+    assert after["waits"] == {"charge": due | {"reply_due": now + 5}}
+    assert after["replies"] == ["reserve"]
+    assert "token" not in str(after["waits"])

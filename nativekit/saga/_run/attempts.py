@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from nativekit._transaction import NO_TRANSACTION, TransactionScope
@@ -129,12 +130,12 @@ class StepAttempts(DurableWaits):
                 await asyncio.sleep(policy.backoff.delay(failures))
                 return None
             return self._fail(step, srec, forward, srec.error, attempt=attempt)
-        self.pending.outbox.extend(self.staged.pop(step.name, []))
-        self._complete(step, srec, forward, value)
-        if scope is not None and scope.begun:
-            with scope.joined():  # the step's writes commit with its completion
-                await self.flush()
-            await scope.commit()
+        outbox = self.staged.pop(step.name, [])
+        complete = partial(self._complete, step, srec, forward, value, outbox)
+        if scope is not None and scope.begun:  # the step's writes commit with its completion
+            await self.commit_with(scope, complete)
+        else:
+            complete()
         return True
 
     def _interruption(
@@ -222,7 +223,10 @@ class StepAttempts(DurableWaits):
             srec.compensation_started_at = srec.compensation_started_at or now
         self.mark(name, srec)
 
-    def _complete(self, step: Step[Any, Any], srec: StepRecord, forward: bool, value: Any) -> None:
+    def _complete(
+        self, step: Step[Any, Any], srec: StepRecord, forward: bool, value: Any, outbox: list[str]
+    ) -> None:
+        self.pending.outbox.extend(outbox)
         now = self.env.clock()
         if forward:
             srec.error = None

@@ -35,11 +35,19 @@ class GroupRunner(StepAttempts):
             for s in group.members
             if status[s.name] not in (StepStatus.COMPLETED, StepStatus.FAILED)
         ]
-        tasks = {asyncio.ensure_future(self._run(step, "forward")): step for step in members}
+        tasks: dict[asyncio.Future[bool], Step[Any, Any]] = {}
         cancelled: set[asyncio.Future[bool]] = set()
         parked = False
-        pending = set(tasks)
         try:
+            async with self._writing:
+                tasks = {asyncio.ensure_future(self._run(s, "forward")): s for s in members}
+                # one turn of the loop: each member runs up to the write of its start and
+                # queues behind this lock, so one write persists every member's start (a
+                # member that got further, or not as far, writes its own; nothing runs
+                # before its start is persisted either way)
+                await asyncio.sleep(0)
+                await self._flush()
+            pending = set(tasks)
             while pending:
                 done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:

@@ -34,7 +34,7 @@ from nativekit.saga._store.store import SagaStore
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
 
-    from nativekit._transaction import TransactionFactory
+    from nativekit._transaction import TransactionFactory, TransactionScope
     from nativekit.saga._define.command_steps import Outcome
 
 
@@ -179,6 +179,8 @@ class RunState:
         self.woken_by_event = False
         #: Writes of one run never overlap (members of a group flush concurrently).
         self._writing = asyncio.Lock()
+        #: Set once a write failed: the run ends, and no other member may act on it.
+        self._broken: BaseException | None = None
 
     @property
     def log(self) -> Any:
@@ -195,12 +197,44 @@ class RunState:
     # -- persistence ----------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Persist the pending changes (fenced by the lease token)."""
+        """Persist the pending changes (fenced by the lease token).
+
+        Members of a parallel group flush concurrently: a flush that waited for the
+        write in progress finds its changes taken by it when it staged them before that
+        write began, and writes nothing more (that write is its write, and its failure
+        is this flush's failure too).
+        """
+        staged = self.pending
         async with self._writing:
-            await self._flush()
+            if self.pending is staged:
+                await self._flush()
+            elif self._broken is not None:
+                raise self._broken
+
+    async def commit_with(self, scope: TransactionScope, stage: Callable[[], None]) -> None:
+        """Stage a step's completion (``stage``) and write it in the step's transaction
+        ``scope``, committed before another write of the run starts: a member of a group
+        whose start that write took goes on only once it is committed."""
+        async with self._writing:
+            stage()
+            try:
+                with scope.joined():
+                    await self._flush()
+                await scope.commit()
+            except BaseException as exc:
+                self._broken = exc
+                raise
 
     async def _flush(self) -> None:
         change, self.pending = self.pending, Transition()
+        try:
+            await self._write(change)
+        except BaseException as exc:
+            # the changes are gone with this write: a flush waiting for it must not go on
+            self._broken = exc
+            raise
+
+    async def _write(self, change: Transition) -> None:
         if self.creating is not None:
             await self._create(self.creating)
             return

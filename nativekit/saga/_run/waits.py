@@ -21,7 +21,7 @@ from pydantic import TypeAdapter
 from nativekit.errors import ConfigError
 from nativekit.saga._define.child_steps import child_id
 from nativekit.saga._define.step import _NAME, Direction, SagaContext
-from nativekit.saga._errors import ChildSagaFailed, EventTimeout
+from nativekit.saga._errors import ChildSagaFailed, EventTimeout, SagaNotFound
 from nativekit.saga._run.state import RunState, Suspended, Wake
 from nativekit.saga._store.model import SagaStatus, StepStatus
 
@@ -124,9 +124,15 @@ class DurableWaits(RunState):
         """Compensate the child this step started, if it completed; wait for its end."""
         children = self.env.children
         saga_id = child_id(ctx.saga_id, ctx.step)
-        if children is None or saga_id not in self.record.children:
+        linked = saga_id in self.record.children
+        if children is None or not (linked or self.record.step(ctx.step).uncertain):
             return  # never started: nothing to undo
-        record = await children.compensate_child(saga_id)
+        try:
+            record = await children.compensate_child(saga_id)
+        except SagaNotFound:
+            if linked:
+                raise
+            return  # the attempt that died (unrecorded) never got to start it
         if record.status not in (SagaStatus.COMPENSATED, SagaStatus.ABORTED):
             raise ChildSagaFailed(
                 f"child saga {saga_id!r} could not be compensated: it is "

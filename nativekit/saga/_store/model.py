@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from nativekit.saga._store.waiting import Waiting as Waiting  # re-exported: stored with records
+
 
 class SagaStatus(StrEnum):
     """Where a saga instance is in its life."""
@@ -294,7 +296,25 @@ class SagaRecord:
             "events": {name: json.loads(raw) for name, raw in self.events.items()},
             "parent": self.parent,
             "children": dict(self.children),
+            "waits": self._waits_view(),
+            "replies": sorted(self.replies),
         }
+
+    def _waits_view(self) -> dict[str, dict[str, Any]]:
+        """The command replies still awaited, by step: the step's own (``wait``) and those
+        of the command members of a parallel group (``wait:<step>``); tokens left out."""
+        raws = [self.wait] if self.wait else []
+        views = {}
+        for raw in [*raws, *self.waits.values()]:
+            wait = Waiting.decode(raw)
+            if wait is not None:
+                views[wait.step] = {
+                    "direction": wait.direction,
+                    "attempt": wait.attempt,
+                    "sent_at": wait.at,
+                    "reply_due": None if wait.at is None else wait.at + wait.timeout,
+                }
+        return views
 
 
 @dataclass
@@ -339,58 +359,3 @@ class Page:
 
     items: list[SagaRecord]
     cursor: str | None
-
-
-@dataclass(frozen=True)
-class Waiting:
-    """What a waiting saga expects: the reply to one attempt of one step direction.
-
-    ``at`` is when the command was written (epoch seconds; absent in waits stored
-    by older versions, whose deadline then always counts as a timeout).
-    """
-
-    step: str
-    direction: str
-    attempt: int
-    token: str
-    timeout: float
-    at: float | None = None
-
-    def encode(self) -> str:
-        """Stored in the record's ``wait`` field."""
-        return json.dumps(
-            {
-                "s": self.step,
-                "d": self.direction,
-                "a": self.attempt,
-                "t": self.token,
-                "o": self.timeout,
-                "w": self.at,
-            },
-            separators=(",", ":"),
-        )
-
-    @classmethod
-    def decode(cls, raw: str | None) -> Waiting | None:
-        """Inverse of :meth:`encode` (None for no wait)."""
-        if not raw:
-            return None
-        data = json.loads(raw)
-        at = data.get("w")
-        return cls(
-            data["s"],
-            data["d"],
-            int(data["a"]),
-            data["t"],
-            float(data["o"]),
-            None if at is None else float(at),
-        )
-
-    def matches(self, other: Waiting) -> bool:
-        """Whether ``other`` is a reply to the same attempt (the timeout is not compared)."""
-        return (self.step, self.direction, self.attempt, self.token) == (
-            other.step,
-            other.direction,
-            other.attempt,
-            other.token,
-        )
