@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
             redis: Any = servers.start_redis_cluster() if replicated else servers.start_redis()
             stack.callback(redis.stop)
             env["NATIVEKIT_REDIS_URL"] = redis.url
+        if env.get("NATIVEKIT_DATABASE_URL"):  # a demo: create nativekit's tables at startup
+            env.setdefault("NATIVEKIT_DATABASE_MIGRATE_ON_START", "true")
         if not env.get("NATIVEKIT_KAFKA_URL"):
             kafka = servers.start_kafka()
             stack.callback(kafka.stop)
@@ -212,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"redis={env['NATIVEKIT_REDIS_URL']} kafka={env['NATIVEKIT_KAFKA_URL']}")
         if env.get("SHOP_DATABASE_URL"):  # inventory: stock and nativekit state in PostgreSQL
             print("inventory on PostgreSQL (SHOP_DATABASE_URL)")
+        if env.get("NATIVEKIT_DATABASE_URL"):  # sagas, outbox, DONE marks of the others
+            print("orders' and payments' nativekit state on PostgreSQL (NATIVEKIT_DATABASE_URL)")
         for instance in cluster.ports:
             print(f"{instance:12} {cluster.url(instance)}")
         print("Ctrl-C stops the shop.", flush=True)

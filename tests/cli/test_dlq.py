@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 import pytest
@@ -62,14 +63,23 @@ class Shop:
         raise AssertionError(f"{self.dlq} holds {found} records, expected {count}")
 
 
-@pytest.fixture
-async def shop(kafka_url: str, redis_url: str, unique: str, cli: Cli) -> AsyncIterator[Shop]:
-    """The service (not started), a fresh topic, and the command pointed at both."""
+@asynccontextmanager
+async def open_shop(
+    kafka_url: str, redis_url: str, unique: str, cli: Cli, **env: str
+) -> AsyncIterator[Shop]:
+    """The service (not started), a fresh topic, and the command pointed at both; ``env``:
+    NATIVEKIT_* variables of the command that the service's settings mirror (a database)."""
     topic = f"pay-{unique}"
     broker = KafkaBroker(kafka_settings(kafka_url))
     await broker.create_topics({topic: 2})
     await broker.aclose()
-    settings = kafka_settings(kafka_url, redis_url, consumer_retries=0, log_level="CRITICAL")
+    database = {
+        "url": env["NATIVEKIT_DATABASE_URL"],
+        "schema_name": env["NATIVEKIT_DATABASE_SCHEMA_NAME"],
+    } if env else {}  # fmt: skip
+    settings = kafka_settings(
+        kafka_url, redis_url, consumer_retries=0, log_level="CRITICAL", database=database
+    )
     svc = Service("billing", settings=settings)
     shop = Shop(svc, topic, cli, kafka_url)
 
@@ -90,6 +100,7 @@ async def shop(kafka_url: str, redis_url: str, unique: str, cli: Cli) -> AsyncIt
         NATIVEKIT_KAFKA_URL=kafka_url,
         NATIVEKIT_REDIS_URL=redis_url,
         NATIVEKIT_KAFKA_IDEMPOTENT_PRODUCER="false",
+        **env,
     )
     yield shop
     client = aioredis.Redis.from_url(redis_url)
@@ -97,6 +108,13 @@ async def shop(kafka_url: str, redis_url: str, unique: str, cli: Cli) -> AsyncIt
     if keys:
         await client.delete(*keys)
     await client.aclose()
+
+
+@pytest.fixture
+async def shop(kafka_url: str, redis_url: str, unique: str, cli: Cli) -> AsyncIterator[Shop]:
+    """The shop with its DONE/DEAD marks in Redis."""
+    async with open_shop(kafka_url, redis_url, unique, cli) as running:
+        yield running
 
 
 def rows(table: str) -> dict[str, list[str]]:
@@ -138,12 +156,12 @@ async def test_list_show_and_replay_through_the_idempotent_consumer(
     items = {i["message_id"] or i["dedup_key"]: i for i in as_json["items"]}
     b = items[f"{unique}-b"]
     assert b["original"]["topic"] == shop.topic and b["group"] == f"billing-{unique}"
-    assert b["handler"] == "shop.<locals>.bill" and b["dedup_state"] == "DEAD"
+    assert b["handler"] == "open_shop.<locals>.bill" and b["dedup_state"] == "DEAD"
     assert b["error_type"] == "ConnectionError" and b["error"] == "ledger down for b"
     assert items[f"{unique}-c"]["error_type"] == "DecodeError"
     assert any(k.startswith(f"{shop.topic}:") for k in items)  # d: keyed by its position
     assert shown.code == 0 and '"order_id": "b"' in shown.out
-    assert f"Consumer:     group billing-{unique}, handler shop.<locals>.bill" in shown.out
+    assert f"Consumer:     group billing-{unique}, handler open_shop.<locals>.bill" in shown.out
 
     assert replayed.code == 0, replayed.err
     assert f"{unique}-b: replayed, published to {shop.topic}:" in replayed.out

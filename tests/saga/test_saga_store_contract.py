@@ -177,16 +177,23 @@ class SagaStoreContract:
         self, store: SagaStore
     ) -> None:
         """A COMPLETED saga holds no lease, is never claimed, and is gone after retention."""
-        saga = record("a")
-        await store.create(saga, token="t1", lease=30)
-        await write(store, saga, "t1", Transition(status=SagaStatus.COMPLETED), retention=SHORT)
+        # Two sagas: the one read back keeps a retention no test run outlasts, so what is
+        # checked before the expiry never races the store's clock (a SHORT retention
+        # can run out between two round trips on a loaded machine); the other expires.
+        kept, gone = record("a"), record("b")
+        for saga in (kept, gone):
+            await store.create(saga, token="t1", lease=SHORT)
+        await write(store, kept, "t1", Transition(status=SagaStatus.COMPLETED), retention=3600)
+        await write(store, gone, "t1", Transition(status=SagaStatus.COMPLETED), retention=SHORT)
         got = await store.get("a")
         assert got is not None and got.status is SagaStatus.COMPLETED and got.token is None
         with pytest.raises(LeaseLost):
-            await write(store, saga, "t1", Transition(fields={"error": "late"}))
-        await self.expire(store)
-        assert await store.get("a") is None
-        assert (await store.list(status=SagaStatus.COMPLETED)).items == []
+            await write(store, kept, "t1", Transition(fields={"error": "late"}))
+        await self.expire(store)  # past every lease and the SHORT retention
+        assert await store.claim_expired(["place-order:d1"], lambda: "t2", lease=30, limit=10) == []
+        assert await store.get("b") is None
+        completed = await store.list(status=SagaStatus.COMPLETED)
+        assert [r.saga_id for r in completed.items] == ["a"]
 
     async def test_release_hands_an_active_saga_to_recovery_at_once(self, store: SagaStore) -> None:
         """A released lease of a RUNNING saga is claimable immediately."""

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ import redis.asyncio as aioredis
 
 import nativekit
 from nativekit.backends.redis._saga_store import RedisSagaStore
+from nativekit.saga import SagaStore
 from nativekit.saga._store.model import SagaRecord
 from tests.saga_commands.shop import topics
 
@@ -33,6 +35,10 @@ class World:
     unique: str
     client: aioredis.Redis
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    #: variables every process gets on top of the defaults (another backend's URL)
+    backend_env: dict[str, str] = field(default_factory=dict)
+    #: where the processes keep saga state when it is not Redis (a PostgresSagaStore)
+    store: SagaStore | None = None
 
     @property
     def names(self) -> dict[str, str]:
@@ -69,6 +75,7 @@ class World:
             "NATIVEKIT_SERVICE_NAME": f"{role}-{self.unique}",
             "TEST_PREFIX": f"t{self.unique}",
             "TEST_LEDGER": self.ledger_key,
+            **self.backend_env,
         }
         values.update(extra)
         return values
@@ -85,7 +92,9 @@ class World:
         return process
 
     async def sagas(self, ids: list[str]) -> dict[str, SagaRecord | None]:
-        store = RedisSagaStore(self.client, prefix=f"{self.prefix}:saga", shards=SHARDS)
+        store = self.store or RedisSagaStore(
+            self.client, prefix=f"{self.prefix}:saga", shards=SHARDS
+        )
         return {i: await store.get(i) for i in ids}
 
     async def converged(self, ids: list[str], *, within: float) -> dict[str, SagaRecord]:
@@ -112,11 +121,14 @@ class World:
             await asyncio.sleep(0.05)
 
 
-@pytest.fixture
-async def world(kafka_url: str, redis_url: str, unique: str) -> AsyncIterator[World]:
-    """Topics created up front; processes killed and Redis keys removed afterwards."""
+@asynccontextmanager
+async def running_world(
+    kafka_url: str, redis_url: str, unique: str, **options: Any
+) -> AsyncIterator[World]:
+    """A World (``options``: its backend_env and store) with its topics created up front;
+    its processes killed and its Redis keys removed afterwards."""
     client = aioredis.Redis.from_url(redis_url)
-    w = World(kafka_url, redis_url, unique, client)
+    w = World(kafka_url, redis_url, unique, client, **options)
     from nativekit.backends.kafka._broker import KafkaBroker
 
     broker = KafkaBroker(nativekit.Settings(kafka={"url": kafka_url, "idempotent_producer": False}))
@@ -135,6 +147,13 @@ async def world(kafka_url: str, redis_url: str, unique: str) -> AsyncIterator[Wo
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@pytest.fixture
+async def world(kafka_url: str, redis_url: str, unique: str) -> AsyncIterator[World]:
+    """The processes' world on Redis."""
+    async with running_world(kafka_url, redis_url, unique) as w:
+        yield w
 
 
 def kill(process: subprocess.Popen[bytes]) -> None:

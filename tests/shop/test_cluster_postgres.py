@@ -1,5 +1,7 @@
-"""The shop cluster with inventory on PostgreSQL (SHOP_DATABASE_URL): the same flows and
-invariants as on Redis, with each reservation committed with the command's stored reply."""
+"""The shop cluster on PostgreSQL: inventory's stock in its tables (SHOP_DATABASE_URL), each
+reservation committed with the command's stored reply; orders' sagas and their outbox and
+payments' nativekit state in PostgreSQL too (NATIVEKIT_DATABASE_URL). The flows, the
+invariants and the SIGKILL of orders under load of tests/shop run again on it."""
 
 from __future__ import annotations
 
@@ -16,8 +18,11 @@ from tests.shop.test_cluster import (  # the flows, run again on this module's c
     test_200_concurrent_orders_never_oversell,
     test_declined_card_releases_stock_and_cancels,
     test_happy_path_confirms_charges_and_sells,
+    test_one_idempotency_key_gives_one_order,
     test_out_of_stock_cancels_without_charging,
+    test_transient_payment_failure_is_retried,
 )
+from tests.shop.test_crash import test_orders_killed_mid_load_recovers_every_order
 
 pytestmark = [pytest.mark.redis, pytest.mark.kafka, pytest.mark.postgres, pytest.mark.slow]
 
@@ -25,7 +30,10 @@ __all__ = [
     "test_200_concurrent_orders_never_oversell",
     "test_declined_card_releases_stock_and_cancels",
     "test_happy_path_confirms_charges_and_sells",
+    "test_one_idempotency_key_gives_one_order",
+    "test_orders_killed_mid_load_recovers_every_order",
     "test_out_of_stock_cancels_without_charging",
+    "test_transient_payment_failure_is_retried",
 ]
 
 
@@ -34,8 +42,10 @@ def shop(
     redis_url: str, kafka_url: str, postgres_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Shop]:
     """orders, payments and inventory as processes; inventory's stock and nativekit state in
-    PostgreSQL (its migrations applied at startup)."""
+    PostgreSQL, and orders' and payments' nativekit state in a schema of this cluster's own
+    (migrations applied at startup by whichever process comes first)."""
     tag = uuid.uuid4().hex[:10]
+    schema = f"nk_shop_{tag}"
     workdir = tmp_path_factory.mktemp(f"shop-pg-{tag}")
     ports = {name: servers.free_port() for name in ("orders", "payments", "inventory")}
 
@@ -45,6 +55,8 @@ def shop(
     env = cluster_env(
         redis_url, kafka_url, tag, NATIVEKIT_SAGA_LEASE_SECONDS="3",
         NATIVEKIT_SAGA_RECOVERY_INTERVAL_SECONDS="0.5", SHOP_DATABASE_URL=postgres_url,
+        NATIVEKIT_DATABASE_URL=postgres_url, NATIVEKIT_DATABASE_SCHEMA_NAME=schema,
+        NATIVEKIT_DATABASE_MIGRATE_ON_START="true", NATIVEKIT_DATABASE_POOL_SIZE="10",
     )  # fmt: skip
     cluster = Cluster(env, ports=ports, command=command, log_dir=workdir)
     running = Shop(cluster, tag, workdir)
@@ -55,15 +67,33 @@ def shop(
         yield running
     finally:
         cluster.stop()
+        drop_schema(postgres_url, schema)
         delete_keys(redis_url, tag)
         servers.delete_topics_now(kafka_url, [f"shop-{tag}."])
+
+
+def drop_schema(url: str, schema: str) -> None:
+    """Drop the nativekit schema of orders and payments."""
+    import asyncio
+
+    import asyncpg
+
+    async def drop() -> None:
+        connection = await asyncpg.connect(url)
+        try:
+            await connection.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        finally:
+            await connection.close()
+
+    asyncio.run(drop())
 
 
 async def test_inventory_keeps_stock_and_replies_in_postgresql(
     shop: Shop, postgres_url: str
 ) -> None:
-    """Placed orders left their reservations in the shop's table and the stored replies of
-    the reserve commands in nativekit's (runs after the flows above)."""
+    """Placed orders left their reservations in the shop's table, the stored replies of the
+    reserve commands in inventory's nativekit schema and their sagas in the cluster's own
+    (runs after the flows above)."""
     import asyncpg
 
     await test_happy_path_confirms_charges_and_sells(shop)
@@ -75,6 +105,10 @@ async def test_inventory_keeps_stock_and_replies_in_postgresql(
         replies = await connection.fetchval(
             "SELECT count(*) FROM nativekit_inventory.reply WHERE reply IS NOT NULL"
         )
+        sagas = await connection.fetchval(
+            f"SELECT count(*) FROM nk_shop_{shop.tag}.saga "
+            "WHERE name = 'place-order' AND status = 'COMPLETED'"
+        )
     finally:
         await connection.close()
-    assert sold >= 1 and replies >= 1
+    assert sold >= 1 and replies >= 1 and sagas >= 1

@@ -8,6 +8,7 @@ the handler wrote in the same transaction, or not at all.
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import ssl
 from collections.abc import AsyncIterator, Iterator
@@ -66,6 +67,7 @@ class Database:
         self.url_safe = mask_url(self.url)
         self.schema = settings.database.schema_name
         self._pool: asyncpg.Pool | None = None
+        self._creating = asyncio.Lock()
         self._current: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
             f"nativekit-pg-{id(self)}", default=None
         )
@@ -73,18 +75,25 @@ class Database:
     async def pool(self, operation: str = "connect") -> asyncpg.Pool:
         """The pool (created on first use, for ``operation``: named in errors)."""
         if self._pool is None:
-            s = self.settings.database
-            with self.translated(f"to connect ({operation})"):
-                self._pool = await asyncpg.create_pool(
-                    self.url,
-                    min_size=1,
-                    max_size=s.pool_size,
-                    password=s.password.get_secret_value() if s.password else None,
-                    ssl=_ssl(s),
-                    timeout=self.settings.connect_timeout_seconds,
-                    command_timeout=s.command_timeout_seconds,
-                )
+            # concurrent first uses (a burst after an outage at startup) must share one
+            # pool: each creating its own would hold pool_size connections apiece
+            async with self._creating:
+                if self._pool is None:
+                    self._pool = await self._create_pool(operation)
         return self._pool
+
+    async def _create_pool(self, operation: str) -> asyncpg.Pool:
+        s = self.settings.database
+        with self.translated(f"to connect ({operation})"):
+            return await asyncpg.create_pool(
+                self.url,
+                min_size=1,
+                max_size=s.pool_size,
+                password=s.password.get_secret_value() if s.password else None,
+                ssl=_ssl(s),
+                timeout=self.settings.connect_timeout_seconds,
+                command_timeout=s.command_timeout_seconds,
+            )
 
     @contextmanager
     def translated(self, operation: str) -> Iterator[None]:
@@ -166,6 +175,7 @@ class Database:
 
     async def aclose(self) -> None:
         """Close the pool (a later use creates a new one)."""
+        self._creating = asyncio.Lock()  # a later use may run on another event loop
         if self._pool is not None:
             pool, self._pool = self._pool, None
             await pool.close()

@@ -248,8 +248,12 @@ async def apply_reply(
             outcome = Outcome(False, error=f"reply does not fit {spec.reply}: {exc}")
     elif spec is not None:
         outcome = Outcome(False, error=error or "failure reply")
-    if saga_id in runtime.runs:  # a local run of the old lease: fenced now anyway
-        runtime.runs[saga_id][1].cancel()
+    local = runtime.runs.get(saga_id)
+    # a local run of the old lease: fenced now anyway. A run still creating the saga (a
+    # start() of an id that exists) finds it stored and ends on its own; a cancel would
+    # fail that start() with "stopped before it was stored".
+    if local is not None and local[0].creating is None:
+        local[1].cancel()
     if before_resume is not None:
         before_resume(claimed)
     run = runtime.spawn(saga, claimed, new)
