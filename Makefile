@@ -15,7 +15,7 @@ help:
 	@echo "make test   - lint, type-check, build docs, run all tests on real Redis + Kafka"
 	@echo "make test-scale - shop replicas and command/reply processes on a Redis Cluster"
 	@echo "make test-faults - the shop under production faults, long version (docs/reliability.md)"
-	@echo "make test-faults-quick - the same with 3 s outages"
+	@echo "make test-faults-quick - only the quick version make test runs (3 s outages)"
 	@echo "make docs   - build the documentation site into site/"
 	@echo "make bench  - run the benchmarks (see benchmarks/README.md)"
 
@@ -62,7 +62,7 @@ test: lint typecheck docs $(PROMTOOL)
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
-		-m "not scale and not faults" --cov --cov-report= $(PYTEST_ARGS)
+		--no-loadscope-reorder -m "not scale" --cov --cov-report= $(PYTEST_ARGS)
 	$(PY) -m coverage report
 
 # Replicas of the shop and the command/reply processes on a Redis Cluster (~3 min)
@@ -73,15 +73,16 @@ test-scale: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
 
-# The fault suite: quick (3 s outages, ~6 min) and long (10 s outages, more load, ~11 min).
-# Not in make test: the quick run alone takes most of make test's 10 minutes, and one
-# recovery (a Kafka blackhole on one service's link) can still exceed the 60 s bound.
-# It starts its own Redis, Tansu and proxies on 127.0.0.1 and stops them at the end;
-# FAULTS_RESULTS names a JSON-lines file for the figures (tests/faults/report.py).
+# The fault suite. make test runs its quick version (3 s outages, a shop per file, the files
+# spread through the run by tests/conftest.py); make test-faults the long one (10 s outages,
+# more load, ~11 min). Each file starts its own Redis, Tansu and proxies on 127.0.0.1 and
+# stops them at the end; FAULTS_RESULTS names a JSON-lines file for the figures
+# (tests/faults/report.py).
 FAULTS_RESULTS ?= faults-results.jsonl
 
 test-faults-quick: $(STAMP)
-	$(PY) -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
+	NATIVEKIT_TEST_FAULTS_RESULTS=$(abspath $(FAULTS_RESULTS)) \
+		$(PY) -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
 
 test-faults: $(STAMP)
 	NATIVEKIT_TEST_FAULTS=long NATIVEKIT_TEST_FAULTS_RESULTS=$(abspath $(FAULTS_RESULTS)) \

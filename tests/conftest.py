@@ -165,3 +165,20 @@ def _fresh_logging() -> Iterator[None]:
     from nativekit._telemetry.logging import reset_logging
 
     reset_logging()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Order the test files for ``make test`` (pytest-xdist, ``--dist loadfile
+    --no-loadscope-reorder``): files with more tests first, as xdist's own reordering does,
+    and the fault files (long, each with a shop of its own) early but one in every two,
+    so they overlap the rest of the run and no more than about two shops run at once."""
+    files: dict[str, list[pytest.Item]] = {}
+    for item in items:
+        files.setdefault(item.nodeid.partition("::")[0], []).append(item)
+    faults = [f for f, its in files.items() if its[0].get_closest_marker("faults")]
+    others = sorted((f for f in files if f not in faults), key=lambda f: -len(files[f]))
+    order: list[str] = []
+    while faults or others:
+        order += [faults.pop(0)] if faults else []
+        order += [others.pop(0)] if others else []
+    items[:] = [item for f in order for item in files[f]]

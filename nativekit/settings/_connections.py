@@ -92,6 +92,13 @@ class KafkaSettings(BaseModel):
         0.0, ge=0, description="Producer linger before sending a batch (millisecond precision)."
     )
     compression: Compression = Field("none", description="Producer compression codec.")
+    request_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="How long a request to the broker may go unanswered before its "
+        "connection is dropped and made again (a consumer waits at least its session "
+        "timeout + 5 s: the broker holds a group join that long).",
+    )
     readiness: Readiness = Field(
         "critical",
         description="How the kafka:metadata check counts in /readyz: critical, warn or off.",

@@ -281,18 +281,29 @@ class ThreadProxy:
 
         def apply() -> None:
             self.trouble[owner] = trouble
-            assert self._changed is not None
-            self._changed.set()
-            self._changed = asyncio.Event()
+            self._wake()
             if trouble.refuse:
                 self._drop(owner)
 
         self._call(apply)
 
     def heal(self) -> None:
-        """No trouble for anyone any more."""
-        self.set("*", Trouble())
-        self._call(lambda: self.trouble.clear())
+        """No trouble for anyone any more: what a blackhole held back flows on, as TCP
+        retransmission delivers it once a network path is back."""
+
+        def apply() -> None:
+            self.trouble.clear()
+            self._wake()
+
+        self._call(apply)
+
+    def _wake(self) -> None:
+        """Every connection waiting on the trouble looks at it again. (``heal`` used to
+        clear the trouble without this: connections held in a blackhole stayed held for
+        good, a connection whose state was lost rather than a blackhole that ended.)"""
+        assert self._changed is not None
+        self._changed.set()
+        self._changed = asyncio.Event()
 
     def drop(self, owner: str) -> None:
         """Close every current connection of ``owner``, as a network reset would."""

@@ -1,7 +1,12 @@
 """Is a group whose member was SIGKILLed unjoinable because of the broker? Plain aiokafka,
 no nativekit: a member joins, is SIGKILLed, a new member joins the same group; how long
-until it has the partition? ``python -m tests.faults.tansu_probe [TRIALS] [CAP_S] [static]``
-starts its own Tansu (memory storage) per trial and prints one JSON line per trial.
+until it has the partition? ``python -m tests.faults.tansu_probe [TRIALS] [CAP_S] [static]
+[MEMBERS]`` starts its own Tansu (memory storage) per trial and prints one JSON line per
+trial. With MEMBERS > 1 each process runs that many members of the one group, each on a
+topic of its own (as inventory's two consumers shared the group ``inventory`` before each
+consumer had a group of its own): the case first reported unjoinable for minutes.
+A fifth argument ``midjoin`` SIGKILLs one more process 2 s into its join (a crash loop)
+before the measured one starts.
 """
 
 from __future__ import annotations
@@ -18,27 +23,32 @@ from tests.faults.infra import TansuProcess
 SESSION_MS = 6000
 
 
-async def member(bootstrap: str, instance: str | None) -> None:
-    """Join group ``g`` on topic ``t``; print ``assigned`` once it has the partition."""
+async def member(bootstrap: str, instance: str | None, members: int = 1) -> None:
+    """``members`` consumers join group ``g``, the n-th on topic ``t`` + n (``t`` for the
+    first); print ``assigned`` once every one has its partition."""
     from aiokafka import AIOKafkaConsumer
 
-    consumer = AIOKafkaConsumer(
-        "t", bootstrap_servers=bootstrap, group_id="g", group_instance_id=instance,
-        session_timeout_ms=SESSION_MS, heartbeat_interval_ms=SESSION_MS // 3,
-    )  # fmt: skip
-    await consumer.start()
+    consumers = [
+        AIOKafkaConsumer(
+            f"t{n or ''}", bootstrap_servers=bootstrap, group_id="g",
+            group_instance_id=f"{instance}-{n}" if instance and n else instance,
+            session_timeout_ms=SESSION_MS, heartbeat_interval_ms=SESSION_MS // 3,
+        )
+        for n in range(members)
+    ]  # fmt: skip
+    await asyncio.gather(*(c.start() for c in consumers))
     said = False
     while True:
-        await consumer.getmany(timeout_ms=100)
-        if consumer.assignment() and not said:
+        await asyncio.gather(*(c.getmany(timeout_ms=100) for c in consumers))
+        if all(c.assignment() for c in consumers) and not said:
             print("assigned", flush=True)
             said = True
 
 
-def start_member(bootstrap: str, instance: str | None) -> subprocess.Popen[str]:
+def start_member(bootstrap: str, instance: str | None, members: int) -> subprocess.Popen[str]:
     code = (
         "import asyncio, sys; from tests.faults.tansu_probe import member; "
-        f"asyncio.run(member({bootstrap!r}, {instance!r}))"
+        f"asyncio.run(member({bootstrap!r}, {instance!r}, {members}))"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
@@ -59,7 +69,7 @@ def wait_assigned(process: subprocess.Popen[str], cap: float) -> float | None:
     return None
 
 
-def trial(cap: float, static: bool) -> dict[str, object]:
+def trial(cap: float, static: bool, members: int = 1, midjoin: bool = False) -> dict[str, object]:
     kafka = TansuProcess(advertised_port=free_port())
     kafka.advertised_port = kafka.port
     kafka.start()
@@ -72,19 +82,26 @@ def trial(cap: float, static: bool) -> dict[str, object]:
         async def topic() -> None:
             admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
             await admin.start()
-            await admin.create_topics([NewTopic("t", 1, 1)])
+            await admin.create_topics([NewTopic(f"t{n or ''}", 1, 1) for n in range(members)])
             await admin.close()
 
         asyncio.run(topic())
-        first = start_member(bootstrap, instance)
+        first = start_member(bootstrap, instance, members)
         processes.append(first)
         first_join = wait_assigned(first, 60)
         first.kill()
         first.wait()
-        second = start_member(bootstrap, instance)
+        if midjoin:
+            crashed = start_member(bootstrap, instance, members)
+            processes.append(crashed)
+            time.sleep(2.0)
+            crashed.kill()
+            crashed.wait()
+        second = start_member(bootstrap, instance, members)
         processes.append(second)
         rejoin = wait_assigned(second, cap)
-        return {"static": static, "first_join_s": first_join, "rejoin_after_kill_s": rejoin,
+        return {"static": static, "members": members, "midjoin": midjoin,
+                "first_join_s": first_join, "rejoin_after_kill_s": rejoin,
                 "cap_s": cap}  # fmt: skip
     finally:
         for process in processes:
@@ -97,8 +114,10 @@ def main() -> None:
     trials = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     cap = float(sys.argv[2]) if len(sys.argv) > 2 else 120
     static = len(sys.argv) > 3 and sys.argv[3] == "static"
+    members = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    midjoin = len(sys.argv) > 5 and sys.argv[5] == "midjoin"
     for _ in range(trials):
-        print(json.dumps(trial(cap, static)), flush=True)
+        print(json.dumps(trial(cap, static, members, midjoin)), flush=True)
 
 
 if __name__ == "__main__":

@@ -208,6 +208,10 @@ class KafkaGroupConsumer:
         """Subscribe and join the group."""
         s = self.settings
         session_ms = int(s.consumer.session_timeout_seconds * 1000)
+        options = kafka_client_options(s)
+        # The broker may hold a JoinGroup request for the rebalance timeout (aiokafka's
+        # default: the session timeout), and the request timeout covers it too.
+        options["request_timeout_ms"] = max(options["request_timeout_ms"], session_ms + 5000)
         consumer = aiokafka.AIOKafkaConsumer(
             group_id=self.group,
             group_instance_id=self.instance_id,
@@ -217,7 +221,7 @@ class KafkaGroupConsumer:
             heartbeat_interval_ms=max(100, min(3000, session_ms // 3)),
             max_poll_records=s.consumer.fetch_max_records,
             fetch_max_wait_ms=round(s.consumer.fetch_max_wait_seconds * 1000),
-            **kafka_client_options(s),
+            **options,
         )
         consumer.subscribe(self.topics, listener=self._listener)
         await start_or_close(

@@ -21,7 +21,10 @@ def kafka_client_options(settings: Settings) -> dict[str, Any]:
     """
     options: dict[str, Any] = {
         "bootstrap_servers": settings.kafka.bootstrap_servers,
-        "request_timeout_ms": int(max(settings.operation_timeout_seconds, 5.0) * 1000 * 6),
+        # A connection whose requests go unanswered (a network path that lost its
+        # state, a broker host gone without a reset) is dropped and made again after
+        # this long; 30 s held every publish and fetch of a service that long.
+        "request_timeout_ms": round(settings.kafka.request_timeout_seconds * 1000),
         "connections_max_idle_ms": 540_000,
     }
     tls = settings.kafka.tls or bool(settings.kafka.tls_ca_file)

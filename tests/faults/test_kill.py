@@ -1,0 +1,21 @@
+"""A shop service SIGKILLed mid-load and started again.
+
+Each test places orders under load through the shop's public HTTP API, applies the fault
+mid-load and then checks every invariant (tests/faults/run.py, docs/reliability.md).
+A module starts a shop of its own, so the modules run in parallel under pytest-xdist.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.faults.run import MARKS, fault_test
+from tests.faults.shop import FaultShop
+
+pytestmark = MARKS
+
+
+@pytest.mark.parametrize("name", ["kill-orders", "kill-payments", "kill-inventory"])
+async def test_fault(fault_shop: FaultShop, name: str) -> None:
+    """SIGKILLed mid-load: live within 2 s of CPU, ready in time, every invariant holds."""
+    await fault_test(fault_shop, name)
