@@ -547,6 +547,7 @@ class TestClusterSagaStore(SagaStoreContract):
         "on issue 21",
         raises=(BackendUnavailable, AssertionError),
         strict=False,
+        run=False,  # a broken connection would fail the next test's fixture
     )
     async def test_concurrent_transitions_of_many_sagas_each_apply_or_fail_alone(
         self, store: SagaStore

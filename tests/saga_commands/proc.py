@@ -63,11 +63,11 @@ async def main(role: str) -> None:
         if os.environ.get("TEST_CRASH") == "relay_read":
             original = OutboxRelay.relay_once
 
-            async def read_then_die(self: OutboxRelay, saga_ids: Any = None) -> int:
+            async def read_then_die(self: OutboxRelay, saga_ids: Any = None, **options: Any) -> int:
                 batch = await self.outbox.read(self.batch, saga_ids)
                 if batch.entries:
                     die()
-                return await original(self, saga_ids)
+                return await original(self, saga_ids, **options)
 
             OutboxRelay.relay_once = read_then_die  # type: ignore[method-assign]
         svc = orders_service(

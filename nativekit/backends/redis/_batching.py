@@ -64,6 +64,11 @@ class CommandBatcher:
     async def evalsha(self, script: Any, keys: list[Any], args: list[Any]) -> Any:
         """Run a registered script (loading it first if the server does not know it)."""
         call = ("EVALSHA", script.sha, len(keys), *keys, *args)
+        if not self.batching:  # as the stores always called it
+            try:
+                return await self.client.evalsha(*call[1:])
+            except redis.exceptions.NoScriptError:
+                return await script(keys=keys, args=args)
         try:
             return await self.execute(*call)
         except redis.exceptions.NoScriptError:
