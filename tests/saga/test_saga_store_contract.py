@@ -543,8 +543,7 @@ class TestClusterSagaStore(SagaStoreContract):
         reason="redis-py 8.1's cluster client: commands that open connections at once fail "
         "('NoneType' object has no attribute 'writelines', as a ConnectionError), or its "
         "retry runs a create that went through again (created=False for the caller that "
-        "created it; recovery resumes the saga after its lease); also on main, recorded "
-        "on issue 21",
+        "created it; recovery resumes the saga after its lease); also on main, not yet fixed",
         raises=(BackendUnavailable, AssertionError),
         strict=False,
         run=False,  # a broken connection would fail the next test's fixture

@@ -115,7 +115,7 @@ class TestClusterReplyStore(ReplyStoreContract):
     @pytest.mark.xfail(
         reason="redis-py 8.1's cluster client: commands that open connections at once fail "
         "('NoneType' object has no attribute 'writelines', as a ConnectionError: the command "
-        "handler retries it); also on main, recorded on issue 21",
+        "handler retries it); also on main, not yet fixed",
         raises=BackendUnavailable,
         strict=False,
         run=False,  # a broken connection would fail the next test's fixture
