@@ -13,6 +13,7 @@ import redis.asyncio as aioredis
 
 from nativekit.backends.postgres import Database, PostgresSagaStore
 from nativekit.backends.redis._saga_store import RedisSagaStore
+from nativekit.errors import BackendUnavailable
 from nativekit.saga import (
     LeaseLost,
     MemorySagaStore,
@@ -342,6 +343,40 @@ class SagaStoreContract:
         with pytest.raises(LeaseLost):  # the old runner is fenced out
             await write(store, saga, "t1", Transition(fields={"x": "1"}))
 
+    async def test_concurrent_transitions_of_many_sagas_each_apply_or_fail_alone(
+        self, store: SagaStore
+    ) -> None:
+        """Creates, writes, reply claims and status reads of many sagas made at once (a
+        batch of replies resuming sagas) each apply to their own saga; a stale token
+        fails only its own write."""
+        sagas = [record(f"c{i}") for i in range(12)]
+        created = await asyncio.gather(*(store.create(s, token="t1", lease=30) for s in sagas))
+        assert all(ok for _, ok in created)
+        wait = Waiting("reserve", "forward", 1, "reply-token", 5.0)
+        waiting = Transition(fields={"wait": wait.encode()})
+        await asyncio.gather(*(write(store, s, "t1", waiting) for s in sagas))
+        known = ["place-order:d1"]
+        claimed = await asyncio.gather(
+            *(
+                store.claim_reply(s.saga_id, wait, f"t2-{s.saga_id}", lease=30, known=known)
+                for s in sagas
+            )
+        )
+        assert [c.token for c in claimed] == [f"t2-{s.saga_id}" for s in sagas]
+        tokens = [f"t2-{s.saga_id}" if i % 3 else "t1" for i, s in enumerate(sagas)]
+        done = Transition(status=SagaStatus.COMPLETED)
+        results = await asyncio.gather(
+            *(write(store, s, t, done) for s, t in zip(sagas, tokens, strict=True)),
+            return_exceptions=True,
+        )
+        stale = [i for i, r in enumerate(results) if isinstance(r, LeaseLost)]
+        assert stale == [i for i in range(len(sagas)) if i % 3 == 0]
+        assert not [r for r in results if r is not None and not isinstance(r, LeaseLost)]
+        statuses = await asyncio.gather(*(store.status(s.saga_id) for s in sagas))
+        assert statuses == [
+            SagaStatus.RUNNING if i % 3 == 0 else SagaStatus.COMPLETED for i in range(len(sagas))
+        ]
+
     async def test_claim_reply_of_a_group_member_stores_it_until_every_member_replied(
         self, store: SagaStore
     ) -> None:
@@ -510,3 +545,20 @@ class TestClusterSagaStore(SagaStoreContract):
     async def expire(self, store: SagaStore) -> None:
         """Wait (real time) until SHORT leases have run out on the server clocks."""
         await asyncio.sleep(SHORT * 4)
+
+    @pytest.mark.xfail(
+        reason="redis-py 8.1's cluster client: commands that open connections at once fail "
+        "('NoneType' object has no attribute 'writelines', as a ConnectionError), or its "
+        "retry runs a create that went through again (created=False for the caller that "
+        "created it; recovery resumes the saga after its lease); also on main, not yet fixed",
+        raises=(BackendUnavailable, AssertionError),
+        strict=False,
+        run=False,  # a broken connection would fail the next test's fixture
+    )
+    async def test_concurrent_transitions_of_many_sagas_each_apply_or_fail_alone(
+        self, store: SagaStore
+    ) -> None:
+        """See :class:`SagaStoreContract` (a fresh cluster client's first burst fails)."""
+        await SagaStoreContract.test_concurrent_transitions_of_many_sagas_each_apply_or_fail_alone(
+            self, store
+        )

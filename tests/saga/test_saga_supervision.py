@@ -120,3 +120,35 @@ async def test_a_failed_relay_restarts_and_keeps_each_saga_in_order() -> None:
     assert publisher.published[0] == "b1"
     assert restarts(registry, "outbox-relay") == 1
     assert entries == []
+
+
+class GatedPublisher:
+    """Records what it publishes; holds the publish of ``held`` until ``release`` is set."""
+
+    def __init__(self, held: str) -> None:
+        self.held = held
+        self.release = asyncio.Event()
+        self.published: list[str] = []
+
+    async def publish(self, topic: str, value: bytes, **options: Any) -> None:
+        if options["message_id"] == self.held:
+            await self.release.wait()
+        self.published.append(options["message_id"])
+
+
+async def test_the_relay_reads_on_while_a_batch_goes_out_keeping_each_key_in_order() -> None:
+    """A batch still being published does not hold up the next read: other sagas' entries
+    go out meanwhile, and a saga's later entry waits for its earlier one."""
+    entries = [entry("a1", "saga-a")]
+    outbox = MemoryOutbox(entries)
+    publisher = GatedPublisher("a1")
+    relay = OutboxRelay(outbox, publisher, service="t")
+    assert await relay.relay_once(wait=False) == 1  # a1 in flight, held
+    entries += [entry("a2", "saga-a"), entry("b1", "saga-b")]
+    assert await relay.relay_once(wait=False) == 2
+    # a2 is read with b1 and, unchained, would go out in the same turn (before a1)
+    await eventually(lambda: "b1" in publisher.published, what="b1 published")
+    publisher.release.set()
+    await eventually(lambda: not entries, what="all published and deleted")
+    assert publisher.published == ["b1", "a1", "a2"]
+    assert relay.published == 3

@@ -62,7 +62,9 @@ async def main(role: str) -> None:
     if role == "orders":
         if os.environ.get("TEST_CRASH") == "relay_read":
 
-            async def read_then_die(self: OutboxRelay, saga_ids: Any = None) -> int:
+            async def read_then_die(
+                self: OutboxRelay, saga_ids: Any = None, **options: Any
+            ) -> int:
                 # one read only: a second one (the original relay_once) could find
                 # entries committed in between and publish them before any death
                 batch = await self.outbox.read(self.batch, saga_ids)

@@ -12,6 +12,7 @@ import redis.asyncio as aioredis
 
 from nativekit.backends.postgres import Database, PostgresReplyStore
 from nativekit.backends.redis._reply_store import RedisReplyStore
+from nativekit.errors import BackendUnavailable
 from nativekit.messaging._commands.reply_store import MemoryReplyStore, StoredReply
 
 REPLY = StoredReply(True, "StockReserved", b'{"reservation_id":"r-1"}', None)
@@ -63,6 +64,24 @@ class ReplyStoreContract:
         assert await store.finish("k4", token, REPLY, retain=60)
         assert not await store.renew("k4", token, lease=5)
 
+    async def test_concurrent_calls_each_get_their_own_answer(self, store: Any) -> None:
+        """Claims and finishes made at once (a fetched batch of commands) each answer for
+        their own key: one owner per key, busy for the second claimant, replies kept apart."""
+        keys = [f"batch-{i}" for i in range(20)]
+        first = await asyncio.gather(*(store.claim(k, lease=5) for k in keys))
+        again = await asyncio.gather(*(store.claim(k, lease=5) for k in keys))
+        assert all(isinstance(t, str) for t in first) and len(set(first)) == len(keys)
+        assert again == [None] * len(keys)
+        replies = [StoredReply(True, "R", f'{{"n":{i}}}'.encode(), None) for i in range(20)]
+        done = await asyncio.gather(
+            *(
+                store.finish(k, t, r, retain=60)
+                for k, t, r in zip(keys, first, replies, strict=True)
+            )
+        )
+        assert done == [True] * len(keys)
+        assert await asyncio.gather(*(store.claim(k, lease=5) for k in keys)) == replies
+
 
 class TestMemoryReplyStore(ReplyStoreContract):
     @pytest.fixture
@@ -92,6 +111,20 @@ class TestClusterReplyStore(ReplyStoreContract):
         yield RedisReplyStore(cluster_client, prefix=f"test:replies:{unique}")
         async for key in cluster_client.scan_iter(match=f"test:replies:{unique}:*"):
             await cluster_client.delete(key)
+
+    @pytest.mark.xfail(
+        reason="redis-py 8.1's cluster client: commands that open connections at once fail "
+        "('NoneType' object has no attribute 'writelines', as a ConnectionError: the command "
+        "handler retries it); also on main, not yet fixed",
+        raises=BackendUnavailable,
+        strict=False,
+        run=False,  # a broken connection would fail the next test's fixture
+    )
+    async def test_concurrent_calls_each_get_their_own_answer(self, store: Any) -> None:
+        """See :class:`ReplyStoreContract` (a fresh cluster client's first burst fails)."""
+        await ReplyStoreContract.test_concurrent_calls_each_get_their_own_answer(self, store)
+
+
 @pytest.mark.postgres
 class TestPostgresReplyStore(ReplyStoreContract):
     @pytest.fixture

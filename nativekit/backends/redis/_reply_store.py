@@ -8,7 +8,9 @@ from typing import Any
 import redis.asyncio as aioredis
 import redis.exceptions
 
+from nativekit.backends.redis._batching import CommandBatcher
 from nativekit.backends.redis._client import UNAVAILABLE_ERRORS
+from nativekit.backends.redis._cluster import is_cluster
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._commands.reply_store import StoredReply
 
@@ -46,6 +48,11 @@ _ERRORS: tuple[type[BaseException], ...] = (*UNAVAILABLE_ERRORS, redis.exception
 class RedisReplyStore:
     """:class:`~nativekit.messaging._commands.reply_store.ReplyStore` on Redis (single-key scripts).
 
+    The calls of concurrent commands made in one event-loop turn (the claims of a
+    fetched batch, then their replies) go to Redis as one pipeline
+    (:class:`~nativekit.backends.redis._batching.CommandBatcher`), except on Redis
+    Cluster.
+
     Args:
         client: a redis-py asyncio client (not closed here).
         prefix: key prefix, one per service.
@@ -54,6 +61,7 @@ class RedisReplyStore:
     def __init__(self, client: aioredis.Redis, *, prefix: str) -> None:
         self.client = client
         self.prefix = prefix
+        self.batcher = CommandBatcher(client, batching=not is_cluster(client))
         self._claim = client.register_script(_CLAIM)
         self._finish = client.register_script(_FINISH)
         self._release = client.register_script(_RELEASE)
@@ -64,7 +72,7 @@ class RedisReplyStore:
 
     async def _call(self, script: Any, key: str, args: list[Any], op: str) -> Any:
         try:
-            return await script(keys=[self._key(key)], args=args)
+            return await self.batcher.evalsha(script, [self._key(key)], args)
         except _ERRORS as exc:
             raise BackendUnavailable(f"Redis reply store failed {op}: {exc}") from exc
 

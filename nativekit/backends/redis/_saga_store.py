@@ -25,6 +25,7 @@ import redis.asyncio as aioredis
 import redis.exceptions
 
 from nativekit.backends.redis import _saga_scripts as redis_scripts
+from nativekit.backends.redis._batching import CommandBatcher
 from nativekit.backends.redis._client import UNAVAILABLE_ERRORS
 from nativekit.backends.redis._cluster import is_cluster
 from nativekit.backends.redis._cluster import pool_size as redis_pool_size
@@ -66,6 +67,8 @@ class RedisSagaStore:
         self.prefix = prefix
         self.shards = shards
         self._cluster = is_cluster(client)
+        #: transitions of concurrent runs in one loop turn share a round trip
+        self.batcher = CommandBatcher(client, batching=not self._cluster)
         self._tags = [f"{{{prefix}:{shard:02d}}}" for shard in range(shards)]
         self._create = client.register_script(redis_scripts.CREATE)
         self._write = client.register_script(redis_scripts.WRITE)
@@ -98,11 +101,9 @@ class RedisSagaStore:
         return int(seconds) * 1000 + int(micros) // 1000
 
     async def _eval(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        """EVALSHA, loading the script once if the server does not know it (yet)."""
-        try:
-            return await self.client.evalsha(script.sha, len(keys), *keys, *args)
-        except redis.exceptions.NoScriptError:
-            return await script(keys=keys, args=args)
+        """EVALSHA (loading the script if the server does not know it yet); the calls of
+        one event-loop turn share a round trip (see :class:`CommandBatcher`)."""
+        return await self.batcher.evalsha(script, keys, args)
 
     # -- transitions ------------------------------------------------------------------
 
@@ -151,7 +152,7 @@ class RedisSagaStore:
         """Only the instance's status (one ``HGET``), or None."""
         with _translated("get status"):
             async with self._gate:
-                raw = await self.client.hget(self._record_key(saga_id), "status")
+                raw = await self.batcher.execute("HGET", self._record_key(saga_id), "status")
         return SagaStatus(_text(raw)) if raw else None
 
     async def write(

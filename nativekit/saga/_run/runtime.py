@@ -31,9 +31,11 @@ if TYPE_CHECKING:
     from nativekit.saga._run.commands import CommandDriver
 from nativekit._supervisor import Supervisor
 
-#: First poll of ``wait`` for a saga whose local run suspended on a command step (its
-#: reply takes a broker round trip through the participant); then doubling up to 1 s.
-SUSPENDED_POLL = 0.1
+#: First poll of ``wait`` for a saga whose local run suspended on a command step; then
+#: doubling up to 1 s. A reply consumed here wakes ``wait`` at once (``spawn``), so the
+#: polls only notice a resumption by another replica: at 0.1 s nearly every saga of a
+#: busy service paid a store read per command for nothing.
+SUSPENDED_POLL = 0.5
 
 
 @dataclass

@@ -35,6 +35,8 @@ if TYPE_CHECKING:
 
 #: Longest time later entries of a key wait for its failed entry to go out.
 BLOCK_FOR = 30.0
+#: Done when a key's entries of one batch went out (or failed): its next batch waits for it.
+Link = asyncio.Future[None]
 
 
 @dataclass
@@ -174,6 +176,7 @@ class OutboxRelay:
         batch: entries per read.
         metrics: relay lag and backlog metrics, or None.
         supervisor: restarts the relay loop after an unexpected error.
+        depth: batches published at once (the loop reads the next while one goes out).
 
     Entries with one key (a saga's, by default) go out one after the other, in outbox
     order: after a failed one the rest of its key waits until it went out.
@@ -189,6 +192,7 @@ class OutboxRelay:
         batch: int = 200,
         metrics: CommandMetrics | None = None,
         supervisor: Supervisor | None = None,
+        depth: int = 4,
     ) -> None:
         self.outbox = outbox
         self.supervisor = supervisor or Supervisor(service)
@@ -204,6 +208,12 @@ class OutboxRelay:
         self._hints: set[str] = set()
         self._task: asyncio.Task[None] | None = None
         self.published = 0
+        self.depth = depth  # batches read, not yet published and deleted
+        self._flights: set[asyncio.Task[int]] = set()
+        self._failure: BaseException | None = None
+        #: key -> the end of its entries' chain in flight (the next batch's wait for it)
+        self._chains: dict[str, Link] = {}
+        self._sending: set[str] = set()  # ids in flight (a slow one may be taken over)
 
     def wake(self, saga_id: str | None = None) -> None:
         """Read now: entries (of ``saga_id``) were just written by this process."""
@@ -220,6 +230,9 @@ class OutboxRelay:
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
+        for flight in list(self._flights):  # read, not published: taken over after claim_after
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(flight)
         await self.outbox.unlisten()
 
     async def _prepare(self) -> None:
@@ -247,7 +260,7 @@ class OutboxRelay:
             if full:
                 full_at = loop.time() + self.poll_interval
             try:
-                count = await self.relay_once(None if full else hints)
+                count = await self.relay_once(None if full else hints, wait=False)
                 delay = 0.1
             except (BackendUnavailable, MessagingError) as exc:
                 self.log.warning("outbox.relay_failed", error=repr(exc))
@@ -260,15 +273,46 @@ class OutboxRelay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, full_at - loop.time()))
 
-    async def relay_once(self, saga_ids: Collection[str] | None = None) -> int:
-        """Publish one batch; returns how many entries were published and deleted."""
+    async def relay_once(
+        self, saga_ids: Collection[str] | None = None, *, wait: bool = True
+    ) -> int:
+        """Read one batch and publish it; returns how many entries were published and deleted.
+
+        With ``wait=False`` (the relay's own loop) the batch is published and deleted in
+        the background and the count read is returned: the next read overlaps it (up to
+        ``depth`` batches in flight), rather than waiting for the broker's acks and the
+        delete first. Entries of one key still go out in order (a key's entries in a
+        batch wait for its entries in the batches before). A failure of a batch in flight
+        is raised by the next call.
+        """
+        await self._make_room()
         batch = await self.outbox.read(self.batch, saga_ids)
         if not batch.entries:
             return 0
         chains: dict[str, list[tuple[OutboxEntry, Any]]] = {}
         for entry, handle in zip(batch.entries, batch.handles, strict=True):
-            chains.setdefault(entry.key or entry.id, []).append((entry, handle))
-        results = await asyncio.gather(*(self._publish_chain(k, c) for k, c in chains.items()))
+            if entry.id not in self._sending:  # else taken over from this relay: in flight
+                chains.setdefault(entry.key or entry.id, []).append((entry, handle))
+                self._sending.add(entry.id)
+        links = {key: self._link(key) for key in chains}  # now: batches chain in read order
+        flight = asyncio.create_task(self._relay_batch(chains, links))
+        if wait:
+            return await flight
+        self._flights.add(flight)
+        flight.add_done_callback(self._landed)
+        return len(batch.entries)
+
+    async def _relay_batch(
+        self,
+        chains: dict[str, list[tuple[OutboxEntry, Any]]],
+        links: dict[str, tuple[Link | None, Link]],
+    ) -> int:
+        try:
+            results = await asyncio.gather(
+                *(self._publish_chain(k, c, *links[k]) for k, c in chains.items())
+            )
+        finally:
+            self._sending.difference_update(e.id for c in chains.values() for e, _ in c)
         done = [h for published, _ in results for h in published]
         failed = [exc for _, exc in results if exc is not None]
         if done:
@@ -278,24 +322,54 @@ class OutboxRelay:
             raise failed[0]
         return len(done)
 
+    def _link(self, key: str) -> tuple[Link | None, Link]:
+        """The end of ``key``'s chain in flight (None if none) and the end of a new one."""
+        previous = self._chains.get(key)
+        self._chains[key] = done = asyncio.get_running_loop().create_future()
+        return previous, done
+
+    def _landed(self, flight: asyncio.Task[int]) -> None:
+        self._flights.discard(flight)
+        if not flight.cancelled() and flight.exception() is not None and self._failure is None:
+            self._failure = flight.exception()
+
+    async def _make_room(self) -> None:
+        """Raise the failure of a batch that was in flight; wait while ``depth`` are."""
+        while True:
+            if self._failure is not None:
+                failure, self._failure = self._failure, None
+                raise failure
+            if len(self._flights) < self.depth:
+                return
+            await asyncio.wait(set(self._flights), return_when=asyncio.FIRST_COMPLETED)
+
     async def _publish_chain(
-        self, key: str, chain: list[tuple[OutboxEntry, Any]]
+        self, key: str, chain: list[Any], previous: Link | None, done: Link
     ) -> tuple[list[Any], Exception | None]:
-        """Publish entries of one key in order; stop at the first failure (the rest stays
-        pending, and later entries of the key wait until the failed one went out)."""
+        """Publish entries of one key in order, after ``previous`` (its entries of an
+        earlier batch); stop at the first failure (the rest stays pending, and later
+        entries of the key wait until the failed one went out)."""
         published: list[Any] = []
-        for entry, handle in chain:
-            blocker = self._blocked.get(key)
-            if blocker is not None and blocker[0] != entry.id and blocker[1] > time.monotonic():
-                break
-            try:
-                await self._publish(entry)
-            except Exception as exc:
-                self._blocked[key] = (entry.id, time.monotonic() + BLOCK_FOR)
-                return published, exc
-            self._blocked.pop(key, None)
-            published.append(handle)
-        return published, None
+        try:
+            if previous is not None:
+                await previous
+            for entry, handle in chain:
+                blocker = self._blocked.get(key)
+                if blocker and blocker[0] != entry.id and blocker[1] > time.monotonic():
+                    break
+                try:
+                    await self._publish(entry)
+                except Exception as exc:
+                    self._blocked[key] = (entry.id, time.monotonic() + BLOCK_FOR)
+                    return published, exc
+                self._blocked.pop(key, None)
+                published.append(handle)
+            return published, None
+        finally:
+            if not done.done():
+                done.set_result(None)
+            if self._chains.get(key) is done:
+                del self._chains[key]
 
     async def _publish(self, entry: OutboxEntry) -> None:
         from opentelemetry import context, propagate
