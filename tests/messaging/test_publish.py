@@ -203,3 +203,17 @@ async def test_concurrent_first_publishes_start_one_producer(
         await broker.aclose()
     assert len(started) == 1
     assert sorted(s.offset for s in sent) == list(range(20))
+
+
+def test_the_producer_lingers_5_ms_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events published together share record batches (5 ms linger, Kafka 4's default);
+    NATIVEKIT_KAFKA_LINGER_SECONDS=0 sends each at once, and compression is passed on."""
+    from nativekit.backends.kafka import producer_options
+
+    url = {"url": "kafka://127.0.0.1:9092"}
+    default = producer_options(Settings(kafka=url))
+    assert (default["linger_ms"], default["compression_type"], default["acks"]) == (5, None, "all")
+    monkeypatch.setenv("NATIVEKIT_KAFKA_LINGER_SECONDS", "0")
+    monkeypatch.setenv("NATIVEKIT_KAFKA_COMPRESSION", "lz4")
+    tuned = producer_options(Settings(kafka=url))
+    assert (tuned["linger_ms"], tuned["compression_type"]) == (0, "lz4")

@@ -5,7 +5,7 @@ Importing this package imports aiokafka..
 """
 
 from nativekit.backends.kafka._admin import KafkaAdmin, TopicNotFound
-from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer
+from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer, producer_options
 from nativekit.backends.kafka._client import KafkaProbe, kafka_client_options
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "KafkaBroker",
     "KafkaGroupConsumer",
     "KafkaProbe",
+    "producer_options",
     "TopicNotFound",
 ]

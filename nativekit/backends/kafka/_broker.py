@@ -53,6 +53,20 @@ def _unavailable(settings: Settings, op: str, exc: BaseException) -> BackendUnav
     )
 
 
+def producer_options(settings: Settings) -> dict[str, Any]:
+    """Keyword arguments of the service's ``AIOKafkaProducer``: acks=all, idempotence,
+    linger (5 ms by default, so events published together share record batches) and
+    compression from the settings, plus the connection options."""
+    s = settings
+    return {
+        "acks": "all",
+        "enable_idempotence": s.kafka.idempotent_producer,
+        "linger_ms": round(s.kafka.linger_seconds * 1000),
+        "compression_type": None if s.kafka.compression == "none" else s.kafka.compression,
+        **kafka_client_options(s),
+    }
+
+
 class KafkaBroker:
     """Publishes with an acks=all producer and creates aiokafka group consumers.
 
@@ -82,13 +96,7 @@ class KafkaBroker:
     async def _connect(self) -> None:
         s = self.settings
         closes = self._closes
-        producer = aiokafka.AIOKafkaProducer(
-            acks="all",
-            enable_idempotence=s.kafka.idempotent_producer,
-            linger_ms=round(s.kafka.linger_seconds * 1000),
-            compression_type=None if s.kafka.compression == "none" else s.kafka.compression,
-            **kafka_client_options(s),
-        )
+        producer = aiokafka.AIOKafkaProducer(**producer_options(s))
         await start_or_close(
             producer.start,
             producer.stop,
