@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import nativekit
-from nativekit._lifecycle import Lifecycle, Phase, cancel_and_wait
+from nativekit._lifecycle import Lifecycle, Phase, cancel_all, cancel_and_wait
 
 
 async def forever() -> None:
@@ -166,3 +166,30 @@ async def test_a_service_started_again_does_not_pile_up_hooks_or_signal_handlers
         assert starts == [1, 1]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+async def test_cancel_all_ends_every_task_and_keeps_their_errors_quiet() -> None:
+    """A task that lost its cancellation is cancelled again; one that fails on the way out
+    does not fail the stop (a consumer stopping its loops)."""
+    lost: list[int] = []
+
+    async def loses_one() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost.append(1)
+
+    async def fails() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    tasks = [asyncio.create_task(loses_one()), asyncio.create_task(fails())]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_all(tasks, again_after=0.05), 5)
+    assert tasks[0].cancelled() and lost == [1]
+    assert isinstance(tasks[1].exception(), RuntimeError)
