@@ -92,9 +92,8 @@ class KafkaSettings(BaseModel):
         0.005,
         ge=0,
         description=(
-            "Producer linger before sending a batch (millisecond precision): events published "
-            "within it share a record batch. 0 sends at once (lower latency of a lone publish, "
-            "smaller batches under load)."
+            "Producer linger while many publishes are in flight (millisecond precision): they "
+            "share record batches; a publish alone goes out at once. 0: never linger."
         ),
     )
     compression: Compression = Field("none", description="Producer compression codec.")

@@ -5,8 +5,9 @@ Importing this package imports aiokafka..
 """
 
 from nativekit.backends.kafka._admin import KafkaAdmin, TopicNotFound
-from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer, producer_options
+from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer
 from nativekit.backends.kafka._client import KafkaProbe, kafka_client_options
+from nativekit.backends.kafka._producer import producer_options
 
 __all__ = [
     "kafka_client_options",
