@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 from enum import IntEnum
 from types import FrameType
@@ -16,19 +16,43 @@ from nativekit._telemetry.logging import get_logger
 Hook = Callable[[], Awaitable[None]]
 
 
-async def cancel_and_wait(task: asyncio.Task[Any]) -> None:
+#: Seconds ``cancel_and_wait`` waits before cancelling a task that is still running again.
+CANCEL_AGAIN_AFTER = 1.0
+
+
+async def cancel_and_wait(task: asyncio.Task[Any], *, again_after: float | None = None) -> None:
     """Cancel a background ``task`` and wait until it ended.
 
     Its cancellation is expected and swallowed; a cancellation of the caller while it
-    waits is not (``contextlib.suppress(CancelledError)`` would swallow both).
+    waits is not (``contextlib.suppress(CancelledError)`` would swallow both). A task
+    still running ``again_after`` seconds (default :data:`CANCEL_AGAIN_AFTER`) after
+    the cancellation is cancelled again, and so on: on Python 3.11 a cancellation can
+    be lost (``asyncio.wait_for`` returns the inner result when both arrive at once,
+    CPython gh-86296, and redis-py runs every command send through ``wait_for`` when a
+    socket timeout is set), and a loop that lost it would otherwise never end.
     """
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
+    await cancel_all([task], again_after=again_after)
+    if not task.cancelled():
+        task.result()  # the task's own error, if it ended with one
+
+
+async def cancel_all(
+    tasks: Collection[asyncio.Task[Any]], *, again_after: float | None = None
+) -> None:
+    """Cancel ``tasks`` and wait until every one ended, cancelling again those still
+    running ``again_after`` seconds later (see :func:`cancel_and_wait`). Their own errors
+    are not raised; a cancellation of the caller is."""
+    again = CANCEL_AGAIN_AFTER if again_after is None else again_after
+    pending = set(tasks)
+    for task in pending:
+        task.cancel()
+    while pending:
+        _, pending = await asyncio.wait(pending, timeout=again)
+        for task in pending:
+            task.cancel()
+    for task in tasks:
+        if not task.cancelled():
+            task.exception()  # retrieved: no "exception was never retrieved" at exit
 
 
 class Component(Protocol):

@@ -89,7 +89,12 @@ class KafkaSettings(BaseModel):
         True, description="Use Kafka's idempotent producer (turn off for brokers without it)."
     )
     linger_seconds: float = Field(
-        0.0, ge=0, description="Producer linger before sending a batch (millisecond precision)."
+        0.005,
+        ge=0,
+        description=(
+            "Producer linger while many publishes are in flight (millisecond precision): they "
+            "share record batches; a publish alone goes out at once. 0: never linger."
+        ),
     )
     compression: Compression = Field("none", description="Producer compression codec.")
     request_timeout_seconds: float = Field(

@@ -83,3 +83,45 @@ async def test_per_key_order_with_concurrency_on_kafka(
     assert seen == {key: list(range(PER_KEY)) for key in KEYS}
     assert peak > 1, "keys never overlapped: the test did not exercise concurrency"
     assert committed and committed[-1] == total
+
+
+async def test_publishes_in_flight_together_keep_each_keys_order(
+    kafka_url: str, unique: str
+) -> None:
+    """Hundreds of publishes in flight (which go through the lingering producer once
+    enough are in flight) and lone ones mixed: each key's records are stored in the
+    order the publishes started, and every publish lands."""
+    import aiokafka
+
+    from nativekit.backends.kafka._producer import LINGER_FROM
+
+    topic = f"burst-{unique}"
+    broker = KafkaBroker(kafka_settings(kafka_url))
+    await broker.create_topics({topic: 2})
+    try:
+        for n in range(3):  # lone publishes first: nothing else in flight
+            await broker.send(topic, Step(key="a", n=n).model_dump_json().encode(), key=b"a")
+        burst = [(KEYS[i % len(KEYS)], 3 + i // len(KEYS)) for i in range(LINGER_FROM * 40)]
+        await asyncio.gather(
+            *(
+                broker.send(topic, Step(key=k, n=n).model_dump_json().encode(), key=k.encode())
+                for k, n in burst
+            )
+        )
+    finally:
+        await broker.aclose()
+    consumer = aiokafka.AIOKafkaConsumer(
+        topic, bootstrap_servers=kafka_url.partition("://")[2], auto_offset_reset="earliest"
+    )
+    await consumer.start()
+    seen: dict[str, list[int]] = {key: [] for key in KEYS}
+    try:
+        while sum(map(len, seen.values())) < 3 + len(burst):
+            for records in (await consumer.getmany(timeout_ms=1000)).values():
+                for record in records:
+                    step = Step.model_validate_json(record.value)
+                    seen[step.key].append(step.n)
+    finally:
+        await consumer.stop()
+    assert all(ns == sorted(ns) for ns in seen.values()), seen
+    assert seen["a"][:3] == [0, 1, 2] and sum(map(len, seen.values())) == 3 + len(burst)

@@ -178,8 +178,9 @@ async def test_publish_first_used_after_startup_is_closed_at_shutdown() -> None:
 async def test_concurrent_first_publishes_start_one_producer(
     kafka_url: str, unique: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A burst of publishes before the producer exists connects one producer, not one
-    each (the others were left unclosed, with their sender tasks destroyed pending)."""
+    """A burst of publishes before the producer exists connects one pair of producers
+    (the one that sends at once and the lingering one), not one each (the others were
+    left unclosed, with their sender tasks destroyed pending)."""
     import aiokafka
 
     started: list[object] = []
@@ -201,5 +202,20 @@ async def test_concurrent_first_publishes_start_one_producer(
         )
     finally:
         await broker.aclose()
-    assert len(started) == 1
+    assert len(started) == 2
     assert sorted(s.offset for s in sent) == list(range(20))
+
+
+def test_the_producer_lingers_5_ms_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events published while many are in flight share record batches (the lingering
+    producer: 5 ms, Kafka 4's default); NATIVEKIT_KAFKA_LINGER_SECONDS=0 sends each at
+    once, and compression is passed on."""
+    from nativekit.backends.kafka import producer_options
+
+    url = {"url": "kafka://127.0.0.1:9092"}
+    default = producer_options(Settings(kafka=url))
+    assert (default["linger_ms"], default["compression_type"], default["acks"]) == (5, None, "all")
+    monkeypatch.setenv("NATIVEKIT_KAFKA_LINGER_SECONDS", "0")
+    monkeypatch.setenv("NATIVEKIT_KAFKA_COMPRESSION", "lz4")
+    tuned = producer_options(Settings(kafka=url))
+    assert (tuned["linger_ms"], tuned["compression_type"]) == (0, "lz4")

@@ -240,3 +240,35 @@ def _metrics(svc: nativekit.Service) -> str:
     from prometheus_client import generate_latest
 
     return generate_latest(svc.metrics.registry).decode()
+
+
+class CancellationLosingOutbox(MemoryOutbox):
+    """Loses the first cancellation that arrives during a read, as redis-py does on Python
+    3.11 when it lands as a command's send finishes (``asyncio.wait_for``, gh-86296)."""
+
+    def __init__(self) -> None:
+        super().__init__([])
+        self.reading = asyncio.Event()
+        self.lost = 0
+
+    async def read(self, limit: int, saga_ids: Any = None) -> Any:
+        self.reading.set()
+        try:
+            await asyncio.sleep(0.01)
+        except asyncio.CancelledError:
+            if self.lost:
+                raise
+            self.lost += 1
+        return await super().read(limit, saga_ids)
+
+
+async def test_relay_stops_when_its_cancellation_is_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    """stop() returns although the relay loop lost the cancellation: the loop ends on the
+    stop, not only on the cancellation (a service's shutdown hung on it, issue 21)."""
+    monkeypatch.setattr("nativekit._lifecycle.CANCEL_AGAIN_AFTER", 3600.0)  # no second cancel
+    outbox = CancellationLosingOutbox()
+    relay = OutboxRelay(outbox, FakePublisher(), service="t", poll_interval=0.01)  # type: ignore[arg-type]
+    await relay.start()
+    await asyncio.wait_for(outbox.reading.wait(), 5)
+    await asyncio.wait_for(relay.stop(), 5)
+    assert outbox.lost == 1

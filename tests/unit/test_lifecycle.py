@@ -8,8 +8,10 @@ import signal
 from types import FrameType
 from typing import Any
 
+import pytest
+
 import nativekit
-from nativekit._lifecycle import Lifecycle, Phase, cancel_and_wait
+from nativekit._lifecycle import Lifecycle, Phase, cancel_all, cancel_and_wait
 
 
 async def forever() -> None:
@@ -45,6 +47,41 @@ async def test_a_caller_cancelled_while_waiting_is_cancelled_too() -> None:
     await asyncio.gather(stopping, return_exceptions=True)
     assert stopping.cancelled() and after == []
     await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_a_lost_cancellation_is_asked_again() -> None:
+    """A task that lost its cancellation (Python 3.11's ``wait_for`` can return the inner
+    result instead, gh-86296) and loops on is cancelled again until it ends."""
+    lost: list[int] = []
+
+    async def loop_that_loses_one() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost.append(1)  # swallowed, as the race does: the loop carries on
+
+    task = asyncio.create_task(loop_that_loses_one())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task, again_after=0.05), 5)
+    assert task.cancelled() and lost == [1]
+
+
+async def test_the_error_a_cancelled_task_ended_with_is_raised() -> None:
+    """A task that ends with an error of its own while being cancelled reports it."""
+
+    async def fails_on_cancel() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    task = asyncio.create_task(fails_on_cancel())
+    await asyncio.sleep(0)
+    with pytest.raises(RuntimeError, match="cleanup failed"):
+        await cancel_and_wait(task)
 
 
 async def test_phases_start_in_order_and_stop_in_reverse() -> None:
@@ -129,3 +166,30 @@ async def test_a_service_started_again_does_not_pile_up_hooks_or_signal_handlers
         assert starts == [1, 1]
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+async def test_cancel_all_ends_every_task_and_keeps_their_errors_quiet() -> None:
+    """A task that lost its cancellation is cancelled again; one that fails on the way out
+    does not fail the stop (a consumer stopping its loops)."""
+    lost: list[int] = []
+
+    async def loses_one() -> None:
+        while True:
+            try:
+                await asyncio.sleep(0.01)
+            except asyncio.CancelledError:
+                if lost:
+                    raise
+                lost.append(1)
+
+    async def fails() -> None:
+        try:
+            await asyncio.Event().wait()
+        finally:
+            raise RuntimeError("cleanup failed")
+
+    tasks = [asyncio.create_task(loses_one()), asyncio.create_task(fails())]
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_all(tasks, again_after=0.05), 5)
+    assert tasks[0].cancelled() and lost == [1]
+    assert isinstance(tasks[1].exception(), RuntimeError)

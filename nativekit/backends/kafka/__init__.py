@@ -7,6 +7,7 @@ Importing this package imports aiokafka..
 from nativekit.backends.kafka._admin import KafkaAdmin, TopicNotFound
 from nativekit.backends.kafka._broker import KafkaBroker, KafkaGroupConsumer
 from nativekit.backends.kafka._client import KafkaProbe, kafka_client_options
+from nativekit.backends.kafka._producer import producer_options
 
 __all__ = [
     "kafka_client_options",
@@ -14,5 +15,6 @@ __all__ = [
     "KafkaBroker",
     "KafkaGroupConsumer",
     "KafkaProbe",
+    "producer_options",
     "TopicNotFound",
 ]

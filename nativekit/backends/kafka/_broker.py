@@ -12,6 +12,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from nativekit.backends.kafka._client import kafka_client_options, start_or_close
+from nativekit.backends.kafka._producer import Producers
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._errors import CommitFailed, MessagingError, PublishError
 from nativekit.messaging._wire.broker import (
@@ -54,11 +55,12 @@ def _unavailable(settings: Settings, op: str, exc: BaseException) -> BackendUnav
 
 
 class KafkaBroker:
-    """Publishes with an acks=all producer and creates aiokafka group consumers.
+    """Publishes with acks=all producers and creates aiokafka group consumers.
 
-    Producer options come from the settings: ``kafka_idempotent_producer``,
-    ``kafka_linger_ms``, ``kafka_compression``; TLS and SASL through
-    :func:`~nativekit.backends.kafka.kafka_client_options`.
+    Producer options come from the settings: ``kafka.idempotent_producer``,
+    ``kafka.linger_seconds`` (a publish alone goes out at once, many in flight share
+    lingering batches: :mod:`nativekit.backends.kafka._producer`), ``kafka.compression``;
+    TLS and SASL through :func:`~nativekit.backends.kafka.kafka_client_options`.
     """
 
     def __init__(self, settings: Settings) -> None:
@@ -82,13 +84,7 @@ class KafkaBroker:
     async def _connect(self) -> None:
         s = self.settings
         closes = self._closes
-        producer = aiokafka.AIOKafkaProducer(
-            acks="all",
-            enable_idempotence=s.kafka.idempotent_producer,
-            linger_ms=round(s.kafka.linger_seconds * 1000),
-            compression_type=None if s.kafka.compression == "none" else s.kafka.compression,
-            **kafka_client_options(s),
-        )
+        producer = Producers(s)
         await start_or_close(
             producer.start,
             producer.stop,

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from nativekit._lifecycle import cancel_all
 from nativekit._telemetry.active import active_tracer
 from nativekit._telemetry.logging import get_logger
 from nativekit.errors import BackendUnavailable
@@ -228,9 +229,7 @@ class Consumer(Finishing):
         self._stopping = True
         self._give_up_at = time.monotonic() + self.options.drain_timeout
         feeders, self._feeders = self._feeders, []
-        for task in feeders:
-            task.cancel()
-        await asyncio.gather(*feeders, return_exceptions=True)
+        await cancel_all(feeders)  # cancelled again if a cancellation is lost (Python 3.11)
         if self._gc is None:  # stopped while joining
             self.running = False
             self.log.info("consumer.stopped")
@@ -241,9 +240,7 @@ class Consumer(Finishing):
             self._lanes = {}
             await self._drain(lanes)
         finally:  # a failed drain must not leave the tasks (and their restarts) running
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await cancel_all(self._tasks)
             self._tasks = []
             gc, self._gc = self._gc, None
             self.running = False

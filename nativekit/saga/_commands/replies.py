@@ -158,11 +158,13 @@ class SagaCommands:
         if self.consumer is not None:
             consumer, self.consumer = self.consumer, None
             await consumer.stop()
+        # the census loops while a relay is set: unset it first, so the loop ends even
+        # if the cancellation below is lost (see cancel_and_wait)
+        relay, self.relay = self.relay, None
         if self._census is not None:
             census, self._census = self._census, None
             await cancel_and_wait(census)
-        if self.relay is not None:
-            relay, self.relay = self.relay, None
+        if relay is not None:
             await relay.stop()
 
     async def on_reply(self, payload: bytes, msg: Message) -> None:

@@ -207,6 +207,9 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._hints: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        #: Cleared by ``stop``: the loop ends on it even when the cancellation that
+        #: follows is lost (see :func:`~nativekit._lifecycle.cancel_and_wait`).
+        self._running = False
         self.published = 0
         self.depth = depth  # batches read, not yet published and deleted
         self._flights: set[asyncio.Task[int]] = set()
@@ -223,10 +226,12 @@ class OutboxRelay:
 
     async def start(self) -> None:
         """Start relaying (in the background: preparing the outbox waits for its store)."""
+        self._running = True
         self._task = self.supervisor.spawn("outbox-relay", self._loop)
 
     async def stop(self) -> None:
         """Stop relaying (entries not yet published stay in the outbox)."""
+        self._running = False
         if self._task is not None:
             await cancel_and_wait(self._task)
             self._task = None
@@ -239,7 +244,7 @@ class OutboxRelay:
         """Prepare the outbox (its consumer group) and listen for writes of other
         processes, retrying while the store is down."""
         delay = 0.1
-        while True:
+        while self._running:
             try:
                 await self.outbox.start()
                 await self.outbox.listen(self.wake)
@@ -254,7 +259,7 @@ class OutboxRelay:
         delay = 0.1
         loop = asyncio.get_running_loop()
         full_at = 0.0  # read every shard at least every poll interval; else the hinted ones
-        while True:
+        while self._running:
             hints, self._hints = self._hints, set()
             full = loop.time() >= full_at
             if full:
