@@ -51,6 +51,23 @@ def _ssl(settings: DatabaseSettings) -> ssl.SSLContext | str | None:
     return context
 
 
+async def _session_kept(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing to send.
+
+    asyncpg's default resets the session (advisory locks, cursors, LISTEN, settings) on
+    every release, one round trip each time. The stores' own statements change no session
+    state, so only connections lent to handler code need it, and those are reset where
+    they are lent (:func:`reset_lent`) before they go back. An open transaction is still
+    rolled back by the pool itself.
+    """
+
+
+async def reset_lent(connection: asyncpg.Connection) -> None:
+    """Reset the session of a connection lent to handler code, before it goes back to the
+    pool (what asyncpg's pool would otherwise do on every release)."""
+    await connection.reset()
+
+
 class Database:
     """A lazily created asyncpg pool plus the transaction of the running task.
 
@@ -83,6 +100,7 @@ class Database:
                     ssl=_ssl(s),
                     timeout=self.settings.connect_timeout_seconds,
                     command_timeout=s.command_timeout_seconds,
+                    reset=_session_kept,
                 )
         return self._pool
 
@@ -137,6 +155,7 @@ class Database:
             with self.translated("transaction"):
                 async with connection.transaction():
                     yield connection
+                await reset_lent(connection)
         finally:
             self._current.reset(token)
             await pool.release(connection)

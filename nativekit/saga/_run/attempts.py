@@ -72,6 +72,7 @@ class StepAttempts(DurableWaits):
                     commands is None
                     or not commands.is_command(step, direction)
                     or self.creating is not None  # the instance must be created first
+                    or self.open_scope is not None  # the last step's transaction commits first
                 ):
                     await self.flush()  # else a command step writes its start with its command
             else:
@@ -82,7 +83,7 @@ class StepAttempts(DurableWaits):
             try:
                 result = await self._attempt_in(scope, step, srec, direction, attempt, outcome)
             finally:
-                if scope is not None:
+                if scope is not None and scope is not self.open_scope:
                     await scope.close()  # rolls back unless the completion committed with it
             if result is not None:
                 return result
@@ -132,6 +133,9 @@ class StepAttempts(DurableWaits):
         self.pending.outbox.extend(self.staged.pop(step.name, []))
         self._complete(step, srec, forward, value)
         if scope is not None and scope.begun:
+            if step.group is None:  # the next write carries the completion, then commits
+                self.open_scope = scope
+                return True
             with scope.joined():  # the step's writes commit with its completion
                 await self.flush()
             await scope.commit()
