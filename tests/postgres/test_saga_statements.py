@@ -142,3 +142,37 @@ async def test_a_write_refused_after_a_step_rolls_back_the_steps_rows(
     async with database.connection("read the effects") as connection:
         rows = await connection.fetch(f"SELECT key FROM {database.table('effects')}")
     assert [row["key"] for row in rows] == ["s-1:reserve:forward"]
+
+
+async def test_ctx_db_rows_of_steps_alone_groups_and_compensations_each_commit_once(
+    counted: tuple[Database, Statements],
+) -> None:
+    """A step alone, then a parallel group, then a refusing step, all writing through
+    ``ctx.db``: the step alone's transaction commits with the group's first write, and
+    every forward and compensating row exists once when the saga is COMPENSATED."""
+    database, _ = counted
+    saga: Saga[Order] = Saga("mixed", input=Order)
+    insert = f"INSERT INTO {database.table('effects')} (key) VALUES ($1)"
+
+    async def effect(ctx: SagaContext[Order]) -> None:
+        await ctx.db.execute(insert, ctx.idempotency_key)
+
+    async def refuse(ctx: SagaContext[Order]) -> None:
+        await ctx.db.execute(insert, ctx.idempotency_key)  # rolled back with the failure
+        raise PermissionError("refused")
+
+    saga.step(name="reserve")(effect).compensate(effect)
+    group = saga.parallel("fan")
+    for name in ("left", "right"):
+        group.step(name=name)(effect).compensate(effect)
+    saga.step(name="charge", no_retry=(PermissionError,))(refuse).compensate(effect)
+    runtime = runtime_for(database, saga)
+    await runtime.start("mixed", {"order_id": "o-1"}, saga_id="s-1")
+    record = await runtime.wait("s-1", 10)
+    assert record.status is SagaStatus.COMPENSATED, record.error
+    async with database.connection("read the effects") as connection:
+        rows = await connection.fetch(f"SELECT key FROM {database.table('effects')}")
+    keys = sorted(row["key"] for row in rows)
+    expected = [f"s-1:{step}:{direction}" for step in ("left", "reserve", "right")
+                for direction in ("compensate", "forward")]  # fmt: skip
+    assert keys == sorted(expected)
