@@ -176,3 +176,30 @@ async def test_ctx_db_rows_of_steps_alone_groups_and_compensations_each_commit_o
     expected = [f"s-1:{step}:{direction}" for step in ("left", "reserve", "right")
                 for direction in ("compensate", "forward")]  # fmt: skip
     assert keys == sorted(expected)
+
+
+async def test_session_settings_made_by_handler_code_do_not_reach_the_next_user(
+    postgres_url: str, unique: str
+) -> None:
+    """A session ``SET`` committed through a lent connection (``Database.transaction``, a
+    handler's transaction) is reset before the pool hands the connection to anyone else;
+    the stores' own statements skip that reset and change nothing."""
+    database = Database(
+        Settings(database={"url": postgres_url, "schema_name": f"t_{unique}", "pool_size": 1})
+    )
+    show = "SELECT current_setting('application_name')"
+    try:
+        async with database.connection("read the setting") as connection:
+            default = await connection.fetchval(show)
+        async with database.transaction() as connection:
+            await connection.execute("SET application_name = 'lent-1'")
+        async with database.connection("read the setting") as connection:
+            assert await connection.fetchval(show) == default
+        transaction = PostgresTransaction(database)
+        await transaction.execute("SET application_name = 'lent-2'")
+        assert await transaction.fetchval(show) == "lent-2"
+        await transaction.commit()
+        async with database.connection("read the setting") as connection:
+            assert await connection.fetchval(show) == default
+    finally:
+        await database.aclose()

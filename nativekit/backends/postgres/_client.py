@@ -155,10 +155,15 @@ class Database:
             with self.translated("transaction"):
                 async with connection.transaction():
                     yield connection
-                await reset_lent(connection)
         finally:
             self._current.reset(token)
-            await pool.release(connection)
+            try:
+                if not connection.is_closed():
+                    await reset_lent(connection)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                connection.terminate()  # a new one replaces it
+            finally:
+                await pool.release(connection)
 
     @contextmanager
     def joined(self, connection: asyncpg.Connection) -> Iterator[None]:
