@@ -27,7 +27,11 @@ contenders run in the same process: nativekit on PostgreSQL, whose steps each in
 one row through ``ctx.db`` (committed with the step's completion), against a
 hand-written asyncpg loop doing the same writes (the saga row inserted; per step one
 row update for "started", then in one transaction the step's insert and the row update
-for "completed"; a final row update), through a pool of the same size (20).
+for "completed"; a final row update), through a pool of the same size (20). For
+each contender it also reports statements per saga (one round trip each, asyncpg's
+statement cache being warm; pool resets included), commits per saga, and CPU per saga
+of this process and of the contender's server processes (read from /proc when the
+server runs on this machine): counts that hold on a busy machine where rates do not.
 
 The last line of output is one JSON object with every figure.
 """
@@ -242,6 +246,66 @@ async def measure(url: str, total: dict[int, int], rounds: int = ROUNDS) -> dict
 PG_POOL = 20
 
 
+class Statements:
+    """Counts statements (one round trip each, the statement cache being warm) and commits
+    on the asyncpg connections it is attached to (``asyncpg.Connection.add_query_logger``)."""
+
+    def __init__(self) -> None:
+        self.statements = 0
+        self.commits = 0  # COMMITs plus writes run outside a transaction
+        self._open: set[int] = set()
+        self._pids: set[int] = set()
+
+    def server_cpu(self) -> float:
+        """CPU seconds used so far by the server processes of the attached connections
+        (read from /proc: 0.0 unless the server runs on this machine)."""
+        ticks = 0
+        for pid in self._pids:
+            try:
+                with open(f"/proc/{pid}/stat") as stat:
+                    fields = stat.read().rpartition(")")[2].split()
+            except OSError:
+                continue
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    async def attach(self, connection: Any) -> None:
+        """The pool's ``init``: count what ``connection`` runs from now on."""
+        key = id(connection)
+        self._pids.add(connection.get_server_pid())
+
+        def logged(record: Any) -> None:
+            self.statements += 1
+            verb = record.query.lstrip().split(None, 1)[0].rstrip(";").upper()
+            if verb == "BEGIN":
+                self._open.add(key)
+            elif verb in ("COMMIT", "ROLLBACK"):
+                self._open.discard(key)
+                self.commits += verb == "COMMIT"
+            elif key not in self._open and "pg_advisory_unlock_all" not in record.query:
+                self.commits += 1  # (the pool's reset on release writes nothing)
+
+        connection.add_query_logger(logged)
+
+
+def counted_pools(counter: Statements) -> Callable[[], None]:
+    """Make every asyncpg pool created from now on count on ``counter`` (the service's
+    own pool is created inside nativekit); returns the undo."""
+    import asyncpg
+
+    original = asyncpg.create_pool
+
+    def create_pool(*args: Any, **kwargs: Any) -> Any:
+        return original(*args, init=counter.attach, **kwargs)
+
+    asyncpg.create_pool = create_pool
+
+    def undo() -> None:
+        asyncpg.create_pool = original
+
+    return undo
+
+
 async def measure_postgres(url: str, total: dict[int, int], rounds: int) -> dict[str, Any]:
     """nativekit on PostgreSQL vs a hand-written asyncpg loop (schema dropped at the end)."""
     import asyncpg
@@ -266,8 +330,21 @@ async def measure_postgres(url: str, total: dict[int, int], rounds: int) -> dict
 
     for name in STEPS:
         saga.step(name=name)(effect).compensate(noop)
-    await svc.startup(hook_sigterm=False)
-    pool = await asyncpg.create_pool(url, min_size=PG_POOL, max_size=PG_POOL)
+
+    async def framework(i: int) -> None:
+        record = await (await svc.sagas.start(saga, {"i": i})).wait(60)
+        if record.status.value != "COMPLETED":
+            raise RuntimeError(f"saga ended {record.status}")
+
+    counters = {"nativekit_pg": Statements(), "asyncpg_loop": Statements()}
+    undo = counted_pools(counters["nativekit_pg"])
+    try:
+        await svc.startup(hook_sigterm=False)  # migrations: the service's pool is made
+    finally:
+        undo()
+    pool = await asyncpg.create_pool(
+        url, min_size=PG_POOL, max_size=PG_POOL, init=counters["asyncpg_loop"].attach
+    )
     await pool.execute(
         f"CREATE TABLE {schema}.effects (saga_id text, step text);"
         f"CREATE TABLE {schema}.hand (id text PRIMARY KEY, status text, doc jsonb)"
@@ -288,11 +365,6 @@ async def measure_postgres(url: str, total: dict[int, int], rounds: int) -> dict
                 await connection.execute(update, saga_id, json.dumps(done))
         await pool.execute(f"UPDATE {schema}.hand SET status = 'COMPLETED' WHERE id = $1", saga_id)
 
-    async def framework(i: int) -> None:
-        record = await (await svc.sagas.start(saga, {"i": i})).wait(60)
-        if record.status.value != "COMPLETED":
-            raise RuntimeError(f"saga ended {record.status}")
-
     results: dict[str, Any] = {}
     try:
         await drive(framework, 100, 20)  # warm-up: statements prepared, pools filled
@@ -301,7 +373,19 @@ async def measure_postgres(url: str, total: dict[int, int], rounds: int) -> dict
             row: dict[str, Any] = {}
             for _round in range(rounds):
                 for label, one in (("nativekit_pg", framework), ("asyncpg_loop", hand)):
+                    count = counters[label]
+                    before = (count.statements, count.commits, time.process_time())
+                    server = count.server_cpu()
                     figures = await drive(one, n, concurrency)
+                    figures["statements_per_saga"] = round((count.statements - before[0]) / n, 2)
+                    figures["commits_per_saga"] = round((count.commits - before[1]) / n, 2)
+                    # CPU of this process, and of the server processes of the contender's pool
+                    figures["cpu_ms_per_saga"] = round(
+                        (time.process_time() - before[2]) * 1000 / n, 3
+                    )
+                    figures["server_cpu_ms_per_saga"] = round(
+                        (count.server_cpu() - server) * 1000 / n, 3
+                    )
                     if label not in row or figures["sagas_per_s"] > row[label]["sagas_per_s"]:
                         row[label] = figures
             row["ratio_vs_asyncpg_loop"] = round(
@@ -340,7 +424,10 @@ def main() -> None:
     rounds = 1 if args.quick else ROUNDS
     if args.postgres:
         postgres = asyncio.run(measure_postgres(args.postgres, total, rounds))
-        print(f"{'run (PostgreSQL)':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}")
+        print(
+            f"{'run (PostgreSQL)':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
+            f"{'stmt/saga':>10}{'commits':>9}{'cpu ms':>8}{'srv ms':>8}"
+        )
         for level, row in postgres.items():
             if not isinstance(row, dict):
                 continue
@@ -348,7 +435,8 @@ def main() -> None:
                 f = row[label]
                 print(
                     f"{label + ' ' + level:<34}{f['sagas_per_s']:>10}{f['p50_ms']:>10}"
-                    f"{f['p99_ms']:>10}"
+                    f"{f['p99_ms']:>10}{f['statements_per_saga']:>10}{f['commits_per_saga']:>9}"
+                    f"{f['cpu_ms_per_saga']:>8}{f['server_cpu_ms_per_saga']:>8}"
                 )
             print(f"{'ratio vs asyncpg loop ' + level:<34}{row['ratio_vs_asyncpg_loop']:>10}x")
         print(json.dumps({"benchmark": "saga_throughput_postgres", **postgres},

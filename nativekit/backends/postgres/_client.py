@@ -52,6 +52,23 @@ def _ssl(settings: DatabaseSettings) -> ssl.SSLContext | str | None:
     return context
 
 
+async def _session_kept(connection: asyncpg.Connection) -> None:
+    """The pool's reset on release: nothing to send.
+
+    asyncpg's default resets the session (advisory locks, cursors, LISTEN, settings) on
+    every release, one round trip each time. The stores' own statements change no session
+    state, so only connections lent to handler code need it, and those are reset where
+    they are lent (:func:`reset_lent`) before they go back. An open transaction is still
+    rolled back by the pool itself.
+    """
+
+
+async def reset_lent(connection: asyncpg.Connection) -> None:
+    """Reset the session of a connection lent to handler code, before it goes back to the
+    pool (what asyncpg's pool would otherwise do on every release)."""
+    await connection.reset()
+
+
 class Database:
     """A lazily created asyncpg pool plus the transaction of the running task.
 
@@ -93,6 +110,7 @@ class Database:
                 ssl=_ssl(s),
                 timeout=self.settings.connect_timeout_seconds,
                 command_timeout=s.command_timeout_seconds,
+                reset=_session_kept,
             )
 
     @contextmanager
@@ -148,7 +166,13 @@ class Database:
                     yield connection
         finally:
             self._current.reset(token)
-            await pool.release(connection)
+            try:
+                if not connection.is_closed():
+                    await reset_lent(connection)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+                connection.terminate()  # a new one replaces it
+            finally:
+                await pool.release(connection)
 
     @contextmanager
     def joined(self, connection: asyncpg.Connection) -> Iterator[None]:

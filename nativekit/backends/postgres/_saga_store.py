@@ -35,10 +35,12 @@ class PostgresSagaStore(SagaQueries):
         self.db = database
         self.table = database.table("saga")
         # released: ``change.release``, or the merged fields hold a ``release_if_any`` key
-        # with a non-empty value (an emptied ``reply:<step>`` does not count)
+        # with a non-empty value (an emptied ``reply:<step>`` does not count); most writes
+        # name no such key, and then the fields are not scanned
         released = (
-            "($8 OR EXISTS (SELECT 1 FROM jsonb_each_text(fields || $4::jsonb) AS f "
-            "WHERE f.key = ANY($11::text[]) AND f.value <> ''))"
+            "($8 OR (cardinality($11::text[]) > 0 AND EXISTS (SELECT 1 FROM "
+            "jsonb_each_text(fields || $4::jsonb) AS f "
+            "WHERE f.key = ANY($11::text[]) AND f.value <> '')))"
         )
         self._write_sql = f"""
             UPDATE {self.table} SET

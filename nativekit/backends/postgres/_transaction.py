@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 from asyncpg.transaction import Transaction as DriverTransaction
 
-from nativekit.backends.postgres._client import Database
+from nativekit.backends.postgres._client import Database, reset_lent
 
 
 class PostgresTransaction:
@@ -96,6 +96,8 @@ class PostgresTransaction:
         try:
             if transaction is not None and not connection.is_closed():
                 await transaction.rollback()
+            if not connection.is_closed():
+                await reset_lent(connection)  # the handler may have changed its session
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             connection.terminate()  # the server rolls back what a dead connection held
         finally:

@@ -73,6 +73,7 @@ class StepAttempts(DurableWaits):
                     commands is None
                     or not commands.is_command(step, direction)
                     or self.creating is not None  # the instance must be created first
+                    or self.open_scope is not None  # the last step's transaction commits first
                 ):
                     await self.flush()  # else a command step writes its start with its command
             else:
@@ -83,7 +84,7 @@ class StepAttempts(DurableWaits):
             try:
                 result = await self._attempt_in(scope, step, srec, direction, attempt, outcome)
             finally:
-                if scope is not None:
+                if scope is not None and scope is not self.open_scope:
                     await scope.close()  # rolls back unless the completion committed with it
             if result is not None:
                 return result
@@ -132,8 +133,12 @@ class StepAttempts(DurableWaits):
             return self._fail(step, srec, forward, srec.error, attempt=attempt)
         outbox = self.staged.pop(step.name, [])
         complete = partial(self._complete, step, srec, forward, value, outbox)
-        if scope is not None and scope.begun:  # the step's writes commit with its completion
-            await self.commit_with(scope, complete)
+        if scope is not None and scope.begun:
+            if step.group is None:  # the next write carries the completion, then commits
+                complete()
+                self.open_scope = scope
+                return True
+            await self.commit_with(scope, complete)  # the step's writes commit with it
         else:
             complete()
         return True

@@ -43,6 +43,10 @@ class Run(GroupRunner):
             except LeaseLost:
                 self.log.warning("saga.lease.lost", status=self.record.status.value)
                 raise
+            finally:
+                scope, self.open_scope = self.open_scope, None
+                if scope is not None:  # a step's completion never written: its effects too
+                    await scope.close()
             if span is not None:
                 span.set_attribute("saga.status", self.record.status.value)
         return self.record

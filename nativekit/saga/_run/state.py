@@ -9,6 +9,7 @@ side effects are coalesced into one write, so a step costs one round trip:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import json
 import math
@@ -177,6 +178,10 @@ class RunState:
         #: When the parked run wakes (epoch s), and whether an event may wake it sooner.
         self.wake_at: float | None = None
         self.woken_by_event = False
+        #: The transaction of the last step run alone that used ``ctx.db``, still open: its
+        #: completion is pending and the next write carries it, then commits (so "step N
+        #: completed" and "step N+1 started" are one write here too).
+        self.open_scope: TransactionScope | None = None
         #: Writes of one run never overlap (members of a group flush concurrently).
         self._writing = asyncio.Lock()
         #: Set once a write failed: the run ends, and no other member may act on it.
@@ -238,22 +243,29 @@ class RunState:
         if self.creating is not None:
             await self._create(self.creating)
             return
-        if not change:
+        scope, self.open_scope = self.open_scope, None
+        if not change and scope is None:
             return
         record = self.record
         try:
-            await self.env.store.write(
-                record.saga_id,
-                self.token,
-                change,
-                current=record.status,
-                name=record.name,
-                definition=record.definition,
-                lease=self.env.lease,
-                retention=self.env.retention,
-            )
+            with scope.joined() if scope is not None else contextlib.nullcontext():
+                await self.env.store.write(
+                    record.saga_id,
+                    self.token,
+                    change,
+                    current=record.status,
+                    name=record.name,
+                    definition=record.definition,
+                    lease=self.env.lease,
+                    retention=self.env.retention,
+                )
+            if scope is not None:
+                await scope.commit()
         except BackendUnavailable as exc:  # e.g. a Redis failover: resumed after the lease
             raise SagaStoreUnavailable(str(exc)) from exc
+        finally:
+            if scope is not None:
+                await scope.close()  # rolls back unless committed
         if change.status is not None:
             record.status = change.status
         if change.outbox and self.env.commands is not None:
