@@ -1,8 +1,9 @@
 """OpenTelemetry tracing, configured from the standard ``OTEL_*`` variables.
 
 ``OTEL_TRACES_EXPORTER`` selects ``none`` (the default when unset, so a service
-never blocks on a collector nobody runs), ``console`` or ``otlp`` (install the
-``nativekit[otlp]`` extra). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
+never blocks on a collector nobody runs), ``console`` or ``otlp`` (OTLP/HTTP protobuf
+through the batch span processor, encoded by nativekit's own exporter:
+:mod:`nativekit._telemetry.otlp`). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
 application already installed a tracer provider (for example with
 ``opentelemetry-instrument``) nativekit uses it as it is.
 
@@ -74,16 +75,16 @@ def _exporter(name: str) -> SpanExporter | None:
     if name == "console":
         return ConsoleSpanExporter()
     if name == "otlp":
+        from nativekit._telemetry.otlp import otlp_exporter
+
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
-                OTLPSpanExporter,
-            )
-        except ImportError:
+            return otlp_exporter()
+        except ImportError:  # the SDK's exporter, for configuration nativekit's does not cover
             raise ConfigError(
-                "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install 'nativekit[otlp]'."
+                "OTEL_TRACES_EXPORTER=otlp with TLS client certificates, a CA file, deflate or "
+                "a credential provider needs the SDK's OTLP exporter: "
+                "pip install 'nativekit[otlp]'."
             ) from None
-        exporter: SpanExporter = OTLPSpanExporter()
-        return exporter
     raise ConfigError(
         f"OTEL_TRACES_EXPORTER={name!r} is not supported; expected 'none', 'console' or 'otlp'."
     )
