@@ -66,6 +66,8 @@ class TelemetryMiddleware:
             self._trace = trace
             self._server_kind = trace.SpanKind.SERVER
             self._error_status = trace.Status(trace.StatusCode.ERROR)
+            #: (method, route template) -> span name, made once per route
+            self._span_names: dict[tuple[str, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -160,17 +162,23 @@ class TelemetryMiddleware:
         status: int,
         error: BaseException | None,
     ) -> None:
-        if template is not None:
-            span.update_name(f"{method} {template}")
-            # one call, one lock: the SDK locks the span once per set_attribute(s)
-            span.set_attributes({"http.route": template, "http.response.status_code": status})
-        else:
-            span.set_attribute("http.response.status_code", status)
-        if error is not None:
-            span.record_exception(error)
-        if status >= 500:
-            span.set_status(self._error_status)
-        span.end()
+        if span.is_recording():  # a non-recording span keeps nothing: build nothing for it
+            if template is not None:
+                names = self._span_names.get((method, template))
+                if names is None:
+                    if len(self._span_names) > 1000:  # methods are whatever clients send
+                        self._span_names.clear()
+                    names = self._span_names[(method, template)] = f"{method} {template}"
+                span.update_name(names)
+                # one call, one lock: the SDK locks the span once per set_attribute(s)
+                span.set_attributes({"http.route": template, "http.response.status_code": status})
+            else:
+                span.set_attribute("http.response.status_code", status)
+            if error is not None:
+                span.record_exception(error)
+            if status >= 500:
+                span.set_status(self._error_status)
+            span.end()
         self._context.detach(token)
 
 
