@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nativekit._health import PROBE_PATHS
+from nativekit._telemetry.access import AccessLog
 from nativekit._telemetry.logging import get_logger, log_context
 from nativekit._telemetry.metrics import UNMATCHED_ROUTE, Metrics
 
@@ -56,6 +57,7 @@ class TelemetryMiddleware:
         self.skip_paths = skip_paths
         self.log = get_logger(component="http")
         self._bound_log: Any = None  # self.log resolved at the first request, after configuration
+        self._access = AccessLog(service)
         if tracer is not None:
             from opentelemetry import context, trace
 
@@ -121,21 +123,31 @@ class TelemetryMiddleware:
                     exc_info=error,
                 )
             if self.access_log:
-                log = self._bound_log
-                if log is None:
-                    # the lazy proxy re-binds on every call; bind once, when first needed
-                    log = self._bound_log = self.log.bind()
-                log.info(
-                    "http.request",
-                    method=method,
-                    route=template or UNMATCHED_ROUTE,
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round(duration * 1000, 3),
+                self._log_access(
+                    method, template or UNMATCHED_ROUTE, scope["path"], status, duration, request_id
                 )
             if span is not None:
                 self._end_span(span, otel_token, method, template, status, error)
             log_context.reset(log_token)
+
+    def _log_access(
+        self, method: str, route: str, path: str, status: int, duration: float, request_id: str
+    ) -> None:
+        duration_ms = round(duration * 1000, 3)
+        if self._access.write(method, route, path, status, duration_ms, request_id):
+            return
+        log = self._bound_log
+        if log is None:
+            # the lazy proxy re-binds on every call; bind once, when first needed
+            log = self._bound_log = self.log.bind()
+        log.info(
+            "http.request",
+            method=method,
+            route=route,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+        )
 
     def _start_span(self, scope: Scope, traceparent: str | None) -> tuple[Any, Any]:
         parent = self._extract(traceparent) if traceparent is not None else None

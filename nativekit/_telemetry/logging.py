@@ -254,8 +254,9 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
         exc_processors = []
+    processors = [*_shared_processors(), *exc_processors, renderer]
     structlog.configure(
-        processors=[*_shared_processors(), *exc_processors, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_stdout_logger_factory,
         cache_logger_on_first_use=False,
@@ -282,7 +283,8 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     access.handlers = []
     access.propagate = False
     access.disabled = True
-    _configured.update(service=service, format=fmt)
+    # the access line's shortcut checks the pipeline is still this one (_telemetry/access.py)
+    _configured.update(service=service, format=fmt, level=level, processors=processors)
     for old, new in settings.deprecated_variables:
         get_logger(service=service).warning("settings.variable.deprecated", variable=old, use=new)
 
