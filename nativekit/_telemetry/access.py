@@ -80,7 +80,8 @@ class AccessLog:
         line = (
             f'{head}{_quote(path)}, "status": {int(status)}, "duration_ms": {float(duration_ms)!r}, '
             f'"event": "http.request", "request_id": {_quote(request_id)}, '
-            f'"service": {_quote(self.service)}, "level": "info", "timestamp": "{stamp}"{trace}'
+            f'"service": {_quote(self.service)}, "level": "info", '
+            f'"timestamp": "{stamp}"{trace}'
         )
         out: Any = sys.stdout
         out.write(line)
