@@ -78,7 +78,8 @@ class AccessLog:
             else "}\n"
         )
         line = (
-            f'{head}{_quote(path)}, "status": {int(status)}, "duration_ms": {float(duration_ms)!r}, '
+            f'{head}{_quote(path)}, "status": {int(status)}, '
+            f'"duration_ms": {float(duration_ms)!r}, '
             f'"event": "http.request", "request_id": {_quote(request_id)}, '
             f'"service": {_quote(self.service)}, "level": "info", '
             f'"timestamp": "{stamp}"{trace}'
