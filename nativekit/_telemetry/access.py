@@ -70,13 +70,9 @@ class AccessLog:
                 f'{{"component": {_quote(self.component)}, "method": {_quote(method)}, '
                 f'"route": {_quote(route)}, "path": '
             )
-        stamp = _logging._timestamp(None, "info", {})["timestamp"]
-        ids = _logging._add_trace(None, "info", {})
-        trace = (
-            f', "trace_id": "{ids["trace_id"]}", "span_id": "{ids["span_id"]}"}}\n'
-            if ids
-            else "}\n"
-        )
+        stamp = _logging.timestamp_text()
+        ids = _logging.trace_ids()
+        trace = f', "trace_id": "{ids[0]}", "span_id": "{ids[1]}"}}\n' if ids else "}\n"
         line = (
             f'{head}{_quote(path)}, "status": {int(status)}, '
             f'"duration_ms": {float(duration_ms)!r}, '

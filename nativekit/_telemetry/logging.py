@@ -135,10 +135,14 @@ def _merge_contextvars(logger: WrappedLogger, method: str, event: EventDict) -> 
 
 
 def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    """ISO 8601 UTC timestamp, as ``TimeStamper(fmt="iso", utc=True)`` writes it.
+    """ISO 8601 UTC timestamp, as ``TimeStamper(fmt="iso", utc=True)`` writes it."""
+    event["timestamp"] = timestamp_text()
+    return event
 
-    The date and time up to the second are formatted once per second.
-    """
+
+def timestamp_text() -> str:
+    """Now as ``TimeStamper(fmt="iso", utc=True)`` writes it; the date and time up to the
+    second are formatted once per second."""
     now = time.time()
     second = int(now)
     cached_second, prefix = _stamp_cache[0]
@@ -146,22 +150,29 @@ def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         prefix = datetime.datetime.fromtimestamp(second, tz=datetime.UTC).isoformat()[:19]
         _stamp_cache[0] = (second, prefix)
     micro = int((now - second) * 1_000_000)
-    event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
-    return event
+    return f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
 
 
 _stamp_cache: list[tuple[int, str]] = [(-1, "")]
 
 
 def _add_trace(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    ids = trace_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
+
+
+def trace_ids() -> tuple[str, str] | None:
+    """(trace id, span id) in hex of the current span, or None outside a valid one."""
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
-        return event
+        return None
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
-        event.setdefault("trace_id", format(span_context.trace_id, "032x"))
-        event.setdefault("span_id", format(span_context.span_id, "016x"))
-    return event
+        return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+    return None
 
 
 def redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
