@@ -2,6 +2,7 @@
 
     python benchmarks/shop_load.py [--concurrency 50] [--seconds 20] [--quick] [--redis-cluster]
                                    [--replicas N]
+                                   [--profile DIR]
     # BENCH_FETCH_WAIT_MS (30): the services' NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS, in ms
 
 Places orders at fixed concurrency with ``Prefer: wait=5`` (polling GET when an
@@ -14,6 +15,11 @@ the Redis commands per order (``INFO commandstats`` of its masters, nothing else
 runs on them). ``--replicas N`` runs N replicas of each service (topics of
 ``max(6, 2N)`` partitions), the load generator spreading orders over the orders
 replicas; CPU per order is then summed per service (docs/scaling.md).
+``--profile DIR`` samples each service process with py-spy (the ``bench`` extra) over the
+timed phase and writes one flame graph per service, ``DIR/shop-<service>.svg``.
+CPU per order is each process's user + system CPU time over the timed phase divided by
+the orders that ended in it (``cpu_ms_per_order``; Redis and Kafka count only when this
+script started them, a shared server's CPU includes other clients').
 The last output line is one JSON object.
 """
 
@@ -295,8 +301,37 @@ def keep_logs_on_failure(log_dir: Path) -> None:
         print(f"service logs kept in {log_dir}", file=sys.stderr)
 
 
+def start_profiles(cluster: Cluster, folder: Path, seconds: float) -> list[Any]:
+    """py-spy samplers of every service process for ``seconds``, writing flame graphs."""
+    import subprocess
+
+    spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    folder.mkdir(parents=True, exist_ok=True)
+    options = ["--duration", str(round(seconds)), "--rate", "200", "--nonblocking"]
+    return [
+        subprocess.Popen(
+            [
+                spy,
+                "record",
+                "--pid",
+                str(process.pid),
+                *options,
+                "--output",
+                str(folder / f"shop-{name}.svg"),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for name, process in cluster.processes.items()
+    ]
+
+
 async def run(
-    concurrency: int, seconds: float, redis_cluster: bool = False, replicas: int = 1
+    concurrency: int,
+    seconds: float,
+    redis_cluster: bool = False,
+    replicas: int = 1,
+    profile: Path | None = None,
 ) -> dict[str, Any]:
     """Start the shop, stock it, load it, check it."""
     tag = uuid.uuid4().hex[:8]
@@ -324,9 +359,12 @@ async def run(
             idle = {k: (v - idle_start[k]) / IDLE_SECONDS for k, v in cpu_snapshot(cluster).items()}
             cpu_before, load = cpu_snapshot(cluster), os.getloadavg()[0]
             calls_before = commandstats()
+            samplers = start_profiles(cluster, profile, seconds) if profile else []
             latencies, final, elapsed = await place_orders(orders, skus, concurrency, seconds)
             cpu_after = cpu_snapshot(cluster)
             calls_after = commandstats()
+            for sampler in samplers:
+                await asyncio.to_thread(sampler.wait)
             reads = await read_rate(inventory, skus[0], concurrency)
         ok = await invariants(cluster, skus, warm + final)
     latencies.sort()
@@ -384,9 +422,14 @@ def main() -> None:
     parser.add_argument(
         "--replicas", type=int, default=1, help="replicas of each service (default 1)"
     )
+    parser.add_argument(
+        "--profile", type=Path, default=None, help="write py-spy flame graphs to this folder"
+    )
     args = parser.parse_args()
     seconds = 5 if args.quick else args.seconds
-    result = asyncio.run(run(args.concurrency, seconds, args.redis_cluster, args.replicas))
+    result = asyncio.run(
+        run(args.concurrency, seconds, args.redis_cluster, args.replicas, args.profile)
+    )
     print(f"{'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'orders':>7} {'reads/s':>9} invariants")
     print(
         f"{result['orders_per_s']:>10} {result['p50_ms']:>8} {result['p99_ms']:>8} "

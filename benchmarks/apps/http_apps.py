@@ -248,8 +248,9 @@ def nativekit_jwt() -> ASGIApp:
 
 def nativekit_full() -> ASGIApp:
     """nativekit full stack with the default ``none`` exporter: metrics, a *non-recording*
-    span per request (trace and span ids, the trace context made current and sent on;
-    no attributes kept, nothing exported), and the JSON access log line."""
+    span per request (trace and span ids and the sampler's flags, the trace context made
+    current and sent on; no name, attributes or timing kept, nothing exported), and the
+    JSON access line with the trace and span ids."""
     os.environ.setdefault("OTEL_TRACES_EXPORTER", "none")
     os.environ.setdefault("OTEL_TRACES_SAMPLER", "always_on")
     return _nativekit(tracing=True, access_log=True)
@@ -271,15 +272,17 @@ def _exporting(sampler: str, ratio: str | None) -> ASGIApp:
 
 def nativekit_full_exporting() -> ASGIApp:
     """nativekit full stack exporting every span: metrics, a *recorded* SDK span per request
-    (``always_on``; SERVER kind, method, path, scheme, route and status attributes) sent by
-    the SDK's batch span processor over OTLP/HTTP (protobuf) to the benchmark's local
-    receiver, and the JSON access log line."""
+    (``always_on``; SERVER kind, named ``GET /items/{item_id}``, method, path, scheme, route
+    and status attributes) handed to the SDK's batch span processor and sent by nativekit's
+    OTLP/HTTP exporter (protobuf) to the benchmark's local receiver, and the JSON access
+    line."""
     return _exporting("always_on", None)
 
 
 def nativekit_full_sampled() -> ASGIApp:
     """As ``nativekit-full-exporting`` at ``parentbased_traceidratio`` 0.1: about one request
-    in ten gets a recorded, exported span; the others a non-recording one (ids only)."""
+    in ten gets a recorded, exported span; the others a non-recording one from the SDK's
+    tracer (ids and flags only), as with the ``none`` exporter."""
     return _exporting("parentbased_traceidratio", "0.1")
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from nativekit._health import PROBE_PATHS
+from nativekit._telemetry.access import AccessLog
 from nativekit._telemetry.logging import get_logger, log_context
 from nativekit._telemetry.metrics import UNMATCHED_ROUTE, Metrics
 
@@ -56,6 +57,7 @@ class TelemetryMiddleware:
         self.skip_paths = skip_paths
         self.log = get_logger(component="http")
         self._bound_log: Any = None  # self.log resolved at the first request, after configuration
+        self._access = AccessLog(service)
         if tracer is not None:
             from opentelemetry import context, trace
 
@@ -66,6 +68,8 @@ class TelemetryMiddleware:
             self._trace = trace
             self._server_kind = trace.SpanKind.SERVER
             self._error_status = trace.Status(trace.StatusCode.ERROR)
+            #: (method, route template) -> span name, made once per route
+            self._span_names: dict[tuple[str, str], str] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -119,21 +123,31 @@ class TelemetryMiddleware:
                     exc_info=error,
                 )
             if self.access_log:
-                log = self._bound_log
-                if log is None:
-                    # the lazy proxy re-binds on every call; bind once, when first needed
-                    log = self._bound_log = self.log.bind()
-                log.info(
-                    "http.request",
-                    method=method,
-                    route=template or UNMATCHED_ROUTE,
-                    path=scope["path"],
-                    status=status,
-                    duration_ms=round(duration * 1000, 3),
+                self._log_access(
+                    method, template or UNMATCHED_ROUTE, scope["path"], status, duration, request_id
                 )
             if span is not None:
                 self._end_span(span, otel_token, method, template, status, error)
             log_context.reset(log_token)
+
+    def _log_access(
+        self, method: str, route: str, path: str, status: int, duration: float, request_id: str
+    ) -> None:
+        duration_ms = round(duration * 1000, 3)
+        if self._access.write(method, route, path, status, duration_ms, request_id):
+            return
+        log = self._bound_log
+        if log is None:
+            # the lazy proxy re-binds on every call; bind once, when first needed
+            log = self._bound_log = self.log.bind()
+        log.info(
+            "http.request",
+            method=method,
+            route=route,
+            path=path,
+            status=status,
+            duration_ms=duration_ms,
+        )
 
     def _start_span(self, scope: Scope, traceparent: str | None) -> tuple[Any, Any]:
         parent = self._extract(traceparent) if traceparent is not None else None
@@ -160,17 +174,23 @@ class TelemetryMiddleware:
         status: int,
         error: BaseException | None,
     ) -> None:
-        if template is not None:
-            span.update_name(f"{method} {template}")
-            # one call, one lock: the SDK locks the span once per set_attribute(s)
-            span.set_attributes({"http.route": template, "http.response.status_code": status})
-        else:
-            span.set_attribute("http.response.status_code", status)
-        if error is not None:
-            span.record_exception(error)
-        if status >= 500:
-            span.set_status(self._error_status)
-        span.end()
+        if span.is_recording():  # a non-recording span keeps nothing: build nothing for it
+            if template is not None:
+                names = self._span_names.get((method, template))
+                if names is None:
+                    if len(self._span_names) > 1000:  # methods are whatever clients send
+                        self._span_names.clear()
+                    names = self._span_names[(method, template)] = f"{method} {template}"
+                span.update_name(names)
+                # one call, one lock: the SDK locks the span once per set_attribute(s)
+                span.set_attributes({"http.route": template, "http.response.status_code": status})
+            else:
+                span.set_attribute("http.response.status_code", status)
+            if error is not None:
+                span.record_exception(error)
+            if status >= 500:
+                span.set_status(self._error_status)
+            span.end()
         self._context.detach(token)
 
 

@@ -135,10 +135,14 @@ def _merge_contextvars(logger: WrappedLogger, method: str, event: EventDict) -> 
 
 
 def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    """ISO 8601 UTC timestamp, as ``TimeStamper(fmt="iso", utc=True)`` writes it.
+    """ISO 8601 UTC timestamp, as ``TimeStamper(fmt="iso", utc=True)`` writes it."""
+    event["timestamp"] = timestamp_text()
+    return event
 
-    The date and time up to the second are formatted once per second.
-    """
+
+def timestamp_text() -> str:
+    """Now as ``TimeStamper(fmt="iso", utc=True)`` writes it; the date and time up to the
+    second are formatted once per second."""
     now = time.time()
     second = int(now)
     cached_second, prefix = _stamp_cache[0]
@@ -146,22 +150,29 @@ def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         prefix = datetime.datetime.fromtimestamp(second, tz=datetime.UTC).isoformat()[:19]
         _stamp_cache[0] = (second, prefix)
     micro = int((now - second) * 1_000_000)
-    event["timestamp"] = f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
-    return event
+    return f"{prefix}.{micro:06d}Z" if micro else f"{prefix}Z"
 
 
 _stamp_cache: list[tuple[int, str]] = [(-1, "")]
 
 
 def _add_trace(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    ids = trace_ids()
+    if ids is not None:
+        event.setdefault("trace_id", ids[0])
+        event.setdefault("span_id", ids[1])
+    return event
+
+
+def trace_ids() -> tuple[str, str] | None:
+    """(trace id, span id) in hex of the current span, or None outside a valid one."""
     trace = sys.modules.get("opentelemetry.trace")
     if trace is None:
-        return event
+        return None
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
-        event.setdefault("trace_id", format(span_context.trace_id, "032x"))
-        event.setdefault("span_id", format(span_context.span_id, "016x"))
-    return event
+        return format(span_context.trace_id, "032x"), format(span_context.span_id, "016x")
+    return None
 
 
 def redact(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -208,16 +219,32 @@ def _tee(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
     return event
 
 
+_LEVEL_NAMES = {"warn": "warning", "exception": "error"}  # as structlog's add_log_level maps them
+
+
+def _enrich(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """The shared processors in one call, same result in the same key order: structlog's
+    context variables, :data:`log_context`, the level, the timestamp, the trace ids,
+    redaction, the capture sinks (each step is the processor of that name above)."""
+    if _STRUCTLOG_VARS is None:
+        event = structlog.contextvars.merge_contextvars(logger, method, event)
+    else:
+        for name, var in list(_STRUCTLOG_VARS.items()):
+            value = var.get(Ellipsis)
+            if value is not Ellipsis:
+                event.setdefault(name[_PREFIX_LEN:], value)
+    _add_context(logger, method, event)
+    event["level"] = _LEVEL_NAMES.get(method, method)
+    _timestamp(logger, method, event)
+    _add_trace(logger, method, event)
+    _redact_mapping(event)
+    if captures:
+        _tee(logger, method, event)
+    return event
+
+
 def _shared_processors() -> list[Processor]:
-    return [
-        _merge_contextvars,
-        _add_context,
-        structlog.processors.add_log_level,
-        _timestamp,
-        _add_trace,
-        redact,
-        _tee,
-    ]
+    return [_enrich]
 
 
 def configure_logging(settings: Settings, service: str, *, force: bool = False) -> None:
@@ -238,8 +265,9 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     else:
         renderer = structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())
         exc_processors = []
+    processors = [*_shared_processors(), *exc_processors, renderer]
     structlog.configure(
-        processors=[*_shared_processors(), *exc_processors, renderer],
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=_stdout_logger_factory,
         cache_logger_on_first_use=False,
@@ -266,7 +294,8 @@ def configure_logging(settings: Settings, service: str, *, force: bool = False) 
     access.handlers = []
     access.propagate = False
     access.disabled = True
-    _configured.update(service=service, format=fmt)
+    # the access line's shortcut checks the pipeline is still this one (_telemetry/access.py)
+    _configured.update(service=service, format=fmt, level=level, processors=processors)
     for old, new in settings.deprecated_variables:
         get_logger(service=service).warning("settings.variable.deprecated", variable=old, use=new)
 

@@ -59,24 +59,33 @@ def multiprocess_dir() -> str | None:
 
 class InFlight:
     """Requests being handled: the ``http_requests_in_flight`` gauge and this process's
-    own count of them (the gauge's value is not readable through public API)."""
+    own count of them (the gauge's value is not readable through public API).
+
+    In a single process the gauge reads the count when scraped (``set_function``), so a
+    request only adds and subtracts one; in multiprocess mode each change is written
+    to the gauge, which the other processes' scrape reads from its file."""
 
     __slots__ = ("count", "gauge")
 
     def __init__(self, gauge: Gauge) -> None:
-        self.gauge = gauge
+        self.gauge: Gauge | None = gauge
         #: requests being handled now in this process
         self.count = 0
+        if multiprocess_dir() is None:
+            gauge.set_function(lambda: self.count)
+            self.gauge = None
 
     def inc(self) -> None:
         """One more request in flight."""
         self.count += 1
-        self.gauge.inc()
+        if self.gauge is not None:
+            self.gauge.inc()
 
     def dec(self) -> None:
         """One request fewer in flight."""
         self.count -= 1
-        self.gauge.dec()
+        if self.gauge is not None:
+            self.gauge.dec()
 
 
 class Metrics:
@@ -111,8 +120,8 @@ class Metrics:
                 multiprocess_mode="livesum",
             ).labels(service)
         )
-        self._counters: dict[tuple[str, str, int], Counter] = {}
-        self._histograms: dict[tuple[str, str], Histogram] = {}
+        #: (method, route, status) -> its requests counter and duration histogram
+        self._series: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
 
     def in_flight_count(self) -> float:
         """Requests being handled now (this process)."""
@@ -123,17 +132,14 @@ class Metrics:
         if method not in KNOWN_METHODS:
             method = "OTHER"
         key = (method, route, status)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = self.requests.labels(
-                self.service, method, route, str(status)
+        found = self._series.get(key)
+        if found is None:
+            found = self._series[key] = (
+                self.requests.labels(self.service, method, route, str(status)),
+                self.duration.labels(self.service, method, route),
             )
-        counter.inc()
-        hkey = (method, route)
-        histogram = self._histograms.get(hkey)
-        if histogram is None:
-            histogram = self._histograms[hkey] = self.duration.labels(self.service, method, route)
-        histogram.observe(seconds)
+        found[0].inc()
+        found[1].observe(seconds)
 
 
 def exposition(registries: Iterable[CollectorRegistry]) -> bytes:

@@ -1,8 +1,9 @@
 """OpenTelemetry tracing, configured from the standard ``OTEL_*`` variables.
 
 ``OTEL_TRACES_EXPORTER`` selects ``none`` (the default when unset, so a service
-never blocks on a collector nobody runs), ``console`` or ``otlp`` (install the
-``nativekit[otlp]`` extra). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
+never blocks on a collector nobody runs), ``console`` or ``otlp`` (OTLP/HTTP protobuf
+through the batch span processor, encoded by nativekit's own exporter:
+:mod:`nativekit._telemetry.otlp`). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
 application already installed a tracer provider (for example with
 ``opentelemetry-instrument``) nativekit uses it as it is.
 
@@ -35,6 +36,7 @@ from opentelemetry.sdk.trace.export import (
     SimpleSpanProcessor,
     SpanExporter,
 )
+from opentelemetry.sdk.trace.sampling import DEFAULT_ON, StaticSampler
 
 from nativekit.errors import ConfigError
 
@@ -74,16 +76,16 @@ def _exporter(name: str) -> SpanExporter | None:
     if name == "console":
         return ConsoleSpanExporter()
     if name == "otlp":
+        from nativekit._telemetry.otlp import otlp_exporter
+
         try:
-            from opentelemetry.exporter.otlp.proto.http.trace_exporter import (  # type: ignore[import-not-found,unused-ignore]
-                OTLPSpanExporter,
-            )
-        except ImportError:
+            return otlp_exporter()
+        except ImportError:  # the SDK's exporter, for configuration nativekit's does not cover
             raise ConfigError(
-                "OTEL_TRACES_EXPORTER=otlp needs the OTLP exporter: pip install 'nativekit[otlp]'."
+                "OTEL_TRACES_EXPORTER=otlp with TLS client certificates, a CA file, deflate or "
+                "a credential provider needs the SDK's OTLP exporter: "
+                "pip install 'nativekit[otlp]'."
             ) from None
-        exporter: SpanExporter = OTLPSpanExporter()
-        return exporter
     raise ConfigError(
         f"OTEL_TRACES_EXPORTER={name!r} is not supported; expected 'none', 'console' or 'otlp'."
     )
@@ -119,6 +121,10 @@ class _LeanTracer(trace.Tracer):
     def __init__(self, sdk: Any, provider: LeanTracerProvider) -> None:
         self.sdk = sdk
         self.provider = provider
+        #: the sampler's fixed answer, when it needs no call: see :func:`_fixed_decision`
+        self.fixed = _fixed_decision(sdk.sampler)
+        is_random = getattr(sdk.id_generator, "is_trace_id_random", None)
+        self.random_ids = bool(_RANDOM and is_random is not None and is_random())
 
     def start_span(
         self,
@@ -155,10 +161,17 @@ class _LeanTracer(trace.Tracer):
             random_id = bool(parent.trace_flags & _RANDOM)
         else:
             trace_id = ids.generate_trace_id()
-            is_random = getattr(ids, "is_trace_id_random", None)
-            random_id = bool(_RANDOM and is_random is not None and is_random())
-        result = sdk.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-        flags = _SAMPLED if result.decision.is_sampled() else _NOT_SAMPLED
+            random_id = self.random_ids
+        fixed = self.fixed
+        if fixed is None:
+            result = sdk.sampler.should_sample(context, trace_id, name, kind, attributes, links)
+            sampled, trace_state = result.decision.is_sampled(), result.trace_state
+        elif parent.is_valid:  # a static sampler keeps the parent's trace state
+            trace_state = parent.trace_state
+            sampled = parent.trace_flags.sampled if fixed == "parent" else fixed
+        else:
+            sampled, trace_state = fixed == "parent" or fixed is True, None
+        flags = _SAMPLED if sampled else _NOT_SAMPLED
         if random_id:
             flags = trace.TraceFlags(flags | _RANDOM)
         return trace.SpanContext(
@@ -166,7 +179,7 @@ class _LeanTracer(trace.Tracer):
             ids.generate_span_id(),
             is_remote=False,
             trace_flags=flags,
-            trace_state=result.trace_state,
+            trace_state=trace_state,
         )
 
     def start_as_current_span(
@@ -194,6 +207,22 @@ class _LeanTracer(trace.Tracer):
             (name, context, kind, attributes, links, start_time,
              record_exception, set_status_on_exception, end_on_exit),
         )  # fmt: skip
+
+
+_PARENT_BASED_ALWAYS_ON: str = DEFAULT_ON.get_description()  # type: ignore[no-untyped-call]
+
+
+def _fixed_decision(sampler: Any) -> bool | str | None:
+    """What ``sampler`` decides without being asked: True or False for ``always_on`` /
+    ``always_off``, ``"parent"`` for ``parentbased_always_on`` (the SDK's default: a root
+    is sampled, a child follows its parent's flag), None for any other sampler, which is
+    then called for every span."""
+    if isinstance(sampler, StaticSampler):
+        decision: Any = sampler.should_sample(None, 1, "").decision
+        return bool(decision.is_sampled())
+    if sampler.get_description() == _PARENT_BASED_ALWAYS_ON:
+        return "parent"
+    return None
 
 
 class _LeanScope:

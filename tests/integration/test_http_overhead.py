@@ -82,3 +82,4 @@ def test_missing_wrk_is_reported_with_the_install_command(tmp_path: Path) -> Non
     assert done.returncode == 2
     assert "apt-get install -y wrk" in done.stderr
     assert done.stdout == ""
+

@@ -99,3 +99,30 @@ def test_a_decorated_plain_function_and_a_failing_scope_restore_the_context() ->
     with pytest.raises(KeyError, match="boom"), tracer.start_as_current_span("failing"):
         raise KeyError("boom")
     assert not trace.get_current_span().get_span_context().is_valid
+
+
+@pytest.mark.parametrize("sampler", ["always_on", "always_off", "default", "ratio"])
+def test_lean_flags_and_trace_state_match_the_sdk_for_each_sampler(sampler: str) -> None:
+    """Static and parent-based samplers answered without a call give the SDK's flags and
+    the parent's trace state, for roots and for children of sampled and unsampled parents."""
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_OFF,
+        ALWAYS_ON,
+        DEFAULT_ON,
+        ParentBasedTraceIdRatio,
+    )
+
+    chosen = {"always_on": ALWAYS_ON, "always_off": ALWAYS_OFF, "default": DEFAULT_ON,
+              "ratio": ParentBasedTraceIdRatio(0.5)}[sampler]  # fmt: skip
+    lean = LeanTracerProvider(sampler=chosen).get_tracer("t")
+    sdk = TracerProvider(sampler=chosen).get_tracer("t")
+    for flags in ("01", "00"):
+        carrier = {"traceparent": PARENT.format(flags=flags), "tracestate": "k=v"}
+        parent = propagate.extract(carrier)
+        got = lean.start_span("child", context=parent).get_span_context()
+        want = sdk.start_span("child", context=parent).get_span_context()
+        assert (got.trace_flags, got.trace_state) == (want.trace_flags, want.trace_state)
+    for _ in range(20):
+        root = lean.start_span("root").get_span_context()
+        same = sdk.sampler.should_sample(None, root.trace_id, "root").decision.is_sampled()
+        assert root.trace_flags.sampled == same and not root.trace_state
