@@ -55,7 +55,7 @@ class AccessLog:
             or configured.get("level", _INFO) > _INFO
             or _logging.captures
             or structlog.get_config()["processors"] is not configured.get("processors")
-            or _logging._merge_contextvars(None, "info", {})
+            or structlog.contextvars.get_contextvars()
             or "@" in path
             or "@" in request_id
             or "@" in route

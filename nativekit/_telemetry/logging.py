@@ -113,25 +113,11 @@ _PLAIN_KEYS = frozenset(
         "duration_ms",
     }
 )
-_STRUCTLOG_VARS: dict[str, ContextVar[Any]] | None = getattr(
-    structlog.contextvars, "_CONTEXT_VARS", None
-)
-_PREFIX_LEN = len(getattr(structlog.contextvars, "STRUCTLOG_KEY_PREFIX", "structlog_"))
 
 
 def _merge_contextvars(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
-    """structlog's ``merge_contextvars`` without copying and scanning the whole context.
-
-    structlog keeps its context variables in one registry; reading those few is
-    much cheaper than iterating every variable of the current context per line.
-    """
-    if _STRUCTLOG_VARS is None:
-        return structlog.contextvars.merge_contextvars(logger, method, event)
-    for name, var in list(_STRUCTLOG_VARS.items()):  # list(): atomic against binds elsewhere
-        value = var.get(Ellipsis)
-        if value is not Ellipsis:
-            event.setdefault(name[_PREFIX_LEN:], value)
-    return event
+    """structlog's ``merge_contextvars`` (its public processor)."""
+    return structlog.contextvars.merge_contextvars(logger, method, event)
 
 
 def _timestamp(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
@@ -226,13 +212,7 @@ def _enrich(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
     """The shared processors in one call, same result in the same key order: structlog's
     context variables, :data:`log_context`, the level, the timestamp, the trace ids,
     redaction, the capture sinks (each step is the processor of that name above)."""
-    if _STRUCTLOG_VARS is None:
-        event = structlog.contextvars.merge_contextvars(logger, method, event)
-    else:
-        for name, var in list(_STRUCTLOG_VARS.items()):
-            value = var.get(Ellipsis)
-            if value is not Ellipsis:
-                event.setdefault(name[_PREFIX_LEN:], value)
+    event = structlog.contextvars.merge_contextvars(logger, method, event)
     _add_context(logger, method, event)
     event["level"] = _LEVEL_NAMES.get(method, method)
     _timestamp(logger, method, event)

@@ -103,13 +103,36 @@ asyncio.run(main())
     assert exported["resource"]["attributes"]["service.name"] == "env-traced"
 
 
+#: runs as if opentelemetry-exporter-otlp-proto-http were not installed (a None entry in
+#: sys.modules makes its import fail), then builds a service's middleware
+_WITHOUT_SDK_EXPORTER = (
+    "import sys; sys.modules['opentelemetry.exporter.otlp.proto.http.trace_exporter'] = None; "
+    "import nativekit; nativekit.Service('o').app.build_middleware_stack()"
+)
+
+
 @pytest.mark.slow
-def test_otlp_without_extra_is_a_clear_error() -> None:
-    """OTEL_TRACES_EXPORTER=otlp without the extra fails, saying what to install."""
-    code = "import nativekit; nativekit.Service('o').app.build_middleware_stack()"
+def test_otlp_needs_no_extra_for_plain_http_export() -> None:
+    """OTEL_TRACES_EXPORTER=otlp over plain HTTP uses nativekit's own exporter: no extra."""
     env = {**os.environ, "OTEL_TRACES_EXPORTER": "otlp"}
     result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=ROOT, timeout=60
-    )
+        [sys.executable, "-c", _WITHOUT_SDK_EXPORTER],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.slow
+def test_otlp_with_client_certificates_without_extra_is_a_clear_error() -> None:
+    """Configuration only the SDK's exporter covers fails without it, saying what to install."""
+    env = {
+        **os.environ,
+        "OTEL_TRACES_EXPORTER": "otlp",
+        "OTEL_EXPORTER_OTLP_CERTIFICATE": str(ROOT / "no-such-ca.pem"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", _WITHOUT_SDK_EXPORTER],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=60,
+    )  # fmt: skip
     assert result.returncode != 0
     assert "pip install 'nativekit[otlp]'" in result.stderr

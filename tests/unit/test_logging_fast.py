@@ -7,7 +7,6 @@ import json
 import re
 from typing import Any
 
-import structlog
 from structlog.processors import JSONRenderer, TimeStamper
 
 from nativekit._telemetry import logging as nklogging
@@ -35,18 +34,6 @@ def test_json_serializer_output_equals_json_dumps() -> None:
     assert JSONRenderer(serializer=nklogging._json_dumps)(None, "info", dict(event)) == (
         JSONRenderer()(None, "info", dict(event))
     )
-
-
-def test_merge_contextvars_equals_structlog_merge() -> None:
-    """Bound context variables are merged as structlog's own processor merges them."""
-    structlog.contextvars.bind_contextvars(order_id="o-1", tenant="t")
-    structlog.contextvars.unbind_contextvars("tenant")
-    try:
-        stock = structlog.contextvars.merge_contextvars(None, "info", {"tenant": "kept"})
-        fast = nklogging._merge_contextvars(None, "info", {"tenant": "kept"})
-    finally:
-        structlog.contextvars.clear_contextvars()
-    assert fast == stock == {"tenant": "kept", "order_id": "o-1"}
 
 
 def test_redaction_unchanged_for_plain_and_secret_keys() -> None:
