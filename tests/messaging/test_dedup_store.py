@@ -183,8 +183,35 @@ class TestPostgresDedupStore(DedupStoreContract):
             await store.ping()
 
 
+class RetriedRedisClaims:
+    """Redis-only: a script call sent twice, as redis-py's retry does when the first run
+    went through but its answer was lost with the connection."""
+
+    async def test_a_retried_claim_gets_its_own_claims_back(
+        self, store: RedisDedupStore, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """A claim run twice reports CLAIMED with the first run's tokens, not BUSY; those
+        tokens finish the keys."""
+        evalsha = store.client.evalsha
+
+        async def twice(*args: Any) -> Any:
+            await evalsha(*args)
+            return await evalsha(*args)
+
+        monkeypatch.setattr(store.client, "evalsha", twice)
+        claims = await store.claim_many(["r1", "r2", "r1", "r3"], lease=5)
+        monkeypatch.undo()
+        assert [c.status for c in claims] == [ClaimStatus.CLAIMED] * 2 + [ClaimStatus.BUSY] + [
+            ClaimStatus.CLAIMED
+        ]
+        owned = [c for c in claims if c.status is ClaimStatus.CLAIMED]
+        assert await store.finish_many(owned, retain=60) == [True] * 3
+        again = await store.claim_many(["r1", "r2", "r3"], lease=5)
+        assert [c.status for c in again] == [ClaimStatus.DONE] * 3
+
+
 @pytest.mark.redis
-class TestRedisDedupStore(DedupStoreContract):
+class TestRedisDedupStore(DedupStoreContract, RetriedRedisClaims):
     """The contract on real Redis."""
 
     @pytest.fixture
@@ -244,13 +271,15 @@ class TestRedisLayout:
         self, client: aioredis.Redis, unique: str
     ) -> None:
         """A batch adds fields to the current bucket, which expires after the retention,
-        and no key of its own per message."""
+        and no key of its own per message (the claim's answer is kept for its lease)."""
         store = RedisDedupStore(client, namespace=unique, retention=3600, bucket_seconds=600)
         claims = await store.claim_many([f"k{i}" for i in range(50)], lease=5)
         await store.finish_many(claims, retain=3600)
         keys = sorted([k async for k in client.scan_iter(match=f"nk:dedup:{{{unique}}}:*")])
-        [bucket] = [k for k in keys if k != store.fence_key.encode()]
-        assert len(keys) == 2
+        [memo] = [k for k in keys if k.startswith(f"nk:dedup:{{{unique}}}:r:".encode())]
+        [bucket] = [k for k in keys if k not in (store.fence_key.encode(), memo)]
+        assert len(keys) == 3
+        assert 0 < await client.pttl(memo) <= 5000  # the claim's lease
         assert await client.hlen(bucket) == 50
         ttl = await client.pttl(bucket)
         assert 3600_000 <= ttl <= 4200_000 + 1000  # the retention plus at most one bucket
@@ -297,7 +326,7 @@ class TestRedisLayout:
 
 
 @pytest.mark.redis
-class TestClusterDedupStore(DedupStoreContract):
+class TestClusterDedupStore(DedupStoreContract, RetriedRedisClaims):
     """The contract on a real 3-master Redis Cluster."""
 
     @pytest.fixture

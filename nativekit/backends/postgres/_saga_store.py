@@ -56,7 +56,7 @@ class PostgresSagaStore(SagaQueries):
     async def create(
         self, record: SagaRecord, *, token: str, lease: float
     ) -> tuple[SagaRecord, bool]:
-        """Store a new instance leased to ``token``; if the id exists return it and False."""
+        """Store a new instance leased to ``token`` (see :class:`SagaStore`)."""
         fields = record.to_fields()
         fields.pop("since", None)
         sql = f"""
@@ -87,7 +87,8 @@ class PostgresSagaStore(SagaQueries):
             )
         if existing is None:  # deleted by retention between the two statements
             raise SagaStateError(f"saga {record.saga_id!r} expired while being started; retry")
-        return record_of(existing), False
+        found = record_of(existing)
+        return found, found.token == token
 
     async def get(self, saga_id: str) -> SagaRecord | None:
         """The instance, or None."""

@@ -50,18 +50,39 @@ def _retrieve(task: asyncio.Future[Any]) -> None:
 class ShieldedPipeline(ClusterPipeline):
     """A cluster pipeline whose execution is not cut short by a cancelled caller."""
 
+    def __init__(self, client: RedisCluster, transaction: Any = None) -> None:
+        super().__init__(client, transaction)
+        self.owner = client
+
     async def execute(self, raise_on_error: bool = True, allow_redirections: bool = True) -> Any:
-        """Send the queued commands (see :func:`_whole`)."""
-        return await _whole(super().execute(raise_on_error, allow_redirections), "pipeline")
+        """Send the queued commands (see :func:`_whole`), the layout known first."""
+        return await _whole(self._execute(raise_on_error, allow_redirections), "pipeline")
+
+    async def _execute(self, raise_on_error: bool, allow_redirections: bool) -> Any:
+        await self.owner.initialize()
+        return await super().execute(raise_on_error, allow_redirections)
 
 
 class ShieldedCluster(RedisCluster):
     """redis-py's asyncio cluster client whose commands run to their end (see
-    :func:`_whole`)."""
+    :func:`_whole`) and wait for the cluster's layout before they start.
+
+    redis-py 8.1 learns the layout lazily, inside the first command, after that command
+    has already looked up its command policy over a startup node's connection; a burst
+    of first calls then opens connections that the layout discovery closes under them
+    (``'NoneType' object has no attribute 'writelines'`` during the connection's
+    handshake). ``initialize()`` (public, a no-op once done, serialised by the client's
+    own lock) before each command makes every caller of a burst wait for the one
+    discovery instead, also when a failover makes the client discover the layout anew.
+    """
 
     async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-        """Send one command to the node serving its slot."""
-        return await _whole(super().execute_command(*args, **kwargs), str(args[0]))
+        """Send one command to the node serving its slot, the layout known first."""
+        return await _whole(self._execute(*args, **kwargs), str(args[0]))
+
+    async def _execute(self, *args: Any, **kwargs: Any) -> Any:
+        await self.initialize()
+        return await super().execute_command(*args, **kwargs)
 
     def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> ClusterPipeline:
         """A pipeline without transaction (commands of many slots, grouped per node)."""

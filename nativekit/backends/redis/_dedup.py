@@ -28,6 +28,7 @@ from the counter.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -84,11 +85,14 @@ local function owned(v, token)
 end
 """
 
-# ARGV[5] lease ms. Reply: one status char per key ('c' claimed, 'd' DONE, 'x' DEAD,
-# 'b' busy) and, after a comma, the token of the first claim; later claims count up.
+# ARGV[5] lease ms, ARGV[6] nonce. Reply: a status char per key ('c' claimed, 'd' DONE, 'x'
+# DEAD, 'b' busy), a comma, the first claim's token (later ones count up); kept for the lease
+# under the nonce: a call run again (a driver retry) gets its own claims back, not busy.
 _CLAIM = (
     _COMMON
     + """
+local memo = ARGV[1] .. 'r:' .. ARGV[6]
+if redis.call('EXISTS', memo) == 1 then return redis.call('GET', memo) end
 local out, pairs, seen = {}, {}, {}
 local deadline = now + tonumber(ARGV[5])
 local claimed = 0
@@ -114,7 +118,8 @@ if claimed > 0 then
   for j = 2, #pairs, 2 do pairs[j] = head .. (first + pairs[j] - 1) end
   hset(pairs)
 end
-return table.concat(out) .. ',' .. first
+redis.call('SET', memo, table.concat(out) .. ',' .. first, 'PX', ARGV[5])
+return redis.call('GET', memo)
 """
 )
 
@@ -295,7 +300,7 @@ class RedisDedupStore:
         """Claim free keys (one script call); report DONE/DEAD/BUSY for the others."""
         if not keys:
             return []
-        raw = await self._call("claim", self._claim, _joined(keys), _ms(lease))
+        raw = await self._call("claim", self._claim, _joined(keys), _ms(lease), uuid.uuid4().hex)
         flags, _, first = raw.decode().partition(",")
         token = int(first)
         out = []

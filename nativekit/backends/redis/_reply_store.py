@@ -81,7 +81,8 @@ class RedisReplyStore:
         token = uuid.uuid4().hex
         raw = await self._call(self._claim, key, [token, int(lease * 1000)], "claim")
         value = raw.decode() if isinstance(raw, bytes) else str(raw)
-        if value == "C":
+        # "P:<our token>": a retried call whose first run claimed the key (answer lost)
+        if value in ("C", f"P:{token}"):
             return token
         if value.startswith("D:"):
             return StoredReply.decode(value[2:])

@@ -38,11 +38,15 @@ end
 
 #: KEYS: record, leases, live, status index, status+name index.
 #: ARGV: id, token, lease_ms, live field, fields blob.
-#: Returns 1 when created, 0 when the id exists.
+#: Returns 1 when created (or already created with this token: a retried call), 0 when
+#: the id exists.
 CREATE = (
     _PRELUDE
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  if redis.call('HGET', KEYS[1], 'token') == ARGV[2] then return 1 end
+  return 0
+end
 local now = now_ms()
 local lease = now + tonumber(ARGV[3])
 hset_blob(KEYS[1], ARGV[5])

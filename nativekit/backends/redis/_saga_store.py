@@ -110,7 +110,7 @@ class RedisSagaStore:
     async def create(
         self, record: SagaRecord, *, token: str, lease: float
     ) -> tuple[SagaRecord, bool]:
-        """Store a new instance leased to ``token``; if the id exists return it and False."""
+        """Store a new instance leased to ``token`` (see :class:`SagaStore`)."""
         tag = self._shard(record.saga_id)
         args = [
             record.saga_id,

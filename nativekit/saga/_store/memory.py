@@ -56,9 +56,10 @@ class MemorySagaStore:
     async def create(
         self, record: SagaRecord, *, token: str, lease: float
     ) -> tuple[SagaRecord, bool]:
-        """Store a new instance leased to ``token``; if the id exists return it and False."""
+        """Store a new instance leased to ``token`` (see :class:`SagaStore`)."""
         if self._load(record.saga_id) is not None:
-            return self._record(record.saga_id), False
+            existing = self._record(record.saga_id)
+            return existing, existing.token == token
         fields = record.to_fields()
         fields["since"] = repr(self.clock())
         self._records[record.saga_id] = fields

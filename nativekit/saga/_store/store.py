@@ -31,7 +31,12 @@ class SagaStore(Protocol):
     async def create(
         self, record: SagaRecord, *, token: str, lease: float
     ) -> tuple[SagaRecord, bool]:
-        """Store a new instance leased to ``token``; if the id exists return it and False."""
+        """Store a new instance leased to ``token``; if the id exists return it and False.
+
+        An instance of that id already leased to ``token`` counts as created (True): a
+        retried call whose first run went through (its answer lost) is still the one
+        that started the instance.
+        """
         ...
 
     async def get(self, saga_id: str) -> SagaRecord | None:
