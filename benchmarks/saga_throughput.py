@@ -61,17 +61,32 @@ ROUNDS = 3
 
 
 class Counting:
-    """Counts commands sent on a redis-py client (one command = one round trip)."""
+    """Counts round trips on a redis-py client: each command sent alone, and each pipeline
+    (nativekit sends the calls of one event-loop turn as one pipeline, so at concurrency
+    several sagas share a round trip)."""
 
     def __init__(self, client: aioredis.Redis) -> None:
         self.count = 0
         original = client.execute_command
+        make_pipeline = client.pipeline
 
         async def counted(*args: Any, **kwargs: Any) -> Any:
             self.count += 1
             return await original(*args, **kwargs)
 
+        def pipeline(*args: Any, **kwargs: Any) -> Any:
+            pipe = make_pipeline(*args, **kwargs)
+            execute = pipe.execute
+
+            async def counted_execute(*args: Any, **kwargs: Any) -> Any:
+                self.count += 1
+                return await execute(*args, **kwargs)
+
+            pipe.execute = counted_execute
+            return pipe
+
         client.execute_command = counted  # type: ignore[method-assign]
+        client.pipeline = pipeline  # type: ignore[method-assign]
 
 
 async def drive(
