@@ -54,6 +54,7 @@ async def _topics(kafka_url: str) -> set[str]:
         await admin.close()
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.kafka
 @pytest.mark.timeout(600)  # a benchmark is CPU-bound: minutes on a loaded machine

@@ -100,6 +100,7 @@ def _best(runs: list[dict[str, float]]) -> float:
     return sum(min(run[test] for run in runs) for test in runs[0])
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 @pytest.mark.timeout(600)
 def test_a_million_unrelated_keys_slow_the_redis_tests_by_under_10_percent(
