@@ -30,18 +30,28 @@ class AiohttpTransport(httpx.AsyncBaseTransport):
     Args:
         limit: connections the pool keeps open at most (all hosts).
         limit_per_host: connections per host (0: no limit beyond ``limit``).
+        keepalive_seconds: seconds an idle connection is reused (aiohttp's default is 15,
+            longer than uvicorn's 5 s idle timeout: a call could go out on a connection
+            the peer is closing).
     """
 
-    def __init__(self, *, limit: int = 100, limit_per_host: int = 0) -> None:
+    def __init__(
+        self, *, limit: int = 100, limit_per_host: int = 0, keepalive_seconds: float = 2.0
+    ) -> None:
         _aiohttp()  # fail here, where the transport is chosen, when aiohttp is missing
         self.limit = limit
         self.limit_per_host = limit_per_host
+        self.keepalive_seconds = keepalive_seconds
         self._session: aiohttp.ClientSession | None = None
 
     def _open(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             aiohttp = _aiohttp()
-            connector = aiohttp.TCPConnector(limit=self.limit, limit_per_host=self.limit_per_host)
+            connector = aiohttp.TCPConnector(
+                limit=self.limit,
+                limit_per_host=self.limit_per_host,
+                keepalive_timeout=self.keepalive_seconds,
+            )
             # cookies are not shared between calls to services, as httpx does not either here
             self._session = aiohttp.ClientSession(
                 connector=connector, cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=True

@@ -38,6 +38,9 @@ class HTTPClient:
         breaker_failures: consecutive failures that open a host's breaker.
         breaker_reset_seconds: seconds an open breaker waits before a trial call.
         max_connections: pooled connections to the peer.
+        keepalive_seconds: seconds an idle pooled connection is reused; keep it below the
+            peer server's idle timeout (uvicorn's is 5 s) so a call is never sent on a
+            connection the server is closing at that moment.
         headers: headers sent with every call (e.g. a bearer token).
         transport: an httpx transport: ``httpx.MockTransport(handler)`` or
             ``httpx.ASGITransport(app)`` in tests, a real connection pool otherwise.
@@ -55,6 +58,7 @@ class HTTPClient:
         breaker_failures: int = 5,
         breaker_reset_seconds: float = 10.0,
         max_connections: int = 100,
+        keepalive_seconds: float = 2.0,
         headers: Mapping[str, str] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         tracing: bool = True,
@@ -69,7 +73,9 @@ class HTTPClient:
         self._breaker_reset = breaker_reset_seconds
         self._breakers: dict[str, Breaker] = {}
         self._limits = httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections
+            max_connections=max_connections,
+            max_keepalive_connections=max_connections,
+            keepalive_expiry=keepalive_seconds,
         )
         self._headers = dict(headers or {})
         self._transport = transport

@@ -26,6 +26,7 @@ class ClientOptions(TypedDict, total=False):
     breaker_failures: int
     breaker_reset_seconds: float
     max_connections: int
+    keepalive_seconds: float
     headers: Mapping[str, str]
     transport: httpx.AsyncBaseTransport
 

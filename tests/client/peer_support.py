@@ -20,6 +20,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     body: bytes
+    client_port: int = 0
 
 
 @dataclass
@@ -51,7 +52,9 @@ def peer_server() -> Iterator[Peer]:
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length) if length else b""
             with lock:
-                peer.seen.append(Seen(self.command, self.path, dict(self.headers), body))
+                peer.seen.append(
+                    Seen(self.command, self.path, dict(self.headers), body, self.client_address[1])
+                )
                 status, headers, payload, delay = (
                     peer.script.pop(0) if peer.script else peer.default
                 )

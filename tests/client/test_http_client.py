@@ -274,3 +274,37 @@ async def test_concurrent_calls_share_the_pool(peer: Peer) -> None:
     async with lifespan(svc):
         answers = await asyncio.gather(*(client.get(f"/x/{n}") for n in range(20)))
     assert [a.status_code for a in answers] == [200] * 20
+
+
+def idle_for(seconds: float) -> dict[str, Any]:
+    """Client options that reuse an idle connection for ``seconds``, on the engine under test."""
+    if ENGINE[0] == "aiohttp":
+        return {"transport": AiohttpTransport(keepalive_seconds=seconds)}
+    return {"keepalive_seconds": seconds}
+
+
+async def test_a_connection_idle_past_keepalive_is_not_reused(peer: Peer) -> None:
+    """Calls close together share a connection; after the keep-alive time a new one opens,
+    so a call is not sent on a connection the peer's idle timeout is closing."""
+    svc = make_service()
+    client = http_client(svc, peer.url, **idle_for(0.3))
+    async with lifespan(svc):
+        await client.get("/a")
+        await client.get("/b")
+        await asyncio.sleep(0.8)
+        await client.get("/c")
+    first, second, third = (seen.client_port for seen in peer.seen)
+    assert first == second
+    assert third != first
+
+
+async def test_the_default_keepalive_is_below_uvicorns_idle_timeout(peer: Peer) -> None:
+    """By default an idle connection is dropped before uvicorn's 5 s idle timeout would."""
+    svc = make_service()
+    client = http_client(svc, peer.url)
+    async with lifespan(svc):
+        await client.get("/a")
+        await asyncio.sleep(2.5)
+        await client.get("/b")
+    first, second = (seen.client_port for seen in peer.seen)
+    assert first != second
