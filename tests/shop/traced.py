@@ -18,7 +18,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 
 
 class JsonLinesExporter(SpanExporter):
-    """One line per span: name, service, trace and span ids, parent id, attributes."""
+    """One line per span: name, service, trace and span ids, parent id, start and end
+    times, attributes."""
 
     def __init__(self, out: IO[str]) -> None:
         self.out = out
@@ -33,6 +34,8 @@ class JsonLinesExporter(SpanExporter):
                 "trace_id": format(context.trace_id, "032x"),
                 "span_id": format(context.span_id, "016x"),
                 "parent_id": format(span.parent.span_id, "016x") if span.parent else None,
+                "start": span.start_time,  # ns since the epoch: orders events across processes
+                "end": span.end_time,
                 "attributes": {k: str(v) for k, v in (span.attributes or {}).items()},
             }
             self.out.write(json.dumps(line) + "\n")
