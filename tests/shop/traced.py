@@ -16,6 +16,14 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
+#: Seconds an idle connection stays open. The tests' httpx clients reuse one for up to 5 s
+#: from when they read its last response; uvicorn's default, also 5 s, counts from when
+#: it sent it. On a loaded machine a client reads responses seconds late and then sends
+#: on connections the server is closing: "Server disconnected without sending a response"
+#: or a reset (seen: 80 connections closed idle while the test process read no response
+#: for 10 s). The server's idle timeout must outlast the client's, as behind any proxy.
+KEEP_ALIVE = 60
+
 
 class JsonLinesExporter(SpanExporter):
     """One line per span: name, service, trace and span ids, parent id, start and end
@@ -52,7 +60,8 @@ def main(service: str, port: str, path: str) -> None:
     exporter = JsonLinesExporter(open(path, "a"))  # noqa: SIM115 - closed by shutdown()
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=100))
     trace.set_tracer_provider(provider)
-    uvicorn.run(f"examples.shop.{service}:app", host="127.0.0.1", port=int(port), access_log=False)
+    uvicorn.run(f"examples.shop.{service}:app", host="127.0.0.1", port=int(port), access_log=False,
+                timeout_keep_alive=KEEP_ALIVE)  # fmt: skip
 
 
 if __name__ == "__main__":
