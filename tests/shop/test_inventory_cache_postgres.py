@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-pytestmark = [pytest.mark.postgres]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]  # a subprocess: make test starts it early
 
 WORKER = Path(__file__).with_name("inventory_cache_worker.py")
 
