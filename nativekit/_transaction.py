@@ -13,7 +13,7 @@ Without a database backend the object still exists, and using it raises
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
@@ -46,6 +46,16 @@ class Transaction(Protocol):
     async def connection(self) -> Any:
         """The driver's connection inside the transaction (an ``asyncpg.Connection``), for
         what the methods above do not cover (``copy_records_to_table``, ...)."""
+        ...
+
+    async def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` once this transaction has committed; never if it rolls back.
+
+        For effects outside the database that must not be seen before the rows are,
+        such as dropping cached reads of them: dropped before the commit, a read in
+        between would cache the old rows again. Begins the transaction if no statement
+        did yet. A callback that raises is logged; the commit stands.
+        """
         ...
 
 
@@ -105,6 +115,10 @@ class NoTransaction:
         raise self._refuse()
 
     async def connection(self) -> Any:
+        """Raises ConfigError."""
+        raise self._refuse()
+
+    async def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Raises ConfigError."""
         raise self._refuse()
 

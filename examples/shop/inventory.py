@@ -83,7 +83,7 @@ class Inventory:
             reservation = await self.store.reserve(order_id, items)
         if reservation.state == "RESERVED":
             wanted = merge(items)
-            await self._changed(wanted)
+            await self._changed(wanted, tx)
             lines = [Item(sku=s, quantity=q) for s, q in wanted.items()]
             await self._announce(StockReserved(order_id=order_id, items=lines), "reserved")
         return reservation
@@ -95,7 +95,7 @@ class Inventory:
         else:
             reservation, moved = await self.store.release(order_id)
         if reservation.state == "RELEASED" and reservation.reason is None:
-            await self._changed(moved)
+            await self._changed(moved, tx)
             await self._announce(StockReleased(order_id=order_id), "released")
         return reservation
 
@@ -106,7 +106,7 @@ class Inventory:
         else:
             reservation, moved = await self.store.sell(order_id)
         if reservation.state == "SOLD":
-            await self._changed(moved)
+            await self._changed(moved, tx)
             await self._announce(StockSold(order_id=order_id), "sold")
         return reservation
 
@@ -125,11 +125,18 @@ class Inventory:
             await self.store.add_if_missing(product)
         await svc.cache.invalidate_tags("stock")
 
-    async def _changed(self, skus: Iterable[str]) -> None:
+    async def _changed(self, skus: Iterable[str], tx: Transaction | None = None) -> None:
         # the cached reads of these products and the list; one round trip, where dropping
         # the "stock" tag would read its index first and drop every product's entry
-        keys = [load_product.key_for({"sku": sku}) for sku in skus]
-        await svc.cache.delete([*keys, load_products.key_for({})])
+        keys = [*(load_product.key_for({"sku": sku}) for sku in skus), load_products.key_for({})]
+
+        async def drop() -> None:
+            await svc.cache.delete(keys)
+
+        if tx is None:
+            await drop()
+        else:  # dropped before the commit, a read in between would cache the old stock again
+            await tx.after_commit(drop)
 
     async def _announce(self, event: StockReserved | StockReleased | StockSold, what: str) -> None:
         # A retried call announces again with the same message id: consumers skip the copy.

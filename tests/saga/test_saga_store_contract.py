@@ -28,6 +28,8 @@ from nativekit.saga._store.store import UNFINISHED, SagaStore
 from nativekit.testing import ManualClock
 
 SHORT = 0.05  # seconds: a lease that expires during the test
+#: seconds: a retention that outlasts a few round trips even on a loaded machine
+OUTLASTS = 1.0
 
 
 def record(saga_id: str, name: str = "place-order", definition: str = "d1") -> SagaRecord:
@@ -81,8 +83,8 @@ async def eventually(check: Callable[[], Awaitable[Any]], deadline: float = 3.0)
 class SagaStoreContract:
     """Behaviour every SagaStore must have."""
 
-    async def expire(self, store: SagaStore) -> None:
-        """Let SHORT leases and retentions run out."""
+    async def expire(self, store: SagaStore, seconds: float = SHORT) -> None:
+        """Let leases and retentions of ``seconds`` (SHORT ones by default) run out."""
         raise NotImplementedError
 
     async def test_create_then_get_round_trips_the_record(self, store: SagaStore) -> None:
@@ -285,14 +287,21 @@ class SagaStoreContract:
         self, store: SagaStore
     ) -> None:
         """The retention an ABORTED write sets is dropped when the saga runs again (retry)."""
-        saga = record("a")
-        await store.create(saga, token="t1", lease=30)
-        await write(store, saga, "t1", Transition(status=SagaStatus.ABORTED), retention=SHORT)
+        # The retention must outlast the claim and the write that make the saga active
+        # again: a SHORT one can run out between two round trips on a loaded machine, and
+        # the claim then finds no saga. A second saga aborted with the same retention and
+        # left so is gone after it: the wait did reach past the retention.
+        again, left = record("a"), record("b")
+        for saga in (again, left):
+            await store.create(saga, token="t1", lease=30)
+            aborted = Transition(status=SagaStatus.ABORTED)
+            await write(store, saga, "t1", aborted, retention=OUTLASTS)
         await store.claim("a", "t2", lease=30, force=True)
-        await write(store, saga, "t2", Transition(status=SagaStatus.RUNNING, release=True))
-        await self.expire(store)
+        await write(store, again, "t2", Transition(status=SagaStatus.RUNNING, release=True))
+        await self.expire(store, OUTLASTS)
         got = await store.get("a")
         assert got is not None and got.status is SagaStatus.RUNNING
+        assert await store.get("b") is None
 
     async def test_list_filters_by_status_and_name_and_pages(self, store: SagaStore) -> None:
         """Listing filters by status and name, oldest first, and pages with a cursor."""
@@ -504,9 +513,9 @@ class TestMemorySagaStore(SagaStoreContract):
         self.clock = ManualClock()
         return MemorySagaStore(clock=self.clock)
 
-    async def expire(self, store: SagaStore) -> None:
-        """Move the manual clock past SHORT."""
-        self.clock.advance(SHORT * 4)
+    async def expire(self, store: SagaStore, seconds: float = SHORT) -> None:
+        """Move the manual clock past ``seconds``."""
+        self.clock.advance(seconds + SHORT * 3)
 
 
 @pytest.mark.postgres
@@ -518,9 +527,9 @@ class TestPostgresSagaStore(SagaStoreContract):
         """A store in a schema of this test's own."""
         return PostgresSagaStore(pg_database)
 
-    async def expire(self, store: SagaStore) -> None:
-        """Wait (real time) until SHORT leases have run out on the server clock."""
-        await asyncio.sleep(SHORT * 4)
+    async def expire(self, store: SagaStore, seconds: float = SHORT) -> None:
+        """Wait (real time) until leases of ``seconds`` have run out on the server clock."""
+        await asyncio.sleep(seconds + SHORT * 3)
 
 
 @pytest.mark.redis
@@ -538,9 +547,9 @@ class TestRedisSagaStore(SagaStoreContract):
             await client.delete(*keys)
         await client.aclose()
 
-    async def expire(self, store: SagaStore) -> None:
-        """Wait (real time) until SHORT leases have run out on the server clock."""
-        await asyncio.sleep(SHORT * 4)
+    async def expire(self, store: SagaStore, seconds: float = SHORT) -> None:
+        """Wait (real time) until leases of ``seconds`` have run out on the server clock."""
+        await asyncio.sleep(seconds + SHORT * 3)
 
 
 @pytest.mark.redis
@@ -555,6 +564,6 @@ class TestClusterSagaStore(SagaStoreContract):
         async for key in cluster_client.scan_iter(match=f"*{prefix}*", count=500):
             await cluster_client.delete(key)
 
-    async def expire(self, store: SagaStore) -> None:
-        """Wait (real time) until SHORT leases have run out on the server clocks."""
-        await asyncio.sleep(SHORT * 4)
+    async def expire(self, store: SagaStore, seconds: float = SHORT) -> None:
+        """Wait (real time) until leases of ``seconds`` have run out on the server clocks."""
+        await asyncio.sleep(seconds + SHORT * 3)

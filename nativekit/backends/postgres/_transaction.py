@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 import asyncpg
 from asyncpg.transaction import Transaction as DriverTransaction
 
+from nativekit._telemetry.logging import get_logger
 from nativekit.backends.postgres._client import Database, reset_lent
+
+_log = get_logger(component="postgres")
 
 
 class PostgresTransaction:
@@ -25,6 +28,7 @@ class PostgresTransaction:
         self._connection: asyncpg.Connection | None = None
         self._transaction: DriverTransaction | None = None
         self._done = False
+        self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
     @property
     def begun(self) -> bool:
@@ -68,6 +72,11 @@ class PostgresTransaction:
         """The first value, or None."""
         return await (await self.connection()).fetchval(query, *args)
 
+    async def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
+        """Call ``callback`` once this transaction has committed (never on a rollback)."""
+        await self.connection()  # a callback with nothing begun would have no commit to follow
+        self._after_commit.append(callback)
+
     @contextmanager
     def joined(self) -> Iterator[None]:
         """The stores of ``database`` write in this transaction while entered."""
@@ -78,16 +87,23 @@ class PostgresTransaction:
             yield
 
     async def commit(self) -> None:
-        """Commit, then give the connection back."""
+        """Commit, give the connection back, then call the ``after_commit`` callbacks."""
         if self._transaction is not None:
             with self.db.translated("commit"):
                 await self._transaction.commit()
             self._transaction = None
+        callbacks, self._after_commit = self._after_commit, []
         await self.close()
+        for callback in callbacks:
+            try:
+                await callback()
+            except Exception as exc:  # committed: the caller's work must not look failed
+                _log.warning("postgres.after_commit.failed", error=repr(exc))
 
     async def close(self) -> None:
         """Roll back unless committed; give the connection back."""
         self._done = True
+        self._after_commit.clear()  # not committed: rolled back below, or nothing began
         connection, self._connection = self._connection, None
         transaction, self._transaction = self._transaction, None
         if connection is None:
