@@ -307,7 +307,10 @@ def start_profiles(cluster: Cluster, folder: Path, seconds: float) -> list[Any]:
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     folder.mkdir(parents=True, exist_ok=True)
+    # BENCH_PROFILE_FORMAT=raw: collapsed stacks (``shop-<service>.txt``) to read as text
+    raw = os.environ.get("BENCH_PROFILE_FORMAT") == "raw"
     options = ["--duration", str(round(seconds)), "--rate", "200", "--nonblocking"]
+    options += ["--format", "raw"] if raw else []
     return [
         subprocess.Popen(
             [
@@ -317,7 +320,7 @@ def start_profiles(cluster: Cluster, folder: Path, seconds: float) -> list[Any]:
                 str(process.pid),
                 *options,
                 "--output",
-                str(folder / f"shop-{name}.svg"),
+                str(folder / f"shop-{name}.{'txt' if raw else 'svg'}"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
