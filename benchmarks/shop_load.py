@@ -1,7 +1,7 @@
 """Load on the example shop: three processes on real Redis and Kafka.
 
     python benchmarks/shop_load.py [--concurrency 50] [--seconds 20] [--quick] [--redis-cluster]
-                                   [--replicas N]
+                                   [--replicas N] [--private-redis]
                                    [--profile DIR]
     # BENCH_FETCH_WAIT_MS (30): the services' NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS, in ms
 
@@ -19,7 +19,10 @@ replicas; CPU per order is then summed per service (docs/scaling.md).
 timed phase and writes one flame graph per service, ``DIR/shop-<service>.svg``.
 CPU per order is each process's user + system CPU time over the timed phase divided by
 the orders that ended in it (``cpu_ms_per_order``; Redis and Kafka count only when this
-script started them, a shared server's CPU includes other clients').
+script or the ``nativekit.testing.servers`` wrapper around it started them, never other
+servers on the host, whose CPU is other jobs' on a shared machine; ``--private-redis``
+starts a Redis of the run's own rather than reuse the local one, so that its CPU per
+order is the shop's alone).
 The last output line is one JSON object.
 """
 
@@ -126,7 +129,12 @@ def session(
 
 
 def start_cluster(
-    stack: ExitStack, tag: str, log_dir: Path, redis_cluster: bool, replicas: int = 1
+    stack: ExitStack,
+    tag: str,
+    log_dir: Path,
+    redis_cluster: bool,
+    replicas: int = 1,
+    private_redis: bool = False,
 ) -> Cluster:
     """Servers (reused when configured) and the three services, stopped by ``stack``."""
     redis: Any
@@ -134,10 +142,11 @@ def start_cluster(
         redis = servers.start_redis_cluster(reuse=False)
         CLUSTER_PORTS.extend(node.port for node in redis.nodes)
     else:
-        redis = servers.start_redis()
+        redis = servers.start_redis(reuse=not private_redis)
     stack.callback(redis.stop)
     kafka = servers.start_kafka()
     stack.callback(kafka.stop)
+    SERVERS.update(started_pids(redis, kafka))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NATIVEKIT_", "SHOP_"))}
     env.update(
         NATIVEKIT_REDIS_URL=redis.url,
@@ -213,18 +222,28 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def server_pids() -> dict[str, list[int]]:
-    """Redis and Tansu processes on this host (Linux ``/proc``): their CPU is part of each
-    order's cost too. A Redis shared with other jobs counts their commands as well."""
-    found: dict[str, list[int]] = {"redis": [], "kafka": []}
+def started_pids(redis: Any, kafka: servers.Server) -> dict[str, list[int]]:
+    """The Redis and Tansu processes this script started: their CPU is part of each order's
+    cost too. A reused server is left out (on a shared machine it serves other jobs)."""
+    nodes = getattr(redis, "nodes", None)
+    processes = [n.process for n in nodes] if nodes is not None else [redis.process]
+    found = {
+        "redis": [p.pid for p in processes if p is not None],
+        "kafka": [kafka.process.pid] if kafka.process is not None else [],
+    }
+    # servers ``python -m nativekit.testing.servers -- ...`` (``make bench``) started for
+    # this script: children of its parent, reused through NATIVEKIT_TEST_*_URL
     for entry in Path("/proc").glob("[0-9]*"):
         try:
-            name = (entry / "comm").read_text().strip()
-        except OSError:
+            comm = (entry / "comm").read_text().strip()
+            ppid = int((entry / "stat").read_text().rpartition(")")[2].split()[1])
+        except (OSError, ValueError, IndexError):
             continue
-        if name.startswith("redis-server"):
+        if ppid != os.getppid() or int(entry.name) == os.getpid():
+            continue
+        if comm.startswith("redis-server") and not found["redis"]:
             found["redis"].append(int(entry.name))
-        elif name.startswith("tansu"):
+        elif comm.startswith("tansu") and not found["kafka"]:
             found["kafka"].append(int(entry.name))
     return {name: pids for name, pids in found.items() if pids}
 
@@ -307,7 +326,10 @@ def start_profiles(cluster: Cluster, folder: Path, seconds: float) -> list[Any]:
 
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     folder.mkdir(parents=True, exist_ok=True)
+    # BENCH_PROFILE_FORMAT=raw: collapsed stacks (``shop-<service>.txt``) to read as text
+    raw = os.environ.get("BENCH_PROFILE_FORMAT") == "raw"
     options = ["--duration", str(round(seconds)), "--rate", "200", "--nonblocking"]
+    options += ["--format", "raw"] if raw else []
     return [
         subprocess.Popen(
             [
@@ -317,7 +339,7 @@ def start_profiles(cluster: Cluster, folder: Path, seconds: float) -> list[Any]:
                 str(process.pid),
                 *options,
                 "--output",
-                str(folder / f"shop-{name}.svg"),
+                str(folder / f"shop-{name}.{'txt' if raw else 'svg'}"),
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -332,14 +354,14 @@ async def run(
     redis_cluster: bool = False,
     replicas: int = 1,
     profile: Path | None = None,
+    private_redis: bool = False,
 ) -> dict[str, Any]:
     """Start the shop, stock it, load it, check it."""
     tag = uuid.uuid4().hex[:8]
     with ExitStack() as stack:
         log_dir = Path(tempfile.mkdtemp(prefix=f"shop-load-{tag}-"))
         stack.callback(keep_logs_on_failure, log_dir)
-        cluster = start_cluster(stack, tag, log_dir, redis_cluster, replicas)
-        SERVERS.update(server_pids())
+        cluster = start_cluster(stack, tag, log_dir, redis_cluster, replicas, private_redis)
         async with (
             contextlib.AsyncExitStack() as sessions,
             session(cluster, "inventory", concurrency) as inventory,
@@ -425,10 +447,22 @@ def main() -> None:
     parser.add_argument(
         "--profile", type=Path, default=None, help="write py-spy flame graphs to this folder"
     )
+    parser.add_argument(
+        "--private-redis",
+        action="store_true",
+        help="start a Redis of this run's own (its CPU per order is then the shop's alone)",
+    )
     args = parser.parse_args()
     seconds = 5 if args.quick else args.seconds
     result = asyncio.run(
-        run(args.concurrency, seconds, args.redis_cluster, args.replicas, args.profile)
+        run(
+            args.concurrency,
+            seconds,
+            args.redis_cluster,
+            args.replicas,
+            args.profile,
+            args.private_redis,
+        )
     )
     print(f"{'orders/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'orders':>7} {'reads/s':>9} invariants")
     print(

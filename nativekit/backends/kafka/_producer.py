@@ -5,7 +5,9 @@ flight; without one, a busy process publishing many events at once sends a few r
 per request, and each small record batch costs the broker and every consumer. So a
 service has two aiokafka producers when ``NATIVEKIT_KAFKA_LINGER_SECONDS`` > 0: a publish
 goes out at once while fewer than :data:`LINGER_FROM` publishes are in flight, and
-through the lingering producer, batched with the others, when more are.
+through the lingering producer, batched with the others, when more are, or when the
+caller sends a batch (:data:`~nativekit.messaging._wire.broker.SENDING_MANY`, set by
+the outbox relay): a batch's first records do not go out alone ahead of the rest.
 
 Records of one key keep their order across the two: a key goes to the producer that
 already has a record of that key in flight (``svc.publish`` returns after the ack, so
@@ -19,7 +21,7 @@ from typing import Any
 import aiokafka
 
 from nativekit.backends.kafka._client import kafka_client_options
-from nativekit.messaging._wire.broker import Headers
+from nativekit.messaging._wire.broker import SENDING_MANY, Headers
 from nativekit.settings import Settings
 
 #: Publishes in flight from which a new one goes through the lingering producer.
@@ -85,7 +87,9 @@ class Producers:
             producer = held[0]
             held[1] += 1
         else:
-            busy = self.lingering is not None and self.in_flight >= LINGER_FROM
+            busy = self.lingering is not None and (
+                self.in_flight >= LINGER_FROM or SENDING_MANY.get()
+            )
             producer = self.lingering if busy else self.now
             if key is not None:
                 held = self._keys[key] = [producer, 1]

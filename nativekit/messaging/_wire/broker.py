@@ -8,10 +8,16 @@ reference, in-process) and :class:`~nativekit.backends.kafka._broker.KafkaBroker
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
 Headers = list[tuple[str, bytes]]
+
+#: True while a caller sends a batch of records at once (the outbox relay with a read
+#: of many entries): a broker may hold them for its linger so they share record
+#: batches, rather than send the first ones alone (small batches cost every consumer).
+SENDING_MANY: ContextVar[bool] = ContextVar("nativekit_sending_many", default=False)
 
 
 class TopicPartition(NamedTuple):

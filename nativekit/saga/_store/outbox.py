@@ -23,6 +23,7 @@ from nativekit._telemetry.logging import get_logger
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._errors import MessagingError
 from nativekit.messaging._wire import envelope as env
+from nativekit.messaging._wire.broker import SENDING_MANY
 from nativekit.saga._store.entries import Batch, MemoryOutbox, Outbox, OutboxEntry
 
 __all__ = ["Batch", "MemoryOutbox", "Outbox", "OutboxEntry", "OutboxRelay"]
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 #: Longest time later entries of a key wait for its failed entry to go out.
 BLOCK_FOR = 30.0
+#: Entries in one read from which the relay sends them as one batch (see ``SENDING_MANY``).
+SEND_AS_BATCH_FROM = 8
 #: Done when a key's entries of one batch went out (or failed): its next batch waits for it.
 Link = asyncio.Future[None]
 
@@ -144,6 +147,13 @@ class OutboxRelay:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
                 continue
+            if count >= self.batch:
+                continue  # a backlog: read on while the batches read go out
+            if count and self._flights:
+                # under load: what arrives while a batch goes out joins the next read
+                # (fuller reads and record batches), as a producer waits for its request
+                await asyncio.wait(set(self._flights), return_when=asyncio.FIRST_COMPLETED)
+                continue
             if count or self._hints:
                 continue
             self._wake.clear()
@@ -184,6 +194,11 @@ class OutboxRelay:
         chains: dict[str, list[tuple[OutboxEntry, Any]]],
         links: dict[str, tuple[Link | None, Link]],
     ) -> int:
+        if sum(len(chain) for chain in chains.values()) >= SEND_AS_BATCH_FROM:
+            # one producer, one linger for the whole read: full record batches (the
+            # first few would otherwise go out alone through the producer that sends
+            # at once); this task's context only, the gather's tasks inherit it
+            SENDING_MANY.set(True)
         try:
             results = await asyncio.gather(
                 *(self._publish_chain(k, c, *links[k]) for k, c in chains.items())
