@@ -12,10 +12,22 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import asyncpg
 
 from nativekit.backends.postgres._client import NOW, Database
 from nativekit.backends.postgres._outbox import PostgresOutbox, insert_outbox
-from nativekit.backends.postgres._saga_queries import ACTIVE, COLUMNS, LIVE, SagaQueries, record_of
+from nativekit.backends.postgres._saga_batch import CreateBatcher
+from nativekit.backends.postgres._saga_queries import (
+    ACTIVE,
+    COLUMNS,
+    LIVE,
+    REFUSED,
+    SagaQueries,
+    literals,
+    record_of,
+)
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._store.model import SagaRecord, SagaStatus, Transition, Waiting
 from nativekit.saga._store.store import (
@@ -34,6 +46,7 @@ class PostgresSagaStore(SagaQueries):
     def __init__(self, database: Database) -> None:
         self.db = database
         self.table = database.table("saga")
+        self._creations = CreateBatcher(database, self.table)
         # released: ``change.release``, or the merged fields hold a ``release_if_any`` key
         # with a non-empty value (an emptied ``reply:<step>`` does not count); most writes
         # name no such key, and then the fields are not scanned
@@ -52,6 +65,7 @@ class PostgresSagaStore(SagaQueries):
                     ELSE {NOW} + $5 END,
                 expires = CASE WHEN $10 THEN {NOW} + $6 END
             WHERE id = $1 AND token = $2 AND status = $3 AND {LIVE}"""
+        self._fence_sql = f"SELECT token, status FROM {self.table} WHERE id = $1 AND {LIVE}"
 
     async def create(
         self, record: SagaRecord, *, token: str, lease: float
@@ -59,6 +73,17 @@ class PostgresSagaStore(SagaQueries):
         """Store a new instance leased to ``token`` (see :class:`SagaStore`)."""
         fields = record.to_fields()
         fields.pop("since", None)
+        creation = (
+            record.saga_id,
+            record.name,
+            record.definition,
+            record.status.value,
+            token,
+            float(lease),
+            json.dumps(fields),
+        )
+        if not self.db.in_transaction:  # with the other creations of this loop turn
+            return await self._creations.create(creation)
         sql = f"""
             INSERT INTO {self.table} AS s
                 (id, name, definition, status, since, token, lease_until, expires, fields)
@@ -70,16 +95,7 @@ class PostgresSagaStore(SagaQueries):
             WHERE s.expires IS NOT NULL AND s.expires <= {NOW}
             RETURNING {COLUMNS}"""
         async with self.db.connection("create a saga") as connection:
-            row = await connection.fetchrow(
-                sql,
-                record.saga_id,
-                record.name,
-                record.definition,
-                record.status.value,
-                token,
-                lease,
-                json.dumps(fields),
-            )
+            row = await connection.fetchrow(sql, *creation)
             if row is not None:
                 return record_of(row), True
             existing = await connection.fetchrow(
@@ -133,24 +149,42 @@ class PostgresSagaStore(SagaQueries):
             new.finished,
             list(change.release_if_any),
         )
-        async with self.db.connection("write a saga transition") as connection:
-            if self.db.in_transaction or not change.outbox:
-                done = await connection.execute(self._write_sql, *args)
-                if done == "UPDATE 1" and change.outbox:
-                    await insert_outbox(connection, self.db, saga_id, change.outbox)
-            else:
-                async with connection.transaction():
-                    done = await connection.execute(self._write_sql, *args)
-                    if done == "UPDATE 1":
-                        await insert_outbox(connection, self.db, saga_id, change.outbox)
-            if done == "UPDATE 1":
+        lent = self.db.lent
+        if lent is not None and not change.outbox:
+            # the step's transaction ends with this write: write, COMMIT, reset at once
+            try:
+                await lent.end_with(f"SELECT {self.db.table('saga_write')}({literals(args)})")
                 return
-            row = await connection.fetchrow(
-                f"SELECT token, status FROM {self.table} WHERE id = $1 AND {LIVE}", saga_id
-            )
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != REFUSED:
+                    with self.db.translated("write a saga transition"):
+                        raise
+            row = await self._fence_state(saga_id)
+        else:
+            async with self.db.connection("write a saga transition") as connection:
+                if self.db.in_transaction or not change.outbox:
+                    done = await connection.execute(self._write_sql, *args)
+                    if done == "UPDATE 1" and change.outbox:
+                        await insert_outbox(connection, self.db, saga_id, change.outbox)
+                else:
+                    async with connection.transaction():
+                        done = await connection.execute(self._write_sql, *args)
+                        if done == "UPDATE 1":
+                            await insert_outbox(connection, self.db, saga_id, change.outbox)
+                if done == "UPDATE 1":
+                    return
+                row = await connection.fetchrow(self._fence_sql, saga_id)
         if row is not None and row["token"] == token and row["status"] != current.value:
             raise SagaStateError(f"saga {saga_id!r} is no longer {current.value}")
         raise LeaseLost(f"saga {saga_id!r}: lease token {token[:8]}… is no longer current")
+
+    async def _fence_state(self, saga_id: str) -> Any:
+        """The token and status of a saga, read on a connection of its own (the joined
+        transaction that a refused write ended is gone)."""
+        pool = await self.db.pool("read a saga's lease")
+        with self.db.translated("read a saga's lease"):
+            async with pool.acquire() as connection:
+                return await connection.fetchrow(self._fence_sql, saga_id)
 
     async def claim(
         self, saga_id: str, token: str, *, lease: float, force: bool = False
@@ -317,4 +351,6 @@ class PostgresSagaStore(SagaQueries):
         await self.db.ping()
 
     async def aclose(self) -> None:
-        """The pool belongs to the service's :class:`Database`."""
+        """Wait for creations in flight; the pool belongs to the service's
+        :class:`Database`."""
+        await self._creations.aclose()
