@@ -18,7 +18,12 @@ import asyncpg
 
 from nativekit.backends.postgres._client import NOW, Database
 from nativekit.backends.postgres._outbox import PostgresOutbox, insert_outbox
-from nativekit.backends.postgres._saga_batch import CreateBatcher
+from nativekit.backends.postgres._saga_batch import (
+    TurnBatcher,
+    Write,
+    create_statement,
+    write_statement,
+)
 from nativekit.backends.postgres._saga_queries import (
     ACTIVE,
     COLUMNS,
@@ -46,7 +51,9 @@ class PostgresSagaStore(SagaQueries):
     def __init__(self, database: Database) -> None:
         self.db = database
         self.table = database.table("saga")
-        self._creations = CreateBatcher(database, self.table)
+        # creations and transitions outside a transaction: one statement per loop turn
+        self._creations = TurnBatcher(database, create_statement(self.table), "create sagas")
+        self._writes = TurnBatcher(database, write_statement(self.table), "write saga transitions")
         # released: ``change.release``, or the merged fields hold a ``release_if_any`` key
         # with a non-empty value (an emptied ``reply:<step>`` does not count); most writes
         # name no such key, and then the fields are not scanned
@@ -83,7 +90,7 @@ class PostgresSagaStore(SagaQueries):
             json.dumps(fields),
         )
         if not self.db.in_transaction:  # with the other creations of this loop turn
-            return await self._creations.create(creation)
+            return await self._creations.call(creation)
         sql = f"""
             INSERT INTO {self.table} AS s
                 (id, name, definition, status, since, token, lease_until, expires, fields)
@@ -149,6 +156,16 @@ class PostgresSagaStore(SagaQueries):
             new.finished,
             list(change.release_if_any),
         )
+        if not change.outbox and not self.db.in_transaction:  # with this turn's others
+            batched: Write = (
+                *args[:4],
+                float(args[4]),
+                float(retention),
+                *args[6:10],
+                json.dumps(args[10]),
+            )
+            await self._writes.call(batched)
+            return
         lent = self.db.lent
         if lent is not None and not change.outbox:
             # the step's transaction ends with this write: write, COMMIT, reset at once
@@ -354,3 +371,4 @@ class PostgresSagaStore(SagaQueries):
         """Wait for creations in flight; the pool belongs to the service's
         :class:`Database`."""
         await self._creations.aclose()
+        await self._writes.aclose()
