@@ -31,7 +31,15 @@ from nativekit.backends.postgres._saga_queries import COLUMNS, LIVE, record_of
 from nativekit.saga._errors import LeaseLost, SagaStateError
 from nativekit.saga._store.model import SagaRecord
 
-__all__ = ["Creation", "TurnBatcher", "Write", "create_statement", "write_statement"]
+__all__ = [
+    "Creation",
+    "TurnBatcher",
+    "Write",
+    "create_statement",
+    "fence_statement",
+    "refusal",
+    "write_statement",
+]
 
 #: Most calls in one statement; more in one turn go in the next statement.
 MAX_BATCH = 500
@@ -202,7 +210,8 @@ def create_statement(table: str) -> Run[Creation, tuple[SagaRecord, bool]]:
 
 
 def write_statement(table: str) -> Run[Write, None]:
-    """Transitions (see ``PostgresSagaStore.write``): fenced per row by token and status."""
+    """Transitions (see ``PostgresSagaStore.write``): fenced per row by token and status.
+    The ``saga_write`` function (migration 0002) makes the same update for one saga."""
     released = (
         "(c.release OR (c.release_if_any <> '[]' AND EXISTS (SELECT 1 FROM "
         "jsonb_each_text(s.fields || c.fields::jsonb) AS f WHERE f.key IN (SELECT "
@@ -226,7 +235,7 @@ def write_statement(table: str) -> Run[Write, None]:
         WHERE s.id = c.id AND s.token = c.token AND s.status = c.current
           AND (s.expires IS NULL OR s.expires > {NOW})
         RETURNING s.id"""
-    fence = f"SELECT id, token, status FROM {table} WHERE id = ANY($1::text[]) AND {LIVE}"
+    fence = fence_statement(table)
 
     async def run(
         connection: asyncpg.Connection, writes: Sequence[Write]
@@ -238,13 +247,20 @@ def write_statement(table: str) -> Run[Write, None]:
             found = await connection.fetch(fence, [w[0] for w in refused])
             stored = {row["id"]: row for row in found}
             for saga_id, token, current, *_ in refused:
-                row = stored.get(saga_id)
-                if row is not None and row["token"] == token and row["status"] != current:
-                    answers[saga_id] = SagaStateError(f"saga {saga_id!r} is no longer {current}")
-                else:
-                    answers[saga_id] = LeaseLost(
-                        f"saga {saga_id!r}: lease token {token[:8]}… is no longer current"
-                    )
+                answers[saga_id] = refusal(stored.get(saga_id), saga_id, token, current)
         return answers
 
     return run
+
+
+def fence_statement(table: str) -> str:
+    """The token and status of the sagas ``$1`` (a refused write's cause)."""
+    return f"SELECT id, token, status FROM {table} WHERE id = ANY($1::text[]) AND {LIVE}"
+
+
+def refusal(row: Any, saga_id: str, token: str, current: str) -> Exception:
+    """Why a write of ``token`` from status ``current`` was refused, from the saga's
+    ``fence_statement`` row (None: the saga is gone)."""
+    if row is not None and row["token"] == token and row["status"] != current:
+        return SagaStateError(f"saga {saga_id!r} is no longer {current}")
+    return LeaseLost(f"saga {saga_id!r}: lease token {token[:8]}… is no longer current")
