@@ -243,3 +243,36 @@ async def test_results_with_quotes_and_backslashes_survive_the_literal_write(
     assert stored is not None and stored.results == record.results
     async with database.connection("read the effects") as connection:
         assert await connection.fetchval(f"SELECT key FROM {database.table('effects')}") == tricky
+
+
+async def test_savepoints_in_a_transaction_begun_by_connection_or_by_a_statement(
+    counted: tuple[Database, Statements],
+) -> None:
+    """Begun by ``connection()``, asyncpg's ``connection.transaction()`` nests as a
+    savepoint (an inner block that raises rolls back alone); begun by a statement, the
+    transaction takes ``SAVEPOINT`` statements. Both commit what was kept, and hand the
+    connection back with its session reset."""
+    database, _ = counted
+    insert = f"INSERT INTO {database.table('effects')} (key) VALUES ($1)"
+    raw = PostgresTransaction(database)
+    connection = await raw.connection()
+    async with connection.transaction():
+        await connection.execute(insert, "kept")
+    with pytest.raises(RuntimeError):
+        async with connection.transaction():
+            await connection.execute(insert, "undone")
+            raise RuntimeError("inner block fails")
+    await connection.execute("SET application_name = 'raw'")
+    await raw.commit()
+    plain = PostgresTransaction(database)
+    await plain.execute(insert, "also-kept")
+    await plain.execute("SAVEPOINT s")
+    await plain.execute(insert, "undone-too")
+    await plain.execute("ROLLBACK TO SAVEPOINT s")
+    await plain.execute("SET application_name = 'plain'")
+    await plain.commit()
+    async with database.connection("read the effects") as connection:
+        rows = await connection.fetch(f"SELECT key FROM {database.table('effects')}")
+        name = await connection.fetchval("SELECT current_setting('application_name')")
+    assert sorted(row["key"] for row in rows) == ["also-kept", "kept"]
+    assert name not in ("raw", "plain")
