@@ -4,6 +4,7 @@ rows the step wrote through ``ctx.db`` (or rolled back with them)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -28,23 +29,32 @@ class Order(BaseModel):
 
 
 class Statements:
-    """What the pool's connections ran, in order: ``(verb, table)`` per statement."""
+    """What the pool's connections ran, in order: ``(verb, table)`` per statement, and the
+    number of messages sent (round trips: a message without parameters may hold several
+    statements; the data of these tests has no semicolons)."""
 
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
+        self.messages = 0
 
     async def attach(self, connection: asyncpg.Connection) -> None:
         """The pool's ``init``: log every statement of ``connection``."""
         connection.add_query_logger(self.log)
 
     def log(self, record: Any) -> None:
-        words = record.query.replace(";", " ").split()
-        if "pg_advisory_unlock_all()" in words:
-            self.seen.append(("RESET", ""))  # asyncpg's session reset
-            return
-        verb = words[0].upper()
-        table = next((w.rpartition(".")[2] for w in words if "." in w and "(" not in w), "")
-        self.seen.append((verb, table))
+        if "typeinfo_tree" in record.query or "set_config('jit'" in record.query:
+            return  # asyncpg's look-up of array types, once per connection
+        self.messages += 1
+        for statement in record.query.split(";") if not record.args else [record.query]:
+            words = statement.split()
+            if not words:
+                continue
+            if "pg_advisory_unlock_all()" in words:
+                self.seen.append(("RESET", ""))  # asyncpg's session reset (its last part)
+                return
+            verb = words[0].upper()
+            table = next((w.rpartition(".")[2].partition("(")[0] for w in words if "." in w), "")
+            self.seen.append((verb, table))
 
 
 @pytest.fixture
@@ -105,17 +115,20 @@ async def test_a_three_step_saga_commits_once_per_step_plus_its_creation(
     counted: tuple[Database, Statements],
 ) -> None:
     """Creation (with the first step's start) is one statement; each step is its transaction:
-    BEGIN, its insert, one saga write (its completion with the next step's start, or with
-    the saga's end), COMMIT, and the session reset of a connection lent to step code."""
+    BEGIN, its insert, then one message holding the saga write (its completion with the next
+    step's start, or with the saga's end), COMMIT and the session reset of a connection lent
+    to step code: three round trips per step."""
     database, statements = counted
     runtime = runtime_for(database, effect_saga(database))
     statements.seen.clear()
+    statements.messages = 0
     await runtime.start("effects", {"order_id": "o-1"}, saga_id="s-1")
     record = await runtime.wait("s-1", 10)
     assert record.status is SagaStatus.COMPLETED
-    step = [("BEGIN", ""), ("INSERT", "effects"), ("UPDATE", "saga"), ("COMMIT", ""),
+    step = [("BEGIN", ""), ("INSERT", "effects"), ("SELECT", "saga_write"), ("COMMIT", ""),
             ("RESET", "")]  # fmt: skip
     assert statements.seen == [("INSERT", "saga"), *step, *step, *step]
+    assert statements.messages == 1 + 3 * 3
 
 
 async def test_a_write_refused_after_a_step_rolls_back_the_steps_rows(
@@ -203,3 +216,63 @@ async def test_session_settings_made_by_handler_code_do_not_reach_the_next_user(
             assert await connection.fetchval(show) == default
     finally:
         await database.aclose()
+
+
+async def test_results_with_quotes_and_backslashes_survive_the_literal_write(
+    counted: tuple[Database, Statements],
+) -> None:
+    """The write that ends a step's transaction is sent as literals (no parameters):
+    results holding quotes, backslashes, semicolons, dollar quotes and non-ASCII text come
+    back exactly, as do a saga id and an input of the same kind."""
+    database, _ = counted
+    tricky = "it's \\ a ' \\' ; $$ $fn$ E'x' \\x00 é 😀 \n\t"
+    saga: Saga[Order] = Saga("quotes", input=Order)
+
+    @saga.step(name="echo")
+    async def echo(ctx: SagaContext[Order]) -> dict[str, str]:
+        await ctx.db.execute(f"INSERT INTO {database.table('effects')} (key) VALUES ($1)", tricky)
+        return {"text": tricky, "order": ctx.data.order_id}
+
+    runtime = runtime_for(database, saga)
+    saga_id = f"s-{tricky}"
+    await runtime.start("quotes", {"order_id": tricky}, saga_id=saga_id)
+    record = await runtime.wait(saga_id, 10)
+    assert record.status is SagaStatus.COMPLETED, record.error
+    assert json.loads(record.results["echo"]) == {"text": tricky, "order": tricky}
+    stored = await PostgresSagaStore(database).get(saga_id)
+    assert stored is not None and stored.results == record.results
+    async with database.connection("read the effects") as connection:
+        assert await connection.fetchval(f"SELECT key FROM {database.table('effects')}") == tricky
+
+
+async def test_savepoints_in_a_transaction_begun_by_connection_or_by_a_statement(
+    counted: tuple[Database, Statements],
+) -> None:
+    """Begun by ``connection()``, asyncpg's ``connection.transaction()`` nests as a
+    savepoint (an inner block that raises rolls back alone); begun by a statement, the
+    transaction takes ``SAVEPOINT`` statements. Both commit what was kept, and hand the
+    connection back with its session reset."""
+    database, _ = counted
+    insert = f"INSERT INTO {database.table('effects')} (key) VALUES ($1)"
+    raw = PostgresTransaction(database)
+    connection = await raw.connection()
+    async with connection.transaction():
+        await connection.execute(insert, "kept")
+    with pytest.raises(RuntimeError):
+        async with connection.transaction():
+            await connection.execute(insert, "undone")
+            raise RuntimeError("inner block fails")
+    await connection.execute("SET application_name = 'raw'")
+    await raw.commit()
+    plain = PostgresTransaction(database)
+    await plain.execute(insert, "also-kept")
+    await plain.execute("SAVEPOINT s")
+    await plain.execute(insert, "undone-too")
+    await plain.execute("ROLLBACK TO SAVEPOINT s")
+    await plain.execute("SET application_name = 'plain'")
+    await plain.commit()
+    async with database.connection("read the effects") as connection:
+        rows = await connection.fetch(f"SELECT key FROM {database.table('effects')}")
+        name = await connection.fetchval("SELECT current_setting('application_name')")
+    assert sorted(row["key"] for row in rows) == ["also-kept", "kept"]
+    assert name not in ("raw", "plain")

@@ -13,6 +13,7 @@ import contextvars
 import ssl
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
+from typing import Protocol
 
 import asyncpg
 
@@ -69,6 +70,25 @@ async def reset_lent(connection: asyncpg.Connection) -> None:
     await connection.reset()
 
 
+class LentTransaction(Protocol):
+    """A handler's transaction the runner joined (``PostgresTransaction``): a saga store
+    write may end it with its own statement (see ``PostgresTransaction.end_with``)."""
+
+    @property
+    def can_end(self) -> bool:
+        """True while it is open and may be ended by a statement."""
+        ...
+
+    @property
+    def ended(self) -> bool:
+        """True once committed or rolled back."""
+        ...
+
+    async def end_with(self, statement: str) -> None:
+        """Run ``statement``, COMMIT and reset the session in one round trip."""
+        ...
+
+
 class Database:
     """A lazily created asyncpg pool plus the transaction of the running task.
 
@@ -87,6 +107,9 @@ class Database:
         self._creating = asyncio.Lock()
         self._current: contextvars.ContextVar[asyncpg.Connection | None] = contextvars.ContextVar(
             f"nativekit-pg-{id(self)}", default=None
+        )
+        self._lent: contextvars.ContextVar[LentTransaction | None] = contextvars.ContextVar(
+            f"nativekit-pg-lent-{id(self)}", default=None
         )
 
     async def pool(self, operation: str = "connect") -> asyncpg.Pool:
@@ -139,6 +162,9 @@ class Database:
         """The running transaction's connection, else one from the pool (errors translated)."""
         current = self._current.get()
         if current is not None:
+            lent = self._lent.get()
+            if lent is not None and lent.ended:
+                raise RuntimeError(f"{operation}: the joined transaction has already ended")
             with self.translated(operation):
                 yield current
             return
@@ -160,11 +186,13 @@ class Database:
         with self.translated("begin"):
             connection = await pool.acquire()
         token = self._current.set(connection)
+        lent_token = self._lent.set(None)
         try:
             with self.translated("transaction"):
                 async with connection.transaction():
                     yield connection
         finally:
+            self._lent.reset(lent_token)
             self._current.reset(token)
             try:
                 if not connection.is_closed():
@@ -175,13 +203,24 @@ class Database:
                 await pool.release(connection)
 
     @contextmanager
-    def joined(self, connection: asyncpg.Connection) -> Iterator[None]:
-        """Run the stores' statements on ``connection`` (a handler's open transaction)."""
+    def joined(
+        self, connection: asyncpg.Connection, lent: LentTransaction | None = None
+    ) -> Iterator[None]:
+        """Run the stores' statements on ``connection`` (a handler's open transaction;
+        ``lent``: the runner's view of it, which a saga store write may end)."""
         token = self._current.set(connection)
+        lent_token = self._lent.set(lent)
         try:
             yield
         finally:
+            self._lent.reset(lent_token)
             self._current.reset(token)
+
+    @property
+    def lent(self) -> LentTransaction | None:
+        """The handler's transaction joined in this task, if it may be ended by a write."""
+        lent = self._lent.get()
+        return lent if lent is not None and lent.can_end else None
 
     @property
     def in_transaction(self) -> bool:

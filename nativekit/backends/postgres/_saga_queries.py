@@ -13,6 +13,28 @@ from nativekit.saga._store.store import UNFINISHED, decode_cursor, encode_cursor
 ACTIVE = "status IN ('RUNNING', 'COMPENSATING')"
 LIVE = f"(expires IS NULL OR expires > {NOW})"
 COLUMNS = "fields::text AS fields, status, since, token, lease_until"
+#: SQLSTATE raised by ``saga_write`` (migration 0002) when the fenced update matched no row.
+REFUSED = "NKL01"
+
+
+def _literal(value: object) -> str:
+    """``value`` as an SQL literal. Strings are escape strings (``E'...'``) with every
+    backslash and quote doubled, read the same whatever ``standard_conforming_strings``."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return f"'{float(value)!r}'::float8"
+    if isinstance(value, str):
+        return "E'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+    if isinstance(value, list):
+        return f"ARRAY[{', '.join(_literal(v) for v in value)}]::text[]"
+    raise TypeError(f"no SQL literal for {type(value).__name__}")
+
+
+def literals(args: tuple[object, ...]) -> str:
+    """The arguments of a ``saga_write`` call, as literals (a statement sent together
+    with COMMIT in one simple-protocol message takes no parameters)."""
+    return ", ".join(_literal(v) for v in args)
 
 
 def record_of(row: Any) -> SagaRecord:

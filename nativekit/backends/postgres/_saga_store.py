@@ -2,20 +2,42 @@
 
 The row (``<schema>.saga``, see ``migrations/0001_initial.sql``) keeps the record's
 flat fields as one JSONB object and copies out what queries need: name,
-definition, status, time in status, lease and expiry. A write is one ``UPDATE ...
-WHERE id = $1 AND token = $2 AND status = $3`` that merges the changed fields, plus
-one ``INSERT`` of its outbox rows, in one transaction (the handler's, when it runs
-inside :meth:`Database.transaction`). Times are the server's clock.
-"""
+definition, status, time in status, lease and expiry. A write is one fenced
+``UPDATE ... WHERE id = ... AND token = ... AND status = ...`` that merges the changed
+fields (``_saga_batch.write_statement``), plus one ``INSERT`` of its outbox rows, in one
+transaction (the handler's, when it runs inside :meth:`Database.transaction`). Writes
+and creations outside a transaction share one statement per event-loop turn with
+those of other sagas; a write that ends a step's ``ctx.db`` transaction is the same
+update as a call of ``saga_write`` (``migrations/0002_saga_write_function.sql``),
+sent with the COMMIT. Times are the server's clock."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import asyncpg
 
 from nativekit.backends.postgres._client import NOW, Database
 from nativekit.backends.postgres._outbox import PostgresOutbox, insert_outbox
-from nativekit.backends.postgres._saga_queries import ACTIVE, COLUMNS, LIVE, SagaQueries, record_of
+from nativekit.backends.postgres._saga_batch import (
+    TurnBatcher,
+    Write,
+    create_statement,
+    fence_statement,
+    refusal,
+    write_statement,
+)
+from nativekit.backends.postgres._saga_queries import (
+    ACTIVE,
+    COLUMNS,
+    LIVE,
+    REFUSED,
+    SagaQueries,
+    literals,
+    record_of,
+)
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
 from nativekit.saga._store.model import SagaRecord, SagaStatus, Transition, Waiting
 from nativekit.saga._store.store import (
@@ -34,24 +56,12 @@ class PostgresSagaStore(SagaQueries):
     def __init__(self, database: Database) -> None:
         self.db = database
         self.table = database.table("saga")
-        # released: ``change.release``, or the merged fields hold a ``release_if_any`` key
-        # with a non-empty value (an emptied ``reply:<step>`` does not count); most writes
-        # name no such key, and then the fields are not scanned
-        released = (
-            "($8 OR (cardinality($11::text[]) > 0 AND EXISTS (SELECT 1 FROM "
-            "jsonb_each_text(fields || $4::jsonb) AS f "
-            "WHERE f.key = ANY($11::text[]) AND f.value <> '')))"
-        )
-        self._write_sql = f"""
-            UPDATE {self.table} SET
-                fields = fields || $4::jsonb || jsonb_build_object('updated', ({NOW})::text),
-                status = $7,
-                since = CASE WHEN status = $7 THEN since ELSE {NOW} END,
-                token = CASE WHEN $9 AND NOT {released} THEN token END,
-                lease_until = CASE WHEN NOT $9 THEN NULL WHEN {released} THEN {NOW}
-                    ELSE {NOW} + $5 END,
-                expires = CASE WHEN $10 THEN {NOW} + $6 END
-            WHERE id = $1 AND token = $2 AND status = $3 AND {LIVE}"""
+        # creations and transitions outside a transaction: one statement per loop turn
+        self._create = create_statement(self.table)
+        self._write = write_statement(self.table)
+        self._creations = TurnBatcher(database, self._create, "create sagas")
+        self._writes = TurnBatcher(database, self._write, "write saga transitions")
+        self._fence_sql = fence_statement(self.table)
 
     async def create(
         self, record: SagaRecord, *, token: str, lease: float
@@ -59,36 +69,22 @@ class PostgresSagaStore(SagaQueries):
         """Store a new instance leased to ``token`` (see :class:`SagaStore`)."""
         fields = record.to_fields()
         fields.pop("since", None)
-        sql = f"""
-            INSERT INTO {self.table} AS s
-                (id, name, definition, status, since, token, lease_until, expires, fields)
-            VALUES ($1, $2, $3, $4, {NOW}, $5, {NOW} + $6, NULL, $7::jsonb)
-            ON CONFLICT (id) DO UPDATE SET name = excluded.name,
-                definition = excluded.definition, status = excluded.status,
-                since = excluded.since, token = excluded.token,
-                lease_until = excluded.lease_until, expires = NULL, fields = excluded.fields
-            WHERE s.expires IS NOT NULL AND s.expires <= {NOW}
-            RETURNING {COLUMNS}"""
+        creation = (
+            record.saga_id,
+            record.name,
+            record.definition,
+            record.status.value,
+            token,
+            float(lease),
+            json.dumps(fields),
+        )
+        if not self.db.in_transaction:  # with the other creations of this loop turn
+            return await self._creations.call(creation)
         async with self.db.connection("create a saga") as connection:
-            row = await connection.fetchrow(
-                sql,
-                record.saga_id,
-                record.name,
-                record.definition,
-                record.status.value,
-                token,
-                lease,
-                json.dumps(fields),
-            )
-            if row is not None:
-                return record_of(row), True
-            existing = await connection.fetchrow(
-                f"SELECT {COLUMNS} FROM {self.table} WHERE id = $1", record.saga_id
-            )
-        if existing is None:  # deleted by retention between the two statements
-            raise SagaStateError(f"saga {record.saga_id!r} expired while being started; retry")
-        found = record_of(existing)
-        return found, found.token == token
+            answer = (await self._create(connection, [creation]))[record.saga_id]
+        if isinstance(answer, BaseException):
+            raise answer
+        return answer
 
     async def get(self, saga_id: str) -> SagaRecord | None:
         """The instance, or None."""
@@ -120,37 +116,54 @@ class PostgresSagaStore(SagaQueries):
     ) -> None:
         """Apply ``change`` if ``token`` holds the lease; extend the lease or release it."""
         new = change.status or current
-        args = (
+        write: Write = (
             saga_id,
             token,
             current.value,
             json.dumps(change.fields),
-            change.lease if change.lease is not None else lease,
-            retention,
+            float(change.lease if change.lease is not None else lease),
+            float(retention),
             new.value,
             change.release,
             new.active,
             new.finished,
-            list(change.release_if_any),
+            json.dumps(list(change.release_if_any)),
         )
+        if not change.outbox and not self.db.in_transaction:  # with this turn's others
+            await self._writes.call(write)
+            return
+        lent = self.db.lent
+        if lent is not None and not change.outbox:
+            # the step's transaction ends with this write: write, COMMIT, reset at once
+            call = literals((*write[:10], list(change.release_if_any)))
+            try:
+                await lent.end_with(f"SELECT {self.db.table('saga_write')}({call})")
+                return
+            except asyncpg.PostgresError as exc:
+                if exc.sqlstate != REFUSED:
+                    with self.db.translated("write a saga transition"):
+                        raise
+            raise refusal(await self._fence_state(saga_id), saga_id, token, current.value)
         async with self.db.connection("write a saga transition") as connection:
-            if self.db.in_transaction or not change.outbox:
-                done = await connection.execute(self._write_sql, *args)
-                if done == "UPDATE 1" and change.outbox:
+            if self.db.in_transaction:
+                answer = (await self._write(connection, [write]))[saga_id]
+                if answer is None:
                     await insert_outbox(connection, self.db, saga_id, change.outbox)
             else:
                 async with connection.transaction():
-                    done = await connection.execute(self._write_sql, *args)
-                    if done == "UPDATE 1":
+                    answer = (await self._write(connection, [write]))[saga_id]
+                    if answer is None:
                         await insert_outbox(connection, self.db, saga_id, change.outbox)
-            if done == "UPDATE 1":
-                return
-            row = await connection.fetchrow(
-                f"SELECT token, status FROM {self.table} WHERE id = $1 AND {LIVE}", saga_id
-            )
-        if row is not None and row["token"] == token and row["status"] != current.value:
-            raise SagaStateError(f"saga {saga_id!r} is no longer {current.value}")
-        raise LeaseLost(f"saga {saga_id!r}: lease token {token[:8]}… is no longer current")
+        if answer is not None:
+            raise answer
+
+    async def _fence_state(self, saga_id: str) -> Any:
+        """The token and status of a saga, read on a connection of its own (the joined
+        transaction that a refused write ended is gone)."""
+        pool = await self.db.pool("read a saga's lease")
+        with self.db.translated("read a saga's lease"):
+            async with pool.acquire() as connection:
+                return await connection.fetchrow(self._fence_sql, [saga_id])
 
     async def claim(
         self, saga_id: str, token: str, *, lease: float, force: bool = False
@@ -317,4 +330,7 @@ class PostgresSagaStore(SagaQueries):
         await self.db.ping()
 
     async def aclose(self) -> None:
-        """The pool belongs to the service's :class:`Database`."""
+        """Wait for creations in flight; the pool belongs to the service's
+        :class:`Database`."""
+        await self._creations.aclose()
+        await self._writes.aclose()

@@ -1,4 +1,11 @@
-"""``PostgresTransaction``: a handler's transaction, begun on its first statement."""
+"""``PostgresTransaction``: a handler's transaction, begun on its first statement.
+
+A step's transaction usually ends with the runner's own write (the step's completion)
+followed by COMMIT and the session reset. :meth:`PostgresTransaction.end_with` sends
+those three as one message (PostgreSQL's simple query protocol runs them in order and
+stops at the first error), so a step that used ``ctx.db`` costs BEGIN, its own
+statements and one more round trip.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +33,11 @@ class PostgresTransaction:
     def __init__(self, database: Database) -> None:
         self.db = database
         self._connection: asyncpg.Connection | None = None
+        #: asyncpg's transaction object, when the handler asked for the raw connection
+        #: first (so ``connection.transaction()`` nests as a savepoint there)
         self._transaction: DriverTransaction | None = None
+        self._open = False  # BEGIN sent, neither COMMIT nor ROLLBACK yet
+        self._raw = False  # the handler holds the raw connection: asyncpg's reset at the end
         self._done = False
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
 
@@ -35,8 +46,12 @@ class PostgresTransaction:
         """True once a statement ran."""
         return self._connection is not None
 
-    async def connection(self) -> asyncpg.Connection:
-        """The connection, beginning the transaction on first use."""
+    @property
+    def ended(self) -> bool:
+        """True once committed or rolled back (the connection is no longer usable)."""
+        return self._done
+
+    async def _begin(self, *, raw: bool) -> asyncpg.Connection:
         if self._connection is None:
             if self._done:
                 raise RuntimeError("this transaction has ended; use the one of the next call")
@@ -44,56 +59,112 @@ class PostgresTransaction:
             with self.db.translated("begin a transaction"):
                 connection = await pool.acquire()
                 try:
-                    transaction = connection.transaction()
-                    await transaction.start()
+                    if raw:
+                        transaction = connection.transaction()
+                        await transaction.start()
+                        self._transaction = transaction
+                    else:
+                        await connection.execute("BEGIN")
                 except BaseException:
                     await pool.release(connection)
                     raise
-            self._connection, self._transaction = connection, transaction
+            self._connection, self._open = connection, True
+        self._raw = self._raw or raw
         return self._connection
+
+    async def connection(self) -> asyncpg.Connection:
+        """The connection, beginning the transaction on first use.
+
+        Begun here, the transaction is asyncpg's own (``connection.transaction()`` nests
+        as a savepoint). Begun by a statement of this object's methods, it was begun with
+        ``BEGIN``: use ``SAVEPOINT`` statements there, as asyncpg refuses to nest its
+        transaction objects in a transaction it did not start.
+        """
+        return await self._begin(raw=True)
+
+    async def _statements(self) -> asyncpg.Connection:
+        return await self._begin(raw=False)
 
     async def execute(self, query: str, *args: Any) -> str:
         """Run a statement; returns its status."""
-        return str(await (await self.connection()).execute(query, *args))
+        return str(await (await self._statements()).execute(query, *args))
 
     async def executemany(self, query: str, args: Iterable[Sequence[Any]]) -> None:
         """Run a statement once per argument tuple."""
-        await (await self.connection()).executemany(query, args)
+        await (await self._statements()).executemany(query, args)
 
     async def fetch(self, query: str, *args: Any) -> list[Any]:
         """Rows of a query."""
-        return list(await (await self.connection()).fetch(query, *args))
+        return list(await (await self._statements()).fetch(query, *args))
 
     async def fetchrow(self, query: str, *args: Any) -> Any:
         """The first row, or None."""
-        return await (await self.connection()).fetchrow(query, *args)
+        return await (await self._statements()).fetchrow(query, *args)
 
     async def fetchval(self, query: str, *args: Any) -> Any:
         """The first value, or None."""
-        return await (await self.connection()).fetchval(query, *args)
+        return await (await self._statements()).fetchval(query, *args)
 
     async def after_commit(self, callback: Callable[[], Awaitable[None]]) -> None:
         """Call ``callback`` once this transaction has committed (never on a rollback)."""
-        await self.connection()  # a callback with nothing begun would have no commit to follow
+        await self._statements()  # a callback with nothing begun would have no commit to follow
         self._after_commit.append(callback)
 
     @contextmanager
     def joined(self) -> Iterator[None]:
-        """The stores of ``database`` write in this transaction while entered."""
+        """The stores of ``database`` write in this transaction while entered; a saga
+        store write made here may end it (:meth:`end_with`): the runner commits right
+        after its write, or rolls back when the write failed."""
         if self._connection is None:
             yield
             return
-        with self.db.joined(self._connection):
+        with self.db.joined(self._connection, self):
             yield
+
+    @property
+    def can_end(self) -> bool:
+        """True when :meth:`end_with` may be used (open, begun with ``BEGIN``)."""
+        return self._open and self._transaction is None and not self._raw
+
+    async def end_with(self, statement: str) -> None:
+        """Run ``statement`` (SQL without parameters), then COMMIT and reset the session,
+        in one round trip. If anything fails the transaction is rolled back (nothing of
+        it commits) and the error raised; either way the transaction has ended."""
+        connection = self._connection
+        assert connection is not None and self.can_end
+        try:
+            await connection.execute(f"{statement}; COMMIT; {connection.get_reset_query()}")
+        except BaseException:
+            await self.close()
+            raise
+        self._open = False
+        await self._release(connection, reset=False)
+        await self._committed()
 
     async def commit(self) -> None:
         """Commit, give the connection back, then call the ``after_commit`` callbacks."""
+        connection = self._connection
+        if connection is None or not self._open:
+            await self.close()
+            return
+        reset = True
         if self._transaction is not None:
             with self.db.translated("commit"):
                 await self._transaction.commit()
             self._transaction = None
+        elif not self._raw:
+            with self.db.translated("commit"):
+                await connection.execute(f"COMMIT; {connection.get_reset_query()}")
+            reset = False
+        else:
+            with self.db.translated("commit"):
+                await connection.execute("COMMIT")
+        self._open = False
+        await self._release(connection, reset=reset)
+        await self._committed()
+
+    async def _committed(self) -> None:
         callbacks, self._after_commit = self._after_commit, []
-        await self.close()
         for callback in callbacks:
             try:
                 await callback()
@@ -104,17 +175,33 @@ class PostgresTransaction:
         """Roll back unless committed; give the connection back."""
         self._done = True
         self._after_commit.clear()  # not committed: rolled back below, or nothing began
-        connection, self._connection = self._connection, None
+        connection = self._connection
         transaction, self._transaction = self._transaction, None
         if connection is None:
             return
-        pool = await self.db.pool()
+        opened, self._open = self._open, False
+        reset = True
         try:
             if transaction is not None and not connection.is_closed():
                 await transaction.rollback()
-            if not connection.is_closed():
-                await reset_lent(connection)  # the handler may have changed its session
+            elif opened and not self._raw and not connection.is_closed():
+                await connection.execute(f"ROLLBACK; {connection.get_reset_query()}")
+                reset = False
+            elif opened and not connection.is_closed():
+                await connection.execute("ROLLBACK")
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             connection.terminate()  # the server rolls back what a dead connection held
+        await self._release(connection, reset=reset)
+
+    async def _release(self, connection: asyncpg.Connection, *, reset: bool) -> None:
+        """Give the connection back (reset first unless the last message reset it)."""
+        self._done = True
+        self._connection = None
+        pool = await self.db.pool()
+        try:
+            if reset and not connection.is_closed():
+                await reset_lent(connection)  # the handler may have changed its session
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            connection.terminate()  # a new one replaces it
         finally:
             await pool.release(connection)
