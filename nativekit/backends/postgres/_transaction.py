@@ -40,6 +40,7 @@ class PostgresTransaction:
         self._raw = False  # the handler holds the raw connection: asyncpg's reset at the end
         self._done = False
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
+        self._ended_committed = False
 
     @property
     def begun(self) -> bool:
@@ -138,13 +139,15 @@ class PostgresTransaction:
             await self.close()
             raise
         self._open = False
+        self._ended_committed = True  # the callbacks run at commit(), outside joined()
         await self._release(connection, reset=False)
-        await self._committed()
 
     async def commit(self) -> None:
         """Commit, give the connection back, then call the ``after_commit`` callbacks."""
         connection = self._connection
         if connection is None or not self._open:
+            if self._ended_committed:  # end_with committed it
+                await self._committed()
             await self.close()
             return
         reset = True
