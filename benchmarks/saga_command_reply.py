@@ -13,7 +13,9 @@ is the peer: the ratio shows what crossing services costs.
     # BENCH_SAGAS (3000), BENCH_CONCURRENCY (50), BENCH_ROUNDS (3) adjust the run;
     # --quick: 200 sagas, one round. The run's keys and topics are deleted at the end.
 
-The last line of output is one JSON object with every figure.
+Each round prints the CPU time per saga of the orchestrator and of each participant
+process (``*_cpu_us_per_saga``; the participants' from /proc, on Linux). The last line
+of output is one JSON object with every figure.
 """
 
 from __future__ import annotations
@@ -158,6 +160,20 @@ def orchestrator(run: str) -> nativekit.Service:
     return svc
 
 
+#: participant processes by role (their CPU per saga is read from /proc, Linux only)
+PARTICIPANTS: dict[str, int] = {}
+
+
+def cpu_seconds(pid: int) -> float | None:
+    """User + system CPU time of process ``pid`` (None where /proc is not there)."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 async def drive(svc: nativekit.Service, saga: str, total: int, tag: str) -> dict[str, float]:
     latencies: list[float] = []
     next_index = 0
@@ -177,6 +193,7 @@ async def drive(svc: nativekit.Service, saga: str, total: int, tag: str) -> dict
             if record.error:
                 errors.append(json.dumps(record.to_dict(), default=str))
 
+    others = {role: cpu_seconds(pid) for role, pid in PARTICIPANTS.items()}
     started, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
     elapsed = time.perf_counter() - started
@@ -189,6 +206,11 @@ async def drive(svc: nativekit.Service, saga: str, total: int, tag: str) -> dict
         "p50_ms": round(statistics.median(latencies) * 1000, 2),
         "p99_ms": round(latencies[max(0, int(len(latencies) * 0.99) - 1)] * 1000, 2),
         "orchestrator_cpu_us_per_saga": round(cpu_us),
+        **{
+            f"{role}_cpu_us_per_saga": round((after - before) / total * 1e6)
+            for role, pid in PARTICIPANTS.items()
+            if (before := others[role]) is not None and (after := cpu_seconds(pid)) is not None
+        },
     }
 
 
@@ -257,6 +279,9 @@ async def measure(run: str) -> None:
         )
         for role in ("inventory", "payments")
     ]
+    PARTICIPANTS.update(
+        {role: proc.pid for role, proc in zip(("inventory", "payments"), procs, strict=True)}
+    )
     svc = orchestrator(run)
     try:
         for proc in procs:
