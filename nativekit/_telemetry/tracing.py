@@ -34,7 +34,14 @@ from opentelemetry.sdk.trace.export import (
 from nativekit._telemetry.lean import LeanTracerProvider
 from nativekit.errors import ConfigError
 
-__all__ = ["INSTRUMENTATION", "LeanTracerProvider", "configure_tracing", "get_tracer", "span"]
+__all__ = [
+    "INSTRUMENTATION",
+    "LeanTracerProvider",
+    "configure_tracing",
+    "flush_tracing",
+    "get_tracer",
+    "span",
+]
 
 INSTRUMENTATION = "nativekit"
 
@@ -59,6 +66,16 @@ def configure_tracing(service: str) -> trace.TracerProvider | None:
             provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     return trace.get_tracer_provider()
+
+
+def flush_tracing(timeout_millis: int = 10_000) -> bool:
+    """Export the spans the installed provider's processors still hold (a batch processor
+    exports only every few seconds), waiting at most ``timeout_millis``; True when done.
+
+    A service calls it when it stops: spans ended since the last batch would otherwise
+    be lost with the process."""
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    return True if flush is None else bool(flush(timeout_millis))
 
 
 def _exporter_names() -> list[str]:
