@@ -79,9 +79,10 @@ class AccessLog:
             ids = _logging.trace_ids()
             trace = f', "trace_id": "{ids[0]}", "span_id": "{ids[1]}"}}\n' if ids else "}\n"
         elif span_context.is_valid:
+            # bytes.hex is the same text as format(..., "032x") at a fraction of its cost
             trace = (
-                f', "trace_id": "{span_context.trace_id:032x}", '
-                f'"span_id": "{span_context.span_id:016x}"}}\n'
+                f', "trace_id": "{span_context.trace_id.to_bytes(16, "big").hex()}", '
+                f'"span_id": "{span_context.span_id.to_bytes(8, "big").hex()}"}}\n'
             )
         else:
             trace = "}\n"
