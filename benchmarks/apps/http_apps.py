@@ -281,8 +281,9 @@ def nativekit_full_exporting() -> ASGIApp:
 
 def nativekit_full_sampled() -> ASGIApp:
     """As ``nativekit-full-exporting`` at ``parentbased_traceidratio`` 0.1: about one request
-    in ten gets a recorded, exported span; the others a non-recording one from the SDK's
-    tracer (ids and flags only), as with the ``none`` exporter."""
+    in ten gets a recorded, exported span (built by the SDK); the others a non-recording
+    span (ids and the sampler's flags only) that nativekit's tracer builds without the SDK,
+    as with the ``none`` exporter."""
     return _exporting("parentbased_traceidratio", "0.1")
 
 

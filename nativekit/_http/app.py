@@ -7,8 +7,10 @@ handlers and the request body limit, plus the drain wait used on shutdown.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from starlette.applications import Starlette
@@ -101,6 +103,26 @@ class _Application(Starlette):
         return boundary.ErrorBoundary(app, fallback=stock, handlers=self.exception_handlers)
 
 
+def flushing_spans(
+    lifespan: Callable[[Any], AbstractAsyncContextManager[Any]],
+) -> Callable[[Any], AbstractAsyncContextManager[Any]]:
+    """``lifespan``, then the spans the tracer provider still holds exported: the batch
+    processor sends every few seconds, and what it held when the server stopped was lost."""
+
+    @asynccontextmanager
+    async def run(app: Any) -> AsyncIterator[Any]:
+        try:
+            async with lifespan(app) as state:
+                yield state
+        finally:
+            if "opentelemetry.trace" in sys.modules:  # no span was made otherwise
+                from nativekit._telemetry.tracing import flush_tracing
+
+                await asyncio.to_thread(flush_tracing)
+
+    return run
+
+
 def build_starlette(
     *,
     name: str,
@@ -114,6 +136,8 @@ def build_starlette(
 
     ``middleware`` goes outside the body limit (CORS, so preflights skip the rest).
     """
+    if lifespan is not None and settings.telemetry.tracing_enabled:
+        lifespan = flushing_spans(lifespan)
     return _Application(
         telemetry={"name": name, "settings": settings, "metrics": metrics},
         routes=routes,

@@ -124,17 +124,30 @@ class TelemetryMiddleware:
                 )
             if self.access_log:
                 self._log_access(
-                    method, template or UNMATCHED_ROUTE, scope["path"], status, duration, request_id
+                    method,
+                    template or UNMATCHED_ROUTE,
+                    scope["path"],
+                    status,
+                    duration,
+                    request_id,
+                    None if span is None else span.get_span_context(),
                 )
             if span is not None:
                 self._end_span(span, otel_token, method, template, status, error)
             log_context.reset(log_token)
 
     def _log_access(
-        self, method: str, route: str, path: str, status: int, duration: float, request_id: str
+        self,
+        method: str,
+        route: str,
+        path: str,
+        status: int,
+        duration: float,
+        request_id: str,
+        span_context: Any,
     ) -> None:
         duration_ms = round(duration * 1000, 3)
-        if self._access.write(method, route, path, status, duration_ms, request_id):
+        if self._access.write(method, route, path, status, duration_ms, request_id, span_context):
             return
         log = self._bound_log
         if log is None:

@@ -30,13 +30,15 @@ _INFO = 20
 class AccessLog:
     """Writes one service's access lines; ``write`` returns False when it did not."""
 
-    __slots__ = ("component", "heads", "service")
+    __slots__ = ("component", "heads", "service", "tail")
 
     def __init__(self, service: str, component: str = "http") -> None:
         self.service = service
         self.component = component
         #: (method, route) -> the line's text up to the path's value
         self.heads: dict[tuple[str, str], str] = {}
+        #: the text between the request id's value and the timestamp's
+        self.tail = f', "service": {_quote(service)}, "level": "info", "timestamp": "'
 
     def write(
         self,
@@ -46,9 +48,11 @@ class AccessLog:
         status: int,
         duration_ms: float,
         request_id: str,
+        span_context: Any = None,
     ) -> bool:
         """Write the line for one request, or return False: the caller logs it through
-        structlog instead."""
+        structlog instead. ``span_context`` is the current span's, when the caller has it
+        at hand (else it is looked up, as the pipeline does)."""
         configured = _logging._configured
         if (
             configured.get("format") != "json"
@@ -71,14 +75,22 @@ class AccessLog:
                 f'"route": {_quote(route)}, "path": '
             )
         stamp = _logging.timestamp_text()
-        ids = _logging.trace_ids()
-        trace = f', "trace_id": "{ids[0]}", "span_id": "{ids[1]}"}}\n' if ids else "}\n"
+        if span_context is None:
+            ids = _logging.trace_ids()
+            trace = f', "trace_id": "{ids[0]}", "span_id": "{ids[1]}"}}\n' if ids else "}\n"
+        elif span_context.is_valid:
+            # bytes.hex is the same text as format(..., "032x") at a fraction of its cost
+            trace = (
+                f', "trace_id": "{span_context.trace_id.to_bytes(16, "big").hex()}", '
+                f'"span_id": "{span_context.span_id.to_bytes(8, "big").hex()}"}}\n'
+            )
+        else:
+            trace = "}\n"
         line = (
             f'{head}{_quote(path)}, "status": {int(status)}, '
             f'"duration_ms": {float(duration_ms)!r}, '
-            f'"event": "http.request", "request_id": {_quote(request_id)}, '
-            f'"service": {_quote(self.service)}, "level": "info", '
-            f'"timestamp": "{stamp}"{trace}'
+            f'"event": "http.request", "request_id": {_quote(request_id)}'
+            f'{self.tail}{stamp}"{trace}'
         )
         out: Any = sys.stdout
         out.write(line)

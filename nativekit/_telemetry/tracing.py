@@ -7,38 +7,41 @@ through the batch span processor, encoded by nativekit's own exporter:
 application already installed a tracer provider (for example with
 ``opentelemetry-instrument``) nativekit uses it as it is.
 
-While the provider nativekit installs has no span processor (the default
-``none`` exporter), nothing would receive a recorded span, so its tracers make
-non-recording spans that still get fresh ids and the sampling flags the SDK
-would give them: trace context crosses services and logs carry ``trace_id``
-exactly as before, at about a quarter of the cost of a recorded span. Adding a processor
-later (``provider.add_span_processor``) makes every tracer record from then on.
+The provider nativekit installs (:class:`~nativekit._telemetry.lean.LeanTracerProvider`)
+makes the spans the SDK would not record itself, at a fraction of the SDK's cost:
+every span while no span processor is attached (the default ``none`` exporter), and
+the spans the sampler drops otherwise.
 
 This module imports OpenTelemetry; ``import nativekit`` does not.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
     SimpleSpanProcessor,
     SpanExporter,
 )
-from opentelemetry.sdk.trace.sampling import DEFAULT_ON, StaticSampler
 
+from nativekit._telemetry.lean import LeanTracerProvider
 from nativekit.errors import ConfigError
+
+__all__ = [
+    "INSTRUMENTATION",
+    "LeanTracerProvider",
+    "configure_tracing",
+    "flush_tracing",
+    "get_tracer",
+    "span",
+]
 
 INSTRUMENTATION = "nativekit"
 
@@ -65,6 +68,16 @@ def configure_tracing(service: str) -> trace.TracerProvider | None:
     return trace.get_tracer_provider()
 
 
+def flush_tracing(timeout_millis: int = 10_000) -> bool:
+    """Export the spans the installed provider's processors still hold (a batch processor
+    exports only every few seconds), waiting at most ``timeout_millis``; True when done.
+
+    A service calls it when it stops: spans ended since the last batch would otherwise
+    be lost with the process."""
+    flush = getattr(trace.get_tracer_provider(), "force_flush", None)
+    return True if flush is None else bool(flush(timeout_millis))
+
+
 def _exporter_names() -> list[str]:
     raw = os.environ.get("OTEL_TRACES_EXPORTER", "none")
     return [n.strip().lower() for n in raw.split(",") if n.strip()]
@@ -89,188 +102,6 @@ def _exporter(name: str) -> SpanExporter | None:
     raise ConfigError(
         f"OTEL_TRACES_EXPORTER={name!r} is not supported; expected 'none', 'console' or 'otlp'."
     )
-
-
-class LeanTracerProvider(TracerProvider):
-    """The SDK provider, recording spans only once a span processor is attached."""
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        #: True while no span processor is attached: spans are not recorded.
-        self.lean = True
-
-    def add_span_processor(self, span_processor: Any) -> None:
-        """Attach a processor (an exporter's): spans are recorded from now on."""
-        super().add_span_processor(span_processor)
-        self.lean = False
-
-    def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
-        """The SDK tracer, behind one that skips recording while :attr:`lean`."""
-        return _LeanTracer(super().get_tracer(*args, **kwargs), self)
-
-
-_SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
-_NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
-_RANDOM = int(getattr(trace.TraceFlags, "RANDOM_TRACE_ID", 0))  # newer APIs (W3C level 2)
-
-
-class _LeanTracer(trace.Tracer):
-    """An SDK tracer that, while its provider is lean, makes non-recording spans with the
-    trace id, span id, flags and trace state the SDK would give the span."""
-
-    def __init__(self, sdk: Any, provider: LeanTracerProvider) -> None:
-        self.sdk = sdk
-        self.provider = provider
-        #: the sampler's fixed answer, when it needs no call: see :func:`_fixed_decision`
-        self.fixed = _fixed_decision(sdk.sampler)
-        is_random = getattr(sdk.id_generator, "is_trace_id_random", None)
-        self.random_ids = bool(_RANDOM and is_random is not None and is_random())
-
-    def start_span(
-        self,
-        name: str,
-        context: context_api.Context | None = None,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        attributes: Any = None,
-        links: Sequence[trace.Link] | None = (),
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-    ) -> trace.Span:
-        """A span (recorded by the SDK unless the provider is lean)."""
-        if not self.provider.lean:
-            return self.sdk.start_span(  # type: ignore[no-any-return]
-                name, context, kind, attributes, links, start_time,
-                record_exception, set_status_on_exception,
-            )  # fmt: skip
-        return trace.NonRecordingSpan(self.lean_context(name, context, kind, attributes, links))
-
-    def lean_context(
-        self,
-        name: str,
-        context: context_api.Context | None,
-        kind: trace.SpanKind,
-        attributes: Any,
-        links: Sequence[trace.Link] | None,
-    ) -> trace.SpanContext:
-        sdk = self.sdk
-        parent = trace.get_current_span(context).get_span_context()
-        ids = sdk.id_generator
-        if parent.is_valid:
-            trace_id = parent.trace_id
-            random_id = bool(parent.trace_flags & _RANDOM)
-        else:
-            trace_id = ids.generate_trace_id()
-            random_id = self.random_ids
-        fixed = self.fixed
-        if fixed is None:
-            result = sdk.sampler.should_sample(context, trace_id, name, kind, attributes, links)
-            sampled, trace_state = result.decision.is_sampled(), result.trace_state
-        elif parent.is_valid:  # a static sampler keeps the parent's trace state
-            trace_state = parent.trace_state
-            sampled = parent.trace_flags.sampled if fixed == "parent" else fixed
-        else:
-            sampled, trace_state = fixed == "parent" or fixed is True, None
-        flags = _SAMPLED if sampled else _NOT_SAMPLED
-        if random_id:
-            flags = trace.TraceFlags(flags | _RANDOM)
-        return trace.SpanContext(
-            trace_id,
-            ids.generate_span_id(),
-            is_remote=False,
-            trace_flags=flags,
-            trace_state=trace_state,
-        )
-
-    def start_as_current_span(
-        self,
-        name: str,
-        context: context_api.Context | None = None,
-        kind: trace.SpanKind = trace.SpanKind.INTERNAL,
-        attributes: Any = None,
-        links: Sequence[trace.Link] | None = (),
-        start_time: int | None = None,
-        record_exception: bool = True,
-        set_status_on_exception: bool = True,
-        end_on_exit: bool = True,
-    ) -> Any:
-        """Start a span and make it current for the ``with`` block (or decorated call)."""
-        if not self.provider.lean:
-            return self.sdk.start_as_current_span(
-                name, context, kind, attributes, links, start_time,
-                record_exception, set_status_on_exception, end_on_exit,
-            )  # fmt: skip
-        # Lean now, but a function decorated now may run after a processor is attached:
-        # each entry decides again.
-        return _LeanScope(
-            self,
-            (name, context, kind, attributes, links, start_time,
-             record_exception, set_status_on_exception, end_on_exit),
-        )  # fmt: skip
-
-
-_PARENT_BASED_ALWAYS_ON: str = DEFAULT_ON.get_description()  # type: ignore[no-untyped-call]
-
-
-def _fixed_decision(sampler: Any) -> bool | str | None:
-    """What ``sampler`` decides without being asked: True or False for ``always_on`` /
-    ``always_off``, ``"parent"`` for ``parentbased_always_on`` (the SDK's default: a root
-    is sampled, a child follows its parent's flag), None for any other sampler, which is
-    then called for every span."""
-    if isinstance(sampler, StaticSampler):
-        decision: Any = sampler.should_sample(None, 1, "").decision
-        return bool(decision.is_sampled())
-    if sampler.get_description() == _PARENT_BASED_ALWAYS_ON:
-        return "parent"
-    return None
-
-
-class _LeanScope:
-    """What ``start_as_current_span`` returns while lean: a context manager making the
-    span current, and a decorator (of plain and async functions) entering a new scope
-    per call, as the SDK's own return value is."""
-
-    __slots__ = ("args", "exit", "token", "tracer")
-
-    def __init__(self, tracer: _LeanTracer, args: tuple[Any, ...]) -> None:
-        self.tracer = tracer
-        self.args = args  # name, context, kind, attributes, links, then the SDK's options
-        self.exit: Any = None  # the SDK scope's __exit__, when a processor was attached since
-        self.token: object = None
-
-    def __enter__(self) -> trace.Span:
-        tracer = self.tracer
-        if not tracer.provider.lean:
-            scope = tracer.sdk.start_as_current_span(*self.args)
-            self.exit = scope.__exit__
-            return scope.__enter__()  # type: ignore[no-any-return]
-        span = trace.NonRecordingSpan(tracer.lean_context(*self.args[:5]))
-        self.token = context_api.attach(trace.set_span_in_context(span))
-        return span
-
-    def __exit__(self, *exc_info: Any) -> bool | None:
-        if self.exit is not None:
-            return self.exit(*exc_info)  # type: ignore[no-any-return]
-        context_api.detach(self.token)  # type: ignore[arg-type]
-        return None
-
-    def __call__(self, func: Callable[..., Any]) -> Callable[..., Any]:
-        tracer, args = self.tracer, self.args
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def run_async(*a: Any, **kw: Any) -> Any:
-                with _LeanScope(tracer, args):
-                    return await func(*a, **kw)
-
-            return run_async
-
-        @functools.wraps(func)
-        def run(*a: Any, **kw: Any) -> Any:
-            with _LeanScope(tracer, args):
-                return func(*a, **kw)
-
-        return run
 
 
 _tracer: tuple[Any, trace.Tracer | None] = (None, None)

@@ -27,12 +27,17 @@ def json_logs() -> Iterator[None]:
 
 
 def _both(
-    capsys: pytest.CaptureFixture[str], path: str, request_id: str = "r-1"
+    capsys: pytest.CaptureFixture[str],
+    path: str,
+    request_id: str = "r-1",
+    span_context: trace.SpanContext | None = None,
 ) -> tuple[bool, str, str]:
     """(shortcut taken, its line, the pipeline's line) for one request, timestamps blanked."""
     token = nklogging.log_context.set({"request_id": request_id, "service": "orders"})
     try:
-        taken = AccessLog("orders").write("GET", "/items/{id}", path, 200, 1.25, request_id)
+        taken = AccessLog("orders").write(
+            "GET", "/items/{id}", path, 200, 1.25, request_id, span_context
+        )
         fast = capsys.readouterr().out
         nklogging.get_logger(component="http").info(
             "http.request", method="GET", route="/items/{id}", path=path, status=200,
@@ -58,6 +63,15 @@ def test_line_is_the_pipelines_line_in_and_out_of_a_span(
         context.detach(token)
     assert taken and fast == slow
     assert json.loads(fast)["trace_id"] == format(span.get_span_context().trace_id, "032x")
+    # the middleware hands the current span's context over instead of a lookup
+    for current in (span, trace.INVALID_SPAN):
+        token = context.attach(trace.set_span_in_context(current))
+        try:
+            taken, fast, slow = _both(capsys, "/items/2", span_context=current.get_span_context())
+        finally:
+            context.detach(token)
+        assert taken and fast == slow
+        assert ("trace_id" in json.loads(fast)) is (current is span)
 
 
 def test_redactable_values_and_bound_context_go_through_the_pipeline(

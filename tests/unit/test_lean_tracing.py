@@ -126,3 +126,73 @@ def test_lean_flags_and_trace_state_match_the_sdk_for_each_sampler(sampler: str)
         root = lean.start_span("root").get_span_context()
         same = sdk.sampler.should_sample(None, root.trace_id, "root").decision.is_sampled()
         assert root.trace_flags.sampled == same and not root.trace_state
+
+
+@pytest.mark.parametrize("sampler", ["ratio", "parent-ratio", "always_off", "default"])
+def test_with_a_processor_dropped_spans_skip_the_sdk_and_kept_ones_are_recorded(
+    sampler: str,
+) -> None:
+    """With an exporter, a span the sampler drops is non-recording with the SDK's flags and
+    trace state; a kept root is recorded by the SDK on the trace id it was decided on."""
+    from opentelemetry.sdk.trace.sampling import (
+        ALWAYS_OFF,
+        DEFAULT_ON,
+        ParentBasedTraceIdRatio,
+        TraceIdRatioBased,
+    )
+
+    chosen = {"ratio": TraceIdRatioBased(0.3), "parent-ratio": ParentBasedTraceIdRatio(0.3),
+              "always_off": ALWAYS_OFF, "default": DEFAULT_ON}[sampler]  # fmt: skip
+    provider = LeanTracerProvider(sampler=chosen)
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    tracer = provider.get_tracer("t")
+    sdk = TracerProvider(sampler=chosen).get_tracer("t")
+    kept = 0
+    for _ in range(400):
+        span = tracer.start_span("root")
+        context = span.get_span_context()
+        want = chosen.should_sample(None, context.trace_id, "root").decision.is_sampled()
+        assert span.is_recording() is want is context.trace_flags.sampled
+        assert context.is_valid and not context.trace_state
+        with (
+            trace.use_span(span, end_on_exit=True),
+            tracer.start_as_current_span("child") as child,
+        ):
+            assert child.get_span_context().trace_id == context.trace_id
+            assert child.is_recording() is want  # same trace id, or the parent's flag
+        kept += want
+    finished = exporter.get_finished_spans()
+    assert len([s for s in finished if s.name == "root"]) == kept
+    if sampler in ("ratio", "parent-ratio"):
+        assert 60 <= kept <= 180  # 0.3 of 400, far from the tails
+    for flags in ("01", "00"):
+        carrier = {"traceparent": PARENT.format(flags=flags), "tracestate": "k=v"}
+        parent = propagate.extract(carrier)
+        got = tracer.start_span("child", context=parent)
+        want_span = sdk.start_span("child", context=parent)
+        g, w = got.get_span_context(), want_span.get_span_context()
+        assert (g.trace_id, g.trace_flags, g.trace_state) == (
+            w.trace_id,
+            w.trace_flags,
+            w.trace_state,
+        )
+        assert got.is_recording() is want_span.is_recording()
+
+
+def test_an_unknown_sampler_is_asked_by_the_sdk_for_every_span() -> None:
+    """A sampler nativekit cannot read as data (here a subclass) decides every span."""
+    from opentelemetry.sdk.trace.sampling import Decision, SamplingResult, TraceIdRatioBased
+
+    class Odd(TraceIdRatioBased):
+        calls = 0
+
+        def should_sample(self, *args: object, **kwargs: object) -> SamplingResult:
+            type(self).calls += 1
+            return SamplingResult(Decision.RECORD_AND_SAMPLE if self.calls % 2 else Decision.DROP)
+
+    provider = LeanTracerProvider(sampler=Odd(0.5))
+    provider.add_span_processor(SimpleSpanProcessor(InMemorySpanExporter()))
+    tracer = provider.get_tracer("t")
+    recorded = [tracer.start_span("s").is_recording() for _ in range(4)]
+    assert recorded == [True, False, True, False] and Odd.calls == 4

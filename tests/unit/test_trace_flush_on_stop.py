@@ -1,0 +1,66 @@
+"""Spans still queued in the batch processor reach the collector when uvicorn stops."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from tests.served import serve
+
+
+class _Collector(http.server.BaseHTTPRequestHandler):
+    received: list[ExportTraceServiceRequest] = []
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("content-length") or 0))
+        type(self).received.append(ExportTraceServiceRequest.FromString(body))
+        self.send_response(200)
+        self.send_header("content-length", "0")
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def collector() -> Iterator[str]:
+    _Collector.received = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_span_recorded_before_the_first_batch_is_exported_on_sigterm(
+    collector: str, tmp_path: Path
+) -> None:
+    """One request, then SIGTERM long before the batch processor's first export (an hour
+    away): the request's server span arrives at the collector before the process exits."""
+    log = tmp_path / "uvicorn.log"
+    with serve(
+        "tests.unit.flush_app:app",
+        log,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=collector,
+        OTEL_BSP_SCHEDULE_DELAY="3600000",
+        OTEL_TRACES_SAMPLER="always_on",
+    ) as url:
+        assert httpx.get(f"{url}/ping", timeout=5).status_code == 200
+        assert _Collector.received == []  # nothing exported while it runs
+    # serve() sent SIGTERM and waited for the process to exit
+    names = [
+        span.name
+        for request in _Collector.received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert "GET /ping" in names, log.read_text()
