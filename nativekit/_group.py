@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import sys
 from collections.abc import Sequence
 from contextlib import suppress
 from typing import Any
@@ -115,6 +117,10 @@ class ServiceGroup:
             await service.shutdown()
         if restore_sigterm is not None:
             restore_sigterm()
+        if "opentelemetry.trace" in sys.modules:  # spans ended since the last batch export
+            from nativekit._telemetry.tracing import flush_tracing
+
+            await asyncio.to_thread(flush_tracing)
         await send({"type": "lifespan.shutdown.complete"})
 
     def _drain(self) -> None:

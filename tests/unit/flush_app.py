@@ -1,4 +1,5 @@
-"""A one-route service for tests/unit/test_trace_flush_on_stop.py, served by uvicorn."""
+"""A one-route service, alone and in a group, served by uvicorn for
+tests/unit/test_trace_flush_on_stop.py."""
 
 from __future__ import annotations
 
@@ -13,3 +14,7 @@ async def ping() -> dict[str, str]:
 
 
 app = svc.app
+
+other = nativekit.Service("flushing-other")
+#: the same route served by a group of services (``nativekit.combine``)
+group = nativekit.combine(svc, other)

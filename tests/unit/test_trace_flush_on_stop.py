@@ -39,14 +39,15 @@ def collector() -> Iterator[str]:
     server.server_close()
 
 
+@pytest.mark.parametrize("app", ["app", "group"])
 def test_a_span_recorded_before_the_first_batch_is_exported_on_sigterm(
-    collector: str, tmp_path: Path
+    collector: str, tmp_path: Path, app: str
 ) -> None:
     """One request, then SIGTERM long before the batch processor's first export (an hour
     away): the request's server span arrives at the collector before the process exits."""
     log = tmp_path / "uvicorn.log"
     with serve(
-        "tests.unit.flush_app:app",
+        f"tests.unit.flush_app:{app}",
         log,
         OTEL_TRACES_EXPORTER="otlp",
         OTEL_EXPORTER_OTLP_TRACES_ENDPOINT=collector,
