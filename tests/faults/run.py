@@ -141,8 +141,10 @@ async def run_fault(shop: FaultShop, name: str) -> None:
         # CPU time, not wall time: on a loaded machine a starved interpreter's imports
         # alone take seconds of waiting for a core
         assert restart.live_cpu < 2.0, restart
-        # After a SIGTERM the old member left (or, static, is replaced): ready within the
-        # session timeout + 5 s. After a SIGKILL, Tansu lets the new member in only once
+        # After a SIGTERM every consumer (the saga reply consumer too) is a static member
+        # replaced under its group.instance.id: no rebalance, no wait for the old member's
+        # session; Tansu holds a static member's JoinGroup and SyncGroup 3 s each (its
+        # PAUSE_MS), so about 6 s there: ready within the session timeout + 5 s. After a SIGKILL, Tansu lets the new member in only once
         # the dead one's session expired and a rebalance (rebalance timeout = session
         # timeout) ended: plain aiokafka takes 12-13 s there (tests/faults/tansu_probe.py)
         # Counted from /livez: the wall time before it is the interpreter starting, which
