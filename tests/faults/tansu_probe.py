@@ -5,15 +5,18 @@ until it has the partition? ``python -m tests.faults.tansu_probe [TRIALS] [CAP_S
 trial. With MEMBERS > 1 each process runs that many members of the one group, each on a
 topic of its own (as inventory's two consumers shared the group ``inventory`` before each
 consumer had a group of its own): the case first reported unjoinable for minutes.
-A further argument ``midjoin`` SIGKILLs one more process 2 s into its join (a crash loop)
-before the measured one starts; ``term`` stops the first member with SIGTERM instead (it
-stops its consumers cleanly, as a rolling restart does) rather than SIGKILL.
+Further arguments: ``midjoin`` SIGKILLs one more process 2 s into its join (a crash
+loop) before the measured one starts; ``term`` stops the first process with SIGTERM (it
+stops its consumers cleanly, as a rolling restart does) instead of SIGKILL;
+``sequential`` starts a process's members one after the other, each ``start()`` waiting
+for its join (the old nativekit's startup), instead of all at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -40,7 +43,11 @@ async def member(bootstrap: str, instance: str | None, members: int = 1) -> None
     ]  # fmt: skip
     stopping = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
-    await asyncio.gather(*(c.start() for c in consumers))
+    if os.environ.get("TANSU_PROBE_SEQUENTIAL"):  # one start() after the other
+        for c in consumers:
+            await c.start()
+    else:
+        await asyncio.gather(*(c.start() for c in consumers))
     said = False
     while not stopping.is_set():
         await asyncio.gather(*(c.getmany(timeout_ms=100) for c in consumers))
@@ -128,6 +135,8 @@ def main() -> None:
     members = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     midjoin = "midjoin" in sys.argv[5:]
     term = "term" in sys.argv[5:]
+    if "sequential" in sys.argv[5:]:
+        os.environ["TANSU_PROBE_SEQUENTIAL"] = "1"  # inherited by the member processes
     for _ in range(trials):
         print(json.dumps(trial(cap, static, members, midjoin, term)), flush=True)
 
