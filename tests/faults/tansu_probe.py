@@ -118,7 +118,9 @@ def trial(
         second = start_member(bootstrap, instance, members)
         processes.append(second)
         rejoin = wait_assigned(second, cap)
+        sequential = bool(os.environ.get("TANSU_PROBE_SEQUENTIAL"))
         return {"static": static, "members": members, "midjoin": midjoin, "stop": stop,
+                "sequential": sequential,
                 "first_join_s": first_join, "rejoin_after_kill_s": rejoin,
                 "cap_s": cap}  # fmt: skip
     finally:
