@@ -30,6 +30,9 @@ class Restart:
     live_after: float
     live_cpu: float
     ready_after: float
+    #: While live and not ready: (seconds from start, the failing readiness checks) each
+    #: time the set changed, so a restart over its bound shows what it waited for.
+    waited_on: list[tuple[float, list[str]]] = field(default_factory=list)
 
 
 @dataclass
@@ -56,6 +59,7 @@ async def wait_ready(shop: FaultShop, service: str, timeout: float = 120) -> Res
     started = shop.started_at[service]
     process = shop.cluster.processes[service]
     live_after = live_cpu = None
+    waited_on: list[tuple[float, list[str]]] = []
     async with httpx.AsyncClient(base_url=shop.url(service), timeout=2) as client:
         while True:
             assert process.poll() is None, f"{service} exited: {shop.log(service)[-2000:]}"
@@ -64,15 +68,30 @@ async def wait_ready(shop: FaultShop, service: str, timeout: float = 120) -> Res
                     live_after = time.monotonic() - started
                     live_cpu = cpu_seconds(process.pid)
                 if live_after is not None:
-                    if (await client.get("/readyz")).status_code == 200:
+                    reply = await client.get("/readyz")
+                    if reply.status_code == 200:
                         ready_after = time.monotonic() - started
                         assert live_cpu is not None
-                        return Restart(service, live_after, live_cpu, ready_after)
+                        return Restart(service, live_after, live_cpu, ready_after, waited_on)
+                    failing = failing_checks(reply)
+                    if not waited_on or waited_on[-1][1] != failing:
+                        waited_on.append((round(time.monotonic() - started, 2), failing))
                     assert (await client.get("/livez")).status_code == 200, "live, then not"
             if time.monotonic() - started > timeout:
                 reply = await client.get("/readyz")
                 raise AssertionError(f"{service} not ready after {timeout}s: {reply.text}")
             await asyncio.sleep(0.02)
+
+
+def failing_checks(reply: httpx.Response) -> list[str]:
+    """The names of the checks a /readyz answer (health+json) reports failing."""
+    try:
+        checks = reply.json().get("checks", {})
+    except ValueError:
+        return [f"HTTP {reply.status_code}"]
+    return sorted(
+        name for name, results in checks.items() if any(r.get("status") == "fail" for r in results)
+    )
 
 
 async def all_ready(shop: FaultShop, timeout: float = 120) -> None:  # noqa: ASYNC109

@@ -5,14 +5,19 @@ until it has the partition? ``python -m tests.faults.tansu_probe [TRIALS] [CAP_S
 trial. With MEMBERS > 1 each process runs that many members of the one group, each on a
 topic of its own (as inventory's two consumers shared the group ``inventory`` before each
 consumer had a group of its own): the case first reported unjoinable for minutes.
-A fifth argument ``midjoin`` SIGKILLs one more process 2 s into its join (a crash loop)
-before the measured one starts.
+Further arguments: ``midjoin`` SIGKILLs one more process 2 s into its join (a crash
+loop) before the measured one starts; ``term`` stops the first process with SIGTERM (it
+stops its consumers cleanly, as a rolling restart does) instead of SIGKILL;
+``sequential`` starts a process's members one after the other, each ``start()`` waiting
+for its join (the old nativekit's startup), instead of all at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -36,13 +41,20 @@ async def member(bootstrap: str, instance: str | None, members: int = 1) -> None
         )
         for n in range(members)
     ]  # fmt: skip
-    await asyncio.gather(*(c.start() for c in consumers))
+    stopping = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stopping.set)
+    if os.environ.get("TANSU_PROBE_SEQUENTIAL"):  # one start() after the other
+        for c in consumers:
+            await c.start()
+    else:
+        await asyncio.gather(*(c.start() for c in consumers))
     said = False
-    while True:
+    while not stopping.is_set():
         await asyncio.gather(*(c.getmany(timeout_ms=100) for c in consumers))
         if all(c.assignment() for c in consumers) and not said:
             print("assigned", flush=True)
             said = True
+    await asyncio.gather(*(c.stop() for c in consumers))  # a clean stop, as on SIGTERM
 
 
 def start_member(bootstrap: str, instance: str | None, members: int) -> subprocess.Popen[str]:
@@ -69,7 +81,9 @@ def wait_assigned(process: subprocess.Popen[str], cap: float) -> float | None:
     return None
 
 
-def trial(cap: float, static: bool, members: int = 1, midjoin: bool = False) -> dict[str, object]:
+def trial(
+    cap: float, static: bool, members: int = 1, midjoin: bool = False, term: bool = False
+) -> dict[str, object]:
     kafka = TansuProcess(advertised_port=free_port())
     kafka.advertised_port = kafka.port
     kafka.start()
@@ -86,10 +100,14 @@ def trial(cap: float, static: bool, members: int = 1, midjoin: bool = False) -> 
             await admin.close()
 
         asyncio.run(topic())
+        stop = "SIGTERM" if term else "SIGKILL"
         first = start_member(bootstrap, instance, members)
         processes.append(first)
         first_join = wait_assigned(first, 60)
-        first.kill()
+        if term:
+            first.terminate()
+        else:
+            first.kill()
         first.wait()
         if midjoin:
             crashed = start_member(bootstrap, instance, members)
@@ -100,7 +118,9 @@ def trial(cap: float, static: bool, members: int = 1, midjoin: bool = False) -> 
         second = start_member(bootstrap, instance, members)
         processes.append(second)
         rejoin = wait_assigned(second, cap)
-        return {"static": static, "members": members, "midjoin": midjoin,
+        sequential = bool(os.environ.get("TANSU_PROBE_SEQUENTIAL"))
+        return {"static": static, "members": members, "midjoin": midjoin, "stop": stop,
+                "sequential": sequential,
                 "first_join_s": first_join, "rejoin_after_kill_s": rejoin,
                 "cap_s": cap}  # fmt: skip
     finally:
@@ -115,9 +135,12 @@ def main() -> None:
     cap = float(sys.argv[2]) if len(sys.argv) > 2 else 120
     static = len(sys.argv) > 3 and sys.argv[3] == "static"
     members = int(sys.argv[4]) if len(sys.argv) > 4 else 1
-    midjoin = len(sys.argv) > 5 and sys.argv[5] == "midjoin"
+    midjoin = "midjoin" in sys.argv[5:]
+    term = "term" in sys.argv[5:]
+    if "sequential" in sys.argv[5:]:
+        os.environ["TANSU_PROBE_SEQUENTIAL"] = "1"  # inherited by the member processes
     for _ in range(trials):
-        print(json.dumps(trial(cap, static, members, midjoin)), flush=True)
+        print(json.dumps(trial(cap, static, members, midjoin, term)), flush=True)
 
 
 if __name__ == "__main__":

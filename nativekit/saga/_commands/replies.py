@@ -127,6 +127,7 @@ class SagaCommands:
             drain_timeout=s.consumer.drain_timeout_seconds,
             commit_interval=s.consumer.commit_interval_seconds,
         )
+        instance = s.consumer.group_instance_id
         self.consumer = Consumer(
             inspect_handler(self.on_reply),
             options,
@@ -139,6 +140,9 @@ class SagaCommands:
             join_timeout=s.consumer.join_timeout_seconds,
             lag_interval=s.consumer.lag_interval_seconds,
             topics_to_create={self.reply_topic: 1},
+            # static like every other consumer: a replica restarted under the same name
+            # takes the partition back instead of waiting out its old member's session
+            group_instance_id=f"{instance}.replies" if instance else None,
         )
         name = f"consumer:{options.group}"  # the same name each start: added once
         self.ctx.health.add(name, self.consumer.check, component_type="component")
