@@ -58,7 +58,14 @@ async def _topics(kafka_url: str) -> set[str]:
 @pytest.mark.redis
 @pytest.mark.kafka
 @pytest.mark.timeout(600)  # a benchmark is CPU-bound: minutes on a loaded machine
-@pytest.mark.parametrize("name", list(BENCHMARKS))
+@pytest.mark.parametrize(
+    "name",
+    [
+        # its quick run alone takes about two minutes: in make test-long, not make test
+        pytest.param(name, marks=pytest.mark.long_check) if name == "consumer_throughput" else name
+        for name in BENCHMARKS
+    ],
+)
 def test_quick_benchmark_leaves_no_key_and_no_topic(
     name: str, own_database: str, kafka_url: str
 ) -> None:

@@ -101,6 +101,7 @@ def _best(runs: list[dict[str, float]]) -> float:
 
 
 @pytest.mark.slow
+@pytest.mark.long_check  # about two minutes: make test-long, run by CI after make test
 @pytest.mark.redis
 @pytest.mark.timeout(600)
 def test_a_million_unrelated_keys_slow_the_redis_tests_by_under_10_percent(
