@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import http.server
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -20,6 +18,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from nativekit._telemetry.otlp import LeanOTLPSpanExporter, otlp_exporter
 from nativekit._telemetry.otlp_encode import encode_spans
+from tests import otlp_collector
+from tests.otlp_collector import Collector
 
 
 def _spans() -> list[Any]:
@@ -57,30 +57,10 @@ def test_encoded_request_is_the_sdk_encoders_message() -> None:
     assert len(ours.resource_spans[0].scope_spans) == 2
 
 
-class _Collector(http.server.BaseHTTPRequestHandler):
-    answers: list[int] = []
-    bodies: list[tuple[dict[str, str], bytes]] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers["content-length"]))
-        type(self).bodies.append(({k.lower(): v for k, v in self.headers.items()}, body))
-        self.send_response(type(self).answers.pop(0) if type(self).answers else 200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, format: str, *args: object) -> None:
-        return None
-
-
 @pytest.fixture
 def collector() -> Iterator[str]:
-    _Collector.answers, _Collector.bodies = [], []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    server.shutdown()
-    server.server_close()
+    with otlp_collector.collector() as url:
+        yield url
 
 
 def test_export_posts_protobuf_with_the_configured_headers(collector: str) -> None:
@@ -91,8 +71,8 @@ def test_export_posts_protobuf_with_the_configured_headers(collector: str) -> No
     assert exporter.export(spans[2:]) is SpanExportResult.SUCCESS
     exporter.shutdown()
     assert [len(ExportTraceServiceRequest.FromString(b).resource_spans) for _, b in
-            _Collector.bodies] == [1, 1]  # fmt: skip
-    headers = _Collector.bodies[0][0]
+            Collector.bodies] == [1, 1]  # fmt: skip
+    headers = Collector.bodies[0][0]
     assert headers["content-type"] == "application/x-protobuf"
     assert headers["x-tenant"] == "a"
     assert exporter.export(spans) is SpanExportResult.FAILURE  # after shutdown
@@ -102,12 +82,12 @@ def test_export_retries_unavailable_then_gives_up_on_client_errors(collector: st
     """503 is retried (same body); 400 fails the batch without a retry."""
     spans = _spans()
     exporter = LeanOTLPSpanExporter(collector, timeout=5)
-    _Collector.answers = [503]
+    Collector.answers = [503]
     assert exporter.export(spans) is SpanExportResult.SUCCESS
-    assert len(_Collector.bodies) == 2 and _Collector.bodies[0][1] == _Collector.bodies[1][1]
-    _Collector.answers = [400]
+    assert len(Collector.bodies) == 2 and Collector.bodies[0][1] == Collector.bodies[1][1]
+    Collector.answers = [400]
     assert exporter.export(spans) is SpanExportResult.FAILURE
-    assert len(_Collector.bodies) == 3
+    assert len(Collector.bodies) == 3
 
 
 def test_export_to_a_closed_port_fails_within_the_timeout() -> None:
@@ -128,7 +108,7 @@ def test_gzip_and_endpoint_come_from_the_standard_variables(
     assert isinstance(exporter, LeanOTLPSpanExporter)
     assert exporter.endpoint == collector
     assert exporter.export(_spans()) is SpanExportResult.SUCCESS
-    headers, body = _Collector.bodies[0]
+    headers, body = Collector.bodies[0]
     assert headers["content-encoding"] == "gzip" and headers["api-key"] == "s t"
     assert ExportTraceServiceRequest.FromString(gzip.decompress(body)).resource_spans
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,32 +9,15 @@ import httpx
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from tests import otlp_collector
+from tests.otlp_collector import Collector
 from tests.served import serve
-
-
-class _Collector(http.server.BaseHTTPRequestHandler):
-    received: list[ExportTraceServiceRequest] = []
-
-    def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("content-length") or 0))
-        type(self).received.append(ExportTraceServiceRequest.FromString(body))
-        self.send_response(200)
-        self.send_header("content-length", "0")
-        self.end_headers()
-
-    def log_message(self, *args: object) -> None:
-        pass
 
 
 @pytest.fixture
 def collector() -> Iterator[str]:
-    _Collector.received = []
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
-    server.shutdown()
-    server.server_close()
+    with otlp_collector.collector() as url:
+        yield url
 
 
 @pytest.mark.parametrize("app", ["app", "group"])
@@ -55,11 +36,11 @@ def test_a_span_recorded_before_the_first_batch_is_exported_on_sigterm(
         OTEL_TRACES_SAMPLER="always_on",
     ) as url:
         assert httpx.get(f"{url}/ping", timeout=5).status_code == 200
-        assert _Collector.received == []  # nothing exported while it runs
+        assert Collector.bodies == []  # nothing exported while it runs
     # serve() sent SIGTERM and waited for the process to exit
     names = [
         span.name
-        for request in _Collector.received
+        for request in (ExportTraceServiceRequest.FromString(b) for _, b in Collector.bodies)
         for resource in request.resource_spans
         for scope in resource.scope_spans
         for span in scope.spans
