@@ -76,8 +76,9 @@ test-scale: $(STAMP)
 # still ends within 10 minutes with it. Its failures under load (a sale's stock cached from
 # before its commit; the test clients' keep-alive race with uvicorn's 5 s idle timeout)
 # are fixed (issue 16).
-# The checks too long for make test's 10 minutes: the shop on PostgreSQL, a quick
-# consumer benchmark's cleanup and the million-key Redis check (~5 min; CI runs it).
+# The checks too long for make test's 10 minutes: the shop on PostgreSQL, the wheel of a
+# generated project, a quick consumer benchmark's cleanup and the million-key Redis check
+# (~6 min; CI runs it).
 test-long: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \

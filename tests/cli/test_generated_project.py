@@ -122,6 +122,7 @@ def test_other_variants_are_ruff_clean(name: str, options: list[str], tmp_path: 
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.long_check  # builds and installs a wheel, about a minute: make test-long
 def test_wheel_ships_the_templates(tmp_path: Path) -> None:
     """The built wheel, installed in a fresh venv (not editable), runs `nativekit new`."""
     done = run(
