@@ -210,7 +210,7 @@ class RedisCache:
             raise self._unavailable("SUBSCRIBE", exc) from exc
         finally:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
     async def _listen_sharded(
         self,

@@ -186,7 +186,7 @@ def _sentinel_client(settings: Settings, options: dict[str, Any]) -> aioredis.Re
         options["username"] = parsed.username
     if parsed.password is not None and "password" not in options:
         options["password"] = parsed.password
-    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    sentinel = Sentinel(parsed.sentinels, sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call, unused-ignore]
     client: aioredis.Redis = sentinel.master_for(
         parsed.master,
         connection_pool_class=SentinelQueuingPool,
