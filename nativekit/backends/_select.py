@@ -174,7 +174,7 @@ class Backends:
         if self.uses_postgres:
             from nativekit.backends.postgres._dedup import PostgresDedupStore
 
-            return PostgresDedupStore(self.database, namespace=namespace)
+            return PostgresDedupStore(self.database, namespace=namespace, retention=retain)
         if not self.uses_redis:
             return shared_memory_dedup(namespace)
         from nativekit.backends.redis._dedup import RedisDedupStore

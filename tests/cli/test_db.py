@@ -32,13 +32,17 @@ async def test_upgrade_applies_the_shipped_migrations_once_and_check_reports_the
         await connection.close()
     rows = {row["check"]: row for row in before.json()["checks"]}
     assert before.code == 1 and rows["postgres:schema"]["status"] == "fail"
-    assert "pending: 0001_initial, 0002_saga_write_function" in rows["postgres:schema"]["detail"]
+    assert (
+        "pending: 0001_initial, 0002_saga_write_function, 0003_dedup_lease"
+        in rows["postgres:schema"]["detail"]
+    )
     assert rows["postgres"]["status"] == "ok" and "PostgreSQL " in rows["postgres"]["detail"]
     assert status.json()["version"] == 0 and status.json()["pending"] == [
         "0001_initial",
         "0002_saga_write_function",
+        "0003_dedup_lease",
     ]
-    assert first.code == 0 and first.json()["applied"] == [1, 2]
+    assert first.code == 0 and first.json()["applied"] == [1, 2, 3]
     assert second.code == 0 and second.json()["applied"] == []
     names = {r["table_name"] for r in tables}
     assert names >= {"saga", "outbox", "dedup", "reply", "nk_migrations"}
@@ -46,7 +50,7 @@ async def test_upgrade_applies_the_shipped_migrations_once_and_check_reports_the
     assert checks["postgres:schema"] == {
         "check": "postgres:schema",
         "status": "ok",
-        "detail": f"{schema} at version 2",
+        "detail": f"{schema} at version 3",
     }
 
 

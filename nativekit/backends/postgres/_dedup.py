@@ -1,9 +1,22 @@
 """``PostgresDedupStore``: consumer DONE marks in ``<schema>.dedup``, one statement per batch.
 
 A row is ``(namespace, key)`` with a state letter (``P`` in progress, ``D`` done,
-``X`` dead), a fencing token from a sequence and an expiry on the server clock; an
-expired row counts as absent. Inside :meth:`Database.transaction` a finish joins
-the handler's transaction, so the DONE mark commits with the handler's writes.
+``X`` dead), a fencing token from a sequence, ``expires`` and, for a claim, ``lease``
+(times on the server clock). A row past ``expires`` counts as absent; a ``P`` row past
+its ``lease`` can be claimed again.
+
+A claim sets ``expires`` once, to its lease plus the store's ``retention``, so that
+finishing it with that retention, and renewing its lease, change only unindexed columns
+and are HOT updates (``expires`` is indexed for retention; migration 0003). A DONE
+mark is therefore kept for the retention and at most one lease longer.
+
+Each statement reads the server clock once and a claim batch takes one ``nextval``:
+every key claimed by one batch shares its fencing token. That still fences, because a
+token is only ever compared together with its key, and a later claim of any key comes
+from a later ``nextval``, so it carries a larger token.
+
+Inside :meth:`Database.transaction` a finish joins the handler's transaction, so the
+DONE mark commits with the handler's writes.
 """
 
 from __future__ import annotations
@@ -13,8 +26,10 @@ from collections.abc import Sequence
 from nativekit.backends.postgres._client import NOW, Database
 from nativekit.messaging._dedup import Claim, ClaimStatus, FinalState
 
-_STATUS = {"D": ClaimStatus.DONE, "X": ClaimStatus.DEAD, "P": ClaimStatus.BUSY}
+_STATUS = {"D": ClaimStatus.DONE, "X": ClaimStatus.DEAD}
 _NAMES = {"P": "IN_PROGRESS", "D": "DONE", "X": "DEAD"}
+#: the statement's one clock reading (a MATERIALIZED CTE is evaluated once)
+_CLOCK = f"n AS MATERIALIZED (SELECT {NOW} AS now"
 
 
 class PostgresDedupStore:
@@ -23,54 +38,72 @@ class PostgresDedupStore:
     Args:
         database: the service's :class:`Database`.
         namespace: the keys' namespace.
+        retention: the seconds its consumer keeps DONE marks; a claim's ``expires``
+            covers its lease and this, so that a finish with this retention leaves the
+            indexed column alone (another retention is kept exactly, at an index write).
     """
 
-    def __init__(self, database: Database, *, namespace: str) -> None:
+    def __init__(self, database: Database, *, namespace: str, retention: float = 0.0) -> None:
         self.db = database
         self.namespace = namespace
+        self.retention = retention
         self.table = database.table("dedup")
+        # a key not claimed is answered from the statement's snapshot: a row another
+        # replica wrote meanwhile is not in it and reads as busy (the consumer asks again)
         self._claim = f"""
-            INSERT INTO {self.table} AS d (namespace, key, state, token, expires)
-            SELECT $1, k, 'P', nextval('{database.table("dedup_token")}'), {NOW} + $3
-            FROM unnest($2::text[]) AS k ORDER BY k
-            ON CONFLICT (namespace, key) DO UPDATE SET state = 'P', token = excluded.token,
-                expires = excluded.expires
-            WHERE d.expires <= {NOW}
-            RETURNING key, token"""
+            WITH {_CLOCK}, nextval('{database.table("dedup_token")}') AS token),
+            claimed AS (
+                INSERT INTO {self.table} AS d (namespace, key, state, token, expires, lease)
+                SELECT $1, k, 'P', n.token, n.now + $3 + $4, n.now + $3
+                FROM unnest($2::text[]) AS k, n ORDER BY k
+                ON CONFLICT (namespace, key) DO UPDATE SET state = 'P', token = excluded.token,
+                    expires = excluded.expires, lease = excluded.lease
+                WHERE d.expires <= (SELECT now FROM n)
+                    OR (d.state = 'P' AND d.lease <= (SELECT now FROM n))
+                RETURNING d.key, d.token)
+            SELECT u.k AS key, c.token, CASE WHEN c.token IS NULL THEN (
+                SELECT s.state FROM {self.table} AS s
+                WHERE s.namespace = $1 AND s.key = u.k AND s.expires > n.now) END AS state
+            FROM unnest($2::text[]) AS u(k) CROSS JOIN n LEFT JOIN claimed AS c ON c.key = u.k"""
+        # $6: keep the claim's expires when it already covers the retention (a HOT update)
         self._finish = f"""
+            WITH {_CLOCK})
             INSERT INTO {self.table} AS d (namespace, key, state, token, expires)
-            SELECT $1, k, $4::text, t, {NOW} + $5
-            FROM unnest($2::text[], $3::bigint[]) AS c(k, t) ORDER BY k
+            SELECT $1, k, $4::text, t, n.now + $5
+            FROM unnest($2::text[], $3::bigint[]) AS c(k, t), n ORDER BY k
             ON CONFLICT (namespace, key) DO UPDATE SET state = excluded.state,
-                token = excluded.token, expires = excluded.expires
-            WHERE d.expires <= {NOW} OR (d.state = 'P' AND d.token = excluded.token)
+                token = excluded.token, expires = CASE
+                    WHEN $6 AND d.expires >= excluded.expires THEN d.expires
+                    ELSE excluded.expires END
+            WHERE d.expires <= (SELECT now FROM n)
+                OR (d.state = 'P' AND d.token = excluded.token)
             RETURNING key"""
+        # expires moves only when the lease would outlast it (a short retention)
+        self._renew = f"""
+            WITH {_CLOCK})
+            UPDATE {self.table} AS d SET lease = n.now + $4,
+                expires = GREATEST(d.expires, n.now + $4)
+            FROM n, unnest($2::text[], $3::bigint[]) AS c(k, t)
+            WHERE d.namespace = $1 AND d.key = c.k AND d.token = c.t
+                AND d.state = 'P' AND d.lease > n.now
+            RETURNING d.key"""
 
     async def claim_many(self, keys: Sequence[str], *, lease: float) -> list[Claim]:
         """Claim each free key for ``lease`` seconds; report the others' states."""
         if not keys:
             return []
-        unique = sorted(set(keys))
         async with self.db.connection("claim messages") as connection:
-            rows = await connection.fetch(self._claim, self.namespace, unique, lease)
-            claimed = {row["key"]: int(row["token"]) for row in rows}
-            others = [k for k in unique if k not in claimed]
-            states: dict[str, str] = {}
-            if others:
-                found = await connection.fetch(
-                    f"SELECT key, state FROM {self.table} WHERE namespace = $1 "
-                    "AND key = ANY($2::text[])",
-                    self.namespace,
-                    others,
-                )
-                states = {row["key"]: str(row["state"]) for row in found}
+            rows = await connection.fetch(
+                self._claim, self.namespace, sorted(set(keys)), lease, self.retention
+            )
+        answers = {row["key"]: (row["token"], row["state"]) for row in rows}
         out: list[Claim] = []
         for key in keys:
-            token = claimed.pop(key, None)  # a key twice in one batch: the second is BUSY
+            token, state = answers.pop(key, (None, None))  # a key twice in a batch: BUSY
             if token is not None:
-                out.append(Claim(key, ClaimStatus.CLAIMED, token))
+                out.append(Claim(key, ClaimStatus.CLAIMED, int(token)))
             else:
-                out.append(Claim(key, _STATUS.get(states.get(key, "P"), ClaimStatus.BUSY)))
+                out.append(Claim(key, _STATUS.get(state or "P", ClaimStatus.BUSY)))
         return out
 
     async def finish_many(
@@ -87,6 +120,7 @@ class PostgresDedupStore:
                 [c.token for c in claims],
                 state.value,
                 retain,
+                retain == self.retention,
             )
         done = {row["key"] for row in rows}
         return [c.key in done for c in claims]
@@ -97,10 +131,7 @@ class PostgresDedupStore:
             return []
         async with self.db.connection("renew message leases") as connection:
             rows = await connection.fetch(
-                f"UPDATE {self.table} AS d SET expires = {NOW} + $4 "
-                "FROM unnest($2::text[], $3::bigint[]) AS c(k, t) "
-                f"WHERE d.namespace = $1 AND d.key = c.k AND d.token = c.t "
-                f"AND d.state = 'P' AND d.expires > {NOW} RETURNING d.key",
+                self._renew,
                 self.namespace,
                 [c.key for c in claims],
                 [c.token for c in claims],
@@ -125,9 +156,12 @@ class PostgresDedupStore:
     async def states(self, keys: Sequence[str]) -> list[str | None]:
         """Operator view: ``"IN_PROGRESS"``, ``"DONE"``, ``"DEAD"`` or None (no record)."""
         async with self.db.connection("read message states") as connection:
+            # a claim whose lease ran out is no record (the next claim takes it); a NULL
+            # lease is an older nativekit's claim, whose lease is its expires
             rows = await connection.fetch(
-                f"SELECT key, state FROM {self.table} WHERE namespace = $1 "
-                f"AND key = ANY($2::text[]) AND expires > {NOW}",
+                f"WITH {_CLOCK}) SELECT key, state FROM {self.table}, n WHERE namespace = $1 "
+                "AND key = ANY($2::text[]) AND expires > n.now "
+                "AND (state <> 'P' OR lease IS NULL OR lease > n.now)",
                 self.namespace,
                 list(keys),
             )
