@@ -10,7 +10,7 @@ less than it changes throughput:
 * server CPU: user+system time of that backend (``/proc/<pid>/stat``), per 1,000
   messages;
 * client CPU: this process's CPU time, per 1,000 messages;
-* WAL bytes per DONE (claim + finish of one message), from ``pg_current_wal_lsn()``;
+* WAL bytes per claim and per finish, from ``pg_current_wal_insert_lsn()``;
 * the share of the table's updates that were HOT (no index entries written).
 
 By default the script starts a throw-away PostgreSQL of its own (the
@@ -68,40 +68,57 @@ async def table_stats(database: Any) -> tuple[int, int]:
     return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])
 
 
+async def wal_lsn(database: Any) -> int:
+    """The server's current WAL position (bytes)."""
+    async with database.connection("bench wal") as connection:
+        return int(await connection.fetchval("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn"))
+
+
+async def wal_since(database: Any, lsn: int) -> float:
+    """WAL bytes written since ``lsn``."""
+    return float(await wal_lsn(database) - lsn)
+
+
 async def one_round(store: Any, database: Any, pid: int, messages: int) -> dict[str, float]:
-    """Claim+finish ``messages`` fresh keys, then claim them again; the round's figures."""
+    """Claim ``messages`` fresh keys, finish them, then claim them again; the figures.
+
+    The claims of all batches come before their finishes (a consumer interleaves them)
+    so that each phase's WAL and CPU can be read on its own; the work is the same."""
     prefix = uuid.uuid4().hex[:8]
     batches = [
         [f"{prefix}-{i}" for i in range(start, min(start + BATCH, messages))]
         for start in range(0, messages, BATCH)
     ]
-    async with database.connection("bench wal") as connection:
-        wal_before = await connection.fetchval("SELECT pg_current_wal_lsn()")
     upd_before, hot_before = await table_stats(database)
-    server, client = backend_cpu(pid), time.process_time()
+    phases: dict[str, tuple[float, float, float]] = {}
+    claimed = []
+    lsn, server, client = await wal_lsn(database), backend_cpu(pid), time.process_time()
     for keys in batches:
-        claims = await store.claim_many(keys, lease=LEASE)
+        claimed.append(await store.claim_many(keys, lease=LEASE))
+    phases["claim"] = (backend_cpu(pid) - server, time.process_time() - client, 0.0)
+    phases["claim"] = (*phases["claim"][:2], await wal_since(database, lsn))
+    lsn, server, client = await wal_lsn(database), backend_cpu(pid), time.process_time()
+    for claims in claimed:
         await store.finish_many(claims, retain=RETAIN)
-    server_done, client_done = backend_cpu(pid) - server, time.process_time() - client
-    async with database.connection("bench wal") as connection:
-        wal = await connection.fetchval(
-            "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), $1)", wal_before
-        )
+    phases["finish"] = (backend_cpu(pid) - server, time.process_time() - client, 0.0)
+    phases["finish"] = (*phases["finish"][:2], await wal_since(database, lsn))
     upd, hot = await table_stats(database)
     server, client = backend_cpu(pid), time.process_time()
     for keys in batches:
         answers = await store.claim_many(keys, lease=LEASE)
         if answers[0].status.value != "done":
             raise RuntimeError(f"a redelivered key read {answers[0].status}, expected done")
-    server_dup, client_dup = backend_cpu(pid) - server, time.process_time() - client
-    per_k = 1000.0 / messages
+    phases["dup"] = (backend_cpu(pid) - server, time.process_time() - client, 0.0)
+    ms = 1_000_000.0 / messages  # seconds in total -> ms per 1,000 messages
+    claim, finish, dup = phases["claim"], phases["finish"], phases["dup"]
     return {
-        "server_ms_per_1k": server_done * 1000 * per_k,
-        "client_ms_per_1k": client_done * 1000 * per_k,
-        "wal_bytes_per_done": float(wal) / messages,
+        "server_ms_per_1k": (claim[0] + finish[0]) * ms,
+        "client_ms_per_1k": (claim[1] + finish[1]) * ms,
+        "wal_bytes_per_claim": claim[2] / messages,
+        "wal_bytes_per_finish": finish[2] / messages,
         "hot_share": (hot - hot_before) / max(1, upd - upd_before),
-        "dup_server_ms_per_1k": server_dup * 1000 * per_k,
-        "dup_client_ms_per_1k": client_dup * 1000 * per_k,
+        "dup_server_ms_per_1k": dup[0] * ms,
+        "dup_client_ms_per_1k": dup[1] * ms,
         "load_1m": os.getloadavg()[0],
     }
 
@@ -125,7 +142,7 @@ async def run(url: str, messages: int, rounds: int) -> dict[str, Any]:
             figures = await one_round(store, database, pid, messages)
             results.append(figures)
             print(f"round {n + 1}: " + ", ".join(f"{k}={v:.3f}" for k, v in figures.items()))
-        return {k: statistics.median(r[k] for r in results) for k in results[0]}
+        return {k: round(statistics.median(r[k] for r in results), 3) for k in results[0]}
     finally:
         async with database.connection("drop bench schema") as connection:
             await connection.execute(f"DROP SCHEMA {schema} CASCADE")
@@ -136,7 +153,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--url", help="use this server instead of a private one")
     parser.add_argument("--messages", type=int, default=20_000, help="messages per round")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--quick", action="store_true", help="one round of 2,000 (smoke)")
     args = parser.parse_args()
     messages, rounds = (2000, 1) if args.quick else (args.messages, args.rounds)
