@@ -183,6 +183,17 @@ class TestPostgresDedupStore(DedupStoreContract):
             await store.ping()
 
 
+@pytest.mark.postgres
+class TestPostgresDedupStoreWithRetention(DedupStoreContract):
+    """The contract on real PostgreSQL with a store told its consumer's retention (claims
+    then cover it, and finishes with it keep their expiry: HOT updates)."""
+
+    @pytest.fixture
+    def store(self, pg_database: Database, unique: str) -> PostgresDedupStore:
+        """A store whose retention is that of most finishes below."""
+        return PostgresDedupStore(pg_database, namespace=f"test-{unique}", retention=60)
+
+
 class RetriedRedisClaims:
     """Redis-only: a script call sent twice, as redis-py's retry does when the first run
     went through but its answer was lost with the connection."""
