@@ -48,8 +48,9 @@ class PostgresDedupStore:
         self.namespace = namespace
         self.retention = retention
         self.table = database.table("dedup")
-        # a key not claimed is answered from the statement's snapshot: a row another
-        # replica wrote meanwhile is not in it and reads as busy (the consumer asks again)
+        # one row with the batch's token, then one per key not claimed, with its state
+        # from the statement's snapshot: a row another replica wrote meanwhile is not in
+        # it and reads as busy (the consumer asks again)
         self._claim = f"""
             WITH {_CLOCK}, nextval('{database.table("dedup_token")}') AS token),
             claimed AS (
@@ -60,14 +61,17 @@ class PostgresDedupStore:
                     expires = excluded.expires, lease = excluded.lease
                 WHERE d.expires <= (SELECT now FROM n)
                     OR (d.state = 'P' AND d.lease <= (SELECT now FROM n))
-                RETURNING d.key, d.token)
-            SELECT u.k AS key, c.token, CASE WHEN c.token IS NULL THEN (
-                SELECT s.state FROM {self.table} AS s
-                WHERE s.namespace = $1 AND s.key = u.k AND s.expires > n.now) END AS state
-            FROM unnest($2::text[]) AS u(k) CROSS JOIN n LEFT JOIN claimed AS c ON c.key = u.k"""
-        # $6: keep the claim's expires when it already covers the retention (a HOT update)
+                RETURNING d.key)
+            SELECT NULL AS key, n.token, NULL AS state FROM n
+            UNION ALL
+            SELECT u.k, NULL, (SELECT s.state FROM {self.table} AS s
+                WHERE s.namespace = $1 AND s.key = u.k AND s.expires > n.now)
+            FROM unnest($2::text[]) AS u(k), n
+            WHERE NOT EXISTS (SELECT FROM claimed AS c WHERE c.key = u.k)"""
+        # $6: keep the claim's expires when it already covers the retention (a HOT update);
+        # answers the keys not finished (usually none)
         self._finish = f"""
-            WITH {_CLOCK})
+            WITH {_CLOCK}), finished AS (
             INSERT INTO {self.table} AS d (namespace, key, state, token, expires)
             SELECT $1, k, $4::text, t, n.now + $5
             FROM unnest($2::text[], $3::bigint[]) AS c(k, t), n ORDER BY k
@@ -77,7 +81,9 @@ class PostgresDedupStore:
                     ELSE excluded.expires END
             WHERE d.expires <= (SELECT now FROM n)
                 OR (d.state = 'P' AND d.token = excluded.token)
-            RETURNING key"""
+            RETURNING key)
+            SELECT k AS key FROM unnest($2::text[]) AS k
+            WHERE NOT EXISTS (SELECT FROM finished AS f WHERE f.key = k)"""
         # expires moves only when the lease would outlast it (a short retention)
         self._renew = f"""
             WITH {_CLOCK})
@@ -96,14 +102,16 @@ class PostgresDedupStore:
             rows = await connection.fetch(
                 self._claim, self.namespace, sorted(set(keys)), lease, self.retention
             )
-        answers = {row["key"]: (row["token"], row["state"]) for row in rows}
+        token = int(rows[0]["token"])
+        others = {row["key"]: _STATUS.get(row["state"], ClaimStatus.BUSY) for row in rows[1:]}
         out: list[Claim] = []
+        seen: set[str] = set()
         for key in keys:
-            token, state = answers.pop(key, (None, None))  # a key twice in a batch: BUSY
-            if token is not None:
-                out.append(Claim(key, ClaimStatus.CLAIMED, int(token)))
+            if key in others or key in seen:  # a key twice in a batch: the second is BUSY
+                out.append(Claim(key, others.get(key, ClaimStatus.BUSY)))
             else:
-                out.append(Claim(key, _STATUS.get(state or "P", ClaimStatus.BUSY)))
+                seen.add(key)
+                out.append(Claim(key, ClaimStatus.CLAIMED, token))
         return out
 
     async def finish_many(
@@ -122,8 +130,8 @@ class PostgresDedupStore:
                 retain,
                 retain == self.retention,
             )
-        done = {row["key"] for row in rows}
-        return [c.key in done for c in claims]
+        lost = {row["key"] for row in rows}
+        return [c.key not in lost for c in claims]
 
     async def renew_many(self, claims: Sequence[Claim], *, lease: float) -> list[bool]:
         """Extend leases still held; False where a claim was lost."""
