@@ -102,8 +102,13 @@ class PostgresDedupStore:
             rows = await connection.fetch(
                 self._claim, self.namespace, sorted(set(keys)), lease, self.retention
             )
-        token = int(rows[0]["token"])
-        others = {row["key"]: _STATUS.get(row["state"], ClaimStatus.BUSY) for row in rows[1:]}
+        # the token's row is told by its NULL key, not by its place (UNION ALL keeps no order)
+        token = next(int(row["token"]) for row in rows if row["key"] is None)
+        others = {
+            row["key"]: _STATUS.get(row["state"], ClaimStatus.BUSY)
+            for row in rows
+            if row["key"] is not None
+        }
         out: list[Claim] = []
         seen: set[str] = set()
         for key in keys:
