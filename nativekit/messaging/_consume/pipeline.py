@@ -85,7 +85,7 @@ class Runner:
         bare = spec.msg_param is None and spec.tx_param is None  # the event alone
         func = spec.func
         claimed = ClaimStatus.CLAIMED
-        finished = self.finished
+        finished, tracer = self.finished, self.tracer
         for _ in range(64):
             if not items:
                 return
@@ -96,8 +96,8 @@ class Runner:
                 # else a duplicate, settled with nothing to write
                 if claim is None or claim.status is claimed or await self._settle_claim(item):
                     span: Any = None
-                    if self.tracer is not None:
-                        scope = self._span(item, self.tracer)
+                    if tracer is not None:
+                        scope = self._span(item, tracer)
                         span = scope.__enter__()
                     try:
                         event = decode(item.record)
