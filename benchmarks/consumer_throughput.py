@@ -22,6 +22,8 @@ Then, in one run, each contender reads every topic kind in its own consumer grou
   it runs, as docs/performance.md recommends
 * ``nk-gc-default`` the same without ``tune_gc()``: the interpreter's own
   garbage-collector thresholds
+* ``nk-wait`` (with ``--fetch-wait S``) ``nativekit`` with ``fetch_max_wait`` S seconds
+  instead of the default 0.5 (NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS)
 * ``nativekit-pg`` (with ``--postgres``) ``nativekit`` with its dedup store on PostgreSQL
   (``NATIVEKIT_TEST_DATABASE_URL``, a schema of the run's own, dropped at the end)
 
@@ -35,7 +37,8 @@ one message in flight, nativekit ``svc.publish`` vs aiokafka ``send_and_wait``.
 
 Usage: python -m nativekit.testing.servers -- python benchmarks/consumer_throughput.py [--quick]
 (or set NATIVEKIT_TEST_KAFKA_URL / NATIVEKIT_TEST_REDIS_URL). Last line: one JSON object.
-``--quick``: 2,000 messages, one round (a smoke run). The run's Redis keys and topics
+``--quick``: 2,000 messages, one round (a smoke run). BENCH_ONLY=faststream,nativekit
+runs only the named contenders. The run's Redis keys and topics
 are deleted at the end, also when it fails (the servers may be shared).
 """
 
@@ -77,6 +80,12 @@ POSTGRES = (
     if "--postgres" in sys.argv[1:]
     else None
 )
+#: ``--fetch-wait S``: also nativekit with ``consumer.fetch_max_wait_seconds=S`` (``nk-wait``)
+FETCH_WAIT = (
+    float(sys.argv[sys.argv.index("--fetch-wait") + 1]) if "--fetch-wait" in sys.argv else None
+)
+#: BENCH_ONLY=faststream,nativekit,...: run only these contenders
+ONLY = set(filter(None, os.environ.get("BENCH_ONLY", "").split(",")))
 SERVERS = KAFKA.partition("://")[2]
 RUN = uuid.uuid4().hex[:8]
 KINDS = ("aiokafka", "plain", "publish", "relay")
@@ -357,12 +366,14 @@ async def bench_naive() -> float:
     return clock.rate()
 
 
-async def bench_nativekit(*, tune_gc: bool = True) -> float:
+async def bench_nativekit(*, tune_gc: bool = True, fetch_wait: float | None = None) -> float:
     clock = Clock()
-    svc = nativekit.Service("bench", settings=settings())
+    extra = {} if fetch_wait is None else {"consumer": {"fetch_max_wait_seconds": fetch_wait}}
+    svc = nativekit.Service("bench", settings=settings(**extra))
     handled = 0
+    name = "nk" if tune_gc else "nk-variant"
 
-    @svc.consumer(TOPIC[0], group=group("nk" if tune_gc else "nk-variant"))
+    @svc.consumer(TOPIC[0], group=group(name if fetch_wait is None else "nk-wait"))
     async def handle(event: OrderPlaced) -> None:
         nonlocal handled
         handled += 1
@@ -490,8 +501,12 @@ async def main() -> None:
         # the same with the interpreter's garbage-collector thresholds (no tune_gc)
         ("nk-gc-default", lambda: bench_nativekit(tune_gc=False)),
     )[: 4 if QUICK else None]  # a smoke run: one nativekit variant (each is a group join)
+    if FETCH_WAIT is not None:
+        contenders += (("nk-wait", lambda: bench_nativekit(fetch_wait=FETCH_WAIT)),)
     if POSTGRES is not None:
         contenders += (("nativekit-pg", bench_nativekit_pg),)
+    if ONLY:
+        contenders = tuple(c for c in contenders if c[0] in ONLY)
     rates: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
     for round_no in range(ROUNDS):

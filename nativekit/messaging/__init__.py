@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from nativekit.messaging._consume.consumer import Consumer
 from nativekit.messaging._consume.metrics import ConsumeOutcome
-from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._consume.options import ConsumerOptions
 from nativekit.messaging._dedup import (
     Claim,
     ClaimStatus,

@@ -13,7 +13,7 @@ from nativekit.errors import ConfigError
 from nativekit.messaging._consume.consumer import Consumer
 from nativekit.messaging._consume.handler import HandlerFunc, inspect_handler
 from nativekit.messaging._consume.metrics import MessagingMetrics
-from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._consume.options import ConsumerOptions
 from nativekit.messaging._dedup import DedupStore
 from nativekit.messaging._wire.broker import Broker
 from nativekit.messaging._wire.declared import TopicPublisher

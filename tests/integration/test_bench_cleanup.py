@@ -23,6 +23,7 @@ BENCHMARKS = {
     # its svc.publish phase hung once in a few runs: the publishing service's shutdown
     # waited for an outbox relay that lost its cancellation (issue 21, fixed)
     "consumer_throughput": (["benchmarks/consumer_throughput.py", "--quick"], "bench-"),
+    "consumer_cpu": (["benchmarks/consumer_cpu.py", "--quick"], "bench-"),
     "saga_command_reply": (["benchmarks/saga_command_reply.py", "--quick"], "bench."),
     "engine_limits": (["benchmarks/engine_limits.py", "--quick"], "bench-limits-"),
 }
@@ -62,7 +63,7 @@ async def _topics(kafka_url: str) -> set[str]:
     "name",
     [
         # its quick run alone takes about two minutes: in make test-long, not make test
-        pytest.param(name, marks=pytest.mark.long_check) if name == "consumer_throughput" else name
+        pytest.param(name, marks=pytest.mark.long_check) if name.startswith("consumer_") else name
         for name in BENCHMARKS
     ],
 )

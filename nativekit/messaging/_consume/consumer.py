@@ -18,17 +18,18 @@ from nativekit._lifecycle import cancel_all
 from nativekit._telemetry.active import active_tracer
 from nativekit._telemetry.logging import get_logger
 from nativekit.errors import BackendUnavailable
+from nativekit.messaging._consume.feeding import Batch, Feeding
 from nativekit.messaging._consume.finishing import Finishing
 from nativekit.messaging._consume.handler import HandlerSpec
 from nativekit.messaging._consume.lanes import Item, Lane
 from nativekit.messaging._consume.marks import Marks
 from nativekit.messaging._consume.metrics import MessagingMetrics
 from nativekit.messaging._consume.offsets import PartitionOffsets
-from nativekit.messaging._consume.pipeline import ConsumerOptions, Runner, dedup_key
+from nativekit.messaging._consume.options import ConsumerOptions
+from nativekit.messaging._consume.pipeline import Runner
 from nativekit.messaging._consume.status import ConsumerStatus, describe
-from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore
-from nativekit.messaging._wire.broker import Broker, GroupConsumer, Record, TopicPartition
-from nativekit.messaging._wire.envelope import other_type
+from nativekit.messaging._dedup import Claim, DedupStore
+from nativekit.messaging._wire.broker import Broker, GroupConsumer, TopicPartition
 
 if TYPE_CHECKING:
     from nativekit._transaction import TransactionFactory
@@ -38,11 +39,9 @@ from nativekit.messaging._consume.lag import LagReporter
 from nativekit.messaging._errors import MessagingError
 
 Observer = Callable[[Item], None]
-#: Fetched items and the future of their claims (None when not idempotent).
-Batch = tuple[list[Item], asyncio.Future[list[Claim] | None] | None]
 
 
-class Consumer(Finishing):
+class Consumer(Feeding, Finishing):
     """One ``@svc.consumer`` handler as a service component (``start``/``stop``).
 
     ``start`` returns at once: the group is joined in the background (retried while
@@ -87,6 +86,7 @@ class Consumer(Finishing):
         self.marks = Marks(store, options, metrics, self.log) if store is not None else None
         self.observers: list[Observer] = []
         self._owned: dict[str, Item] = {}
+        self._finished: list[Item] = []
         self._runner = Runner(
             spec,
             options,
@@ -97,7 +97,8 @@ class Consumer(Finishing):
             tracer=None,
             owned=self._owned,
             stopping=lambda: self._stopping,
-            on_finished=self._finish,
+            finished=self._finished,
+            wake=self._wake,
             on_abandoned=self._abandon,
             namespace=self._namespace,
             transactions=transactions,
@@ -107,7 +108,6 @@ class Consumer(Finishing):
         self._wanted = frozenset(t.encode() for t in types) if types is not None else None
         self._gc: GroupConsumer | None = None
         self._lanes: dict[TopicPartition, Lane] = {}
-        self._finished: list[Item] = []
         self._releases: list[Claim] = []
         self._new_run_state()
         self._in_flight = 0
@@ -274,122 +274,6 @@ class Consumer(Finishing):
             await asyncio.wait_for(self._commit(lanes), self.options.drain_timeout)
         except TimeoutError:
             self.log.error("consumer.drain_timeout", partitions=_names({ln.tp for ln in lanes}))
-
-    # -- fetching --------------------------------------------------------------------
-
-    async def _fetch_loop(self) -> None:
-        """Fetch and start each batch's claim; the dispatcher hands batches on in order,
-        so the next fetch and the handlers overlap the dedup round trip."""
-        while not self._stopping:
-            try:
-                room = self.options.max_in_flight - self._in_flight
-                # Wait for room for a whole batch (a quarter of the window at most) rather
-                # than fetch the few slots a flush freed: fewer, fuller dedup round trips.
-                if room < min(self.options.fetch_max, self.options.max_in_flight // 4) or (
-                    room <= 0
-                ):
-                    self._capacity.clear()
-                    await self._capacity.wait()
-                    continue
-                gc = self._gc
-                if gc is None:
-                    return
-                records = await gc.fetch(
-                    wait=self.options.poll_timeout,
-                    max_records=min(self.options.fetch_max, room),
-                )
-                self._error = None
-                if records:
-                    self._admit(records)
-            except (BackendUnavailable, MessagingError) as exc:
-                self._error = f"{type(exc).__name__}: {exc}"
-                self.log.error("consumer.fetch_failed", error=self._error)
-                await asyncio.sleep(1.0)
-
-    def _admit(self, records: list[Record]) -> None:
-        """Track fetched records of owned partitions and start claiming them."""
-        items = []
-        lanes = self._lanes
-        wanted = self._wanted
-        skipped: list[Item] = []
-        topic, partition = "", -1
-        lane: Lane | None = None
-        for record in records:
-            if record.partition != partition or record.topic != topic:  # grouped by partition
-                topic, partition = record.topic, record.partition
-                lane = lanes.get(TopicPartition(topic, partition))
-            if lane is not None and not lane.closed:
-                lane.offsets.add(record.offset)
-                if wanted is not None and other_type(record, wanted):
-                    lane.offsets.finish(record.offset)  # neither claimed nor handled
-                    skipped.append(Item(record, "", lane))
-                    continue
-                items.append(Item(record, dedup_key(record, self.options), lane))
-        if skipped:
-            self._skipped(skipped)
-        if not items:
-            return
-        self._in_flight += len(items)
-        self._batches.put_nowait((items, self._claim(items)))
-
-    def _claim(self, items: list[Item]) -> asyncio.Future[list[Claim] | None] | None:
-        """Start claiming ``items`` (None when the consumer is not idempotent)."""
-        marks = self.marks
-        if marks is None:
-            return None
-        return asyncio.ensure_future(marks.claim([i.key for i in items], lambda: self._stopping))
-
-    def _skipped(self, items: list[Item]) -> None:
-        """Count and report records of event types the handler does not take."""
-        per_topic: dict[str, int] = {}
-        for item in items:
-            item.outcome = "skipped"
-            item.finish()
-            per_topic[item.record.topic] = per_topic.get(item.record.topic, 0) + 1
-        for topic, n in per_topic.items():
-            self.metrics.count(topic, self.options.group, "skipped", n)
-        self._commit_event.set()
-        for observer in self.observers:
-            for item in items:
-                observer(item)
-
-    async def _dispatch_loop(self) -> None:
-        """Hand claimed batches to the partition lanes, in fetch order."""
-        while True:
-            if self._dispatching is None:  # else: the batch a failed claim left, again
-                self._dispatching = await self._batches.get()
-            items, claim = self._dispatching
-            try:
-                claims = await claim if claim is not None else None
-            except Exception:
-                self._dispatching = (items, self._claim(items))
-                raise
-            self._dispatching = None
-            if claim is not None and claims is None:  # stopping while the store was down
-                for item in items:
-                    self._abandon(item)
-                continue
-            owned = self._owned
-            if claims is not None:
-                claimed = ClaimStatus.CLAIMED
-                for item, answer in zip(items, claims, strict=True):
-                    item.claim = answer
-                    if answer.status is claimed:
-                        owned[item.key] = item
-            # Items come grouped by partition: hand each lane its run in one call.
-            start = 0
-            while start < len(items):
-                lane = items[start].lane
-                end = start + 1
-                while end < len(items) and items[end].lane is lane:
-                    end += 1
-                run = items[start:end]
-                start = end
-                if lane.closed or self._lanes.get(lane.tp) is not lane:
-                    for item in run:
-                        self._abandon(item)
-                else:
-                    lane.put_many(run)
 
 
 def _names(tps: set[TopicPartition]) -> list[str]:

@@ -15,7 +15,7 @@ from nativekit.messaging._consume.joining import JoinState
 from nativekit.messaging._consume.lanes import Item, Lane
 from nativekit.messaging._consume.marks import Marks
 from nativekit.messaging._consume.metrics import ConsumeOutcome, MessagingMetrics
-from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._consume.options import ConsumerOptions
 from nativekit.messaging._dedup import Claim, ClaimStatus
 from nativekit.messaging._errors import CommitFailed
 from nativekit.messaging._wire.broker import GroupConsumer, TopicPartition
@@ -55,9 +55,9 @@ class Finishing:
 
     # -- handling and finishing ----------------------------------------------------------
 
-    def _finish(self, item: Item) -> None:
-        """A handled item: its DONE/DEAD mark goes out with the next flush."""
-        self._finished.append(item)
+    def _wake(self) -> None:
+        """Handled items arrived in ``_finished``: their DONE/DEAD marks go out with the
+        next flush."""
         self._finish_event.set()
 
     def _abandon(self, item: Item) -> None:
@@ -93,7 +93,9 @@ class Finishing:
 
     async def _flush(self) -> None:
         async with self._flush_lock:
-            batch, self._finished = self._finished, []
+            # in place: the runner appends to this very list
+            batch = self._finished[:]
+            self._finished.clear()
             releases, self._releases = self._releases, []
             marks = self.marks
             try:
@@ -110,16 +112,26 @@ class Finishing:
             outcomes: dict[tuple[str, ConsumeOutcome | None], int] = {}
             durations: dict[str, list[float]] = {}
             owned = self._owned
+            lane: Lane | None = None
+            offsets: list[int] = []  # of ``lane``: workers finish items in runs per lane
             for item in batch:
                 record = item.record
-                item.lane.offsets.finish(record.offset)
+                if item.lane is not lane:
+                    if lane is not None:
+                        lane.offsets.finish_many(offsets)
+                    lane, offsets = item.lane, []
+                offsets.append(record.offset)
                 if owned.get(item.key) is item:
                     del owned[item.key]
                 place = (record.topic, item.outcome)
                 outcomes[place] = outcomes.get(place, 0) + 1
                 if item.elapsed is not None:
                     durations.setdefault(record.topic, []).append(item.elapsed)
-                item.finish()
+                item.finished = True  # Item.finish(), inline: a call less per message
+                if item.waiter is not None:
+                    item.waiter.set()
+            if lane is not None:
+                lane.offsets.finish_many(offsets)
             group = self.options.group
             for (topic, outcome), n in outcomes.items():
                 if outcome is not None:

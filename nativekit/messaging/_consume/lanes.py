@@ -127,7 +127,6 @@ class Item:
     """A fetched record on its way through the consumer."""
 
     __slots__ = (
-        "_done",
         "attempts",
         "claim",
         "elapsed",
@@ -138,6 +137,7 @@ class Item:
         "outcome",
         "record",
         "state",
+        "waiter",
     )
 
     def __init__(self, record: Record, key: str, lane: Lane) -> None:
@@ -151,18 +151,19 @@ class Item:
         self.error: str | None = None
         self.state: FinalState | None = None  # what to write when it finished (None: nothing)
         self.finished = False
-        self._done: asyncio.Event | None = None  # created only when another copy waits
+        #: set when the item settles; created only when another copy waits for it
+        self.waiter: asyncio.Event | None = None
 
     def finish(self) -> None:
         """Mark the item settled (finished or abandoned) and wake waiting copies."""
         self.finished = True
-        if self._done is not None:
-            self._done.set()
+        if self.waiter is not None:
+            self.waiter.set()
 
     async def wait(self) -> None:
         """Wait until the item is settled."""
         if self.finished:
             return
-        if self._done is None:
-            self._done = asyncio.Event()
-        await self._done.wait()
+        if self.waiter is None:
+            self.waiter = asyncio.Event()
+        await self.waiter.wait()

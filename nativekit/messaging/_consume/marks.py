@@ -15,7 +15,7 @@ from typing import Any
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.lanes import Item
 from nativekit.messaging._consume.metrics import MessagingMetrics
-from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._consume.options import ConsumerOptions
 from nativekit.messaging._dedup import Claim, DedupStore, FinalState
 
 MAX_BACKOFF = 5.0

@@ -27,6 +27,28 @@ class PartitionOffsets:
             self._first = offset
         self._outstanding.append(offset)
 
+    def add_many(self, offsets: list[int]) -> None:
+        """Track fetched offsets (increasing): one call per fetched run of a partition."""
+        if offsets and self._first is None:
+            self._first = offsets[0]
+        self._outstanding.extend(offsets)
+
+    def finish_many(self, offsets: list[int]) -> None:
+        """Mark offsets finished, in any order: :meth:`finish` for a flushed batch."""
+        outstanding, finished = self._outstanding, self._finished
+        last = None
+        for offset in offsets:
+            if outstanding and outstanding[0] == offset and not finished:  # in order
+                outstanding.popleft()
+                last = offset
+            else:
+                finished.add(offset)
+        while outstanding and outstanding[0] in finished:
+            last = outstanding.popleft()
+            finished.discard(last)
+        if last is not None:
+            self._next = last + 1
+
     def finish(self, offset: int) -> None:
         """Mark an offset finished (handled, skipped as duplicate or dead-lettered)."""
         outstanding = self._outstanding

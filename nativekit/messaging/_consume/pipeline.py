@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
@@ -15,6 +14,7 @@ from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.handler import HandlerSpec
 from nativekit.messaging._consume.lanes import Item
 from nativekit.messaging._consume.metrics import MessagingMetrics
+from nativekit.messaging._consume.options import ConsumerOptions
 from nativekit.messaging._dedup import Claim, ClaimStatus, DedupStore, FinalState
 from nativekit.messaging._errors import DecodeError
 from nativekit.messaging._wire import envelope as env
@@ -29,44 +29,6 @@ if TYPE_CHECKING:
 
 #: Seconds between attempts of a message whose handler found a backend unavailable.
 OUTAGE_RETRY = 1.0
-
-
-@dataclass(frozen=True)
-class ConsumerOptions:
-    """How a consumer handles messages (see ``Service.consumer`` for the meaning)."""
-
-    topics: tuple[str, ...]
-    group: str
-    retries: int = 3
-    backoff: float = 0.2
-    backoff_max: float = 10.0
-    non_retryable: tuple[type[BaseException], ...] = ()
-    concurrency: int = 1
-    max_in_flight: int = 2000
-    fetch_max: int = 500
-    dedup_key: Callable[[Message], str] | None = None
-    idempotent: bool = True
-    dead_letter_topic: str | None = None
-    lease: float = 30.0
-    retain: float = 7 * 86400.0
-    drain_timeout: float = 10.0
-    poll_timeout: float = 0.5
-    commit_interval: float = 0.1
-    event_types: frozenset[str] | None = None  # others (by event-type header) are skipped
-
-    def dlq_for(self, topic: str) -> str:
-        """The dead-letter topic for records of ``topic``."""
-        return self.dead_letter_topic or f"{topic}.dlq"
-
-
-def dedup_key(record: Record, options: ConsumerOptions) -> str:
-    """The idempotency key: the user's function, else the message id, else the position."""
-    if options.dedup_key is not None:
-        return options.dedup_key(Message.from_record(record))
-    for name, value in record.headers:
-        if name == env.MESSAGE_ID:
-            return value.decode("utf-8", "replace")
-    return f"{record.topic}:{record.partition}:{record.offset}"
 
 
 class Runner:
@@ -84,7 +46,8 @@ class Runner:
         tracer: Tracer | None,
         owned: dict[str, Item],
         stopping: Callable[[], bool],
-        on_finished: Callable[[Item], None],
+        finished: list[Item],
+        wake: Callable[[], None],
         on_abandoned: Callable[[Item], None],
         namespace: str | None = None,
         transactions: Callable[[], TransactionFactory | None] | None = None,
@@ -102,7 +65,10 @@ class Runner:
         self.tracer = tracer
         self.owned = owned
         self.stopping = stopping
-        self.on_finished = on_finished
+        #: Handled items go here (their DONE/DEAD marks are flushed in bulk); ``wake``
+        #: is called when the first one lands in the empty list, to start a flush.
+        self.finished = finished
+        self.wake = wake
         self.on_abandoned = on_abandoned
         self.debug = False  # per-message debug lines only when DEBUG is on (they cost µs)
 
@@ -119,6 +85,7 @@ class Runner:
         bare = spec.msg_param is None and spec.tx_param is None  # the event alone
         func = spec.func
         claimed = ClaimStatus.CLAIMED
+        finished, tracer = self.finished, self.tracer
         for _ in range(64):
             if not items:
                 return
@@ -129,8 +96,8 @@ class Runner:
                 # else a duplicate, settled with nothing to write
                 if claim is None or claim.status is claimed or await self._settle_claim(item):
                     span: Any = None
-                    if self.tracer is not None:
-                        scope = self._span(item, self.tracer)
+                    if tracer is not None:
+                        scope = self._span(item, tracer)
                         span = scope.__enter__()
                     try:
                         event = decode(item.record)
@@ -179,7 +146,9 @@ class Runner:
                     raise
                 self.log.error("message.abandoned", offset=item.record.offset, error=repr(exc))
                 continue
-            self.on_finished(item)
+            if not finished:
+                self.wake()
+            finished.append(item)
 
     async def _transactional(self, item: Item, event: Any, attempt: int) -> str:
         """Call a handler taking a ``Transaction``; if it used it, write the DONE mark in

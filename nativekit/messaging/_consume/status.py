@@ -6,7 +6,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from nativekit.messaging._consume.joining import JoinState
-from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._consume.options import ConsumerOptions
 from nativekit.messaging._wire.broker import TopicPartition
 
 

@@ -27,7 +27,7 @@ from nativekit.errors import BackendUnavailable
 from nativekit.messaging._commands import handlers as h
 from nativekit.messaging._consume.consumer import Consumer
 from nativekit.messaging._consume.handler import inspect_handler
-from nativekit.messaging._consume.pipeline import ConsumerOptions
+from nativekit.messaging._consume.options import ConsumerOptions
 from nativekit.messaging._wire.envelope import Message
 from nativekit.saga._define.command_steps import CommandStep, Outcome, spec_of
 from nativekit.saga._errors import LeaseLost, SagaNotFound, SagaStateError, UnknownSaga
