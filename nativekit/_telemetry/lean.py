@@ -15,7 +15,8 @@ the same span directly:
   spans in ten. A kept root span is then built by the SDK with the trace id the
   decision was made on (:class:`_ChosenIds`), so the SDK's sampler, asked again, agrees.
 
-Any other sampler is asked by the SDK for every span, as without nativekit.
+Any other sampler is asked by the SDK for every span, as without nativekit. With
+``always_on`` every span goes straight to the SDK: there is no decision to make first.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-__all__ = ["LeanTracerProvider"]
+__all__ = ["LeanTracerProvider", "sampler_reads_attributes"]
 
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
@@ -70,6 +71,13 @@ class LeanTracerProvider(TracerProvider):
     def get_tracer(self, *args: Any, **kwargs: Any) -> trace.Tracer:
         """The SDK tracer, behind one that builds the spans the SDK would not record."""
         return _LeanTracer(super().get_tracer(*args, **kwargs), self)
+
+
+def sampler_reads_attributes(tracer: trace.Tracer) -> bool:
+    """Whether ``tracer``'s sampler may read the attributes a span starts with: False only
+    for a nativekit tracer whose sampler decides on ids and flags alone (see
+    :func:`_fixed_decision`), whose spans may then get their attributes when they end."""
+    return not (isinstance(tracer, _LeanTracer) and tracer.fixed is not None)
 
 
 class _ChosenIds(IdGenerator):
@@ -111,6 +119,8 @@ class _LeanTracer(trace.Tracer):
         self.provider = provider
         #: the sampler's decision as data, when it needs no call: see :func:`_fixed_decision`
         self.fixed = _fixed_decision(sdk.sampler)
+        #: every span is recorded (``always_on``): no parent lookup or trace id to decide on
+        self.always = self.fixed == (False, _ALL)
         #: the generator the provider was given (or the SDK's default)
         self.ids: IdGenerator = provider.chosen_ids.inner
         self.random_ids = bool(_RANDOM and provider.chosen_ids.is_trace_id_random())
@@ -131,7 +141,7 @@ class _LeanTracer(trace.Tracer):
         if self.provider.lean:
             return trace.NonRecordingSpan(self.lean_context(name, context, kind, attributes, links))
         fixed = self.fixed
-        if fixed is not None:
+        if fixed is not None and not self.always:
             parent = trace.get_current_span(context).get_span_context()
             if parent.is_valid:
                 if not _sampled(fixed, parent, parent.trace_id):
