@@ -148,7 +148,10 @@ def _plain(key: str, value: Any) -> bytes:
 def _attributes(parts: list[bytes], tag: bytes, attributes: Mapping[str, Any]) -> None:
     """Append each attribute as a repeated ``KeyValue`` field ``tag`` to ``parts``."""
     append = parts.append
-    for key, value in attributes.items():
+    # by key, not .items(): an SDK span's attributes are a Mapping whose items() is a
+    # generator over the same lookups (a fifth more instructions)
+    for key in attributes:
+        value = attributes[key]
         kind = type(value)
         found = None
         if kind is str:
