@@ -61,7 +61,11 @@ class LeanTracerProvider(TracerProvider):
         self.lean = True
         #: the provider's id generator, able to hand the SDK a trace id chosen beforehand
         self.chosen_ids = _ChosenIds(self.id_generator)
-        self.id_generator = self.chosen_ids  # type: ignore[assignment]  # any IdGenerator
+        fixed = _fixed_decision(self.sampler)
+        if fixed is not None and 0 < fixed[1] < _ALL:
+            # only a ratio decides on a root's trace id: other samplers' roots are all
+            # kept or all dropped, so the SDK's own generator is asked, at its own cost
+            self.id_generator = self.chosen_ids  # type: ignore[assignment]  # any IdGenerator
 
     def add_span_processor(self, span_processor: Any) -> None:
         """Attach a processor (an exporter's): spans are recorded from now on."""
@@ -86,6 +90,8 @@ class _ChosenIds(IdGenerator):
     def __init__(self, inner: IdGenerator) -> None:
         self.inner = inner
         self.chosen = threading.local()
+        is_random = getattr(inner, "is_trace_id_random", None)  # newer SDKs
+        self.random = bool(is_random is not None and is_random())
 
     def choose(self, trace_id: int) -> None:
         """This thread's next ``generate_trace_id`` returns ``trace_id`` (0: none chosen)."""
@@ -106,8 +112,7 @@ class _ChosenIds(IdGenerator):
 
     def is_trace_id_random(self) -> bool:
         """Whether the inner generator's trace ids are random (W3C level 2)."""
-        is_random = getattr(self.inner, "is_trace_id_random", None)
-        return bool(is_random is not None and is_random())
+        return self.random
 
 
 class _LeanTracer(trace.Tracer):
@@ -149,7 +154,8 @@ class _LeanTracer(trace.Tracer):
                     return trace.NonRecordingSpan(
                         self._context(parent.trace_id, False, parent.trace_state, random_id)
                     )
-            else:  # a root: decide on its trace id, then have the SDK build it with that id
+            elif fixed[1] < _ALL:  # a root that may be dropped: decide on its trace id,
+                # then have the SDK build it with that id (a root always kept: the SDK's)
                 trace_id = self.ids.generate_trace_id()
                 if not _sampled(fixed, parent, trace_id):
                     return trace.NonRecordingSpan(
