@@ -2,7 +2,7 @@
 
 ``OTEL_TRACES_EXPORTER`` selects ``none`` (the default when unset, so a service
 never blocks on a collector nobody runs), ``console`` or ``otlp`` (OTLP/HTTP protobuf
-through the batch span processor, encoded by nativekit's own exporter:
+batched by :mod:`nativekit._telemetry.batch` and encoded by nativekit's own exporter:
 :mod:`nativekit._telemetry.otlp`). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
 application already installed a tracer provider (for example with
 ``opentelemetry-instrument``) nativekit uses it as it is.
