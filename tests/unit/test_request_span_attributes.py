@@ -92,7 +92,9 @@ async def _requests(sampler: Sampler, *paths: str) -> tuple[list[ReadableSpan], 
     return list(finished.get_finished_spans()), seen
 
 
-@pytest.mark.parametrize("sampler", [ALWAYS_ON, ParentBasedTraceIdRatio(1.0)], ids=str)
+@pytest.mark.parametrize(
+    "sampler", [ALWAYS_ON, ParentBasedTraceIdRatio(1.0)], ids=["always_on", "parentbased_ratio"]
+)
 async def test_every_attribute_is_on_the_ended_span(sampler: Sampler) -> None:
     """Method, path, scheme, route and status are on the span once the request ended,
     named after the route; a 404 has no route attribute and keeps the method as name."""
@@ -116,7 +118,9 @@ async def test_every_attribute_is_on_the_ended_span(sampler: Sampler) -> None:
     }
 
 
-@pytest.mark.parametrize("sampler", [ALWAYS_ON, ParentBasedTraceIdRatio(1.0)], ids=str)
+@pytest.mark.parametrize(
+    "sampler", [ALWAYS_ON, ParentBasedTraceIdRatio(1.0)], ids=["always_on", "parentbased_ratio"]
+)
 async def test_samplers_that_ignore_attributes_start_spans_without_them(sampler: Sampler) -> None:
     """With a sampler that decides on ids and flags alone a processor's on_start sees no
     http attributes: they are set in one call when the request ends."""
