@@ -61,6 +61,7 @@ class TelemetryMiddleware:
         if tracer is not None:
             from opentelemetry import context, trace
 
+            from nativekit._telemetry.lean import sampler_reads_attributes
             from nativekit._telemetry.propagation import extract_traceparent
 
             self._context = context
@@ -70,6 +71,9 @@ class TelemetryMiddleware:
             self._error_status = trace.Status(trace.StatusCode.ERROR)
             #: (method, route template) -> span name, made once per route
             self._span_names: dict[tuple[str, str], str] = {}
+            #: the request's method, path and scheme are given at the span's start only
+            #: to a sampler that may read them; others get them with the rest at its end
+            self._attributes_at_start = sampler_reads_attributes(tracer)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in self.skip_paths:
@@ -133,7 +137,7 @@ class TelemetryMiddleware:
                     None if span is None else span.get_span_context(),
                 )
             if span is not None:
-                self._end_span(span, otel_token, method, template, status, error)
+                self._end_span(span, otel_token, scope, template, status, error)
             log_context.reset(log_token)
 
     def _log_access(
@@ -165,15 +169,15 @@ class TelemetryMiddleware:
     def _start_span(self, scope: Scope, traceparent: str | None) -> tuple[Any, Any]:
         parent = self._extract(traceparent) if traceparent is not None else None
         tracer: Tracer = self.tracer  # type: ignore[assignment]  # only called with a tracer
-        span = tracer.start_span(
-            scope["method"],
-            context=parent,
-            kind=self._server_kind,
-            attributes={
+        attributes = None
+        if self._attributes_at_start:  # the sampler may read them
+            attributes = {
                 "http.request.method": scope["method"],
                 "url.path": scope["path"],
                 "url.scheme": scope.get("scheme", "http"),
-            },
+            }
+        span = tracer.start_span(
+            scope["method"], context=parent, kind=self._server_kind, attributes=attributes
         )
         token = self._context.attach(self._trace.set_span_in_context(span))
         return span, token
@@ -182,12 +186,23 @@ class TelemetryMiddleware:
         self,
         span: Any,
         token: Any,
-        method: str,
+        scope: Scope,
         template: str | None,
         status: int,
         error: BaseException | None,
     ) -> None:
         if span.is_recording():  # a non-recording span keeps nothing: build nothing for it
+            method: str = scope["method"]
+            # one call, one lock: the SDK locks the span once per set_attribute(s)
+            if self._attributes_at_start:
+                attributes: dict[str, Any] = {"http.response.status_code": status}
+            else:
+                attributes = {
+                    "http.request.method": method,
+                    "url.path": scope["path"],
+                    "url.scheme": scope.get("scheme", "http"),
+                    "http.response.status_code": status,
+                }
             if template is not None:
                 names = self._span_names.get((method, template))
                 if names is None:
@@ -195,10 +210,8 @@ class TelemetryMiddleware:
                         self._span_names.clear()
                     names = self._span_names[(method, template)] = f"{method} {template}"
                 span.update_name(names)
-                # one call, one lock: the SDK locks the span once per set_attribute(s)
-                span.set_attributes({"http.route": template, "http.response.status_code": status})
-            else:
-                span.set_attribute("http.response.status_code", status)
+                attributes["http.route"] = template
+            span.set_attributes(attributes)
             if error is not None:
                 span.record_exception(error)
             if status >= 500:

@@ -15,7 +15,8 @@ the same span directly:
   spans in ten. A kept root span is then built by the SDK with the trace id the
   decision was made on (:class:`_ChosenIds`), so the SDK's sampler, asked again, agrees.
 
-Any other sampler is asked by the SDK for every span, as without nativekit.
+Any other sampler is asked by the SDK for every span, as without nativekit. With
+``always_on`` every span goes straight to the SDK: there is no decision to make first.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 
-__all__ = ["LeanTracerProvider"]
+__all__ = ["LeanTracerProvider", "sampler_reads_attributes"]
 
 _SAMPLED = trace.TraceFlags(trace.TraceFlags.SAMPLED)
 _NOT_SAMPLED = trace.TraceFlags(trace.TraceFlags.DEFAULT)
@@ -60,7 +61,11 @@ class LeanTracerProvider(TracerProvider):
         self.lean = True
         #: the provider's id generator, able to hand the SDK a trace id chosen beforehand
         self.chosen_ids = _ChosenIds(self.id_generator)
-        self.id_generator = self.chosen_ids  # type: ignore[assignment]  # any IdGenerator
+        fixed = _fixed_decision(self.sampler)
+        if fixed is not None and 0 < fixed[1] < _ALL:
+            # only a ratio decides on a root's trace id: other samplers' roots are all
+            # kept or all dropped, so the SDK's own generator is asked, at its own cost
+            self.id_generator = self.chosen_ids  # type: ignore[assignment]  # any IdGenerator
 
     def add_span_processor(self, span_processor: Any) -> None:
         """Attach a processor (an exporter's): spans are recorded from now on."""
@@ -72,12 +77,21 @@ class LeanTracerProvider(TracerProvider):
         return _LeanTracer(super().get_tracer(*args, **kwargs), self)
 
 
+def sampler_reads_attributes(tracer: trace.Tracer) -> bool:
+    """Whether ``tracer``'s sampler may read the attributes a span starts with: False only
+    for a nativekit tracer whose sampler decides on ids and flags alone (see
+    :func:`_fixed_decision`), whose spans may then get their attributes when they end."""
+    return not (isinstance(tracer, _LeanTracer) and tracer.fixed is not None)
+
+
 class _ChosenIds(IdGenerator):
     """An id generator whose next trace id in this thread can be chosen beforehand."""
 
     def __init__(self, inner: IdGenerator) -> None:
         self.inner = inner
         self.chosen = threading.local()
+        is_random = getattr(inner, "is_trace_id_random", None)  # newer SDKs
+        self.random = bool(is_random is not None and is_random())
 
     def choose(self, trace_id: int) -> None:
         """This thread's next ``generate_trace_id`` returns ``trace_id`` (0: none chosen)."""
@@ -98,8 +112,7 @@ class _ChosenIds(IdGenerator):
 
     def is_trace_id_random(self) -> bool:
         """Whether the inner generator's trace ids are random (W3C level 2)."""
-        is_random = getattr(self.inner, "is_trace_id_random", None)
-        return bool(is_random is not None and is_random())
+        return self.random
 
 
 class _LeanTracer(trace.Tracer):
@@ -111,6 +124,8 @@ class _LeanTracer(trace.Tracer):
         self.provider = provider
         #: the sampler's decision as data, when it needs no call: see :func:`_fixed_decision`
         self.fixed = _fixed_decision(sdk.sampler)
+        #: every span is recorded (``always_on``): no parent lookup or trace id to decide on
+        self.always = self.fixed == (False, _ALL)
         #: the generator the provider was given (or the SDK's default)
         self.ids: IdGenerator = provider.chosen_ids.inner
         self.random_ids = bool(_RANDOM and provider.chosen_ids.is_trace_id_random())
@@ -131,7 +146,7 @@ class _LeanTracer(trace.Tracer):
         if self.provider.lean:
             return trace.NonRecordingSpan(self.lean_context(name, context, kind, attributes, links))
         fixed = self.fixed
-        if fixed is not None:
+        if fixed is not None and not self.always:
             parent = trace.get_current_span(context).get_span_context()
             if parent.is_valid:
                 if not _sampled(fixed, parent, parent.trace_id):
@@ -139,7 +154,8 @@ class _LeanTracer(trace.Tracer):
                     return trace.NonRecordingSpan(
                         self._context(parent.trace_id, False, parent.trace_state, random_id)
                     )
-            else:  # a root: decide on its trace id, then have the SDK build it with that id
+            elif fixed[1] < _ALL:  # a root that may be dropped: decide on its trace id,
+                # then have the SDK build it with that id (a root always kept: the SDK's)
                 trace_id = self.ids.generate_trace_id()
                 if not _sampled(fixed, parent, trace_id):
                     return trace.NonRecordingSpan(

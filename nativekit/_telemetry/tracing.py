@@ -2,7 +2,7 @@
 
 ``OTEL_TRACES_EXPORTER`` selects ``none`` (the default when unset, so a service
 never blocks on a collector nobody runs), ``console`` or ``otlp`` (OTLP/HTTP protobuf
-through the batch span processor, encoded by nativekit's own exporter:
+batched by :mod:`nativekit._telemetry.batch` and encoded by nativekit's own exporter:
 :mod:`nativekit._telemetry.otlp`). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
 application already installed a tracer provider (for example with
 ``opentelemetry-instrument``) nativekit uses it as it is.
@@ -24,6 +24,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
     ConsoleSpanExporter,
@@ -60,10 +61,7 @@ def configure_tracing(service: str) -> trace.TracerProvider | None:
     for name in _exporter_names():
         exporter = _exporter(name)
         if exporter is not None:
-            processor = (
-                SimpleSpanProcessor(exporter) if name == "console" else BatchSpanProcessor(exporter)
-            )
-            provider.add_span_processor(processor)
+            provider.add_span_processor(_processor(name, exporter))
     trace.set_tracer_provider(provider)
     return trace.get_tracer_provider()
 
@@ -76,6 +74,20 @@ def flush_tracing(timeout_millis: int = 10_000) -> bool:
     be lost with the process."""
     flush = getattr(trace.get_tracer_provider(), "force_flush", None)
     return True if flush is None else bool(flush(timeout_millis))
+
+
+def _processor(name: str, exporter: SpanExporter) -> SpanProcessor:
+    """Console: each span at its end; nativekit's OTLP exporter: nativekit's batch
+    processor (cheaper per span); any other exporter: the SDK's batch processor."""
+    if name == "console":
+        return SimpleSpanProcessor(exporter)
+    from nativekit._telemetry.otlp import LeanOTLPSpanExporter
+
+    if isinstance(exporter, LeanOTLPSpanExporter):
+        from nativekit._telemetry.batch import LeanBatchSpanProcessor
+
+        return LeanBatchSpanProcessor(exporter)
+    return BatchSpanProcessor(exporter)
 
 
 def _exporter_names() -> list[str]:

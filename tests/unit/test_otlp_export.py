@@ -57,6 +57,39 @@ def test_encoded_request_is_the_sdk_encoders_message() -> None:
     assert len(ours.resource_spans[0].scope_spans) == 2
 
 
+def _request_spans(count: int) -> list[Any]:
+    """Request-like spans: a route, a path per span, statuses, a bool and a float."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "orders"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("nativekit")
+    for n in range(count):
+        span = tracer.start_span("GET", kind=trace.SpanKind.SERVER)
+        span.update_name("GET /items/{item_id}")
+        span.set_attributes(
+            {
+                "http.request.method": "GET",
+                "url.path": f"/items/{n}",
+                "http.route": "/items/{item_id}",
+                "http.response.status_code": (200, 404, 500)[n % 3],
+                "big": 1 << 62 | n,
+                "cached": n % 2 == 0,
+                "ratio": n / 7,
+            }
+        )
+        span.end()
+    return list(memory.get_finished_spans())
+
+
+def test_repeated_and_many_distinct_values_encode_as_the_sdk_does() -> None:
+    """Encoding again (the values now cached) and past the per-key value cache (a path
+    per span) still gives the SDK encoder's message, span for span."""
+    spans = _request_spans(600)
+    theirs = ExportTraceServiceRequest.FromString(sdk_encode(spans).SerializeToString())
+    for _ in range(2):
+        assert ExportTraceServiceRequest.FromString(encode_spans(spans)) == theirs
+
+
 @pytest.fixture
 def collector() -> Iterator[str]:
     with otlp_collector.collector() as url:
@@ -76,6 +109,20 @@ def test_export_posts_protobuf_with_the_configured_headers(collector: str) -> No
     assert headers["content-type"] == "application/x-protobuf"
     assert headers["x-tenant"] == "a"
     assert exporter.export(spans) is SpanExportResult.FAILURE  # after shutdown
+
+
+def test_what_the_receiver_gets_decodes_to_the_sdk_encoders_message(collector: str) -> None:
+    """The body posted to a local OTLP receiver, decoded with opentelemetry-proto, is the
+    message the SDK's own encoder makes of the same spans."""
+    spans = _spans() + _request_spans(20)
+    exporter = LeanOTLPSpanExporter(collector)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    exporter.shutdown()
+    ((_, body),) = Collector.bodies
+    received = ExportTraceServiceRequest.FromString(body)
+    assert received == ExportTraceServiceRequest.FromString(sdk_encode(spans).SerializeToString())
+    names = [s.name for r in received.resource_spans for sc in r.scope_spans for s in sc.spans]
+    assert names.count("GET /items/{item_id}") == 20
 
 
 def test_export_retries_unavailable_then_gives_up_on_client_errors(collector: str) -> None:
