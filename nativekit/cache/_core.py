@@ -15,6 +15,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from nativekit._health import CheckResult
+from nativekit._lifecycle import cancel_all
 from nativekit._telemetry.logging import get_logger
 from nativekit.cache._backend import CacheBackend, MemoryCache
 from nativekit.cache._near import InvalidationSource, NearCache, NearSync
@@ -192,9 +193,17 @@ class CacheCore:
             await self._sync.start()
 
     async def stop(self) -> None:
-        """Stop the near cache sync and close the backend."""
+        """Stop the near cache sync, end the computations still running, close the backend.
+
+        A computation still running (an early refresh in the background, or one whose
+        callers left) is cancelled first: one that ran on would call a closed backend,
+        and a Redis client opens a new connection that nothing closes any more.
+        """
         if self._sync is not None:
             await self._sync.stop()
+        tasks = [f.task for f in self.inflight.values() if f.task is not None]
+        if tasks:
+            await cancel_all(tasks)
         await self.backend.aclose()
 
     async def near_ready(self) -> None:
