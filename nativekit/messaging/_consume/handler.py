@@ -67,9 +67,7 @@ class HandlerSpec:
         try:
             model = self._model
             if model is not None:
-                # What model_validate_json runs, without its Python frame (one per message).
-                # Looked up per call: a model rebuilt later brings its own validator.
-                return model.__pydantic_validator__.validate_json(value)
+                return model.model_validate_json(value)
             validate = self._validate
             if self._by_type is not None:  # a union: the header names the model
                 raw = event_type_of(record)
