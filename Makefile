@@ -22,7 +22,6 @@ help:
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	@touch $@
 
@@ -77,7 +76,7 @@ test-scale: $(STAMP)
 # before its commit; the test clients' keep-alive race with uvicorn's 5 s idle timeout)
 # are fixed (issue 16).
 # The checks too long for make test's 10 minutes: the shop on PostgreSQL, the wheel of a
-# generated project, a quick consumer benchmark's cleanup and the million-key Redis check
+# generated project (and its mypy --strict), a quick consumer benchmark's cleanup and the million-key Redis check
 # (~6 min; CI runs it).
 test-long: $(STAMP)
 	$(PY) -m nativekit.testing.servers -- \
@@ -110,7 +109,6 @@ SHOP_STAMP := $(VENV)/.installed-shop
 
 $(SHOP_STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[shop]'
 	@touch $@
 

@@ -103,6 +103,7 @@ def test_generated_code_is_ruff_clean_and_formatted(installed: tuple[Path, Path]
     assert formatted.returncode == 0, formatted.stdout + formatted.stderr
 
 
+@pytest.mark.long_check  # a cold mypy over the project and nativekit, 20 s: make test-long
 def test_generated_code_passes_mypy_strict(installed: tuple[Path, Path], tmp_path: Path) -> None:
     """mypy --strict, configured by the generated pyproject.toml, finds no error."""
     project, python = installed
