@@ -2,7 +2,7 @@
 
 ``OTEL_TRACES_EXPORTER`` selects ``none`` (the default when unset, so a service
 never blocks on a collector nobody runs), ``console`` or ``otlp`` (OTLP/HTTP protobuf
-batched by :mod:`nativekit._telemetry.batch` and encoded by nativekit's own exporter:
+batched by the SDK's ``BatchSpanProcessor`` and encoded by nativekit's own exporter:
 :mod:`nativekit._telemetry.otlp`). ``OTEL_SDK_DISABLED=true`` turns tracing off. If the
 application already installed a tracer provider (for example with
 ``opentelemetry-instrument``) nativekit uses it as it is.
@@ -77,16 +77,9 @@ def flush_tracing(timeout_millis: int = 10_000) -> bool:
 
 
 def _processor(name: str, exporter: SpanExporter) -> SpanProcessor:
-    """Console: each span at its end; nativekit's OTLP exporter: nativekit's batch
-    processor (cheaper per span); any other exporter: the SDK's batch processor."""
+    """Console: each span at its end; any other exporter: the SDK's batch processor."""
     if name == "console":
         return SimpleSpanProcessor(exporter)
-    from nativekit._telemetry.otlp import LeanOTLPSpanExporter
-
-    if isinstance(exporter, LeanOTLPSpanExporter):
-        from nativekit._telemetry.batch import LeanBatchSpanProcessor
-
-        return LeanBatchSpanProcessor(exporter)
     return BatchSpanProcessor(exporter)
 
 
