@@ -41,12 +41,10 @@ class HandlerSpec:
 
     _validate: Callable[[bytes], Any] = field(init=False, repr=False, compare=False)
     _by_type: Mapping[str, type[BaseModel]] | None = field(init=False, repr=False, compare=False)
-    _model: type[BaseModel] | None = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         # frozen, so set through object.__setattr__; chosen once, not per message
         validate: Callable[[bytes], Any] = bytes  # bytes handlers: decode returns early
-        model = None
         if len(self.models) == 1:
             [model] = self.models.values()
             validate = model.model_validate_json
@@ -55,7 +53,6 @@ class HandlerSpec:
             validate = TypeAdapter(union).validate_json
         object.__setattr__(self, "_validate", validate)
         object.__setattr__(self, "_by_type", self.models if len(self.models) > 1 else None)
-        object.__setattr__(self, "_model", model)
 
     def decode(self, record: Record) -> Any:
         """The event of ``record``; raises DecodeError for invalid payloads."""
@@ -64,15 +61,12 @@ class HandlerSpec:
             return value if value is not None else b""
         if value is None:
             raise DecodeError("message has no value (a tombstone)")
+        validate = self._validate
+        if self._by_type is not None:  # a union: the header names the model
+            raw = event_type_of(record)
+            named = self._by_type.get(raw.decode("utf-8", "replace")) if raw else None
+            validate = named.model_validate_json if named is not None else validate
         try:
-            model = self._model
-            if model is not None:
-                return model.model_validate_json(value)
-            validate = self._validate
-            if self._by_type is not None:  # a union: the header names the model
-                raw = event_type_of(record)
-                named = self._by_type.get(raw.decode("utf-8", "replace")) if raw else None
-                validate = named.model_validate_json if named is not None else validate
             return validate(value)
         except ValidationError as exc:
             raise DecodeError(
