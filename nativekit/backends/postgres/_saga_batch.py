@@ -211,7 +211,9 @@ def create_statement(table: str) -> Run[Creation, tuple[SagaRecord, bool]]:
 
 def write_statement(table: str) -> Run[Write, None]:
     """Transitions (see ``PostgresSagaStore.write``): fenced per row by token and status.
-    The ``saga_write`` function (migration 0002) makes the same update for one saga."""
+    The ``saga_write`` function (migration 0004) makes the same update for one saga. A
+    lease with at least half its length left is kept as it is, so a transition that keeps
+    the status changes no indexed column and can be a HOT update."""
     released = (
         "(c.release OR (c.release_if_any <> '[]' AND EXISTS (SELECT 1 FROM "
         "jsonb_each_text(s.fields || c.fields::jsonb) AS f WHERE f.key IN (SELECT "
@@ -224,6 +226,8 @@ def write_statement(table: str) -> Run[Write, None]:
             since = CASE WHEN s.status = c.status THEN s.since ELSE {NOW} END,
             token = CASE WHEN c.active AND NOT {released} THEN s.token END,
             lease_until = CASE WHEN NOT c.active THEN NULL WHEN {released} THEN {NOW}
+                WHEN s.lease_until BETWEEN {NOW} + c.lease / 2 AND {NOW} + c.lease
+                    THEN s.lease_until
                 ELSE {NOW} + c.lease END,
             expires = CASE WHEN c.finished THEN {NOW} + c.retention END
         FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],
