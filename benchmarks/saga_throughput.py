@@ -30,8 +30,8 @@ row update for "started", then in one transaction the step's insert and the row 
 for "completed"; a final row update), through a pool of the same size (20). For
 each contender it also reports round trips per saga (messages sent, asyncpg's statement
 cache being warm; pool resets included), the statements in them (nativekit ends a step's
-transaction with its write, COMMIT and the session reset in one message), commits per
-saga, and CPU per saga
+transaction with its write, COMMIT, the session reset and the next step's BEGIN in one
+message; a session reset counts as one statement), commits per saga, and CPU per saga
 of this process and of the contender's server processes (read from /proc when the
 server runs on this machine): counts that hold on a busy machine where rates do not.
 
@@ -294,17 +294,21 @@ class Statements:
         """The pool's ``init``: count what ``connection`` runs from now on."""
         key = id(connection)
         self._pids.add(connection.get_server_pid())
+        reset = connection.get_reset_query().strip().rstrip(";")
 
         def logged(record: Any) -> None:
             self.messages += 1
-            parts = [record.query] if record.args else record.query.split(";")
+            query = record.query
+            if not record.args and reset:  # the session reset counts as one statement
+                query = query.replace(reset, "SESSION RESET")
+            parts = [query] if record.args else query.split(";")
             for part in parts:
                 if not part.strip():
                     continue
                 self.statements += 1
-                if "pg_advisory_unlock_all" in part:
-                    return  # the session reset (the pool's, or ended with a COMMIT): no write
                 verb = part.lstrip().split(None, 1)[0].upper()
+                if verb == "SESSION":
+                    continue  # the pool's reset, or one sent with a COMMIT: no write
                 if verb == "BEGIN":
                     self._open.add(key)
                 elif verb in ("COMMIT", "ROLLBACK"):

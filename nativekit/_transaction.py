@@ -79,6 +79,23 @@ class TransactionScope(Transaction, Protocol):
         """Roll back unless committed, and give the connection back."""
         ...
 
+    @property
+    def statements_only(self) -> bool:
+        """True when the handler ran statements through the methods of :class:`Transaction`
+        only (not the driver's connection): the next such transaction may be begun before
+        its handler runs (:meth:`chain`)."""
+        ...
+
+    def chain(self) -> None:
+        """Ask that a store write ending this transaction also begin the next one, on the
+        same connection and in the same round trip (taken with :meth:`following`)."""
+        ...
+
+    def following(self) -> TransactionScope | None:
+        """After the commit: the transaction :meth:`chain` began (not yet ``begun``: no
+        statement of a handler ran in it), or None. The caller closes or commits it."""
+        ...
+
 
 #: Makes a fresh, not yet begun transaction; None when the backend has none.
 TransactionFactory = Callable[[], TransactionScope]

@@ -36,22 +36,27 @@ class Statements:
     def __init__(self) -> None:
         self.seen: list[tuple[str, str]] = []
         self.messages = 0
+        self.reset = ""
 
     async def attach(self, connection: asyncpg.Connection) -> None:
         """The pool's ``init``: log every statement of ``connection``."""
+        self.reset = connection.get_reset_query().strip().rstrip(";")
         connection.add_query_logger(self.log)
 
     def log(self, record: Any) -> None:
         if "typeinfo_tree" in record.query or "set_config('jit'" in record.query:
             return  # asyncpg's look-up of array types, once per connection
         self.messages += 1
-        for statement in record.query.split(";") if not record.args else [record.query]:
+        query = record.query
+        if not record.args:  # asyncpg's session reset, logged as one statement
+            query = query.replace(self.reset, "RESET")
+        for statement in query.split(";") if not record.args else [query]:
             words = statement.split()
             if not words:
                 continue
-            if "pg_advisory_unlock_all()" in words:
-                self.seen.append(("RESET", ""))  # asyncpg's session reset (its last part)
-                return
+            if words == ["RESET"]:
+                self.seen.append(("RESET", ""))
+                continue
             verb = words[0].upper()
             table = next((w.rpartition(".")[2].partition("(")[0] for w in words if "." in w), "")
             self.seen.append((verb, table))
@@ -129,6 +134,90 @@ async def test_a_three_step_saga_commits_once_per_step_plus_its_creation(
             ("RESET", "")]  # fmt: skip
     assert statements.seen == [("INSERT", "saga"), *step, *step, *step]
     assert statements.messages == 1 + 3 * 3
+
+
+async def test_later_sagas_begin_each_steps_transaction_with_the_write_before_it(
+    counted: tuple[Database, Statements],
+) -> None:
+    """Once the runtime saw the steps use ``ctx.db``, the message that commits a step's
+    completion with the next step's start also resets the session and begins the next
+    step's transaction on the same connection: BEGIN once, then two round trips per step."""
+    database, statements = counted
+    runtime = runtime_for(database, effect_saga(database))
+    await runtime.start("effects", {"order_id": "o-1"}, saga_id="s-1")
+    assert (await runtime.wait("s-1", 10)).status is SagaStatus.COMPLETED
+    statements.seen.clear()
+    statements.messages = 0
+    await runtime.start("effects", {"order_id": "o-2"}, saga_id="s-2")
+    assert (await runtime.wait("s-2", 10)).status is SagaStatus.COMPLETED
+    step = [("INSERT", "effects"), ("SELECT", "saga_write"), ("COMMIT", ""), ("RESET", "")]
+    assert statements.seen == [("INSERT", "saga"), ("BEGIN", ""), *step, ("BEGIN", ""), *step,
+                               ("BEGIN", ""), *step]  # fmt: skip
+    assert statements.messages == 1 + 1 + 3 * 2
+    async with database.connection("read the effects") as connection:
+        count = await connection.fetchval(f"SELECT count(*) FROM {database.table('effects')}")
+    assert count == 6
+
+
+async def test_session_settings_of_a_step_do_not_reach_the_next_step(
+    counted: tuple[Database, Statements],
+) -> None:
+    """A ``SET`` made by one step is reset before the next step of the same saga runs, also
+    when that step's transaction was begun with the write before it."""
+    database, _ = counted
+    seen: list[str] = []
+    saga: Saga[Order] = Saga("settings", input=Order)
+
+    @saga.step(name="set")
+    async def set_name(ctx: SagaContext[Order]) -> None:
+        await ctx.db.execute("SET application_name = 'step-one'")
+
+    @saga.step(name="read")
+    async def read_name(ctx: SagaContext[Order]) -> None:
+        seen.append(await ctx.db.fetchval("SELECT current_setting('application_name')"))
+
+    runtime = runtime_for(database, saga)
+    for n in range(2):
+        await runtime.start("settings", {"order_id": "o"}, saga_id=f"s-{n}")
+        assert (await runtime.wait(f"s-{n}", 10)).status is SagaStatus.COMPLETED
+    assert len(seen) == 2 and "step-one" not in seen
+
+
+async def test_a_transaction_begun_in_advance_serves_the_raw_connection_or_rolls_back(
+    counted: tuple[Database, Statements],
+) -> None:
+    """The transaction ``chain`` begins: a handler asking for the raw connection still gets
+    asyncpg's own transaction (``connection.transaction()`` nests as a savepoint), and one
+    no handler used rolls back and gives its connection back."""
+    database, _ = counted
+    insert = f"INSERT INTO {database.table('effects')} (key) VALUES ($1)"
+    first = PostgresTransaction(database)
+    await first.execute(insert, "first")
+    first.chain()
+    await first.end_with("SELECT 1")
+    await first.commit()
+    raw = first.following()
+    assert raw is not None and not raw.begun
+    connection = await raw.connection()
+    with pytest.raises(RuntimeError):
+        async with connection.transaction():
+            await connection.execute(insert, "undone")
+            raise RuntimeError("inner block fails")
+    await connection.execute(insert, "raw")
+    assert raw.statements_only is False
+    await raw.commit()
+    unused = PostgresTransaction(database)
+    await unused.execute(insert, "third")
+    unused.chain()
+    await unused.end_with("SELECT 1")
+    follower = unused.following()
+    assert follower is not None
+    await follower.close()
+    pool = await database.pool()
+    async with database.connection("read the effects") as connection:
+        rows = await connection.fetch(f"SELECT key FROM {database.table('effects')}")
+    assert sorted(row["key"] for row in rows) == ["first", "raw", "third"]
+    assert pool.get_idle_size() == pool.get_size()
 
 
 async def test_a_write_refused_after_a_step_rolls_back_the_steps_rows(

@@ -53,8 +53,9 @@ ROW_ERRORS = (
 AGAIN_ERRORS = (asyncpg.DeadlockDetectedError, asyncpg.SerializationError)
 AGAIN = 3
 
-#: One creation: (id, name, definition, status, token, lease, fields as JSON).
-Creation = tuple[str, str, str, str, str, float, str]
+#: One creation: (id, name, definition, status, token, lease, fields as JSON, the same
+#: fields as a dict: the stored record is built from them, not read back).
+Creation = tuple[str, str, str, str, str, float, str, dict[str, str]]
 #: One transition: (id, token, current status, changed fields as JSON, lease, retention,
 #: new status, release, active, finished, release_if_any as a JSON array).
 Write = tuple[str, str, str, str, float, float, str, bool, bool, bool, str]
@@ -183,15 +184,17 @@ def create_statement(table: str) -> Run[Creation, tuple[SagaRecord, bool]]:
             since = excluded.since, token = excluded.token,
             lease_until = excluded.lease_until, expires = NULL, fields = excluded.fields
         WHERE s.expires IS NOT NULL AND s.expires <= {NOW}
-        RETURNING id, {COLUMNS}"""
+        RETURNING id, since, lease_until"""
     existing = f"SELECT id, {COLUMNS} FROM {table} WHERE id = ANY($1::text[])"
 
     async def run(
         connection: asyncpg.Connection, creations: Sequence[Creation]
     ) -> dict[Hashable, tuple[SagaRecord, bool] | BaseException]:
-        rows = await connection.fetch(insert, *(list(c) for c in zip(*creations, strict=True)))
+        columns = zip(*(c[:7] for c in creations), strict=True)
+        rows = await connection.fetch(insert, *(list(c) for c in columns))
+        sent = {c[0]: c for c in creations}
         answers: dict[Hashable, tuple[SagaRecord, bool] | BaseException] = {
-            row["id"]: (record_of(row), True) for row in rows
+            row["id"]: (created(sent[row["id"]], row), True) for row in rows
         }
         others = [c[0] for c in creations if c[0] not in answers]
         found = await connection.fetch(existing, others) if others else []
@@ -209,9 +212,22 @@ def create_statement(table: str) -> Run[Creation, tuple[SagaRecord, bool]]:
     return run
 
 
+def created(creation: Creation, row: Any) -> SagaRecord:
+    """The record a creation stored: its fields, with the server's time and the lease."""
+    fields = creation[7] | {
+        "status": creation[3],
+        "since": repr(row["since"]),
+        "token": creation[4],
+        "lease": repr(row["lease_until"] * 1000),
+    }
+    return SagaRecord.from_fields(fields)
+
+
 def write_statement(table: str) -> Run[Write, None]:
     """Transitions (see ``PostgresSagaStore.write``): fenced per row by token and status.
-    The ``saga_write`` function (migration 0002) makes the same update for one saga."""
+    The ``saga_write`` function (migration 0004) makes the same update for one saga. A
+    lease with at least half its length left is kept as it is, so a transition that keeps
+    the status changes no indexed column and can be a HOT update."""
     released = (
         "(c.release OR (c.release_if_any <> '[]' AND EXISTS (SELECT 1 FROM "
         "jsonb_each_text(s.fields || c.fields::jsonb) AS f WHERE f.key IN (SELECT "
@@ -224,6 +240,8 @@ def write_statement(table: str) -> Run[Write, None]:
             since = CASE WHEN s.status = c.status THEN s.since ELSE {NOW} END,
             token = CASE WHEN c.active AND NOT {released} THEN s.token END,
             lease_until = CASE WHEN NOT c.active THEN NULL WHEN {released} THEN {NOW}
+                WHEN s.lease_until BETWEEN {NOW} + c.lease / 2 AND {NOW} + c.lease
+                    THEN s.lease_until
                 ELSE {NOW} + c.lease END,
             expires = CASE WHEN c.finished THEN {NOW} + c.retention END
         FROM (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[],

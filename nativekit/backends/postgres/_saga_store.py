@@ -77,6 +77,7 @@ class PostgresSagaStore(SagaQueries):
             token,
             float(lease),
             json.dumps(fields),
+            fields,
         )
         if not self.db.in_transaction:  # with the other creations of this loop turn
             return await self._creations.call(creation)

@@ -4,7 +4,11 @@ A step's transaction usually ends with the runner's own write (the step's comple
 followed by COMMIT and the session reset. :meth:`PostgresTransaction.end_with` sends
 those three as one message (PostgreSQL's simple query protocol runs them in order and
 stops at the first error), so a step that used ``ctx.db`` costs BEGIN, its own
-statements and one more round trip.
+statements and one more round trip. When the runner knows the next step will want a
+transaction too (:meth:`PostgresTransaction.chain`), that message ends with BEGIN instead
+of the reset and the connection stays with the saga: the next step's transaction is
+already open when its handler runs (:meth:`PostgresTransaction.following`), so each step
+after the first costs its own statements and one round trip.
 """
 
 from __future__ import annotations
@@ -41,11 +45,26 @@ class PostgresTransaction:
         self._done = False
         self._after_commit: list[Callable[[], Awaitable[None]]] = []
         self._ended_committed = False
+        self._used = False  # a statement of the handler ran (else begun in advance, if open)
+        self._chain = False  # end_with begins the next transaction (self._next)
+        self._next: PostgresTransaction | None = None
+
+    @classmethod
+    def _begun_on(cls, database: Database, connection: asyncpg.Connection) -> PostgresTransaction:
+        """A transaction already begun with ``BEGIN`` on ``connection``, no statement in it."""
+        transaction = cls(database)
+        transaction._connection, transaction._open = connection, True
+        return transaction
 
     @property
     def begun(self) -> bool:
-        """True once a statement ran."""
-        return self._connection is not None
+        """True once a statement of the handler ran."""
+        return self._used
+
+    @property
+    def statements_only(self) -> bool:
+        """True when statements ran, none through the raw connection."""
+        return self._used and not self._raw
 
     @property
     def ended(self) -> bool:
@@ -70,6 +89,15 @@ class PostgresTransaction:
                     await pool.release(connection)
                     raise
             self._connection, self._open = connection, True
+        elif raw and not self._used and self._open:
+            # begun in advance with BEGIN (chain): asyncpg's transaction object must begin
+            # the transaction itself, so that connection.transaction() nests as a savepoint
+            with self.db.translated("begin a transaction"):
+                await self._connection.execute("ROLLBACK")
+                transaction = self._connection.transaction()
+                await transaction.start()
+            self._transaction = transaction
+        self._used = True
         self._raw = self._raw or raw
         return self._connection
 
@@ -127,19 +155,37 @@ class PostgresTransaction:
         """True when :meth:`end_with` may be used (open, begun with ``BEGIN``)."""
         return self._open and self._transaction is None and not self._raw
 
+    def chain(self) -> None:
+        """Have :meth:`end_with` begin the next transaction instead of resetting the
+        session (the next handler runs on this session, as a step's attempts do)."""
+        self._chain = True
+
+    def following(self) -> PostgresTransaction | None:
+        """The transaction :meth:`end_with` began after committing (:meth:`chain`)."""
+        following, self._next = self._next, None
+        return following
+
     async def end_with(self, statement: str) -> None:
-        """Run ``statement`` (SQL without parameters), then COMMIT and reset the session,
-        in one round trip. If anything fails the transaction is rolled back (nothing of
-        it commits) and the error raised; either way the transaction has ended."""
+        """Run ``statement`` (SQL without parameters), then COMMIT and reset the session
+        (or, after :meth:`chain`, BEGIN the next transaction), in one round trip. If
+        anything fails the transaction is rolled back (nothing of it commits) and the
+        error raised; either way the transaction has ended."""
         connection = self._connection
         assert connection is not None and self.can_end
+        parts = [statement, "COMMIT", connection.get_reset_query().strip().rstrip(";")]
+        if self._chain:
+            parts.append("BEGIN")  # with the session reset, as if fresh from the pool
         try:
-            await connection.execute(f"{statement}; COMMIT; {connection.get_reset_query()}")
+            await connection.execute("; ".join(part for part in parts if part))
         except BaseException:
             await self.close()
             raise
         self._open = False
         self._ended_committed = True  # the callbacks run at commit(), outside joined()
+        if self._chain:
+            self._done, self._connection = True, None
+            self._next = PostgresTransaction._begun_on(self.db, connection)
+            return
         await self._release(connection, reset=False)
 
     async def commit(self) -> None:

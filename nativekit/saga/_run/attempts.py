@@ -75,17 +75,23 @@ class StepAttempts(DurableWaits):
                     or self.creating is not None  # the instance must be created first
                     or self.open_scope is not None  # the last step's transaction commits first
                 ):
+                    plain = commands is None or not commands.is_command(step, direction)
+                    self.chain_next = plain and self.wants_chain(step, direction)
                     await self.flush()  # else a command step writes its start with its command
             else:
                 attempt = srec.attempts if forward else srec.compensation_attempts
             self.staged[step.name] = []
             transactions = self.env.transactions
-            scope = transactions() if transactions is not None and outcome is None else None
+            scope, self.chained = self.chained, None
+            if scope is None and transactions is not None and outcome is None:
+                scope = transactions()
             try:
                 result = await self._attempt_in(scope, step, srec, direction, attempt, outcome)
             finally:
-                if scope is not None and scope is not self.open_scope:
-                    await scope.close()  # rolls back unless the completion committed with it
+                if scope is not None:
+                    self.learn(step, direction, scope)
+                    if scope is not self.open_scope:
+                        await scope.close()  # rolls back unless the completion committed
             if result is not None:
                 return result
             outcome = None

@@ -47,6 +47,7 @@ class Run(GroupRunner):
                 scope, self.open_scope = self.open_scope, None
                 if scope is not None:  # a step's completion never written: its effects too
                     await scope.close()
+                await self.drop_chained()
             if span is not None:
                 span.set_attribute("saga.status", self.record.status.value)
         return self.record

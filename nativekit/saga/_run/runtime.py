@@ -118,6 +118,7 @@ class SagaRuntime(ChildRuns):
             hooks=hooks,
             clock=clock,
             max_interruptions=max_interruptions,
+            db_steps=set(),
         )
         self.metrics = metrics
         self._transactions = transactions

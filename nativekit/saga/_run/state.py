@@ -73,6 +73,10 @@ class RunEnv:
     children: Children | None = None
     #: Makes the transaction a step gets as ``ctx.db`` (None without a database backend).
     transactions: TransactionFactory | None = None
+    #: (saga, step, direction) whose last attempt used ``ctx.db`` through its statement
+    #: methods: the write of such a step's start may also begin its transaction (shared by
+    #: the runs of a runtime).
+    db_steps: set[tuple[str, str, str]] = field(default_factory=set)
 
 
 class Children(Protocol):
@@ -182,6 +186,10 @@ class RunState:
         #: completion is pending and the next write carries it, then commits (so "step N
         #: completed" and "step N+1 started" are one write here too).
         self.open_scope: TransactionScope | None = None
+        #: Set before the write of a step's start: that write, ending ``open_scope``, also
+        #: begins the step's transaction (``chained``, taken by the step's attempt).
+        self.chain_next = False
+        self.chained: TransactionScope | None = None
         #: Writes of one run never overlap (members of a group flush concurrently).
         self._writing = asyncio.Lock()
         #: Set once a write failed: the run ends, and no other member may act on it.
@@ -240,6 +248,7 @@ class RunState:
             raise
 
     async def _write(self, change: Transition) -> None:
+        chain, self.chain_next = self.chain_next, False
         if self.creating is not None:
             await self._create(self.creating)
             return
@@ -247,6 +256,8 @@ class RunState:
         if not change and scope is None:
             return
         record = self.record
+        if scope is not None and chain:
+            scope.chain()
         try:
             with scope.joined() if scope is not None else contextlib.nullcontext():
                 await self.env.store.write(
@@ -261,6 +272,7 @@ class RunState:
                 )
             if scope is not None:
                 await scope.commit()
+                self.chained = scope.following()
         except BackendUnavailable as exc:  # e.g. a Redis failover: resumed after the lease
             raise SagaStoreUnavailable(str(exc)) from exc
         finally:
@@ -285,6 +297,29 @@ class RunState:
         if not created:
             raise NotCreated
         self.log.info("saga.started")
+
+    def wants_chain(self, step: Step[Any, Any], direction: Direction) -> bool:
+        """Whether the write of ``step``'s start should begin its transaction: run alone,
+        calling code that used ``ctx.db``'s statement methods in its last attempt."""
+        return (
+            step.group is None
+            and self.env.transactions is not None
+            and (self.saga.name, step.name, direction) in self.env.db_steps
+        )
+
+    def learn(self, step: Step[Any, Any], direction: Direction, scope: TransactionScope) -> None:
+        """Remember whether this attempt of ``step`` used ``ctx.db``'s statement methods."""
+        key = (self.saga.name, step.name, direction)
+        if scope.statements_only:
+            self.env.db_steps.add(key)
+        else:
+            self.env.db_steps.discard(key)
+
+    async def drop_chained(self) -> None:
+        """Roll back a transaction begun for a step that did not take it."""
+        chained, self.chained = self.chained, None
+        if chained is not None:
+            await chained.close()
 
     def mark(self, name: str, step: StepRecord) -> None:
         """Stage ``step``'s record for the next write."""

@@ -61,7 +61,9 @@ class SagaStore(Protocol):
     ) -> None:
         """Apply ``change`` if ``token`` holds the lease; extend the lease or release it
         (``change.release``, or ``change.release_if_any`` names a field the record holds
-        with a non-empty value: a field set to "" counts as absent).
+        with a non-empty value: a field set to "" counts as absent). A store may leave a
+        lease that has between half of ``lease`` and all of it left as it is (PostgreSQL
+        does, so that the update can be HOT); the runtime renews every third of a lease.
 
         The store sets ``updated`` to its own clock. ``current``, ``name`` and
         ``definition`` are what the lease holder knows of the instance (they

@@ -1,0 +1,151 @@
+"""Saga transitions on PostgreSQL that keep the saga's status are HOT updates (migration
+0004): a lease with at least half its length left is kept as it is, so such a write
+changes no indexed column; a shorter lease left, or a shorter lease asked for, is set."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from nativekit.backends.postgres import Database, PostgresSagaStore, upgrade
+from nativekit.backends.postgres._migrations import migrations
+from nativekit.backends.postgres._transaction import PostgresTransaction
+from nativekit.saga import SagaStatus
+from nativekit.saga._store.model import SagaRecord, Transition
+from nativekit.settings import Settings
+
+pytestmark = pytest.mark.postgres
+
+
+def record(saga_id: str) -> SagaRecord:
+    """A fresh RUNNING record."""
+    now = time.time()
+    return SagaRecord(
+        saga_id=saga_id,
+        name="hot",
+        definition="d1",
+        status=SagaStatus.RUNNING,
+        input="{}",
+        created_at=now,
+        updated_at=now,
+    )
+
+
+async def updates(database: Database) -> tuple[int, int]:
+    """(updates, HOT updates) of the saga table so far."""
+    async with database.connection("test stats") as connection:
+        await connection.execute("SELECT pg_stat_force_next_flush()")
+        row = await connection.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE schemaname = $1 AND relname = 'saga'",
+            database.schema,
+        )
+    return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])
+
+
+async def lease_left(database: Database, saga_id: str) -> float:
+    """Seconds until the saga's lease ends, by the server's clock."""
+    async with database.connection("test lease") as connection:
+        return float(
+            await connection.fetchval(
+                f"SELECT lease_until - extract(epoch from clock_timestamp()) "
+                f"FROM {database.table('saga')} WHERE id = $1",
+                saga_id,
+            )
+        )
+
+
+async def ending(database: Database, store: PostgresSagaStore, saga_id: str, n: int) -> None:
+    """The transition as a step's transaction ends it (``saga_write``, then COMMIT)."""
+    transaction = PostgresTransaction(database)
+    await transaction.execute("SELECT 1")
+    with transaction.joined():
+        await write(store, saga_id, n, lease=30)
+    await transaction.commit()
+
+
+async def write(store: PostgresSagaStore, saga_id: str, n: int, *, lease: float) -> None:
+    """A transition of a RUNNING saga that stays RUNNING (a step's record changes)."""
+    await store.write(
+        saga_id,
+        "t1",
+        Transition(fields={"step:a": f'{{"n": {n}}}'}),
+        current=SagaStatus.RUNNING,
+        name="hot",
+        definition="d1",
+        lease=lease,
+        retention=60,
+    )
+
+
+async def test_transitions_that_keep_the_status_are_hot(pg_database: Database) -> None:
+    """Twenty transitions of running sagas, by the batched statement and by ``saga_write``
+    ending a step's transaction, write no index entry; the leases stay as they were."""
+    store = PostgresSagaStore(pg_database)
+    ids = [f"hot-{n}" for n in range(10)]
+    for saga_id in ids:
+        await store.create(record(saga_id), token="t1", lease=30)
+    upd, hot = await updates(pg_database)
+    for saga_id in ids:  # one statement each
+        await write(store, saga_id, 1, lease=30)
+    for saga_id in ids:
+        await ending(pg_database, store, saga_id, 2)
+    assert await updates(pg_database) == (upd + 20, hot + 20)
+    assert 29 < await lease_left(pg_database, ids[0]) <= 30
+
+
+async def test_a_lease_with_less_than_half_left_is_extended(pg_database: Database) -> None:
+    """A write asking for a longer lease than half of what is left extends it; one asking
+    for a shorter lease than what is left shortens it."""
+    store = PostgresSagaStore(pg_database)
+    await store.create(record("grow"), token="t1", lease=10)
+    await write(store, "grow", 1, lease=600)
+    assert 599 < await lease_left(pg_database, "grow") <= 600
+    await write(store, "grow", 2, lease=30)
+    assert 29 < await lease_left(pg_database, "grow") <= 30
+
+
+@pytest.fixture
+async def version_3(postgres_url: str, unique: str) -> AsyncIterator[Database]:
+    """A schema at version 3 (as an older nativekit left it); dropped afterwards."""
+    database = Database(Settings(database={"url": postgres_url, "schema_name": f"v3_{unique}"}))
+    async with database.connection("create a version 3 schema") as connection:
+        await connection.execute(f"CREATE SCHEMA {database.schema}")
+        await connection.execute(
+            f"CREATE TABLE {database.table('nk_migrations')} (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in migrations()[:3]:
+            await connection.execute(migration.sql.replace("{schema}", database.schema))
+            await connection.execute(
+                f"INSERT INTO {database.table('nk_migrations')} (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+    yield database
+    async with database.connection("drop the test schema") as connection:
+        await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
+    await database.aclose()
+
+
+async def test_upgrade_from_version_3_keeps_running_sagas(version_3: Database) -> None:
+    """A saga created before migration 0004 is written after it (by the replaced
+    ``saga_write``) as a HOT update; the saga table gets fillfactor 70."""
+    store = PostgresSagaStore(version_3)
+    await store.create(record("old"), token="t1", lease=30)
+    assert [m.version for m in await upgrade(version_3)] == [4]
+    async with version_3.connection("read the options") as connection:
+        options = await connection.fetchval(
+            "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", version_3.table("saga")
+        )
+    assert options == ["fillfactor=70"]
+    upd, hot = await updates(version_3)
+    await ending(version_3, store, "old", 1)
+    assert await updates(version_3) == (upd + 1, hot + 1)
+    async with version_3.connection("read the saga") as connection:
+        step = await connection.fetchval(
+            f"SELECT fields->>'step:a' FROM {version_3.table('saga')} WHERE id = 'old'"
+        )
+    assert step == '{"n": 1}'
