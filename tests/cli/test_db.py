@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import asyncpg
 import pytest
 
+import nativekit.backends.postgres
 from tests.cli.conftest import Cli
 
 pytestmark = pytest.mark.postgres
+
+#: the migrations the package ships, in order (read from its files, so a new one joins)
+SHIPPED = sorted(
+    p.stem for p in (Path(nativekit.backends.postgres.__file__).parent / "migrations").glob("*.sql")
+)
 
 
 async def test_upgrade_applies_the_shipped_migrations_once_and_check_reports_them(
@@ -32,17 +40,13 @@ async def test_upgrade_applies_the_shipped_migrations_once_and_check_reports_the
         await connection.close()
     rows = {row["check"]: row for row in before.json()["checks"]}
     assert before.code == 1 and rows["postgres:schema"]["status"] == "fail"
-    assert (
-        "pending: 0001_initial, 0002_saga_write_function, 0003_dedup_lease"
-        in rows["postgres:schema"]["detail"]
-    )
+    assert SHIPPED[:3] == ["0001_initial", "0002_saga_write_function", "0003_dedup_lease"]
+    assert f"pending: {', '.join(SHIPPED)}" in rows["postgres:schema"]["detail"]
     assert rows["postgres"]["status"] == "ok" and "PostgreSQL " in rows["postgres"]["detail"]
-    assert status.json()["version"] == 0 and status.json()["pending"] == [
-        "0001_initial",
-        "0002_saga_write_function",
-        "0003_dedup_lease",
-    ]
-    assert first.code == 0 and first.json()["applied"] == [1, 2, 3]
+    assert status.json()["version"] == 0 and status.json()["pending"] == SHIPPED
+    versions = [int(name.partition("_")[0]) for name in SHIPPED]
+    assert versions == list(range(1, len(SHIPPED) + 1))
+    assert first.code == 0 and first.json()["applied"] == versions
     assert second.code == 0 and second.json()["applied"] == []
     names = {r["table_name"] for r in tables}
     assert names >= {"saga", "outbox", "dedup", "reply", "nk_migrations"}
@@ -50,7 +54,7 @@ async def test_upgrade_applies_the_shipped_migrations_once_and_check_reports_the
     assert checks["postgres:schema"] == {
         "check": "postgres:schema",
         "status": "ok",
-        "detail": f"{schema} at version 3",
+        "detail": f"{schema} at version {versions[-1]}",
     }
 
 
