@@ -1,0 +1,85 @@
+"""The PostgreSQL dedup store's keys compare byte by byte (migration 0004, collation "C"),
+and a schema at version 3 with marks in it upgrades to it keeping their meaning."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from nativekit.backends.postgres import Database, PostgresDedupStore, upgrade
+from nativekit.backends.postgres._migrations import migrations
+from nativekit.messaging._dedup import ClaimStatus
+from nativekit.settings import Settings
+
+pytestmark = pytest.mark.postgres
+
+NOW = "extract(epoch from clock_timestamp())::double precision"
+
+
+async def collations(database: Database) -> dict[str, str]:
+    """The collation of each text column of the dedup table."""
+    async with database.connection("test collations") as connection:
+        rows = await connection.fetch(
+            "SELECT a.attname, c.collname FROM pg_attribute AS a "
+            "JOIN pg_collation AS c ON c.oid = a.attcollation "
+            "WHERE a.attrelid = $1::regclass AND a.attnum > 0 AND NOT a.attisdropped",
+            database.table("dedup"),
+        )
+    return {row["attname"]: row["collname"] for row in rows}
+
+
+async def test_namespace_and_key_compare_byte_by_byte(pg_database: Database) -> None:
+    """The columns of the dedup table's primary key have collation "C"."""
+    found = await collations(pg_database)
+    assert (found["namespace"], found["key"]) == ("C", "C")
+
+
+@pytest.fixture
+async def version_3(postgres_url: str, unique: str) -> AsyncIterator[Database]:
+    """A schema at version 3 (as the previous nativekit left it); dropped afterwards."""
+    database = Database(Settings(database={"url": postgres_url, "schema_name": f"v3_{unique}"}))
+    async with database.connection("create a version 3 schema") as connection:
+        await connection.execute(f"CREATE SCHEMA {database.schema}")
+        await connection.execute(
+            f"CREATE TABLE {database.table('nk_migrations')} (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in migrations()[:3]:
+            await connection.execute(migration.sql.replace("{schema}", database.schema))
+            await connection.execute(
+                f"INSERT INTO {database.table('nk_migrations')} (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+    yield database
+    async with database.connection("drop the test schema") as connection:
+        await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
+    await database.aclose()
+
+
+async def test_upgrade_from_version_3_keeps_the_marks(version_3: Database) -> None:
+    """Marks written before migration 0004 keep their meaning after it: a DONE stays a
+    duplicate, a live claim stays busy, a lapsed one is claimed again, a new key is
+    claimed; the key columns are "C" afterwards."""
+    async with version_3.connection("old rows") as connection:
+        await connection.execute(
+            f"INSERT INTO {version_3.table('dedup')} "
+            "(namespace, key, state, token, expires, lease) VALUES "
+            f"('n', 'done', 'D', 1, {NOW} + 60, NULL), "
+            f"('n', 'live', 'P', 2, {NOW} + 60, {NOW} + 60), "
+            f"('n', 'lapsed', 'P', 3, {NOW} + 60, {NOW} - 1)"
+        )
+    assert [m.version for m in await upgrade(version_3)] == [4]
+    assert (await collations(version_3))["key"] == "C"
+    store = PostgresDedupStore(version_3, namespace="n", retention=60.0)
+    claims = await store.claim_many(["done", "live", "lapsed", "new"], lease=5)
+    assert [c.status for c in claims] == [
+        ClaimStatus.DONE,
+        ClaimStatus.BUSY,
+        ClaimStatus.CLAIMED,
+        ClaimStatus.CLAIMED,
+    ]
+    held = [c for c in claims if c.status is ClaimStatus.CLAIMED]
+    assert await store.finish_many(held, retain=60.0) == [True, True]
+    assert await store.states(["lapsed", "new"]) == ["DONE", "DONE"]
