@@ -10,7 +10,7 @@ from pydantic import BaseModel
 
 from nativekit import Service, Settings
 from nativekit.messaging import MemoryBroker, MemoryDedupStore
-from nativekit.messaging._dedup import Claim, FinalState
+from nativekit.messaging._dedup import Claim, ClaimStatus, FinalState
 from tests.messaging.conftest import eventually
 from tests.support import grouped
 
@@ -115,3 +115,42 @@ async def test_stopping_waits_for_the_flushes_in_flight() -> None:
     await asyncio.wait_for(stopping, 5)
     assert sorted(store.finished) == ["m-0", "m-1"]
     assert sum(broker.committed_offsets("g").values()) == 2
+
+
+class FailingFirstFinish(MemoryDedupStore):
+    """A dedup store whose first finish fails with an unexpected error."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    async def finish_many(
+        self, claims: Sequence[Claim], *, retain: float, state: FinalState = FinalState.DONE
+    ) -> list[bool]:
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("a bug in the store")
+        return await super().finish_many(claims, retain=retain, state=state)
+
+
+async def test_a_failed_flush_is_flushed_again_by_the_restarted_loop() -> None:
+    """A flush that fails with an unexpected error puts its items back; the finish loop,
+    restarted by its supervisor, flushes them again and their offsets are committed."""
+    store, broker = FailingFirstFinish(), MemoryBroker()
+    svc = Service("flushes", settings=Settings(**grouped({"tracing_enabled": False})))
+
+    @svc.consumer("jobs", group="g")
+    async def on_job(event: Job) -> None:
+        """Handles at once."""
+
+    svc.messaging.use_broker(broker)
+    svc.messaging.use_dedup_store(lambda ns: store)
+    await svc.startup(hook_sigterm=False)
+    try:
+        await svc.publish("jobs", Job(n=1), message_id="m-1")
+        await eventually(lambda: sum(broker.committed_offsets("g").values()) == 1, within=10)
+    finally:
+        await svc.shutdown()
+    assert store.calls == 2
+    [claim] = await store.claim_many(["m-1"], lease=5)
+    assert claim.status is ClaimStatus.DONE
