@@ -8,9 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from nativekit.backends.postgres import Database, PostgresDedupStore, upgrade
-from nativekit.backends.postgres._migrations import migrations
 from nativekit.messaging._dedup import ClaimStatus
-from nativekit.settings import Settings
+from tests.postgres.conftest import schema_at_version
 
 pytestmark = pytest.mark.postgres
 
@@ -37,25 +36,9 @@ async def test_namespace_and_key_compare_byte_by_byte(pg_database: Database) -> 
 
 @pytest.fixture
 async def version_3(postgres_url: str, unique: str) -> AsyncIterator[Database]:
-    """A schema at version 3 (as the previous nativekit left it); dropped afterwards."""
-    database = Database(Settings(database={"url": postgres_url, "schema_name": f"v3_{unique}"}))
-    async with database.connection("create a version 3 schema") as connection:
-        await connection.execute(f"CREATE SCHEMA {database.schema}")
-        await connection.execute(
-            f"CREATE TABLE {database.table('nk_migrations')} (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in migrations()[:3]:
-            await connection.execute(migration.sql.replace("{schema}", database.schema))
-            await connection.execute(
-                f"INSERT INTO {database.table('nk_migrations')} (version, name) VALUES ($1, $2)",
-                migration.version,
-                migration.name,
-            )
-    yield database
-    async with database.connection("drop the test schema") as connection:
-        await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
-    await database.aclose()
+    """A schema at version 3 (as an older nativekit left it); dropped afterwards."""
+    async with schema_at_version(postgres_url, f"v3_{unique}", 3) as database:
+        yield database
 
 
 async def test_upgrade_from_version_3_keeps_the_marks(version_3: Database) -> None:
