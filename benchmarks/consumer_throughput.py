@@ -25,7 +25,13 @@ Then, in one run, each contender reads every topic kind in its own consumer grou
 * ``nk-wait`` (with ``--fetch-wait S``) ``nativekit`` with ``fetch_max_wait`` S seconds
   instead of the default 0.5 (NATIVEKIT_CONSUMER_FETCH_MAX_WAIT_SECONDS)
 * ``nativekit-pg`` (with ``--postgres``) ``nativekit`` with its dedup store on PostgreSQL
-  (``NATIVEKIT_TEST_DATABASE_URL``, a schema of the run's own, dropped at the end)
+  (``NATIVEKIT_TEST_DATABASE_URL``, a schema of the run's own, dropped at the end); its
+  line also gives the CPU per message of its PostgreSQL backends (``/proc``, found by
+  the client ports of its connections), of all PostgreSQL processes, of the broker and
+  of the whole machine, and its ``claim_many``/``finish_many`` calls: how many, keys
+  per call, mean latency and the share of the window with one in flight.
+  ``BENCH_PG_VARIANTS='{"win4k": {"max_in_flight": 4000}}'`` adds variants (``pg-win4k``)
+  with other ``consumer`` settings, in the same run
 
 Throughput is measured from the first handled message to the last (group joins,
 which the broker delays by a fixed time, are excluded for everyone); each contender
@@ -45,6 +51,7 @@ are deleted at the end, also when it fails (the servers may be shared).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import statistics
@@ -249,13 +256,47 @@ async def batch_shape(topic: str) -> dict[str, float]:
     }
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+#: the command name of each pid :func:`process_cpu` read
+NAMES: dict[int, str] = {}
+
+
+def process_cpu(names: tuple[str, ...] = ("postgres", "tansu")) -> dict[int, float]:
+    """User+system CPU seconds of every process named one of ``names`` (``/proc``), by
+    pid; under the key -1 the whole machine's busy CPU seconds (``/proc/stat``)."""
+    out: dict[int, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        name, _, rest = text.partition(" (")[2].rpartition(")")
+        if name.startswith(names):
+            fields = rest.split()
+            out[int(stat.parent.name)] = (int(fields[11]) + int(fields[12])) / TICK
+            NAMES[int(stat.parent.name)] = name
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    out[-1] = (sum(ticks[:8]) - ticks[3] - ticks[4]) / TICK  # all but idle and iowait
+    return out
+
+
+def pids_named(name: str) -> set[int]:
+    """The pids of processes called ``name`` that :func:`process_cpu` read."""
+    return {pid for pid, found in NAMES.items() if found.startswith(name)}
+
+
 class Clock:
-    """From the first handled message to the N-th."""
+    """From the first handled message to the N-th, with the CPU of the PostgreSQL and
+    broker processes and of the whole machine over the same window."""
 
     def __init__(self) -> None:
         self.count = 0
         self.first = self.first_cpu = 0.0
         self.last = self.last_cpu = 0.0
+        self.pg_first: dict[int, float] = {}
+        self.pg_last: dict[int, float] = {}
         self.done = asyncio.Event()
         LAST_CLOCK[:] = [self]
 
@@ -263,11 +304,22 @@ class Clock:
         if self.count == 0:
             self.first = time.perf_counter()
             self.first_cpu = time.process_time()
+            self.pg_first = process_cpu()
         self.count += n
         if self.count >= N and not self.done.is_set():
             self.last = time.perf_counter()
             self.last_cpu = time.process_time()
+            self.pg_last = process_cpu()
             self.done.set()
+
+    def server_us(self, pids: set[int]) -> float:
+        """CPU of processes ``pids`` per message over the window (``{-1}``: the machine's)."""
+        total = sum(
+            cpu - self.pg_first.get(pid, 0.0)  # a backend started in the window: from 0
+            for pid, cpu in self.pg_last.items()
+            if pid in pids
+        )
+        return total / N * 1e6
 
     def rate(self) -> float:
         return N / (self.last - self.first)
@@ -392,27 +444,113 @@ async def bench_nativekit(*, tune_gc: bool = True, fetch_wait: float | None = No
     return clock.rate()
 
 
-async def bench_nativekit_pg() -> float:
-    """nativekit's idempotent consumer with its dedup store on PostgreSQL."""
+#: per nativekit-pg run: its backends' CPU, all PostgreSQL's, and the store's calls
+PG_STATS: list[dict[str, float]] = []
+
+
+async def backend_pids() -> set[int]:
+    """The server pids of this process's connections to PostgreSQL (by client port)."""
+    import asyncpg
+    import psutil
+
+    ports = [
+        c.laddr.port
+        for c in psutil.Process().net_connections("tcp")
+        if c.raddr and c.raddr.port == 5432
+    ]
+    connection = await asyncpg.connect(POSTGRES)
+    try:
+        rows = await connection.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE client_port = ANY($1::int[])", ports
+        )
+    finally:
+        await connection.close()
+    return {int(r["pid"]) for r in rows}
+
+
+class StoreCalls:
+    """Counts and times a dedup store's claim_many and finish_many (a diagnostic)."""
+
+    def __init__(self, store: Any) -> None:
+        self.stats = {f"{op}_{k}": 0.0 for op in ("claim", "finish") for k in ("n", "keys", "s")}
+        self.spans: dict[str, list[tuple[float, float]]] = {"claim": [], "finish": []}
+        for op in ("claim", "finish"):
+            setattr(store, f"{op}_many", self.timed(op, getattr(store, f"{op}_many")))
+
+    def timed(self, op: str, call: Any) -> Any:
+        stats, spans = self.stats, self.spans[op]
+
+        async def timed_call(items: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return await call(items, **kwargs)
+            finally:
+                stats[f"{op}_n"] += 1
+                stats[f"{op}_keys"] += len(items)
+                stats[f"{op}_s"] += time.perf_counter() - started
+                spans.append((started, time.perf_counter()))
+
+        return timed_call
+
+    def busy(self, op: str, first: float, last: float) -> float:
+        """The share of ``first``..``last`` with at least one ``op`` in flight."""
+        covered, until = 0.0, first
+        for start, end in sorted(self.spans[op]):
+            start, end = max(start, until), min(end, last)
+            if end > start:
+                covered += end - start
+                until = end
+        return covered / (last - first)
+
+
+async def bench_nativekit_pg(
+    consumer_settings: dict[str, Any] | None = None, name: str = "nk-pg"
+) -> float:
+    """nativekit's idempotent consumer with its dedup store on PostgreSQL (with
+    ``consumer_settings``: a variant's ``consumer`` settings)."""
     clock = Clock()
     database = {"url": POSTGRES, "schema_name": f"bench_{RUN}", "migrate_on_start": True}
-    svc = nativekit.Service("bench", settings=settings(database=database))
+    extra: dict[str, Any] = {"database": database}
+    if consumer_settings:
+        extra["consumer"] = consumer_settings
+    svc = nativekit.Service("bench", settings=settings(**extra))
     handled = 0
 
-    @svc.consumer(TOPIC[0], group=group("nk-pg"))
+    @svc.consumer(TOPIC[0], group=group(name))
     async def handle(event: OrderPlaced) -> None:
         nonlocal handled
         handled += 1
 
-    svc.messaging.consumers[0].observers.append(lambda item: clock.tick())
+    consumer = svc.messaging.consumers[0]
+    consumer.observers.append(lambda item: clock.tick())
     await svc.startup(hook_sigterm=False)
+    calls = StoreCalls(consumer.store)
     nativekit.tune_gc()
     try:
         await asyncio.wait_for(clock.done.wait(), 600)
+        pids = await backend_pids()
     finally:
         await svc.shutdown()
         nativekit.restore_gc()
     assert handled == N, handled
+    stats = calls.stats
+    PG_STATS[:] = [
+        {
+            "server_us": clock.server_us(pids),
+            "all_pg_us": clock.server_us(pids_named("postgres")),
+            "broker_us": clock.server_us(pids_named("tansu")),
+            "machine_us": clock.server_us({-1}),
+            "backends": len(pids),
+            "claim_keys": stats["claim_keys"] / max(stats["claim_n"], 1),
+            "claim_ms": stats["claim_s"] / max(stats["claim_n"], 1) * 1000,
+            "claims": stats["claim_n"],
+            "finish_keys": stats["finish_keys"] / max(stats["finish_n"], 1),
+            "finish_ms": stats["finish_s"] / max(stats["finish_n"], 1) * 1000,
+            "finishes": stats["finish_n"],
+            "claim_busy": calls.busy("claim", clock.first, clock.last),
+            "finish_busy": calls.busy("finish", clock.first, clock.last),
+        }
+    ]
     return clock.rate()
 
 
@@ -505,10 +643,16 @@ async def main() -> None:
         contenders += (("nk-wait", lambda: bench_nativekit(fetch_wait=FETCH_WAIT)),)
     if POSTGRES is not None:
         contenders += (("nativekit-pg", bench_nativekit_pg),)
+        # BENCH_PG_VARIANTS='{"win4k": {"max_in_flight": 4000}}': also these variants
+        for variant, consumer in json.loads(os.environ.get("BENCH_PG_VARIANTS", "{}")).items():
+            contenders += (
+                (f"pg-{variant}", lambda c=consumer, v=variant: bench_nativekit_pg(c, f"pg-{v}")),
+            )
     if ONLY:
         contenders = tuple(c for c in contenders if c[0] in ONLY)
     rates: dict[tuple[str, str], list[float]] = {}
     cpus: dict[tuple[str, str], list[float]] = {}
+    servers: dict[str, list[float]] = {}
     for round_no in range(ROUNDS):
         ROUND[0] = round_no
         # rotate the order so no contender always runs first (warm caches, broker state)
@@ -518,10 +662,23 @@ async def main() -> None:
             for name, bench in contenders[turn:] + contenders[:turn]:
                 rates.setdefault((kind, name), []).append(await bench())
                 cpus.setdefault((kind, name), []).append(LAST_CLOCK[0].cpu_us())
+                extra = f" machine {LAST_CLOCK[0].server_us({-1}):.1f} us/msg"
+                if name == "nativekit-pg" or name.startswith("pg-"):
+                    pg = PG_STATS[0]
+                    servers.setdefault((kind, name), []).append(pg["server_us"])
+                    extra = (
+                        f" server {pg['server_us']:.1f} (all postgres {pg['all_pg_us']:.1f}) "
+                        f"broker {pg['broker_us']:.1f} machine {pg['machine_us']:.1f} "
+                        f"us/msg; claims {pg['claims']:.0f} x {pg['claim_keys']:.0f} keys "
+                        f"{pg['claim_ms']:.1f} ms, finishes {pg['finishes']:.0f} x "
+                        f"{pg['finish_keys']:.0f} keys {pg['finish_ms']:.1f} ms; busy: claim "
+                        f"{pg['claim_busy']:.0%} finish {pg['finish_busy']:.0%}"
+                    )
                 print(
                     f"round {round_no + 1} {kind:>9} {name:>13}: "
                     f"{rates[kind, name][-1]:>10,.0f} msg/s "
-                    f"{cpus[kind, name][-1]:>7.1f} us CPU/msg",
+                    f"{cpus[kind, name][-1]:>7.1f} us CPU/msg{extra} "
+                    f"load {os.getloadavg()[0]:.1f}",
                     flush=True,
                 )
             await cleanup()
@@ -531,13 +688,23 @@ async def main() -> None:
     print(f"{'kind':<10} {'contender':<14} {'msg/s':>10} {'us CPU/msg':>11} {'x FastStream':>13}")
     for (kind, name), value in rate.items():
         ratio = value / rate[kind, "faststream"]
-        print(f"{kind:<10} {name:<14} {value:>10,.0f} {cpu[kind, name]:>11.1f} {ratio:>12.2f}x")
+        server = (
+            f" server {statistics.median(servers[kind, name]):.1f} us/msg"
+            if name == "nativekit-pg" or name.startswith("pg-")
+            else ""
+        )
+        print(
+            f"{kind:<10} {name:<14} {value:>10,.0f} {cpu[kind, name]:>11.1f} {ratio:>12.2f}x"
+            f"{server}"
+        )
     latency = await bench_publish()
     print(
         f"publish latency (1 in flight): nativekit p50 {latency['nk_p50_ms']:.2f} ms, "
         f"p99 {latency['nk_p99_ms']:.2f} ms; aiokafka send_and_wait p50 "
         f"{latency['raw_p50_ms']:.2f} ms, p99 {latency['raw_p99_ms']:.2f} ms"
     )
+    if (KINDS[0], "nativekit") not in rate:  # BENCH_ONLY without nativekit: no headline
+        return
     worst = min(KINDS, key=lambda k: rate[k, "nativekit"] / rate[k, "faststream"])
     rows = [
         harness.row(
@@ -579,6 +746,9 @@ async def main() -> None:
             "topic_kinds": shapes,
             "msgs_per_s": {f"{k}/{n}": round(v) for (k, n), v in rate.items()},
             "cpu_us_per_msg": {f"{k}/{n}": round(v, 1) for (k, n), v in cpu.items()},
+            "pg_server_us_per_msg": {
+                f"{k}/{n}": round(statistics.median(v), 1) for (k, n), v in servers.items()
+            },
             **{k: round(v, 3) for k, v in latency.items()},
             "publish_p50_vs_raw": round(latency["nk_p50_ms"] / latency["raw_p50_ms"], 2),
         },

@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import pytest
+
+from nativekit.backends.postgres import Database
+from nativekit.backends.postgres._migrations import migrations
+from nativekit.settings import Settings
 
 
 @pytest.fixture
@@ -17,3 +22,29 @@ def processes() -> Iterator[list[subprocess.Popen[bytes]]]:
         if process.poll() is None:
             process.kill()
         process.wait(timeout=10)
+
+
+@asynccontextmanager
+async def schema_at_version(url: str, schema: str, version: int) -> AsyncIterator[Database]:
+    """A schema migrated up to ``version`` only, as an older nativekit left it; dropped
+    afterwards."""
+    database = Database(Settings(database={"url": url, "schema_name": schema}))
+    async with database.connection("create an old schema") as connection:
+        await connection.execute(f"CREATE SCHEMA {database.schema}")
+        await connection.execute(
+            f"CREATE TABLE {database.table('nk_migrations')} (version integer PRIMARY KEY, "
+            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+        )
+        for migration in migrations()[:version]:
+            await connection.execute(migration.sql.replace("{schema}", database.schema))
+            await connection.execute(
+                f"INSERT INTO {database.table('nk_migrations')} (version, name) VALUES ($1, $2)",
+                migration.version,
+                migration.name,
+            )
+    try:
+        yield database
+    finally:
+        async with database.connection("drop the test schema") as connection:
+            await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
+        await database.aclose()

@@ -12,7 +12,7 @@ import pytest
 from nativekit.backends.postgres import Database, PostgresDedupStore, upgrade
 from nativekit.backends.postgres._migrations import migrations
 from nativekit.messaging._dedup import ClaimStatus
-from nativekit.settings import Settings
+from tests.postgres.conftest import schema_at_version
 
 pytestmark = pytest.mark.postgres
 
@@ -122,24 +122,8 @@ async def test_renewal_past_the_expiry_moves_it(pg_database: Database, unique: s
 @pytest.fixture
 async def version_2(postgres_url: str, unique: str) -> AsyncIterator[Database]:
     """A schema at version 2 (as an older nativekit left it); dropped afterwards."""
-    database = Database(Settings(database={"url": postgres_url, "schema_name": f"v2_{unique}"}))
-    async with database.connection("create a version 2 schema") as connection:
-        await connection.execute(f"CREATE SCHEMA {database.schema}")
-        await connection.execute(
-            f"CREATE TABLE {database.table('nk_migrations')} (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in migrations()[:2]:
-            await connection.execute(migration.sql.replace("{schema}", database.schema))
-            await connection.execute(
-                f"INSERT INTO {database.table('nk_migrations')} (version, name) VALUES ($1, $2)",
-                migration.version,
-                migration.name,
-            )
-    yield database
-    async with database.connection("drop the test schema") as connection:
-        await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
-    await database.aclose()
+    async with schema_at_version(postgres_url, f"v2_{unique}", 2) as database:
+        yield database
 
 
 async def test_upgrade_from_version_2_keeps_existing_rows(version_2: Database) -> None:

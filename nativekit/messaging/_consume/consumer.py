@@ -19,7 +19,7 @@ from nativekit._telemetry.active import active_tracer
 from nativekit._telemetry.logging import get_logger
 from nativekit.errors import BackendUnavailable
 from nativekit.messaging._consume.feeding import Batch, Feeding
-from nativekit.messaging._consume.finishing import Finishing
+from nativekit.messaging._consume.finishing import FLUSHES, Finishing
 from nativekit.messaging._consume.handler import HandlerSpec
 from nativekit.messaging._consume.lanes import Item, Lane
 from nativekit.messaging._consume.marks import Marks
@@ -145,6 +145,8 @@ class Consumer(Feeding, Finishing):
         self._finish_event = asyncio.Event()
         self._capacity = asyncio.Event()
         self._flush_lock = asyncio.Lock()
+        self._flush_slots = asyncio.Semaphore(FLUSHES)
+        self._flushing: set[asyncio.Task[None]] = set()
         self._commit_lock = asyncio.Lock()
         self._commit_event = asyncio.Event()
 
@@ -240,8 +242,9 @@ class Consumer(Feeding, Finishing):
             self._lanes = {}
             await self._drain(lanes)
         finally:  # a failed drain must not leave the tasks (and their restarts) running
-            await cancel_all(self._tasks)
+            await cancel_all([*self._tasks, *self._flushing])  # flushes: after a drain timeout
             self._tasks = []
+            self._flushing.clear()
             gc, self._gc = self._gc, None
             self.running = False
             try:

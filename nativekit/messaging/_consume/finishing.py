@@ -20,6 +20,12 @@ from nativekit.messaging._dedup import Claim, ClaimStatus
 from nativekit.messaging._errors import CommitFailed
 from nativekit.messaging._wire.broker import GroupConsumer, TopicPartition
 
+#: Flushes (DONE/DEAD marks of handled items) in flight at once. With one, items handled
+#: while a flush waits for the store wait for it to end before theirs starts, and the
+#: in-flight window they hold is not refilled meanwhile; with two, the PostgreSQL
+#: consumer ran 0-35% faster (median 12%) in 8 paired runs at the same CPU per message.
+FLUSHES = 2
+
 
 class Finishing:
     """Finishing, committing and readiness of a :class:`Consumer` (which sets the state)."""
@@ -43,6 +49,8 @@ class Finishing:
     _finish_event: asyncio.Event
     _capacity: asyncio.Event
     _flush_lock: asyncio.Lock
+    _flush_slots: asyncio.Semaphore
+    _flushing: set[asyncio.Task[None]]
     _commit_lock: asyncio.Lock
     _commit_event: asyncio.Event
     _dispatching: tuple[list[Item], asyncio.Future[list[Claim] | None] | None] | None
@@ -71,11 +79,36 @@ class Finishing:
         item.finish()
 
     async def _finish_loop(self) -> None:
-        """Flush finished items whenever some arrived."""
+        """Flush finished items whenever some arrived, up to :data:`FLUSHES` at once: the
+        items handled while one flush waits for the store go out in the next."""
         while True:
             await self._finish_event.wait()
+            await self._flush_slots.acquire()
+            self._raise_failed_flush()
             self._finish_event.clear()
-            await self._flush()
+            task = asyncio.ensure_future(self._flush_in_slot())
+            self._flushing.add(task)
+            task.add_done_callback(self._flush_ended)
+
+    async def _flush_in_slot(self) -> None:
+        try:
+            await self._flush_batch()
+        finally:
+            self._flush_slots.release()
+
+    def _flush_ended(self, task: asyncio.Task[None]) -> None:
+        # a failed flush put its items back and set the event: the loop raises its error
+        # (and is restarted) before it starts the next one
+        if task.cancelled() or task.exception() is None:
+            self._flushing.discard(task)
+
+    def _raise_failed_flush(self) -> None:
+        for task in list(self._flushing):
+            if task.done():
+                self._flushing.discard(task)
+                if not task.cancelled() and (exc := task.exception()) is not None:
+                    self._flush_slots.release()  # the slot this iteration took
+                    raise exc
 
     async def _commit_loop(self) -> None:
         """Commit in the background, so handling never waits for the broker's commit reply;
@@ -92,58 +125,71 @@ class Finishing:
             await asyncio.sleep(self.options.commit_interval - (time.monotonic() - started))
 
     async def _flush(self) -> None:
-        async with self._flush_lock:
-            # in place: the runner appends to this very list
-            batch = self._finished[:]
-            self._finished.clear()
-            releases, self._releases = self._releases, []
-            marks = self.marks
+        """Flush every item handled so far, once the flushes in flight ended (drain, stop)."""
+        async with self._flush_lock:  # one at a time: each takes every slot
+            held = 0
             try:
-                if releases and marks is not None:
-                    await marks.release(releases)
-                if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
-                    self._finished[:0] = batch  # given up on stop: left uncommitted
-                    return
-            except Exception:
-                self._finished[:0] = batch  # flushed again by the restarted loop
-                self._releases[:0] = releases
-                self._finish_event.set()
-                raise
-            outcomes: dict[tuple[str, ConsumeOutcome | None], int] = {}
-            durations: dict[str, list[float]] = {}
-            owned = self._owned
-            lane: Lane | None = None
-            offsets: list[int] = []  # of ``lane``: workers finish items in runs per lane
+                while held < FLUSHES:
+                    await self._flush_slots.acquire()
+                    held += 1
+                await self._flush_batch()
+            finally:
+                for _ in range(held):
+                    self._flush_slots.release()
+
+    async def _flush_batch(self) -> None:
+        """Write the marks of the items handled so far and finish them."""
+        # in place: the runner appends to this very list
+        batch = self._finished[:]
+        self._finished.clear()
+        releases, self._releases = self._releases, []
+        marks = self.marks
+        try:
+            if releases and marks is not None:
+                await marks.release(releases)
+            if batch and marks is not None and not await marks.finish(batch, self._give_up_at):
+                self._finished[:0] = batch  # given up on stop: left uncommitted
+                return
+        except Exception:
+            self._finished[:0] = batch  # flushed again by the restarted loop
+            self._releases[:0] = releases
+            self._finish_event.set()
+            raise
+        outcomes: dict[tuple[str, ConsumeOutcome | None], int] = {}
+        durations: dict[str, list[float]] = {}
+        owned = self._owned
+        lane: Lane | None = None
+        offsets: list[int] = []  # of ``lane``: workers finish items in runs per lane
+        for item in batch:
+            record = item.record
+            if item.lane is not lane:
+                if lane is not None:
+                    lane.offsets.finish_many(offsets)
+                lane, offsets = item.lane, []
+            offsets.append(record.offset)
+            if owned.get(item.key) is item:
+                del owned[item.key]
+            place = (record.topic, item.outcome)
+            outcomes[place] = outcomes.get(place, 0) + 1
+            if item.elapsed is not None:
+                durations.setdefault(record.topic, []).append(item.elapsed)
+            item.finished = True  # Item.finish(), inline: a call less per message
+            if item.waiter is not None:
+                item.waiter.set()
+        if lane is not None:
+            lane.offsets.finish_many(offsets)
+        group = self.options.group
+        for (topic, outcome), n in outcomes.items():
+            if outcome is not None:
+                self.metrics.count(topic, group, outcome, n)
+        for topic, seconds in durations.items():
+            self.metrics.observe_many(topic, group, seconds)
+        self._in_flight -= len(batch)
+        self._capacity.set()
+        self._commit_event.set()
+        for observer in self.observers:
             for item in batch:
-                record = item.record
-                if item.lane is not lane:
-                    if lane is not None:
-                        lane.offsets.finish_many(offsets)
-                    lane, offsets = item.lane, []
-                offsets.append(record.offset)
-                if owned.get(item.key) is item:
-                    del owned[item.key]
-                place = (record.topic, item.outcome)
-                outcomes[place] = outcomes.get(place, 0) + 1
-                if item.elapsed is not None:
-                    durations.setdefault(record.topic, []).append(item.elapsed)
-                item.finished = True  # Item.finish(), inline: a call less per message
-                if item.waiter is not None:
-                    item.waiter.set()
-            if lane is not None:
-                lane.offsets.finish_many(offsets)
-            group = self.options.group
-            for (topic, outcome), n in outcomes.items():
-                if outcome is not None:
-                    self.metrics.count(topic, group, outcome, n)
-            for topic, seconds in durations.items():
-                self.metrics.observe_many(topic, group, seconds)
-            self._in_flight -= len(batch)
-            self._capacity.set()
-            self._commit_event.set()
-            for observer in self.observers:
-                for item in batch:
-                    observer(item)
+                observer(item)
 
     async def _commit(self, lanes: list[Lane]) -> None:
         """Commit the finished prefix of ``lanes``; serialized, so offsets only move forward."""
