@@ -1,8 +1,9 @@
 """Server CPU of the PostgreSQL dedup store by the collation of its key columns.
 
-Migration 0004 gives ``dedup.namespace`` and ``dedup.key`` the collation ``"C"``. This
-measures what that saves: one schema per variant, the columns given the variant's
-collation after the migrations (``default``: the database's, as before 0004; ``C``;
+What giving ``dedup.namespace`` and ``dedup.key`` the collation ``"C"`` would save (a
+migration measured and left out: it rebuilds the primary key under a lock on the table;
+benchmarks/README.md): one schema per variant, the columns given the variant's
+collation after the migrations (``default``: the database's, as shipped; ``C``;
 ``icu``: ``en-US-x-icu``, standing in for the ``en_US.UTF-8`` many servers default to),
 then fresh keys claimed in batches of 500 and finished, on one pooled connection so
 one backend does the work. Variants alternate within every round; the figures are the

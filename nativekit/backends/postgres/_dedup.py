@@ -15,10 +15,6 @@ every key claimed by one batch shares its fencing token. That still fences, beca
 token is only ever compared together with its key, and a later claim of any key comes
 from a later ``nextval``, so it carries a larger token.
 
-Keys and namespaces compare byte by byte (collation ``"C"``, migration 0004): the claims
-and finishes walk the primary key with ``memcmp``, not the database's ``strcoll``, and
-sort a batch's keys the same way (every replica locks a batch's rows in one order).
-
 Inside :meth:`Database.transaction` a finish joins the handler's transaction, so the
 DONE mark commits with the handler's writes.
 """
@@ -60,7 +56,7 @@ class PostgresDedupStore:
             claimed AS (
                 INSERT INTO {self.table} AS d (namespace, key, state, token, expires, lease)
                 SELECT $1, k, 'P', n.token, n.now + $3 + $4, n.now + $3
-                FROM unnest($2::text[]) AS k, n ORDER BY k COLLATE "C"
+                FROM unnest($2::text[]) AS k, n ORDER BY k
                 ON CONFLICT (namespace, key) DO UPDATE SET state = 'P', token = excluded.token,
                     expires = excluded.expires, lease = excluded.lease
                 WHERE d.expires <= (SELECT now FROM n)
@@ -78,7 +74,7 @@ class PostgresDedupStore:
             WITH {_CLOCK}), finished AS (
             INSERT INTO {self.table} AS d (namespace, key, state, token, expires)
             SELECT $1, k, $4::text, t, n.now + $5
-            FROM unnest($2::text[], $3::bigint[]) AS c(k, t), n ORDER BY k COLLATE "C"
+            FROM unnest($2::text[], $3::bigint[]) AS c(k, t), n ORDER BY k
             ON CONFLICT (namespace, key) DO UPDATE SET state = excluded.state,
                 token = excluded.token, expires = CASE
                     WHEN $6 AND d.expires >= excluded.expires THEN d.expires
