@@ -48,3 +48,16 @@ async def schema_at_version(url: str, schema: str, version: int) -> AsyncIterato
         async with database.connection("drop the test schema") as connection:
             await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
         await database.aclose()
+
+
+async def table_updates(database: Database, table: str) -> tuple[int, int]:
+    """(updates, HOT updates) of ``table`` in the database's schema so far."""
+    async with database.connection("test stats") as connection:
+        await connection.execute("SELECT pg_stat_force_next_flush()")
+        row = await connection.fetchrow(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
+            "WHERE schemaname = $1 AND relname = $2",
+            database.schema,
+            table,
+        )
+    return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])

@@ -12,7 +12,7 @@ import pytest
 from nativekit.backends.postgres import Database, PostgresDedupStore, upgrade
 from nativekit.backends.postgres._migrations import migrations
 from nativekit.messaging._dedup import ClaimStatus
-from tests.postgres.conftest import schema_at_version
+from tests.postgres.conftest import schema_at_version, table_updates
 
 pytestmark = pytest.mark.postgres
 
@@ -23,18 +23,6 @@ RETAIN = 60.0
 def store(pg_database: Database, unique: str) -> PostgresDedupStore:
     """A store told its consumer's retention, as the backend factory makes it."""
     return PostgresDedupStore(pg_database, namespace=f"n-{unique}", retention=RETAIN)
-
-
-async def updates(database: Database) -> tuple[int, int]:
-    """(updates, HOT updates) of the dedup table so far."""
-    async with database.connection("test stats") as connection:
-        await connection.execute("SELECT pg_stat_force_next_flush()")
-        row = await connection.fetchrow(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
-            "WHERE schemaname = $1 AND relname = 'dedup'",
-            database.schema,
-        )
-    return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])
 
 
 async def row(database: Database, namespace: str, key: str) -> dict[str, object]:
@@ -55,11 +43,11 @@ async def test_finishes_and_renewals_are_hot_updates(
 ) -> None:
     """Renewing 50 leases and finishing them with the store's retention writes no index
     entry: every one of the 100 updates is HOT."""
-    upd, hot = await updates(pg_database)
+    upd, hot = await table_updates(pg_database, "dedup")
     claims = await store.claim_many([f"k{i}" for i in range(50)], lease=5)
     assert await store.renew_many(claims, lease=5) == [True] * 50
     assert await store.finish_many(claims, retain=RETAIN) == [True] * 50
-    upd_after, hot_after = await updates(pg_database)
+    upd_after, hot_after = await table_updates(pg_database, "dedup")
     assert (upd_after - upd, hot_after - hot) == (100, 100)
 
 

@@ -10,11 +10,10 @@ from collections.abc import AsyncIterator
 import pytest
 
 from nativekit.backends.postgres import Database, PostgresSagaStore, upgrade
-from nativekit.backends.postgres._migrations import migrations
 from nativekit.backends.postgres._transaction import PostgresTransaction
 from nativekit.saga import SagaStatus
 from nativekit.saga._store.model import SagaRecord, Transition
-from nativekit.settings import Settings
+from tests.postgres.conftest import schema_at_version, table_updates
 
 pytestmark = pytest.mark.postgres
 
@@ -31,18 +30,6 @@ def record(saga_id: str) -> SagaRecord:
         created_at=now,
         updated_at=now,
     )
-
-
-async def updates(database: Database) -> tuple[int, int]:
-    """(updates, HOT updates) of the saga table so far."""
-    async with database.connection("test stats") as connection:
-        await connection.execute("SELECT pg_stat_force_next_flush()")
-        row = await connection.fetchrow(
-            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables "
-            "WHERE schemaname = $1 AND relname = 'saga'",
-            database.schema,
-        )
-    return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])
 
 
 async def lease_left(database: Database, saga_id: str) -> float:
@@ -87,12 +74,12 @@ async def test_transitions_that_keep_the_status_are_hot(pg_database: Database) -
     ids = [f"hot-{n}" for n in range(10)]
     for saga_id in ids:
         await store.create(record(saga_id), token="t1", lease=30)
-    upd, hot = await updates(pg_database)
+    upd, hot = await table_updates(pg_database, "saga")
     for saga_id in ids:  # one statement each
         await write(store, saga_id, 1, lease=30)
     for saga_id in ids:
         await ending(pg_database, store, saga_id, 2)
-    assert await updates(pg_database) == (upd + 20, hot + 20)
+    assert await table_updates(pg_database, "saga") == (upd + 20, hot + 20)
     assert 29 < await lease_left(pg_database, ids[0]) <= 30
 
 
@@ -110,24 +97,8 @@ async def test_a_lease_with_less_than_half_left_is_extended(pg_database: Databas
 @pytest.fixture
 async def version_3(postgres_url: str, unique: str) -> AsyncIterator[Database]:
     """A schema at version 3 (as an older nativekit left it); dropped afterwards."""
-    database = Database(Settings(database={"url": postgres_url, "schema_name": f"v3_{unique}"}))
-    async with database.connection("create a version 3 schema") as connection:
-        await connection.execute(f"CREATE SCHEMA {database.schema}")
-        await connection.execute(
-            f"CREATE TABLE {database.table('nk_migrations')} (version integer PRIMARY KEY, "
-            "name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        )
-        for migration in migrations()[:3]:
-            await connection.execute(migration.sql.replace("{schema}", database.schema))
-            await connection.execute(
-                f"INSERT INTO {database.table('nk_migrations')} (version, name) VALUES ($1, $2)",
-                migration.version,
-                migration.name,
-            )
-    yield database
-    async with database.connection("drop the test schema") as connection:
-        await connection.execute(f"DROP SCHEMA {database.schema} CASCADE")
-    await database.aclose()
+    async with schema_at_version(postgres_url, f"v3_{unique}", 3) as database:
+        yield database
 
 
 async def test_upgrade_from_version_3_keeps_running_sagas(version_3: Database) -> None:
@@ -141,9 +112,9 @@ async def test_upgrade_from_version_3_keeps_running_sagas(version_3: Database) -
             "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", version_3.table("saga")
         )
     assert options == ["fillfactor=70"]
-    upd, hot = await updates(version_3)
+    upd, hot = await table_updates(version_3, "saga")
     await ending(version_3, store, "old", 1)
-    assert await updates(version_3) == (upd + 1, hot + 1)
+    assert await table_updates(version_3, "saga") == (upd + 1, hot + 1)
     async with version_3.connection("read the saga") as connection:
         step = await connection.fetchval(
             f"SELECT fields->>'step:a' FROM {version_3.table('saga')} WHERE id = 'old'"
