@@ -10,12 +10,16 @@ from collections.abc import AsyncIterator
 import pytest
 
 from nativekit.backends.postgres import Database, PostgresSagaStore, upgrade
+from nativekit.backends.postgres._migrations import migrations
 from nativekit.backends.postgres._transaction import PostgresTransaction
-from nativekit.saga import SagaStatus
+from nativekit.saga import LeaseLost, SagaStatus
 from nativekit.saga._store.model import SagaRecord, Transition
 from tests.postgres.conftest import schema_at_version, table_updates
 
 pytestmark = pytest.mark.postgres
+
+#: The shipped migrations an upgrade from version 3 applies.
+AFTER_3 = [m.version for m in migrations() if m.version > 3]
 
 
 def record(saga_id: str) -> SagaRecord:
@@ -106,7 +110,7 @@ async def test_upgrade_from_version_3_keeps_running_sagas(version_3: Database) -
     ``saga_write``) as a HOT update; the saga table gets fillfactor 70."""
     store = PostgresSagaStore(version_3)
     await store.create(record("old"), token="t1", lease=30)
-    assert [m.version for m in await upgrade(version_3)] == [4]
+    assert [m.version for m in await upgrade(version_3)] == AFTER_3
     async with version_3.connection("read the options") as connection:
         options = await connection.fetchval(
             "SELECT reloptions FROM pg_class WHERE oid = $1::regclass", version_3.table("saga")
@@ -120,3 +124,43 @@ async def test_upgrade_from_version_3_keeps_running_sagas(version_3: Database) -
             f"SELECT fields->>'step:a' FROM {version_3.table('saga')} WHERE id = 'old'"
         )
     assert step == '{"n": 1}'
+
+
+@pytest.fixture
+async def version_4(postgres_url: str, unique: str) -> AsyncIterator[Database]:
+    """A schema at version 4; dropped afterwards."""
+    async with schema_at_version(postgres_url, f"v4_{unique}", 4) as database:
+        yield database
+
+
+async def test_upgrade_from_version_4_replaces_saga_write(version_4: Database) -> None:
+    """A saga created at version 4 is written after the upgrade by the function of 0005
+    (the plain update, still HOT), and a stale token is still refused."""
+    store = PostgresSagaStore(version_4)
+    await store.create(record("four"), token="t1", lease=30)
+    await ending(version_4, store, "four", 1)  # the function of 0004
+    assert 5 in [m.version for m in await upgrade(version_4)]
+    upd, hot = await table_updates(version_4, "saga")
+    await ending(version_4, store, "four", 2)
+    assert await table_updates(version_4, "saga") == (upd + 1, hot + 1)
+    async with version_4.connection("read the function") as connection:
+        source = await connection.fetchval(
+            "SELECT prosrc FROM pg_proc WHERE oid = $1::regprocedure",
+            f"{version_4.table('saga_write')}(text, text, text, jsonb, float8, float8, text, "
+            "boolean, boolean, boolean, text[])",
+        )
+    assert "released boolean" in source
+    stale = PostgresTransaction(version_4)
+    await stale.execute("SELECT 1")
+    with pytest.raises(LeaseLost), stale.joined():
+        await store.write(
+            "four",
+            "t0",
+            Transition(fields={"step:a": "{}"}),
+            current=SagaStatus.RUNNING,
+            name="hot",
+            definition="d1",
+            lease=30,
+            retention=60,
+        )
+    await stale.close()

@@ -12,6 +12,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from nativekit.backends.postgres import Database, PostgresSagaStore
+from nativekit.backends.postgres._transaction import PostgresTransaction
 from nativekit.backends.redis._saga_store import RedisSagaStore
 from nativekit.saga import (
     LeaseLost,
@@ -530,6 +531,36 @@ class TestPostgresSagaStore(SagaStoreContract):
     async def expire(self, store: SagaStore, seconds: float = SHORT) -> None:
         """Wait (real time) until leases of ``seconds`` have run out on the server clock."""
         await asyncio.sleep(seconds + SHORT * 3)
+
+
+class EndingStore(PostgresSagaStore):
+    """Writes each transition without outbox entries as a step that used ``ctx.db`` ends
+    its transaction: one ``saga_write`` call sent with the COMMIT."""
+
+    async def write(self, saga_id: str, token: str, change: Transition, **kwargs: Any) -> None:
+        """The write in a begun transaction, which it must end (committed or rolled back)."""
+        if change.outbox:
+            await super().write(saga_id, token, change, **kwargs)
+            return
+        transaction = PostgresTransaction(self.db)
+        try:
+            await transaction.execute("SELECT 1")
+            with transaction.joined():
+                await super().write(saga_id, token, change, **kwargs)
+            assert transaction.ended, "the write did not end the transaction (no saga_write)"
+            await transaction.commit()
+        finally:
+            await transaction.close()
+
+
+@pytest.mark.postgres
+class TestPostgresSagaStoreEndingTransactions(TestPostgresSagaStore):
+    """The PostgreSQL implementation, every plain transition written by ``saga_write``."""
+
+    @pytest.fixture
+    def store(self, pg_database: Database) -> SagaStore:
+        """A store whose writes end a step's transaction."""
+        return EndingStore(pg_database)
 
 
 @pytest.mark.redis
