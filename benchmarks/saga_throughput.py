@@ -21,6 +21,11 @@ each kind of step costs" in docs/saga-model.md).
 
     python benchmarks/saga_throughput.py [--redis redis://127.0.0.1:6379/0] [--quick]
                                          [--postgres postgresql://host/db]
+                                         [--loop uvloop|asyncio]
+
+Every contender runs on uvloop by default: a service runs under uvicorn, whose event
+loop is uvloop when it is installed, and nativekit depends on ``uvicorn[standard]``,
+which installs it. ``--loop asyncio`` runs them on the standard library's loop.
 
 With ``--postgres URL`` two more
 contenders run in the same process: nativekit on PostgreSQL, whose steps each insert
@@ -52,6 +57,7 @@ from typing import Any
 
 import harness
 import redis.asyncio as aioredis
+import uvloop
 
 import nativekit
 from nativekit.saga import Saga, SagaContext
@@ -452,11 +458,19 @@ def main() -> None:
         "(make bench passes NATIVEKIT_TEST_DATABASE_URL)",
     )
     parser.add_argument("--only-postgres", action="store_true", help="skip the Redis runs")
+    parser.add_argument(
+        "--loop",
+        choices=("uvloop", "asyncio"),
+        default="uvloop",
+        help="event loop of every contender (uvloop: what uvicorn runs a service on)",
+    )
     args = parser.parse_args()
+    run = uvloop.run if args.loop == "uvloop" else asyncio.run
     total = {1: 50, 100: 300} if args.quick else {1: max(300, args.sagas // 10), 100: args.sagas}
     rounds = 1 if args.quick else ROUNDS
+    pg_rows: list[dict[str, Any]] = []
     if args.postgres:
-        postgres = asyncio.run(measure_postgres(args.postgres, total, rounds))
+        postgres = run(measure_postgres(args.postgres, total, rounds))
         print(
             f"{'run (PostgreSQL)':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}"
             f"{'RT/saga':>8}{'stmt/saga':>10}{'commits':>9}{'cpu ms':>8}{'srv ms':>8}"
@@ -473,11 +487,23 @@ def main() -> None:
                     f"{f['cpu_ms_per_saga']:>8}{f['server_cpu_ms_per_saga']:>8}"
                 )
             print(f"{'ratio vs asyncpg loop ' + level:<34}{row['ratio_vs_asyncpg_loop']:>10}x")
-        print(json.dumps({"benchmark": "saga_throughput_postgres", **postgres},
-                         separators=(",", ":")))  # fmt: skip
+        print(json.dumps({"benchmark": "saga_throughput_postgres", "loop": args.loop,
+                          **postgres}, separators=(",", ":")))  # fmt: skip
+        pg_rows = [
+            harness.row(
+                f"saga (3 steps, each inserting a row through ctx.db) on PostgreSQL, {level}",
+                unit="sagas/s",
+                figure=row["nativekit_pg"]["sagas_per_s"],
+                peer="hand-written asyncpg loop",
+                peer_figure=row["asyncpg_loop"]["sagas_per_s"],
+                target=1.0,
+            )
+            for level, row in postgres.items()
+            if isinstance(row, dict)
+        ]
         if args.only_postgres:
             return
-    results = asyncio.run(measure(args.redis, total, rounds))
+    results = run(measure(args.redis, total, rounds))
     print(f"{'run':<34}{'sagas/s':>10}{'p50 ms':>10}{'p99 ms':>10}{'RT/saga':>9}")
     for level, row in results.items():
         for label in ("nativekit", "nativekit_model", "hand_loop", "hand_loop_coalesced"):
@@ -512,6 +538,7 @@ def main() -> None:
         )
         for level, row in results.items()
     ]
+    rows += pg_rows
     first = rows[len(results) - 1]  # plain saga at c=100, the issue's figure
     harness.headline(
         "saga_throughput",
@@ -522,7 +549,7 @@ def main() -> None:
         peer_figure=first["peer_figure"],
         target=first["target"],
         rows=[r for r in rows if r is not first],
-        details=results,
+        details={"loop": args.loop, **results},
     )
 
 
