@@ -380,6 +380,7 @@ async def measure_postgres(url: str, total: dict[int, int], rounds: int) -> dict
         await svc.startup(hook_sigterm=False)  # migrations: the service's pool is made
     finally:
         undo()
+    nativekit.tune_gc()  # as the Redis contenders' process does (nativekit_runner)
     pool = await asyncpg.create_pool(
         url, min_size=PG_POOL, max_size=PG_POOL, init=counters["asyncpg_loop"].attach
     )
