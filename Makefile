@@ -85,7 +85,7 @@ test: lint typecheck docs bytecode $(PROMTOOL)
 	$(PY) -m coverage report
 
 # Replicas of the shop and the command/reply processes on a Redis Cluster (~3 min)
-test-scale: $(STAMP)
+test-scale: bytecode
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -m scale $(PYTEST_ARGS) tests/scale
 
@@ -102,11 +102,11 @@ test-long: bytecode
 		$(PY) -m pytest -q -p no:cacheprovider -n 2 --dist loadfile \
 		-m "shop_postgres or long_check" $(PYTEST_ARGS) tests
 
-test-shop-postgres: $(STAMP)
+test-shop-postgres: bytecode
 	$(PY) -m nativekit.testing.servers -- \
 		$(PY) -m pytest -q -p no:cacheprovider -m shop_postgres $(PYTEST_ARGS) tests/shop
 
-test-fast: $(STAMP)
+test-fast: bytecode
 	$(PY) -m nativekit.testing.servers -- $(PY) -m pytest -q -x $(PYTEST_ARGS)
 
 # The fault suite. make test runs its quick version (3 s outages, a shop per file, the files
@@ -116,11 +116,11 @@ test-fast: $(STAMP)
 # (tests/faults/report.py).
 FAULTS_RESULTS ?= faults-results.jsonl
 
-test-faults-quick: $(STAMP)
+test-faults-quick: bytecode
 	NATIVEKIT_TEST_FAULTS_RESULTS=$(abspath $(FAULTS_RESULTS)) \
 		$(PY) -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
 
-test-faults: $(STAMP)
+test-faults: bytecode
 	NATIVEKIT_TEST_FAULTS=long NATIVEKIT_TEST_FAULTS_RESULTS=$(abspath $(FAULTS_RESULTS)) \
 		$(PY) -m pytest -q -p no:cacheprovider tests/faults $(PYTEST_ARGS)
 
@@ -135,7 +135,7 @@ shop: $(SHOP_STAMP)
 	$(PY) -m uvicorn examples.shop.app:app --host 127.0.0.1 --port 8000
 
 # Three processes on :8001-8003 against Redis + Kafka (started when missing); Ctrl-C stops all.
-shop-cluster: $(STAMP)
+shop-cluster: bytecode
 	$(PY) -m examples.shop.cluster --replicas $(REPLICAS)
 
 # Each script prints a table and, last, one JSON line (benchmarks/harness.py); the
