@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 
@@ -10,6 +11,8 @@ import pytest
 
 from nativekit.backends.postgres import Database
 from nativekit.backends.postgres._migrations import migrations
+from nativekit.saga import SagaStatus
+from nativekit.saga._store.model import SagaRecord
 from nativekit.settings import Settings
 
 
@@ -61,3 +64,17 @@ async def table_updates(database: Database, table: str) -> tuple[int, int]:
             table,
         )
     return int(row["n_tup_upd"]), int(row["n_tup_hot_upd"])
+
+
+def running_record(saga_id: str, name: str, saga_input: str = "{}") -> SagaRecord:
+    """A fresh RUNNING record of saga ``name`` (definition ``d1``)."""
+    now = time.time()
+    return SagaRecord(
+        saga_id=saga_id,
+        name=name,
+        definition="d1",
+        status=SagaStatus.RUNNING,
+        input=saga_input,
+        created_at=now,
+        updated_at=now,
+    )

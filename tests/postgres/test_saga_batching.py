@@ -4,7 +4,6 @@ concurrent sagas, share one statement on PostgreSQL; fencing and errors stay per
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -12,6 +11,7 @@ from nativekit.backends.postgres import Database, PostgresSagaStore
 from nativekit.saga import SagaStatus
 from nativekit.saga._errors import LeaseLost, SagaStateError
 from nativekit.saga._store.model import SagaRecord, Transition
+from tests.postgres.conftest import running_record
 from tests.postgres.test_saga_statements import Statements, counted
 
 pytestmark = pytest.mark.postgres
@@ -20,16 +20,7 @@ __all__ = ["counted"]  # the fixture, shared with the statements test
 
 def record(saga_id: str) -> SagaRecord:
     """A fresh RUNNING record."""
-    now = time.time()
-    return SagaRecord(
-        saga_id=saga_id,
-        name="batch",
-        definition="d1",
-        status=SagaStatus.RUNNING,
-        input='{"order_id":"o"}',
-        created_at=now,
-        updated_at=now,
-    )
+    return running_record(saga_id, "batch", '{"order_id":"o"}')
 
 
 async def write(

@@ -4,7 +4,6 @@ changes no indexed column; a shorter lease left, or a shorter lease asked for, i
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -14,7 +13,7 @@ from nativekit.backends.postgres._migrations import migrations
 from nativekit.backends.postgres._transaction import PostgresTransaction
 from nativekit.saga import LeaseLost, SagaStatus
 from nativekit.saga._store.model import SagaRecord, Transition
-from tests.postgres.conftest import schema_at_version, table_updates
+from tests.postgres.conftest import running_record, schema_at_version, table_updates
 
 pytestmark = pytest.mark.postgres
 
@@ -24,16 +23,7 @@ AFTER_3 = [m.version for m in migrations() if m.version > 3]
 
 def record(saga_id: str) -> SagaRecord:
     """A fresh RUNNING record."""
-    now = time.time()
-    return SagaRecord(
-        saga_id=saga_id,
-        name="hot",
-        definition="d1",
-        status=SagaStatus.RUNNING,
-        input="{}",
-        created_at=now,
-        updated_at=now,
-    )
+    return running_record(saga_id, "hot")
 
 
 async def lease_left(database: Database, saga_id: str) -> float:
